@@ -1,0 +1,1 @@
+"""sleapflow: a fast, streaming inference engine for SLEAP / sleap-nn pose models."""

@@ -1,0 +1,1 @@
+"""Graph declarations, one module per model type, and the registry of named graphs."""

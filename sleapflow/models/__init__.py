@@ -1,0 +1,1 @@
+"""Model loading: config decoding, checkpoints, backbones and heads."""

@@ -1,0 +1,1 @@
+"""Pure array functions: preprocessing, peaks, crops, PAF grouping, identity, filters."""

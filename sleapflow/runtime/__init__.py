@@ -1,0 +1,1 @@
+"""How graphs execute: graph declarations, the runner, metered streams and statistics."""

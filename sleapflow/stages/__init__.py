@@ -1,0 +1,1 @@
+"""The stage catalogue: stream adapters around the pure functions of sleapflow.ops."""

@@ -1,0 +1,1 @@
+"""Multi-animal tracking: candidates, features, scoring, matching, optical flow."""
