@@ -19,3 +19,8 @@ def assets() -> Path:
 @pytest.fixture(scope="session")
 def reference() -> Path:
     return REFERENCE
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return request.param

@@ -1,0 +1,144 @@
+"""Graph declarations as data: stages, bounded edges, and their validation before anything runs."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import msgspec
+from anyio.abc import TaskStatus
+
+from sleapflow.errors import ConfigError
+
+Role = Literal["source", "stage", "sink"]
+
+
+@runtime_checkable
+class Stage(Protocol):
+    """A long-lived coroutine that owns its inbox and outbox.
+
+    ``run`` loads its resources, calls ``task_status.started()``, consumes its inbox to the end,
+    flushes what it holds and returns, closing both streams on every path.
+    """
+
+    name: str
+    role: Role
+    #: False when items may leave in another order than they came (parallel workers).
+    preserves_order: bool
+    #: True when the stage must see items in sequence order (tracker, writer).
+    requires_order: bool
+    #: True for a stage that restores sequence order.
+    restores_order: bool
+
+    async def run(self, inbox: Any, outbox: Any, *, task_status: TaskStatus[None]) -> None: ...
+
+
+class Edge(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A bounded queue from one stage to the next."""
+
+    src: str
+    dst: str
+    maxsize: int
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """A named graph: its stages in flow order and the bounded edges between them."""
+
+    name: str
+    stages: tuple[Any, ...]
+    edges: tuple[Edge, ...]
+    description: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def stage(self, name: str) -> Any:
+        for s in self.stages:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def describe(self) -> str:
+        """A human-readable listing of the stages and edges."""
+        lines = [f"graph {self.name}" + (f": {self.description}" if self.description else "")]
+        for s in self.stages:
+            flags = []
+            if not getattr(s, "preserves_order", True):
+                flags.append("unordered")
+            if getattr(s, "restores_order", False):
+                flags.append("reorders")
+            if getattr(s, "requires_order", False):
+                flags.append("order-sensitive")
+            lines.append(f"  [{s.role:<6}] {s.name}" + (f"  ({', '.join(flags)})" if flags else ""))
+        for e in self.edges:
+            lines.append(f"  {e.src} -> {e.dst}  (maxsize {e.maxsize})")
+        return "\n".join(lines)
+
+
+def chain(name: str, stages: Sequence[Any], maxsize: int | Sequence[int], *,
+          description: str = "", meta: dict[str, Any] | None = None) -> GraphSpec:
+    """A linear graph: each stage feeds the next through a queue of ``maxsize`` items."""
+    sizes = [maxsize] * (len(stages) - 1) if isinstance(maxsize, int) else list(maxsize)
+    if len(sizes) != len(stages) - 1:
+        raise ConfigError(f"graph {name}: {len(stages)} stages need {len(stages) - 1} edge sizes")
+    edges = tuple(
+        Edge(src=a.name, dst=b.name, maxsize=size)
+        for a, b, size in zip(stages[:-1], stages[1:], sizes)
+    )
+    spec = GraphSpec(name=name, stages=tuple(stages), edges=edges, description=description,
+                     meta=dict(meta or {}))
+    validate(spec)
+    return spec
+
+
+def validate(spec: GraphSpec) -> None:
+    """Reject a malformed graph before it runs: names, bounds, shape and order constraints."""
+    names = [s.name for s in spec.stages]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"graph {spec.name}: duplicate stage names {duplicates}")
+    known = set(names)
+    for e in spec.edges:
+        if e.src not in known or e.dst not in known:
+            raise ConfigError(f"graph {spec.name}: edge {e.src}->{e.dst} names an unknown stage")
+        if isinstance(e.maxsize, bool) or not isinstance(e.maxsize, int) or e.maxsize < 1 \
+                or e.maxsize == math.inf:
+            raise ConfigError(
+                f"graph {spec.name}: edge {e.src}->{e.dst} must be bounded by a positive integer "
+                f"maxsize (got {e.maxsize!r}); unbounded queues are not allowed"
+            )
+    outgoing = {n: [e for e in spec.edges if e.src == n] for n in names}
+    incoming = {n: [e for e in spec.edges if e.dst == n] for n in names}
+    for s in spec.stages:
+        want_in = 0 if s.role == "source" else 1
+        want_out = 0 if s.role == "sink" else 1
+        if len(incoming[s.name]) != want_in or len(outgoing[s.name]) != want_out:
+            raise ConfigError(
+                f"graph {spec.name}: {s.role} {s.name!r} needs {want_in} input and {want_out} "
+                f"output edge(s), has {len(incoming[s.name])} and {len(outgoing[s.name])}"
+            )
+    sources = [s for s in spec.stages if s.role == "source"]
+    if len(sources) != 1:
+        raise ConfigError(f"graph {spec.name}: needs exactly one source, has {len(sources)}")
+    # Walk the chain from the source, checking that order-sensitive stages see ordered items.
+    ordered = True
+    current = sources[0]
+    seen = 0
+    while True:
+        seen += 1
+        if getattr(current, "requires_order", False) and not ordered:
+            raise ConfigError(
+                f"graph {spec.name}: stage {current.name!r} needs items in order but follows an "
+                "unordered stage; put a reorder stage before it"
+            )
+        if getattr(current, "restores_order", False):
+            ordered = True
+        elif not getattr(current, "preserves_order", True):
+            ordered = False
+        nxt = outgoing[current.name]
+        if not nxt:
+            break
+        current = spec.stage(nxt[0].dst)
+    if seen != len(spec.stages):
+        raise ConfigError(f"graph {spec.name}: not every stage is reachable from the source")

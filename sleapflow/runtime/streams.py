@@ -1,0 +1,92 @@
+"""Stream wrappers that record items, starvation, backpressure and queue depth for a stage."""
+
+from __future__ import annotations
+
+from typing import Generic, TypeVar
+
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from sleapflow.runtime.stats import Clock, StageMeter
+
+T = TypeVar("T")
+
+
+class MeteredReceiveStream(Generic[T]):
+    """The inbox a stage reads; time spent waiting here is the stage's starvation."""
+
+    def __init__(self, inner: MemoryObjectReceiveStream[T], meter: StageMeter, clock: Clock) -> None:
+        self._inner = inner
+        self._meter = meter
+        self._clock = clock
+
+    async def receive(self) -> T:
+        depth = self._inner.statistics().current_buffer_used
+        if depth > self._meter.peak_inbox_depth:
+            self._meter.peak_inbox_depth = depth
+        start = self._clock()
+        try:
+            item = await self._inner.receive()
+        finally:
+            self._meter.starved_s += self._clock() - start
+        self._meter.items_in += 1
+        self._meter.last_item = item
+        return item
+
+    def __aiter__(self) -> MeteredReceiveStream[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        from anyio import EndOfStream
+
+        try:
+            return await self.receive()
+        except EndOfStream:
+            raise StopAsyncIteration from None
+
+    def clone(self) -> MeteredReceiveStream[T]:
+        """Another handle on the same inbox, for stages that run several workers."""
+        return MeteredReceiveStream(self._inner.clone(), self._meter, self._clock)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    async def aclose(self) -> None:
+        self._inner.close()
+
+    async def __aenter__(self) -> MeteredReceiveStream[T]:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+
+class MeteredSendStream(Generic[T]):
+    """The outbox a stage writes; time spent waiting here is backpressure from downstream."""
+
+    def __init__(self, inner: MemoryObjectSendStream[T], meter: StageMeter, clock: Clock) -> None:
+        self._inner = inner
+        self._meter = meter
+        self._clock = clock
+
+    async def send(self, item: T) -> None:
+        start = self._clock()
+        try:
+            await self._inner.send(item)
+        finally:
+            self._meter.blocked_s += self._clock() - start
+        self._meter.items_out += 1
+
+    def clone(self) -> MeteredSendStream[T]:
+        return MeteredSendStream(self._inner.clone(), self._meter, self._clock)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    async def aclose(self) -> None:
+        self._inner.close()
+
+    async def __aenter__(self) -> MeteredSendStream[T]:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
