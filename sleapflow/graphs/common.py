@@ -1,0 +1,126 @@
+"""What every graph declaration shares: resolved models, preprocessing plans, stage factories."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import sleap_io as sio
+
+from sleapflow.config import InferenceConfig
+from sleapflow.errors import ConfigError
+from sleapflow.inputs import InputPlan
+from sleapflow.models import ModelConfig, load_model, read_model_config, resolve_model_dir
+from sleapflow.runtime import BatchStage, MapStage
+from sleapflow.stages.forward import ForwardStage
+from sleapflow.stages.peaks import PeakSettings
+from sleapflow.stages.preprocess import PreprocessPlan, Preprocessor, frame_shape_key, make_frame_batch
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model folder and its decoded config; weights load inside the forward stage."""
+
+    path: Path
+    config: ModelConfig
+
+
+def resolve_models(model_paths: tuple[str, ...]) -> dict[str, ModelRef]:
+    """Model folders keyed by model type; two models of one type is an error."""
+    models: dict[str, ModelRef] = {}
+    for raw in model_paths:
+        path = resolve_model_dir(raw)
+        config = read_model_config(path)
+        if config.model_type in models:
+            raise ConfigError(
+                f"two {config.model_type} models given ({models[config.model_type].path} and "
+                f"{path}); pass one model per type"
+            )
+        models[config.model_type] = ModelRef(path=path, config=config)
+    return models
+
+
+@dataclass
+class BuildContext:
+    """Everything a graph declaration needs to build its stages."""
+
+    cfg: InferenceConfig
+    models: dict[str, ModelRef]
+    plan: InputPlan | None
+    device: str
+    torch_threads: int | None = None
+    cpu_limiter: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(2))
+    device_limiter: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(1))
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def peaks(self, threshold: float) -> PeakSettings:
+        return PeakSettings(threshold, self.cfg.integral_refinement, self.cfg.integral_patch_size)
+
+    @property
+    def batch_maxsize(self) -> int:
+        """Queue bound for edges that carry batches: about ``queue_maxsize`` frames."""
+        return max(2, self.cfg.queue_maxsize // self.cfg.batch_size)
+
+
+def default_torch_threads() -> int:
+    """Leave one core to decoding and post-processing: oversubscribed cores cost far more."""
+    cores = os.cpu_count() or 1
+    return max(1, cores - 1)
+
+
+def preprocess_plan(cfg: InferenceConfig, primary: ModelConfig,
+                    fallback: ModelConfig | None = None) -> PreprocessPlan:
+    """User overrides first, then the primary model's training config, then the fallback's."""
+    def pick(user: Any, name: str) -> Any:
+        if user is not None:
+            return user
+        value = getattr(primary.preprocessing, name)
+        if value is None and fallback is not None:
+            value = getattr(fallback.preprocessing, name)
+        return value
+
+    return PreprocessPlan(
+        ensure_rgb=bool(pick(cfg.ensure_rgb, "ensure_rgb")),
+        ensure_grayscale=bool(pick(cfg.ensure_grayscale, "ensure_grayscale")),
+        max_height=pick(cfg.max_height, "max_height"),
+        max_width=pick(cfg.max_width, "max_width"),
+        scale=float(cfg.input_scale if cfg.input_scale is not None else primary.preprocessing.scale),
+        max_stride=primary.max_stride,
+    )
+
+
+def batch_stage(ctx: BuildContext, name: str = "batch") -> BatchStage:
+    return BatchStage(name, ctx.cfg.batch_size, key=frame_shape_key, make_batch=make_frame_batch)
+
+
+def preprocess_stage(ctx: BuildContext, plan: PreprocessPlan, *, keep_raw: bool = False,
+                     name: str = "preprocess") -> MapStage:
+    return MapStage(name, Preprocessor(plan, keep_raw=keep_raw), limiter=ctx.cpu_limiter)
+
+
+def forward_stage(ctx: BuildContext, ref: ModelRef, *, name: str = "forward",
+                  overrides: bool = True) -> ForwardStage:
+    cfg = ctx.cfg
+    device = ctx.device
+
+    def load() -> Any:
+        return load_model(ref.path, device,
+                          backbone_ckpt_path=cfg.backbone_ckpt_path if overrides else None,
+                          head_ckpt_path=cfg.head_ckpt_path if overrides else None)
+
+    return ForwardStage(load, device=device, name=name, limiter=ctx.device_limiter,
+                        torch_threads=ctx.torch_threads)
+
+
+def output_skeleton(config: ModelConfig) -> sio.Skeleton:
+    """The training skeleton; points are written in head-channel order, by position."""
+    sk = config.skeleton
+    skeleton = sio.Skeleton(nodes=list(sk.node_names), name=sk.name)
+    for src, dst in sk.edges:
+        skeleton.add_edge(src, dst)
+    for a, b in sk.symmetries:
+        skeleton.add_symmetry(a, b)
+    return skeleton

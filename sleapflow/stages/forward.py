@@ -1,0 +1,72 @@
+"""The batched forward pass: owns the model on its device, one batch at a time per device."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import torch
+from anyio.abc import TaskStatus
+
+from sleapflow.messages import ModelInput, ModelOutput
+from sleapflow.ops.preprocess import normalize
+from sleapflow.runtime.graph import Role
+
+
+class ForwardStage:
+    """Runs ``model(x)`` in a worker thread under the device's limiter.
+
+    The model is loaded before ``started()`` so a bad checkpoint fails the run before any frame
+    is decoded. On CUDA the stage synchronises before handing the batch on, so its busy time is
+    the real forward time. Cancellation waits for a forward in flight to finish.
+    """
+
+    role: Role = "stage"
+    preserves_order = True
+    requires_order = False
+    restores_order = False
+
+    def __init__(self, load: Callable[[], Any], *, device: str, name: str = "forward",
+                 head_filter: tuple[str, ...] | None = None,
+                 limiter: anyio.CapacityLimiter | None = None,
+                 torch_threads: int | None = None) -> None:
+        self.name = name
+        self._load = load
+        self.device = torch.device(device)
+        self.head_filter = head_filter
+        self.limiter = limiter or anyio.CapacityLimiter(1)
+        self.torch_threads = torch_threads
+        self.model: Any = None
+
+    def _setup(self) -> None:
+        if self.torch_threads is not None:
+            torch.set_num_threads(self.torch_threads)
+        self.model = self._load()
+
+    def forward(self, item: ModelInput) -> ModelOutput:
+        module = self.model.module
+        with torch.inference_mode():
+            x = normalize(item.tensor.to(self.device, non_blocking=True))
+            heads = module(x)
+            if self.head_filter is not None:
+                heads = {k: v for k, v in heads.items() if k in self.head_filter}
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+        raw = item.raw
+        return ModelOutput(seq=item.seq, frames=item.frames, heads=heads, eff_scale=item.eff_scale,
+                           raw=raw, extra={"gt_points": item.gt_points} if item.gt_points else {})
+
+    async def run(self, inbox: Any, outbox: Any, *,
+                  task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with inbox, outbox:
+            await anyio.to_thread.run_sync(self._setup, limiter=self.limiter)
+            task_status.started()
+            async for item in inbox:
+                try:
+                    result = await anyio.to_thread.run_sync(self.forward, item,
+                                                            limiter=self.limiter)
+                except Exception as exc:
+                    exc.sleapflow_item = item  # type: ignore[attr-defined]
+                    raise
+                await outbox.send(result)

@@ -1,0 +1,54 @@
+"""Peak-extraction stage functions: head outputs on the device → per-frame predictions on the host.
+
+Each callable works on a whole batch on the model's device and moves only the peaks to the host,
+once per batch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from sleapflow.messages import FramePrediction, ModelOutput
+from sleapflow.ops.peaks import find_global_peaks
+
+
+class PeakSettings:
+    """Peak-finding options shared by every model type."""
+
+    __slots__ = ("patch_size", "refinement", "threshold")
+
+    def __init__(self, threshold: float, refinement: str | None, patch_size: int) -> None:
+        self.threshold = threshold
+        self.refinement = refinement
+        self.patch_size = patch_size
+
+
+class SingleInstancePeaks:
+    """One global peak per part; instance score is the NaN-sum of the point scores."""
+
+    def __init__(self, head: str, output_stride: int, input_scale: float, peaks: PeakSettings) -> None:
+        self.head = head
+        self.output_stride = output_stride
+        self.input_scale = input_scale
+        self.peaks = peaks
+
+    def __call__(self, out: ModelOutput) -> list[FramePrediction]:
+        cms = out.heads[self.head]
+        with torch.inference_mode():
+            points, vals = find_global_peaks(cms, self.peaks.threshold,
+                                             refinement=self.peaks.refinement,
+                                             patch_size=self.peaks.patch_size)
+            points = points * self.output_stride / self.input_scale
+        points_np = points.cpu().numpy().astype(np.float64)
+        vals_np = vals.cpu().numpy().astype(np.float64)
+        eff = np.asarray(out.eff_scale, dtype=np.float64)
+        points_np /= eff[:, None, None]
+        preds = []
+        for b, info in enumerate(out.frames):
+            preds.append(FramePrediction(
+                seq=info.seq, video_id=info.video_id, frame_idx=info.frame_idx,
+                points=points_np[b][None], point_scores=vals_np[b][None],
+                instance_scores=np.array([np.nansum(vals_np[b])]),
+            ))
+        return preds

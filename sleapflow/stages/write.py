@@ -1,0 +1,135 @@
+"""The writer sink: per-frame predictions → sleap-io objects → an atomically written .slp."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import numpy as np
+import sleap_io as sio
+from anyio.abc import TaskStatus
+
+from sleapflow.messages import FramePrediction
+from sleapflow.runtime.graph import Role
+
+
+def save_labels_atomically(labels: sio.Labels, path: str | Path) -> None:
+    """Write to a temporary file beside ``path`` and rename it into place only on success,
+    so an existing output is never left half-written or lost by a failed run."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.slp", dir=path.parent)
+    os.close(fd)
+    try:
+        sio.save_slp(labels, tmp, restore_original_videos=False, verbose=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class LabelsBuilder:
+    """Turns FramePredictions into LabeledFrames; tracks are created once per name."""
+
+    def __init__(self, videos: list[sio.Video], skeleton: sio.Skeleton, *,
+                 keep_empty_frames: bool, track_order: tuple[str, ...] = ()) -> None:
+        self.videos = videos
+        self.skeleton = skeleton
+        self.keep_empty_frames = keep_empty_frames
+        self.centroid_skeleton: sio.Skeleton | None = None
+        self.tracks: dict[str, sio.Track] = {name: sio.Track(name=name) for name in track_order}
+        self.used_tracks: set[str] = set()
+        self.frames: list[sio.LabeledFrame] = []
+
+    def _track(self, name: str | None) -> sio.Track | None:
+        if name is None:
+            return None
+        track = self.tracks.get(name)
+        if track is None:
+            track = self.tracks[name] = sio.Track(name=name)
+        self.used_tracks.add(name)
+        return track
+
+    def _skeleton_for(self, pred: FramePrediction) -> sio.Skeleton:
+        if not pred.centroid_only:
+            return self.skeleton
+        if self.centroid_skeleton is None:
+            self.centroid_skeleton = sio.Skeleton(nodes=["centroid"], name="centroid")
+        return self.centroid_skeleton
+
+    def add(self, pred: FramePrediction) -> sio.LabeledFrame | None:
+        points = np.asarray(pred.points, dtype=np.float64)
+        skeleton = self._skeleton_for(pred)
+        instances = []
+        for i in range(points.shape[0]):
+            if np.all(np.isnan(points[i])):
+                continue
+            kwargs: dict[str, Any] = {}
+            if pred.track_names is not None and pred.track_names[i] is not None:
+                kwargs["track"] = self._track(pred.track_names[i])
+            if pred.tracking_scores is not None and not np.isnan(pred.tracking_scores[i]):
+                kwargs["tracking_score"] = float(pred.tracking_scores[i])
+            instances.append(sio.PredictedInstance.from_numpy(
+                points_data=points[i], skeleton=skeleton,
+                point_scores=np.asarray(pred.point_scores[i], dtype=np.float64),
+                score=float(pred.instance_scores[i]), **kwargs))
+        if not instances and not self.keep_empty_frames:
+            return None
+        lf = sio.LabeledFrame(video=self.videos[pred.video_id], frame_idx=pred.frame_idx,
+                              instances=instances)
+        self.frames.append(lf)
+        return lf
+
+    def labels(self, provenance: dict[str, Any] | None = None) -> sio.Labels:
+        skeletons = [self.skeleton] if self.centroid_skeleton is None else [self.centroid_skeleton]
+        tracks = [t for name, t in self.tracks.items() if name in self.used_tracks]
+        return sio.Labels(labeled_frames=self.frames, videos=list(self.videos), skeletons=skeletons,
+                          tracks=tracks, provenance=dict(provenance or {}))
+
+
+class SlpWriter:
+    """Collects predictions in order and writes the ``.slp`` once, atomically, at a clean end.
+
+    A run that fails or is cancelled never reaches the write, so an existing output survives.
+    """
+
+    role: Role = "sink"
+    preserves_order = True
+    requires_order = True
+    restores_order = False
+
+    def __init__(self, builder: LabelsBuilder, *, output_path: str | Path | None,
+                 provenance: Callable[[sio.Labels], dict[str, Any]] | None = None,
+                 no_empty_frames: bool = False, on_frame: Callable[[int], None] | None = None,
+                 name: str = "write") -> None:
+        self.name = name
+        self.builder = builder
+        self.output_path = output_path
+        self.provenance = provenance
+        self.no_empty_frames = no_empty_frames
+        self.on_frame = on_frame
+        self.result: sio.Labels | None = None
+
+    def _finish(self) -> sio.Labels:
+        labels = self.builder.labels()
+        if self.provenance is not None:
+            labels.provenance = self.provenance(labels)
+        if self.no_empty_frames:
+            labels.labeled_frames = [lf for lf in labels.labeled_frames if len(lf.instances) > 0]
+        if self.output_path is not None:
+            save_labels_atomically(labels, self.output_path)
+        return labels
+
+    async def run(self, inbox: Any, outbox: None, *,
+                  task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with inbox:
+            task_status.started()
+            async for pred in inbox:
+                self.builder.add(pred)
+                if self.on_frame is not None:
+                    self.on_frame(1)
+            self.result = await anyio.to_thread.run_sync(self._finish)
