@@ -1,0 +1,217 @@
+"""The cyclopts command line: ``sleapflow track | eval | graphs | bench``; the only anyio.run."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated, Any
+
+import anyio
+import cyclopts
+import structlog
+from cyclopts import Parameter
+
+from sleapflow.errors import ConfigError, SleapflowError, StageError
+
+app = cyclopts.App(name="sleapflow", help="Fast streaming inference for SLEAP / sleap-nn models.",
+                   version_flags=["--version", "-v"])
+
+
+def opt(name: str, *short: str, help: str = "", negative: bool = False) -> Parameter:
+    """An option spelled as sleap-nn spells it (underscores), with a hyphenated alias."""
+    names = [f"--{name}"]
+    if "_" in name:
+        names.append(f"--{name.replace('_', '-')}")
+    names.extend(short)
+    neg: Any = ()
+    if negative:
+        neg = [f"--no-{name}"] + ([f"--no-{name.replace('_', '-')}"] if "_" in name else [])
+    return Parameter(name=names, help=help, negative=neg)
+
+
+def configure_logging(verbose: bool = False, *, quiet: bool = False) -> None:
+    level = logging.DEBUG if verbose else (logging.ERROR if quiet else logging.INFO)
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        processors=[structlog.processors.add_log_level,
+                    structlog.processors.TimeStamper(fmt="%H:%M:%S"),
+                    structlog.dev.ConsoleRenderer(colors=False)],
+        cache_logger_on_first_use=False,
+    )
+
+
+class _Progress:
+    """A rich progress bar with frames/s on a terminal; a log line per 10% elsewhere."""
+
+    def __init__(self, total: int, label: str) -> None:
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn,
+                                   TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+
+        self.total = total
+        self.done = 0
+        self._interactive = sys.stderr.isatty()
+        self._progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+            MofNCompleteColumn(), TextColumn("ETA:"), TimeRemainingColumn(),
+            TextColumn("Elapsed:"), TimeElapsedColumn(),
+            TextColumn("{task.fields[fps]:.1f} FPS"), disable=not self._interactive,
+            refresh_per_second=4,
+        )
+        self._task = self._progress.add_task(label, total=total, fps=0.0)
+        self._next_log = 0.1
+
+    def __enter__(self) -> _Progress:
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.__exit__(*exc)
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        task = self._progress.tasks[0]
+        elapsed = task.elapsed or 0.0
+        fps = self.done / elapsed if elapsed > 0 else 0.0
+        self._progress.update(self._task, advance=n, fps=fps)
+        if not self._interactive and self.total and self.done / self.total >= self._next_log:
+            self._next_log += 0.1
+            structlog.get_logger("sleapflow").info("progress", frames=self.done, total=self.total,
+                                                   fps=round(fps, 1))
+
+
+@app.command
+def track(
+    data_path: Annotated[str, opt("data_path", "-i", help="Video, .slp, HDF5 or image folder.")],
+    model_paths: Annotated[tuple[str, ...], opt("model_paths", "-m",
+                                                 help="Model folder; repeat for top-down.")] = (),
+    output_path: Annotated[str | None, opt("output_path", "-o",
+                                            help="Output .slp (default <input>.predictions.slp).")] = None,
+    device: Annotated[str, opt("device", "-d", help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    batch_size: Annotated[int, opt("batch_size", "-b")] = 4,
+    max_instances: Annotated[int | None, opt("max_instances", "-n")] = None,
+    backbone_ckpt_path: Annotated[str | None, opt("backbone_ckpt_path")] = None,
+    head_ckpt_path: Annotated[str | None, opt("head_ckpt_path")] = None,
+    max_height: Annotated[int | None, opt("max_height")] = None,
+    max_width: Annotated[int | None, opt("max_width")] = None,
+    input_scale: Annotated[float | None, opt("input_scale")] = None,
+    ensure_rgb: Annotated[bool | None, opt("ensure_rgb", negative=True)] = None,
+    ensure_grayscale: Annotated[bool | None, opt("ensure_grayscale", negative=True)] = None,
+    anchor_part: Annotated[str | None, opt("anchor_part")] = None,
+    only_labeled_frames: Annotated[bool, opt("only_labeled_frames")] = False,
+    only_suggested_frames: Annotated[bool, opt("only_suggested_frames")] = False,
+    exclude_user_labeled: Annotated[bool, opt("exclude_user_labeled")] = False,
+    only_predicted_frames: Annotated[bool, opt("only_predicted_frames")] = False,
+    no_empty_frames: Annotated[bool, opt("no_empty_frames")] = False,
+    video_index: Annotated[int | None, opt("video_index")] = None,
+    video_dataset: Annotated[str | None, opt("video_dataset")] = None,
+    video_input_format: Annotated[str, opt("video_input_format")] = "channels_last",
+    frames: Annotated[str, opt("frames", help="e.g. '0-100,200-300' or '1,5,9'.")] = "",
+    integral_patch_size: Annotated[int, opt("integral_patch_size")] = 5,
+    max_edge_length_ratio: Annotated[float, opt("max_edge_length_ratio")] = 0.25,
+    dist_penalty_weight: Annotated[float, opt("dist_penalty_weight")] = 1.0,
+    n_points: Annotated[int, opt("n_points")] = 10,
+    min_instance_peaks: Annotated[float, opt("min_instance_peaks")] = 0,
+    min_line_scores: Annotated[float, opt("min_line_scores")] = 0.25,
+    queue_maxsize: Annotated[int, opt("queue_maxsize")] = 32,
+    crop_size: Annotated[int | None, opt("crop_size")] = None,
+    peak_threshold: Annotated[float, opt("peak_threshold")] = 0.2,
+    filter_overlapping: Annotated[bool, opt("filter_overlapping")] = False,
+    filter_overlapping_method: Annotated[str, opt("filter_overlapping_method")] = "iou",
+    filter_overlapping_threshold: Annotated[float, opt("filter_overlapping_threshold")] = 0.8,
+    filter_min_visible_nodes: Annotated[int, opt("filter_min_visible_nodes")] = 0,
+    filter_min_visible_node_fraction: Annotated[float, opt("filter_min_visible_node_fraction")] = 0.0,
+    filter_min_mean_node_score: Annotated[float, opt("filter_min_mean_node_score")] = 0.0,
+    filter_min_instance_score: Annotated[float, opt("filter_min_instance_score")] = 0.0,
+    integral_refinement: Annotated[str, opt("integral_refinement",
+                                            help="'integral' or 'none'.")] = "integral",
+    graph: Annotated[str | None, opt("graph", help="Force a named graph (see `graphs`).")] = None,
+    stats: Annotated[bool, opt("stats", help="Print the per-stage table at the end.")] = False,
+    verbose: Annotated[bool, opt("verbose")] = False,
+) -> int:
+    """Run pose inference on a video or labels file and write a .slp (sleap-nn track compatible)."""
+    from sleapflow.config import InferenceConfig, parse_frames
+    from sleapflow.pipeline import default_output_path, prepare, run_to_file
+
+    configure_logging(verbose)
+    log = structlog.get_logger("sleapflow")
+    refinement = None if integral_refinement.lower() in ("none", "null", "") else integral_refinement
+    cfg = InferenceConfig(
+        data_path=data_path, model_paths=tuple(model_paths), output_path=output_path, device=device,
+        batch_size=batch_size, queue_maxsize=queue_maxsize, peak_threshold=peak_threshold,
+        integral_refinement=refinement, integral_patch_size=integral_patch_size,
+        max_instances=max_instances, max_height=max_height, max_width=max_width,
+        input_scale=input_scale, ensure_rgb=ensure_rgb, ensure_grayscale=ensure_grayscale,
+        crop_size=crop_size, anchor_part=anchor_part, backbone_ckpt_path=backbone_ckpt_path,
+        head_ckpt_path=head_ckpt_path, frames=parse_frames(frames), video_index=video_index,
+        video_dataset=video_dataset, video_input_format=video_input_format,
+        only_labeled_frames=only_labeled_frames, only_suggested_frames=only_suggested_frames,
+        exclude_user_labeled=exclude_user_labeled, only_predicted_frames=only_predicted_frames,
+        no_empty_frames=no_empty_frames, max_edge_length_ratio=max_edge_length_ratio,
+        dist_penalty_weight=dist_penalty_weight, n_points=n_points,
+        min_instance_peaks=min_instance_peaks, min_line_scores=min_line_scores,
+        filter_overlapping=filter_overlapping, filter_overlapping_method=filter_overlapping_method,
+        filter_overlapping_threshold=filter_overlapping_threshold,
+        filter_min_visible_nodes=filter_min_visible_nodes,
+        filter_min_visible_node_fraction=filter_min_visible_node_fraction,
+        filter_min_mean_node_score=filter_min_mean_node_score,
+        filter_min_instance_score=filter_min_instance_score, graph=graph,
+    )
+    out = output_path or default_output_path(cfg)
+    prepared = prepare(cfg)
+    log.info("starting", graph=prepared.graph_name, device=prepared.ctx.device,
+             frames=len(prepared.plan.items), output=out)
+    with _Progress(len(prepared.plan.items), "Predicting...") as progress:
+        result = anyio.run(lambda: run_to_file(cfg, output_path=out, on_frame=progress.advance,
+                                               prepared=prepared))
+    wall = result.stats.wall_s
+    log.info("done", frames=progress.done, seconds=round(wall, 2),
+             fps=round(progress.done / wall, 1) if wall > 0 else None, output=out)
+    if stats:
+        print(result.stats.table())
+    return 0
+
+
+@app.command
+def graphs(name: Annotated[str | None, Parameter(help="Show this graph's stages and edges.")] = None
+           ) -> int:
+    """List the named graphs, or show one graph's stages and edges."""
+    from sleapflow.graphs import GRAPHS
+    from sleapflow.graphs.describe import describe_graph
+
+    if name is None:
+        for key, module in GRAPHS.items():
+            print(f"{key:<30} {', '.join(module.MODEL_TYPES):<40} {module.DESCRIPTION}")
+        return 0
+    if name not in GRAPHS:
+        raise ConfigError(f"unknown graph {name!r}; known graphs: {', '.join(GRAPHS)}")
+    print(describe_graph(name))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user errors print one line and exit 2, never a traceback."""
+    configure_logging()
+    try:
+        result = app(argv if argv is not None else sys.argv[1:], exit_on_error=False,
+                     print_error=True, result_action="return_value")
+    except cyclopts.CycloptsError:
+        return 2
+    except StageError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, SleapflowError):
+            print(f"Error: {cause}", file=sys.stderr)
+            return 2
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    except SleapflowError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
