@@ -11,6 +11,7 @@ import cyclopts
 import structlog
 from cyclopts import Parameter
 
+from sleapflow.bench import bench_command
 from sleapflow.errors import ConfigError, SleapflowError, StageError
 
 app = cyclopts.App(name="sleapflow", help="Fast streaming inference for SLEAP / sleap-nn models.",
@@ -45,8 +46,15 @@ class _Progress:
     """A rich progress bar with frames/s on a terminal; a log line per 10% elsewhere."""
 
     def __init__(self, total: int, label: str) -> None:
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn,
-                                   TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.total = total
         self.done = 0
@@ -172,6 +180,35 @@ def track(
     return 0
 
 
+@app.command(name="eval")
+def evaluate(
+    ground_truth_path: Annotated[str, opt("ground_truth_path", "-g", help="Ground-truth .slp.")],
+    predicted_path: Annotated[str, opt("predicted_path", "-p", help="Predictions .slp.")],
+    save_metrics: Annotated[str | None, opt("save_metrics", "-s",
+                                             help="Write metrics .npz (+ .json).")] = None,
+    oks_stddev: Annotated[float, opt("oks_stddev")] = 0.025,
+    oks_scale: Annotated[float | None, opt("oks_scale")] = None,
+    match_threshold: Annotated[float, opt("match_threshold")] = 0.0,
+    user_labels_only: Annotated[bool, opt("user_labels_only", negative=True)] = True,
+    match_method: Annotated[str, opt("match_method", help="oks, centroid or auto.")] = "auto",
+    anchor_part: Annotated[str | None, opt("anchor_part")] = None,
+    verbose: Annotated[bool, opt("verbose")] = False,
+) -> int:
+    """Evaluate predictions against ground truth with sleap-nn's metrics (OKS mAP, PCK, ...)."""
+    from sleapflow.evaluation import format_summary, run_evaluation
+
+    configure_logging(verbose)
+    metrics = run_evaluation(ground_truth_path, predicted_path, oks_stddev=oks_stddev,
+                             oks_scale=oks_scale, match_threshold=match_threshold,
+                             user_labels_only=user_labels_only, save_metrics=save_metrics,
+                             match_method=match_method, anchor_part=anchor_part)
+    if metrics is None:
+        print("No predicted instances: metrics were not computed.")
+        return 0
+    print(format_summary(metrics))
+    return 0
+
+
 @app.command
 def graphs(name: Annotated[str | None, Parameter(help="Show this graph's stages and edges.")] = None
            ) -> int:
@@ -180,13 +217,16 @@ def graphs(name: Annotated[str | None, Parameter(help="Show this graph's stages 
     from sleapflow.graphs.describe import describe_graph
 
     if name is None:
-        for key, module in GRAPHS.items():
-            print(f"{key:<30} {', '.join(module.MODEL_TYPES):<40} {module.DESCRIPTION}")
+        for key, decl in GRAPHS.items():
+            print(f"{key:<30} {', '.join(decl.model_types):<32} {decl.description}")
         return 0
     if name not in GRAPHS:
         raise ConfigError(f"unknown graph {name!r}; known graphs: {', '.join(GRAPHS)}")
     print(describe_graph(name))
     return 0
+
+
+app.command(bench_command, name="bench")
 
 
 def main(argv: list[str] | None = None) -> int:

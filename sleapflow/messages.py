@@ -51,14 +51,53 @@ class ModelInput(msgspec.Struct, frozen=True):
 
 
 class ModelOutput(msgspec.Struct, frozen=True):
-    """Head outputs of one batch, still on the model's device."""
+    """Head outputs of one batch, still on the model's device, with the input they came from."""
 
     seq: int
-    frames: tuple[FrameInfo, ...]
     heads: dict[str, Any]
-    eff_scale: Any
-    raw: Any = None
-    extra: dict[str, Any] = msgspec.field(default_factory=dict)
+    input: Any
+
+    @property
+    def frames(self) -> tuple[FrameInfo, ...]:
+        return self.input.frames
+
+    @property
+    def eff_scale(self) -> Any:
+        return self.input.eff_scale
+
+
+class CropSet(msgspec.Struct, frozen=True):
+    """The instance crops of one frame (top-down), cut from its size-matched pixels.
+
+    ``centroids`` (I, 2) / ``centroid_vals`` (I,) are every centroid slot in original pixels
+    (NaN-padded); ``slots`` (n,) says which slot each of the n crops belongs to; ``offsets``
+    (n, 2) is each crop's float top-left in size-matched pixels, added back to its keypoints.
+    """
+
+    seq: int
+    frame: FrameInfo
+    eff_scale: float
+    centroids: Any
+    centroid_vals: Any
+    crops: Any
+    slots: Any
+    offsets: Any
+
+    @property
+    def n_crops(self) -> int:
+        return int(self.crops.shape[0])
+
+
+class CropBatch(msgspec.Struct, frozen=True):
+    """Crops of several frames stacked for one forward pass; ``tensor`` is preprocessed uint8."""
+
+    seq: int
+    sets: tuple[CropSet, ...]
+    tensor: Any
+
+    @property
+    def frames(self) -> tuple[FrameInfo, ...]:
+        return tuple(s.frame for s in self.sets)
 
 
 class FramePrediction(msgspec.Struct, frozen=True):

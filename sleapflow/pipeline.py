@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from types import ModuleType
 from typing import Any
 
 import sleap_io as sio
@@ -14,8 +13,15 @@ import sleap_io as sio
 from sleapflow.config import InferenceConfig, resolve_device
 from sleapflow.errors import ConfigError
 from sleapflow.graphs import GRAPHS, select_graph
-from sleapflow.graphs.common import BuildContext, default_torch_threads, output_skeleton, resolve_models
+from sleapflow.graphs.common import (
+    BuildContext,
+    GraphDecl,
+    default_torch_threads,
+    output_skeleton,
+    resolve_models,
+)
 from sleapflow.inputs import InputPlan, plan_input
+from sleapflow.inputs import default_output_path as inputs_default_output_path
 from sleapflow.provenance import inference_provenance
 from sleapflow.runtime import GraphRunner, GraphSpec, GraphStats, chain
 from sleapflow.stages.decode import DecodeSource
@@ -38,13 +44,13 @@ class PreparedRun:
     """A run whose models, input and graph are resolved, before any weights load."""
 
     cfg: InferenceConfig
-    graph: ModuleType
+    graph: GraphDecl
     ctx: BuildContext
     plan: InputPlan
 
     @property
     def graph_name(self) -> str:
-        return self.graph.NAME
+        return self.graph.name
 
     def primary_config(self) -> Any:
         # The model whose skeleton labels the output: the instance model when there is one.
@@ -55,15 +61,20 @@ class PreparedRun:
         raise ConfigError("no model given")
 
 
-def prepare(cfg: InferenceConfig) -> PreparedRun:
-    """Resolve device, models, graph and input; everything here fails fast with a clear error."""
+def prepare(cfg: InferenceConfig, *, plan: InputPlan | None = None) -> PreparedRun:
+    """Resolve device, models, graph and input; everything here fails fast with a clear error.
+
+    ``plan`` lets a caller that supplies its own source (frames pushed by an embedding service)
+    skip input planning, which needs ``cfg.data_path``.
+    """
     if not cfg.model_paths:
         raise ConfigError("no models given: pass --model_paths/-m (or --tracking to track an "
                           "existing .slp)")
     device = resolve_device(cfg.device)
     models = resolve_models(cfg.model_paths)
     graph_name = select_graph(list(models), cfg.graph)
-    plan = plan_input(cfg, need_ground_truth=graph_name in GT_GRAPHS)
+    if plan is None:
+        plan = plan_input(cfg, need_ground_truth=graph_name in GT_GRAPHS)
     threads = cfg.torch_threads if cfg.torch_threads is not None else (
         default_torch_threads() if device == "cpu" else None)
     ctx = BuildContext(cfg=cfg, models=models, plan=plan, device=device, torch_threads=threads)
@@ -74,7 +85,7 @@ def build_spec(run: PreparedRun, source: Any, sink: Any) -> GraphSpec:
     """Chain the source, the graph's own stages, the shared post stages and the sink."""
     middle, sizes = run.graph.build(run.ctx)
     meta = {"model_types": sorted(run.ctx.models), "device": run.ctx.device}
-    return chain(run.graph_name, [source, *middle, sink], sizes, description=run.graph.DESCRIPTION,
+    return chain(run.graph_name, [source, *middle, sink], sizes, description=run.graph.description,
                  meta=meta)
 
 
@@ -82,8 +93,8 @@ def make_writer(run: PreparedRun, *, output_path: str | None,
                 on_frame: Callable[[int], None] | None = None) -> SlpWriter:
     primary = run.primary_config()
     builder = LabelsBuilder(run.plan.videos, output_skeleton(primary),
-                            keep_empty_frames=run.graph.KEEP_EMPTY_FRAMES,
-                            track_order=getattr(run.graph, "track_order", lambda ctx: ())(run.ctx))
+                            keep_empty_frames=run.graph.keep_empty_frames,
+                            track_order=run.graph.track_order(run.ctx))
     started = datetime.now()
 
     def provenance(labels: sio.Labels) -> dict[str, Any]:
@@ -98,18 +109,15 @@ def make_writer(run: PreparedRun, *, output_path: str | None,
             tracking_config=None, device=run.ctx.device)
 
     return SlpWriter(builder, output_path=output_path, provenance=provenance,
-                     no_empty_frames=run.cfg.no_empty_frames, on_frame=on_frame)
+                     no_empty_frames=run.cfg.no_empty_frames, on_frame=on_frame,
+                     input_path=run.plan.source_path)
 
 
-def default_output_path(cfg: InferenceConfig) -> str:
-    """``<input without its last suffix>.predictions.slp``, as ``sleap-nn track`` names it."""
-    from pathlib import Path
-
-    assert cfg.data_path is not None
-    path = Path(cfg.data_path)
-    if path.is_dir():
-        return str(path.parent / f"{path.name}.predictions.slp")
-    return str(path.with_suffix(".predictions.slp"))
+def default_output_path(cfg: InferenceConfig, plan: InputPlan | None = None) -> str:
+    """``<input without its last suffix>.predictions.slp``, as ``sleap-nn track`` names it
+    (``<labels>.<video>.predictions.slp`` with ``--video_index``); see
+    :func:`sleapflow.inputs.default_output_path`."""
+    return inputs_default_output_path(cfg, plan)
 
 
 @dataclass

@@ -92,14 +92,19 @@ def run_serial(items: Sequence[Any], stages: Sequence[Any]) -> list[Any]:
         elif isinstance(stage, BatchStage):
             batches: list[Any] = []
             pending: list[Any] = []
+            weight = 0
             pending_key = None
             for item in current:
                 key = stage.key(item) if stage.key else None
-                if pending and (key != pending_key or len(pending) >= stage.size):
+                if pending and key != pending_key:
                     batches.append(pending)
-                    pending = []
+                    pending, weight = [], 0
                 pending_key = key
                 pending.append(item)
+                weight += stage.weight(item) if stage.weight else 1
+                if weight >= stage.size:
+                    batches.append(pending)
+                    pending, weight = [], 0
             if pending:
                 batches.append(pending)
             current = [stage.make_batch(i, b) if stage.make_batch else b

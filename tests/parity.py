@@ -101,8 +101,27 @@ def _track_agreement(pairs: list[tuple[str | None, str | None]], ours: sio.Label
     ia = {n: i for i, n in enumerate(names_a)}
     ib = {n: i for i, n in enumerate(names_b)}
     for a, b in pairs:
-        counts[ia.get(a, len(names_a)) if a else len(names_a), ib.get(b, len(names_b)) if b else len(names_b)] += 1
+        row = ia.get(a, len(names_a)) if a else len(names_a)
+        col = ib.get(b, len(names_b)) if b else len(names_b)
+        counts[row, col] += 1
     rows, cols = linear_sum_assignment(-counts[:-1, :-1]) if names_a and names_b else ([], [])
     agree = sum(counts[r, c] for r, c in zip(rows, cols)) + counts[-1, -1]
     n_tracks = (len({t.name for t in ours.tracks}), len({t.name for t in ref.tracks}))
     return float(agree / max(1, len(pairs))), n_tracks
+
+
+def run_pipeline(**options: object) -> sio.Labels:
+    """Run a graph in-process on CPU and return its labels (no output file)."""
+    import anyio
+
+    from sleapflow.config import InferenceConfig, parse_frames
+    from sleapflow.pipeline import run_to_file
+
+    frames = options.pop("frames", None)
+    cfg = InferenceConfig(device="cpu", frames=parse_frames(frames) if isinstance(frames, str) else None,
+                          **options)  # type: ignore[arg-type]
+    return anyio.run(lambda: run_to_file(cfg, output_path=None)).labels
+
+
+def load_reference(reference_dir: object, name: str) -> sio.Labels:
+    return sio.load_slp(f"{reference_dir}/{name}.slp", open_videos=False)

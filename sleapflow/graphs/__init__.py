@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from types import ModuleType
-
 from sleapflow.errors import ConfigError
-from sleapflow.graphs import single_instance
+from sleapflow.graphs import single_instance, topdown
+from sleapflow.graphs.common import GraphDecl
 
-#: Named graphs: each module declares NAME, DESCRIPTION, MODEL_TYPES, KEEP_EMPTY_FRAMES, build().
-GRAPHS: dict[str, ModuleType] = {
-    single_instance.NAME: single_instance,
+#: The named graphs, a plain dict: name → declaration.
+GRAPHS: dict[str, GraphDecl] = {
+    decl.name: decl for decl in [single_instance.GRAPH, *topdown.GRAPHS]
 }
 
 #: Which graph runs for a set of model types (sleap-nn's dispatch).
@@ -32,7 +31,7 @@ def select_graph(model_types: list[str], forced: str | None = None) -> str:
     if forced is not None:
         if forced not in GRAPHS:
             raise ConfigError(f"--graph: unknown graph {forced!r}; known graphs: {', '.join(GRAPHS)}")
-        needed = frozenset(GRAPHS[forced].MODEL_TYPES)
+        needed = frozenset(GRAPHS[forced].model_types)
         if needed != types:
             raise ConfigError(
                 f"--graph {forced} needs models of type {sorted(needed)}, got {sorted(types)}"

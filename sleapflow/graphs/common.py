@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,24 @@ from sleapflow.models import ModelConfig, load_model, read_model_config, resolve
 from sleapflow.runtime import BatchStage, MapStage
 from sleapflow.stages.forward import ForwardStage
 from sleapflow.stages.peaks import PeakSettings
-from sleapflow.stages.preprocess import PreprocessPlan, Preprocessor, frame_shape_key, make_frame_batch
+from sleapflow.stages.preprocess import Preprocessor, PreprocessPlan, frame_shape_key, make_frame_batch
+
+
+@dataclass(frozen=True)
+class GraphDecl:
+    """A named graph: the model types it runs and how to build its stages.
+
+    ``build(ctx)`` returns the stages between the decode source and the sink, and the bound of
+    each of the ``len(stages) + 1`` edges around them.
+    """
+
+    name: str
+    description: str
+    model_types: tuple[str, ...]
+    keep_empty_frames: bool
+    build: Callable[[BuildContext], tuple[list[Any], list[int]]]
+    track_order: Callable[[BuildContext], tuple[str, ...]] = lambda ctx: ()
+    stage_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -90,6 +108,22 @@ def preprocess_plan(cfg: InferenceConfig, primary: ModelConfig,
         scale=float(cfg.input_scale if cfg.input_scale is not None else primary.preprocessing.scale),
         max_stride=primary.max_stride,
     )
+
+
+def edge_bounds(ctx: BuildContext, stages: list[Any]) -> list[int]:
+    """Queue bounds for the edges around ``stages``: ``queue_maxsize`` where frames flow, about
+    ``queue_maxsize`` frames' worth where batches flow (after a batch stage, until a stage
+    flattens batches back into frames)."""
+    frames, batches = ctx.cfg.queue_maxsize, ctx.batch_maxsize
+    sizes = [frames]
+    for stage in stages:
+        if isinstance(stage, BatchStage):
+            sizes.append(batches)
+        elif isinstance(stage, MapStage) and stage.flatten:
+            sizes.append(frames)
+        else:
+            sizes.append(sizes[-1])
+    return sizes
 
 
 def batch_stage(ctx: BuildContext, name: str = "batch") -> BatchStage:

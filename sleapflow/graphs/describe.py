@@ -17,11 +17,10 @@ _EXAMPLE_MODELS = Path(__file__).resolve().parents[2].parent / "shared" / "asset
 
 def describe_graph(name: str) -> str:
     """The graph's stages in flow order and its bounded edges (with the default queue sizes)."""
-    module = GRAPHS[name]
-    lines = [f"graph {name}: {module.DESCRIPTION}", f"  model types: {', '.join(module.MODEL_TYPES)}"]
-    stage_names = getattr(module, "STAGES", None)
-    if stage_names:
-        lines.append("  stages: " + " -> ".join(["decode", *stage_names, "write"]))
+    decl = GRAPHS[name]
+    lines = [f"graph {name}: {decl.description}", f"  model types: {', '.join(decl.model_types)}"]
+    if decl.stage_names:
+        lines.append("  stages: " + " -> ".join(["decode", *decl.stage_names, "write"]))
     return "\n".join(lines)
 
 
@@ -29,7 +28,7 @@ def describe_built(name: str, models: dict[str, ModelRef]) -> str:
     ctx = BuildContext(cfg=InferenceConfig(), models=models, plan=None, device="cpu")
     middle, sizes = GRAPHS[name].build(ctx)
     spec = chain(name, [ListSource([], name="decode"), *middle, ListSink(name="write")], sizes,
-                 description=GRAPHS[name].DESCRIPTION)
+                 description=GRAPHS[name].description)
     return spec.describe()
 
 

@@ -6,18 +6,15 @@ from typing import Any
 
 from sleapflow.graphs.common import (
     BuildContext,
+    GraphDecl,
     batch_stage,
+    edge_bounds,
     forward_stage,
     preprocess_plan,
     preprocess_stage,
 )
 from sleapflow.runtime import MapStage
 from sleapflow.stages.peaks import SingleInstancePeaks
-
-NAME = "single_instance"
-DESCRIPTION = "one animal per frame: global peak per part"
-MODEL_TYPES = ("single_instance",)
-KEEP_EMPTY_FRAMES = False
 
 
 def build(ctx: BuildContext) -> tuple[list[Any], list[int]]:
@@ -31,6 +28,11 @@ def build(ctx: BuildContext) -> tuple[list[Any], list[int]]:
         forward_stage(ctx, ref),
         MapStage("peaks", peaks, flatten=True, limiter=ctx.cpu_limiter),
     ]
-    q, qb = ctx.cfg.queue_maxsize, ctx.batch_maxsize
-    # edges: source→batch, batch→preprocess, preprocess→forward, forward→peaks, peaks→next
-    return stages, [q, qb, qb, qb, q]
+    return stages, edge_bounds(ctx, stages)
+
+
+GRAPH = GraphDecl(
+    name="single_instance", description="one animal per frame: global peak per part",
+    model_types=("single_instance",), keep_empty_frames=False, build=build,
+    stage_names=("batch", "preprocess", "forward", "peaks"),
+)

@@ -73,8 +73,9 @@ class MapStage:
 
 
 class BatchStage:
-    """Groups up to ``size`` items into one list, flushing early on a key change, a timeout
-    (measured from the first item of the batch) or the end of the stream."""
+    """Groups items until their total ``weight`` (1 each by default) reaches ``size``, flushing
+    early on a key change, a timeout (measured from the first item of the batch) or the end of
+    the stream. A weight function lets variable-size items (a frame's crops) fill even batches."""
 
     role: Role = "stage"
     preserves_order = True
@@ -83,9 +84,11 @@ class BatchStage:
 
     def __init__(self, name: str, size: int, *, key: Callable[[Any], Hashable] | None = None,
                  timeout: float | None = None,
-                 make_batch: Callable[[int, list[Any]], Any] | None = None) -> None:
+                 make_batch: Callable[[int, list[Any]], Any] | None = None,
+                 weight: Callable[[Any], int] | None = None) -> None:
         if size < 1:
             raise ValueError("batch size must be >= 1")
+        self.weight = weight
         self.name = name
         self.size = size
         self.key = key
@@ -97,17 +100,19 @@ class BatchStage:
         async with inbox, outbox:
             task_status.started()
             pending: list[Any] = []
+            pending_weight = 0
             pending_key: Hashable = None
             batch_seq = 0
             held: Any = None
             ended = False
 
             async def flush() -> None:
-                nonlocal pending, batch_seq
+                nonlocal pending, pending_weight, batch_seq
                 if pending:
                     batch = (self.make_batch(batch_seq, pending) if self.make_batch
                              else list(pending))
                     pending = []
+                    pending_weight = 0
                     batch_seq += 1
                     await outbox.send(batch)
 
@@ -134,7 +139,8 @@ class BatchStage:
                     continue
                 pending_key = key
                 pending.append(item)
-                if len(pending) >= self.size:
+                pending_weight += self.weight(item) if self.weight is not None else 1
+                if pending_weight >= self.size:
                     await flush()
             await flush()
 

@@ -9,7 +9,8 @@ import anyio
 import torch
 from anyio.abc import TaskStatus
 
-from sleapflow.messages import ModelInput, ModelOutput
+from sleapflow.messages import ModelOutput
+from sleapflow.models.inference_opt import prepare_for_inference
 from sleapflow.ops.preprocess import normalize
 from sleapflow.runtime.graph import Role
 
@@ -43,19 +44,24 @@ class ForwardStage:
         if self.torch_threads is not None:
             torch.set_num_threads(self.torch_threads)
         self.model = self._load()
+        prepare_for_inference(self.model.module, self.device)
 
-    def forward(self, item: ModelInput) -> ModelOutput:
+    def forward(self, item: Any) -> ModelOutput:
+        """``item`` is any message with a uint8 ``tensor`` (a frame batch or a crop batch)."""
         module = self.model.module
+        if item.tensor is None or item.tensor.shape[0] == 0:
+            # A top-down batch whose frames found no animals: nothing to run.
+            return ModelOutput(seq=item.seq, heads={}, input=item)
         with torch.inference_mode():
             x = normalize(item.tensor.to(self.device, non_blocking=True))
+            if self.device.type == "cpu":
+                x = x.contiguous(memory_format=torch.channels_last)
             heads = module(x)
             if self.head_filter is not None:
                 heads = {k: v for k, v in heads.items() if k in self.head_filter}
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
-        raw = item.raw
-        return ModelOutput(seq=item.seq, frames=item.frames, heads=heads, eff_scale=item.eff_scale,
-                           raw=raw, extra={"gt_points": item.gt_points} if item.gt_points else {})
+        return ModelOutput(seq=item.seq, heads=heads, input=item)
 
     async def run(self, inbox: Any, outbox: Any, *,
                   task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:

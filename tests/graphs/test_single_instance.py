@@ -6,8 +6,8 @@ from pathlib import Path
 
 import anyio
 import sleap_io as sio
-
 from parity import compare_labels
+
 from sleapflow.cli import main
 from sleapflow.config import InferenceConfig
 from sleapflow.pipeline import run_to_file

@@ -1,0 +1,163 @@
+"""Top-down graphs: centroid → crop → centered instance, their multi-class and single-model modes.
+
+The crop step emits each frame's crops; a weighted batch stage re-batches crops (not frames) so
+the instance model's forward pass sees full batches while the centroid model runs ahead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sleapflow.errors import ConfigError
+from sleapflow.graphs.common import (
+    BuildContext,
+    GraphDecl,
+    ModelRef,
+    batch_stage,
+    edge_bounds,
+    forward_stage,
+    preprocess_plan,
+    preprocess_stage,
+)
+from sleapflow.models import ModelConfig
+from sleapflow.runtime import BatchStage, MapStage
+from sleapflow.stages.topdown import (
+    CentroidCrops,
+    CentroidFinder,
+    CentroidOnlyPredictions,
+    CropPreprocessor,
+    GroundTruthCrops,
+    InstancePeaks,
+    crop_weight,
+    make_crop_batch,
+)
+
+
+def _instance_ref(ctx: BuildContext) -> ModelRef:
+    for kind in ("centered_instance", "multi_class_topdown"):
+        if kind in ctx.models:
+            return ctx.models[kind]
+    raise ConfigError("top-down needs a centered_instance or multi_class_topdown model")
+
+
+def anchor_index(ctx: BuildContext, config: ModelConfig) -> int | None:
+    """``--anchor_part``, else the instance model's anchor, else the centroid model's."""
+    name = ctx.cfg.anchor_part
+    if name is None:
+        for kind in ("centered_instance", "multi_class_topdown", "centroid"):
+            ref = ctx.models.get(kind)
+            if ref is not None and ref.config.confmaps.anchor_part:
+                name = ref.config.confmaps.anchor_part
+                break
+    if name is None:
+        return None
+    nodes = config.skeleton.node_names
+    if name not in nodes:
+        raise ConfigError(f"--anchor_part {name!r} is not a node of the skeleton {list(nodes)}")
+    return nodes.index(name)
+
+
+def _crop_size(ctx: BuildContext, ref: ModelRef) -> int:
+    size = ctx.cfg.crop_size or ref.config.preprocessing.crop_size
+    if size is None:
+        raise ConfigError(f"no crop size: {ref.path} has no preprocessing.crop_size; pass --crop_size")
+    return int(size)
+
+
+def _centroid_finder(ctx: BuildContext, ref: ModelRef, scale: float) -> CentroidFinder:
+    return CentroidFinder(ref.config.head_names[0], ref.config.confmaps.output_stride, scale,
+                          ctx.peaks(ctx.cfg.centroid_threshold), ctx.cfg.max_instances)
+
+
+def _instance_stages(ctx: BuildContext, ref: ModelRef) -> list[Any]:
+    config = ref.config
+    scale = ctx.cfg.input_scale if ctx.cfg.input_scale is not None else config.preprocessing.scale
+    class_head = None
+    classes: tuple[str, ...] = ()
+    assign = None
+    if config.class_vectors is not None:
+        from sleapflow.ops.identity import assign_classes_topdown as assign
+
+        class_head = config.head_names[1]
+        classes = config.class_vectors.classes
+    peaks = InstancePeaks(config.head_names[0], config.confmaps.output_stride, scale,
+                          ctx.peaks(ctx.cfg.instance_threshold),
+                          len(config.confmaps.part_names or ()), class_head=class_head,
+                          class_names=classes, assign=assign)
+    return [
+        BatchStage("crop_batch", ctx.cfg.batch_size, weight=crop_weight, make_batch=make_crop_batch),
+        MapStage("crop_preprocess", CropPreprocessor(scale, config.max_stride), limiter=ctx.cpu_limiter),
+        forward_stage(ctx, ref, name="instance_forward"),
+        MapStage("instance_peaks", peaks, flatten=True, limiter=ctx.cpu_limiter),
+    ]
+
+
+def build_topdown(ctx: BuildContext) -> tuple[list[Any], list[int]]:
+    centroid = ctx.models["centroid"]
+    instance = _instance_ref(ctx)
+    plan = preprocess_plan(ctx.cfg, centroid.config, instance.config)
+    crops = CentroidCrops(_centroid_finder(ctx, centroid, plan.scale), _crop_size(ctx, instance))
+    stages = [
+        batch_stage(ctx),
+        preprocess_stage(ctx, plan, keep_raw=True),
+        forward_stage(ctx, centroid, name="centroid_forward", overrides=False),
+        MapStage("crop", crops, flatten=True, limiter=ctx.cpu_limiter),
+        *_instance_stages(ctx, instance),
+    ]
+    return stages, edge_bounds(ctx, stages)
+
+
+def build_centered_instance(ctx: BuildContext) -> tuple[list[Any], list[int]]:
+    instance = _instance_ref(ctx)
+    plan = preprocess_plan(ctx.cfg, instance.config)
+    crops = GroundTruthCrops(anchor_index(ctx, instance.config), _crop_size(ctx, instance))
+    stages = [
+        batch_stage(ctx),
+        preprocess_stage(ctx, plan, keep_raw=True),
+        MapStage("gt_crop", crops, flatten=True, limiter=ctx.cpu_limiter),
+        *_instance_stages(ctx, instance),
+    ]
+    return stages, edge_bounds(ctx, stages)
+
+
+def build_centroid(ctx: BuildContext) -> tuple[list[Any], list[int]]:
+    centroid = ctx.models["centroid"]
+    plan = preprocess_plan(ctx.cfg, centroid.config)
+    finder = _centroid_finder(ctx, centroid, plan.scale)
+    stages = [
+        batch_stage(ctx),
+        preprocess_stage(ctx, plan),
+        forward_stage(ctx, centroid),
+        MapStage("centroids", CentroidOnlyPredictions(finder, anchor_index(ctx, centroid.config)),
+                 flatten=True, limiter=ctx.cpu_limiter),
+    ]
+    return stages, edge_bounds(ctx, stages)
+
+
+def _classes(ctx: BuildContext) -> tuple[str, ...]:
+    ref = ctx.models.get("multi_class_topdown")
+    if ref is None or ref.config.class_vectors is None:
+        return ()
+    return ref.config.class_vectors.classes
+
+
+_TOPDOWN_STAGES = ("batch", "preprocess", "centroid_forward", "crop", "crop_batch",
+                   "crop_preprocess", "instance_forward", "instance_peaks")
+
+GRAPHS = [
+    GraphDecl("topdown", "centroid model → crops → centered-instance model",
+              ("centroid", "centered_instance"), False, build_topdown, stage_names=_TOPDOWN_STAGES),
+    GraphDecl("multiclass_topdown", "top-down with identity classes from class vectors",
+              ("centroid", "multi_class_topdown"), False, build_topdown, track_order=_classes,
+              stage_names=_TOPDOWN_STAGES),
+    GraphDecl("centered_instance", "centered-instance model on ground-truth centroids (.slp input)",
+              ("centered_instance",), False, build_centered_instance,
+              stage_names=("batch", "preprocess", "gt_crop", *_TOPDOWN_STAGES[4:])),
+    GraphDecl("multiclass_centered_instance",
+              "multi-class centered-instance model on ground-truth centroids (.slp input)",
+              ("multi_class_topdown",), False, build_centered_instance, track_order=_classes,
+              stage_names=("batch", "preprocess", "gt_crop", *_TOPDOWN_STAGES[4:])),
+    GraphDecl("centroid", "centroid model alone: one-node centroid instances",
+              ("centroid",), True, build_centroid,
+              stage_names=("batch", "preprocess", "forward", "centroids")),
+]

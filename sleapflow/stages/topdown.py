@@ -1,0 +1,222 @@
+"""Top-down stage functions: centroids → crops → re-batched crops → keypoints in frame pixels."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from sleapflow.messages import CropBatch, CropSet, FramePrediction, ModelInput, ModelOutput
+from sleapflow.ops import preprocess as prep
+from sleapflow.ops.crops import centroid_slots, crop_windows, extract_crops, gt_centroids
+from sleapflow.ops.peaks import find_global_peaks, find_local_peaks
+from sleapflow.stages.peaks import PeakSettings
+
+
+class CentroidFinder:
+    """Local peaks of the centroid map → NaN-padded centroid slots in original pixels."""
+
+    def __init__(self, head: str, output_stride: int, input_scale: float, peaks: PeakSettings,
+                 max_instances: int | None) -> None:
+        self.head = head
+        self.output_stride = output_stride
+        self.input_scale = input_scale
+        self.peaks = peaks
+        self.max_instances = max_instances
+
+    def __call__(self, out: ModelOutput) -> tuple[torch.Tensor, torch.Tensor]:
+        """Centroids (B, I, 2) float32 in original pixels and values (B, I), on the host."""
+        cms = out.heads[self.head]
+        with torch.inference_mode():
+            points, vals, samples, _ = find_local_peaks(cms, self.peaks.threshold,
+                                                        refinement=self.peaks.refinement,
+                                                        patch_size=self.peaks.patch_size)
+            points = points * self.output_stride / self.input_scale
+            centroids, values = centroid_slots(points, vals, samples, cms.shape[0], self.max_instances)
+        eff = torch.as_tensor(np.asarray(out.eff_scale), dtype=torch.float32)
+        return centroids.cpu() / eff[:, None, None], values.cpu()
+
+
+def _crop_sets(model_input: ModelInput, centroids: torch.Tensor, values: torch.Tensor,
+               crop_size: int) -> list[CropSet]:
+    """Cut one crop per valid centroid from the size-matched frames, grouped per frame."""
+    eff = torch.as_tensor(np.asarray(model_input.eff_scale), dtype=torch.float32)
+    sized = centroids * eff[:, None, None]
+    valid = ~torch.isnan(sized[..., 0])
+    frame_inds, slot_inds = torch.nonzero(valid, as_tuple=True)
+    top_left, origins = crop_windows(sized[frame_inds, slot_inds], crop_size)
+    crops = extract_crops(model_input.raw, frame_inds, origins, crop_size)
+    sets = []
+    for b, info in enumerate(model_input.frames):
+        mine = frame_inds == b
+        sets.append(CropSet(seq=info.seq, frame=info, eff_scale=float(eff[b]),
+                            centroids=centroids[b].numpy(), centroid_vals=values[b].numpy(),
+                            crops=crops[mine], slots=slot_inds[mine].numpy(),
+                            offsets=top_left[mine]))
+    return sets
+
+
+class CentroidCrops:
+    """Centroid model output → one CropSet per frame (the crop step of top-down)."""
+
+    def __init__(self, finder: CentroidFinder, crop_size: int) -> None:
+        self.finder = finder
+        self.crop_size = crop_size
+
+    def __call__(self, out: ModelOutput) -> list[CropSet]:
+        centroids, values = self.finder(out)
+        return _crop_sets(out.input, centroids, values, self.crop_size)
+
+
+class GroundTruthCrops:
+    """Ground-truth centroids (anchor node, else mean of visible nodes) → CropSets; value 1.0."""
+
+    def __init__(self, anchor_ind: int | None, crop_size: int) -> None:
+        self.anchor_ind = anchor_ind
+        self.crop_size = crop_size
+
+    def __call__(self, batch: ModelInput) -> list[CropSet]:
+        gt = batch.gt_points or (None,) * len(batch.frames)
+        slots = max([1, *(0 if g is None else g.shape[0] for g in gt)])
+        centroids = torch.full((len(batch.frames), slots, 2), float("nan"))
+        values = torch.full((len(batch.frames), slots), float("nan"))
+        np.asarray(batch.eff_scale)
+        for b, points in enumerate(gt):
+            if points is None or points.shape[0] == 0:
+                continue
+            c = gt_centroids(points, self.anchor_ind)
+            centroids[b, : c.shape[0]] = torch.as_tensor(c, dtype=torch.float32)
+            values[b, : c.shape[0]] = 1.0
+        return _crop_sets(batch, centroids, values, self.crop_size)
+
+
+def crop_weight(crop_set: CropSet) -> int:
+    """Crops, not frames, fill the instance model's batches."""
+    return crop_set.n_crops
+
+
+def make_crop_batch(seq: int, sets: list[CropSet]) -> CropBatch:
+    return CropBatch(seq=seq, sets=tuple(sets), tensor=None)
+
+
+class CropPreprocessor:
+    """Stack a batch's crops, apply the instance model's input scale and stride padding only."""
+
+    def __init__(self, scale: float, max_stride: int) -> None:
+        self.scale = scale
+        self.max_stride = max_stride
+
+    def __call__(self, batch: CropBatch) -> CropBatch:
+        crops = [s.crops for s in batch.sets if s.n_crops]
+        if not crops:
+            return batch
+        x = torch.cat(crops)
+        x = prep.apply_input_scale(x, self.scale)
+        x = prep.pad_to_stride(x, self.max_stride)
+        return CropBatch(seq=batch.seq, sets=batch.sets, tensor=x.contiguous())
+
+
+ClassAssigner = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+class InstancePeaks:
+    """Centered-instance maps → keypoints mapped back to frame pixels, one prediction per frame.
+
+    Keypoints are ``(crop_peak + crop_top_left) / eff_scale``; the instance score is the
+    centroid's value. With a class-vector head, crops are assigned to classes per frame.
+    """
+
+    def __init__(self, head: str, output_stride: int, input_scale: float, peaks: PeakSettings,
+                 n_nodes: int, *, class_head: str | None = None,
+                 class_names: tuple[str, ...] = (), assign: ClassAssigner | None = None) -> None:
+        self.head = head
+        self.output_stride = output_stride
+        self.input_scale = input_scale
+        self.peaks = peaks
+        self.n_nodes = n_nodes
+        self.class_head = class_head
+        self.class_names = class_names
+        self.assign = assign
+
+    def __call__(self, out: ModelOutput) -> list[FramePrediction]:
+        batch: CropBatch = out.input
+        total = sum(s.n_crops for s in batch.sets)
+        keypoints = np.zeros((0, self.n_nodes, 2), dtype=np.float32)
+        values = np.zeros((0, self.n_nodes), dtype=np.float32)
+        probs = None
+        if total:
+            with torch.inference_mode():
+                points, vals = find_global_peaks(out.heads[self.head], self.peaks.threshold,
+                                                 refinement=self.peaks.refinement,
+                                                 patch_size=self.peaks.patch_size)
+                points = points * self.output_stride / self.input_scale
+                if self.class_head is not None:
+                    probs = out.heads[self.class_head].float().cpu().numpy()
+            offsets = torch.cat([s.offsets for s in batch.sets if s.n_crops]).to(points.device)
+            keypoints = (points + offsets[:, None, :]).cpu().numpy()
+            values = vals.cpu().numpy()
+        preds = []
+        start = 0
+        for s in batch.sets:
+            n = s.n_crops
+            slots = s.centroid_vals.shape[0]
+            pts = np.full((slots, self.n_nodes, 2), np.nan)
+            scores = np.full((slots, self.n_nodes), np.nan)
+            eff = np.float32(s.eff_scale)
+            pts[s.slots] = keypoints[start:start + n] / eff
+            scores[s.slots] = values[start:start + n]
+            track_names = tracking = None
+            if probs is not None and self.assign is not None:
+                class_inds, class_scores = self.assign(probs[start:start + n], np.zeros(n, dtype=int))
+                names: list[str | None] = [None] * slots
+                tracking = np.full(slots, np.nan)
+                for crop, slot in enumerate(s.slots):
+                    if class_inds[crop] >= 0:
+                        names[slot] = self.class_names[class_inds[crop]]
+                        tracking[slot] = class_scores[crop]
+                track_names = tuple(names)
+            preds.append(FramePrediction(
+                seq=s.seq, video_id=s.frame.video_id, frame_idx=s.frame.frame_idx, points=pts,
+                point_scores=scores, instance_scores=s.centroid_vals.astype(np.float64),
+                track_names=track_names, tracking_scores=tracking,
+                centroids=s.centroids, centroid_scores=s.centroid_vals))
+            start += n
+        return preds
+
+
+class CentroidOnlyPredictions:
+    """Centroid-only output: one-node ``centroid`` instances, or, on labeled frames, the matched
+    ground-truth instance's keypoints (each centroid takes the nearest ground-truth instance)."""
+
+    def __init__(self, finder: CentroidFinder, anchor_ind: int | None) -> None:
+        self.finder = finder
+        self.anchor_ind = anchor_ind
+
+    def __call__(self, out: ModelOutput) -> list[FramePrediction]:
+        centroids, values = self.finder(out)
+        centroids_np = centroids.numpy().astype(np.float64)
+        values_np = values.numpy().astype(np.float64)
+        gt_all = out.input.gt_points or (None,) * len(out.frames)
+        preds = []
+        for b, info in enumerate(out.frames):
+            c, v = centroids_np[b], values_np[b]
+            keep = ~np.isnan(c[:, 0])
+            c, v = c[keep], v[keep]
+            gt = gt_all[b]
+            if gt is not None and gt.shape[0] and c.shape[0]:
+                gt_c = gt_centroids(gt, self.anchor_ind)
+                d = np.linalg.norm(c[:, None] - gt_c[None], axis=-1)
+                nearest = np.nanargmin(np.where(np.isnan(d), np.inf, d), axis=1)
+                points = gt[nearest]
+                point_scores = np.where(np.isnan(points[..., 0]), np.nan, v[:, None])
+                preds.append(FramePrediction(seq=info.seq, video_id=info.video_id,
+                                             frame_idx=info.frame_idx, points=points,
+                                             point_scores=point_scores, instance_scores=v,
+                                             centroids=c, centroid_scores=v))
+            else:
+                preds.append(FramePrediction(seq=info.seq, video_id=info.video_id,
+                                             frame_idx=info.frame_idx, points=c[:, None, :],
+                                             point_scores=v[:, None], instance_scores=v,
+                                             centroids=c, centroid_scores=v, centroid_only=True))
+        return preds
