@@ -1,0 +1,776 @@
+"""Decode a model folder's training config into frozen, normalised ``ModelConfig`` structs."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import structlog
+import yaml
+
+from sleapflow.errors import ConfigError, ModelLoadError
+
+log = structlog.get_logger(__name__)
+
+MODEL_TYPES: tuple[str, ...] = (
+    "single_instance",
+    "centroid",
+    "centered_instance",
+    "bottomup",
+    "multi_class_bottomup",
+    "multi_class_topdown",
+)
+
+# Head types sleap-nn knows but sleapflow does not run; named in the error so users know why.
+_UNSUPPORTED_HEADS = (
+    "bottomup_segmentation",
+    "centered_instance_segmentation",
+    "semantic_segmentation",
+    "embedding",
+    "bbox_centernet",
+    "bbox_ssd",
+)
+
+BackboneType = Literal["unet", "convnext", "swint"]
+
+# Output dict keys of the network, per model type, in head_layers order (spec §2.6).
+HEAD_NAMES: dict[str, tuple[str, ...]] = {
+    "single_instance": ("SingleInstanceConfmapsHead",),
+    "centroid": ("CentroidConfmapsHead",),
+    "centered_instance": ("CenteredInstanceConfmapsHead",),
+    "bottomup": ("MultiInstanceConfmapsHead", "PartAffinityFieldsHead"),
+    "multi_class_bottomup": ("MultiInstanceConfmapsHead", "ClassMapsHead"),
+    "multi_class_topdown": ("CenteredInstanceConfmapsHead", "ClassVectorsHead"),
+}
+
+CONVNEXT_PRESETS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
+    "tiny": ((3, 3, 9, 3), (96, 192, 384, 768)),
+    "small": ((3, 3, 27, 3), (96, 192, 384, 768)),
+    "base": ((3, 3, 27, 3), (128, 256, 512, 1024)),
+    "large": ((3, 3, 27, 3), (192, 384, 768, 1536)),
+}
+
+SWINT_PRESETS: dict[str, tuple[int, tuple[int, ...], tuple[int, ...]]] = {
+    "tiny": (96, (2, 2, 6, 2), (3, 6, 12, 24)),
+    "small": (96, (2, 2, 18, 2), (3, 6, 12, 24)),
+    "base": (128, (2, 2, 18, 2), (4, 8, 16, 32)),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Normalised config: what the rest of sleapflow reads.
+# --------------------------------------------------------------------------------------------
+
+
+class UNetConfig(msgspec.Struct, frozen=True, tag_field="type", tag="unet"):
+    """UNet hyper-parameters (sleap-nn ``backbone_config.unet``)."""
+
+    in_channels: int
+    kernel_size: int
+    filters: int
+    filters_rate: float
+    max_stride: int
+    stem_stride: int | None
+    middle_block: bool
+    up_interpolate: bool
+    stacks: int
+    convs_per_block: int
+    output_stride: int
+
+
+class ConvNeXtConfig(msgspec.Struct, frozen=True, tag_field="type", tag="convnext"):
+    """ConvNeXt hyper-parameters with the preset already resolved into depths and channels."""
+
+    model_type: str
+    depths: tuple[int, ...]
+    channels: tuple[int, ...]
+    stem_patch_kernel: int
+    stem_patch_stride: int
+    in_channels: int
+    kernel_size: int
+    filters_rate: float
+    convs_per_block: int
+    up_interpolate: bool
+    output_stride: int
+    max_stride: int
+
+
+class SwinTConfig(msgspec.Struct, frozen=True, tag_field="type", tag="swint"):
+    """SwinT hyper-parameters with the preset already resolved into embed, depths and heads."""
+
+    model_type: str
+    embed: int
+    depths: tuple[int, ...]
+    num_heads: tuple[int, ...]
+    patch_size: int
+    stem_patch_stride: int
+    window_size: int
+    in_channels: int
+    kernel_size: int
+    filters_rate: float
+    convs_per_block: int
+    up_interpolate: bool
+    output_stride: int
+    max_stride: int
+
+
+class PreprocessingConfig(msgspec.Struct, frozen=True):
+    """The preprocessing fields inference reads (spec §1.3)."""
+
+    ensure_rgb: bool = False
+    ensure_grayscale: bool = False
+    max_height: int | None = None
+    max_width: int | None = None
+    scale: float = 1.0
+    crop_size: int | None = None
+
+
+class SkeletonConfig(msgspec.Struct, frozen=True):
+    """The output skeleton (``data_config.skeletons[0]``)."""
+
+    name: str
+    node_names: tuple[str, ...]
+    edges: tuple[tuple[str, str], ...]
+    symmetries: tuple[tuple[str, str], ...]
+
+
+class ConfmapsConfig(msgspec.Struct, frozen=True):
+    """Confidence-map head; ``part_names`` is None for the centroid head (one channel)."""
+
+    part_names: tuple[str, ...] | None
+    anchor_part: str | None
+    sigma: float
+    output_stride: int
+
+
+class PafsConfig(msgspec.Struct, frozen=True):
+    """Part-affinity-field head: channel 2k is x and 2k+1 is y of edge k."""
+
+    edges: tuple[tuple[str, str], ...]
+    output_stride: int
+
+
+class ClassMapsConfig(msgspec.Struct, frozen=True):
+    """Class-map head (multi-class bottom-up)."""
+
+    classes: tuple[str, ...]
+    output_stride: int
+
+
+class ClassVectorsConfig(msgspec.Struct, frozen=True):
+    """Class-vector head (multi-class top-down)."""
+
+    classes: tuple[str, ...]
+    num_fc_layers: int
+    num_fc_units: int
+    global_pool: bool
+    output_stride: int
+
+
+class ModelConfig(msgspec.Struct, frozen=True):
+    """Everything inference needs to know about one trained model, without its weights."""
+
+    model_type: str
+    backbone_type: str
+    backbone: UNetConfig | ConvNeXtConfig | SwinTConfig
+    preprocessing: PreprocessingConfig
+    max_stride: int
+    in_channels: int
+    skeleton: SkeletonConfig
+    confmaps: ConfmapsConfig
+    pafs: PafsConfig | None
+    class_maps: ClassMapsConfig | None
+    class_vectors: ClassVectorsConfig | None
+    head_names: tuple[str, ...]
+    is_legacy: bool
+    path: str
+
+    @property
+    def output_strides(self) -> dict[str, int]:
+        """Output stride of each head, keyed like the network's output dict."""
+        strides = [self.confmaps.output_stride]
+        for extra in (self.pafs, self.class_maps, self.class_vectors):
+            if extra is not None:
+                strides.append(extra.output_stride)
+        return dict(zip(self.head_names, strides))
+
+
+# --------------------------------------------------------------------------------------------
+# File-shaped structs: mirror training_config.yaml; unknown (training-only) fields are ignored.
+# Required fields are the ones that decide the architecture; the rest carry sleap-nn's defaults.
+# --------------------------------------------------------------------------------------------
+
+
+class _FilePreprocessing(msgspec.Struct, frozen=True):
+    ensure_rgb: bool = False
+    ensure_grayscale: bool = False
+    max_height: int | None = None
+    max_width: int | None = None
+    # sleap-nn's validator also accepts a list of floats; inference uses it as a scalar.
+    scale: float | list[float] = 1.0
+    crop_size: int | None = None
+
+
+class _FileNodeRef(msgspec.Struct, frozen=True):
+    name: str
+
+
+class _FileEdge(msgspec.Struct, frozen=True):
+    source: _FileNodeRef
+    destination: _FileNodeRef
+
+
+class _FileSkeleton(msgspec.Struct, frozen=True):
+    nodes: list[_FileNodeRef]
+    edges: list[_FileEdge] = []
+    symmetries: list[Any] = []
+    name: str | None = None
+
+
+class _FileDataConfig(msgspec.Struct, frozen=True):
+    skeletons: list[_FileSkeleton] | dict[str, _FileSkeleton]
+    preprocessing: _FilePreprocessing = _FilePreprocessing()
+
+
+class _FileUNet(msgspec.Struct, frozen=True):
+    filters: int
+    filters_rate: float
+    max_stride: int
+    output_stride: int
+    in_channels: int = 1
+    kernel_size: int = 3
+    stem_stride: int | None = None
+    middle_block: bool = True
+    up_interpolate: bool = True
+    stacks: int = 1
+    convs_per_block: int = 2
+    block_contraction: bool = False
+
+
+class _FileConvNeXtArch(msgspec.Struct, frozen=True):
+    depths: list[int]
+    channels: list[int]
+
+
+class _FileConvNeXt(msgspec.Struct, frozen=True):
+    output_stride: int
+    max_stride: int
+    model_type: str = "tiny"
+    arch: _FileConvNeXtArch | None = None
+    stem_patch_kernel: int = 4
+    stem_patch_stride: int = 2
+    in_channels: int = 1
+    kernel_size: int = 3
+    filters_rate: float = 2.0
+    convs_per_block: int = 2
+    up_interpolate: bool = True
+    block_contraction: bool = False
+
+
+class _FileSwinTArch(msgspec.Struct, frozen=True):
+    embed: int
+    depths: list[int]
+    num_heads: list[int]
+
+
+class _FileSwinT(msgspec.Struct, frozen=True):
+    output_stride: int
+    max_stride: int
+    model_type: str = "tiny"
+    arch: _FileSwinTArch | None = None
+    patch_size: int = 4
+    stem_patch_stride: int = 2
+    window_size: int = 7
+    in_channels: int = 1
+    kernel_size: int = 3
+    filters_rate: float = 2.0
+    convs_per_block: int = 2
+    up_interpolate: bool = True
+    block_contraction: bool = False
+
+
+class _FileConfmaps(msgspec.Struct, frozen=True):
+    output_stride: int
+    part_names: list[str] | None = None
+    anchor_part: str | None = None
+    sigma: float = 5.0
+
+
+class _FilePafs(msgspec.Struct, frozen=True):
+    edges: list[tuple[str, str]]
+    output_stride: int
+    sigma: float = 15.0
+
+
+class _FileClassMaps(msgspec.Struct, frozen=True):
+    classes: list[str]
+    output_stride: int
+    sigma: float = 5.0
+
+
+class _FileClassVectors(msgspec.Struct, frozen=True):
+    classes: list[str]
+    output_stride: int
+    num_fc_layers: int = 1
+    num_fc_units: int = 64
+    global_pool: bool = True
+
+
+class _FileHead(msgspec.Struct, frozen=True):
+    confmaps: _FileConfmaps
+    pafs: _FilePafs | None = None
+    class_maps: _FileClassMaps | None = None
+    class_vectors: _FileClassVectors | None = None
+
+
+class _FileModelConfig(msgspec.Struct, frozen=True):
+    backbone_config: dict[str, Any]
+    head_configs: dict[str, Any]
+
+
+class _FileTrainingConfig(msgspec.Struct, frozen=True):
+    data_config: _FileDataConfig
+    model_config: _FileModelConfig
+
+
+_BACKBONE_STRUCTS: dict[str, type[msgspec.Struct]] = {
+    "unet": _FileUNet,
+    "convnext": _FileConvNeXt,
+    "swint": _FileSwinT,
+}
+
+# Which extra sub-heads each model type must carry beside ``confmaps``.
+_REQUIRED_SUBHEADS: dict[str, tuple[str, ...]] = {
+    "single_instance": (),
+    "centroid": (),
+    "centered_instance": (),
+    "bottomup": ("pafs",),
+    "multi_class_bottomup": ("class_maps",),
+    "multi_class_topdown": ("class_vectors",),
+}
+
+_AT_RE = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+_MISSING_RE = re.compile(r"Object missing required field `(?P<field>[^`]+)`")
+
+
+def _convert(raw: Any, typ: Any, *, prefix: str, source: str) -> Any:
+    """``msgspec.convert`` whose errors name the dotted field path and the file."""
+    try:
+        return msgspec.convert(raw, typ)
+    except msgspec.ValidationError as exc:
+        m = _AT_RE.match(str(exc))
+        msg = m.group("msg") if m else str(exc)
+        sub = (m.group("path") or "") if m else ""
+        missing = _MISSING_RE.search(msg)
+        # msgspec paths look like ``$.a.b[0].c``; join them onto the caller's dotted prefix.
+        path = (prefix + sub).lstrip(".")
+        if missing:
+            path = f"{path}.{missing.group('field')}" if path else missing.group("field")
+            raise ConfigError(f"{source}: required field `{path}` is missing") from None
+        raise ConfigError(f"{source}: field `{path or '<root>'}`: {msg}") from None
+
+
+def _first_non_null(mapping: dict[str, Any]) -> tuple[str, Any] | None:
+    """First key with a non-null value in file order (sleap-nn's type detection rule)."""
+    for key, value in mapping.items():
+        if value is not None:
+            return key, value
+    return None
+
+
+def _is_pow2(v: int) -> bool:
+    return v >= 1 and (v & (v - 1)) == 0
+
+
+# --------------------------------------------------------------------------------------------
+# Folder resolution
+# --------------------------------------------------------------------------------------------
+
+
+def resolve_model_dir(path: str | Path) -> Path:
+    """Resolve a model folder, its ``best.ckpt`` or its ``training_config.{yaml,json}`` to the folder."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise ModelLoadError(
+            f"model path {str(p)!r} does not exist; pass a sleap-nn model folder (best.ckpt + "
+            "training_config.yaml) or a SLEAP folder (best_model.h5 + training_config.json)"
+        )
+    if p.is_file():
+        if p.suffix == ".ckpt" and p.name != "best.ckpt":
+            # sleap-nn warns and still loads best.ckpt: the architecture comes from the folder.
+            log.warning("non_best_checkpoint_ignored", path=str(p), loading=str(p.parent / "best.ckpt"))
+        p = p.parent
+    new_style = (p / "best.ckpt").is_file() and (p / "training_config.yaml").is_file()
+    legacy = (p / "best_model.h5").is_file() and (p / "training_config.json").is_file()
+    if new_style or legacy:
+        return p
+    if (p / "training_config.yaml").is_file():
+        missing = "best.ckpt"
+    elif (p / "training_config.json").is_file():
+        missing = "best_model.h5"
+    elif (p / "best.ckpt").is_file():
+        missing = "training_config.yaml"
+    elif (p / "best_model.h5").is_file():
+        missing = "training_config.json"
+    else:
+        missing = "best.ckpt + training_config.yaml (or best_model.h5 + training_config.json)"
+    raise ModelLoadError(
+        f"model folder {str(p)!r} has no {missing}; pass the folder a sleap-nn training run wrote "
+        "(best.ckpt + training_config.yaml) or a SLEAP model folder (best_model.h5 + "
+        "training_config.json)"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Normalisation
+# --------------------------------------------------------------------------------------------
+
+
+def _skeleton_from_file(sk: _FileSkeleton, default_name: str, source: str) -> SkeletonConfig:
+    names = tuple(n.name for n in sk.nodes)
+    edges = tuple((e.source.name, e.destination.name) for e in sk.edges)
+    syms: list[tuple[str, str]] = []
+    for i, s in enumerate(sk.symmetries):
+        pair = [x["name"] if isinstance(x, dict) else x for x in s] if isinstance(s, list) else []
+        if len(pair) != 2 or not all(isinstance(x, str) for x in pair):
+            raise ConfigError(
+                f"{source}: field `data_config.skeletons[0].symmetries[{i}]` must be a pair of nodes"
+            )
+        syms.append((pair[0], pair[1]))
+    for a, b in (*edges, *syms):
+        for n in (a, b):
+            if n not in names:
+                raise ConfigError(
+                    f"{source}: skeleton edge/symmetry names node {n!r}, which is not in "
+                    f"data_config.skeletons[0].nodes {list(names)}"
+                )
+    return SkeletonConfig(
+        name=sk.name or default_name, node_names=names, edges=edges, symmetries=tuple(syms)
+    )
+
+
+def _normalise_backbone(
+    btype: str, raw: Any, source: str
+) -> UNetConfig | ConvNeXtConfig | SwinTConfig:
+    prefix = f"model_config.backbone_config.{btype}"
+    fb = _convert(raw, _BACKBONE_STRUCTS[btype], prefix=prefix, source=source)
+    if fb.block_contraction:
+        raise ConfigError(f"{source}: `{prefix}.block_contraction: true` is not supported")
+    for field in ("in_channels", "kernel_size", "output_stride", "max_stride"):
+        if getattr(fb, field) < 1:
+            raise ConfigError(f"{source}: `{prefix}.{field}` must be >= 1, got {getattr(fb, field)}")
+    if fb.convs_per_block < 2:
+        raise ConfigError(
+            f"{source}: `{prefix}.convs_per_block` must be >= 2 (sleap-nn's middle block cannot "
+            f"run with {fb.convs_per_block})"
+        )
+    if not _is_pow2(fb.output_stride):
+        raise ConfigError(f"{source}: `{prefix}.output_stride` must be a power of 2")
+    if isinstance(fb, _FileUNet):
+        # Configurations sleap-nn builds but cannot run (spec §2.4), or that no trainer emits.
+        if fb.stacks != 1:
+            raise ConfigError(f"{source}: `{prefix}.stacks` must be 1 (got {fb.stacks})")
+        if not fb.middle_block:
+            raise ConfigError(
+                f"{source}: `{prefix}.middle_block: false` is not runnable in sleap-nn "
+                "(the decoder expects the middle block's channels)"
+            )
+        if fb.stem_stride is not None:
+            raise ConfigError(
+                f"{source}: `{prefix}.stem_stride` is not supported (must be null); sleap-nn's "
+                "stem changes the true network stride"
+            )
+        if not _is_pow2(fb.max_stride) or fb.max_stride < 2 or fb.output_stride > fb.max_stride:
+            raise ConfigError(
+                f"{source}: `{prefix}.max_stride` must be a power of 2, >= 2 and >= output_stride "
+                f"(got max_stride {fb.max_stride}, output_stride {fb.output_stride})"
+            )
+        if fb.filters < 1 or fb.filters_rate <= 0:
+            raise ConfigError(f"{source}: `{prefix}.filters`/`filters_rate` must be positive")
+        return UNetConfig(
+            in_channels=fb.in_channels,
+            kernel_size=fb.kernel_size,
+            filters=fb.filters,
+            filters_rate=fb.filters_rate,
+            max_stride=fb.max_stride,
+            stem_stride=None,
+            middle_block=True,
+            up_interpolate=fb.up_interpolate,
+            stacks=1,
+            convs_per_block=fb.convs_per_block,
+            output_stride=fb.output_stride,
+        )
+    if not _is_pow2(fb.stem_patch_stride):
+        raise ConfigError(f"{source}: `{prefix}.stem_patch_stride` must be a power of 2")
+    if fb.output_stride > 16 * fb.stem_patch_stride:
+        raise ConfigError(
+            f"{source}: `{prefix}.output_stride` ({fb.output_stride}) exceeds the network stride "
+            f"({16 * fb.stem_patch_stride})"
+        )
+    if isinstance(fb, _FileConvNeXt):
+        if fb.model_type in CONVNEXT_PRESETS:
+            depths, channels = CONVNEXT_PRESETS[fb.model_type]
+        elif fb.arch is not None:
+            depths, channels = tuple(fb.arch.depths), tuple(fb.arch.channels)
+        else:
+            depths, channels = CONVNEXT_PRESETS["tiny"]
+        if len(depths) != 4 or len(channels) != 4:
+            raise ConfigError(
+                f"{source}: `{prefix}.arch` must give 4 depths and 4 channels "
+                f"(got {list(depths)}, {list(channels)})"
+            )
+        return ConvNeXtConfig(
+            model_type=fb.model_type,
+            depths=depths,
+            channels=channels,
+            stem_patch_kernel=fb.stem_patch_kernel,
+            stem_patch_stride=fb.stem_patch_stride,
+            in_channels=fb.in_channels,
+            kernel_size=fb.kernel_size,
+            filters_rate=fb.filters_rate,
+            convs_per_block=fb.convs_per_block,
+            up_interpolate=fb.up_interpolate,
+            output_stride=fb.output_stride,
+            max_stride=fb.max_stride,
+        )
+    if fb.model_type in SWINT_PRESETS:
+        embed, depths, heads = SWINT_PRESETS[fb.model_type]
+    elif fb.arch is not None:
+        embed, depths, heads = fb.arch.embed, tuple(fb.arch.depths), tuple(fb.arch.num_heads)
+    else:
+        embed, depths, heads = SWINT_PRESETS["tiny"]
+    if len(depths) != 4 or len(heads) != 4:
+        raise ConfigError(f"{source}: `{prefix}.arch` must give 4 depths and 4 num_heads")
+    for i, h in enumerate(heads):
+        if (embed * 2**i) % h:
+            raise ConfigError(
+                f"{source}: `{prefix}.arch.num_heads[{i}]` ({h}) must divide the stage width "
+                f"{embed * 2**i}"
+            )
+    return SwinTConfig(
+        model_type=fb.model_type,
+        embed=embed,
+        depths=depths,
+        num_heads=heads,
+        patch_size=fb.patch_size,
+        stem_patch_stride=fb.stem_patch_stride,
+        window_size=fb.window_size,
+        in_channels=fb.in_channels,
+        kernel_size=fb.kernel_size,
+        filters_rate=fb.filters_rate,
+        convs_per_block=fb.convs_per_block,
+        up_interpolate=fb.up_interpolate,
+        output_stride=fb.output_stride,
+        max_stride=fb.max_stride,
+    )
+
+
+def decoder_strides(backbone: UNetConfig | ConvNeXtConfig | SwinTConfig) -> tuple[int, ...]:
+    """Strides of the decoder outputs, coarse to fine; empty when the decoder has no blocks."""
+    if isinstance(backbone, UNetConfig):
+        top = backbone.max_stride
+        n_up = int(math.log2(backbone.max_stride // backbone.output_stride))
+    else:
+        sps = backbone.stem_patch_stride
+        top = sps * 16
+        # sleap-nn: log2(max / (sps * os)) + log2(sps), each truncated to int.
+        n_up = int(math.log2(top / (sps * backbone.output_stride))) + int(math.log2(sps))
+    return tuple(top // 2 ** (b + 1) for b in range(n_up))
+
+
+def _check_head_strides(cfg_heads: list[tuple[str, int]], backbone: Any, source: str) -> None:
+    strides = decoder_strides(backbone)
+    for name, stride in cfg_heads:
+        if name == "class_vectors":
+            continue  # reads the middle output whatever its stated stride
+        if strides and stride not in strides:
+            raise ConfigError(
+                f"{source}: head `{name}` has output_stride {stride}, but the backbone's decoder "
+                f"produces strides {list(strides)}"
+            )
+        if not strides and isinstance(backbone, UNetConfig) and stride != backbone.max_stride:
+            raise ConfigError(
+                f"{source}: head `{name}` has output_stride {stride}, but the backbone has no "
+                f"decoder (output at max_stride {backbone.max_stride})"
+            )
+
+
+def normalise_config(
+    *,
+    model_type: str,
+    backbone_type: str,
+    backbone: UNetConfig | ConvNeXtConfig | SwinTConfig,
+    preprocessing: _FilePreprocessing,
+    skeleton: SkeletonConfig,
+    head: _FileHead,
+    head_prefix: str,
+    is_legacy: bool,
+    path: Path,
+    source: str,
+) -> ModelConfig:
+    """Build the public ``ModelConfig`` from decoded parts (shared by YAML and legacy JSON)."""
+    for sub in _REQUIRED_SUBHEADS[model_type]:
+        if getattr(head, sub) is None:
+            raise ConfigError(f"{source}: required field `{head_prefix}.{sub}` is missing")
+    cm = head.confmaps
+    if model_type == "centroid":
+        part_names = None
+    elif cm.part_names is not None:
+        part_names = tuple(cm.part_names)
+    else:
+        # sleap-nn training fills part_names from the skeleton; do the same for hand-written files.
+        part_names = skeleton.node_names
+    if part_names is not None and len(part_names) == 0:
+        raise ConfigError(f"{source}: `{head_prefix}.confmaps.part_names` is empty")
+    confmaps = ConfmapsConfig(
+        part_names=part_names,
+        anchor_part=cm.anchor_part,
+        sigma=float(cm.sigma),
+        output_stride=cm.output_stride,
+    )
+    pafs = class_maps = class_vectors = None
+    strides: list[tuple[str, int]] = [("confmaps", cm.output_stride)]
+    if model_type == "bottomup":
+        assert head.pafs is not None
+        if not head.pafs.edges:
+            raise ConfigError(f"{source}: `{head_prefix}.pafs.edges` is empty")
+        pafs = PafsConfig(
+            edges=tuple((a, b) for a, b in head.pafs.edges), output_stride=head.pafs.output_stride
+        )
+        strides.append(("pafs", pafs.output_stride))
+    elif model_type == "multi_class_bottomup":
+        assert head.class_maps is not None
+        class_maps = ClassMapsConfig(
+            classes=tuple(head.class_maps.classes), output_stride=head.class_maps.output_stride
+        )
+        strides.append(("class_maps", class_maps.output_stride))
+    elif model_type == "multi_class_topdown":
+        cv = head.class_vectors
+        assert cv is not None
+        if cv.num_fc_layers < 1 or cv.num_fc_units < 1:
+            # sleap-nn sizes the classifier from num_fc_units, so 0 fc layers cannot run.
+            raise ConfigError(
+                f"{source}: `{head_prefix}.class_vectors.num_fc_layers`/`num_fc_units` must be >= 1"
+            )
+        class_vectors = ClassVectorsConfig(
+            classes=tuple(cv.classes),
+            num_fc_layers=cv.num_fc_layers,
+            num_fc_units=cv.num_fc_units,
+            global_pool=cv.global_pool,
+            output_stride=cv.output_stride,
+        )
+        strides.append(("class_vectors", cv.output_stride))
+    for name, classes in (("class_maps", class_maps), ("class_vectors", class_vectors)):
+        if classes is not None and not classes.classes:
+            raise ConfigError(f"{source}: `{head_prefix}.{name}.classes` is empty")
+    _check_head_strides(strides, backbone, source)
+
+    scale = preprocessing.scale
+    if isinstance(scale, list):
+        if not scale:
+            raise ConfigError(f"{source}: `data_config.preprocessing.scale` is an empty list")
+        scale = scale[0]
+    if scale <= 0:
+        raise ConfigError(f"{source}: `data_config.preprocessing.scale` must be > 0, got {scale}")
+    pre = PreprocessingConfig(
+        ensure_rgb=preprocessing.ensure_rgb,
+        ensure_grayscale=preprocessing.ensure_grayscale,
+        max_height=preprocessing.max_height,
+        max_width=preprocessing.max_width,
+        scale=float(scale),
+        crop_size=preprocessing.crop_size,
+    )
+    return ModelConfig(
+        model_type=model_type,
+        backbone_type=backbone_type,
+        backbone=backbone,
+        preprocessing=pre,
+        max_stride=backbone.max_stride,
+        in_channels=backbone.in_channels,
+        skeleton=skeleton,
+        confmaps=confmaps,
+        pafs=pafs,
+        class_maps=class_maps,
+        class_vectors=class_vectors,
+        head_names=HEAD_NAMES[model_type],
+        is_legacy=is_legacy,
+        path=str(path),
+    )
+
+
+def config_from_yaml(cfg_path: str | Path) -> ModelConfig:
+    """Decode one sleap-nn ``training_config.yaml`` (no folder checks, no weights)."""
+    cfg_path = Path(cfg_path)
+    model_dir = cfg_path.parent
+    source = str(cfg_path)
+    try:
+        raw = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelLoadError(f"cannot read {source}: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level")
+    tc = _convert(raw, _FileTrainingConfig, prefix="", source=source)
+
+    bb = _first_non_null(tc.model_config.backbone_config)
+    if bb is None:
+        raise ConfigError(f"{source}: `model_config.backbone_config` has no non-null backbone")
+    btype, braw = bb
+    if btype not in _BACKBONE_STRUCTS:
+        raise ConfigError(
+            f"{source}: backbone `{btype}` is not supported (sleapflow runs unet, convnext, swint)"
+        )
+    backbone = _normalise_backbone(btype, braw, source)
+
+    hd = _first_non_null(tc.model_config.head_configs)
+    if hd is None:
+        raise ConfigError(f"{source}: `model_config.head_configs` has no non-null head")
+    mtype, hraw = hd
+    if mtype not in MODEL_TYPES:
+        what = "segmentation/detection" if mtype in _UNSUPPORTED_HEADS else "unknown"
+        raise ConfigError(
+            f"{source}: model type `{mtype}` ({what}) is not supported; sleapflow runs "
+            f"{', '.join(MODEL_TYPES)}"
+        )
+    head_prefix = f"model_config.head_configs.{mtype}"
+    head = _convert(hraw, _FileHead, prefix=head_prefix, source=source)
+
+    sks = tc.data_config.skeletons
+    if isinstance(sks, dict):
+        # Stale (pre-list) layout keyed by skeleton name; still decode it.
+        items = list(sks.items())
+        if not items:
+            raise ConfigError(f"{source}: `data_config.skeletons` is empty")
+        sk_name, sk = items[0]
+    else:
+        if not sks:
+            raise ConfigError(f"{source}: `data_config.skeletons` is empty")
+        sk_name, sk = "Skeleton-0", sks[0]
+    skeleton = _skeleton_from_file(sk, sk_name, source)
+
+    return normalise_config(
+        model_type=mtype,
+        backbone_type=btype,
+        backbone=backbone,
+        preprocessing=tc.data_config.preprocessing,
+        skeleton=skeleton,
+        head=head,
+        head_prefix=head_prefix,
+        is_legacy=False,
+        path=model_dir,
+        source=source,
+    )
+
+
+def read_model_config(model_dir: str | Path) -> ModelConfig:
+    """Read a model folder's training config (YAML, or legacy SLEAP JSON) without its weights."""
+    d = resolve_model_dir(model_dir)
+    if (d / "training_config.yaml").is_file() and (d / "best.ckpt").is_file():
+        return config_from_yaml(d / "training_config.yaml")
+    from sleapflow.models.legacy import read_legacy_config
+
+    return read_legacy_config(d)
