@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from sleapflow.errors import ConfigError
-from sleapflow.graphs import single_instance, topdown
+from sleapflow.graphs import bottomup, single_instance, topdown
 from sleapflow.graphs.common import GraphDecl
 
 #: The named graphs, a plain dict: name → declaration.
 GRAPHS: dict[str, GraphDecl] = {
-    decl.name: decl for decl in [single_instance.GRAPH, *topdown.GRAPHS]
+    decl.name: decl for decl in [single_instance.GRAPH, *topdown.GRAPHS, *bottomup.GRAPHS]
 }
 
 #: Which graph runs for a set of model types (sleap-nn's dispatch).

@@ -1,0 +1,90 @@
+"""Bottom-up graphs: part affinity field grouping, and multi-class bottom-up with class maps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sleapflow.errors import ConfigError
+from sleapflow.graphs.common import (
+    BuildContext,
+    GraphDecl,
+    batch_stage,
+    edge_bounds,
+    forward_stage,
+    preprocess_plan,
+    preprocess_stage,
+)
+from sleapflow.models import ModelConfig
+from sleapflow.runtime import MapStage, ReorderStage
+from sleapflow.stages.bottomup import ClassMapGrouping, PafGrouping, PafPeaks
+
+
+def paf_edges(config: ModelConfig) -> list[tuple[int, int]]:
+    """PAF edges as node indices into the confidence-map channels (``part_names``)."""
+    assert config.pafs is not None
+    parts = list(config.confmaps.part_names or ())
+    try:
+        return [(parts.index(src), parts.index(dst)) for src, dst in config.pafs.edges]
+    except ValueError as exc:
+        raise ConfigError(f"{config.path}: a PAF edge names a part not in {parts}: {exc}") from exc
+
+
+def build_bottomup(ctx: BuildContext) -> tuple[list[Any], list[int]]:
+    ref = ctx.models["bottomup"]
+    config = ref.config
+    assert config.pafs is not None
+    plan = preprocess_plan(ctx.cfg, config)
+    edges = paf_edges(config)
+    peaks = PafPeaks(config.head_names[0], config.head_names[1], config.confmaps.output_stride,
+                     config.pafs.output_stride, edges, ctx.peaks(ctx.cfg.instance_threshold),
+                     n_points=ctx.cfg.n_points, max_edge_length_ratio=ctx.cfg.max_edge_length_ratio,
+                     dist_penalty_weight=ctx.cfg.dist_penalty_weight)
+    grouping = PafGrouping(edges, len(config.confmaps.part_names or ()), plan.scale,
+                           min_line_scores=ctx.cfg.min_line_scores,
+                           min_instance_peaks=ctx.cfg.min_instance_peaks,
+                           max_instances=ctx.cfg.max_instances)
+    workers = ctx.cfg.postprocess_workers
+    stages: list[Any] = [
+        batch_stage(ctx),
+        preprocess_stage(ctx, plan),
+        forward_stage(ctx, ref),
+        MapStage("peaks", peaks, limiter=ctx.cpu_limiter),
+        MapStage("group", grouping, flatten=True, workers=workers),
+    ]
+    if workers > 1:
+        stages.append(ReorderStage("reorder"))
+    return stages, edge_bounds(ctx, stages)
+
+
+def build_multiclass_bottomup(ctx: BuildContext) -> tuple[list[Any], list[int]]:
+    ref = ctx.models["multi_class_bottomup"]
+    config = ref.config
+    assert config.class_maps is not None
+    plan = preprocess_plan(ctx.cfg, config)
+    grouping = ClassMapGrouping(config.head_names[0], config.head_names[1],
+                                config.confmaps.output_stride, config.class_maps.output_stride,
+                                config.class_maps.classes, len(config.confmaps.part_names or ()),
+                                plan.scale, ctx.peaks(ctx.cfg.instance_threshold),
+                                ctx.cfg.max_instances)
+    stages = [
+        batch_stage(ctx),
+        preprocess_stage(ctx, plan),
+        forward_stage(ctx, ref),
+        MapStage("classify", grouping, flatten=True, limiter=ctx.cpu_limiter),
+    ]
+    return stages, edge_bounds(ctx, stages)
+
+
+def _classes(ctx: BuildContext) -> tuple[str, ...]:
+    config = ctx.models["multi_class_bottomup"].config
+    return config.class_maps.classes if config.class_maps is not None else ()
+
+
+GRAPHS = [
+    GraphDecl("bottomup", "all parts at once, grouped into animals with part affinity fields",
+              ("bottomup",), True, build_bottomup,
+              stage_names=("batch", "preprocess", "forward", "peaks", "group")),
+    GraphDecl("multiclass_bottomup", "bottom-up with identity classes from class maps",
+              ("multi_class_bottomup",), True, build_multiclass_bottomup, track_order=_classes,
+              stage_names=("batch", "preprocess", "forward", "classify")),
+]
