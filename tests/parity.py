@@ -81,7 +81,7 @@ def compare_labels(ours: sio.Labels, ref: sio.Labels, *, check_tracks: bool = Fa
     dev = np.concatenate(deviations) if deviations else np.zeros(1)
     report = ParityReport(
         frames_ours=len(ours_map), frames_ref=len(ref_map), frames_compared=len(keys),
-        count_equal_fraction=equal / max(1, len(keys)),
+        count_equal_fraction=equal / len(keys) if keys else 1.0,
         keypoint_p99=float(np.percentile(dev, 99)) if dev.size else 0.0,
         keypoint_max=float(dev.max()) if dev.size else 0.0,
         score_max_diff=float(np.nanmax(score_diffs)), point_score_max_diff=float(np.nanmax(pscore_diffs)),
@@ -107,7 +107,7 @@ def _track_agreement(pairs: list[tuple[str | None, str | None]], ours: sio.Label
     rows, cols = linear_sum_assignment(-counts[:-1, :-1]) if names_a and names_b else ([], [])
     agree = sum(counts[r, c] for r, c in zip(rows, cols)) + counts[-1, -1]
     n_tracks = (len({t.name for t in ours.tracks}), len({t.name for t in ref.tracks}))
-    return float(agree / max(1, len(pairs))), n_tracks
+    return (float(agree / len(pairs)) if pairs else 1.0), n_tracks
 
 
 def run_pipeline(**options: object) -> sio.Labels:

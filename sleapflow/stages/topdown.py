@@ -172,9 +172,10 @@ class InstancePeaks:
                 names: list[str | None] = [None] * slots
                 tracking = np.full(slots, np.nan)
                 for crop, slot in enumerate(s.slots):
-                    if class_inds[crop] >= 0:
-                        names[slot] = self.class_names[class_inds[crop]]
-                        tracking[slot] = class_scores[crop]
+                    # An unassigned crop (more crops than classes) has class -1, which the
+                    # reference uses as a list index: it gets the last class, with a NaN score.
+                    names[slot] = self.class_names[class_inds[crop]]
+                    tracking[slot] = class_scores[crop]
                 track_names = tuple(names)
             preds.append(FramePrediction(
                 seq=s.seq, video_id=s.frame.video_id, frame_idx=s.frame.frame_idx, points=pts,

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import anyio
 import sleap_io as sio
-from parity import compare_labels
 
 from sleapflow.cli import main
 from sleapflow.config import InferenceConfig
 from sleapflow.pipeline import run_to_file
+
+from parity import compare_labels
 
 
 def test_cli_video_matches_reference(assets: Path, reference: Path, tmp_path: Path) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from parity import compare_labels, load_reference, run_pipeline
 
 from sleapflow.cli import main
+
+from parity import compare_labels, load_reference, run_pipeline
 
 CKPT = "model_ckpts/minimal_instance_"
 VIDEO = "datasets/centered_pair_small.mp4"
