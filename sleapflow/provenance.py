@@ -1,28 +1,41 @@
-"""Provenance metadata written into every output file (the reference's keys, sleapflow's values)."""
+"""Provenance written into every output file: sleap-nn's keys (spec §4.1), sleapflow's values.
+
+Keys appear only when their input is known, as in the reference. Versions: ``sleapflow_version``
+and ``sleap_io_version``; there is deliberately no ``sleap_nn_version`` key, because sleap-nn did
+not produce the file (see docs/COMPATIBILITY.md, "Provenance").
+"""
 
 from __future__ import annotations
 
 import platform
 import sys
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import sleap_io as sio
-import torch
+import structlog
 
-#: The reference's ``model_type`` names for each graph.
+log = structlog.get_logger(__name__)
+
+#: The reference's ``model_type`` names (its predictor class) for each graph. A lone
+#: centered-instance model runs sleap-nn's top-down predictor on ground-truth centroids, so it is
+#: ``top_down`` there too; ``track`` has no centroid-only predictor, so that keeps its own name.
 MODEL_TYPE_NAMES = {
     "single_instance": "single_instance",
     "topdown": "top_down",
     "centroid": "centroid",
-    "centered_instance": "centered_instance",
+    "centered_instance": "top_down",
     "bottomup": "bottom_up",
     "multiclass_bottomup": "bottom_up_multi_class",
     "multiclass_topdown": "top_down_multi_class",
     "multiclass_centered_instance": "top_down_multi_class",
 }
+
+#: ``frame_selection.method`` values, in the reference's precedence order.
+FRAME_SELECTION_METHODS = ("labeled", "suggested", "predicted", "specified", "all")
 
 
 def sleapflow_version() -> str:
@@ -33,6 +46,9 @@ def sleapflow_version() -> str:
 
 
 def system_info(*, full: bool = True) -> dict[str, Any]:
+    """Python, platform and torch facts; ``full`` adds the CUDA version and the GPUs."""
+    import torch
+
     info: dict[str, Any] = {
         "python_version": sys.version.split()[0],
         "platform": platform.platform(),
@@ -40,9 +56,10 @@ def system_info(*, full: bool = True) -> dict[str, Any]:
     }
     cuda = torch.cuda.is_available()
     mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
-    info["accelerator"] = "cuda" if cuda else ("mps" if mps else "cpu")
     if full:
         info["cuda_version"] = torch.version.cuda
+    info["accelerator"] = "cuda" if cuda else ("mps" if mps else "cpu")
+    if full:
         info["gpu_count"] = torch.cuda.device_count() if cuda else 0
         if cuda:
             info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
@@ -50,40 +67,60 @@ def system_info(*, full: bool = True) -> dict[str, Any]:
 
 
 def _clean(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items() if v is not None}
+    """JSON-friendly: None-valued keys dropped, Paths as POSIX strings, tuples as lists."""
+    if isinstance(value, Mapping):
+        return {str(k): _clean(v) for k, v in value.items() if v is not None}
     if isinstance(value, (list, tuple)):
         return [_clean(v) for v in value]
     if isinstance(value, Path):
         return value.as_posix()
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return value.item()
     return value
 
 
-def inference_provenance(*, started: datetime, finished: datetime, model_paths: list[Path],
+def _abs_posix(path: str | Path) -> str:
+    return Path(path).resolve().as_posix()
+
+
+def inference_provenance(*, started: datetime, finished: datetime, model_paths: Sequence[str | Path],
                          graph: str, source_file: str | None, input_labels: sio.Labels | None,
                          frame_selection_method: str, frames_processed: int,
-                         inference_config: dict[str, Any], tracking_config: dict[str, Any] | None,
+                         inference_config: Mapping[str, Any],
+                         tracking_config: Mapping[str, Any] | None,
                          device: str) -> dict[str, Any]:
+    """The provenance dict of an inference run (``Labels.provenance`` of the output).
+
+    ``source_file`` is the path the user gave (None for in-memory inputs); ``input_labels`` the
+    loaded input ``.slp`` (its provenance is kept as ``input_provenance``); ``frames_processed``
+    counts the output's frames before ``--no_empty_frames`` removes any.
+    """
+    if frame_selection_method not in FRAME_SELECTION_METHODS:
+        raise ValueError(f"unknown frame selection method {frame_selection_method!r}")
     prov: dict[str, Any] = {
         "inference_start_timestamp": started.isoformat(),
         "inference_end_timestamp": finished.isoformat(),
         "inference_runtime_seconds": (finished - started).total_seconds(),
         "sleapflow_version": sleapflow_version(),
         "sleap_io_version": sio.__version__,
-        "model_paths": [Path(p).resolve().as_posix() for p in model_paths],
+        "model_paths": [_abs_posix(p) for p in model_paths],
         "model_type": MODEL_TYPE_NAMES.get(graph, graph),
         "graph": graph,
     }
     if source_file is not None:
-        prov["source_file"] = Path(source_file).resolve().as_posix()
+        prov["source_file"] = _abs_posix(source_file)
     if input_labels is not None and input_labels.provenance:
-        prov["input_provenance"] = dict(input_labels.provenance)
+        prov["input_provenance"] = _clean(dict(input_labels.provenance))
         if "filename" in input_labels.provenance:
             prov["source_labels"] = input_labels.provenance["filename"]
-    prov["frame_selection"] = {"method": frame_selection_method, "frames_processed": frames_processed}
+    prov["frame_selection"] = {"method": frame_selection_method,
+                               "frames_processed": int(frames_processed)}
     prov["inference_config"] = _clean(inference_config)
     if tracking_config is not None:
         prov["tracking_config"] = _clean(tracking_config)
     prov["device"] = device
-    prov["system_info"] = system_info()
+    try:
+        prov["system_info"] = system_info()
+    except Exception as exc:  # never fail a finished run over diagnostics (the reference omits it)
+        log.debug("system_info unavailable", error=str(exc))
     return prov

@@ -59,8 +59,8 @@ def size_match(x: torch.Tensor, max_height: int | None, max_width: int | None
     h_ratio = target_h / height
     w_ratio = target_w / width
     ratio = w_ratio if h_ratio > w_ratio else h_ratio
-    new_h = int(round(height * ratio))
-    new_w = int(round(width * ratio))
+    new_h = round(height * ratio)
+    new_w = round(width * ratio)
     x = resize_uint8(x, (new_h, new_w))
     x = F.pad(x, (0, max(0, target_w - new_w), 0, max(0, target_h - new_h)))
     return x, ratio

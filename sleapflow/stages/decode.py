@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 import anyio
@@ -18,8 +19,9 @@ log = structlog.get_logger(__name__)
 class DecodeSource:
     """Decodes ``plan.items`` a few frames per thread hop (amortising the hop, keeping order).
 
-    Frames the container cannot produce (past its end) are skipped with a warning, as the
-    reference's reader does.
+    Frames a video cannot produce (past its end, or missing from an image sequence) are skipped
+    and reported once at the end, instead of ending the run as the reference's reader does.
+    A read that fails for another reason (a corrupt file) fails the run.
     """
 
     role: Role = "source"
@@ -27,37 +29,47 @@ class DecodeSource:
     requires_order = False
     restores_order = False
 
+    #: Readers kept open at once: frames of a multi-video .slp interleave videos in file order,
+    #: so closing on every switch would reopen (and re-seek) the same few videos again and again.
+    MAX_OPEN_READERS = 4
+
     def __init__(self, plan: InputPlan, *, name: str = "decode", chunk: int = 4,
                  limiter: anyio.CapacityLimiter | None = None) -> None:
         self.name = name
         self.plan = plan
         self.chunk = max(1, chunk)
         self.limiter = limiter
-        self._readers: dict[int, Any] = {}
-        self.skipped = 0
+        self._readers: OrderedDict[int, Any] = OrderedDict()
+        self.skipped: list[tuple[int, int]] = []
 
     def _reader(self, video_id: int) -> Any:
         reader = self._readers.get(video_id)
-        if reader is None:
-            # One open video at a time keeps memory and file handles flat across many videos.
-            self._close_readers()
-            reader = open_reader(self.plan, video_id)
-            self._readers[video_id] = reader
+        if reader is not None:
+            self._readers.move_to_end(video_id)
+            return reader
+        while len(self._readers) >= self.MAX_OPEN_READERS:
+            _, oldest = self._readers.popitem(last=False)
+            oldest.close()
+        reader = open_reader(self.plan, video_id)
+        self._readers[video_id] = reader
         return reader
 
     def _close_readers(self) -> None:
-        for reader in self._readers.values():
+        while self._readers:
+            _, reader = self._readers.popitem()
             reader.close()
-        self._readers.clear()
 
     def _read_chunk(self, items: list[WorkItem]) -> list[tuple[WorkItem, Any]]:
         out = []
         for item in items:
-            image = self._reader(item.video_id).read(item.frame_idx)
+            try:
+                image = self._reader(item.video_id).read(item.frame_idx)
+            except Exception as exc:
+                # Lets the runner name the frame in the StageError.
+                exc.sleapflow_item = item  # type: ignore[attr-defined]
+                raise
             if image is None:
-                self.skipped += 1
-                log.warning("frame could not be decoded; skipped", video_id=item.video_id,
-                            frame_idx=item.frame_idx)
+                self.skipped.append((item.video_id, item.frame_idx))
                 continue
             out.append((item, image))
         return out
@@ -80,3 +92,6 @@ class DecodeSource:
             finally:
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(self._close_readers)
+            if self.skipped:
+                log.warning("frames could not be decoded; skipped", count=len(self.skipped),
+                            first=[f"video {v} frame {f}" for v, f in self.skipped[:5]])

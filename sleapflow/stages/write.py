@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import os
-import tempfile
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,32 +14,61 @@ import numpy as np
 import sleap_io as sio
 from anyio.abc import TaskStatus
 
+from sleapflow.errors import ConfigError
 from sleapflow.messages import FramePrediction
 from sleapflow.runtime.graph import Role
 
 
+def check_output_path(output_path: str | Path, *, input_path: str | Path | None = None) -> Path:
+    """Refuse outputs that cannot work before any frame is decoded.
+
+    The output may not be a folder, nor the input file itself: the output refers to the input's
+    videos, and a ``.pkg.slp`` input holds their frames.
+    """
+    path = Path(output_path)
+    if path.is_dir():
+        raise ConfigError(f"--output_path {str(path)!r} is a folder; give a .slp file name")
+    if input_path is not None and path.exists() and Path(input_path).exists() \
+            and path.resolve() == Path(input_path).resolve():
+        raise ConfigError(f"--output_path {str(path)!r} is the input file; the input is never "
+                          "overwritten, choose another name")
+    return path
+
+
 def save_labels_atomically(labels: sio.Labels, path: str | Path) -> None:
     """Write to a temporary file beside ``path`` and rename it into place only on success,
-    so an existing output is never left half-written or lost by a failed run."""
+    so an existing output is never left half-written or lost by a failed run.
+
+    The temporary name is not pre-created (``mkstemp`` would make it 0600): HDF5 creates it
+    with the usual umask permissions, which the renamed output keeps.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.slp", dir=path.parent)
-    os.close(fd)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.slp"
     try:
-        sio.save_slp(labels, tmp, restore_original_videos=False, verbose=False)
+        sio.save_slp(labels, tmp.as_posix(), restore_original_videos=False, verbose=False)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def copy_instance(inst: sio.Instance) -> sio.Instance:
+    """A copy sharing nothing mutable with the input, so the input labels are never modified."""
+    out = copy.copy(inst)
+    out.points = inst.points.copy()
+    return out
 
 
 class LabelsBuilder:
     """Turns FramePredictions into LabeledFrames; tracks are created once per name."""
 
     def __init__(self, videos: list[sio.Video], skeleton: sio.Skeleton, *,
-                 keep_empty_frames: bool, track_order: tuple[str, ...] = ()) -> None:
+                 keep_empty_frames: bool, track_order: tuple[str, ...] = (),
+                 extra_skeletons: list[sio.Skeleton] | None = None) -> None:
         self.videos = videos
         self.skeleton = skeleton
+        self.extra_skeletons = list(extra_skeletons or [])
         self.keep_empty_frames = keep_empty_frames
         self.centroid_skeleton: sio.Skeleton | None = None
         self.tracks: dict[str, sio.Track] = {name: sio.Track(name=name) for name in track_order}
@@ -61,7 +91,32 @@ class LabelsBuilder:
             self.centroid_skeleton = sio.Skeleton(nodes=["centroid"], name="centroid")
         return self.centroid_skeleton
 
+    def _retracked(self, pred: FramePrediction) -> list[sio.Instance]:
+        """Track-only frames: copies of the source instances with their new tracks."""
+        out = [copy_instance(inst) for inst in pred.untouched]
+        for i, inst in enumerate(pred.source_instances or ()):
+            inst = copy_instance(inst)
+            name = pred.track_names[i] if pred.track_names is not None else None
+            if name is not None and (inst.track is None or inst.track.name != name):
+                inst.track = self._track(name)
+                score = pred.tracking_scores[i] if pred.tracking_scores is not None else None
+                if isinstance(inst, sio.PredictedInstance) and score is not None \
+                        and not np.isnan(score):
+                    inst.tracking_score = float(score)
+            elif inst.track is not None:
+                inst.track = self._track(inst.track.name)
+            out.append(inst)
+        for inst in out[: len(pred.untouched)]:
+            if inst.track is not None:
+                inst.track = self._track(inst.track.name)
+        return out
+
     def add(self, pred: FramePrediction) -> sio.LabeledFrame | None:
+        if pred.source_instances is not None:
+            lf = sio.LabeledFrame(video=self.videos[pred.video_id], frame_idx=pred.frame_idx,
+                                  instances=self._retracked(pred))
+            self.frames.append(lf)
+            return lf
         points = np.asarray(pred.points, dtype=np.float64)
         skeleton = self._skeleton_for(pred)
         instances = []
@@ -86,6 +141,7 @@ class LabelsBuilder:
 
     def labels(self, provenance: dict[str, Any] | None = None) -> sio.Labels:
         skeletons = [self.skeleton] if self.centroid_skeleton is None else [self.centroid_skeleton]
+        skeletons += self.extra_skeletons
         tracks = [t for name, t in self.tracks.items() if name in self.used_tracks]
         return sio.Labels(labeled_frames=self.frames, videos=list(self.videos), skeletons=skeletons,
                           tracks=tracks, provenance=dict(provenance or {}))
@@ -95,6 +151,9 @@ class SlpWriter:
     """Collects predictions in order and writes the ``.slp`` once, atomically, at a clean end.
 
     A run that fails or is cancelled never reaches the write, so an existing output survives.
+    The output holds only the new predictions: the input's videos, the model's skeleton, no
+    user instances and no suggestions. ``input_path`` (the input file) is checked up front so a
+    run never ends by failing to write over its own input.
     """
 
     role: Role = "sink"
@@ -105,7 +164,9 @@ class SlpWriter:
     def __init__(self, builder: LabelsBuilder, *, output_path: str | Path | None,
                  provenance: Callable[[sio.Labels], dict[str, Any]] | None = None,
                  no_empty_frames: bool = False, on_frame: Callable[[int], None] | None = None,
-                 name: str = "write") -> None:
+                 input_path: str | Path | None = None, name: str = "write") -> None:
+        if output_path is not None:
+            check_output_path(output_path, input_path=input_path)
         self.name = name
         self.builder = builder
         self.output_path = output_path
@@ -119,6 +180,7 @@ class SlpWriter:
         if self.provenance is not None:
             labels.provenance = self.provenance(labels)
         if self.no_empty_frames:
+            # After provenance, as the reference: frames_processed counts the empty frames too.
             labels.labeled_frames = [lf for lf in labels.labeled_frames if len(lf.instances) > 0]
         if self.output_path is not None:
             save_labels_atomically(labels, self.output_path)
