@@ -133,6 +133,34 @@ def track(
     filter_min_instance_score: Annotated[float, opt("filter_min_instance_score")] = 0.0,
     integral_refinement: Annotated[str, opt("integral_refinement",
                                             help="'integral' or 'none'.")] = "integral",
+    tracking: Annotated[bool, opt("tracking", "-t", help="Track instances across frames.")] = False,
+    tracking_window_size: Annotated[int, opt("tracking_window_size")] = 5,
+    min_new_track_points: Annotated[int, opt("min_new_track_points")] = 0,
+    candidates_method: Annotated[str, opt("candidates_method",
+                                          help="fixed_window or local_queues.")] = "fixed_window",
+    min_match_points: Annotated[int, opt("min_match_points")] = 0,
+    features: Annotated[str, opt("features",
+                                 help="keypoints, centroids, bboxes or image.")] = "keypoints",
+    scoring_method: Annotated[str, opt("scoring_method",
+                                       help="oks, cosine_sim, iou or euclidean_dist.")] = "oks",
+    scoring_reduction: Annotated[str, opt("scoring_reduction",
+                                          help="mean, max or robust_quantile.")] = "mean",
+    robust_best_instance: Annotated[float, opt("robust_best_instance")] = 1.0,
+    track_matching_method: Annotated[str, opt("track_matching_method",
+                                              help="hungarian or greedy.")] = "hungarian",
+    max_tracks: Annotated[int | None, opt("max_tracks")] = None,
+    use_flow: Annotated[bool, opt("use_flow")] = False,
+    of_img_scale: Annotated[float, opt("of_img_scale")] = 1.0,
+    of_window_size: Annotated[int, opt("of_window_size")] = 21,
+    of_max_levels: Annotated[int, opt("of_max_levels")] = 3,
+    oks_stddev: Annotated[float | None, opt("oks_stddev")] = None,
+    use_kalman: Annotated[bool, opt("use_kalman")] = False,
+    post_connect_single_breaks: Annotated[bool, opt("post_connect_single_breaks")] = False,
+    tracking_target_instance_count: Annotated[int | None, opt("tracking_target_instance_count")] = None,
+    tracking_pre_cull_to_target: Annotated[int, opt("tracking_pre_cull_to_target")] = 0,
+    tracking_pre_cull_iou_threshold: Annotated[float, opt("tracking_pre_cull_iou_threshold")] = 0.0,
+    tracking_clean_instance_count: Annotated[int, opt("tracking_clean_instance_count")] = 0,
+    tracking_clean_iou_threshold: Annotated[float, opt("tracking_clean_iou_threshold")] = 0.0,
     graph: Annotated[str | None, opt("graph", help="Force a named graph (see `graphs`).")] = None,
     stats: Annotated[bool, opt("stats", help="Print the per-stage table at the end.")] = False,
     verbose: Annotated[bool, opt("verbose")] = False,
@@ -140,11 +168,27 @@ def track(
     """Run pose inference on a video or labels file and write a .slp (sleap-nn track compatible)."""
     from sleapflow.config import InferenceConfig, parse_frames
     from sleapflow.pipeline import default_output_path, prepare, run_to_file
+    from sleapflow.tracking import TrackerConfig
 
     configure_logging(verbose)
     log = structlog.get_logger("sleapflow")
     refinement = None if integral_refinement.lower() in ("none", "null", "") else integral_refinement
+    tracker = TrackerConfig(
+        window_size=tracking_window_size, min_new_track_points=min_new_track_points,
+        candidates_method=candidates_method, min_match_points=min_match_points, features=features,
+        scoring_method=scoring_method, scoring_reduction=scoring_reduction,
+        robust_best_instance=robust_best_instance, track_matching_method=track_matching_method,
+        max_tracks=max_tracks, use_flow=use_flow, of_img_scale=of_img_scale,
+        of_window_size=of_window_size, of_max_levels=of_max_levels, oks_stddev=oks_stddev,
+        use_kalman=use_kalman, post_connect_single_breaks=post_connect_single_breaks,
+        tracking_target_instance_count=tracking_target_instance_count,
+        tracking_pre_cull_to_target=tracking_pre_cull_to_target,
+        tracking_pre_cull_iou_threshold=tracking_pre_cull_iou_threshold,
+        tracking_clean_instance_count=tracking_clean_instance_count,
+        tracking_clean_iou_threshold=tracking_clean_iou_threshold,
+    )
     cfg = InferenceConfig(
+        tracking=tracking, tracker=tracker,
         data_path=data_path, model_paths=tuple(model_paths), output_path=output_path, device=device,
         batch_size=batch_size, queue_maxsize=queue_maxsize, peak_threshold=peak_threshold,
         integral_refinement=refinement, integral_patch_size=integral_patch_size,
@@ -169,7 +213,8 @@ def track(
     prepared = prepare(cfg)
     log.info("starting", graph=prepared.graph_name, device=prepared.ctx.device,
              frames=len(prepared.plan.items), output=out)
-    with _Progress(len(prepared.plan.items), "Predicting...") as progress:
+    label = "Tracking..." if prepared.graph_name == "track_only" else "Predicting..."
+    with _Progress(len(prepared.plan.items), label) as progress:
         result = anyio.run(lambda: run_to_file(cfg, output_path=out, on_frame=progress.advance,
                                                prepared=prepared))
     wall = result.stats.wall_s

@@ -9,6 +9,7 @@ import msgspec
 import torch
 
 from sleapflow.errors import ConfigError
+from sleapflow.tracking.config import TrackerConfig
 
 Refinement = Literal["integral"] | None
 
@@ -60,6 +61,9 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     filter_min_visible_node_fraction: float = 0.0
     filter_min_mean_node_score: float = 0.0
     filter_min_instance_score: float = 0.0
+    # Tracking.
+    tracking: bool = False
+    tracker: TrackerConfig = msgspec.field(default_factory=TrackerConfig)
     # Runtime.
     graph: str | None = None
     postprocess_workers: int = 1

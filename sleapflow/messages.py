@@ -26,6 +26,8 @@ class FrameInfo(msgspec.Struct, frozen=True):
     frame_idx: int
     height: int
     width: int
+    #: The decoded frame, kept only when a later stage needs pixels (optical-flow tracking).
+    image: Any = None
 
 
 class FrameBatch(msgspec.Struct, frozen=True):
@@ -121,3 +123,37 @@ class FramePrediction(msgspec.Struct, frozen=True):
     #: True for one-node centroid instances (centroid-only mode on input without ground truth).
     centroid_only: bool = False
     raw: dict[str, Any] | None = None
+    #: Track-only runs: the sio instances the arrays were stacked from, one per instance row,
+    #: whether each is a user instance, and instances passed through untouched (listed first).
+    source_instances: tuple[Any, ...] | None = None
+    is_user: Any = None
+    untouched: tuple[Any, ...] = ()
+
+    _PER_INSTANCE = ("points", "point_scores", "instance_scores", "tracking_scores", "centroids",
+                     "centroid_scores", "is_user")
+
+    @classmethod
+    def of(cls, info: FrameInfo, **fields: Any) -> FramePrediction:
+        """A prediction for the frame ``info`` describes (its image rides along if kept)."""
+        return cls(seq=info.seq, video_id=info.video_id, frame_idx=info.frame_idx,
+                   image=info.image, **fields)
+
+    @property
+    def n_instances(self) -> int:
+        return int(self.points.shape[0])
+
+    def subset(self, indices: Any, **changes: Any) -> FramePrediction:
+        """The instances at ``indices`` (in that order), every per-instance field kept aligned."""
+        import numpy as np
+
+        idx = np.asarray(indices, dtype=np.int64)
+        fields: dict[str, Any] = {}
+        for name in self._PER_INSTANCE:
+            value = getattr(self, name)
+            fields[name] = None if value is None else np.asarray(value)[idx]
+        if self.track_names is not None:
+            fields["track_names"] = tuple(self.track_names[i] for i in idx.tolist())
+        if self.source_instances is not None:
+            fields["source_instances"] = tuple(self.source_instances[i] for i in idx.tolist())
+        fields.update(changes)
+        return msgspec.structs.replace(self, **fields)

@@ -8,7 +8,10 @@ from sleapflow.graphs.common import GraphDecl
 
 #: The named graphs, a plain dict: name → declaration.
 GRAPHS: dict[str, GraphDecl] = {
-    decl.name: decl for decl in [single_instance.GRAPH, *topdown.GRAPHS, *bottomup.GRAPHS]
+    decl.name: decl for decl in [single_instance.GRAPH, *topdown.GRAPHS, *bottomup.GRAPHS,
+                                 GraphDecl("track_only", "track the instances of an existing .slp",
+                                           (), True, lambda ctx: ([], [ctx.cfg.queue_maxsize]),
+                                           stage_names=("filter", "track", "track_cleanup"))]
 }
 
 #: Which graph runs for a set of model types (sleap-nn's dispatch).

@@ -132,7 +132,9 @@ def batch_stage(ctx: BuildContext, name: str = "batch") -> BatchStage:
 
 def preprocess_stage(ctx: BuildContext, plan: PreprocessPlan, *, keep_raw: bool = False,
                      name: str = "preprocess") -> MapStage:
-    return MapStage(name, Preprocessor(plan, keep_raw=keep_raw), limiter=ctx.cpu_limiter)
+    keep_images = bool(ctx.extra.get("keep_images"))
+    return MapStage(name, Preprocessor(plan, keep_raw=keep_raw, keep_images=keep_images),
+                    limiter=ctx.cpu_limiter)
 
 
 def forward_stage(ctx: BuildContext, ref: ModelRef, *, name: str = "forward",

@@ -21,14 +21,17 @@ class MapStage:
     """
 
     role: Role = "stage"
-    requires_order = False
     restores_order = False
 
     def __init__(self, name: str, fn: Callable[[Any], Any], *, offload: bool = True,
                  limiter: CapacityLimiter | None = None, workers: int = 1,
-                 flatten: bool = False, setup: Callable[[], None] | None = None) -> None:
+                 flatten: bool = False, setup: Callable[[], None] | None = None,
+                 requires_order: bool = False) -> None:
         if workers < 1:
             raise ValueError("workers must be >= 1")
+        if requires_order and workers > 1:
+            raise ValueError("an order-sensitive stage runs one worker")
+        self.requires_order = requires_order
         self.name = name
         self.fn = fn
         self.offload = offload

@@ -73,8 +73,7 @@ def _per_frame(frames: tuple[FrameInfo, ...], points: np.ndarray, vals: np.ndarr
     preds = []
     for b, info in enumerate(frames):
         pts = points[b] / np.float32(input_scale) / eff[b]
-        preds.append(FramePrediction(seq=info.seq, video_id=info.video_id, frame_idx=info.frame_idx,
-                                     points=pts.astype(np.float64), point_scores=vals[b],
+        preds.append(FramePrediction.of(info, points=pts.astype(np.float64), point_scores=vals[b],
                                      instance_scores=scores[b]))
     return preds
 
@@ -134,9 +133,8 @@ class ClassMapGrouping:
         for b, info in enumerate(out.frames):
             slots = order[b][order[b] >= 0]
             frame_pts = pts[b, slots] / np.float32(self.input_scale) / eff[b]
-            preds.append(FramePrediction(
-                seq=info.seq, video_id=info.video_id, frame_idx=info.frame_idx,
-                points=frame_pts.astype(np.float64), point_scores=pvals[b, slots],
+            preds.append(FramePrediction.of(
+                info, points=frame_pts.astype(np.float64), point_scores=pvals[b, slots],
                 instance_scores=scores[b, slots], tracking_scores=tracking[b, slots],
                 track_names=tuple(self.classes[s] for s in slots)))
         return preds

@@ -46,9 +46,7 @@ class SingleInstancePeaks:
         points_np /= eff[:, None, None]
         preds = []
         for b, info in enumerate(out.frames):
-            preds.append(FramePrediction(
-                seq=info.seq, video_id=info.video_id, frame_idx=info.frame_idx,
-                points=points_np[b][None], point_scores=vals_np[b][None],
+            preds.append(FramePrediction.of(info, points=points_np[b][None], point_scores=vals_np[b][None],
                 instance_scores=np.array([np.nansum(vals_np[b])]),
             ))
         return preds

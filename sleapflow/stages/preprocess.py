@@ -35,16 +35,19 @@ class Preprocessor:
     With ``keep_raw`` the size-matched frames (before scaling) ride along for the crop step.
     """
 
-    def __init__(self, plan: PreprocessPlan, *, keep_raw: bool = False) -> None:
+    def __init__(self, plan: PreprocessPlan, *, keep_raw: bool = False,
+                 keep_images: bool = False) -> None:
         self.plan = plan
         self.keep_raw = keep_raw
+        self.keep_images = keep_images
 
     def __call__(self, batch: FrameBatch) -> ModelInput:
         plan = self.plan
         images = [f.image for f in batch.frames]
         x = ops.frames_to_tensor(images)
         infos = tuple(FrameInfo(seq=f.seq, video_id=f.video_id, frame_idx=f.frame_idx,
-                                height=f.image.shape[0], width=f.image.shape[1])
+                                height=f.image.shape[0], width=f.image.shape[1],
+                                image=f.image if self.keep_images else None)
                       for f in batch.frames)
         raw = x
         x = ops.ensure_channels(x, ensure_rgb=plan.ensure_rgb, ensure_grayscale=plan.ensure_grayscale)

@@ -177,8 +177,7 @@ class InstancePeaks:
                     names[slot] = self.class_names[class_inds[crop]]
                     tracking[slot] = class_scores[crop]
                 track_names = tuple(names)
-            preds.append(FramePrediction(
-                seq=s.seq, video_id=s.frame.video_id, frame_idx=s.frame.frame_idx, points=pts,
+            preds.append(FramePrediction.of(s.frame, points=pts,
                 point_scores=scores, instance_scores=s.centroid_vals.astype(np.float64),
                 track_names=track_names, tracking_scores=tracking,
                 centroids=s.centroids, centroid_scores=s.centroid_vals))
@@ -211,13 +210,11 @@ class CentroidOnlyPredictions:
                 nearest = np.nanargmin(np.where(np.isnan(d), np.inf, d), axis=1)
                 points = gt[nearest]
                 point_scores = np.where(np.isnan(points[..., 0]), np.nan, v[:, None])
-                preds.append(FramePrediction(seq=info.seq, video_id=info.video_id,
-                                             frame_idx=info.frame_idx, points=points,
+                preds.append(FramePrediction.of(info, points=points,
                                              point_scores=point_scores, instance_scores=v,
                                              centroids=c, centroid_scores=v))
             else:
-                preds.append(FramePrediction(seq=info.seq, video_id=info.video_id,
-                                             frame_idx=info.frame_idx, points=c[:, None, :],
+                preds.append(FramePrediction.of(info, points=c[:, None, :],
                                              point_scores=v[:, None], instance_scores=v,
                                              centroids=c, centroid_scores=v, centroid_only=True))
         return preds
