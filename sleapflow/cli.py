@@ -162,6 +162,12 @@ def track(
     tracking_clean_instance_count: Annotated[int, opt("tracking_clean_instance_count")] = 0,
     tracking_clean_iou_threshold: Annotated[float, opt("tracking_clean_iou_threshold")] = 0.0,
     graph: Annotated[str | None, opt("graph", help="Force a named graph (see `graphs`).")] = None,
+    postprocess_workers: Annotated[int, opt("postprocess_workers",
+                                            help="Threads for bottom-up grouping.")] = 1,
+    torch_threads: Annotated[int | None, opt("torch_threads",
+                                             help="CPU threads for the network.")] = None,
+    channels_last: Annotated[bool, opt("channels_last",
+                                       help="Faster CPU convolutions; not bit-identical.")] = False,
     stats: Annotated[bool, opt("stats", help="Print the per-stage table at the end.")] = False,
     verbose: Annotated[bool, opt("verbose")] = False,
 ) -> int:
@@ -208,6 +214,8 @@ def track(
         filter_min_visible_node_fraction=filter_min_visible_node_fraction,
         filter_min_mean_node_score=filter_min_mean_node_score,
         filter_min_instance_score=filter_min_instance_score, graph=graph,
+        postprocess_workers=postprocess_workers, torch_threads=torch_threads,
+        channels_last=channels_last,
     )
     out = output_path or default_output_path(cfg)
     prepared = prepare(cfg)

@@ -68,6 +68,8 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     graph: str | None = None
     postprocess_workers: int = 1
     torch_threads: int | None = None
+    #: Faster CPU convolutions in channels-last memory; not bit-identical to the reference.
+    channels_last: bool = False
 
     def __post_init__(self) -> None:
         _check_positive("batch_size", self.batch_size)

@@ -147,8 +147,11 @@ def forward_stage(ctx: BuildContext, ref: ModelRef, *, name: str = "forward",
                           backbone_ckpt_path=cfg.backbone_ckpt_path if overrides else None,
                           head_ckpt_path=cfg.head_ckpt_path if overrides else None)
 
-    return ForwardStage(load, device=device, name=name, limiter=ctx.device_limiter,
-                        torch_threads=ctx.torch_threads)
+    # One forward at a time per accelerator; on the CPU each model gets its own slot, so a
+    # top-down graph's two models run on different cores at once.
+    limiter = ctx.device_limiter if device != "cpu" else anyio.CapacityLimiter(1)
+    return ForwardStage(load, device=device, name=name, limiter=limiter,
+                        torch_threads=ctx.torch_threads, channels_last=cfg.channels_last)
 
 
 def output_skeleton(config: ModelConfig) -> sio.Skeleton:

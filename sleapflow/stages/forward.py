@@ -31,8 +31,9 @@ class ForwardStage:
     def __init__(self, load: Callable[[], Any], *, device: str, name: str = "forward",
                  head_filter: tuple[str, ...] | None = None,
                  limiter: anyio.CapacityLimiter | None = None,
-                 torch_threads: int | None = None) -> None:
+                 torch_threads: int | None = None, channels_last: bool = False) -> None:
         self.name = name
+        self.channels_last = channels_last and self.device_type(device) == "cpu"
         self._load = load
         self.device = torch.device(device)
         self.head_filter = head_filter
@@ -40,11 +41,15 @@ class ForwardStage:
         self.torch_threads = torch_threads
         self.model: Any = None
 
+    @staticmethod
+    def device_type(device: str) -> str:
+        return torch.device(device).type
+
     def _setup(self) -> None:
         if self.torch_threads is not None:
             torch.set_num_threads(self.torch_threads)
         self.model = self._load()
-        prepare_for_inference(self.model.module, self.device)
+        prepare_for_inference(self.model.module, self.device, channels_last=self.channels_last)
 
     def forward(self, item: Any) -> ModelOutput:
         """``item`` is any message with a uint8 ``tensor`` (a frame batch or a crop batch)."""
@@ -54,7 +59,7 @@ class ForwardStage:
             return ModelOutput(seq=item.seq, heads={}, input=item)
         with torch.inference_mode():
             x = normalize(item.tensor.to(self.device, non_blocking=True))
-            if self.device.type == "cpu":
+            if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             heads = module(x)
             if self.head_filter is not None:

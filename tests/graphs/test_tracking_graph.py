@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import sleap_io as sio
 
-from parity import compare_labels, load_reference, run_pipeline
 from sleapflow.cli import main
 from sleapflow.tracking import TrackerConfig
+
+from parity import compare_labels, load_reference, run_pipeline
 
 CKPT = "model_ckpts/minimal_instance_"
 
