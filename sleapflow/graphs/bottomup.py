@@ -48,7 +48,7 @@ def build_bottomup(ctx: BuildContext) -> tuple[list[Any], list[int]]:
         batch_stage(ctx),
         preprocess_stage(ctx, plan),
         forward_stage(ctx, ref),
-        MapStage("peaks", peaks, limiter=ctx.cpu_limiter),
+        MapStage("paf_peaks", peaks, limiter=ctx.cpu_limiter),
         MapStage("group", grouping, flatten=True, workers=workers),
     ]
     if workers > 1:
@@ -83,7 +83,7 @@ def _classes(ctx: BuildContext) -> tuple[str, ...]:
 GRAPHS = [
     GraphDecl("bottomup", "all parts at once, grouped into animals with part affinity fields",
               ("bottomup",), True, build_bottomup,
-              stage_names=("batch", "preprocess", "forward", "peaks", "group")),
+              stage_names=("batch", "preprocess", "forward", "paf_peaks", "group")),
     GraphDecl("multiclass_bottomup", "bottom-up with identity classes from class maps",
               ("multi_class_bottomup",), True, build_multiclass_bottomup, track_order=_classes,
               stage_names=("batch", "preprocess", "forward", "classify")),

@@ -1,35 +1,32 @@
-"""Describe a named graph's stages and edges without loading any model or input."""
+"""Describe a named graph's stages and bounded edges without loading any model or input."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import itertools
 
-from sleapflow.config import InferenceConfig
 from sleapflow.graphs import GRAPHS
-from sleapflow.graphs.common import BuildContext, ModelRef
-from sleapflow.models import read_model_config
-from sleapflow.runtime import chain
-from sleapflow.testing import ListSink, ListSource
 
-#: Stand-in model folders for describing a graph: the shipped test models, when present.
-_EXAMPLE_MODELS = Path(__file__).resolve().parents[2].parent / "shared" / "assets" / "model_ckpts"
+#: Stages whose output is a batch, and stages that turn batches back into frames.
+_MAKES_BATCHES = {"batch", "crop_batch"}
+_SPLITS_BATCHES = {"peaks", "crop", "gt_crop", "instance_peaks", "group", "centroids", "classify"}
 
 
-def describe_graph(name: str) -> str:
-    """The graph's stages in flow order and its bounded edges (with the default queue sizes)."""
+def describe_graph(name: str, *, queue_maxsize: int = 32, batch_size: int = 4) -> str:
+    """The graph's stages in flow order and its edges with their bounds."""
     decl = GRAPHS[name]
-    lines = [f"graph {name}: {decl.description}", f"  model types: {', '.join(decl.model_types)}"]
-    if decl.stage_names:
-        lines.append("  stages: " + " -> ".join(["decode", *decl.stage_names, "write"]))
+    source = "labels" if name == "track_only" else "decode"
+    stages = [source, *decl.stage_names, "write"]
+    lines = [f"graph {name}: {decl.description}",
+             f"  model types: {', '.join(decl.model_types) or '(none)'}",
+             "  stages: " + " -> ".join(stages),
+             f"  edges (--queue_maxsize {queue_maxsize}, --batch_size {batch_size}):"]
+    frames, batches = queue_maxsize, max(2, queue_maxsize // batch_size)
+    carrying_batches = False
+    for src, dst in itertools.pairwise(stages):
+        if src in _MAKES_BATCHES:
+            carrying_batches = True
+        elif src in _SPLITS_BATCHES:
+            carrying_batches = False
+        bound = f"{batches} batches" if carrying_batches else f"{frames} frames"
+        lines.append(f"    {src} -> {dst}  (bounded: {bound})")
     return "\n".join(lines)
-
-
-def describe_built(name: str, models: dict[str, ModelRef]) -> str:
-    ctx = BuildContext(cfg=InferenceConfig(), models=models, plan=None, device="cpu")
-    middle, sizes = GRAPHS[name].build(ctx)
-    spec = chain(name, [ListSource([], name="decode"), *middle, ListSink(name="write")], sizes,
-                 description=GRAPHS[name].description)
-    return spec.describe()
-
-
-__all__ = ["describe_built", "describe_graph", "read_model_config"]

@@ -82,3 +82,15 @@ def test_hyphenated_aliases_are_accepted(assets: Path, tmp_path: Path,
                  "--frames", "0-3", "--peak-threshold", "0.3"], capsys)
     assert rc == 0
     assert out.exists()
+
+
+def test_graphs_lists_and_describes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["graphs"]) == 0
+    listing = capsys.readouterr().out
+    for name in ("single_instance", "topdown", "bottomup", "multiclass_topdown", "track_only"):
+        assert name in listing
+    assert main(["graphs", "topdown"]) == 0
+    shown = capsys.readouterr().out
+    assert "centroid_forward -> crop" in shown and "instance_forward" in shown
+    rc, err = run(["graphs", "nope"], capsys)
+    assert rc == 2 and "unknown graph" in err
