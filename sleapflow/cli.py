@@ -30,11 +30,21 @@ def opt(name: str, *short: str, help: str = "", negative: bool = False) -> Param
     return Parameter(name=names, help=help, negative=neg)
 
 
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is now (it may be replaced after logging is set up)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(verbose: bool = False, *, quiet: bool = False) -> None:
     level = logging.DEBUG if verbose else (logging.ERROR if quiet else logging.INFO)
     structlog.configure(
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),
         processors=[structlog.processors.add_log_level,
                     structlog.processors.TimeStamper(fmt="%H:%M:%S"),
                     structlog.dev.ConsoleRenderer(colors=False)],
