@@ -38,7 +38,8 @@ def _frame_map(labels: sio.Labels) -> dict[tuple[str, int], sio.LabeledFrame]:
     return {(str(lf.video.filename).rsplit("/", 1)[-1], lf.frame_idx): lf for lf in labels}
 
 
-def compare_labels(ours: sio.Labels, ref: sio.Labels, *, check_tracks: bool = False) -> ParityReport:
+def compare_labels(ours: sio.Labels, ref: sio.Labels, *, check_tracks: bool = False,
+                   frames: range | None = None) -> ParityReport:
     """Match instances per frame (Hungarian on mean keypoint distance) and measure deviations.
 
     Frames present in only one file count as frames whose instance count differs, unless the
@@ -46,6 +47,10 @@ def compare_labels(ours: sio.Labels, ref: sio.Labels, *, check_tracks: bool = Fa
     """
     ours_map = _frame_map(ours)
     ref_map = _frame_map(ref)
+    if frames is not None:
+        # A run over a prefix of the clip is compared with the same frames of the reference.
+        ref_map = {k: v for k, v in ref_map.items() if k[1] in frames}
+        ours_map = {k: v for k, v in ours_map.items() if k[1] in frames}
     keys = sorted(set(ours_map) | set(ref_map))
     equal = 0
     deviations: list[np.ndarray] = []
