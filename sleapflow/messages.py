@@ -84,6 +84,8 @@ class CropSet(msgspec.Struct, frozen=True):
     crops: Any
     slots: Any
     offsets: Any
+    #: The frame's centroid confidence map, kept only for raw (``make_labels=False``) output.
+    centroid_map: Any = None
 
     @property
     def n_crops(self) -> int:

@@ -17,6 +17,7 @@ from sleapflow.graphs.common import (
 from sleapflow.models import ModelConfig
 from sleapflow.runtime import MapStage, ReorderStage
 from sleapflow.stages.bottomup import ClassMapGrouping, PafGrouping, PafPeaks
+from sleapflow.stages.raw import BottomUpRawDict, MultiClassBottomUpRawDict
 
 
 def paf_edges(config: ModelConfig) -> list[tuple[int, int]]:
@@ -29,7 +30,7 @@ def paf_edges(config: ModelConfig) -> list[tuple[int, int]]:
         raise ConfigError(f"{config.path}: a PAF edge names a part not in {parts}: {exc}") from exc
 
 
-def build_bottomup(ctx: BuildContext) -> tuple[list[Any], list[int]]:
+def build_bottomup(ctx: BuildContext, raw: Any = None) -> tuple[list[Any], list[int]]:
     ref = ctx.models["bottomup"]
     config = ref.config
     assert config.pafs is not None
@@ -44,10 +45,11 @@ def build_bottomup(ctx: BuildContext) -> tuple[list[Any], list[int]]:
                            min_instance_peaks=ctx.cfg.min_instance_peaks,
                            max_instances=ctx.cfg.max_instances)
     workers = ctx.cfg.postprocess_workers
-    stages: list[Any] = [
-        batch_stage(ctx),
-        preprocess_stage(ctx, plan),
-        forward_stage(ctx, ref),
+    stages: list[Any] = [batch_stage(ctx), preprocess_stage(ctx, plan), forward_stage(ctx, ref)]
+    if raw is not None:
+        stages.append(MapStage("raw", BottomUpRawDict(peaks, grouping, raw), limiter=ctx.cpu_limiter))
+        return stages, edge_bounds(ctx, stages)
+    stages += [
         MapStage("paf_peaks", peaks, limiter=ctx.cpu_limiter),
         MapStage("group", grouping, flatten=True, workers=workers),
     ]
@@ -56,7 +58,7 @@ def build_bottomup(ctx: BuildContext) -> tuple[list[Any], list[int]]:
     return stages, edge_bounds(ctx, stages)
 
 
-def build_multiclass_bottomup(ctx: BuildContext) -> tuple[list[Any], list[int]]:
+def build_multiclass_bottomup(ctx: BuildContext, raw: Any = None) -> tuple[list[Any], list[int]]:
     ref = ctx.models["multi_class_bottomup"]
     config = ref.config
     assert config.class_maps is not None
@@ -70,7 +72,8 @@ def build_multiclass_bottomup(ctx: BuildContext) -> tuple[list[Any], list[int]]:
         batch_stage(ctx),
         preprocess_stage(ctx, plan),
         forward_stage(ctx, ref),
-        MapStage("classify", grouping, flatten=True, limiter=ctx.cpu_limiter),
+        MapStage("classify", grouping, flatten=True, limiter=ctx.cpu_limiter) if raw is None else
+        MapStage("raw", MultiClassBottomUpRawDict(grouping, raw), limiter=ctx.cpu_limiter),
     ]
     return stages, edge_bounds(ctx, stages)
 
@@ -83,8 +86,10 @@ def _classes(ctx: BuildContext) -> tuple[str, ...]:
 GRAPHS = [
     GraphDecl("bottomup", "all parts at once, grouped into animals with part affinity fields",
               ("bottomup",), True, build_bottomup,
-              stage_names=("batch", "preprocess", "forward", "paf_peaks", "group")),
+              stage_names=("batch", "preprocess", "forward", "paf_peaks", "group"),
+              build_raw=build_bottomup),
     GraphDecl("multiclass_bottomup", "bottom-up with identity classes from class maps",
               ("multi_class_bottomup",), True, build_multiclass_bottomup, track_order=_classes,
-              stage_names=("batch", "preprocess", "forward", "classify")),
+              stage_names=("batch", "preprocess", "forward", "classify"),
+              build_raw=build_multiclass_bottomup),
 ]

@@ -36,6 +36,8 @@ class GraphDecl:
     build: Callable[[BuildContext], tuple[list[Any], list[int]]]
     track_order: Callable[[BuildContext], tuple[str, ...]] = lambda ctx: ()
     stage_names: tuple[str, ...] = ()
+    #: ``build_raw(ctx, raw_options)``: the same graph ending in the reference's raw dicts.
+    build_raw: Callable[[BuildContext, Any], tuple[list[Any], list[int]]] | None = None
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from sleapflow.graphs.common import (
 )
 from sleapflow.models import ModelConfig
 from sleapflow.runtime import BatchStage, MapStage
+from sleapflow.stages.raw import TopDownRawDict
 from sleapflow.stages.topdown import (
     CentroidCrops,
     CentroidFinder,
@@ -69,7 +70,7 @@ def _centroid_finder(ctx: BuildContext, ref: ModelRef, scale: float) -> Centroid
                           ctx.peaks(ctx.cfg.centroid_threshold), ctx.cfg.max_instances)
 
 
-def _instance_stages(ctx: BuildContext, ref: ModelRef) -> list[Any]:
+def _instance_stages(ctx: BuildContext, ref: ModelRef, raw: Any = None) -> list[Any]:
     config = ref.config
     scale = ctx.cfg.input_scale if ctx.cfg.input_scale is not None else config.preprocessing.scale
     class_head = None
@@ -84,30 +85,34 @@ def _instance_stages(ctx: BuildContext, ref: ModelRef) -> list[Any]:
                           ctx.peaks(ctx.cfg.instance_threshold),
                           len(config.confmaps.part_names or ()), class_head=class_head,
                           class_names=classes, assign=assign)
+    last = (MapStage("raw", TopDownRawDict(peaks, _crop_size(ctx, ref), raw), flatten=True,
+                     limiter=ctx.cpu_limiter) if raw is not None else
+            MapStage("instance_peaks", peaks, flatten=True, limiter=ctx.cpu_limiter))
     return [
         BatchStage("crop_batch", ctx.cfg.batch_size, weight=crop_weight, make_batch=make_crop_batch),
         MapStage("crop_preprocess", CropPreprocessor(scale, config.max_stride), limiter=ctx.cpu_limiter),
         forward_stage(ctx, ref, name="instance_forward"),
-        MapStage("instance_peaks", peaks, flatten=True, limiter=ctx.cpu_limiter),
+        last,
     ]
 
 
-def build_topdown(ctx: BuildContext) -> tuple[list[Any], list[int]]:
+def build_topdown(ctx: BuildContext, raw: Any = None) -> tuple[list[Any], list[int]]:
     centroid = ctx.models["centroid"]
     instance = _instance_ref(ctx)
     plan = preprocess_plan(ctx.cfg, centroid.config, instance.config)
-    crops = CentroidCrops(_centroid_finder(ctx, centroid, plan.scale), _crop_size(ctx, instance))
+    crops = CentroidCrops(_centroid_finder(ctx, centroid, plan.scale), _crop_size(ctx, instance),
+                          keep_maps=raw is not None and raw.return_confmaps)
     stages = [
         batch_stage(ctx),
         preprocess_stage(ctx, plan, keep_raw=True),
         forward_stage(ctx, centroid, name="centroid_forward", overrides=False),
         MapStage("crop", crops, flatten=True, limiter=ctx.cpu_limiter),
-        *_instance_stages(ctx, instance),
+        *_instance_stages(ctx, instance, raw),
     ]
     return stages, edge_bounds(ctx, stages)
 
 
-def build_centered_instance(ctx: BuildContext) -> tuple[list[Any], list[int]]:
+def build_centered_instance(ctx: BuildContext, raw: Any = None) -> tuple[list[Any], list[int]]:
     instance = _instance_ref(ctx)
     plan = preprocess_plan(ctx.cfg, instance.config)
     crops = GroundTruthCrops(anchor_index(ctx, instance.config), _crop_size(ctx, instance))
@@ -115,7 +120,7 @@ def build_centered_instance(ctx: BuildContext) -> tuple[list[Any], list[int]]:
         batch_stage(ctx),
         preprocess_stage(ctx, plan, keep_raw=True),
         MapStage("gt_crop", crops, flatten=True, limiter=ctx.cpu_limiter),
-        *_instance_stages(ctx, instance),
+        *_instance_stages(ctx, instance, raw),
     ]
     return stages, edge_bounds(ctx, stages)
 
@@ -146,17 +151,20 @@ _TOPDOWN_STAGES = ("batch", "preprocess", "centroid_forward", "crop", "crop_batc
 
 GRAPHS = [
     GraphDecl("topdown", "centroid model → crops → centered-instance model",
-              ("centroid", "centered_instance"), False, build_topdown, stage_names=_TOPDOWN_STAGES),
+              ("centroid", "centered_instance"), False, build_topdown, stage_names=_TOPDOWN_STAGES,
+              build_raw=build_topdown),
     GraphDecl("multiclass_topdown", "top-down with identity classes from class vectors",
               ("centroid", "multi_class_topdown"), False, build_topdown, track_order=_classes,
-              stage_names=_TOPDOWN_STAGES),
+              stage_names=_TOPDOWN_STAGES, build_raw=build_topdown),
     GraphDecl("centered_instance", "centered-instance model on ground-truth centroids (.slp input)",
               ("centered_instance",), False, build_centered_instance,
-              stage_names=("batch", "preprocess", "gt_crop", *_TOPDOWN_STAGES[4:])),
+              stage_names=("batch", "preprocess", "gt_crop", *_TOPDOWN_STAGES[4:]),
+              build_raw=build_centered_instance),
     GraphDecl("multiclass_centered_instance",
               "multi-class centered-instance model on ground-truth centroids (.slp input)",
               ("multi_class_topdown",), False, build_centered_instance, track_order=_classes,
-              stage_names=("batch", "preprocess", "gt_crop", *_TOPDOWN_STAGES[4:])),
+              stage_names=("batch", "preprocess", "gt_crop", *_TOPDOWN_STAGES[4:]),
+              build_raw=build_centered_instance),
     GraphDecl("centroid", "centroid model alone: one-node centroid instances",
               ("centroid",), True, build_centroid,
               stage_names=("batch", "preprocess", "forward", "centroids")),

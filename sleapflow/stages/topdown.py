@@ -39,7 +39,7 @@ class CentroidFinder:
 
 
 def _crop_sets(model_input: ModelInput, centroids: torch.Tensor, values: torch.Tensor,
-               crop_size: int) -> list[CropSet]:
+               crop_size: int, centroid_maps: torch.Tensor | None = None) -> list[CropSet]:
     """Cut one crop per valid centroid from the size-matched frames, grouped per frame."""
     eff = torch.as_tensor(np.asarray(model_input.eff_scale), dtype=torch.float32)
     sized = centroids * eff[:, None, None]
@@ -53,20 +53,23 @@ def _crop_sets(model_input: ModelInput, centroids: torch.Tensor, values: torch.T
         sets.append(CropSet(seq=info.seq, frame=info, eff_scale=float(eff[b]),
                             centroids=centroids[b].numpy(), centroid_vals=values[b].numpy(),
                             crops=crops[mine], slots=slot_inds[mine].numpy(),
-                            offsets=top_left[mine]))
+                            offsets=top_left[mine],
+                            centroid_map=None if centroid_maps is None else centroid_maps[b]))
     return sets
 
 
 class CentroidCrops:
     """Centroid model output → one CropSet per frame (the crop step of top-down)."""
 
-    def __init__(self, finder: CentroidFinder, crop_size: int) -> None:
+    def __init__(self, finder: CentroidFinder, crop_size: int, *, keep_maps: bool = False) -> None:
         self.finder = finder
         self.crop_size = crop_size
+        self.keep_maps = keep_maps
 
     def __call__(self, out: ModelOutput) -> list[CropSet]:
         centroids, values = self.finder(out)
-        return _crop_sets(out.input, centroids, values, self.crop_size)
+        maps = out.heads[self.finder.head].float().cpu() if self.keep_maps else None
+        return _crop_sets(out.input, centroids, values, self.crop_size, maps)
 
 
 class GroundTruthCrops:

@@ -1,0 +1,160 @@
+"""Raw-array outputs (``run_inference(make_labels=False)``) with the reference's keys, built from
+the same stage functions the labels graphs use."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from sleapflow.messages import CropBatch, FramePrediction, ModelOutput
+from sleapflow.stages.bottomup import ClassMapGrouping, PafGrouping, PafPeaks
+from sleapflow.stages.topdown import InstancePeaks
+
+
+def _frame_keys(out: ModelOutput) -> dict[str, np.ndarray]:
+    frames = out.frames
+    return {
+        "image": out.input.tensor.cpu().numpy()[:, None],
+        "frame_idx": np.array([f.frame_idx for f in frames], dtype=np.int32),
+        "video_idx": np.array([f.video_id for f in frames], dtype=np.int32),
+        "orig_size": np.array([[[f.height, f.width]] for f in frames], dtype=np.float32),
+        "eff_scale": np.asarray(out.eff_scale, dtype=np.float32),
+    }
+
+
+def _present(pred: FramePrediction) -> np.ndarray:
+    points = np.asarray(pred.points)
+    return ~np.isnan(points).all(axis=(1, 2)) if points.size else np.zeros(0, dtype=bool)
+
+
+class BottomUpRawDict:
+    """One dict per batch: per-frame lists of instances, as the reference's bottom-up model."""
+
+    def __init__(self, peaks: PafPeaks, grouping: PafGrouping, options: Any) -> None:
+        self.peaks = peaks
+        self.grouping = grouping
+        self.options = options
+
+    def __call__(self, out: ModelOutput) -> dict[str, Any]:
+        batch = self.peaks(out)
+        preds = self.grouping(batch)
+        result: dict[str, Any] = _frame_keys(out)
+        keep = [_present(p) for p in preds]
+        for key, field in (("pred_instance_peaks", "points"), ("pred_peak_values", "point_scores"),
+                           ("instance_scores", "instance_scores")):
+            result[key] = [np.asarray(getattr(p, field), np.float32)[k] for p, k in zip(preds, keep)]
+        if self.options.return_confmaps:
+            result["pred_confmaps"] = out.heads[self.peaks.cms_head].float().cpu().numpy()
+        if self.options.return_pafs:
+            result["pred_part_affinity_fields"] = (
+                out.heads[self.peaks.paf_head].float().permute(0, 2, 3, 1).cpu().numpy())
+        if self.options.return_paf_graph:
+            frames = np.asarray(batch.sample_inds)
+            result["peaks"] = [np.asarray(batch.points)[frames == b] for b in range(len(preds))]
+            result["peak_vals"] = [np.asarray(batch.vals)[frames == b] for b in range(len(preds))]
+            result["peak_channel_inds"] = [np.asarray(batch.channel_inds)[frames == b]
+                                           for b in range(len(preds))]
+            scores = batch.scores
+            cand = np.asarray(scores.sample_inds)
+            result["edge_inds"] = [np.asarray(scores.edge_inds)[cand == b] for b in range(len(preds))]
+            result["edge_peak_inds"] = [
+                np.stack([np.asarray(scores.src_inds)[cand == b], np.asarray(scores.dst_inds)[cand == b]],
+                         axis=1) for b in range(len(preds))]
+            result["line_scores"] = [np.asarray(scores.line_scores)[cand == b] for b in range(len(preds))]
+        return result
+
+
+class MultiClassBottomUpRawDict:
+    """One dict per batch: class slots (B, K, N) with the matched class probabilities."""
+
+    def __init__(self, grouping: ClassMapGrouping, options: Any) -> None:
+        self.grouping = grouping
+        self.options = options
+
+    def __call__(self, out: ModelOutput) -> dict[str, Any]:
+        from sleapflow.ops.identity import classify_peaks_from_maps
+        from sleapflow.ops.peaks import find_local_peaks
+
+        g = self.grouping
+        with torch.inference_mode():
+            points, vals, samples, channels = find_local_peaks(
+                out.heads[g.cms_head], g.peaks.threshold, refinement=g.peaks.refinement,
+                patch_size=g.peaks.patch_size)
+            pts, pvals, probs, _, _ = classify_peaks_from_maps(
+                out.heads[g.class_head], points * g.cms_stride, vals, samples, channels,
+                class_maps_stride=g.class_stride, n_nodes=g.n_nodes)
+        eff = np.asarray(out.eff_scale, dtype=np.float32)
+        result: dict[str, Any] = _frame_keys(out)
+        result["pred_instance_peaks"] = pts / np.float32(g.input_scale) / eff[:, None, None, None]
+        result["pred_peak_values"] = pvals
+        result["instance_scores"] = probs
+        if self.options.return_confmaps:
+            result["pred_confmaps"] = out.heads[g.cms_head].float().cpu().numpy()
+        if self.options.return_class_maps:
+            result["pred_class_maps"] = out.heads[g.class_head].float().cpu().numpy()
+        return result
+
+
+class TopDownRawDict:
+    """One dict per frame with at least one centroid, keypoints relative to each crop."""
+
+    def __init__(self, peaks: InstancePeaks, crop_size: int, options: Any) -> None:
+        self.peaks = peaks
+        self.crop_size = crop_size
+        self.options = options
+
+    def __call__(self, out: ModelOutput) -> list[dict[str, Any]]:
+        from sleapflow.ops.peaks import find_global_peaks
+
+        batch: CropBatch = out.input
+        total = sum(s.n_crops for s in batch.sets)
+        if not total:
+            return []
+        p = self.peaks
+        with torch.inference_mode():
+            cms = out.heads[p.head]
+            points, vals = find_global_peaks(cms, p.peaks.threshold, refinement=p.peaks.refinement,
+                                             patch_size=p.peaks.patch_size)
+            points = (points * p.output_stride / p.input_scale).cpu().numpy()
+            vals = vals.cpu().numpy()
+            probs = out.heads[p.class_head].float().cpu().numpy() if p.class_head else None
+        dicts: list[dict[str, Any]] = []
+        start = 0
+        for s in batch.sets:
+            n = s.n_crops
+            if not n:
+                continue
+            rows = slice(start, start + n)
+            eff = np.float32(s.eff_scale)
+            tl = s.offsets.cpu().numpy().astype(np.float32)
+            side = np.float32(self.crop_size - 1)
+            steps = np.array([[0, 0], [side, 0], [side, side], [0, side]], dtype=np.float32)
+            corners = tl[:, None, :] + steps[None]
+            d: dict[str, Any] = {
+                "centroid": np.full((n, 2), (self.crop_size - 1) / 2, dtype=np.float32),
+                "centroid_val": s.centroid_vals[s.slots].astype(np.float32),
+                "frame_idx": np.full(n, s.frame.frame_idx, dtype=np.float32),
+                "video_idx": np.full(n, s.frame.video_id, dtype=np.float32),
+                "instance_bbox": (corners / eff)[:, None].astype(np.float32),
+                "instance_image": s.crops.cpu().numpy()[:, None],
+                "orig_size": np.tile(np.float32([s.frame.height, s.frame.width]), (n, 1)),
+                "eff_scale": np.full(n, eff, dtype=np.float32),
+                "pred_centroids": s.centroids[s.slots].astype(np.float32),
+                "pred_instance_peaks": points[rows].astype(np.float32),
+                "pred_peak_values": vals[rows].astype(np.float32),
+            }
+            if probs is not None and p.assign is not None:
+                class_inds, class_scores = p.assign(probs[rows], np.zeros(n, dtype=int))
+                d["pred_class_inds"] = class_inds.astype(np.int64)
+                d["instance_scores"] = class_scores.astype(np.float32)
+                if self.options.return_class_vectors:
+                    d["pred_class_vectors"] = probs[rows]
+            if self.options.return_confmaps:
+                d["pred_confmaps"] = cms[rows].float().cpu().numpy()
+                if s.centroid_map is not None:
+                    d["pred_centroid_confmaps"] = np.repeat(np.asarray(s.centroid_map)[None], n, axis=0)
+            dicts.append(d)
+            start += n
+        return dicts
