@@ -123,7 +123,8 @@ def run_pipeline(**options: object) -> sio.Labels:
     from sleapflow.pipeline import run_to_file
 
     frames = options.pop("frames", None)
-    cfg = InferenceConfig(device="cpu", frames=parse_frames(frames) if isinstance(frames, str) else None,
+    device = str(options.pop("device_override", "cpu"))
+    cfg = InferenceConfig(device=device, frames=parse_frames(frames) if isinstance(frames, str) else None,
                           **options)  # type: ignore[arg-type]
     return anyio.run(lambda: run_to_file(cfg, output_path=None)).labels
 
