@@ -70,22 +70,26 @@ class PreparedRun:
         raise ConfigError("no model given")
 
 
-def prepare(cfg: InferenceConfig, *, plan: InputPlan | None = None) -> PreparedRun:
+def prepare(cfg: InferenceConfig, *, plan: InputPlan | None = None,
+            input_labels: sio.Labels | None = None,
+            input_video: sio.Video | None = None) -> PreparedRun:
     """Resolve device, models, graph and input; everything here fails fast with a clear error.
 
     ``plan`` lets a caller that supplies its own source (frames pushed by an embedding service)
-    skip input planning, which needs ``cfg.data_path``.
+    skip input planning, which needs ``cfg.data_path``. ``input_labels`` / ``input_video`` are
+    ``run_inference``'s in-memory inputs (they win over ``cfg.data_path``, in that order).
     """
     if not cfg.model_paths:
         if not cfg.tracking:
             raise ConfigError("no models given: pass --model_paths/-m to run inference, or "
                               "--tracking/-t to track the instances of an existing .slp")
-        return prepare_track_only(cfg)
+        return prepare_track_only(cfg, labels=input_labels)
     device = resolve_device(cfg.device)
     models = resolve_models(cfg.model_paths)
     graph_name = select_graph(list(models), cfg.graph)
     if plan is None:
-        plan = plan_input(cfg, need_ground_truth=graph_name in GT_GRAPHS)
+        plan = plan_input(cfg, need_ground_truth=graph_name in GT_GRAPHS, labels=input_labels,
+                          video=input_video)
     threads = cfg.torch_threads if cfg.torch_threads is not None else (
         default_torch_threads() if device == "cpu" else None)
     ctx = BuildContext(cfg=cfg, models=models, plan=plan, device=device, torch_threads=threads)
@@ -119,25 +123,28 @@ def inference_tracker_config(cfg: InferenceConfig, graph: GraphDecl) -> TrackerC
     return tracker
 
 
-def prepare_track_only(cfg: InferenceConfig) -> PreparedRun:
-    """Track the instances already in a .slp: no models, the ``track_only`` graph."""
+def prepare_track_only(cfg: InferenceConfig, *, labels: sio.Labels | None = None) -> PreparedRun:
+    """Track the instances already in a .slp (or in ``labels``, from the Python API): no models,
+    the ``track_only`` graph."""
     from sleapflow.tracking.track_only import resolve_track_only_config, select_frames
 
-    if not cfg.data_path or not str(cfg.data_path).endswith(".slp"):
-        raise ConfigError("tracking without models needs a .slp input (its instances are "
-                          f"tracked); got {cfg.data_path!r}. Pass --model_paths to run inference "
-                          "and tracking on a video")
-    if not Path(cfg.data_path).exists():
-        raise ConfigError(f"input not found: {cfg.data_path!r}")
-    try:
-        labels = sio.load_slp(str(cfg.data_path))
-    except Exception as exc:
-        raise ConfigError(f"cannot read labels file {cfg.data_path!r}: {exc}") from exc
+    if labels is None:
+        if not cfg.data_path or not str(cfg.data_path).endswith(".slp"):
+            raise ConfigError("tracking without models needs a .slp input (its instances are "
+                              f"tracked); got {cfg.data_path!r}. Pass --model_paths to run "
+                              "inference and tracking on a video")
+        if not Path(cfg.data_path).exists():
+            raise ConfigError(f"input not found: {cfg.data_path!r}")
+        try:
+            labels = sio.load_slp(str(cfg.data_path))
+        except Exception as exc:
+            raise ConfigError(f"cannot read labels file {cfg.data_path!r}: {exc}") from exc
     tracker = resolve_track_only_config(cfg.tracker, cfg.max_instances)
     video_ids = {id(v): i for i, v in enumerate(labels.videos)}
     items = [WorkItem(video_ids[id(lf.video)], lf.frame_idx)
              for lf in select_frames(labels, video_index=cfg.video_index, frames=cfg.frames)]
-    plan = InputPlan(kind="slp", source_path=str(cfg.data_path), videos=list(labels.videos),
+    plan = InputPlan(kind="slp", source_path=str(cfg.data_path) if cfg.data_path else None,
+                     videos=list(labels.videos),
                      items=items, labels=labels,
                      frame_selection_method="specified" if cfg.frames is not None else "all")
     ctx = BuildContext(cfg=cfg, models={}, plan=plan, device="cpu")
