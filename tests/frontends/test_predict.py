@@ -123,3 +123,22 @@ async def test_inside_an_event_loop_use_the_async_api(assets: Path) -> None:
         run_inference(**args)
     (batch,) = await arun_inference(**args)
     assert batch["frame_idx"].tolist() == [0, 79]
+
+
+def test_tracking_and_track_only_match_the_cli(reference: Path, tmp_path: Path) -> None:
+    preds = str(reference / "topdown__centered_pair_small.slp")
+    assert main(["track", "-i", preds, "-t", "--frames", "0-29", "-o", str(tmp_path / "cli.slp")]) == 0
+    cli = sio.load_slp(str(tmp_path / "cli.slp"), open_videos=False)
+    from_path = run_inference(data_path=preds, tracking=True, frames=list(range(30)),
+                              output_path=str(tmp_path / "py.slp"))
+    given = sio.load_slp(preds, open_videos=False)
+    from_labels = run_inference(input_labels=given, tracking=True, frames=list(range(30)),
+                                output_path=str(tmp_path / "obj.slp"))
+    assert len(cli) == 30
+    for ours in (from_path, from_labels):
+        assert [lf.frame_idx for lf in ours] == [lf.frame_idx for lf in cli]
+        for a, b in zip(ours, cli):
+            got = sorted((i.track.name, tuple(np.nan_to_num(i.numpy()).ravel())) for i in a.instances)
+            want = sorted((i.track.name, tuple(np.nan_to_num(i.numpy()).ravel())) for i in b.instances)
+            assert [g[0] for g in got] == [w[0] for w in want]
+            np.testing.assert_allclose([g[1] for g in got], [w[1] for w in want], atol=1e-4)
