@@ -68,6 +68,8 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     graph: str | None = None
     postprocess_workers: int = 1
     torch_threads: int | None = None
+    #: Batches each model computes at once on the CPU (default: an equal share of the cores).
+    forward_workers: int | None = None
     #: Faster CPU convolutions in channels-last memory; not bit-identical to the reference.
     channels_last: bool = False
 

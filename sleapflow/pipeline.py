@@ -19,7 +19,7 @@ from sleapflow.graphs import GRAPHS, select_graph
 from sleapflow.graphs.common import (
     BuildContext,
     GraphDecl,
-    default_torch_threads,
+    default_cpu_parallelism,
     output_skeleton,
     resolve_models,
 )
@@ -90,9 +90,14 @@ def prepare(cfg: InferenceConfig, *, plan: InputPlan | None = None,
     if plan is None:
         plan = plan_input(cfg, need_ground_truth=graph_name in GT_GRAPHS, labels=input_labels,
                           video=input_video)
-    threads = cfg.torch_threads if cfg.torch_threads is not None else (
-        default_torch_threads() if device == "cpu" else None)
-    ctx = BuildContext(cfg=cfg, models=models, plan=plan, device=device, torch_threads=threads)
+    workers, threads = default_cpu_parallelism(len(models))
+    if cfg.torch_threads is not None:
+        threads = cfg.torch_threads
+    if cfg.forward_workers is not None:
+        workers = cfg.forward_workers
+    ctx = BuildContext(cfg=cfg, models=models, plan=plan, device=device,
+                       torch_threads=threads if device == "cpu" else None,
+                       forward_workers=workers if device == "cpu" else 1)
     graph = GRAPHS[graph_name]
     tracker = inference_tracker_config(cfg, graph)
     ctx.extra["tracker"] = tracker

@@ -36,7 +36,7 @@ from sleapflow.graphs.common import (
     BuildContext,
     batch_stage,
     edge_bounds,
-    forward_stage,
+    forward_stages,
     preprocess_plan,
     preprocess_stage,
 )
@@ -125,7 +125,7 @@ def build_single_instance_raw(ctx: BuildContext, options: RawOptions) -> tuple[l
     stages = [
         batch_stage(ctx),
         preprocess_stage(ctx, plan),
-        forward_stage(ctx, ref),
+        *forward_stages(ctx, ref),
         MapStage("raw", SingleInstanceRawDict(peaks, head, options), limiter=ctx.cpu_limiter),
     ]
     return stages, edge_bounds(ctx, stages)

@@ -10,7 +10,7 @@ from sleapflow.graphs.common import (
     GraphDecl,
     batch_stage,
     edge_bounds,
-    forward_stage,
+    forward_stages,
     preprocess_plan,
     preprocess_stage,
 )
@@ -45,7 +45,7 @@ def build_bottomup(ctx: BuildContext, raw: Any = None) -> tuple[list[Any], list[
                            min_instance_peaks=ctx.cfg.min_instance_peaks,
                            max_instances=ctx.cfg.max_instances)
     workers = ctx.cfg.postprocess_workers
-    stages: list[Any] = [batch_stage(ctx), preprocess_stage(ctx, plan), forward_stage(ctx, ref)]
+    stages: list[Any] = [batch_stage(ctx), preprocess_stage(ctx, plan), *forward_stages(ctx, ref)]
     if raw is not None:
         stages.append(MapStage("raw", BottomUpRawDict(peaks, grouping, raw), limiter=ctx.cpu_limiter))
         return stages, edge_bounds(ctx, stages)
@@ -71,7 +71,7 @@ def build_multiclass_bottomup(ctx: BuildContext, raw: Any = None) -> tuple[list[
     stages = [
         batch_stage(ctx),
         preprocess_stage(ctx, plan),
-        forward_stage(ctx, ref),
+        *forward_stages(ctx, ref),
         MapStage("classify", grouping, flatten=True, limiter=ctx.cpu_limiter) if raw is None else
         MapStage("raw", MultiClassBottomUpRawDict(grouping, raw), limiter=ctx.cpu_limiter),
     ]

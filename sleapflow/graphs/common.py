@@ -15,7 +15,7 @@ from sleapflow.config import InferenceConfig
 from sleapflow.errors import ConfigError
 from sleapflow.inputs import InputPlan
 from sleapflow.models import ModelConfig, load_model, read_model_config, resolve_model_dir
-from sleapflow.runtime import BatchStage, MapStage
+from sleapflow.runtime import BatchStage, MapStage, ReorderStage
 from sleapflow.stages.forward import ForwardStage
 from sleapflow.stages.peaks import PeakSettings
 from sleapflow.stages.preprocess import Preprocessor, PreprocessPlan, frame_shape_key, make_frame_batch
@@ -72,6 +72,8 @@ class BuildContext:
     plan: InputPlan | None
     device: str
     torch_threads: int | None = None
+    #: Concurrent forward passes per model (CPU); 1 on an accelerator.
+    forward_workers: int = 1
     cpu_limiter: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(2))
     device_limiter: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(1))
     extra: dict[str, Any] = field(default_factory=dict)
@@ -85,10 +87,16 @@ class BuildContext:
         return max(2, self.cfg.queue_maxsize // self.cfg.batch_size)
 
 
-def default_torch_threads() -> int:
-    """Leave one core to decoding and post-processing: oversubscribed cores cost far more."""
-    cores = os.cpu_count() or 1
-    return max(1, cores - 1)
+def default_cpu_parallelism(n_models: int) -> tuple[int, int]:
+    """(forward workers per model, torch threads per worker) for the CPU.
+
+    Each model gets an equal share of the cores, spent first on batches in flight (one core
+    each: a tiny network cannot use many threads, and while one batch waits on the GIL another
+    computes) and then on threads. Oversubscribing cores costs far more than leaving one idle.
+    """
+    share = max(1, (os.cpu_count() or 1) // max(1, n_models))
+    workers = min(4, share)
+    return workers, max(1, share // workers)
 
 
 def preprocess_plan(cfg: InferenceConfig, primary: ModelConfig,
@@ -149,11 +157,22 @@ def forward_stage(ctx: BuildContext, ref: ModelRef, *, name: str = "forward",
                           backbone_ckpt_path=cfg.backbone_ckpt_path if overrides else None,
                           head_ckpt_path=cfg.head_ckpt_path if overrides else None)
 
-    # One forward at a time per accelerator; on the CPU each model gets its own slot, so a
-    # top-down graph's two models run on different cores at once.
-    limiter = ctx.device_limiter if device != "cpu" else anyio.CapacityLimiter(1)
+    # One forward at a time per accelerator; on the CPU each model gets its own slots, so a
+    # top-down graph's two models, and several batches of one model, run on different cores.
+    workers = ctx.forward_workers if device == "cpu" else 1
+    limiter = ctx.device_limiter if device != "cpu" else anyio.CapacityLimiter(workers)
     return ForwardStage(load, device=device, name=name, limiter=limiter,
-                        torch_threads=ctx.torch_threads, channels_last=cfg.channels_last)
+                        torch_threads=ctx.torch_threads, channels_last=cfg.channels_last,
+                        workers=workers)
+
+
+def forward_stages(ctx: BuildContext, ref: ModelRef, *, name: str = "forward",
+                   overrides: bool = True) -> list[Any]:
+    """The forward stage, followed by a reorder when several batches are in flight at once."""
+    stage = forward_stage(ctx, ref, name=name, overrides=overrides)
+    if stage.preserves_order:
+        return [stage]
+    return [stage, ReorderStage(f"{name}_reorder")]
 
 
 def output_skeleton(config: ModelConfig) -> sio.Skeleton:

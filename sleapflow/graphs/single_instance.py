@@ -9,7 +9,7 @@ from sleapflow.graphs.common import (
     GraphDecl,
     batch_stage,
     edge_bounds,
-    forward_stage,
+    forward_stages,
     preprocess_plan,
     preprocess_stage,
 )
@@ -25,7 +25,7 @@ def build(ctx: BuildContext) -> tuple[list[Any], list[int]]:
     stages = [
         batch_stage(ctx),
         preprocess_stage(ctx, plan),
-        forward_stage(ctx, ref),
+        *forward_stages(ctx, ref),
         MapStage("peaks", peaks, flatten=True, limiter=ctx.cpu_limiter),
     ]
     return stages, edge_bounds(ctx, stages)

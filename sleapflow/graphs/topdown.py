@@ -15,7 +15,7 @@ from sleapflow.graphs.common import (
     ModelRef,
     batch_stage,
     edge_bounds,
-    forward_stage,
+    forward_stages,
     preprocess_plan,
     preprocess_stage,
 )
@@ -91,7 +91,7 @@ def _instance_stages(ctx: BuildContext, ref: ModelRef, raw: Any = None) -> list[
     return [
         BatchStage("crop_batch", ctx.cfg.batch_size, weight=crop_weight, make_batch=make_crop_batch),
         MapStage("crop_preprocess", CropPreprocessor(scale, config.max_stride), limiter=ctx.cpu_limiter),
-        forward_stage(ctx, ref, name="instance_forward"),
+        *forward_stages(ctx, ref, name="instance_forward"),
         last,
     ]
 
@@ -105,7 +105,7 @@ def build_topdown(ctx: BuildContext, raw: Any = None) -> tuple[list[Any], list[i
     stages = [
         batch_stage(ctx),
         preprocess_stage(ctx, plan, keep_raw=True),
-        forward_stage(ctx, centroid, name="centroid_forward", overrides=False),
+        *forward_stages(ctx, centroid, name="centroid_forward", overrides=False),
         MapStage("crop", crops, flatten=True, limiter=ctx.cpu_limiter),
         *_instance_stages(ctx, instance, raw),
     ]
@@ -132,7 +132,7 @@ def build_centroid(ctx: BuildContext) -> tuple[list[Any], list[int]]:
     stages = [
         batch_stage(ctx),
         preprocess_stage(ctx, plan),
-        forward_stage(ctx, centroid),
+        *forward_stages(ctx, centroid),
         MapStage("centroids", CentroidOnlyPredictions(finder, anchor_index(ctx, centroid.config)),
                  flatten=True, limiter=ctx.cpu_limiter),
     ]

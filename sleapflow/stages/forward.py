@@ -24,15 +24,18 @@ class ForwardStage:
     """
 
     role: Role = "stage"
-    preserves_order = True
     requires_order = False
     restores_order = False
 
     def __init__(self, load: Callable[[], Any], *, device: str, name: str = "forward",
                  head_filter: tuple[str, ...] | None = None,
                  limiter: anyio.CapacityLimiter | None = None,
-                 torch_threads: int | None = None, channels_last: bool = False) -> None:
+                 torch_threads: int | None = None, channels_last: bool = False,
+                 workers: int = 1) -> None:
         self.name = name
+        #: Batches in flight at once (CPU: each on its own core); >1 needs a reorder after it.
+        self.workers = max(1, workers)
+        self.preserves_order = self.workers == 1
         self.channels_last = channels_last and self.device_type(device) == "cpu"
         self._load = load
         self.device = torch.device(device)
@@ -73,6 +76,12 @@ class ForwardStage:
         async with inbox, outbox:
             await anyio.to_thread.run_sync(self._setup, limiter=self.limiter)
             task_status.started()
+            async with anyio.create_task_group() as tg:
+                for _ in range(self.workers):
+                    tg.start_soon(self._work, inbox.clone(), outbox.clone())
+
+    async def _work(self, inbox: Any, outbox: Any) -> None:
+        async with inbox, outbox:
             async for item in inbox:
                 try:
                     result = await anyio.to_thread.run_sync(self.forward, item,
