@@ -90,13 +90,14 @@ class BuildContext:
 def default_cpu_parallelism(n_models: int) -> tuple[int, int]:
     """(forward workers per model, torch threads per worker) for the CPU.
 
-    Each model gets an equal share of the cores, spent first on batches in flight (one core
-    each: a tiny network cannot use many threads, and while one batch waits on the GIL another
-    computes) and then on threads. Oversubscribing cores costs far more than leaving one idle.
+    Tiny pose networks cannot use many threads, so cores are spent first on batches in flight:
+    each model may compute up to ``cores`` batches at once (capped at 4) on one thread each —
+    the models of a top-down graph rarely need the CPU at the same moment, so they share cores
+    rather than split them. Threads per worker grow only when cores are plentiful.
     """
-    share = max(1, (os.cpu_count() or 1) // max(1, n_models))
-    workers = min(4, share)
-    return workers, max(1, share // workers)
+    cores = os.cpu_count() or 1
+    workers = min(4, cores)
+    return workers, max(1, cores // (workers * max(1, n_models)))
 
 
 def preprocess_plan(cfg: InferenceConfig, primary: ModelConfig,
