@@ -80,12 +80,12 @@ class GraphStats(msgspec.Struct, frozen=True):
 
     def table(self) -> str:
         """A fixed-width per-stage table for terminals and RESULTS.md."""
-        header = (f"{'stage':<16}{'in':>8}{'out':>8}{'items/s':>10}{'busy%':>8}"
+        header = (f"{'stage':<26}{'in':>8}{'out':>8}{'items/s':>10}{'busy%':>8}"
                   f"{'starved%':>10}{'blocked%':>10}{'peak q':>8}")
         rows = [header, "-" * len(header)]
         for s in self.stages:
             rows.append(
-                f"{s.name:<16}{s.items_in:>8}{s.items_out:>8}{s.items_per_s:>10.1f}"
+                f"{s.name:<26}{s.items_in:>8}{s.items_out:>8}{s.items_per_s:>10.1f}"
                 f"{100 * s.busy_fraction:>8.1f}{100 * s.starved_fraction:>10.1f}"
                 f"{100 * s.blocked_fraction:>10.1f}{s.peak_inbox_depth:>8}"
             )
@@ -97,7 +97,7 @@ class StageMeter:
     """Mutable counters of one stage; only the metered streams and the runner write them."""
 
     __slots__ = ("_clock", "blocked_s", "items_in", "items_out", "last_item", "name",
-                 "peak_inbox_depth", "started_at", "starved_s", "stopped_at")
+                 "peak_inbox_depth", "receivers", "senders", "started_at", "starved_s", "stopped_at")
 
     def __init__(self, name: str, clock: Clock) -> None:
         self.name = name
@@ -107,6 +107,10 @@ class StageMeter:
         self.starved_s = 0.0
         self.blocked_s = 0.0
         self.peak_inbox_depth = 0
+        #: Worker handles that have used the inbox / outbox: waits are averaged over them, so
+        #: busy, starved and blocked are shares of the stage's whole capacity.
+        self.receivers = 0
+        self.senders = 0
         #: The item most recently received, so an error can say which frame it was on.
         self.last_item: object = None
         self.started_at: float | None = None

@@ -18,16 +18,21 @@ class MeteredReceiveStream(Generic[T]):
         self._inner = inner
         self._meter = meter
         self._clock = clock
+        self._counted = False
 
     async def receive(self) -> T:
         depth = self._inner.statistics().current_buffer_used
         if depth > self._meter.peak_inbox_depth:
             self._meter.peak_inbox_depth = depth
+        if not self._counted:
+            self._counted = True
+            self._meter.receivers += 1
         start = self._clock()
         try:
             item = await self._inner.receive()
         finally:
-            self._meter.starved_s += self._clock() - start
+            # With several workers, each one's wait is a share of the stage's capacity.
+            self._meter.starved_s += (self._clock() - start) / self._meter.receivers
         self._meter.items_in += 1
         self._meter.last_item = item
         return item
@@ -67,13 +72,17 @@ class MeteredSendStream(Generic[T]):
         self._inner = inner
         self._meter = meter
         self._clock = clock
+        self._counted = False
 
     async def send(self, item: T) -> None:
+        if not self._counted:
+            self._counted = True
+            self._meter.senders += 1
         start = self._clock()
         try:
             await self._inner.send(item)
         finally:
-            self._meter.blocked_s += self._clock() - start
+            self._meter.blocked_s += (self._clock() - start) / self._meter.senders
         self._meter.items_out += 1
 
     def clone(self) -> MeteredSendStream[T]:
