@@ -176,6 +176,8 @@ def track(
                                             help="Threads for bottom-up grouping.")] = 1,
     torch_threads: Annotated[int | None, opt("torch_threads",
                                              help="CPU threads for the network.")] = None,
+    forward_workers: Annotated[int | None, opt("forward_workers",
+                                               help="Batches in flight per model (CPU).")] = None,
     channels_last: Annotated[bool, opt("channels_last",
                                        help="Faster CPU convolutions; not bit-identical.")] = False,
     stats: Annotated[bool, opt("stats", help="Print the per-stage table at the end.")] = False,
@@ -225,6 +227,7 @@ def track(
         filter_min_mean_node_score=filter_min_mean_node_score,
         filter_min_instance_score=filter_min_instance_score, graph=graph,
         postprocess_workers=postprocess_workers, torch_threads=torch_threads,
+        forward_workers=forward_workers,
         channels_last=channels_last,
     )
     out = output_path or default_output_path(cfg)

@@ -102,7 +102,19 @@ class GraphRunner:
         meter = self._meters[stage.name]
         meter.started_at = self._clock()
         try:
-            await stage.run(inbox, outbox, task_status=task_status)
+            try:
+                await stage.run(inbox, outbox, task_status=task_status)
+            except BaseExceptionGroup as group:
+                # A stage with workers of its own reports through a group: a broken outbox there
+                # is the same quiet stop, and a real error is the stage's error.
+                real = [e for e in _leaves(group)
+                        if not isinstance(e, (BrokenResourceError, ClosedResourceError))]
+                if not real:
+                    raise BrokenResourceError from None
+                cancelled = get_cancelled_exc_class()
+                if all(isinstance(e, cancelled) for e in real):
+                    raise
+                raise next(e for e in real if not isinstance(e, cancelled)) from None
         except (BrokenResourceError, ClosedResourceError):
             # Downstream stopped taking items (an early-leaving consumer): a quiet stop that
             # cascades upstream as this stage's inbox closes below.

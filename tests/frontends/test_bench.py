@@ -39,8 +39,10 @@ def test_bench_with_no_data_runs_and_writes_its_record(tmp_path: Path,
     assert record["graph"] == "single_instance" and record["device"] == "cpu"
     assert record["synthetic_model"] and record["synthetic_clip"]
     assert record["frames_measured"] == 4 and record["warmup_frames"] == 2
-    assert [s["name"] for s in record["stages"]] == ["decode", "batch", "preprocess", "forward",
-                                                     "peaks", "write"]
+    names = [s["name"] for s in record["stages"]]
+    # one forward worker per core: on more than one core a reorder follows the forward stage
+    assert names in (["decode", "batch", "preprocess", "forward", "peaks", "write"],
+                     ["decode", "batch", "preprocess", "forward", "forward_reorder", "peaks", "write"])
     for key in ("graph_fps", "serial_fps", "forward_fps"):
         assert record[key] > 0, key
     assert record["serial_torch_threads"] == record["torch_threads_graph"]

@@ -184,3 +184,24 @@ def test_graph_equals_serial_loop(anyio_backend: str, n: int, sizes: list[int], 
     spec = chain("prop", [ListSource(items), *stages(), sink], sizes)
     anyio.run(run_graph, spec, backend=anyio_backend)
     assert [(i.seq, i.value) for i in sink.items] == expected
+
+
+async def test_early_stop_and_errors_through_a_multi_worker_stage() -> None:
+    source = ListSource([Item(i) for i in range(10_000)])
+    sink = ListSink(limit=3)
+    spec = chain("early2", [source, MapStage("par", lambda x: x, workers=3), ReorderStage("re"),
+                            sink], 2)
+    await run_graph(spec)
+    assert [i.seq for i in sink.items] == [0, 1, 2]
+    assert source.sent < 100
+
+    def fail_on_five(item: Item) -> Item:
+        if item.seq == 5:
+            raise KeyError("missing part")
+        return item
+
+    spec = chain("err2", [ListSource([Item(i) for i in range(50)]),
+                          MapStage("par", fail_on_five, workers=3), ReorderStage("re"), ListSink()], 2)
+    with pytest.raises(StageError, match=r"^err2\.par@5 \(frame 5\): 'missing part'") as info:
+        await run_graph(spec)
+    assert isinstance(info.value.__cause__, KeyError)
