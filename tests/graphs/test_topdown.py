@@ -21,6 +21,11 @@ CASES = {
     "opt_topdown_max_instances_2": (VIDEO, ["centroid", "centered_instance"], {"max_instances": 2}),
     "opt_topdown_peak_0.5_no_refine": (VIDEO, ["centroid", "centered_instance"],
                                        {"peak_threshold": 0.5, "integral_refinement": None}),
+    "opt_topdown_filter_oks_0.5": (VIDEO, ["centroid", "centered_instance"],
+                                   {"filter_overlapping": True, "filter_overlapping_method": "oks",
+                                    "filter_overlapping_threshold": 0.5}),
+    "opt_topdown_no_empty_frames": (VIDEO, ["centroid", "centered_instance"],
+                                    {"no_empty_frames": True, "peak_threshold": 0.6}),
     "centered_instance_only__minimal_instance": (PKG, ["centered_instance"], {}),
     "centroid_only__centered_pair_small": (VIDEO, ["centroid"], {}),
 }
@@ -30,7 +35,8 @@ CASES = {
 def test_matches_reference(case: str, assets: Path, reference: Path) -> None:
     data, models, options = CASES[case]
     # Option variants run on the first 100 frames to keep the suite fast; the main cases on all 300.
-    last = 99 if case.startswith(("opt_", "centroid_only")) else 299
+    # (the OKS filter case runs on all frames: the instance it removes is past frame 99)
+    last = 99 if case.startswith(("opt_", "centroid_only")) and "filter" not in case else 299
     frames = f"0-{last}" if data == VIDEO else None
     labels = run_pipeline(data_path=str(assets / data), frames=frames,
                           model_paths=tuple(str(assets / f"{CKPT}{m}") for m in models), **options)
