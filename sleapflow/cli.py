@@ -104,7 +104,7 @@ def track(
     model_paths: Annotated[tuple[str, ...], opt("model_paths", "-m",
                                                  help="Model folder; repeat for top-down.")] = (),
     output_path: Annotated[str | None, opt("output_path", "-o",
-                                            help="Output .slp (default <input>.predictions.slp).")] = None,
+                                            help="Output .slp (default: INPUT.predictions.slp).")] = None,
     device: Annotated[str, opt("device", "-d", help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     batch_size: Annotated[int, opt("batch_size", "-b")] = 4,
     max_instances: Annotated[int | None, opt("max_instances", "-n")] = None,
