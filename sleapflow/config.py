@@ -136,7 +136,8 @@ _SINGLE = re.compile(r"^\s*(\d+)\s*$")
 def parse_frames(text: str | None) -> tuple[int, ...] | None:
     """Parse ``"0-100,200-300"`` / ``"1,5,9"`` / ``"3-7,12"``: inclusive ranges and single indices.
 
-    An empty string means every frame. Order is kept; duplicates are kept, as they were asked for.
+    An empty string means every frame. Order is kept here; input planning drops repeats (a frame
+    is predicted once) and frames the video does not have.
     """
     if text is None or not text.strip():
         return None
