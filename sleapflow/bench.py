@@ -667,8 +667,8 @@ def bench_command(
     queue_maxsize: Annotated[int, Parameter(name=["--queue_maxsize", "--queue-maxsize"])] = 32,
     device: Annotated[str, Parameter(name=["--device", "-d"])] = "auto",
     torch_threads: Annotated[int | None, Parameter(name=["--torch_threads", "--torch-threads"],
-                                                   help="torch threads in the graph (default: "
-                                                        "cores - 1 on CPU).")] = None,
+                                                   help="torch threads per forward worker "
+                                                        "(default: 1 per core's worker on CPU).")] = None,
     serial: Annotated[bool, Parameter(help="Also run the serial baseline and forward limit.",
                                       negative=["--no-serial"])] = True,
     repeat: Annotated[int, Parameter(help="Alternating graph/serial rounds; medians are quoted "
