@@ -43,10 +43,18 @@ from typing import Literal
 import numpy as np
 import torch
 from numpy.typing import ArrayLike, NDArray
-from scipy.optimize import linear_sum_assignment
 
 from sleapflow.errors import ModelLoadError
 from sleapflow.ops.filters import order_for_max_instances
+
+
+def linear_sum_assignment(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """SciPy's Hungarian solver, imported on first use: graphs that never match anything (single
+    instance, top-down) then start without paying for ``scipy.optimize``."""
+    from scipy.optimize import linear_sum_assignment as solve
+
+    return solve(cost)
+
 
 __all__ = [
     "PafScores",

@@ -7,7 +7,14 @@ sleap-nn has no similarity threshold, so an instance only starts a new track whe
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
+
+
+def linear_sum_assignment(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """SciPy's Hungarian solver, imported on first use, so runs without tracking start without
+    paying for ``scipy.optimize``."""
+    from scipy.optimize import linear_sum_assignment as solve
+
+    return solve(cost)
 
 
 def hungarian(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
