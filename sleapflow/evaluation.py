@@ -29,6 +29,7 @@ import sleap_io as sio
 import structlog
 
 from sleapflow.errors import ConfigError, VideoDecodeError
+from sleapflow.ops.instances import gt_centroids
 
 __all__ = [
     "MATCH_METHODS",
@@ -512,22 +513,6 @@ def match_frame_pairs(
     return pairs, [gt.instances[g] for g in m.unmatched_gt_rows.tolist()]
 
 
-def _gt_centroids(points: np.ndarray, anchor_ind: int | None) -> np.ndarray:
-    """Ground-truth centroid per instance: the anchor node if visible, else the visible mean.
-
-    The mean counts non-NaN values per axis and is NaN only when nothing is visible, like
-    sleap-nn's ``generate_centroids`` (``center_of_mass``).
-    """
-    present = ~np.isnan(points)
-    counts = np.maximum(present.sum(axis=-2), 1)
-    mean = np.where(present, points, 0.0).sum(axis=-2) / counts
-    mean = np.where(present.any(axis=(-2, -1))[:, None], mean, np.nan)
-    if anchor_ind is None:
-        return mean
-    anchor = points[:, anchor_ind, :]
-    return np.where(np.isnan(anchor).any(axis=-1)[:, None], mean, anchor)
-
-
 def _pred_centroids(points: np.ndarray) -> np.ndarray:
     """A prediction's centroid: its first visible node, node 0 if none is visible."""
     if points.shape[0] == 0:
@@ -676,7 +661,7 @@ class Evaluator:
                 gt_pts = _stack_side([gt_objs], "ground-truth").points
             pr_objs = list(lf_pr.instances)
             pr_c = _pred_centroids(_stack_side([pr_objs], "predicted").points[..., :2])
-            gt_c = _gt_centroids(gt_pts[..., :2], anchor) if gt_objs else np.empty((0, 2))
+            gt_c = gt_centroids(gt_pts[..., :2], anchor) if gt_objs else np.empty((0, 2))
 
             gt_ok = np.flatnonzero(~np.isnan(gt_c).any(axis=1))
             pr_ok = np.flatnonzero(~np.isnan(pr_c).any(axis=1))

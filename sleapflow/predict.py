@@ -46,6 +46,7 @@ from sleapflow.runtime import GraphRunner, MapStage, chain
 from sleapflow.runtime.graph import Role
 from sleapflow.stages.decode import DecodeSource
 from sleapflow.stages.peaks import SingleInstancePeaks
+from sleapflow.stages.raw import frame_keys
 
 __all__ = [
     "RAW_BUILDERS",
@@ -100,16 +101,9 @@ class SingleInstanceRawDict:
 
     def __call__(self, out: ModelOutput) -> dict[str, np.ndarray]:
         preds = self.peaks(out)
-        frames = out.frames
-        result: dict[str, np.ndarray] = {
-            "image": out.input.tensor.cpu().numpy()[:, None],
-            "frame_idx": np.array([f.frame_idx for f in frames], dtype=np.int32),
-            "video_idx": np.array([f.video_id for f in frames], dtype=np.int32),
-            "orig_size": np.array([[[f.height, f.width]] for f in frames], dtype=np.float32),
-            "eff_scale": np.asarray(out.eff_scale, dtype=np.float32),
-            "pred_instance_peaks": np.stack([p.points[0] for p in preds]).astype(np.float32),
-            "pred_peak_values": np.stack([p.point_scores[0] for p in preds]).astype(np.float32),
-        }
+        result: dict[str, np.ndarray] = frame_keys(out)
+        result["pred_instance_peaks"] = np.stack([p.points[0] for p in preds]).astype(np.float32)
+        result["pred_peak_values"] = np.stack([p.point_scores[0] for p in preds]).astype(np.float32)
         if self.options.return_confmaps:
             result["pred_confmaps"] = out.heads[self.head].float().cpu().numpy()
         return result

@@ -12,12 +12,7 @@ from anyio.abc import TaskStatus
 from sleapflow.messages import FramePrediction
 from sleapflow.runtime.graph import Role
 from sleapflow.tracking import TrackerConfig
-from sleapflow.tracking.track_only import select_frames
-
-
-def _score(inst: sio.Instance) -> float:
-    # User instances have no score; the reference's track-only filters count them as 1.0.
-    return float(getattr(inst, "score", 1.0))
+from sleapflow.tracking.track_only import instance_score, select_frames
 
 
 def frame_from_labels(seq: int, video_id: int, lf: sio.LabeledFrame,
@@ -30,7 +25,7 @@ def frame_from_labels(seq: int, video_id: int, lf: sio.LabeledFrame,
     return FramePrediction(
         seq=seq, video_id=video_id, frame_idx=lf.frame_idx, points=points,
         point_scores=np.ones(points.shape[:2]),
-        instance_scores=np.array([_score(i) for i in instances], dtype=np.float64),
+        instance_scores=np.array([instance_score(i) for i in instances], dtype=np.float64),
         is_user=np.array([not isinstance(i, sio.PredictedInstance) for i in instances], dtype=bool),
         source_instances=tuple(instances), image=image)
 

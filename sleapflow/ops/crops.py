@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -61,18 +60,3 @@ def extract_crops(frames: torch.Tensor, frame_inds: torch.Tensor, origins: torch
     # The clamp only matters for crops wholly outside the padded frame, whose pixels are 0 anyway.
     crops = padded[frame_inds[:, None, None], :, rows[:, :, None], cols[:, None, :]]
     return crops.permute(0, 3, 1, 2).contiguous()
-
-
-def gt_centroids(instances: np.ndarray, anchor_ind: int | None) -> np.ndarray:
-    """Centroids (n, 2) of ground-truth instances (n, N, 2): the anchor node when it is visible,
-    else the NaN-ignoring mean of the visible nodes (per axis)."""
-    visible = ~np.isnan(instances)
-    counts = visible.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        # NaN-ignoring mean without the all-NaN warning: a fully hidden instance gives NaN.
-        means = np.where(visible, instances, 0.0).sum(axis=1) / counts
-    if anchor_ind is None:
-        return means
-    anchor = instances[:, anchor_ind]
-    visible = ~np.isnan(anchor).any(axis=1)
-    return np.where(visible[:, None], anchor, means)

@@ -13,7 +13,7 @@ from sleapflow.stages.bottomup import ClassMapGrouping, PafGrouping, PafPeaks
 from sleapflow.stages.topdown import InstancePeaks
 
 
-def _frame_keys(out: ModelOutput) -> dict[str, np.ndarray]:
+def frame_keys(out: ModelOutput) -> dict[str, np.ndarray]:
     frames = out.frames
     return {
         "image": out.input.tensor.cpu().numpy()[:, None],
@@ -40,7 +40,7 @@ class BottomUpRawDict:
     def __call__(self, out: ModelOutput) -> dict[str, Any]:
         batch = self.peaks(out)
         preds = self.grouping(batch)
-        result: dict[str, Any] = _frame_keys(out)
+        result: dict[str, Any] = frame_keys(out)
         keep = [_present(p) for p in preds]
         for key, field in (("pred_instance_peaks", "points"), ("pred_peak_values", "point_scores"),
                            ("instance_scores", "instance_scores")):
@@ -86,7 +86,7 @@ class MultiClassBottomUpRawDict:
                 out.heads[g.class_head], points * g.cms_stride, vals, samples, channels,
                 class_maps_stride=g.class_stride, n_nodes=g.n_nodes)
         eff = np.asarray(out.eff_scale, dtype=np.float32)
-        result: dict[str, Any] = _frame_keys(out)
+        result: dict[str, Any] = frame_keys(out)
         result["pred_instance_peaks"] = pts / np.float32(g.input_scale) / eff[:, None, None, None]
         result["pred_peak_values"] = pvals
         result["instance_scores"] = probs

@@ -9,7 +9,8 @@ import torch
 
 from sleapflow.messages import CropBatch, CropSet, FramePrediction, ModelInput, ModelOutput
 from sleapflow.ops import preprocess as prep
-from sleapflow.ops.crops import centroid_slots, crop_windows, extract_crops, gt_centroids
+from sleapflow.ops.crops import centroid_slots, crop_windows, extract_crops
+from sleapflow.ops.instances import gt_centroids
 from sleapflow.ops.peaks import find_global_peaks, find_local_peaks
 from sleapflow.stages.peaks import PeakSettings
 

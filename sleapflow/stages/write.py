@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import os
 import uuid
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from anyio.abc import TaskStatus
 from sleapflow.errors import ConfigError
 from sleapflow.messages import FramePrediction
 from sleapflow.runtime.graph import Role
+from sleapflow.tracking.track_only import copy_instance
 
 
 def check_output_path(output_path: str | Path, *, input_path: str | Path | None = None) -> Path:
@@ -51,13 +51,6 @@ def save_labels_atomically(labels: sio.Labels, path: str | Path) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-def copy_instance(inst: sio.Instance) -> sio.Instance:
-    """A copy sharing nothing mutable with the input, so the input labels are never modified."""
-    out = copy.copy(inst)
-    out.points = inst.points.copy()
-    return out
 
 
 class LabelsBuilder:

@@ -83,14 +83,14 @@ def _stack_points(instances: list[sio.Instance]) -> np.ndarray:
     return np.stack([inst.numpy() for inst in instances]).astype(np.float64, copy=False)
 
 
-def _copy_instance(inst: sio.Instance) -> sio.Instance:
+def copy_instance(inst: sio.Instance) -> sio.Instance:
     """A copy that shares nothing mutable with the input (the input Labels stay untouched)."""
     out = copy.copy(inst)
     out.points = inst.points.copy()
     return out
 
 
-def _instance_score(inst: sio.Instance) -> float:
+def instance_score(inst: sio.Instance) -> float:
     # User instances have no score; sleap-nn's track-only NMS counts them as 1.0.
     return float(getattr(inst, "score", 1.0))
 
@@ -131,14 +131,14 @@ def track_labels(labels: sio.Labels, cfg: TrackerConfig | None = None, *,
         to_track, untouched = (user, predicted) if user else (predicted, [])
         result = tracker.track(
             _stack_points(to_track),
-            np.array([_instance_score(inst) for inst in to_track]),
+            np.array([instance_score(inst) for inst in to_track]),
             frame_idx=lf.frame_idx,
             image=lf.image if cfg.needs_image else None,
         )
-        frame_instances = [_copy_instance(inst) for inst in untouched]
+        frame_instances = [copy_instance(inst) for inst in untouched]
         for idx, track_id, score in zip(result.indices.tolist(), result.track_ids.tolist(),
                                         result.tracking_scores.tolist()):
-            inst = _copy_instance(to_track[idx])
+            inst = copy_instance(to_track[idx])
             if track_id != UNASSIGNED:
                 inst.track = track_object(track_id)
                 inst.tracking_score = score
@@ -146,7 +146,7 @@ def track_labels(labels: sio.Labels, cfg: TrackerConfig | None = None, *,
         if cleanup.enabled and frame_instances:
             keep, keys = cleanup(
                 _stack_points(frame_instances),
-                np.array([_instance_score(inst) for inst in frame_instances]),
+                np.array([instance_score(inst) for inst in frame_instances]),
                 np.array([isinstance(inst, sio.PredictedInstance) for inst in frame_instances]),
                 [inst.track for inst in frame_instances],
             )
