@@ -315,7 +315,7 @@ def serial_loop(run: Any, *, warmup: int, output_path: str | None,
     from sleapflow.pipeline import make_writer
     from sleapflow.stages.forward import ForwardStage
 
-    middle, _ = run.graph.build(run.ctx)
+    middle = run.graph.build(run.ctx, None)
     writer = make_writer(run, output_path=output_path)
     _setup(middle)
     times = SerialTimes()
@@ -353,9 +353,8 @@ def serial_loop(run: Any, *, warmup: int, output_path: str | None,
 
 async def _graph_run(run: Any, *, warmup: int, output_path: str) -> tuple[Any, Any, int]:
     """Run the graph as ``track`` does; return (final stats, warm-up snapshot, frames seen)."""
-    from sleapflow.pipeline import build_spec, make_writer
+    from sleapflow.graphs.build import build_graph
     from sleapflow.runtime import GraphRunner
-    from sleapflow.stages.decode import DecodeSource
 
     seen = 0
     snapshot: Any = None
@@ -367,9 +366,7 @@ async def _graph_run(run: Any, *, warmup: int, output_path: str) -> tuple[Any, A
         if snapshot is None and seen >= warmup and runner is not None:
             snapshot = runner.statistics()
 
-    writer = make_writer(run, output_path=output_path, on_frame=on_frame)
-    source = DecodeSource(run.plan, limiter=run.ctx.cpu_limiter)
-    runner = GraphRunner(build_spec(run, source, writer))
+    runner = GraphRunner(build_graph(run, output_path=output_path, on_frame=on_frame))
     final = await runner.run()
     return final, snapshot, seen
 

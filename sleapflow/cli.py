@@ -12,7 +12,7 @@ import structlog
 from cyclopts import Parameter
 
 from sleapflow.bench import bench_command
-from sleapflow.errors import ConfigError, SleapflowError, StageError
+from sleapflow.errors import SleapflowError, StageError
 
 app = cyclopts.App(name="sleapflow", help="Fast streaming inference for SLEAP / sleap-nn models.",
                    version_flags=["--version", "-v"])
@@ -184,52 +184,14 @@ def track(
     verbose: Annotated[bool, opt("verbose")] = False,
 ) -> int:
     """Run pose inference on a video or labels file and write a .slp (sleap-nn track compatible)."""
-    from sleapflow.config import InferenceConfig, parse_frames
+    options = dict(locals())
+    del options["stats"], options["verbose"]
+    from sleapflow.options import build_config
     from sleapflow.pipeline import default_output_path, prepare, run_to_file
-    from sleapflow.tracking import TrackerConfig
 
     configure_logging(verbose)
     log = structlog.get_logger("sleapflow")
-    refinement = None if integral_refinement.lower() in ("none", "null", "") else integral_refinement
-    tracker = TrackerConfig(
-        window_size=tracking_window_size, min_new_track_points=min_new_track_points,
-        candidates_method=candidates_method, min_match_points=min_match_points, features=features,
-        scoring_method=scoring_method, scoring_reduction=scoring_reduction,
-        robust_best_instance=robust_best_instance, track_matching_method=track_matching_method,
-        max_tracks=max_tracks, use_flow=use_flow, of_img_scale=of_img_scale,
-        of_window_size=of_window_size, of_max_levels=of_max_levels, oks_stddev=oks_stddev,
-        use_kalman=use_kalman, post_connect_single_breaks=post_connect_single_breaks,
-        tracking_target_instance_count=tracking_target_instance_count,
-        tracking_pre_cull_to_target=tracking_pre_cull_to_target,
-        tracking_pre_cull_iou_threshold=tracking_pre_cull_iou_threshold,
-        tracking_clean_instance_count=tracking_clean_instance_count,
-        tracking_clean_iou_threshold=tracking_clean_iou_threshold,
-    )
-    cfg = InferenceConfig(
-        tracking=tracking, tracker=tracker,
-        data_path=data_path, model_paths=tuple(model_paths), output_path=output_path, device=device,
-        batch_size=batch_size, queue_maxsize=queue_maxsize, peak_threshold=peak_threshold,
-        integral_refinement=refinement, integral_patch_size=integral_patch_size,
-        max_instances=max_instances, max_height=max_height, max_width=max_width,
-        input_scale=input_scale, ensure_rgb=ensure_rgb, ensure_grayscale=ensure_grayscale,
-        crop_size=crop_size, anchor_part=anchor_part, backbone_ckpt_path=backbone_ckpt_path,
-        head_ckpt_path=head_ckpt_path, frames=parse_frames(frames), video_index=video_index,
-        video_dataset=video_dataset, video_input_format=video_input_format,
-        only_labeled_frames=only_labeled_frames, only_suggested_frames=only_suggested_frames,
-        exclude_user_labeled=exclude_user_labeled, only_predicted_frames=only_predicted_frames,
-        no_empty_frames=no_empty_frames, max_edge_length_ratio=max_edge_length_ratio,
-        dist_penalty_weight=dist_penalty_weight, n_points=n_points,
-        min_instance_peaks=min_instance_peaks, min_line_scores=min_line_scores,
-        filter_overlapping=filter_overlapping, filter_overlapping_method=filter_overlapping_method,
-        filter_overlapping_threshold=filter_overlapping_threshold,
-        filter_min_visible_nodes=filter_min_visible_nodes,
-        filter_min_visible_node_fraction=filter_min_visible_node_fraction,
-        filter_min_mean_node_score=filter_min_mean_node_score,
-        filter_min_instance_score=filter_min_instance_score, graph=graph,
-        postprocess_workers=postprocess_workers, torch_threads=torch_threads,
-        forward_workers=forward_workers,
-        channels_last=channels_last,
-    )
+    cfg = build_config(**options)
     out = output_path or default_output_path(cfg)
     prepared = prepare(cfg)
     log.info("starting", graph=prepared.graph_name, device=prepared.ctx.device,
@@ -276,19 +238,43 @@ def evaluate(
 
 
 @app.command
-def graphs(name: Annotated[str | None, Parameter(help="Show this graph's stages and edges.")] = None
-           ) -> int:
-    """List the named graphs, or show one graph's stages and edges."""
+def graphs(
+    name: Annotated[str | None, Parameter(help="Show this graph's stages and edges.")] = None,
+    model_paths: Annotated[tuple[str, ...], opt("model_paths", "-m",
+                                                 help="Read these models' configs.")] = (),
+    device: Annotated[str, opt("device", "-d")] = "auto",
+    batch_size: Annotated[int, opt("batch_size", "-b")] = 4,
+    queue_maxsize: Annotated[int, opt("queue_maxsize")] = 32,
+    max_instances: Annotated[int | None, opt("max_instances", "-n")] = None,
+    tracking: Annotated[bool, opt("tracking", "-t")] = False,
+    post_connect_single_breaks: Annotated[bool, opt("post_connect_single_breaks")] = False,
+    tracking_clean_instance_count: Annotated[int, opt("tracking_clean_instance_count")] = 0,
+    filter_overlapping: Annotated[bool, opt("filter_overlapping")] = False,
+    filter_min_visible_nodes: Annotated[int, opt("filter_min_visible_nodes")] = 0,
+    filter_min_visible_node_fraction: Annotated[float, opt("filter_min_visible_node_fraction")] = 0.0,
+    filter_min_mean_node_score: Annotated[float, opt("filter_min_mean_node_score")] = 0.0,
+    filter_min_instance_score: Annotated[float, opt("filter_min_instance_score")] = 0.0,
+    postprocess_workers: Annotated[int, opt("postprocess_workers")] = 1,
+    forward_workers: Annotated[int | None, opt("forward_workers")] = None,
+    mermaid: Annotated[bool, opt("mermaid", help="Print Mermaid flowchart text.")] = False,
+) -> int:
+    """List the named graphs, or show the stages and edges one would run with these options.
+
+    The graph is built as ``track`` builds it (a dry build: no input read, no weights loaded);
+    the options are ``track``'s, and only those that change the graph's shape are taken here.
+    """
+    options = dict(locals())
+    del options["name"], options["mermaid"]
     from sleapflow.graphs import GRAPHS
-    from sleapflow.graphs.describe import describe_graph
+    from sleapflow.graphs.build import dry_spec
+    from sleapflow.options import build_config
 
     if name is None:
         for key, decl in GRAPHS.items():
             print(f"{key:<30} {', '.join(decl.model_types):<32} {decl.description}")
         return 0
-    if name not in GRAPHS:
-        raise ConfigError(f"unknown graph {name!r}; known graphs: {', '.join(GRAPHS)}")
-    print(describe_graph(name))
+    spec = dry_spec(name, build_config(**options))
+    print(spec.mermaid() if mermaid else spec.describe())
     return 0
 
 

@@ -7,9 +7,10 @@ reference's list of per-batch dicts of numpy arrays and writes nothing.
 
 Both run the graphs the CLI runs, through the same :class:`~sleapflow.runtime.GraphRunner`:
 ``make_labels=True`` is exactly ``sleapflow track``'s path (:func:`sleapflow.pipeline.run_to_file`);
-``make_labels=False`` swaps the graph's post-forward stages for a *raw-dict stage* that packs each
-batch the way the reference's ``make_labels=False`` does. Each graph contributes its own raw
-builder (see :data:`RAW_BUILDERS`); a graph without one refuses ``make_labels=False`` clearly.
+``make_labels=False`` runs the graph's raw-array variant (its declaration builds it, see
+:func:`sleapflow.graphs.build.build_graph`): the post-forward stages end in a *raw-dict stage*
+that packs each batch the way the reference's ``make_labels=False`` does. A graph without one
+refuses ``make_labels=False`` clearly.
 
 ``run_inference`` is synchronous (it calls ``anyio.run``); from async code use
 :func:`arun_inference` or :func:`sleapflow.service.open_graph`.
@@ -17,44 +18,27 @@ builder (see :data:`RAW_BUILDERS`); a graph without one refuses ``make_labels=Fa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import anyio
-import msgspec
 import numpy as np
 import sleap_io as sio
 import sniffio
-from anyio.abc import TaskStatus
 
-from sleapflow.config import InferenceConfig, parse_frames
+from sleapflow.config import InferenceConfig
 from sleapflow.errors import ConfigError, SleapflowError
-from sleapflow.graphs.common import (
-    BuildContext,
-    batch_stage,
-    edge_bounds,
-    forward_stages,
-    preprocess_plan,
-    preprocess_stage,
-)
-from sleapflow.messages import ModelOutput
-from sleapflow.pipeline import PreparedRun, default_output_path, prepare, run_to_file
-from sleapflow.runtime import GraphRunner, MapStage, chain
-from sleapflow.runtime.graph import Role
-from sleapflow.stages.decode import DecodeSource
-from sleapflow.stages.peaks import SingleInstancePeaks
-from sleapflow.stages.raw import frame_keys
+from sleapflow.graphs.build import PreparedRun, RawOptions, build_graph, prepare
+from sleapflow.options import build_config
+from sleapflow.pipeline import default_output_path, run_to_file
+from sleapflow.runtime import run_graph
 
 __all__ = [
-    "RAW_BUILDERS",
     "EventLoopError",
     "RawOptions",
     "arun_inference",
     "build_config",
-    "raw_builder_for",
     "run_inference",
 ]
 
@@ -63,180 +47,11 @@ class EventLoopError(SleapflowError, RuntimeError):
     """``run_inference`` was called from inside a running event loop."""
 
 
-# --------------------------------------------------------------------------------------------
-# Raw (make_labels=False) output: one builder per graph
-# --------------------------------------------------------------------------------------------
-
-
-class RawOptions(msgspec.Struct, frozen=True, kw_only=True):
-    """Which optional arrays the raw dicts carry (the reference's ``return_*`` flags)."""
-
-    return_confmaps: bool = False
-    return_pafs: bool = False
-    return_paf_graph: bool = False
-    return_class_maps: bool = False
-    return_class_vectors: bool = False
-
-
-#: ``build_raw(ctx, options) -> (stages, edge bounds)``: the stages between the decode source and
-#: the sink, like a graph's ``build``, the last of which emits the reference's raw dicts.
-RawBuilder = Callable[[BuildContext, RawOptions], tuple[list[Any], list[int]]]
-
-
-class SingleInstanceRawDict:
-    """ModelOutput of one batch → the reference's single-instance dict.
-
-    Keys and dtypes as ``SingleInstanceInferenceModel`` returns them (after ``.cpu().numpy()``):
-    ``image`` (B, 1, C, H', W') uint8 preprocessed, ``frame_idx``/``video_idx`` (B,) int32,
-    ``orig_size`` (B, 1, 2) float32 [H, W], ``eff_scale`` (B,) float32, ``pred_instance_peaks``
-    (B, N, 2) float32 in original-image pixels, ``pred_peak_values`` (B, N) float32 and, with
-    ``return_confmaps``, ``pred_confmaps`` (B, N, h, w) float32. Peaks come from the very
-    :class:`SingleInstancePeaks` callable the labels graph uses.
-    """
-
-    def __init__(self, peaks: SingleInstancePeaks, head: str, options: RawOptions) -> None:
-        self.peaks = peaks
-        self.head = head
-        self.options = options
-
-    def __call__(self, out: ModelOutput) -> dict[str, np.ndarray]:
-        preds = self.peaks(out)
-        result: dict[str, np.ndarray] = frame_keys(out)
-        result["pred_instance_peaks"] = np.stack([p.points[0] for p in preds]).astype(np.float32)
-        result["pred_peak_values"] = np.stack([p.point_scores[0] for p in preds]).astype(np.float32)
-        if self.options.return_confmaps:
-            result["pred_confmaps"] = out.heads[self.head].float().cpu().numpy()
-        return result
-
-
-def build_single_instance_raw(ctx: BuildContext, options: RawOptions) -> tuple[list[Any], list[int]]:
-    """The single-instance graph with its peaks stage replaced by the raw-dict stage."""
-    ref = ctx.models["single_instance"]
-    plan = preprocess_plan(ctx.cfg, ref.config)
-    head = ref.config.head_names[0]
-    peaks = SingleInstancePeaks(head, ref.config.confmaps.output_stride, plan.scale,
-                                ctx.peaks(ctx.cfg.instance_threshold))
-    stages = [
-        batch_stage(ctx),
-        preprocess_stage(ctx, plan),
-        *forward_stages(ctx, ref),
-        MapStage("raw", SingleInstanceRawDict(peaks, head, options), limiter=ctx.cpu_limiter),
-    ]
-    return stages, edge_bounds(ctx, stages)
-
-
-#: Raw builders by graph name, for graphs whose declaration has no ``build_raw`` of its own.
-RAW_BUILDERS: dict[str, RawBuilder] = {
-    "single_instance": build_single_instance_raw,
-}
-
-
-def raw_builder_for(run: PreparedRun) -> RawBuilder:
-    """The graph's own ``build_raw`` when its declaration has one, else the registry's entry."""
-    builder = getattr(run.graph, "build_raw", None) or RAW_BUILDERS.get(run.graph_name)
-    if builder is None:
-        raise ConfigError(
-            f"make_labels=False is not available for the {run.graph_name} graph yet; use "
-            "make_labels=True (the default) to get sio.Labels"
-        )
-    return builder
-
-
-class _CollectSink:
-    """Keeps every item it receives, in order (the raw dicts the caller gets back)."""
-
-    role: Role = "sink"
-    preserves_order = True
-    requires_order = True
-    restores_order = False
-
-    def __init__(self, name: str = "collect") -> None:
-        self.name = name
-        self.items: list[Any] = []
-
-    async def run(self, inbox: Any, outbox: None, *,
-                  task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        async with inbox:
-            task_status.started()
-            async for item in inbox:
-                self.items.append(item)
-
-
 async def run_raw(run: PreparedRun, options: RawOptions) -> list[dict[str, np.ndarray]]:
     """Run the graph's raw variant over the whole input and return its dicts in order."""
-    middle, sizes = raw_builder_for(run)(run.ctx, options)
-    sink = _CollectSink()
-    source = DecodeSource(run.plan, limiter=run.ctx.cpu_limiter)
-    spec = chain(run.graph_name, [source, *middle, sink], sizes,
-                 description=f"{run.graph.description} (raw arrays)",
-                 meta={"model_types": sorted(run.ctx.models), "device": run.ctx.device})
-    await GraphRunner(spec).run()
-    return sink.items
-
-
-# --------------------------------------------------------------------------------------------
-# Options → config
-# --------------------------------------------------------------------------------------------
-
-#: sleap-nn's tracking keywords → ``TrackerConfig`` field names (only the window is renamed).
-_TRACKING_KEYS = {"tracking_window_size": "window_size"}
-
-
-def _tracker_config(tracking_kwargs: dict[str, Any]) -> Any:
-    from sleapflow.tracking.config import TrackerConfig
-
-    fields = {_TRACKING_KEYS.get(k, k): v for k, v in tracking_kwargs.items()}
-    if fields.get("kf_node_indices") is not None:
-        fields["kf_node_indices"] = tuple(fields["kf_node_indices"])
-    return TrackerConfig(**fields)
-
-
-def _frames(frames: Sequence[int] | str | None) -> tuple[int, ...] | None:
-    if frames is None:
-        return None
-    if isinstance(frames, str):
-        return parse_frames(frames)
-    return tuple(int(f) for f in frames)
-
-
-def _peak_threshold(value: float | Sequence[float]) -> float | tuple[float, float]:
-    if isinstance(value, (int, float)):
-        return float(value)
-    values = tuple(float(v) for v in value)
-    if len(values) != 2:
-        raise ConfigError(
-            f"peak_threshold must be a number or a [centroid, instance] pair (got {list(values)})"
-        )
-    return values  # type: ignore[return-value]
-
-
-def _refinement(value: str | None) -> str | None:
-    if value is None or str(value).lower() in ("none", "null", ""):
-        return None
-    return value
-
-
-def build_config(**options: Any) -> InferenceConfig:
-    """An :class:`InferenceConfig` from ``run_inference``-style keywords (lists become tuples,
-    ``frames`` may be a list or a ``"0-100,200"`` string, ``integral_refinement="none"`` is
-    ``None``)."""
-    options = dict(options)
-    if "model_paths" in options:
-        paths = options["model_paths"]
-        options["model_paths"] = (paths,) if isinstance(paths, (str, Path)) else tuple(paths or ())
-        options["model_paths"] = tuple(str(p) for p in options["model_paths"])
-    if "data_path" in options and options["data_path"] is not None:
-        options["data_path"] = str(options["data_path"])
-    if "frames" in options:
-        options["frames"] = _frames(options["frames"])
-    if "peak_threshold" in options:
-        options["peak_threshold"] = _peak_threshold(options["peak_threshold"])
-    if "integral_refinement" in options:
-        options["integral_refinement"] = _refinement(options["integral_refinement"])
-    unknown = sorted(set(options) - set(InferenceConfig.__struct_fields__))
-    if unknown:
-        raise ConfigError(f"unknown option(s) {', '.join(unknown)}; see sleapflow track --help")
-    return InferenceConfig(**options)
+    spec = build_graph(run, raw=options)
+    await run_graph(spec)
+    return spec.stages[-1].items
 
 
 # --------------------------------------------------------------------------------------------
@@ -365,8 +180,8 @@ def run_inference(
 
     Returns an ``sio.Labels`` (also written to ``output_path``, default
     ``<data_path without suffix>.predictions.slp``) when ``make_labels`` is true; otherwise a list
-    with one dict of numpy arrays per batch (see :class:`SingleInstanceRawDict` for the keys) and
-    nothing is written. Inputs: ``input_labels`` wins over ``input_video``, which wins over
+    with one dict of numpy arrays per batch (keys: :mod:`sleapflow.stages.raw`) and nothing is
+    written. Inputs: ``input_labels`` wins over ``input_video``, which wins over
     ``data_path``. ``gui`` is accepted and ignored (sleapflow prints no progress here).
 
     Raises :class:`EventLoopError` when called from a running event loop: use
@@ -400,18 +215,8 @@ _RUN_INFERENCE_DEFAULTS = _run_inference_defaults()
 
 _RAW_KEYS = ("return_confmaps", "return_pafs", "return_paf_graph", "return_class_maps",
              "return_class_vectors")
-_TRACKER_KWARGS = (
-    "tracking_window_size", "min_new_track_points", "candidates_method", "min_match_points",
-    "features", "scoring_method", "scoring_reduction", "robust_best_instance", "oks_stddev",
-    "track_matching_method", "max_tracks", "use_flow", "of_img_scale", "of_window_size",
-    "of_max_levels", "use_kalman", "kf_track_features", "kf_init_frame_count", "kf_node_indices",
-    "kf_reset_gap_size", "post_connect_single_breaks", "tracking_target_instance_count",
-    "tracking_pre_cull_to_target", "tracking_pre_cull_iou_threshold",
-    "tracking_clean_instance_count", "tracking_clean_iou_threshold",
-)
-#: Keywords that are not InferenceConfig fields.
-_NOT_CONFIG = {"input_labels", "input_video", "make_labels", "tracking", "gui", *_RAW_KEYS,
-               *_TRACKER_KWARGS}
+#: Keywords that are not options of the graph: what to do with it and its result.
+_NOT_CONFIG = {"input_labels", "input_video", "make_labels", "gui", *_RAW_KEYS}
 
 
 def _resolve_call(args: dict[str, Any]) -> _Call:
@@ -432,11 +237,7 @@ def _resolve_call(args: dict[str, Any]) -> _Call:
     if args["data_path"] is None and args["input_labels"] is None and args["input_video"] is None:
         raise ConfigError("pass data_path (a video, .slp, HDF5 or image folder), input_labels or "
                           "input_video")
-    options = {k: v for k, v in args.items() if k not in _NOT_CONFIG}
-    # Built (and so validated) whether or not tracking is on, as the CLI does.
-    options["tracker"] = _tracker_config({k: args[k] for k in _TRACKER_KWARGS})
-    options["tracking"] = tracking
-    cfg = build_config(**options)
+    cfg = build_config(**{k: v for k, v in args.items() if k not in _NOT_CONFIG})
     return _Call(cfg=cfg, raw=RawOptions(**{k: bool(args[k]) for k in _RAW_KEYS}),
                  make_labels=make_labels, output_path=args["output_path"],
                  input_labels=args["input_labels"], input_video=args["input_video"])

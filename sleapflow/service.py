@@ -37,13 +37,12 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from sleapflow.config import InferenceConfig
 from sleapflow.errors import ConfigError, SleapflowError, StageError
+from sleapflow.graphs.build import PreparedRun, build_graph, make_source, prepare
 from sleapflow.inputs import InputPlan
 from sleapflow.messages import Frame, FramePrediction
-from sleapflow.pipeline import GT_GRAPHS, PreparedRun, build_spec, prepare
-from sleapflow.predict import build_config
+from sleapflow.options import build_config
 from sleapflow.runtime import GraphRunner, GraphSpec, GraphStats
 from sleapflow.runtime.graph import Role
-from sleapflow.stages.decode import DecodeSource
 
 __all__ = ["GraphSession", "PushSource", "ResultSink", "open_custom_graph", "open_graph"]
 
@@ -317,7 +316,7 @@ def _prepare_for(cfg: InferenceConfig, push: bool) -> PreparedRun:
         return prepare(cfg)
     plan = InputPlan(kind="push", source_path="<pushed frames>", videos=[], items=[])
     run = prepare(cfg, plan=plan)
-    if run.graph_name in GT_GRAPHS:
+    if run.graph.needs_ground_truth:
         raise ConfigError(f"the {run.graph_name} graph reads ground-truth instances from a .slp "
                           "input; open it with source=<labels.slp> instead of pushing frames")
     return run
@@ -335,8 +334,8 @@ class _FileOrPushSession(GraphSession):
         self.run = run
 
         def make_spec() -> tuple[SpecFactory, Any]:
-            source = None if self._push_mode else DecodeSource(run.plan, limiter=run.ctx.cpu_limiter)
-            return (lambda src, sink: build_spec(run, src, sink)), source
+            source = None if self._push_mode else make_source(run)
+            return (lambda src, sink: build_graph(run, source=src, sink=sink)), source
 
         self._make_spec = make_spec
         return await super().__aenter__()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +10,7 @@ import anyio
 import numpy as np
 from anyio.abc import TaskStatus
 
-from sleapflow.runtime.adapters import BatchStage, MapStage, ReorderStage
+from sleapflow.runtime.adapters import BatchStage, CollectSink, MapStage, ReorderStage
 from sleapflow.runtime.graph import Role
 
 
@@ -36,31 +36,8 @@ class ListSource:
                 self.sent += 1
 
 
-class ListSink:
-    """Collects every item it receives; an optional ``limit`` makes it leave early."""
-
-    role: Role = "sink"
-    preserves_order = True
-    requires_order = True
-    restores_order = False
-
-    def __init__(self, name: str = "sink", *, limit: int | None = None,
-                 on_item: Callable[[Any], Any] | None = None) -> None:
-        self.name = name
-        self.items: list[Any] = []
-        self.limit = limit
-        self.on_item = on_item
-
-    async def run(self, inbox: Any, outbox: None, *,
-                  task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        async with inbox:
-            task_status.started()
-            async for item in inbox:
-                if self.on_item is not None:
-                    await self.on_item(item)
-                self.items.append(item)
-                if self.limit is not None and len(self.items) >= self.limit:
-                    return
+#: Collects every item it receives; an optional ``limit`` makes it leave early.
+ListSink = CollectSink
 
 
 class FakeClock:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from sleapflow.errors import ConfigError
-from sleapflow.graphs import bottomup, single_instance, topdown
+from sleapflow.graphs import bottomup, single_instance, topdown, track_only
 from sleapflow.graphs.common import GraphDecl
 
 #: The named graphs, a plain dict: name → declaration.
 GRAPHS: dict[str, GraphDecl] = {
     decl.name: decl for decl in [single_instance.GRAPH, *topdown.GRAPHS, *bottomup.GRAPHS,
-                                 GraphDecl("track_only", "track the instances of an existing .slp",
-                                           (), True, lambda ctx: ([], [ctx.cfg.queue_maxsize]),
-                                           stage_names=("filter", "track", "track_cleanup"))]
+                                 track_only.GRAPH]
 }
 
 #: Which graph runs for a set of model types (sleap-nn's dispatch).

@@ -9,7 +9,6 @@ from sleapflow.graphs.common import (
     BuildContext,
     GraphDecl,
     batch_stage,
-    edge_bounds,
     forward_stages,
     preprocess_plan,
     preprocess_stage,
@@ -17,7 +16,7 @@ from sleapflow.graphs.common import (
 from sleapflow.models import ModelConfig
 from sleapflow.runtime import MapStage, ReorderStage
 from sleapflow.stages.bottomup import ClassMapGrouping, PafGrouping, PafPeaks
-from sleapflow.stages.raw import BottomUpRawDict, MultiClassBottomUpRawDict
+from sleapflow.stages.raw import BottomUpRawDict, MultiClassBottomUpRawDict, RawOptions
 
 
 def paf_edges(config: ModelConfig) -> list[tuple[int, int]]:
@@ -30,7 +29,7 @@ def paf_edges(config: ModelConfig) -> list[tuple[int, int]]:
         raise ConfigError(f"{config.path}: a PAF edge names a part not in {parts}: {exc}") from exc
 
 
-def build_bottomup(ctx: BuildContext, raw: Any = None) -> tuple[list[Any], list[int]]:
+def build_bottomup(ctx: BuildContext, raw: RawOptions | None = None) -> list[Any]:
     ref = ctx.models["bottomup"]
     config = ref.config
     assert config.pafs is not None
@@ -48,17 +47,17 @@ def build_bottomup(ctx: BuildContext, raw: Any = None) -> tuple[list[Any], list[
     stages: list[Any] = [batch_stage(ctx), preprocess_stage(ctx, plan), *forward_stages(ctx, ref)]
     if raw is not None:
         stages.append(MapStage("raw", BottomUpRawDict(peaks, grouping, raw), limiter=ctx.cpu_limiter))
-        return stages, edge_bounds(ctx, stages)
+        return stages
     stages += [
         MapStage("paf_peaks", peaks, limiter=ctx.cpu_limiter),
         MapStage("group", grouping, flatten=True, workers=workers),
     ]
     if workers > 1:
         stages.append(ReorderStage("reorder"))
-    return stages, edge_bounds(ctx, stages)
+    return stages
 
 
-def build_multiclass_bottomup(ctx: BuildContext, raw: Any = None) -> tuple[list[Any], list[int]]:
+def build_multiclass_bottomup(ctx: BuildContext, raw: RawOptions | None = None) -> list[Any]:
     ref = ctx.models["multi_class_bottomup"]
     config = ref.config
     assert config.class_maps is not None
@@ -75,7 +74,7 @@ def build_multiclass_bottomup(ctx: BuildContext, raw: Any = None) -> tuple[list[
         MapStage("classify", grouping, flatten=True, limiter=ctx.cpu_limiter) if raw is None else
         MapStage("raw", MultiClassBottomUpRawDict(grouping, raw), limiter=ctx.cpu_limiter),
     ]
-    return stages, edge_bounds(ctx, stages)
+    return stages
 
 
 def _classes(ctx: BuildContext) -> tuple[str, ...]:
@@ -85,11 +84,8 @@ def _classes(ctx: BuildContext) -> tuple[str, ...]:
 
 GRAPHS = [
     GraphDecl("bottomup", "all parts at once, grouped into animals with part affinity fields",
-              ("bottomup",), True, build_bottomup,
-              stage_names=("batch", "preprocess", "forward", "paf_peaks", "group"),
-              build_raw=build_bottomup),
+              ("bottomup",), True, build_bottomup, has_raw=True),
     GraphDecl("multiclass_bottomup", "bottom-up with identity classes from class maps",
               ("multi_class_bottomup",), True, build_multiclass_bottomup, track_order=_classes,
-              stage_names=("batch", "preprocess", "forward", "classify"),
-              build_raw=build_multiclass_bottomup),
+              has_raw=True, identity_classes=True),
 ]

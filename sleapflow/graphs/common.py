@@ -19,25 +19,38 @@ from sleapflow.runtime import BatchStage, MapStage, ReorderStage
 from sleapflow.stages.forward import ForwardStage
 from sleapflow.stages.peaks import PeakSettings
 from sleapflow.stages.preprocess import Preprocessor, PreprocessPlan, frame_shape_key, make_frame_batch
+from sleapflow.stages.raw import RawOptions
+from sleapflow.tracking.config import TrackerConfig
+
+#: ``build(ctx, raw)``: the model stages between the source and the shared post stages; with
+#: ``raw`` (the reference's ``return_*`` flags) the last one emits the raw-array dicts instead.
+ModelStages = Callable[["BuildContext", "RawOptions | None"], list[Any]]
 
 
 @dataclass(frozen=True)
 class GraphDecl:
-    """A named graph: the model types it runs and how to build its stages.
+    """A named graph, declared once: its models, its model stages and how the rest is framed.
 
-    ``build(ctx)`` returns the stages between the decode source and the sink, and the bound of
-    each of the ``len(stages) + 1`` edges around them.
+    :func:`sleapflow.graphs.build.build_graph` turns it into the complete, validated
+    :class:`~sleapflow.runtime.GraphSpec` (source, these stages, filter, tracker, sink, edge
+    bounds); nothing else adds stages, so the spec ``sleapflow graphs`` prints is the one that
+    runs.
     """
 
     name: str
     description: str
     model_types: tuple[str, ...]
     keep_empty_frames: bool
-    build: Callable[[BuildContext], tuple[list[Any], list[int]]]
+    build: ModelStages
     track_order: Callable[[BuildContext], tuple[str, ...]] = lambda ctx: ()
-    stage_names: tuple[str, ...] = ()
-    #: ``build_raw(ctx, raw_options)``: the same graph ending in the reference's raw dicts.
-    build_raw: Callable[[BuildContext, Any], tuple[list[Any], list[int]]] | None = None
+    #: Whether ``build`` has a raw-array (``make_labels=False``) variant.
+    has_raw: bool = False
+    #: Whether the models read ground-truth instances from a .slp input.
+    needs_ground_truth: bool = False
+    #: Identities come from the model's classes: the reference does not re-track them.
+    identity_classes: bool = False
+    #: True for the track-only graph: frames come from a .slp's instances, not from models.
+    from_labels: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,7 +89,13 @@ class BuildContext:
     forward_workers: int = 1
     cpu_limiter: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(2))
     device_limiter: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(1))
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: The resolved tracker (defaults filled in), or None when the run does not track.
+    tracker: TrackerConfig | None = None
+
+    @property
+    def keep_images(self) -> bool:
+        """Frames keep their pixels past preprocessing when the tracker reads them (flow)."""
+        return self.tracker is not None and self.tracker.needs_image
 
     def peaks(self, threshold: float) -> PeakSettings:
         return PeakSettings(threshold, self.cfg.integral_refinement, self.cfg.integral_patch_size)
@@ -121,30 +140,13 @@ def preprocess_plan(cfg: InferenceConfig, primary: ModelConfig,
     )
 
 
-def edge_bounds(ctx: BuildContext, stages: list[Any]) -> list[int]:
-    """Queue bounds for the edges around ``stages``: ``queue_maxsize`` where frames flow, about
-    ``queue_maxsize`` frames' worth where batches flow (after a batch stage, until a stage
-    flattens batches back into frames)."""
-    frames, batches = ctx.cfg.queue_maxsize, ctx.batch_maxsize
-    sizes = [frames]
-    for stage in stages:
-        if isinstance(stage, BatchStage):
-            sizes.append(batches)
-        elif isinstance(stage, MapStage) and stage.flatten:
-            sizes.append(frames)
-        else:
-            sizes.append(sizes[-1])
-    return sizes
-
-
 def batch_stage(ctx: BuildContext, name: str = "batch") -> BatchStage:
     return BatchStage(name, ctx.cfg.batch_size, key=frame_shape_key, make_batch=make_frame_batch)
 
 
 def preprocess_stage(ctx: BuildContext, plan: PreprocessPlan, *, keep_raw: bool = False,
                      name: str = "preprocess") -> MapStage:
-    keep_images = bool(ctx.extra.get("keep_images"))
-    return MapStage(name, Preprocessor(plan, keep_raw=keep_raw, keep_images=keep_images),
+    return MapStage(name, Preprocessor(plan, keep_raw=keep_raw, keep_images=ctx.keep_images),
                     limiter=ctx.cpu_limiter)
 
 

@@ -8,31 +8,28 @@ from sleapflow.graphs.common import (
     BuildContext,
     GraphDecl,
     batch_stage,
-    edge_bounds,
     forward_stages,
     preprocess_plan,
     preprocess_stage,
 )
 from sleapflow.runtime import MapStage
 from sleapflow.stages.peaks import SingleInstancePeaks
+from sleapflow.stages.raw import RawOptions, SingleInstanceRawDict
 
 
-def build(ctx: BuildContext) -> tuple[list[Any], list[int]]:
+def build(ctx: BuildContext, raw: RawOptions | None = None) -> list[Any]:
     ref = ctx.models["single_instance"]
     plan = preprocess_plan(ctx.cfg, ref.config)
-    peaks = SingleInstancePeaks(ref.config.head_names[0], ref.config.confmaps.output_stride,
-                                plan.scale, ctx.peaks(ctx.cfg.instance_threshold))
-    stages = [
-        batch_stage(ctx),
-        preprocess_stage(ctx, plan),
-        *forward_stages(ctx, ref),
-        MapStage("peaks", peaks, flatten=True, limiter=ctx.cpu_limiter),
-    ]
-    return stages, edge_bounds(ctx, stages)
+    head = ref.config.head_names[0]
+    peaks = SingleInstancePeaks(head, ref.config.confmaps.output_stride, plan.scale,
+                                ctx.peaks(ctx.cfg.instance_threshold))
+    last = (MapStage("raw", SingleInstanceRawDict(peaks, head, raw), limiter=ctx.cpu_limiter)
+            if raw is not None else
+            MapStage("peaks", peaks, flatten=True, limiter=ctx.cpu_limiter))
+    return [batch_stage(ctx), preprocess_stage(ctx, plan), *forward_stages(ctx, ref), last]
 
 
 GRAPH = GraphDecl(
     name="single_instance", description="one animal per frame: global peak per part",
-    model_types=("single_instance",), keep_empty_frames=False, build=build,
-    stage_names=("batch", "preprocess", "forward", "peaks"),
+    model_types=("single_instance",), keep_empty_frames=False, build=build, has_raw=True,
 )

@@ -14,14 +14,13 @@ from sleapflow.graphs.common import (
     GraphDecl,
     ModelRef,
     batch_stage,
-    edge_bounds,
     forward_stages,
     preprocess_plan,
     preprocess_stage,
 )
 from sleapflow.models import ModelConfig
 from sleapflow.runtime import BatchStage, MapStage
-from sleapflow.stages.raw import TopDownRawDict
+from sleapflow.stages.raw import RawOptions, TopDownRawDict
 from sleapflow.stages.topdown import (
     CentroidCrops,
     CentroidFinder,
@@ -70,7 +69,7 @@ def _centroid_finder(ctx: BuildContext, ref: ModelRef, scale: float) -> Centroid
                           ctx.peaks(ctx.cfg.centroid_threshold), ctx.cfg.max_instances)
 
 
-def _instance_stages(ctx: BuildContext, ref: ModelRef, raw: Any = None) -> list[Any]:
+def _instance_stages(ctx: BuildContext, ref: ModelRef, raw: RawOptions | None = None) -> list[Any]:
     config = ref.config
     scale = ctx.cfg.input_scale if ctx.cfg.input_scale is not None else config.preprocessing.scale
     class_head = None
@@ -96,7 +95,7 @@ def _instance_stages(ctx: BuildContext, ref: ModelRef, raw: Any = None) -> list[
     ]
 
 
-def build_topdown(ctx: BuildContext, raw: Any = None) -> tuple[list[Any], list[int]]:
+def build_topdown(ctx: BuildContext, raw: RawOptions | None = None) -> list[Any]:
     centroid = ctx.models["centroid"]
     instance = _instance_ref(ctx)
     plan = preprocess_plan(ctx.cfg, centroid.config, instance.config)
@@ -109,10 +108,10 @@ def build_topdown(ctx: BuildContext, raw: Any = None) -> tuple[list[Any], list[i
         MapStage("crop", crops, flatten=True, limiter=ctx.cpu_limiter),
         *_instance_stages(ctx, instance, raw),
     ]
-    return stages, edge_bounds(ctx, stages)
+    return stages
 
 
-def build_centered_instance(ctx: BuildContext, raw: Any = None) -> tuple[list[Any], list[int]]:
+def build_centered_instance(ctx: BuildContext, raw: RawOptions | None = None) -> list[Any]:
     instance = _instance_ref(ctx)
     plan = preprocess_plan(ctx.cfg, instance.config)
     crops = GroundTruthCrops(anchor_index(ctx, instance.config), _crop_size(ctx, instance))
@@ -122,10 +121,10 @@ def build_centered_instance(ctx: BuildContext, raw: Any = None) -> tuple[list[An
         MapStage("gt_crop", crops, flatten=True, limiter=ctx.cpu_limiter),
         *_instance_stages(ctx, instance, raw),
     ]
-    return stages, edge_bounds(ctx, stages)
+    return stages
 
 
-def build_centroid(ctx: BuildContext) -> tuple[list[Any], list[int]]:
+def build_centroid(ctx: BuildContext, raw: RawOptions | None = None) -> list[Any]:
     centroid = ctx.models["centroid"]
     plan = preprocess_plan(ctx.cfg, centroid.config)
     finder = _centroid_finder(ctx, centroid, plan.scale)
@@ -136,7 +135,7 @@ def build_centroid(ctx: BuildContext) -> tuple[list[Any], list[int]]:
         MapStage("centroids", CentroidOnlyPredictions(finder, anchor_index(ctx, centroid.config)),
                  flatten=True, limiter=ctx.cpu_limiter),
     ]
-    return stages, edge_bounds(ctx, stages)
+    return stages
 
 
 def _classes(ctx: BuildContext) -> tuple[str, ...]:
@@ -146,26 +145,19 @@ def _classes(ctx: BuildContext) -> tuple[str, ...]:
     return ref.config.class_vectors.classes
 
 
-_TOPDOWN_STAGES = ("batch", "preprocess", "centroid_forward", "crop", "crop_batch",
-                   "crop_preprocess", "instance_forward", "instance_peaks")
-
 GRAPHS = [
     GraphDecl("topdown", "centroid model → crops → centered-instance model",
-              ("centroid", "centered_instance"), False, build_topdown, stage_names=_TOPDOWN_STAGES,
-              build_raw=build_topdown),
+              ("centroid", "centered_instance"), False, build_topdown, has_raw=True),
     GraphDecl("multiclass_topdown", "top-down with identity classes from class vectors",
               ("centroid", "multi_class_topdown"), False, build_topdown, track_order=_classes,
-              stage_names=_TOPDOWN_STAGES, build_raw=build_topdown),
+              has_raw=True, identity_classes=True),
     GraphDecl("centered_instance", "centered-instance model on ground-truth centroids (.slp input)",
-              ("centered_instance",), False, build_centered_instance,
-              stage_names=("batch", "preprocess", "gt_crop", *_TOPDOWN_STAGES[4:]),
-              build_raw=build_centered_instance),
+              ("centered_instance",), False, build_centered_instance, has_raw=True,
+              needs_ground_truth=True),
     GraphDecl("multiclass_centered_instance",
               "multi-class centered-instance model on ground-truth centroids (.slp input)",
               ("multi_class_topdown",), False, build_centered_instance, track_order=_classes,
-              stage_names=("batch", "preprocess", "gt_crop", *_TOPDOWN_STAGES[4:]),
-              build_raw=build_centered_instance),
+              has_raw=True, needs_ground_truth=True, identity_classes=True),
     GraphDecl("centroid", "centroid model alone: one-node centroid instances",
-              ("centroid",), True, build_centroid,
-              stage_names=("batch", "preprocess", "forward", "centroids")),
+              ("centroid",), True, build_centroid),
 ]

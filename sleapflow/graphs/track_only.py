@@ -9,6 +9,7 @@ import numpy as np
 import sleap_io as sio
 from anyio.abc import TaskStatus
 
+from sleapflow.graphs.common import GraphDecl
 from sleapflow.messages import FramePrediction
 from sleapflow.runtime.graph import Role
 from sleapflow.tracking import TrackerConfig
@@ -62,3 +63,8 @@ class LabelsTrackSource:
                 image = (await anyio.to_thread.run_sync(self._image, lf)
                          if self.config.needs_image else None)
                 await outbox.send(frame_from_labels(seq, self._video_ids[id(lf.video)], lf, image))
+
+
+#: No model stages: the source's frames go straight to the shared filter and tracker.
+GRAPH = GraphDecl("track_only", "track the instances of an existing .slp", (), True,
+                  lambda ctx, raw: [], from_labels=True)

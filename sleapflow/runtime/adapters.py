@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from typing import Any
 
 import anyio
 from anyio import CapacityLimiter, EndOfStream
 from anyio.abc import TaskStatus
 
-from sleapflow.runtime.graph import Role
+from sleapflow.runtime.graph import Emits, Role
 
 
 class MapStage:
@@ -40,6 +40,8 @@ class MapStage:
         self.flatten = flatten
         self.setup = setup
         self.preserves_order = workers == 1
+        #: A flattening map turns each batch back into its items; a plain map keeps the unit.
+        self.emits: Emits | None = "items" if flatten else None
 
     async def _apply(self, item: Any) -> Any:
         if self.offload:
@@ -84,6 +86,7 @@ class BatchStage:
     preserves_order = True
     requires_order = False
     restores_order = False
+    emits: Emits = "batches"
 
     def __init__(self, name: str, size: int, *, key: Callable[[Any], Hashable] | None = None,
                  timeout: float | None = None,
@@ -176,6 +179,34 @@ class ReorderStage:
             # Gaps mean an upstream stage dropped an item; emit the rest in order, not silently.
             for seq in sorted(held):
                 await outbox.send(held[seq])
+
+
+class CollectSink:
+    """Keeps every item it receives, in order; an optional ``limit`` makes it leave early (a
+    quiet stop upstream) and ``on_item`` is awaited on each item before it is kept."""
+
+    role: Role = "sink"
+    preserves_order = True
+    requires_order = True
+    restores_order = False
+
+    def __init__(self, name: str = "sink", *, limit: int | None = None,
+                 on_item: Callable[[Any], Awaitable[Any]] | None = None) -> None:
+        self.name = name
+        self.items: list[Any] = []
+        self.limit = limit
+        self.on_item = on_item
+
+    async def run(self, inbox: Any, outbox: None, *,
+                  task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with inbox:
+            task_status.started()
+            async for item in inbox:
+                if self.on_item is not None:
+                    await self.on_item(item)
+                self.items.append(item)
+                if self.limit is not None and len(self.items) >= self.limit:
+                    return
 
 
 def flatten_items(batches: Iterable[Iterable[Any]]) -> list[Any]:

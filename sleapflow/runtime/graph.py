@@ -13,6 +13,9 @@ from anyio.abc import TaskStatus
 from sleapflow.errors import ConfigError
 
 Role = Literal["source", "stage", "sink"]
+#: What a stage sends on: single items (frames, crops' frames) or batches of them. A stage
+#: without an ``emits`` sends what it receives (one result per item, same unit).
+Emits = Literal["items", "batches"]
 
 
 @runtime_checkable
@@ -70,10 +73,36 @@ class GraphSpec:
                 flags.append("reorders")
             if getattr(s, "requires_order", False):
                 flags.append("order-sensitive")
+            workers = getattr(s, "workers", 1)
+            if workers > 1:
+                flags.append(f"{workers} workers")
             lines.append(f"  [{s.role:<6}] {s.name}" + (f"  ({', '.join(flags)})" if flags else ""))
         for e in self.edges:
             lines.append(f"  {e.src} -> {e.dst}  (maxsize {e.maxsize})")
         return "\n".join(lines)
+
+    def mermaid(self) -> str:
+        """The graph as Mermaid flowchart text: one node per stage, edges labelled by bound."""
+        ids = {s.name: f"s{i}" for i, s in enumerate(self.stages)}
+        lines = ["flowchart LR"]
+        for s in self.stages:
+            shape = ("([", "])") if s.role != "stage" else ("[", "]")
+            lines.append(f'  {ids[s.name]}{shape[0]}"{s.name}"{shape[1]}')
+        for e in self.edges:
+            lines.append(f"  {ids[e.src]} -->|{e.maxsize}| {ids[e.dst]}")
+        return "\n".join(lines)
+
+
+def edge_bounds(stages: Sequence[Any], *, items: int, batches: int) -> list[int]:
+    """The bound of each edge of a linear graph, from what the stage before it emits: ``items``
+    where single items flow, ``batches`` (about as many items' worth) where batches flow. A
+    source emits items."""
+    sizes: list[int] = []
+    unit: Emits = "items"
+    for stage in stages[:-1]:
+        unit = getattr(stage, "emits", None) or unit
+        sizes.append(batches if unit == "batches" else items)
+    return sizes
 
 
 def chain(name: str, stages: Sequence[Any], maxsize: int | Sequence[int], *,

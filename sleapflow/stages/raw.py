@@ -5,12 +5,24 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import numpy as np
 import torch
 
 from sleapflow.messages import CropBatch, FramePrediction, ModelOutput
 from sleapflow.stages.bottomup import ClassMapGrouping, PafGrouping, PafPeaks
+from sleapflow.stages.peaks import SingleInstancePeaks
 from sleapflow.stages.topdown import InstancePeaks
+
+
+class RawOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """Which optional arrays the raw dicts carry (the reference's ``return_*`` flags)."""
+
+    return_confmaps: bool = False
+    return_pafs: bool = False
+    return_paf_graph: bool = False
+    return_class_maps: bool = False
+    return_class_vectors: bool = False
 
 
 def frame_keys(out: ModelOutput) -> dict[str, np.ndarray]:
@@ -158,3 +170,29 @@ class TopDownRawDict:
             dicts.append(d)
             start += n
         return dicts
+
+
+class SingleInstanceRawDict:
+    """ModelOutput of one batch → the reference's single-instance dict.
+
+    Keys and dtypes as ``SingleInstanceInferenceModel`` returns them (after ``.cpu().numpy()``):
+    ``image`` (B, 1, C, H', W') uint8 preprocessed, ``frame_idx``/``video_idx`` (B,) int32,
+    ``orig_size`` (B, 1, 2) float32 [H, W], ``eff_scale`` (B,) float32, ``pred_instance_peaks``
+    (B, N, 2) float32 in original-image pixels, ``pred_peak_values`` (B, N) float32 and, with
+    ``return_confmaps``, ``pred_confmaps`` (B, N, h, w) float32. Peaks come from the very
+    :class:`SingleInstancePeaks` callable the labels graph uses.
+    """
+
+    def __init__(self, peaks: SingleInstancePeaks, head: str, options: RawOptions) -> None:
+        self.peaks = peaks
+        self.head = head
+        self.options = options
+
+    def __call__(self, out: ModelOutput) -> dict[str, np.ndarray]:
+        preds = self.peaks(out)
+        result: dict[str, np.ndarray] = frame_keys(out)
+        result["pred_instance_peaks"] = np.stack([p.points[0] for p in preds]).astype(np.float32)
+        result["pred_peak_values"] = np.stack([p.point_scores[0] for p in preds]).astype(np.float32)
+        if self.options.return_confmaps:
+            result["pred_confmaps"] = out.heads[self.head].float().cpu().numpy()
+        return result

@@ -89,7 +89,7 @@ def test_graphs_lists_and_describes(capsys: pytest.CaptureFixture[str]) -> None:
     listing = capsys.readouterr().out
     for name in ("single_instance", "topdown", "bottomup", "multiclass_topdown", "track_only"):
         assert name in listing
-    assert main(["graphs", "topdown"]) == 0
+    assert main(["graphs", "topdown", "--forward-workers", "1"]) == 0
     shown = capsys.readouterr().out
     assert "centroid_forward -> crop" in shown and "instance_forward" in shown
     rc, err = run(["graphs", "nope"], capsys)

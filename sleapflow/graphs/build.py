@@ -1,0 +1,310 @@
+"""From a config to a complete, validated GraphSpec: models, input, source, stages, sink.
+
+This is the one place a graph is assembled. A graph declaration (:class:`GraphDecl`) gives its
+model stages; here they are framed by the source its input needs, the shared filter and tracker
+stages, and the sink, with every edge bounded by what the stage before it emits. The CLI,
+``run_inference``, the service and the benchmark all build through :func:`build_graph`, and
+``sleapflow graphs`` prints what :func:`dry_spec` builds the same way without loading weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import sleap_io as sio
+import structlog
+
+from sleapflow.config import InferenceConfig, resolve_device
+from sleapflow.errors import ConfigError
+from sleapflow.graphs import GRAPHS, select_graph
+from sleapflow.graphs.common import (
+    BuildContext,
+    GraphDecl,
+    ModelRef,
+    default_cpu_parallelism,
+    output_skeleton,
+    resolve_models,
+)
+from sleapflow.graphs.track_only import LabelsTrackSource
+from sleapflow.inputs import InputPlan, WorkItem, plan_input
+from sleapflow.provenance import inference_provenance
+from sleapflow.runtime import GraphSpec, MapStage, chain
+from sleapflow.runtime.adapters import CollectSink
+from sleapflow.runtime.graph import edge_bounds
+from sleapflow.stages.decode import DecodeSource
+from sleapflow.stages.filter import InstanceFilter
+from sleapflow.stages.raw import RawOptions
+from sleapflow.stages.track import CleanUpTracks, TrackFrames
+from sleapflow.stages.write import LabelsBuilder, SlpWriter
+from sleapflow.tracking.config import TrackerConfig
+
+__all__ = ["PreparedRun", "RawOptions", "build_graph", "dry_spec", "inference_tracker_config",
+           "make_source", "make_writer", "prepare"]
+
+log = structlog.get_logger(__name__)
+
+INFERENCE_CONFIG_KEYS = (
+    "peak_threshold", "filter_overlapping", "filter_overlapping_method",
+    "filter_overlapping_threshold", "filter_min_visible_nodes", "filter_min_visible_node_fraction",
+    "filter_min_mean_node_score", "filter_min_instance_score", "integral_refinement",
+    "integral_patch_size", "batch_size", "max_instances", "crop_size", "input_scale", "anchor_part",
+    "queue_maxsize",
+)
+
+#: The model whose skeleton labels the output: the instance model when there is one.
+_PRIMARY_ORDER = ("centered_instance", "multi_class_topdown", "single_instance", "bottomup",
+                  "multi_class_bottomup", "centroid")
+
+
+@dataclass
+class PreparedRun:
+    """A run whose models, input and graph are resolved, before any weights load."""
+
+    cfg: InferenceConfig
+    graph: GraphDecl
+    ctx: BuildContext
+    plan: InputPlan
+
+    @property
+    def graph_name(self) -> str:
+        return self.graph.name
+
+    def primary_config(self) -> Any:
+        for kind in _PRIMARY_ORDER:
+            if kind in self.ctx.models:
+                return self.ctx.models[kind].config
+        raise ConfigError("no model given")
+
+
+def prepare(cfg: InferenceConfig, *, plan: InputPlan | None = None,
+            input_labels: sio.Labels | None = None,
+            input_video: sio.Video | None = None) -> PreparedRun:
+    """Resolve device, models, graph and input; everything here fails fast with a clear error.
+
+    ``plan`` lets a caller that supplies its own source (frames pushed by an embedding service)
+    skip input planning, which needs ``cfg.data_path``. ``input_labels`` / ``input_video`` are
+    ``run_inference``'s in-memory inputs (they win over ``cfg.data_path``, in that order).
+    """
+    if not cfg.model_paths:
+        if not cfg.tracking:
+            raise ConfigError("no models given: pass --model_paths/-m to run inference, or "
+                              "--tracking/-t to track the instances of an existing .slp")
+        return _prepare_track_only(cfg, labels=input_labels)
+    models = resolve_models(cfg.model_paths)
+    graph = GRAPHS[select_graph(list(models), cfg.graph)]
+    if plan is None:
+        plan = plan_input(cfg, need_ground_truth=graph.needs_ground_truth, labels=input_labels,
+                          video=input_video)
+    return PreparedRun(cfg=cfg, graph=graph, ctx=_context(cfg, graph, models, plan), plan=plan)
+
+
+def _context(cfg: InferenceConfig, graph: GraphDecl, models: dict[str, ModelRef],
+             plan: InputPlan | None) -> BuildContext:
+    device = resolve_device(cfg.device)
+    workers, threads = default_cpu_parallelism(len(models))
+    if cfg.torch_threads is not None:
+        threads = cfg.torch_threads
+    if cfg.forward_workers is not None:
+        workers = cfg.forward_workers
+    return BuildContext(cfg=cfg, models=models, plan=plan, device=device,
+                        torch_threads=threads if device == "cpu" else None,
+                        forward_workers=workers if device == "cpu" else 1,
+                        tracker=inference_tracker_config(cfg, graph))
+
+
+def inference_tracker_config(cfg: InferenceConfig, graph: GraphDecl) -> TrackerConfig | None:
+    """The tracker for inference + tracking, with the reference's defaults from --max_instances."""
+    if not cfg.tracking:
+        return None
+    if graph.identity_classes:
+        log.info("tracking skipped: identities come from the model's classes", graph=graph.name)
+        return None
+    tracker = cfg.tracker
+    needs_target = tracker.post_connect_single_breaks or tracker.tracking_pre_cull_to_target
+    if needs_target and tracker.tracking_target_instance_count is None:
+        if cfg.max_instances is None:
+            raise ConfigError(
+                "--post_connect_single_breaks and --tracking_pre_cull_to_target require "
+                "--tracking_target_instance_count or --max_instances to be set; add "
+                "--tracking_target_instance_count N (the expected animals per frame)")
+        tracker = msgspec.structs.replace(tracker, tracking_target_instance_count=cfg.max_instances)
+    return tracker
+
+
+def _prepare_track_only(cfg: InferenceConfig, *, labels: sio.Labels | None = None) -> PreparedRun:
+    """Track the instances already in a .slp (or in ``labels``, from the Python API): no models,
+    the ``track_only`` graph."""
+    from sleapflow.tracking.track_only import resolve_track_only_config, select_frames
+
+    if labels is None:
+        if not cfg.data_path or not str(cfg.data_path).endswith(".slp"):
+            raise ConfigError("tracking without models needs a .slp input (its instances are "
+                              f"tracked); got {cfg.data_path!r}. Pass --model_paths to run "
+                              "inference and tracking on a video")
+        if not Path(cfg.data_path).exists():
+            raise ConfigError(f"input not found: {cfg.data_path!r}")
+        try:
+            labels = sio.load_slp(str(cfg.data_path))
+        except Exception as exc:
+            raise ConfigError(f"cannot read labels file {cfg.data_path!r}: {exc}") from exc
+    tracker = resolve_track_only_config(cfg.tracker, cfg.max_instances)
+    video_ids = {id(v): i for i, v in enumerate(labels.videos)}
+    items = [WorkItem(video_ids[id(lf.video)], lf.frame_idx)
+             for lf in select_frames(labels, video_index=cfg.video_index, frames=cfg.frames)]
+    plan = InputPlan(kind="slp", source_path=str(cfg.data_path) if cfg.data_path else None,
+                     videos=list(labels.videos),
+                     items=items, labels=labels,
+                     frame_selection_method="specified" if cfg.frames is not None else "all")
+    ctx = BuildContext(cfg=cfg, models={}, plan=plan, device="cpu", tracker=tracker)
+    return PreparedRun(cfg=cfg, graph=GRAPHS["track_only"], ctx=ctx, plan=plan)
+
+
+# --------------------------------------------------------------------------------------------
+# The one assembly
+# --------------------------------------------------------------------------------------------
+
+
+def _post_stages(run: PreparedRun) -> list[Any]:
+    """Filtering and tracking, shared by every graph, after its own stages."""
+    cfg = run.cfg
+    from_labels = run.graph.from_labels
+    stages: list[Any] = []
+    filt = InstanceFilter(
+        overlap_method=cfg.filter_overlapping_method if cfg.filter_overlapping else None,
+        overlap_threshold=cfg.filter_overlapping_threshold,
+        min_visible_nodes=cfg.filter_min_visible_nodes,
+        min_visible_node_fraction=cfg.filter_min_visible_node_fraction,
+        min_mean_node_score=cfg.filter_min_mean_node_score,
+        min_instance_score=cfg.filter_min_instance_score,
+        order="track_only" if from_labels else "inference")
+    tracker = run.ctx.tracker
+    # The tracker must only see real instances, so empty slots are dropped before it even when
+    # no filter is asked for.
+    if filt.active or tracker is not None:
+        stages.append(MapStage("filter", filt, limiter=run.ctx.cpu_limiter))
+    if tracker is not None:
+        track = TrackFrames(tracker, feed_empty_frames=run.graph.keep_empty_frames,
+                            prefer_user=from_labels)
+        stages.append(MapStage("track", track, requires_order=True))
+        cleanup = CleanUpTracks(tracker)
+        if cleanup.enabled:
+            stages.append(MapStage("track_cleanup", cleanup, requires_order=True))
+    return stages
+
+
+def make_source(run: PreparedRun) -> Any:
+    """The source the graph's input needs: the decoder, or the labels' frames for track-only."""
+    if run.graph.from_labels:
+        assert run.plan.labels is not None and run.ctx.tracker is not None
+        return LabelsTrackSource(run.plan.labels, run.ctx.tracker,
+                                 video_index=run.cfg.video_index, frames=run.cfg.frames)
+    return DecodeSource(run.plan, limiter=run.ctx.cpu_limiter)
+
+
+def build_graph(run: PreparedRun, *, source: Any = None, sink: Any = None,
+                raw: RawOptions | None = None, output_path: str | None = None,
+                on_frame: Callable[[int], None] | None = None) -> GraphSpec:
+    """The complete graph of ``run``: its source, model stages, post stages and sink.
+
+    ``source`` / ``sink`` replace the defaults (the input's source; the ``.slp`` writer to
+    ``output_path``, or with ``raw`` a sink that keeps the raw-array dicts). ``raw`` builds the
+    graph's raw-array variant, which ends at the raw dicts (no filter, no tracker).
+    """
+    if raw is not None and not run.graph.has_raw:
+        raise ConfigError(
+            f"make_labels=False is not available for the {run.graph_name} graph yet; use "
+            "make_labels=True (the default) to get sio.Labels"
+        )
+    if source is None:
+        source = make_source(run)
+    if sink is None:
+        sink = (CollectSink("collect") if raw is not None else
+                make_writer(run, output_path=output_path, on_frame=on_frame))
+    middle = run.graph.build(run.ctx, raw)
+    if raw is None:
+        middle = [*middle, *_post_stages(run)]
+    stages = [source, *middle, sink]
+    sizes = edge_bounds(stages, items=run.cfg.queue_maxsize, batches=run.ctx.batch_maxsize)
+    description = run.graph.description + (" (raw arrays)" if raw is not None else "")
+    meta = {"model_types": sorted(run.ctx.models), "device": run.ctx.device}
+    return chain(run.graph_name, stages, sizes, description=description, meta=meta)
+
+
+def make_writer(run: PreparedRun, *, output_path: str | None,
+                on_frame: Callable[[int], None] | None = None) -> SlpWriter:
+    """The ``.slp`` sink of ``run``, with the provenance its graph records."""
+    started = datetime.now()
+    plan = run.plan
+    if run.graph.from_labels:
+        from sleapflow.tracking.track_only import tracking_only_provenance
+
+        labels = plan.labels
+        assert labels is not None and run.ctx.tracker is not None
+        tracker = run.ctx.tracker
+        builder = LabelsBuilder(list(labels.videos), labels.skeletons[0], keep_empty_frames=True,
+                                extra_skeletons=list(labels.skeletons[1:]))
+
+        def provenance(out: sio.Labels) -> dict[str, Any]:
+            return tracking_only_provenance(labels, tracker, start=started, end=datetime.now(),
+                                            frames_processed=len(out.labeled_frames),
+                                            source_file=plan.source_path)
+    else:
+        builder = LabelsBuilder(plan.videos, output_skeleton(run.primary_config()),
+                                keep_empty_frames=run.graph.keep_empty_frames,
+                                track_order=run.graph.track_order(run.ctx))
+        tracker = run.ctx.tracker
+
+        def provenance(out: sio.Labels) -> dict[str, Any]:
+            cfg_dict = run.cfg.to_dict()
+            return inference_provenance(
+                started=started, finished=datetime.now(),
+                model_paths=[m.path for m in run.ctx.models.values()], graph=run.graph_name,
+                source_file=plan.source_path, input_labels=plan.labels,
+                frame_selection_method=plan.frame_selection_method,
+                frames_processed=len(out.labeled_frames),
+                inference_config={k: cfg_dict.get(k) for k in INFERENCE_CONFIG_KEYS},
+                tracking_config=tracker.legacy_provenance() if tracker is not None else None,
+                device=run.ctx.device)
+
+    return SlpWriter(builder, output_path=output_path, provenance=provenance,
+                     no_empty_frames=run.cfg.no_empty_frames, on_frame=on_frame,
+                     input_path=plan.source_path)
+
+
+# --------------------------------------------------------------------------------------------
+# The dry build behind `sleapflow graphs NAME`
+# --------------------------------------------------------------------------------------------
+
+
+def dry_spec(name: str, cfg: InferenceConfig | None = None) -> GraphSpec:
+    """The spec ``name`` runs with ``cfg``'s options, built by :func:`build_graph` without an
+    input or weights. With ``cfg.model_paths`` the models' configs are read (nothing is
+    loaded); without, each model type gets a placeholder config: a graph's stages and edges
+    depend on the options, never on the trained model."""
+    from sleapflow.models.placeholder import placeholder_model_config
+
+    cfg = cfg or InferenceConfig()
+    if name not in GRAPHS:
+        raise ConfigError(f"unknown graph {name!r}; known graphs: {', '.join(GRAPHS)}")
+    graph = GRAPHS[name]
+    if cfg.model_paths:
+        models = resolve_models(cfg.model_paths)
+        select_graph(list(models), name)
+    else:
+        models = {kind: ModelRef(path=Path(f"<{kind} model>"),
+                                 config=placeholder_model_config(kind))
+                  for kind in graph.model_types}
+    plan = InputPlan(kind="dry", source_path=None, videos=[], items=[])
+    ctx = _context(cfg, graph, models, plan)
+    if graph.from_labels:
+        from sleapflow.tracking.track_only import resolve_track_only_config
+
+        ctx = BuildContext(cfg=cfg, models={}, plan=plan, device="cpu",
+                           tracker=resolve_track_only_config(cfg.tracker, cfg.max_instances))
+        plan.labels = sio.Labels(skeletons=[sio.Skeleton(["node"])])
+    return build_graph(PreparedRun(cfg=cfg, graph=graph, ctx=ctx, plan=plan))

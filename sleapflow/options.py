@@ -1,0 +1,87 @@
+"""The one configuration boundary: user options (CLI flags, ``run_inference`` and ``open_graph``
+keywords) become an :class:`~sleapflow.config.InferenceConfig` here and nowhere else."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sleapflow.config import InferenceConfig, parse_frames
+from sleapflow.errors import ConfigError
+from sleapflow.tracking.config import TrackerConfig
+
+#: sleap-nn's tracking keywords that are spelled differently from ``TrackerConfig``'s fields.
+_TRACKER_RENAMES = {"tracking_window_size": "window_size"}
+
+#: Every flat tracking keyword an option set may carry (sleap-nn's spelling).
+TRACKER_KEYS: tuple[str, ...] = tuple(
+    {v: k for k, v in _TRACKER_RENAMES.items()}.get(name, name)
+    for name in TrackerConfig.__struct_fields__
+)
+
+
+def tracker_config(options: dict[str, Any]) -> TrackerConfig:
+    """A ``TrackerConfig`` from flat sleap-nn tracking keywords (lists become tuples)."""
+    fields = {_TRACKER_RENAMES.get(k, k): v for k, v in options.items()}
+    if fields.get("kf_node_indices") is not None:
+        fields["kf_node_indices"] = tuple(fields["kf_node_indices"])
+    return TrackerConfig(**fields)
+
+
+def _frames(frames: Sequence[int] | str | None) -> tuple[int, ...] | None:
+    if frames is None:
+        return None
+    if isinstance(frames, str):
+        return parse_frames(frames)
+    return tuple(int(f) for f in frames)
+
+
+def _peak_threshold(value: float | Sequence[float]) -> float | tuple[float, float]:
+    if isinstance(value, (int, float)):
+        return float(value)
+    values = tuple(float(v) for v in value)
+    if len(values) != 2:
+        raise ConfigError(
+            f"peak_threshold must be a number or a [centroid, instance] pair (got {list(values)})"
+        )
+    return values  # type: ignore[return-value]
+
+
+def _refinement(value: str | None) -> str | None:
+    if value is None or str(value).lower() in ("none", "null", ""):
+        return None
+    return value
+
+
+def build_config(**options: Any) -> InferenceConfig:
+    """An :class:`InferenceConfig` from option keywords, as the CLI, ``run_inference`` and
+    ``open_graph`` spell them.
+
+    Lists become tuples, ``frames`` may be a list or a ``"0-100,200"`` string,
+    ``integral_refinement="none"`` is ``None``; sleap-nn's flat tracking keywords
+    (``tracking_window_size``, ``max_tracks``, ...) become the ``tracker`` sub-config (built,
+    and so validated, whether or not ``tracking`` is on).
+    """
+    options = dict(options)
+    flat_tracker = {k: options.pop(k) for k in TRACKER_KEYS if k in options}
+    if flat_tracker or "tracker" not in options:
+        if "tracker" in options:
+            raise ConfigError("pass either tracker= or the tracking keywords, not both")
+        options["tracker"] = tracker_config(flat_tracker)
+    if "model_paths" in options:
+        paths = options["model_paths"]
+        options["model_paths"] = (paths,) if isinstance(paths, (str, Path)) else tuple(paths or ())
+        options["model_paths"] = tuple(str(p) for p in options["model_paths"])
+    if "data_path" in options and options["data_path"] is not None:
+        options["data_path"] = str(options["data_path"])
+    if "frames" in options:
+        options["frames"] = _frames(options["frames"])
+    if "peak_threshold" in options:
+        options["peak_threshold"] = _peak_threshold(options["peak_threshold"])
+    if "integral_refinement" in options:
+        options["integral_refinement"] = _refinement(options["integral_refinement"])
+    unknown = sorted(set(options) - set(InferenceConfig.__struct_fields__))
+    if unknown:
+        raise ConfigError(f"unknown option(s) {', '.join(unknown)}; see sleapflow track --help")
+    return InferenceConfig(**options)
