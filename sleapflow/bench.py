@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -201,70 +201,6 @@ def _decode(plan: Any, times: SerialTimes, name: str) -> Iterator[Any]:
             reader.close()
 
 
-def _step(stage: Any, upstream: Iterable[Any], times: SerialTimes) -> Iterator[Any]:
-    """One stage as a generator; times only the stage's own work, not its neighbours'."""
-    from sleapflow.runtime import BatchStage, MapStage, ReorderStage
-    from sleapflow.stages.forward import ForwardStage
-
-    name = stage.name
-    if isinstance(stage, MapStage):
-        for item in upstream:
-            start = time.perf_counter()
-            out = stage.fn(item)
-            times.add(name, time.perf_counter() - start)
-            if stage.flatten:
-                yield from out
-            else:
-                yield out
-    elif isinstance(stage, ForwardStage):
-        for item in upstream:
-            times.keep(name, item)
-            start = time.perf_counter()
-            out = stage.forward(item)
-            times.add(name, time.perf_counter() - start)
-            yield out
-    elif isinstance(stage, BatchStage):
-        pending: list[Any] = []
-        weight = 0
-        key: Any = None
-        batch_seq = 0
-
-        def flush() -> Any:
-            nonlocal pending, weight, batch_seq
-            batch = stage.make_batch(batch_seq, pending) if stage.make_batch else list(pending)
-            pending, weight = [], 0
-            batch_seq += 1
-            return batch
-
-        for item in upstream:
-            item_key = stage.key(item) if stage.key is not None else None
-            if pending and item_key != key:
-                yield flush()
-            key = item_key
-            pending.append(item)
-            weight += stage.weight(item) if getattr(stage, "weight", None) is not None else 1
-            if weight >= stage.size:
-                yield flush()
-        if pending:
-            yield flush()
-    elif isinstance(stage, ReorderStage):
-        yield from upstream  # a plain loop never reorders
-    else:
-        raise TypeError(f"the serial loop cannot run stage {name!r} ({type(stage).__name__})")
-
-
-def _setup(stages: list[Any]) -> None:
-    """Load what each stage loads before ``started()`` (the model), outside any event loop."""
-    from sleapflow.runtime import MapStage
-    from sleapflow.stages.forward import ForwardStage
-
-    for stage in stages:
-        if isinstance(stage, ForwardStage):
-            stage._setup()  # the stage's own loader: same weights, device and thread count
-        elif isinstance(stage, MapStage) and stage.setup is not None:
-            stage.setup()
-
-
 class SerialResult(msgspec.Struct, frozen=True):
     frames: int
     wall_s: float
@@ -282,21 +218,21 @@ def _replay_forward(middle: list[Any], times: SerialTimes, threads: int) -> floa
     run again and their mean time per call scales each forward stage's call count."""
     import torch
 
-    from sleapflow.stages.forward import ForwardStage
+    from sleapflow.graphs.common import is_forward
 
     total = 0.0
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         for stage in middle:
-            if not isinstance(stage, ForwardStage):
+            if not is_forward(stage):
                 continue
             kept = times.kept.get(stage.name) or []
             if not kept:
                 return None
             start = time.perf_counter()
             for item in kept:
-                stage.forward(item)
+                stage.fn(item)
             total += (time.perf_counter() - start) / len(kept) * times.calls.get(stage.name, 0)
     finally:
         torch.set_num_threads(previous)
@@ -312,16 +248,21 @@ def serial_loop(run: Any, *, warmup: int, output_path: str | None,
     """
     import torch
 
+    from sleapflow.graphs.common import is_forward
     from sleapflow.pipeline import make_writer
-    from sleapflow.stages.forward import ForwardStage
+    from sleapflow.runtime.serial import iter_serial, setup_serial
 
     middle = run.graph.build(run.ctx, None)
     writer = make_writer(run, output_path=output_path)
-    _setup(middle)
+    setup_serial(middle)  # the stages' own loaders: same weights, device and thread count
     times = SerialTimes()
-    stream: Iterable[Any] = _decode(run.plan, times, "decode")
-    for stage in middle:
-        stream = _step(stage, stream, times)
+
+    def on_call(stage: Any, item: Any, seconds: float) -> None:
+        times.add(stage.name, seconds)
+        if is_forward(stage):
+            times.keep(stage.name, item)
+
+    stream = iter_serial(_decode(run.plan, times, "decode"), middle, on_call=on_call)
     count = 0
     start = time.perf_counter()
     for pred in stream:
@@ -336,7 +277,7 @@ def serial_loop(run: Any, *, warmup: int, output_path: str | None,
     writer._finish()  # the writer's own end-of-run work: build the Labels, write the file
     times.add(writer.name, time.perf_counter() - t0)
     wall = time.perf_counter() - start
-    forward = sum(times.seconds.get(s.name, 0.0) for s in middle if isinstance(s, ForwardStage))
+    forward = sum(times.seconds.get(s.name, 0.0) for s in middle if is_forward(s))
     threads = torch.get_num_threads()
     replay = None
     if replay_threads is not None and replay_threads != threads:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +10,9 @@ import anyio
 import numpy as np
 from anyio.abc import TaskStatus
 
-from sleapflow.runtime.adapters import BatchStage, CollectSink, MapStage, ReorderStage
+from sleapflow.runtime.adapters import CollectSink
 from sleapflow.runtime.graph import Role
+from sleapflow.runtime.serial import run_serial
 
 
 class ListSource:
@@ -36,6 +37,8 @@ class ListSource:
                 self.sent += 1
 
 
+__all__ = ["FakeClock", "ListSink", "ListSource", "run_serial", "write_synthetic_video"]
+
 #: Collects every item it receives; an optional ``limit`` makes it leave early.
 ListSink = CollectSink
 
@@ -51,46 +54,6 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-def run_serial(items: Sequence[Any], stages: Sequence[Any]) -> list[Any]:
-    """The plain loop a graph must be equivalent to: apply each adapter's work in order."""
-    current = list(items)
-    for stage in stages:
-        if isinstance(stage, MapStage):
-            out: list[Any] = []
-            for item in current:
-                result = stage.fn(item)
-                if stage.flatten:
-                    out.extend(result)
-                else:
-                    out.append(result)
-            current = out
-        elif isinstance(stage, BatchStage):
-            batches: list[Any] = []
-            pending: list[Any] = []
-            weight = 0
-            pending_key = None
-            for item in current:
-                key = stage.key(item) if stage.key else None
-                if pending and key != pending_key:
-                    batches.append(pending)
-                    pending, weight = [], 0
-                pending_key = key
-                pending.append(item)
-                weight += stage.weight(item) if stage.weight else 1
-                if weight >= stage.size:
-                    batches.append(pending)
-                    pending, weight = [], 0
-            if pending:
-                batches.append(pending)
-            current = [stage.make_batch(i, b) if stage.make_batch else b
-                       for i, b in enumerate(batches)]
-        elif isinstance(stage, ReorderStage):
-            current = sorted(current, key=stage.seq_of)
-        else:
-            raise TypeError(f"run_serial cannot run {type(stage).__name__}")
-    return current
 
 
 def write_synthetic_video(path: str | Path, n_frames: int = 32, height: int = 64,

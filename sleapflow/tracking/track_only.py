@@ -25,8 +25,8 @@ import sleap_io as sio
 import structlog
 
 from sleapflow.errors import ConfigError
+from sleapflow.tracker_config import TrackerConfig
 from sleapflow.tracking.cleanup import PostTrackingCleanup
-from sleapflow.tracking.config import TrackerConfig
 from sleapflow.tracking.tracker import UNASSIGNED, Tracker
 
 log = structlog.get_logger(__name__)
