@@ -24,7 +24,6 @@ runs on a fresh machine.
 
 from __future__ import annotations
 
-import itertools
 import os
 import platform
 import statistics
@@ -39,6 +38,8 @@ from typing import Annotated, Any
 import msgspec
 from cyclopts import Parameter
 
+from sleapflow.testing import SYNTHETIC_GRAPHS, write_default_clip, write_synthetic_model
+
 __all__ = [
     "SYNTHETIC_GRAPHS",
     "BenchRecord",
@@ -47,97 +48,6 @@ __all__ = [
     "serial_loop",
     "write_synthetic_model",
 ]
-
-#: Graphs the embedded default can generate a model for.
-SYNTHETIC_GRAPHS = ("single_instance",)
-
-#: The default synthetic clip: the size of the reference's small_robot.mp4.
-DEFAULT_HEIGHT, DEFAULT_WIDTH = 320, 560
-
-
-# --------------------------------------------------------------------------------------------
-# The embedded default: a synthetic model folder and clip
-# --------------------------------------------------------------------------------------------
-
-
-def _training_config(model_type: str, *, nodes: list[str], filters: int, filters_rate: float,
-                     max_stride: int, output_stride: int, in_channels: int, scale: float) -> dict:
-    """The parts of a sleap-nn ``training_config.yaml`` that decide inference (others omitted)."""
-    if model_type != "single_instance":
-        raise ValueError(f"no synthetic model for {model_type!r}; have {SYNTHETIC_GRAPHS}")
-    edges = [{"source": {"name": a}, "destination": {"name": b}} for a, b in itertools.pairwise(nodes)]
-    return {
-        "data_config": {
-            "preprocessing": {"ensure_rgb": False, "ensure_grayscale": False, "max_height": None,
-                              "max_width": None, "scale": scale, "crop_size": None},
-            "skeletons": [{"name": "synthetic", "nodes": [{"name": n} for n in nodes],
-                           "edges": edges, "symmetries": []}],
-        },
-        "model_config": {
-            "backbone_config": {
-                "unet": {"in_channels": in_channels, "kernel_size": 3, "filters": filters,
-                         "filters_rate": filters_rate, "max_stride": max_stride,
-                         "stem_stride": None, "middle_block": True, "up_interpolate": True,
-                         "stacks": 1, "convs_per_block": 2, "output_stride": output_stride},
-                "convnext": None,
-                "swint": None,
-            },
-            "head_configs": {
-                "single_instance": {"confmaps": {"part_names": nodes, "sigma": 2.5,
-                                                 "output_stride": output_stride}},
-                "centroid": None, "centered_instance": None, "bottomup": None,
-                "multi_class_bottomup": None, "multi_class_topdown": None,
-            },
-        },
-        "sleap_nn_version": "0.3.5",
-        "description": "sleapflow bench: synthetic model with random weights",
-    }
-
-
-def write_synthetic_model(folder: str | Path, model_type: str = "single_instance", *,
-                          n_nodes: int = 8, filters: int = 32, filters_rate: float = 1.5,
-                          max_stride: int = 16, output_stride: int = 2, in_channels: int = 1,
-                          scale: float = 0.5, seed: int = 0) -> Path:
-    """Write ``training_config.yaml`` + ``best.ckpt`` (random weights) for a realistic UNet.
-
-    The checkpoint is a plain ``{"state_dict": {"model.<key>": tensor}}`` pickle, the layout of
-    a Lightning ``best.ckpt`` that the restricted unpickler reads. The head's bias is raised so
-    every part has a peak above the default threshold: the post-processing and writing costs
-    are then those of a real run, not of empty frames.
-    """
-    import torch
-    import yaml
-
-    from sleapflow.models import read_model_config
-    from sleapflow.models.network import PoseNetwork
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    nodes = [f"node{i}" for i in range(n_nodes)]
-    config = _training_config(model_type, nodes=nodes, filters=filters, filters_rate=filters_rate,
-                              max_stride=max_stride, output_stride=output_stride,
-                              in_channels=in_channels, scale=scale)
-    (folder / "training_config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    # read_model_config needs both files present; a placeholder checkpoint is replaced below.
-    (folder / "best.ckpt").write_bytes(b"")
-    torch.manual_seed(seed)
-    net = PoseNetwork(read_model_config(folder))
-    state = net.state_dict()
-    with torch.no_grad():
-        for key, value in state.items():
-            if key.startswith("head_layers.") and key.endswith(".bias"):
-                value.fill_(0.5)
-    torch.save({"state_dict": {f"model.{k}": v.clone() for k, v in state.items()}},
-               folder / "best.ckpt")
-    return folder
-
-
-def write_default_clip(path: str | Path, n_frames: int, *, height: int = DEFAULT_HEIGHT,
-                       width: int = DEFAULT_WIDTH) -> Path:
-    from sleapflow.testing import write_synthetic_video
-
-    return write_synthetic_video(path, n_frames=n_frames, height=height, width=width)
-
 
 # --------------------------------------------------------------------------------------------
 # The serial baseline: the same stage callables in a plain loop
@@ -175,7 +85,7 @@ class SerialTimes:
 
 
 def _decode(plan: Any, times: SerialTimes, name: str) -> Iterator[Any]:
-    from sleapflow.inputs import open_reader
+    from sleapflow.io import open_reader
     from sleapflow.messages import Frame
 
     readers: dict[int, Any] = {}
@@ -563,7 +473,7 @@ def run_bench(graph: str = "single_instance", *, data: str | None = None,
 
 
 def _first_frame_shape(run: Any) -> tuple[int, ...]:
-    from sleapflow.inputs import open_reader
+    from sleapflow.io import open_reader
 
     item = run.plan.items[0]
     reader = open_reader(run.plan, item.video_id)

@@ -38,7 +38,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from sleapflow.config import InferenceConfig
 from sleapflow.errors import ConfigError, SleapflowError
 from sleapflow.graphs.build import PreparedRun, build_graph, make_source, prepare
-from sleapflow.inputs import InputPlan
+from sleapflow.io import InputPlan
 from sleapflow.messages import Frame, FramePrediction
 from sleapflow.options import build_config
 from sleapflow.runtime import GraphRunner, GraphSpec, GraphStats, OpenGraph

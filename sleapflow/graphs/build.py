@@ -32,8 +32,8 @@ from sleapflow.graphs.common import (
     resolve_models,
 )
 from sleapflow.graphs.track_only import LabelsTrackSource
-from sleapflow.inputs import InputPlan, WorkItem, plan_input
-from sleapflow.provenance import inference_provenance
+from sleapflow.io import InputPlan, WorkItem, plan_input
+from sleapflow.provenance import inference_provenance, tracking_only_provenance
 from sleapflow.runtime import GraphSpec, MapStage, chain
 from sleapflow.runtime.adapters import CollectSink
 from sleapflow.runtime.graph import edge_bounds
@@ -243,8 +243,6 @@ def make_writer(run: PreparedRun, *, output_path: str | None,
     started = datetime.now()
     plan = run.plan
     if run.graph.from_labels:
-        from sleapflow.tracking.track_only import tracking_only_provenance
-
         labels = plan.labels
         assert labels is not None and run.ctx.tracker is not None
         tracker = run.ctx.tracker
@@ -252,7 +250,8 @@ def make_writer(run: PreparedRun, *, output_path: str | None,
                                 extra_skeletons=list(labels.skeletons[1:]))
 
         def provenance(out: sio.Labels) -> dict[str, Any]:
-            return tracking_only_provenance(labels, tracker, start=started, end=datetime.now(),
+            return tracking_only_provenance(labels, tracker.legacy_provenance(), start=started,
+                                            end=datetime.now(),
                                             frames_processed=len(out.labeled_frames),
                                             source_file=plan.source_path)
     else:

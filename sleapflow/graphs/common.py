@@ -20,7 +20,7 @@ from sleapflow.config import (
     PreprocessingOptions,
 )
 from sleapflow.errors import ConfigError
-from sleapflow.inputs import InputPlan
+from sleapflow.io import InputPlan
 from sleapflow.models import ModelConfig, load_model, read_model_config, resolve_model_dir
 from sleapflow.runtime import BatchStage, MapStage, ReorderStage
 from sleapflow.stages.forward import forward_stage as make_forward_stage

@@ -9,7 +9,7 @@ import anyio
 import structlog
 from anyio.abc import TaskStatus
 
-from sleapflow.inputs import InputPlan, WorkItem, open_reader
+from sleapflow.io import InputPlan, WorkItem, open_reader
 from sleapflow.messages import Frame
 from sleapflow.runtime.graph import Role
 
