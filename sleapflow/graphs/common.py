@@ -137,8 +137,14 @@ def edge_bounds(ctx: BuildContext, stages: list[Any]) -> list[int]:
     return sizes
 
 
+def batch_timeout(cfg: InferenceConfig) -> float | None:
+    """The batch stages' flush deadline in seconds (``max_batch_delay_ms``), None for none."""
+    return None if cfg.max_batch_delay_ms is None else cfg.max_batch_delay_ms / 1000.0
+
+
 def batch_stage(ctx: BuildContext, name: str = "batch") -> BatchStage:
-    return BatchStage(name, ctx.cfg.batch_size, key=frame_shape_key, make_batch=make_frame_batch)
+    return BatchStage(name, ctx.cfg.batch_size, key=frame_shape_key, make_batch=make_frame_batch,
+                      timeout=batch_timeout(ctx.cfg))
 
 
 def preprocess_stage(ctx: BuildContext, plan: PreprocessPlan, *, keep_raw: bool = False,

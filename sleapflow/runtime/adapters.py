@@ -108,6 +108,9 @@ class BatchStage:
             batch_seq = 0
             held: Any = None
             ended = False
+            # The timeout is a deadline set by the batch's first item: a steady trickle of
+            # items must not hold a batch for ``timeout`` per item.
+            deadline = 0.0
 
             async def flush() -> None:
                 nonlocal pending, pending_weight, batch_seq
@@ -125,7 +128,7 @@ class BatchStage:
                 else:
                     try:
                         if pending and self.timeout is not None:
-                            with anyio.move_on_after(self.timeout) as scope:
+                            with anyio.move_on_after(deadline - anyio.current_time()) as scope:
                                 item = await inbox.receive()
                             if scope.cancelled_caught:
                                 await flush()
@@ -141,6 +144,8 @@ class BatchStage:
                     await flush()
                     continue
                 pending_key = key
+                if not pending and self.timeout is not None:
+                    deadline = anyio.current_time() + self.timeout
                 pending.append(item)
                 pending_weight += self.weight(item) if self.weight is not None else 1
                 if pending_weight >= self.size:
