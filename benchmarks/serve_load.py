@@ -123,7 +123,7 @@ async def ws_client(url: str, frames: list[np.ndarray], deadline: float, *, fps:
     sent_at: dict[int, float] = {}
     room = asyncio.Semaphore(window)
     received = 0
-    async with connect(ws_url, max_size=None) as ws:
+    async with connect(ws_url, max_size=None, compression=None) as ws:
         await ws.send(json.dumps({"shape": list(frames[0].shape)}))
 
         async def reader(total: list[int]) -> None:
@@ -157,9 +157,19 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
 
+def cpu_s(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return times.user + times.system
+
+
+SERVER: psutil.Process | None = None
+
+
 async def run_throughput(url: str, frames: list[np.ndarray], clients: int, seconds: float,
                          kind: str) -> dict[str, Any]:
     before = batch_counts(server_stats(url))
+    me = psutil.Process()
+    cpu0 = (cpu_s(SERVER) if SERVER else 0.0, cpu_s(me))
     deadline = time.perf_counter() + seconds
     t0 = time.perf_counter()
     latencies: list[float] = []
@@ -178,9 +188,12 @@ async def run_throughput(url: str, frames: list[np.ndarray], clients: int, secon
         latencies = [ms / 1000 for ms in client_ms]
     wall = time.perf_counter() - t0
     after = batch_counts(server_stats(url))
+    cpu1 = (cpu_s(SERVER) if SERVER else 0.0, cpu_s(me))
     n_frames, n_batches = after[0] - before[0], after[1] - before[1]
     return {"kind": kind, "clients": clients, "frames": done, "busy_503": busy,
             "wall_s": round(wall, 2), "fps": round(done / wall, 1),
+            # Where the two cores went: the server's and this load generator's CPU seconds.
+            "server_cpu_s": round(cpu1[0] - cpu0[0], 2), "client_cpu_s": round(cpu1[1] - cpu0[1], 2),
             "mean_batch": round(n_frames / n_batches, 2) if n_batches else None,
             "latency_p50_ms": round(pct(latencies, 50) * 1000, 1),
             "latency_p99_ms": round(pct(latencies, 99) * 1000, 1)}
@@ -242,6 +255,8 @@ def main() -> int:
     args = parser.parse_args()
     frames = load_frames(64)
     server = Server(["-m", str(MODEL), "--device", "cpu", *args.server_args])
+    global SERVER
+    SERVER = server.rss
     print(server.banner, flush=True)
     out: dict[str, Any] = {"mode": args.mode, "server_args": args.server_args,
                            "loadavg_start": os.getloadavg()[0], "runs": []}

@@ -71,8 +71,11 @@ async def serve(cfg: ServeConfig) -> int:
             nodes = list(graph.node_names or ())
             config = uvicorn.Config(
                 build_app(engine, nodes), lifespan="off", http="h11", ws="websockets-sansio",
-                ws_max_size=cfg.max_body_bytes, timeout_graceful_shutdown=cfg.graceful_timeout_s,
+                ws_max_size=cfg.max_body_bytes, ws_per_message_deflate=False,
+                timeout_graceful_shutdown=cfg.graceful_timeout_s,
                 log_level="info" if cfg.verbose else "warning", access_log=cfg.verbose)
+            # No per-message deflate: frames are pixels, zlib would cost ~10 ms a frame per side
+            # for little gain.
             server = _server_class()(config)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(engine.feed, name="serve feeder")
