@@ -239,7 +239,9 @@ async def run_soak(url: str, frames: list[np.ndarray], clients: int, seconds: fl
             "rss_peak_mib": round(server.rss_peak / 2**20, 1),
             "rss_first_third_max_mib": round(max(samples[:third]) / 2**20, 1),
             "rss_last_third_max_mib": round(max(samples[-third:]) / 2**20, 1),
-            "ws_p50_ms": round(pct(client_ms, 50), 1), "ws_p99_ms": round(pct(client_ms, 99), 1)}
+            "ws_p50_ms": round(pct(client_ms, 50), 1), "ws_p99_ms": round(pct(client_ms, 99), 1),
+            # RSS every ~5 s, to see whether it levels off or keeps climbing.
+            "rss_series_mib": [round(rss / 2**20) for rss in samples[::25]]}
 
 
 def main() -> int:

@@ -215,6 +215,15 @@ def test_single_frames_png_jpeg_and_raw(servers: dict[str, Server], frames: list
         assert r.status_code == 200, r.text
         got = points_of(r.json())
         assert got is not None and np.abs(got[0] - reference[7][0]).max() < 3.0
+        # Grayscale frames (PNG, raw H,W) go to the RGB model too, without upsetting the graph.
+        gray = cv2.imencode(".png", cv2.cvtColor(frames[3], cv2.COLOR_RGB2GRAY))[1].tobytes()
+        r = client.post("/v1/predict", content=gray)
+        assert r.status_code == 200, r.text
+        r = client.post("/v1/predict", params={"shape": "320,560"},
+                        content=cv2.cvtColor(frames[3], cv2.COLOR_RGB2GRAY).tobytes())
+        assert r.status_code == 200, r.text
+        r = client.post("/v1/predict", params={"frame_idx": 3}, content=png(frames[3]))
+        check(r.json(), 3, reference)
         doc = client.get("/openapi.json").json()
         assert doc["openapi"].startswith("3.") and {"/v1/predict", "/v1/videos", "/v1/stream",
                                                     "/v1/health", "/v1/stats"} <= set(doc["paths"])
