@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,9 @@ class Service:
         self.engine = engine
         self.cfg = engine.cfg
         self.nodes = nodes
+        # Decoding uploads and videos: a few threads, not one per client, so that many clients
+        # neither oversubscribe the cores the graph needs nor spread frames over many arenas.
+        self.decode_limiter = anyio.CapacityLimiter(max(1, min(4, os.cpu_count() or 1)))
 
     # ---- helpers ---------------------------------------------------------------------------
 
@@ -139,12 +143,14 @@ class Service:
         if "shape" in query:
             shape = parse_shape(query["shape"])
             image = await anyio.to_thread.run_sync(decode_raw, body, shape,
-                                                   query.get("dtype", "uint8"), side)
+                                                   query.get("dtype", "uint8"), side,
+                                                   limiter=self.decode_limiter)
         elif "dtype" in query:
             raise BadRequest(400, "bad_field", "dtype needs shape: raw pixels are sent with "
                                                "?shape=H,W,C&dtype=uint8")
         else:
-            image = await anyio.to_thread.run_sync(decode_image, body, side)
+            image = await anyio.to_thread.run_sync(decode_image, body, side,
+                                                   limiter=self.decode_limiter)
         received = anyio.current_time()
         try:
             ticket = await self.engine.submit(image, frame_idx)
@@ -220,7 +226,8 @@ class Service:
                             raw = parse_raw_format(message["text"])
                             continue
                         data = message.get("bytes") or b""
-                        image = await anyio.to_thread.run_sync(decode_message, data, raw, side)
+                        image = await anyio.to_thread.run_sync(
+                            decode_message, data, raw, side, limiter=self.decode_limiter)
                         item = await engine.submit(image, seq)
                         live.add(item)
                     except BadRequest as exc:
@@ -274,7 +281,7 @@ class _VideoStream(Response):
                 reader = self.readers[video_id] = open_reader(self.plan, video_id)
             return reader.read(frame_idx)
 
-        return await anyio.to_thread.run_sync(read)
+        return await anyio.to_thread.run_sync(read, limiter=self.service.decode_limiter)
 
     async def _next(self, index: int, wait_s: float | None) -> Ticket | ErrorBody:
         item = self.items[index]

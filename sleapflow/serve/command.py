@@ -39,6 +39,8 @@ def serve_command(
     stream_inflight: Annotated[int, _opt("stream_inflight", help="Frames one stream may have in "
                                                                  "flight.")] = 16,
     max_body_mb: Annotated[float, _opt("max_body_mb", help="Largest request body.")] = 32.0,
+    max_connections: Annotated[int, _opt("max_connections", help="Open connections at most "
+                                                                 "(503 beyond).")] = 256,
     max_frame_side: Annotated[int, _opt("max_frame_side", help="Largest frame side "
                                                                "(pixels).")] = 4096,
     video_root: Annotated[str | None, _opt("video_root", help="Only serve /v1/videos paths "
@@ -75,7 +77,8 @@ def serve_command(
         model_paths=tuple(model_paths), host=host, port=port,
         token=token if token is not None else os.environ.get(TOKEN_ENV) or None,
         insecure=insecure, max_pending=max_pending, queue_wait_ms=queue_wait_ms,
-        stream_inflight=stream_inflight, max_body_mb=max_body_mb, max_frame_side=max_frame_side,
+        stream_inflight=stream_inflight, max_body_mb=max_body_mb,
+        max_connections=max_connections, max_frame_side=max_frame_side,
         video_root=video_root, graceful_timeout_s=graceful_timeout_s, verbose=verbose,
         options=options)
     return anyio.run(serve, cfg, backend="asyncio")

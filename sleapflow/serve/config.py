@@ -42,6 +42,9 @@ class ServeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     #: client cannot take every slot.
     stream_inflight: int = 16
     max_body_mb: float = 32.0
+    #: Open connections at most (uvicorn answers 503 beyond): with ``max_body_mb`` it bounds the
+    #: memory request bodies can take before they are admitted.
+    max_connections: int = 256
     #: Largest accepted frame side in pixels; smallest is 8.
     max_frame_side: int = 4096
     #: Seconds SIGTERM waits for open requests to finish before cancelling them.
@@ -57,7 +60,8 @@ class ServeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
             raise ConfigError("serve needs a model: pass -m MODEL (repeat for top-down)")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port must be 0-65535 (got {self.port})")
-        for name in ("max_pending", "stream_inflight", "max_frame_side", "retry_after_s"):
+        for name in ("max_pending", "stream_inflight", "max_frame_side", "retry_after_s",
+                     "max_connections"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be a positive integer (got {getattr(self, name)})")
         for name in ("queue_wait_ms", "graceful_timeout_s"):

@@ -72,6 +72,7 @@ async def serve(cfg: ServeConfig) -> int:
             config = uvicorn.Config(
                 build_app(engine, nodes), lifespan="off", http="h11", ws="websockets-sansio",
                 ws_max_size=cfg.max_body_bytes, ws_per_message_deflate=False,
+                limit_concurrency=cfg.max_connections,
                 timeout_graceful_shutdown=cfg.graceful_timeout_s,
                 log_level="info" if cfg.verbose else "warning", access_log=cfg.verbose)
             # No per-message deflate: frames are pixels, zlib would cost ~10 ms a frame per side

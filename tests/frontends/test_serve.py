@@ -446,3 +446,22 @@ def test_sigterm_finishes_requests_in_flight_then_exits(servers: dict[str, Serve
     assert "stopped after" in "".join(server.log)
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{url}/v1/health")
+
+
+def test_the_serve_settings_are_checked_before_anything_loads() -> None:
+    from sleapflow.errors import ConfigError
+    from sleapflow.serve.config import ServeConfig, is_loopback
+
+    assert all(map(is_loopback, ["127.0.0.1", "127.8.0.1", "::1", "localhost"]))
+    assert not any(map(is_loopback, ["0.0.0.0", "10.1.2.3", "::", "example.org"]))
+    model = ("m",)
+    assert ServeConfig(model_paths=model, host="0.0.0.0", token="t").token == "t"
+    assert ServeConfig(model_paths=model, host="0.0.0.0", insecure=True).insecure
+    for bad, words in [({"host": "10.0.0.1"}, "without a token"), ({"port": 70000}, "--port"),
+                       ({"max_pending": 0}, "--max_pending"), ({"token": " "}, "--token is empty"),
+                       ({"queue_wait_ms": -1}, "--queue_wait_ms"),
+                       ({"max_body_mb": 0}, "--max_body_mb")]:
+        with pytest.raises(ConfigError, match=words):
+            ServeConfig(model_paths=model, **bad)
+    with pytest.raises(ConfigError, match="-m MODEL"):
+        ServeConfig(model_paths=())
