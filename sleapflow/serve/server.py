@@ -29,7 +29,9 @@ def bind(host: str, port: int) -> socket.socket:
 
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}; pick another --port "
                           "or --host") from None
-    sock.set_inheritable(True)
+    # Listening now, so a client that connects as soon as the banner is printed waits in the
+    # backlog instead of being refused while uvicorn starts.
+    sock.listen(2048)
     return sock
 
 
