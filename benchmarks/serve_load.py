@@ -4,7 +4,8 @@ Starts the server itself on 127.0.0.1 (an ephemeral port) so it can sample the s
 then runs a fixed number of clients for a fixed time, each with a bounded number of frames in
 flight, and stops the server with SIGTERM. Nothing but loopback is ever used.
 
-    python benchmarks/serve_load.py throughput --clients 1,8 --seconds 15
+    python benchmarks/serve_load.py throughput --clients 1,8 --seconds 10 --rounds 2 \
+        --baseline "--batch_size 1"      # side by side with a server that never batches
     python benchmarks/serve_load.py latency --fps 30 --seconds 30
     python benchmarks/serve_load.py soak --clients 8 --seconds 60
 """
@@ -162,14 +163,12 @@ def cpu_s(proc: psutil.Process) -> float:
     return times.user + times.system
 
 
-SERVER: psutil.Process | None = None
-
-
-async def run_throughput(url: str, frames: list[np.ndarray], clients: int, seconds: float,
+async def run_throughput(server: Server, frames: list[np.ndarray], clients: int, seconds: float,
                          kind: str) -> dict[str, Any]:
+    url = server.url
     before = batch_counts(server_stats(url))
     me = psutil.Process()
-    cpu0 = (cpu_s(SERVER) if SERVER else 0.0, cpu_s(me))
+    cpu0 = (cpu_s(server.rss), cpu_s(me))
     deadline = time.perf_counter() + seconds
     t0 = time.perf_counter()
     latencies: list[float] = []
@@ -188,7 +187,7 @@ async def run_throughput(url: str, frames: list[np.ndarray], clients: int, secon
         latencies = [ms / 1000 for ms in client_ms]
     wall = time.perf_counter() - t0
     after = batch_counts(server_stats(url))
-    cpu1 = (cpu_s(SERVER) if SERVER else 0.0, cpu_s(me))
+    cpu1 = (cpu_s(server.rss), cpu_s(me))
     n_frames, n_batches = after[0] - before[0], after[1] - before[1]
     return {"kind": kind, "clients": clients, "frames": done, "busy_503": busy,
             "wall_s": round(wall, 2), "fps": round(done / wall, 1),
@@ -253,26 +252,35 @@ def main() -> int:
     parser.add_argument("--fps", type=float, default=30)
     parser.add_argument("--rounds", type=int, default=1, help="alternate the client counts")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--baseline", default=None,
+                        help="throughput: also run a second server with these serve options "
+                             "(e.g. '--batch_size 1'), alternating with the first run by run")
     parser.add_argument("server_args", nargs="*", help="after --: extra `sleapflow serve` options")
     args = parser.parse_args()
     frames = load_frames(64)
-    server = Server(["-m", str(MODEL), "--device", "cpu", *args.server_args])
-    global SERVER
-    SERVER = server.rss
-    print(server.banner, flush=True)
+    servers = {"main": Server(["-m", str(MODEL), "--device", "cpu", *args.server_args])}
+    if args.baseline and args.mode == "throughput":
+        servers["baseline"] = Server(["-m", str(MODEL), "--device", "cpu", *args.server_args,
+                                      *args.baseline.split()])
+    server = servers["main"]
+    for s in servers.values():
+        print(s.banner, flush=True)
     out: dict[str, Any] = {"mode": args.mode, "server_args": args.server_args,
-                           "loadavg_start": os.getloadavg()[0], "runs": []}
+                           "baseline": args.baseline, "loadavg_start": os.getloadavg()[0],
+                           "runs": []}
     try:
         # Warm-up: first forward passes are slower (allocations, lazy imports).
-        asyncio.run(run_throughput(server.url, frames, 2, 3, "http"))
+        for s in servers.values():
+            asyncio.run(run_throughput(s, frames, 2, 3, "http"))
         if args.mode == "throughput":
             for _ in range(args.rounds):
                 for kind in args.kind.split(","):
                     for clients in (int(c) for c in args.clients.split(",")):
-                        rec = asyncio.run(run_throughput(server.url, frames, clients,
-                                                         args.seconds, kind))
-                        print(json.dumps(rec), flush=True)
-                        out["runs"].append(rec)
+                        for name, s in servers.items():
+                            rec = {"server": name, **asyncio.run(
+                                run_throughput(s, frames, clients, args.seconds, kind))}
+                            print(json.dumps(rec), flush=True)
+                            out["runs"].append(rec)
         elif args.mode == "latency":
             rec = asyncio.run(run_latency(server.url, frames, args.fps, args.seconds))
             print(json.dumps(rec), flush=True)
@@ -284,7 +292,8 @@ def main() -> int:
             out["runs"].append(rec)
         out["final_stats"] = server_stats(server.url)
     finally:
-        code = server.stop()
+        codes = [s.stop() for s in servers.values()]
+    code = max(codes)
     out["loadavg_end"] = os.getloadavg()[0]
     out["server_exit"] = code
     print(f"server exit {code}; load average {out['loadavg_start']:.1f} -> "
