@@ -1,4 +1,4 @@
-"""The cyclopts command line: ``sleapflow track | eval | graphs | bench``; the only anyio.run."""
+"""The cyclopts command line: ``sleapflow track | eval | graphs | bench | serve``; the only anyio.run."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from cyclopts import Parameter
 
 from sleapflow.bench import bench_command
 from sleapflow.errors import SleapflowError, StageError
+from sleapflow.serve.command import serve_command
 
 app = cyclopts.App(name="sleapflow", help="Fast streaming inference for SLEAP / sleap-nn models.",
                    version_flags=["--version", "-v"])
@@ -279,6 +280,7 @@ def graphs(
 
 
 app.command(bench_command, name="bench")
+app.command(serve_command, name="serve")
 
 
 def main(argv: list[str] | None = None) -> int:

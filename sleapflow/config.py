@@ -132,6 +132,7 @@ class ExecutionOptions(_Sub, frozen=True, kw_only=True):
     channels_last: bool
     backbone_ckpt_path: str | None
     head_ckpt_path: str | None
+    max_batch_delay_ms: float | None
 
 
 class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -192,6 +193,9 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     forward_workers: int | None = None
     #: Faster CPU convolutions in channels-last memory; not bit-identical to the reference.
     channels_last: bool = False
+    #: Longest a batch waits for more frames after its first one, in ms; None waits until the
+    #: batch is full or the input ends (files), a server needs a bound (pushed frames trickle).
+    max_batch_delay_ms: float | None = None
 
     def __post_init__(self) -> None:
         _check_positive("batch_size", self.batch_size)
@@ -205,6 +209,8 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
             value = getattr(self, name)
             if value is not None:
                 _check_positive(name, value)
+        if self.max_batch_delay_ms is not None and not self.max_batch_delay_ms >= 0:
+            raise ConfigError(f"--max_batch_delay_ms must be >= 0 (got {self.max_batch_delay_ms})")
         if self.input_scale is not None and not self.input_scale > 0:
             raise ConfigError(f"--input_scale must be > 0 (got {self.input_scale})")
         if self.integral_refinement not in ("integral", None):

@@ -172,8 +172,14 @@ def preprocess_plan(cfg: PreprocessingOptions, primary: ModelConfig,
     )
 
 
+def batch_timeout(execution: ExecutionOptions) -> float | None:
+    """The batch stages' flush deadline in seconds (``max_batch_delay_ms``), None for none."""
+    return None if execution.max_batch_delay_ms is None else execution.max_batch_delay_ms / 1000.0
+
+
 def batch_stage(ctx: BuildContext, name: str = "batch") -> BatchStage:
-    return BatchStage(name, ctx.execution.batch_size, key=frame_shape_key, make_batch=make_frame_batch)
+    return BatchStage(name, ctx.execution.batch_size, key=frame_shape_key, make_batch=make_frame_batch,
+                      timeout=batch_timeout(ctx.execution))
 
 
 def preprocess_stage(ctx: BuildContext, plan: PreprocessPlan, *, keep_raw: bool = False,

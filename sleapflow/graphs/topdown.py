@@ -14,6 +14,7 @@ from sleapflow.graphs.common import (
     GraphDecl,
     ModelRef,
     batch_stage,
+    batch_timeout,
     forward_stages,
     preprocess_plan,
     preprocess_stage,
@@ -89,7 +90,8 @@ def _instance_stages(ctx: BuildContext, ref: ModelRef, raw: RawOptions | None = 
                      limiter=ctx.cpu_limiter) if raw is not None else
             MapStage("instance_peaks", peaks, flatten=True, limiter=ctx.cpu_limiter))
     return [
-        BatchStage("crop_batch", ctx.execution.batch_size, weight=crop_weight, make_batch=make_crop_batch),
+        BatchStage("crop_batch", ctx.execution.batch_size, weight=crop_weight, make_batch=make_crop_batch,
+                   timeout=batch_timeout(ctx.execution)),
         MapStage("crop_preprocess", CropPreprocessor(scale, config.max_stride), limiter=ctx.cpu_limiter),
         *forward_stages(ctx, ref, name="instance_forward"),
         last,

@@ -132,10 +132,13 @@ class BatchStage:
         async with inbox, outbox:
             task_status.started()
             batcher = self.batcher()
+            # The timeout is a deadline set by the batch's first item: a steady trickle of
+            # items must not hold a batch for ``timeout`` per item.
+            deadline = 0.0
             while True:
                 try:
                     if batcher.pending and self.timeout is not None:
-                        with anyio.move_on_after(self.timeout) as scope:
+                        with anyio.move_on_after(deadline - anyio.current_time()) as scope:
                             item = await inbox.receive()
                         if scope.cancelled_caught:
                             await outbox.send(batcher.flush())
@@ -146,6 +149,8 @@ class BatchStage:
                     break
                 for batch in batcher.add(item):
                     await outbox.send(batch)
+                if self.timeout is not None and len(batcher.pending) == 1:
+                    deadline = anyio.current_time() + self.timeout
             if batcher.pending:
                 await outbox.send(batcher.flush())
 

@@ -1,0 +1,1 @@
+"""``sleapflow serve``: one long-lived graph that batches frames pushed by many HTTP/websocket clients."""

@@ -1,0 +1,434 @@
+"""The Starlette app: predict, videos (NDJSON), the websocket stream, health, stats, OpenAPI.
+
+Handlers only route: decoding runs in worker threads, inference in the shared graph. Every
+error is a JSON :class:`~sleapflow.serve.codec.ErrorBody` with a 4xx/5xx status, and a bad
+request never reaches the graph, so it cannot disturb other clients.
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import anyio
+import msgspec
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from sleapflow.config import InferenceConfig, parse_frames
+from sleapflow.errors import SleapflowError
+from sleapflow.io import open_reader, plan_input
+from sleapflow.serve.codec import (
+    BadRequest,
+    ErrorBody,
+    Health,
+    Prediction,
+    RawFormat,
+    VideoRequest,
+    decode_image,
+    decode_message,
+    decode_raw,
+    encode,
+    parse_raw_format,
+    parse_shape,
+    prediction_body,
+)
+from sleapflow.serve.engine import Busy, Engine, Ticket
+
+JSON = "application/json"
+NDJSON = "application/x-ndjson"
+#: Paths served without a token: probes and the API description.
+PUBLIC_PATHS = frozenset({"/v1/health", "/openapi.json"})
+
+
+def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(encode(obj), status_code=status, media_type=JSON, headers=headers)
+
+
+class _Auth:
+    """Bearer-token check for every route but the public ones (http and websocket)."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket") and scope["path"] not in PUBLIC_PATHS:
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 1008,
+                                "reason": "missing or wrong bearer token"})
+                    return
+                body = ErrorBody(error="unauthorized",
+                                 detail="missing or wrong bearer token: send "
+                                        "'Authorization: Bearer <token>'")
+                await _json(body, 401, {"WWW-Authenticate": "Bearer"})(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class Service:
+    """The handlers, bound to one engine and its settings."""
+
+    def __init__(self, engine: Engine, nodes: list[str]) -> None:
+        self.engine = engine
+        self.cfg = engine.cfg
+        self.nodes = nodes
+        # Decoding uploads and videos: a few threads, not one per client, so that many clients
+        # neither oversubscribe the cores the graph needs nor spread frames over many arenas.
+        self.decode_limiter = anyio.CapacityLimiter(max(1, min(4, os.cpu_count() or 1)))
+
+    # ---- helpers ---------------------------------------------------------------------------
+
+    def _busy(self, exc: Busy) -> Response:
+        return _json(ErrorBody(error="busy", detail=exc.message), 503,
+                     {"Retry-After": str(self.cfg.retry_after_s)})
+
+    @staticmethod
+    def _check_query(request: Request, allowed: set[str]) -> None:
+        unknown = sorted(set(request.query_params) - allowed)
+        if unknown:
+            known = ", ".join(sorted(allowed)) or "none"
+            raise BadRequest(400, "unknown_field",
+                             f"unknown query field(s) {', '.join(unknown)}; known: {known}")
+
+    async def _read_body(self, request: Request) -> bytes:
+        limit = self.cfg.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise BadRequest(413, "too_large", f"the body is {declared} bytes; the limit is {limit} "
+                                               "(--max_body_mb)")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BadRequest(413, "too_large", f"the body exceeds {limit} bytes (--max_body_mb)")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    # ---- endpoints -------------------------------------------------------------------------
+
+    async def health(self, request: Request) -> Response:
+        engine = self.engine
+        status = "failed" if engine.failed else ("stopping" if engine.closing else "ok")
+        return _json(Health(status=status, graph=engine.graph.name,
+                            models=list(self.cfg.model_paths), nodes=self.nodes,
+                            frames_pending=engine.pending), 200 if status == "ok" else 503)
+
+    async def stats(self, request: Request) -> Response:
+        return _json(self.engine.stats())
+
+    async def predict(self, request: Request) -> Response:
+        self._check_query(request, {"shape", "dtype", "frame_idx"})
+        query = request.query_params
+        try:
+            frame_idx = int(query.get("frame_idx", "0"))
+        except ValueError:
+            raise BadRequest(400, "bad_field", "frame_idx must be an integer") from None
+        body = await self._read_body(request)
+        if not body:
+            raise BadRequest(400, "empty_body", "the body is empty; send a PNG/JPEG image or raw "
+                                                "pixels with ?shape=H,W,C")
+        side = self.cfg.max_frame_side
+        if "shape" in query:
+            shape = parse_shape(query["shape"])
+            image = await anyio.to_thread.run_sync(decode_raw, body, shape,
+                                                   query.get("dtype", "uint8"), side,
+                                                   limiter=self.decode_limiter)
+        elif "dtype" in query:
+            raise BadRequest(400, "bad_field", "dtype needs shape: raw pixels are sent with "
+                                               "?shape=H,W,C&dtype=uint8")
+        else:
+            image = await anyio.to_thread.run_sync(decode_image, body, side,
+                                                   limiter=self.decode_limiter)
+        received = anyio.current_time()
+        try:
+            ticket = await self.engine.submit(image, frame_idx)
+        except Busy as exc:
+            return self._busy(exc)
+        try:
+            pred = await self.engine.result(ticket)
+        finally:
+            self.engine.cancel(ticket)  # a no-op once answered; frees the slot's work otherwise
+        latency = (anyio.current_time() - received) * 1000
+        return _json(prediction_body(pred, self.nodes, latency_ms=latency))
+
+    async def videos(self, request: Request) -> Response:
+        self._check_query(request, set())
+        body = await self._read_body(request)
+        try:
+            req = msgspec.json.decode(body, type=VideoRequest)
+        except msgspec.ValidationError as exc:
+            raise BadRequest(400, "bad_field", f"bad video request: {exc}") from None
+        except msgspec.DecodeError:
+            raise BadRequest(400, "bad_json", 'the body must be JSON like {"path": "/data/clip.mp4", '
+                                              '"frames": "0-99"}') from None
+        path = Path(req.path)
+        if self.cfg.video_root is not None:
+            root = Path(self.cfg.video_root).resolve()
+            if not path.resolve().is_relative_to(root):
+                raise BadRequest(403, "outside_root", f"{req.path!r} is outside the served folder "
+                                                      "(--video_root)")
+        frames = req.frames if isinstance(req.frames, list) else None
+        try:
+            selection = parse_frames(req.frames) if isinstance(req.frames, str) else (
+                tuple(frames) if frames is not None else None)
+            cfg = InferenceConfig(data_path=str(path), frames=selection,
+                                  video_index=req.video_index)
+            plan = await anyio.to_thread.run_sync(plan_input, cfg)
+        except SleapflowError as exc:
+            status = 404 if "not found" in str(exc) else 400
+            raise BadRequest(status, "bad_video", str(exc)) from None
+        stream = _VideoStream(self, plan)
+        try:
+            await stream.admit_first()
+        except Busy as exc:
+            await stream.close_readers()
+            return self._busy(exc)
+        except BaseException:
+            await stream.close_readers()
+            raise
+        return stream
+
+    async def stream(self, websocket: WebSocket) -> None:
+        await websocket.accept()
+        engine = self.engine
+        # (seq, ticket or error, received time), in arrival order; bounded so a fast camera is
+        # held by TCP backpressure instead of piling frames up here.
+        send, receive = anyio.create_memory_object_stream[tuple[int, Ticket | ErrorBody, float]](
+            self.cfg.stream_inflight)
+        live: set[Ticket] = set()
+        side = self.cfg.max_frame_side
+
+        async def receiver(scope: anyio.CancelScope) -> None:
+            raw: RawFormat | None = None
+            seq = 0
+            async with send:
+                while True:
+                    message = await websocket.receive()
+                    if message["type"] == "websocket.disconnect":
+                        scope.cancel()  # the client is gone: its queued frames are dropped
+                        return
+                    now = anyio.current_time()
+                    item: Ticket | ErrorBody
+                    try:
+                        if message.get("text") is not None:
+                            raw = parse_raw_format(message["text"])
+                            continue
+                        data = message.get("bytes") or b""
+                        image = await anyio.to_thread.run_sync(
+                            decode_message, data, raw, side, limiter=self.decode_limiter)
+                        item = await engine.submit(image, seq)
+                        live.add(item)
+                    except BadRequest as exc:
+                        item = ErrorBody(error=exc.code, detail=exc.message, seq=seq)
+                        engine.counters["requests_rejected_4xx"] += 1
+                    except Busy as exc:
+                        item = ErrorBody(error="busy", detail=exc.message, seq=seq)
+                    await send.send((seq, item, now))
+                    seq += 1
+
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(receiver, tg.cancel_scope)
+                try:
+                    async with receive:
+                        async for seq, item, received in receive:
+                            if isinstance(item, ErrorBody):
+                                await websocket.send_text(encode(item).decode())
+                                continue
+                            pred = await engine.result(item)
+                            live.discard(item)
+                            latency = (anyio.current_time() - received) * 1000
+                            await websocket.send_text(encode(prediction_body(
+                                pred, self.nodes, seq=seq, latency_ms=latency)).decode())
+                except (WebSocketDisconnect, OSError):
+                    tg.cancel_scope.cancel()  # the client went away: nothing left to answer
+        finally:
+            for ticket in live:
+                engine.cancel(ticket)
+
+
+class _VideoStream(Response):
+    """NDJSON, one line per frame as produced; stops reading and pushing when the client goes."""
+
+    media_type = NDJSON
+
+    def __init__(self, service: Service, plan: Any) -> None:
+        super().__init__(media_type=NDJSON)
+        self.service = service
+        self.engine = service.engine
+        self.plan = plan
+        self.items = list(plan.items)
+        self.readers: dict[int, Any] = {}
+        self.first: Ticket | ErrorBody | None = None
+        self.live: set[Ticket] = set()
+
+    async def _read(self, video_id: int, frame_idx: int) -> Any:
+        def read() -> Any:
+            reader = self.readers.get(video_id)
+            if reader is None:
+                reader = self.readers[video_id] = open_reader(self.plan, video_id)
+            return reader.read(frame_idx)
+
+        return await anyio.to_thread.run_sync(read, limiter=self.service.decode_limiter)
+
+    async def _next(self, index: int, wait_s: float | None) -> Ticket | ErrorBody:
+        item = self.items[index]
+        image = await self._read(item.video_id, item.frame_idx)
+        if image is None:
+            return ErrorBody(error="unreadable_frame", detail="this frame could not be decoded",
+                             frame_idx=item.frame_idx)
+        ticket = await self.engine.submit(image, item.frame_idx, wait_s=wait_s)
+        self.live.add(ticket)
+        return ticket
+
+    async def admit_first(self) -> None:
+        """Read and queue the first frame now, so a full server can still answer 503."""
+        if self.items:
+            self.first = await self._next(0, None)
+
+    async def close_readers(self) -> None:
+        readers, self.readers = list(self.readers.values()), {}
+        for reader in readers:
+            await anyio.to_thread.run_sync(reader.close)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", NDJSON.encode())]})
+        out, inbox = anyio.create_memory_object_stream[Ticket | ErrorBody](
+            self.service.cfg.stream_inflight)
+
+        async def produce() -> None:
+            async with out:
+                if self.first is not None:
+                    await out.send(self.first)
+                for index in range(1, len(self.items)):
+                    # Admitted already: later frames wait for room rather than fail mid-stream.
+                    await out.send(await self._next(index, math.inf))
+
+        async def watch(scope: anyio.CancelScope) -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            scope.cancel()  # the client hung up: stop reading and pushing its frames
+
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(watch, tg.cancel_scope)
+                tg.start_soon(produce)
+                try:
+                    async with inbox:
+                        async for item in inbox:
+                            if isinstance(item, Ticket):
+                                pred = await self.engine.result(item)
+                                self.live.discard(item)
+                                line = encode(prediction_body(pred, self.service.nodes))
+                            else:
+                                line = encode(item)
+                            await send({"type": "http.response.body", "body": line + b"\n",
+                                        "more_body": True})
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                except OSError:
+                    pass  # the client went away while we were sending
+                tg.cancel_scope.cancel()
+        finally:
+            for ticket in self.live:
+                self.engine.cancel(ticket)
+            with anyio.CancelScope(shield=True):
+                await self.close_readers()
+
+
+def openapi_document(nodes: list[str]) -> dict[str, Any]:
+    """The OpenAPI 3.1 description of the API, with schemas from the msgspec Structs."""
+    (pred, err, video, health, raw), components = msgspec.json.schema_components(
+        [Prediction, ErrorBody, VideoRequest, Health, RawFormat],
+        ref_template="#/components/schemas/{name}")
+
+    def answer(schema: dict[str, Any], media: str = JSON) -> dict[str, Any]:
+        return {"content": {media: {"schema": schema}}}
+
+    errors = {str(code): {"description": text, **answer(err)} for code, text in
+              [(400, "malformed request"), (401, "missing or wrong bearer token"),
+               (413, "body too large"), (415, "not an image"), (422, "wrong size, dtype or channels"),
+               (503, "full: retry after Retry-After seconds")]}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "sleapflow serve", "version": "1",
+                 "description": "Pose estimation on frames from many clients, batched together. "
+                                f"Skeleton nodes: {', '.join(nodes)}."},
+        "components": {"schemas": components,
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "security": [{"bearer": []}],
+        "paths": {
+            "/v1/predict": {"post": {
+                "summary": "One frame in, its instances out",
+                "parameters": [
+                    {"name": "shape", "in": "query", "schema": {"type": "string"},
+                     "description": "H,W or H,W,C for raw uint8 pixels (else the body is PNG/JPEG)"},
+                    {"name": "dtype", "in": "query", "schema": {"type": "string", "enum": ["uint8"]}},
+                    {"name": "frame_idx", "in": "query", "schema": {"type": "integer"}}],
+                "requestBody": {"required": True, "content": {
+                    "image/png": {}, "image/jpeg": {}, "application/octet-stream": {}}},
+                "responses": {"200": {"description": "the frame's prediction", **answer(pred)},
+                              **errors}}},
+            "/v1/videos": {"post": {
+                "summary": "Run a video on the server; one NDJSON line per frame as produced",
+                "requestBody": {"required": True, **answer(video)},
+                "responses": {"200": {"description": "NDJSON of Prediction (or ErrorBody for an "
+                                                     "unreadable frame)", **answer(pred, NDJSON)},
+                              "404": {"description": "no such file", **answer(err)}, **errors}}},
+            "/v1/stream": {"get": {
+                "summary": "Websocket: binary frames (PNG/JPEG, or raw after a RawFormat text "
+                           "message) in; Prediction/ErrorBody text messages out, in order, with "
+                           "latency_ms",
+                "responses": {"101": {"description": "switching to the websocket protocol"}},
+                "x-message-schemas": {"in": raw, "out": [pred, err]}}},
+            "/v1/health": {"get": {"summary": "Liveness and readiness", "security": [],
+                                   "responses": {"200": {"description": "ready", **answer(health)},
+                                                 "503": {"description": "stopping or failed",
+                                                         **answer(health)}}}},
+            "/v1/stats": {"get": {"summary": "Per-stage graph statistics and server counters",
+                                  "responses": {"200": {"description": "statistics",
+                                                        **answer({"type": "object"})}}}},
+        },
+    }
+
+
+def build_app(engine: Engine, nodes: list[str]) -> ASGIApp:
+    """The ASGI app for one engine (bearer-token protected when the config has a token)."""
+    service = Service(engine, nodes)
+    document = encode(openapi_document(nodes))
+
+    async def openapi(request: Request) -> Response:
+        return Response(document, media_type=JSON)
+
+    async def bad_request(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, BadRequest)
+        engine.counters["requests_rejected_4xx"] += 1
+        return _json(ErrorBody(error=exc.code, detail=exc.message), exc.status)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return _json(ErrorBody(error="http_error", detail=str(exc.detail)), exc.status_code,
+                     dict(exc.headers or {}))
+
+    app = Starlette(routes=[
+        Route("/v1/predict", service.predict, methods=["POST"]),
+        Route("/v1/videos", service.videos, methods=["POST"]),
+        WebSocketRoute("/v1/stream", service.stream),
+        Route("/v1/health", service.health, methods=["GET"]),
+        Route("/v1/stats", service.stats, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+    ], exception_handlers={BadRequest: bad_request, HTTPException: http_error})
+    token = engine.cfg.token
+    return _Auth(app, token) if token else app

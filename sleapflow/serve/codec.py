@@ -1,0 +1,175 @@
+"""Request decoding (PNG/JPEG or raw arrays, checked before they reach the graph) and the JSON
+shapes of responses, as msgspec Structs (they also make the OpenAPI schemas)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from sleapflow.messages import FramePrediction
+
+MIN_SIDE = 8
+
+
+class BadRequest(Exception):
+    """A request the server refuses: ``status`` is the HTTP status, ``code`` a short name."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+# ---- response shapes ------------------------------------------------------------------------
+
+
+class Instance(msgspec.Struct, frozen=True):
+    """One animal: ``points[k]`` is node k's (x, y) in image pixels, null where not found."""
+
+    points: list[list[float | None]]
+    point_scores: list[float | None]
+    score: float | None
+
+
+class Prediction(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One frame's result. ``seq`` numbers a stream's frames from 0; ``latency_ms`` is the time
+    from the server receiving the frame to its result being ready."""
+
+    frame_idx: int
+    nodes: list[str]
+    instances: list[Instance]
+    seq: int | None = None
+    latency_ms: float | None = None
+
+
+class ErrorBody(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Every error: ``error`` is a short code, ``detail`` says what is wrong and what to do."""
+
+    error: str
+    detail: str
+    seq: int | None = None
+    frame_idx: int | None = None
+
+
+class VideoRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``POST /v1/videos``: a video (or .slp / HDF5 / image folder) readable by the server, and
+    the frames to run, as ``sleapflow track --frames`` takes them ("0-99,200" or a list)."""
+
+    path: str
+    frames: str | list[int] | None = None
+    video_index: int | None = None
+
+
+class RawFormat(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A websocket text message that switches the stream to raw frames of this shape."""
+
+    shape: list[int]
+    dtype: str = "uint8"
+
+
+class Health(msgspec.Struct, frozen=True):
+    status: str
+    graph: str
+    models: list[str]
+    nodes: list[str]
+    frames_pending: int
+
+
+def prediction_body(pred: FramePrediction, nodes: list[str], *, seq: int | None = None,
+                    latency_ms: float | None = None) -> Prediction:
+    """The JSON shape of a prediction; instances with no node found are left out, as the .slp
+    writer leaves them out."""
+    points = np.asarray(pred.points, dtype=np.float64)
+    scores = np.asarray(pred.point_scores, dtype=np.float64)
+    inst = np.asarray(pred.instance_scores, dtype=np.float64)
+    keep = ~np.all(np.isnan(points), axis=(1, 2)) if points.size else np.zeros(0, bool)
+    instances = [Instance(points=p, point_scores=s, score=c) for p, s, c, k in
+                 zip(points.tolist(), scores.tolist(), inst.tolist(), keep.tolist()) if k]
+    return Prediction(frame_idx=pred.frame_idx, nodes=nodes, instances=instances, seq=seq,
+                      latency_ms=None if latency_ms is None else round(latency_ms, 3))
+
+
+# ---- request decoding -----------------------------------------------------------------------
+
+
+def check_frame(image: np.ndarray, max_side: int) -> np.ndarray:
+    """(H, W) or (H, W, 1|3) uint8 with sides in [8, max_side], else a 4xx naming the problem."""
+    if image.dtype != np.uint8:
+        raise BadRequest(422, "wrong_dtype", f"frames must be 8-bit (uint8); got {image.dtype}")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[..., 0]
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
+        channels = image.shape[2] if image.ndim == 3 else "?"
+        raise BadRequest(422, "wrong_channels",
+                         f"frames must be grayscale or RGB (1 or 3 channels); got shape "
+                         f"{list(image.shape)} ({channels} channels)")
+    h, w = image.shape[:2]
+    if not (MIN_SIDE <= h <= max_side and MIN_SIDE <= w <= max_side):
+        raise BadRequest(422, "wrong_size", f"frame sides must be {MIN_SIDE}-{max_side} pixels; "
+                                            f"got {h}x{w}")
+    return image
+
+
+def decode_image(data: bytes, max_side: int) -> np.ndarray:
+    """A PNG or JPEG file's pixels as RGB (or grayscale) uint8; runs in a worker thread."""
+    import cv2
+
+    if not (data.startswith(b"\x89PNG\r\n\x1a\n") or data.startswith(b"\xff\xd8\xff")):
+        raise BadRequest(415, "not_an_image",
+                         "the body is not a PNG or JPEG image; send image bytes, or raw pixels "
+                         "with ?shape=H,W,C&dtype=uint8")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise BadRequest(400, "bad_image", "the image could not be decoded (truncated or corrupt)")
+    if image.ndim == 3 and image.shape[2] == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return check_frame(image, max_side)
+
+
+def parse_shape(text: str | list[int]) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(d) for d in (text.split(",") if isinstance(text, str) else text))
+    except (TypeError, ValueError):
+        raise BadRequest(400, "bad_shape", f"shape must be H,W or H,W,C integers; got {text!r}") from None
+    if len(dims) not in (2, 3) or any(d < 1 for d in dims):
+        raise BadRequest(400, "bad_shape", f"shape must be H,W or H,W,C positive integers; got {text!r}")
+    return dims
+
+
+def decode_raw(data: bytes, shape: tuple[int, ...], dtype: str, max_side: int) -> np.ndarray:
+    """Raw C-order pixels of ``shape``; the byte count must match exactly."""
+    if dtype != "uint8":
+        raise BadRequest(422, "wrong_dtype", f"raw frames must be dtype uint8; got {dtype!r}")
+    expected = int(np.prod(shape))
+    if len(data) != expected:
+        raise BadRequest(400, "wrong_size", f"shape {list(shape)} uint8 is {expected} bytes but the "
+                                            f"body has {len(data)}")
+    image = np.frombuffer(data, np.uint8).reshape(shape)
+    # The graph keeps frames until their batch is done: own the pixels, not the request buffer.
+    return check_frame(image.copy(), max_side)
+
+
+def decode_message(data: bytes, raw: RawFormat | None, max_side: int) -> np.ndarray:
+    """A websocket binary message: an image file, or raw pixels after a RawFormat message."""
+    if raw is None:
+        return decode_image(data, max_side)
+    return decode_raw(data, tuple(raw.shape), raw.dtype, max_side)
+
+
+def parse_raw_format(text: str) -> RawFormat:
+    try:
+        fmt = msgspec.json.decode(text, type=RawFormat)
+    except msgspec.ValidationError as exc:
+        raise BadRequest(400, "bad_field", f"bad stream format message: {exc}") from None
+    except msgspec.DecodeError:
+        raise BadRequest(400, "bad_json", "text messages must be JSON like "
+                                          '{"shape": [H, W, C], "dtype": "uint8"}') from None
+    parse_shape(fmt.shape)
+    return fmt
+
+
+def encode(obj: Any) -> bytes:
+    return msgspec.json.encode(obj)

@@ -1,0 +1,81 @@
+"""The server's settings, checked once before anything loads: a frozen strict msgspec Struct."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+import msgspec
+
+from sleapflow.errors import ConfigError
+
+#: The environment variable that holds the bearer token when ``--token`` is not given.
+TOKEN_ENV = "SLEAPFLOW_SERVE_TOKEN"
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything, so it is not trusted
+
+
+class ServeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Everything ``sleapflow serve`` needs besides the inference options."""
+
+    model_paths: tuple[str, ...]
+    host: str = "127.0.0.1"
+    port: int = 8000
+    token: str | None = None
+    insecure: bool = False
+    #: Frames the server holds at once (admitted, not yet answered), over all clients: the bound
+    #: that keeps memory flat under any load.
+    max_pending: int = 64
+    #: How long a request waits for room before it is answered 503.
+    queue_wait_ms: float = 1000.0
+    #: Retry-After (seconds) sent with a 503.
+    retry_after_s: int = 1
+    #: Frames one stream (a video request, a websocket) may have in the graph at once, so one
+    #: client cannot take every slot.
+    stream_inflight: int = 16
+    max_body_mb: float = 32.0
+    #: Open connections at most (uvicorn answers 503 beyond): with ``max_body_mb`` it bounds the
+    #: memory request bodies can take before they are admitted.
+    max_connections: int = 256
+    #: Largest accepted frame side in pixels; smallest is 8.
+    max_frame_side: int = 4096
+    #: Seconds SIGTERM waits for open requests to finish before cancelling them.
+    graceful_timeout_s: float = 30.0
+    #: If set, ``/v1/videos`` only reads paths inside this folder.
+    video_root: str | None = None
+    verbose: bool = False
+    #: ``open_graph`` options (device, batch_size, max_batch_delay_ms, peak_threshold, ...).
+    options: dict[str, Any] = msgspec.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.model_paths:
+            raise ConfigError("serve needs a model: pass -m MODEL (repeat for top-down)")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"--port must be 0-65535 (got {self.port})")
+        for name in ("max_pending", "stream_inflight", "max_frame_side", "retry_after_s",
+                     "max_connections"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name} must be a positive integer (got {getattr(self, name)})")
+        for name in ("queue_wait_ms", "graceful_timeout_s"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"--{name} must be >= 0 (got {getattr(self, name)})")
+        if not self.max_body_mb > 0:
+            raise ConfigError(f"--max_body_mb must be > 0 (got {self.max_body_mb})")
+        if self.token is not None and not self.token.strip():
+            raise ConfigError("--token is empty; pass a non-empty token or leave auth off")
+        if not is_loopback(self.host) and self.token is None and not self.insecure:
+            raise ConfigError(
+                f"refusing to serve on non-loopback address {self.host!r} without a token: pass "
+                f"--token (or set {TOKEN_ENV}), or --insecure to serve it open")
+
+    @property
+    def max_body_bytes(self) -> int:
+        return int(self.max_body_mb * 1024 * 1024)
