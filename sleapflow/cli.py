@@ -1,4 +1,4 @@
-"""The cyclopts command line: ``sleapflow track | eval | graphs | bench``; the only anyio.run."""
+"""The cyclopts command line: ``sleapflow track | eval | eval-tracking | graphs | bench``; one anyio.run."""
 
 from __future__ import annotations
 
@@ -272,6 +272,48 @@ def evaluate(
         print("No predicted instances: metrics were not computed.")
         return 0
     print(format_summary(metrics))
+    return 0
+
+
+@app.command(name="eval-tracking")
+def eval_tracking(
+    ground_truth_path: Annotated[str, opt("ground_truth_path", "-g",
+                                          help="Tracked ground-truth .slp.")],
+    predicted_path: Annotated[str, opt("predicted_path", "-p", help="Tracked predictions .slp.")],
+    save_metrics: Annotated[str | None, opt("save_metrics", "-s",
+                                             help="Write the metrics as .json.")] = None,
+    carrier: Annotated[str, opt("carrier", help="auto or pose (instances); mask is not "
+                                "supported.")] = "auto",
+    match_threshold: Annotated[float | None, opt(
+        "match_threshold", help="Min OKS to match (default 0.5), or max centroid distance in px "
+        "for single-node skeletons (default 50).")] = None,
+    mt_threshold: Annotated[float, opt("mt_threshold", help="Coverage at/above which a GT "
+                                       "trajectory is mostly tracked (identity block).")] = 0.8,
+    ml_threshold: Annotated[float, opt("ml_threshold", help="Coverage below which a GT "
+                                       "trajectory is mostly lost (identity block).")] = 0.2,
+    user_labels_only: Annotated[bool, opt("user_labels_only", negative=True,
+                                          help="Drop predicted instances from the ground "
+                                          "truth.")] = False,
+    global_identity: Annotated[bool, Parameter(
+        name=["--global_identity", "--global-identity"],
+        negative=["--per_video_identity", "--per-video-identity"],
+        help="Track names are identities shared across videos.")] = False,
+    oks_stddev: Annotated[float, opt("oks_stddev", help="OKS keypoint spread (> 0).")] = 0.025,
+    verbose: Annotated[bool, opt("verbose")] = False,
+) -> int:
+    """Score identity persistence of a tracked prediction (sleap-nn eval-tracking's metrics)."""
+    from sleapflow.tracking_eval.labels import identity_summary, mot_summary, run_identity_evaluation
+
+    configure_logging(verbose)
+    result = run_identity_evaluation(
+        ground_truth_path, predicted_path, carrier=carrier, match_threshold=match_threshold,
+        mt_threshold=mt_threshold, ml_threshold=ml_threshold, user_labels_only=user_labels_only,
+        global_identity=global_identity, save_metrics=save_metrics, oks_stddev=oks_stddev)
+    print(f"Identity: {identity_summary(result)}")
+    mot = result["mot"]
+    print(f"MOT: {mot_summary(mot)}" if "error" not in mot else f"MOT: not computed ({mot['error']})")
+    for note in result["notes"]:
+        print(f"note: {note}")
     return 0
 
 
