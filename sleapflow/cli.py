@@ -164,7 +164,41 @@ def track(
     of_window_size: Annotated[int, opt("of_window_size")] = 21,
     of_max_levels: Annotated[int, opt("of_max_levels")] = 3,
     oks_stddev: Annotated[float | None, opt("oks_stddev")] = None,
-    use_kalman: Annotated[bool, opt("use_kalman")] = False,
+    use_kalman: Annotated[bool, opt("use_kalman", help="Classic tracker: move each track's "
+                                    "candidates to a constant-velocity Kalman prediction. Needs "
+                                    "--max_tracks or --tracking_target_instance_count.")] = False,
+    kf_track_features: Annotated[str, opt("kf_track_features", help="What the Kalman filters "
+                                          "follow: centroid or keypoints.")] = "centroid",
+    kf_init_frame_count: Annotated[int, opt("kf_init_frame_count", help="Frames tracked without "
+                                            "the Kalman shift first.")] = 10,
+    kf_node_indices: Annotated[str | None, opt("kf_node_indices", help="Comma-separated node "
+                                               "indices for the Kalman centroid (default: all)."
+                                               )] = None,
+    kf_reset_gap_size: Annotated[int, opt("kf_reset_gap_size", help="Frames unseen after which "
+                                          "a track's Kalman filter is reset.")] = 5,
+    tracker_name: Annotated[str, Parameter(
+        name=["--tracker"], help="classic (sleap-nn's candidate tracker, the default), or a "
+        "motion-model tracker: sort, bytetrack or ocsort.")] = "classic",
+    track_buffer: Annotated[int, opt("track_buffer", help="Motion trackers: frames a lost track "
+                                     "is kept for re-association.")] = 30,
+    min_hits: Annotated[int, opt("min_hits", help="Motion trackers: consecutive matches before a "
+                                 "track gets an id (earlier detections stay untracked).")] = 3,
+    track_high_threshold: Annotated[float, opt("track_high_threshold", help="bytetrack: score at "
+                                               "or above which a detection is matched first."
+                                               )] = 0.5,
+    track_low_threshold: Annotated[float, opt("track_low_threshold", help="Motion trackers: "
+                                              "detections scoring at or below are ignored."
+                                              )] = 0.1,
+    new_track_threshold: Annotated[float, opt("new_track_threshold", help="Motion trackers: "
+                                              "minimum score to start a track.")] = 0.6,
+    min_match_similarity: Annotated[float, opt("min_match_similarity", help="Motion trackers: "
+                                               "minimum keypoint similarity in [0, 1] for a "
+                                               "match.")] = 0.3,
+    max_gap: Annotated[int, opt("max_gap", help="Re-link a track that ended to one starting "
+                                "within N frames (motion + pose); 0 = off.")] = 0,
+    fill_gaps: Annotated[int, opt("fill_gaps", help="Interpolate gaps of at most K frames inside "
+                                  "a track (marked with score -1); adds K frames of "
+                                  "latency.")] = 0,
     post_connect_single_breaks: Annotated[bool, opt("post_connect_single_breaks")] = False,
     tracking_target_instance_count: Annotated[int | None, opt("tracking_target_instance_count")] = None,
     tracking_pre_cull_to_target: Annotated[int, opt("tracking_pre_cull_to_target")] = 0,
@@ -187,6 +221,7 @@ def track(
     from sleapflow.config import InferenceConfig, parse_frames
     from sleapflow.pipeline import default_output_path, prepare, run_to_file
     from sleapflow.tracking import TrackerConfig
+    from sleapflow.tracking.config import parse_node_indices
 
     configure_logging(verbose)
     log = structlog.get_logger("sleapflow")
@@ -199,6 +234,12 @@ def track(
         max_tracks=max_tracks, use_flow=use_flow, of_img_scale=of_img_scale,
         of_window_size=of_window_size, of_max_levels=of_max_levels, oks_stddev=oks_stddev,
         use_kalman=use_kalman, post_connect_single_breaks=post_connect_single_breaks,
+        kf_track_features=kf_track_features, kf_init_frame_count=kf_init_frame_count,
+        kf_node_indices=parse_node_indices(kf_node_indices), kf_reset_gap_size=kf_reset_gap_size,
+        tracker=tracker_name, track_buffer=track_buffer, min_hits=min_hits,
+        track_high_threshold=track_high_threshold, track_low_threshold=track_low_threshold,
+        new_track_threshold=new_track_threshold, min_match_similarity=min_match_similarity,
+        max_gap=max_gap, fill_gaps=fill_gaps,
         tracking_target_instance_count=tracking_target_instance_count,
         tracking_pre_cull_to_target=tracking_pre_cull_to_target,
         tracking_pre_cull_iou_threshold=tracking_pre_cull_iou_threshold,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import msgspec
 import numpy as np
 
 from sleapflow.messages import FramePrediction
-from sleapflow.tracking import UNASSIGNED, PostTrackingCleanup, Tracker, TrackerConfig
+from sleapflow.tracking import UNASSIGNED, PostTrackingCleanup, TrackerConfig
+from sleapflow.tracking.motion import UNTRACKED, make_tracker
+from sleapflow.tracking.track_only import copy_instance
 
 
 class TrackFrames:
@@ -14,12 +17,14 @@ class TrackFrames:
     State lives in the :class:`Tracker` (bounded by its window). Frames without instances are
     fed only when ``feed_empty_frames`` (the reference's top-down runs never feed them). With
     ``prefer_user`` (track-only), a frame's user instances are tracked when it has any, its
-    predicted ones then pass through untouched.
+    predicted ones then pass through untouched. Motion-model trackers report detections they
+    leave without a track as ``UNTRACKED``: those leave with no track (a track-only input's old
+    track is cleared), never dropped.
     """
 
     def __init__(self, config: TrackerConfig, *, feed_empty_frames: bool,
                  prefer_user: bool = False) -> None:
-        self.tracker = Tracker(config)
+        self.tracker = make_tracker(config)
         self.config = config
         self.feed_empty_frames = feed_empty_frames
         self.prefer_user = prefer_user
@@ -39,11 +44,22 @@ class TrackFrames:
                                     frame_idx=pred.frame_idx, image=image)
         names: list[str | None] = []
         for track_id, old in zip(result.track_ids.tolist(), self._old_names(pred, result.indices)):
-            names.append(old if track_id == UNASSIGNED else f"track_{track_id}")
-        scores = np.where(result.track_ids == UNASSIGNED, np.nan, result.tracking_scores)
-        return pred.subset(result.indices, track_names=tuple(names),
-                           tracking_scores=scores.astype(np.float64), untouched=untouched,
-                           image=None)
+            if track_id == UNTRACKED:
+                names.append(None)
+            else:
+                names.append(old if track_id == UNASSIGNED else f"track_{track_id}")
+        scores = np.where(result.track_ids < 0, np.nan, result.tracking_scores)
+        out = pred.subset(result.indices, track_names=tuple(names),
+                          tracking_scores=scores.astype(np.float64), untouched=untouched,
+                          image=None)
+        if out.source_instances is not None and (result.track_ids == UNTRACKED).any():
+            sources = list(out.source_instances)
+            for i in np.flatnonzero(result.track_ids == UNTRACKED).tolist():
+                if sources[i].track is not None:
+                    sources[i] = copy_instance(sources[i])
+                    sources[i].track = None
+            out = msgspec.structs.replace(out, source_instances=tuple(sources))
+        return out
 
     @staticmethod
     def _old_names(pred: FramePrediction, indices: np.ndarray) -> list[str | None]:
