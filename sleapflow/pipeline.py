@@ -33,6 +33,7 @@ from sleapflow.stages.filter import InstanceFilter
 from sleapflow.stages.track import CleanUpTracks, TrackFrames
 from sleapflow.stages.write import LabelsBuilder, SlpWriter
 from sleapflow.tracking import TrackerConfig
+from sleapflow.tracking.linking import LinkGapsStage
 
 log = structlog.get_logger(__name__)
 
@@ -182,6 +183,9 @@ def post_stages(run: PreparedRun) -> list[Any]:
         cleanup = CleanUpTracks(tracker)
         if cleanup.enabled:
             stages.append(MapStage("track_cleanup", cleanup, requires_order=True))
+        if tracker.max_gap or tracker.fill_gaps:
+            stages.append(LinkGapsStage(tracker.max_gap, tracker.fill_gaps,
+                                        tracker.min_match_similarity))
     return stages
 
 
