@@ -28,13 +28,16 @@ class ConstantVelocity:
     def __init__(self, z: np.ndarray, frame_idx: int, *, q: float, r: float,
                  p0_vel: float = 25.0) -> None:
         z = np.asarray(z, dtype=np.float64).ravel()
+        d = len(z)
         self.q, self.r = q, r
-        self.x = np.zeros((len(z), 2))
-        self.x[:, 0] = np.nan_to_num(z)
         self.known = ~np.isnan(z)  # coordinates ever observed
-        self.P = np.zeros((len(z), 2, 2))
-        self.P[:, 0, 0] = r
-        self.P[:, 1, 1] = p0_vel
+        self.pos = np.where(self.known, z, 0.0)
+        self.vel = np.zeros(d)
+        # The symmetric 2x2 covariance of every coordinate, as three arrays (fast to update).
+        self.p00 = np.full(d, r)
+        self.p01 = np.zeros(d)
+        self.p11 = np.full(d, p0_vel)
+        self._all_known = bool(self.known.all())
         self.frame_idx = frame_idx
 
     def predict_to(self, frame_idx: int) -> None:
@@ -42,65 +45,69 @@ class ConstantVelocity:
         dt = float(frame_idx - self.frame_idx)
         if dt <= 0:
             return
-        x, P = self.x, self.P
-        x[:, 0] += dt * x[:, 1]
-        p00, p01, p11 = P[:, 0, 0], P[:, 0, 1], P[:, 1, 1]
         q = self.q
-        n00 = p00 + 2 * dt * p01 + dt * dt * p11 + q * dt**3 / 3
-        n01 = p01 + dt * p11 + q * dt**2 / 2
-        n11 = p11 + q * dt
-        P[:, 0, 0], P[:, 0, 1], P[:, 1, 0], P[:, 1, 1] = n00, n01, n01, n11
+        self.pos = self.pos + dt * self.vel
+        self.p00 = self.p00 + 2 * dt * self.p01 + dt * dt * self.p11 + q * dt**3 / 3
+        self.p01 = self.p01 + dt * self.p11 + q * dt**2 / 2
+        self.p11 = self.p11 + q * dt
         self.frame_idx = frame_idx
 
     def update(self, z: np.ndarray) -> None:
         """Correct with an observation at the current frame; NaN coordinates are skipped."""
         z = np.asarray(z, dtype=np.float64).ravel()
         seen = ~np.isnan(z)
-        fresh = seen & ~self.known
-        # A coordinate seen for the first time starts at its observation, at rest.
-        self.x[fresh, 0] = z[fresh]
-        self.x[fresh, 1] = 0.0
-        self.known |= seen
-        upd = seen & ~fresh
-        if not upd.any():
-            return
-        P = self.P[upd]
-        s = P[:, 0, 0] + self.r
-        k0, k1 = P[:, 0, 0] / s, P[:, 0, 1] / s
-        innov = z[upd] - self.x[upd, 0]
-        self.x[upd, 0] += k0 * innov
-        self.x[upd, 1] += k1 * innov
-        p00, p01, p11 = P[:, 0, 0], P[:, 0, 1], P[:, 1, 1]
-        new = np.empty_like(P)
-        new[:, 0, 0] = (1 - k0) * p00
-        new[:, 0, 1] = new[:, 1, 0] = (1 - k0) * p01
-        new[:, 1, 1] = p11 - k1 * p01
-        self.P[upd] = new
+        all_seen = bool(seen.all())
+        if not (self._all_known and all_seen):
+            fresh = seen & ~self.known
+            if fresh.any():
+                # A coordinate seen for the first time starts at its observation, at rest.
+                self.pos = np.where(fresh, z, self.pos)
+                self.vel = np.where(fresh, 0.0, self.vel)
+                self.known |= seen
+                self._all_known = bool(self.known.all())
+            upd = seen & ~fresh
+            z = np.where(upd, z, self.pos)  # no innovation where nothing is updated
+        s = self.p00 + self.r
+        k0 = self.p00 / s
+        k1 = self.p01 / s
+        if not (self._all_known and all_seen):
+            k0 = np.where(upd, k0, 0.0)
+            k1 = np.where(upd, k1, 0.0)
+        innov = z - self.pos
+        self.pos = self.pos + k0 * innov
+        self.vel = self.vel + k1 * innov
+        self.p11 = self.p11 - k1 * self.p01
+        self.p01 = (1 - k0) * self.p01
+        self.p00 = (1 - k0) * self.p00
 
     @property
     def position(self) -> np.ndarray:
-        out = self.x[:, 0].copy()
-        out[~self.known] = np.nan
-        return out
+        return np.where(self.known, self.pos, np.nan)
 
     @property
     def position_var(self) -> float:
         """Mean positional variance over the known coordinates (px^2)."""
-        known = self.P[self.known, 0, 0]
+        if self._all_known:
+            return float(self.p00.sum()) / len(self.p00)
+        known = self.p00[self.known]
         return float(known.mean()) if known.size else self.r
 
     def cap_velocity(self, max_speed: float) -> None:
         """Limit each coordinate's speed (px/frame): one noisy step must not fling a track."""
-        np.clip(self.x[:, 1], -max_speed, max_speed, out=self.x[:, 1])
+        np.clip(self.vel, -max_speed, max_speed, out=self.vel)
 
 
 def visible_centroid(points: np.ndarray, nodes: np.ndarray | None = None) -> np.ndarray:
     """Mean of the visible (selected) nodes of one ``(n_nodes, 2)`` pose; NaN if none."""
     pts = points if nodes is None else points[nodes]
-    ok = ~np.isnan(pts).any(axis=-1)
-    if not ok.any():
+    missing = np.isnan(pts)
+    if not missing.any():
+        return np.add.reduce(pts, axis=0) / len(pts)
+    ok = ~missing.any(axis=-1)
+    n = int(ok.sum())
+    if n == 0:
         return np.full(2, np.nan)
-    return pts[ok].mean(axis=0)
+    return np.add.reduce(pts[ok], axis=0) / n
 
 
 class KalmanShift:
@@ -115,8 +122,12 @@ class KalmanShift:
         self.q, self.r = q, r
         self.filters: dict[int, ConstantVelocity] = {}
         self.last_seen: dict[int, int] = {}
+        self.updates: dict[int, int] = {}
+        self.caps: dict[int, float] = {}
         self.frames_seen = 0
         self._nodes: np.ndarray | None = None
+        self._order: dict[int | None, int] = {}
+        self._preds: np.ndarray | None = None
 
     def _select(self, n_nodes: int) -> np.ndarray | None:
         if self._nodes is None and self.node_indices:
@@ -140,23 +151,34 @@ class KalmanShift:
             del self.last_seen[tid]
         for kf in self.filters.values():
             kf.predict_to(frame_idx)
+        # Every candidate of a track moves to the same prediction: compute it once per frame.
+        self._order = {tid: j for j, tid in enumerate(self.filters)}
+        self._preds = (np.stack([kf.position for kf in self.filters.values()])
+                       if self.filters else None)
 
     def shift(self, points: np.ndarray, track_ids: list[int | None]) -> np.ndarray:
         """Candidates ``(m, n_nodes, 2)`` of ``track_ids`` moved to their track's prediction."""
+        if not self.active or not len(points):
+            return points
+        order = self._order
+        rows = [i for i, tid in enumerate(track_ids) if tid in order]
+        if not rows or self._preds is None:
+            return points
         out = points.copy()
-        if not self.active:
+        preds = self._preds[[order[track_ids[i]] for i in rows]]
+        sub = points[rows]
+        if self.features == "keypoints":
+            pred = preds.reshape(sub.shape)
+            out[rows] = np.where(np.isnan(pred) | np.isnan(sub), sub, pred)
             return out
-        for i, tid in enumerate(track_ids):
-            kf = self.filters.get(tid) if tid is not None else None
-            if kf is None:
-                continue
-            if self.features == "keypoints":
-                pred = kf.position.reshape(points.shape[1:])
-                out[i] = np.where(np.isnan(pred) | np.isnan(points[i]), points[i], pred)
-            else:
-                move = kf.position - visible_centroid(points[i], self._select(points.shape[1]))
-                if np.isfinite(move).all():
-                    out[i] = points[i] + move
+        nodes = self._select(points.shape[1])
+        sel = sub if nodes is None else sub[:, nodes]
+        visible = ~np.isnan(sel).any(axis=-1)
+        count = visible.sum(axis=1)
+        cents = np.where(visible[..., None], sel, 0.0).sum(axis=1) / np.maximum(count, 1)[:, None]
+        move = preds - cents
+        ok = (count > 0) & np.isfinite(move).all(axis=1)
+        out[np.asarray(rows)[ok]] = sub[ok] + move[ok][:, None, :]
         return out
 
     def observe(self, assignments: list[tuple[int, np.ndarray]], frame_idx: int) -> None:
@@ -166,12 +188,17 @@ class KalmanShift:
             obs = self._observation(pts)
             if np.isnan(obs).all():
                 continue
+            self.last_seen[tid] = frame_idx
             kf = self.filters.get(tid)
             if kf is None:
                 self.filters[tid] = ConstantVelocity(obs, frame_idx, q=self.q, r=self.r)
-            else:
-                kf.update(obs)
+                self.updates[tid] = 0
+                continue
+            kf.update(obs)
+            n = self.updates[tid] = self.updates.get(tid, 0) + 1
+            if n % 4 == 1:
+                # The speed cap follows the body size, which changes slowly: refresh it rarely.
                 extent = np.fmax.reduce(pts, axis=0) - np.fmin.reduce(pts, axis=0)
                 size = float(np.fmax.reduce(extent))
-                kf.cap_velocity(max(2.0, 0.5 * size) if np.isfinite(size) else 10.0)
-            self.last_seen[tid] = frame_idx
+                self.caps[tid] = max(2.0, 0.5 * size) if np.isfinite(size) else 10.0
+            kf.cap_velocity(self.caps.get(tid, 10.0))

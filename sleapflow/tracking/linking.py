@@ -55,6 +55,7 @@ class _Chain:
     velocity: np.ndarray  # px/frame of the centroid, from the last two sightings
     size: float
     skeleton: Any = None  # track-only: the skeleton of its source instances
+    seen: int = 0
 
 
 @dataclass
@@ -151,9 +152,12 @@ class GapLinker:
             move = visible_centroid(pose) - visible_centroid(chain.last_pose)
             if np.isfinite(move).all():
                 chain.velocity = move / step
-        size = pose_size(pose)
-        if np.isfinite(size):
-            chain.size = 0.8 * chain.size + 0.2 * size
+        chain.seen += 1
+        if chain.seen % 4 == 0:
+            # The body size changes slowly: refresh its running estimate every 4th sighting.
+            size = pose_size(pose)
+            if np.isfinite(size):
+                chain.size = 0.7 * chain.size + 0.3 * size
         # Nodes missing now keep their last position, moved with the animal.
         merged = np.where(np.isnan(pose), chain.last_pose + chain.velocity * step, pose)
         chain.last_pose, chain.last_frame = merged, frame_idx

@@ -46,8 +46,9 @@ def pose_size(points: np.ndarray) -> float:
     ok = ~np.isnan(points).any(axis=-1)
     if ok.sum() < 2:
         return float("nan")
-    pts = points[ok]
-    return float(np.hypot(*(pts.max(axis=0) - pts.min(axis=0))))
+    pts = points if ok.all() else points[ok]
+    w, h = np.maximum.reduce(pts, axis=0) - np.minimum.reduce(pts, axis=0)
+    return float(np.hypot(w, h))
 
 
 def keypoint_similarity(dets: np.ndarray, preds: np.ndarray, spread2: np.ndarray) -> np.ndarray:
@@ -61,8 +62,7 @@ def keypoint_similarity(dets: np.ndarray, preds: np.ndarray, spread2: np.ndarray
     diff = dets[:, None, :, :] - preds[None, :, :, :]
     d2 = (diff * diff).sum(axis=-1)  # (n, t, nodes), NaN where either is missing
     both = ~np.isnan(d2)
-    with np.errstate(invalid="ignore"):
-        k = np.where(both, np.exp(-np.nan_to_num(d2) / (2.0 * spread2[None, :, None])), 0.0)
+    k = np.exp(np.where(both, d2, np.inf) * (-0.5 / spread2[None, :, None]))  # exp(-inf) = 0
     count = both.sum(axis=-1)
     return np.where(count > 0, k.sum(axis=-1) / np.maximum(count, 1), 0.0)
 
@@ -146,7 +146,7 @@ class MotionTracker:
             # Nodes the filter never saw fall back to the last observation.
             return np.where(np.isnan(pred), track.last_points, pred)
         shift = pos - visible_centroid(track.last_points, self._nodes)
-        return track.last_points + np.nan_to_num(shift)
+        return track.last_points + np.where(np.isnan(shift), 0.0, shift)
 
     def _similarity(self, points: np.ndarray, tracks: list[MotionTrack],
                     predicted: bool = True) -> np.ndarray:
@@ -191,26 +191,31 @@ class MotionTracker:
 
     def _update(self, track: MotionTrack, points: np.ndarray, frame_idx: int) -> None:
         gap = frame_idx - track.last_frame
-        obs = self._observation(points)
+        centroid = visible_centroid(points, self._nodes)
+        obs = points.ravel() if self.params.kf_features == "keypoints" else centroid
         if self.params.tracker == "ocsort" and gap > 1:
             self._reupdate(track, obs, frame_idx)
         else:
             track.filter.update(obs)
-        size = pose_size(points)
-        if np.isfinite(size):
-            track.size = 0.8 * track.size + 0.2 * size
+        if track.hits % 4 == 0:
+            # The body size changes slowly: refresh its running estimate every 4th match.
+            size = pose_size(points)
+            if size == size:  # not NaN
+                track.size = 0.7 * track.size + 0.3 * size
         track.filter.cap_velocity(max(2.0, 0.5 * track.size))
-        # Keep nodes the detection misses from the last observation, moved with the animal.
-        merged = points.copy()
-        missing = np.isnan(merged).any(axis=-1)
+        missing = np.isnan(points).any(axis=-1)
         if missing.any():
-            shift = visible_centroid(points, self._nodes) - visible_centroid(track.last_points,
-                                                                             self._nodes)
-            merged[missing] = track.last_points[missing] + np.nan_to_num(shift)
-        track.last_points = merged
+            # Keep nodes the detection misses from the last observation, moved with the animal.
+            merged = points.copy()
+            shift = centroid - visible_centroid(track.last_points, self._nodes)
+            merged[missing] = track.last_points[missing] + np.where(np.isnan(shift), 0.0, shift)
+            track.last_points = merged
+        else:
+            track.last_points = points
         track.last_frame = frame_idx
-        track.history.append((frame_idx, visible_centroid(points, self._nodes)))
-        del track.history[:-8]
+        track.history.append((frame_idx, centroid))
+        if len(track.history) > 8:
+            del track.history[0]
 
     def _reupdate(self, track: MotionTrack, obs: np.ndarray, frame_idx: int) -> None:
         """Observation-centric re-update: restart the filter at the last observation and feed it
@@ -220,7 +225,8 @@ class MotionTracker:
         last_obs = self._observation(track.last_points)
         kf = ConstantVelocity(last_obs, start, q=p.q, r=p.r)
         # Carry the velocity the track had before the gap as the starting point.
-        kf.x[:, 1] = track.filter.x[:, 1] if len(track.filter.x) == len(kf.x) else 0.0
+        if len(track.filter.vel) == len(kf.vel):
+            kf.vel = track.filter.vel.copy()
         span = frame_idx - start
         for step in range(1, span + 1):
             kf.predict_to(start + step)
