@@ -82,6 +82,7 @@ class MotionTrack:
     track_id: int | None = None  # issued on confirmation
     #: recent observed centroids (frame, xy) for OC-SORT's momentum and re-update
     history: list[tuple[int, np.ndarray]] = field(default_factory=list)
+    direction: np.ndarray | None = None  # unit vector of recent observed motion (OC-SORT)
 
     @property
     def confirmed(self) -> bool:
@@ -161,19 +162,17 @@ class MotionTracker:
         """OC-SORT's direction consistency in [-1, 1]: cosine between each track's observed
         motion direction and the direction from its last observation to each detection."""
         out = np.zeros((len(points), len(tracks)))
-        cents = np.stack([visible_centroid(p, self._nodes) for p in points]) if len(points) else None
-        for j, t in enumerate(tracks):
-            if len(t.history) < 2 or cents is None:
-                continue
-            (f0, c0), (f1, c1) = t.history[max(0, len(t.history) - 4)], t.history[-1]
-            v = c1 - c0
-            nv = np.linalg.norm(v)
-            if f1 == f0 or not np.isfinite(nv) or nv < 1e-6:
-                continue
-            d = cents - c1[None, :]
-            nd = np.linalg.norm(d, axis=1)
-            ok = np.isfinite(nd) & (nd > 1e-6)
-            out[ok, j] = (d[ok] @ v) / (nd[ok] * nv)
+        cols = [j for j, t in enumerate(tracks) if t.direction is not None]
+        if not cols or not len(points):
+            return out
+        cents = np.stack([visible_centroid(p, self._nodes) for p in points])  # (n, 2)
+        last = np.stack([tracks[j].history[-1][1] for j in cols])  # (k, 2)
+        dirs = np.stack([tracks[j].direction for j in cols])  # type: ignore[misc]
+        d = cents[:, None, :] - last[None, :, :]
+        norm = np.hypot(d[..., 0], d[..., 1])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cos = (d * dirs[None]).sum(axis=-1) / norm
+        out[:, cols] = np.where(np.isfinite(cos) & (norm > 1e-6), cos, 0.0)
         return out
 
     def _assign(self, sim: np.ndarray, threshold: float,
@@ -216,6 +215,12 @@ class MotionTracker:
         track.history.append((frame_idx, centroid))
         if len(track.history) > 8:
             del track.history[0]
+        if self.params.tracker == "ocsort":
+            # Observed direction over the last (up to) three steps, for the momentum term.
+            f0, c0 = track.history[max(0, len(track.history) - 4)]
+            v = centroid - c0
+            n = float(np.hypot(v[0], v[1]))
+            track.direction = v / n if f0 != frame_idx and n > 1e-6 and n == n else None
 
     def _reupdate(self, track: MotionTrack, obs: np.ndarray, frame_idx: int) -> None:
         """Observation-centric re-update: restart the filter at the last observation and feed it

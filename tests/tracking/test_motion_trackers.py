@@ -114,3 +114,22 @@ def test_untracked_detections_clear_old_tracks_in_track_only(tmp_path: Path) -> 
     assert len(names) == 2 and not any(n.startswith("old_") for n in names)
     m = evaluate_labels(gt, labels)
     assert m["id_switches"] == 0
+
+
+@pytest.mark.parametrize("bad", [
+    ["--tracker", "deepsort"], ["--use_kalman"], ["--use_kalman", "--use_flow", "--max_tracks", "2"],
+    ["--kf_node_indices", "0,x"], ["--kf_node_indices", "1,1"], ["--kf_track_features", "bbox"],
+    ["--tracker", "sort", "--max_tracks", "2"], ["--tracker", "ocsort", "--use_kalman"],
+    ["--min_hits", "0"], ["--track_buffer", "0"], ["--track_low_threshold", "0.9"],
+    ["--new_track_threshold", "1.5"], ["--min_match_similarity", "-0.1"], ["--max_gap", "-1"],
+    ["--fill_gaps", "-2"], ["--kf_init_frame_count", "-1"],
+])
+def test_bad_tracker_options_fail_before_running(bad: list[str], reference: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out.slp"
+    out.write_bytes(b"keep me")
+    src = str(reference / "trackonly_default.slp")
+    assert main(["track", "-i", src, "-t", *bad, "-o", str(out)]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("Error:")
+    assert out.read_bytes() == b"keep me"
