@@ -1,4 +1,7 @@
-"""The cyclopts command line: ``sleapflow track | eval | graphs | bench | serve``; the only anyio.run."""
+"""The cyclopts command line: ``sleapflow track | eval | eval-tracking | graphs | bench | serve``.
+
+The sync front end: it calls ``anyio.run``.
+"""
 
 from __future__ import annotations
 
@@ -165,7 +168,41 @@ def track(
     of_window_size: Annotated[int, opt("of_window_size")] = 21,
     of_max_levels: Annotated[int, opt("of_max_levels")] = 3,
     oks_stddev: Annotated[float | None, opt("oks_stddev")] = None,
-    use_kalman: Annotated[bool, opt("use_kalman")] = False,
+    use_kalman: Annotated[bool, opt("use_kalman", help="Classic tracker: move each track's "
+                                    "candidates to a constant-velocity Kalman prediction. Needs "
+                                    "--max_tracks or --tracking_target_instance_count.")] = False,
+    kf_track_features: Annotated[str, opt("kf_track_features", help="What the Kalman filters "
+                                          "follow: centroid or keypoints.")] = "centroid",
+    kf_init_frame_count: Annotated[int, opt("kf_init_frame_count", help="Frames tracked without "
+                                            "the Kalman shift first.")] = 10,
+    kf_node_indices: Annotated[str | None, opt("kf_node_indices", help="Comma-separated node "
+                                               "indices for the Kalman centroid (default: all)."
+                                               )] = None,
+    kf_reset_gap_size: Annotated[int, opt("kf_reset_gap_size", help="Frames unseen after which "
+                                          "a track's Kalman filter is reset.")] = 5,
+    tracker_name: Annotated[str, Parameter(
+        name=["--tracker"], help="classic (sleap-nn's candidate tracker, the default), or a "
+        "motion-model tracker: sort, bytetrack or ocsort.")] = "classic",
+    track_buffer: Annotated[int, opt("track_buffer", help="Motion trackers: frames a lost track "
+                                     "is kept for re-association.")] = 30,
+    min_hits: Annotated[int, opt("min_hits", help="Motion trackers: consecutive matches before a "
+                                 "track gets an id (earlier detections stay untracked).")] = 3,
+    track_high_threshold: Annotated[float, opt("track_high_threshold", help="bytetrack: score at "
+                                               "or above which a detection is matched first."
+                                               )] = 0.5,
+    track_low_threshold: Annotated[float, opt("track_low_threshold", help="Motion trackers: "
+                                              "detections scoring at or below are ignored."
+                                              )] = 0.1,
+    new_track_threshold: Annotated[float, opt("new_track_threshold", help="Motion trackers: "
+                                              "minimum score to start a track.")] = 0.6,
+    min_match_similarity: Annotated[float, opt("min_match_similarity", help="Motion trackers: "
+                                               "minimum keypoint similarity in [0, 1] for a "
+                                               "match.")] = 0.3,
+    max_gap: Annotated[int, opt("max_gap", help="Re-link a track that ended to one starting "
+                                "within N frames (motion + pose); 0 = off.")] = 0,
+    fill_gaps: Annotated[int, opt("fill_gaps", help="Interpolate gaps of at most K frames inside "
+                                  "a track (marked with score -1); adds K frames of "
+                                  "latency.")] = 0,
     post_connect_single_breaks: Annotated[bool, opt("post_connect_single_breaks")] = False,
     tracking_target_instance_count: Annotated[int | None, opt("tracking_target_instance_count")] = None,
     tracking_pre_cull_to_target: Annotated[int, opt("tracking_pre_cull_to_target")] = 0,
@@ -235,6 +272,48 @@ def evaluate(
         print("No predicted instances: metrics were not computed.")
         return 0
     print(format_summary(metrics))
+    return 0
+
+
+@app.command(name="eval-tracking")
+def eval_tracking(
+    ground_truth_path: Annotated[str, opt("ground_truth_path", "-g",
+                                          help="Tracked ground-truth .slp.")],
+    predicted_path: Annotated[str, opt("predicted_path", "-p", help="Tracked predictions .slp.")],
+    save_metrics: Annotated[str | None, opt("save_metrics", "-s",
+                                             help="Write the metrics as .json.")] = None,
+    carrier: Annotated[str, opt("carrier", help="auto or pose (instances); mask is not "
+                                "supported.")] = "auto",
+    match_threshold: Annotated[float | None, opt(
+        "match_threshold", help="Min OKS to match (default 0.5), or max centroid distance in px "
+        "for single-node skeletons (default 50).")] = None,
+    mt_threshold: Annotated[float, opt("mt_threshold", help="Coverage at/above which a GT "
+                                       "trajectory is mostly tracked (identity block).")] = 0.8,
+    ml_threshold: Annotated[float, opt("ml_threshold", help="Coverage below which a GT "
+                                       "trajectory is mostly lost (identity block).")] = 0.2,
+    user_labels_only: Annotated[bool, opt("user_labels_only", negative=True,
+                                          help="Drop predicted instances from the ground "
+                                          "truth.")] = False,
+    global_identity: Annotated[bool, Parameter(
+        name=["--global_identity", "--global-identity"],
+        negative=["--per_video_identity", "--per-video-identity"],
+        help="Track names are identities shared across videos.")] = False,
+    oks_stddev: Annotated[float, opt("oks_stddev", help="OKS keypoint spread (> 0).")] = 0.025,
+    verbose: Annotated[bool, opt("verbose")] = False,
+) -> int:
+    """Score identity persistence of a tracked prediction (sleap-nn eval-tracking's metrics)."""
+    from sleapflow.tracking_eval.labels import identity_summary, mot_summary, run_identity_evaluation
+
+    configure_logging(verbose)
+    result = run_identity_evaluation(
+        ground_truth_path, predicted_path, carrier=carrier, match_threshold=match_threshold,
+        mt_threshold=mt_threshold, ml_threshold=ml_threshold, user_labels_only=user_labels_only,
+        global_identity=global_identity, save_metrics=save_metrics, oks_stddev=oks_stddev)
+    print(f"Identity: {identity_summary(result)}")
+    mot = result["mot"]
+    print(f"MOT: {mot_summary(mot)}" if "error" not in mot else f"MOT: not computed ({mot['error']})")
+    for note in result["notes"]:
+        print(f"note: {note}")
     return 0
 
 

@@ -9,10 +9,10 @@ from typing import Any
 
 from sleapflow.config import InferenceConfig, parse_frames
 from sleapflow.errors import ConfigError
-from sleapflow.tracker_config import TrackerConfig
+from sleapflow.tracker_config import TrackerConfig, parse_node_indices
 
 #: sleap-nn's tracking keywords that are spelled differently from ``TrackerConfig``'s fields.
-_TRACKER_RENAMES = {"tracking_window_size": "window_size"}
+_TRACKER_RENAMES = {"tracking_window_size": "window_size", "tracker_name": "tracker"}
 
 #: Every flat tracking keyword an option set may carry (sleap-nn's spelling).
 TRACKER_KEYS: tuple[str, ...] = tuple(
@@ -24,8 +24,11 @@ TRACKER_KEYS: tuple[str, ...] = tuple(
 def tracker_config(options: dict[str, Any]) -> TrackerConfig:
     """A ``TrackerConfig`` from flat sleap-nn tracking keywords (lists become tuples)."""
     fields = {_TRACKER_RENAMES.get(k, k): v for k, v in options.items()}
-    if fields.get("kf_node_indices") is not None:
-        fields["kf_node_indices"] = tuple(fields["kf_node_indices"])
+    nodes = fields.get("kf_node_indices")
+    if isinstance(nodes, str):
+        fields["kf_node_indices"] = parse_node_indices(nodes)
+    elif nodes is not None:
+        fields["kf_node_indices"] = tuple(nodes)
     return TrackerConfig(**fields)
 
 
@@ -64,6 +67,8 @@ def build_config(**options: Any) -> InferenceConfig:
     and so validated, whether or not ``tracking`` is on).
     """
     options = dict(options)
+    if isinstance(options.get("tracker"), str):  # the tracker's name, as sleap-nn predict spells it
+        options["tracker_name"] = options.pop("tracker")
     flat_tracker = {k: options.pop(k) for k in TRACKER_KEYS if k in options}
     if flat_tracker or "tracker" not in options:
         if "tracker" in options:

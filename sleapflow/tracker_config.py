@@ -19,6 +19,7 @@ SCORING_METHODS = ("oks", "cosine_sim", "iou", "euclidean_dist")
 SCORING_REDUCTIONS = ("mean", "max", "robust_quantile")
 MATCHING_METHODS = ("hungarian", "greedy")
 KALMAN_FEATURES = ("centroid", "keypoints")
+TRACKERS = ("classic", "sort", "bytetrack", "ocsort")
 
 # Which feature representations each scoring function can compare. sleap-nn crashes (shape
 # errors) on the second processed frame for the other pairs; we refuse them up front instead.
@@ -54,13 +55,30 @@ def _at_least(option: str, value: float | None, minimum: float, *, allow_none: b
         raise ConfigError(f"Invalid {option}={value!r}; it must be >= {minimum}.")
 
 
+def parse_node_indices(text: str | None) -> tuple[int, ...] | None:
+    """``--kf_node_indices "0,1,2"`` → ``(0, 1, 2)``; empty or None → None (all nodes)."""
+    if text is None or not text.strip():
+        return None
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"Invalid kf_node_indices={text!r}; give comma-separated node indices, "
+                          "e.g. 0,1,2.") from None
+
+
 class TrackerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """Every tracking option of ``sleap-nn track`` (same names and defaults as the CLI).
 
     ``window_size`` is ``--tracking_window_size`` on the command line. ``tracking_*`` options and
     ``post_connect_single_breaks`` drive the pre-tracking cull and the post-tracking clean-up
     (:mod:`sleapflow.tracking.cleanup`). Kalman options are accepted so configs written for
-    sleap-nn decode, but ``use_kalman=True`` is refused.
+    sleap-nn decode.
+
+    ``use_kalman`` and ``kf_*`` drive the classic tracker's constant-velocity candidate shift
+    (:mod:`sleapflow.tracking.kalman`). ``tracker`` picks the classic tracker or a motion-model
+    one (:mod:`sleapflow.tracking.motion`), tuned by ``track_buffer`` ... ``min_match_similarity``.
+    ``max_gap`` / ``fill_gaps`` enable gap-aware re-linking after any tracker
+    (:mod:`sleapflow.tracking.linking`).
     """
 
     window_size: int = 5
@@ -89,6 +107,15 @@ class TrackerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     tracking_clean_instance_count: int = 0
     tracking_clean_iou_threshold: float = 0.0
     post_connect_single_breaks: bool = False
+    tracker: str = "classic"
+    track_buffer: int = 30
+    min_hits: int = 3
+    track_high_threshold: float = 0.5
+    track_low_threshold: float = 0.1
+    new_track_threshold: float = 0.6
+    min_match_similarity: float = 0.3
+    max_gap: int = 0
+    fill_gaps: int = 0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -107,11 +134,41 @@ class TrackerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
                 f"{self.features!r}; with {self.scoring_method!r} use features="
                 f"{' or '.join(repr(f) for f in _COMPATIBLE_FEATURES[self.scoring_method])}."
             )
+        _choice("tracker", self.tracker, TRACKERS)
         if self.use_kalman:
-            raise ConfigError(
-                "use_kalman=True (Kalman-filter tracking) is not supported by sleapflow; "
-                "use the default tracker or use_flow=True."
-            )
+            if self.use_flow:
+                raise ConfigError("use_kalman and use_flow are mutually exclusive; pick one motion "
+                                  "model (drop --use_flow or --use_kalman).")
+            if self.tracker != "classic":
+                raise ConfigError(f"use_kalman applies to the classic tracker; --tracker "
+                                  f"{self.tracker} has its own Kalman filter (drop --use_kalman).")
+            if self.tracking_target_instance_count is None and self.max_tracks is None:
+                raise ConfigError("use_kalman requires a known number of animals: add "
+                                  "--max_tracks N or --tracking_target_instance_count N.")
+        if self.tracker != "classic" and (self.use_flow or self.max_tracks is not None):
+            raise ConfigError(f"--tracker {self.tracker} does not use "
+                              f"{'--use_flow' if self.use_flow else '--max_tracks'}; those belong "
+                              "to --tracker classic.")
+        if self.kf_node_indices is not None and (
+                any(i < 0 for i in self.kf_node_indices)
+                or len(set(self.kf_node_indices)) != len(self.kf_node_indices)):
+            raise ConfigError(f"Invalid kf_node_indices={list(self.kf_node_indices)!r}; give "
+                              "distinct node indices >= 0, e.g. 0,1,2.")
+        _at_least("kf_init_frame_count", self.kf_init_frame_count, 0)
+        _at_least("kf_reset_gap_size", self.kf_reset_gap_size, 0)
+        _at_least("track_buffer", self.track_buffer, 1)
+        _at_least("min_hits", self.min_hits, 1)
+        _at_least("max_gap", self.max_gap, 0)
+        _at_least("fill_gaps", self.fill_gaps, 0)
+        for name in ("track_high_threshold", "track_low_threshold", "new_track_threshold",
+                     "min_match_similarity"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"Invalid {name}={value!r}; it must be in [0, 1].")
+        if self.track_low_threshold > self.track_high_threshold:
+            raise ConfigError(f"track_low_threshold={self.track_low_threshold} is above "
+                              f"track_high_threshold={self.track_high_threshold}; the low "
+                              "threshold must not exceed the high one.")
         _at_least("window_size", self.window_size, 1)
         _at_least("min_new_track_points", self.min_new_track_points, 0)
         _at_least("min_match_points", self.min_match_points, 0)
@@ -141,8 +198,11 @@ class TrackerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
 
     @property
     def effective_oks_stddev(self) -> float:
-        """``oks_stddev`` with sleap-nn's ``None`` default resolved (0.025 without Kalman)."""
-        return 0.025 if self.oks_stddev is None else float(self.oks_stddev)
+        """``oks_stddev`` with sleap-nn's ``None`` default resolved: 0.1 for a Kalman filter on
+        keypoints (their predictions are noisier), 0.025 otherwise."""
+        if self.oks_stddev is not None:
+            return float(self.oks_stddev)
+        return 0.1 if self.use_kalman and self.kf_track_features == "keypoints" else 0.025
 
     @property
     def needs_image(self) -> bool:

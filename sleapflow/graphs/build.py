@@ -40,7 +40,7 @@ from sleapflow.runtime.graph import edge_bounds
 from sleapflow.stages.decode import DecodeSource
 from sleapflow.stages.filter import InstanceFilter
 from sleapflow.stages.raw import RawOptions
-from sleapflow.stages.track import CleanUpTracks, TrackFrames
+from sleapflow.stages.track import CleanUpTracks, LinkGapsStage, TrackFrames
 from sleapflow.stages.write import LabelsBuilder, SlpWriter
 from sleapflow.tracker_config import TrackerConfig
 
@@ -195,6 +195,9 @@ def _post_stages(run: PreparedRun) -> list[Any]:
         cleanup = CleanUpTracks(tracker)
         if cleanup.enabled:
             stages.append(MapStage("track_cleanup", cleanup, requires_order=True))
+        if tracker.max_gap or tracker.fill_gaps:
+            stages.append(LinkGapsStage(tracker.max_gap, tracker.fill_gaps,
+                                        tracker.min_match_similarity))
     return stages
 
 

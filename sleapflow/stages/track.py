@@ -1,11 +1,20 @@
-"""Tracking stage functions: the stateful tracker and the streaming post-tracking clean-up."""
+"""Tracking stages: the stateful tracker, the streaming post-tracking clean-up and gap linking."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import anyio
+import msgspec
 import numpy as np
+from anyio.abc import TaskStatus
 
 from sleapflow.messages import FramePrediction
-from sleapflow.tracking import UNASSIGNED, PostTrackingCleanup, Tracker, TrackerConfig
+from sleapflow.runtime.graph import Role
+from sleapflow.tracking import UNASSIGNED, PostTrackingCleanup, TrackerConfig
+from sleapflow.tracking.linking import GapLinker
+from sleapflow.tracking.motion import UNTRACKED, make_tracker
+from sleapflow.tracking.track_only import copy_instance
 
 
 class TrackFrames:
@@ -14,12 +23,14 @@ class TrackFrames:
     State lives in the :class:`Tracker` (bounded by its window). Frames without instances are
     fed only when ``feed_empty_frames`` (the reference's top-down runs never feed them). With
     ``prefer_user`` (track-only), a frame's user instances are tracked when it has any, its
-    predicted ones then pass through untouched.
+    predicted ones then pass through untouched. Motion-model trackers report detections they
+    leave without a track as ``UNTRACKED``: those leave with no track (a track-only input's old
+    track is cleared), never dropped.
     """
 
     def __init__(self, config: TrackerConfig, *, feed_empty_frames: bool,
                  prefer_user: bool = False) -> None:
-        self.tracker = Tracker(config)
+        self.tracker = make_tracker(config)
         self.config = config
         self.feed_empty_frames = feed_empty_frames
         self.prefer_user = prefer_user
@@ -39,11 +50,22 @@ class TrackFrames:
                                     frame_idx=pred.frame_idx, image=image)
         names: list[str | None] = []
         for track_id, old in zip(result.track_ids.tolist(), self._old_names(pred, result.indices)):
-            names.append(old if track_id == UNASSIGNED else f"track_{track_id}")
-        scores = np.where(result.track_ids == UNASSIGNED, np.nan, result.tracking_scores)
-        return pred.subset(result.indices, track_names=tuple(names),
-                           tracking_scores=scores.astype(np.float64), untouched=untouched,
-                           image=None)
+            if track_id == UNTRACKED:
+                names.append(None)
+            else:
+                names.append(old if track_id == UNASSIGNED else f"track_{track_id}")
+        scores = np.where(result.track_ids < 0, np.nan, result.tracking_scores)
+        out = pred.subset(result.indices, track_names=tuple(names),
+                          tracking_scores=scores.astype(np.float64), untouched=untouched,
+                          image=None)
+        if out.source_instances is not None and (result.track_ids == UNTRACKED).any():
+            sources = list(out.source_instances)
+            for i in np.flatnonzero(result.track_ids == UNTRACKED).tolist():
+                if sources[i].track is not None:
+                    sources[i] = copy_instance(sources[i])
+                    sources[i].track = None
+            out = msgspec.structs.replace(out, source_instances=tuple(sources))
+        return out
 
     @staticmethod
     def _old_names(pred: FramePrediction, indices: np.ndarray) -> list[str | None]:
@@ -84,3 +106,27 @@ class CleanUpTracks:
         mine = kept[kept >= n_untouched] - n_untouched
         names = tuple(k for i, k in zip(kept.tolist(), new_keys) if i >= n_untouched)
         return pred.subset(mine, track_names=names, untouched=untouched_kept)
+
+
+class LinkGapsStage:
+    """The streaming stage around :class:`GapLinker` (order in, order out, flush at the end)."""
+
+    role: Role = "stage"
+    preserves_order = True
+    requires_order = True
+    restores_order = False
+
+    def __init__(self, max_gap: int, fill_gaps: int, min_similarity: float = 0.3, *,
+                 name: str = "link_gaps") -> None:
+        self.name = name
+        self.linker = GapLinker(max_gap, fill_gaps, min_similarity)
+
+    async def run(self, inbox: Any, outbox: Any, *,
+                  task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with inbox, outbox:
+            task_status.started()
+            async for item in inbox:
+                for out in await anyio.to_thread.run_sync(self.linker.push, item):
+                    await outbox.send(out)
+            for out in self.linker.flush():
+                await outbox.send(out)

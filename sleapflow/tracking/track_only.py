@@ -26,9 +26,12 @@ from sleapflow.errors import ConfigError
 from sleapflow.provenance import tracking_only_provenance
 from sleapflow.tracker_config import TrackerConfig
 from sleapflow.tracking.cleanup import PostTrackingCleanup
-from sleapflow.tracking.tracker import UNASSIGNED, Tracker
+from sleapflow.tracking.tracker import UNASSIGNED
 
 log = structlog.get_logger(__name__)
+
+#: sleapflow.tracking.motion.UNTRACKED, repeated to keep this module import-light.
+_UNTRACKED = -2
 
 InstanceFilter = Callable[[list[sio.Instance]], list[sio.Instance]]
 
@@ -94,6 +97,13 @@ def instance_score(inst: sio.Instance) -> float:
     return float(getattr(inst, "score", 1.0))
 
 
+def make_tracker(cfg: TrackerConfig) -> Any:
+    """The classic or motion-model tracker (imported here: motion imports this module's peers)."""
+    from sleapflow.tracking.motion import make_tracker as make
+
+    return make(cfg)
+
+
 def track_labels(labels: sio.Labels, cfg: TrackerConfig | None = None, *,
                  video_index: int | None = None, frames: Iterable[int] | None = None,
                  max_instances: int | None = None,
@@ -110,7 +120,7 @@ def track_labels(labels: sio.Labels, cfg: TrackerConfig | None = None, *,
     cfg = resolve_track_only_config(cfg or TrackerConfig(), max_instances)
     start_wall, start = datetime.now(), time.perf_counter()
     lfs = select_frames(labels, video_index=video_index, frames=frames)
-    tracker = Tracker(cfg)
+    tracker = make_tracker(cfg)
     cleanup = PostTrackingCleanup(cfg)
     log.info("tracking.start", frames=len(lfs))
     tracks: dict[int, sio.Track] = {}
@@ -138,7 +148,9 @@ def track_labels(labels: sio.Labels, cfg: TrackerConfig | None = None, *,
         for idx, track_id, score in zip(result.indices.tolist(), result.track_ids.tolist(),
                                         result.tracking_scores.tolist()):
             inst = copy_instance(to_track[idx])
-            if track_id != UNASSIGNED:
+            if track_id == _UNTRACKED:
+                inst.track = None
+            elif track_id != UNASSIGNED:
                 inst.track = track_object(track_id)
                 inst.tracking_score = score
             frame_instances.append(inst)

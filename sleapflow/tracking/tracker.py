@@ -34,6 +34,7 @@ from sleapflow.tracking.candidates import (
     QueueEntry,
 )
 from sleapflow.tracking.cleanup import pre_cull
+from sleapflow.tracking.kalman import KalmanShift
 
 log = structlog.get_logger(__name__)
 
@@ -109,6 +110,12 @@ class Tracker:
                                                cfg.max_tracks)
         else:
             self._fixed = FixedWindowCandidates(cfg.window_size, cfg.min_new_track_points)
+        self._kalman: KalmanShift | None = None
+        if cfg.use_kalman:
+            self._kalman = KalmanShift(features=cfg.kf_track_features,
+                                       node_indices=cfg.kf_node_indices,
+                                       init_frames=cfg.kf_init_frame_count,
+                                       reset_gap=cfg.kf_reset_gap_size)
 
     # ----------------------------------------------------------------------------------------
     def track(self, points: np.ndarray, instance_scores: np.ndarray | None = None,
@@ -144,10 +151,15 @@ class Tracker:
         valid = feats.valid_point_counts(pts)
         flow_image = (flow.prepare_image(image, cfg.of_img_scale)
                       if cfg.use_flow and image is not None else None)
+        if self._kalman is not None:
+            self._kalman.begin_frame(int(frame_idx))
         if self._local is not None:
             rows = self._track_local(pts, features, valid, int(frame_idx), image, flow_image)
         else:
             rows = self._track_fixed(pts, features, valid, int(frame_idx), image, flow_image)
+        if self._kalman is not None:
+            self._kalman.observe([(tid, pts[i]) for i, tid, _ in rows if tid != UNASSIGNED],
+                                 int(frame_idx))
         return _frame_tracks(int(frame_idx), rows, index_map)
 
     # ----------------------------------------------------------------------------------------
@@ -246,6 +258,11 @@ class Tracker:
         cand_features = cands.features
         if cfg.use_flow:
             cand_features = self._shifted_features(cands, image, flow_image)
+        elif self._kalman is not None and self._kalman.active:
+            # Each candidate moved rigidly to where its track's filter predicts it now.
+            owners = [cands.columns[c] if c >= 0 else None for c in cands.column_of.tolist()]
+            cand_features = feats.compute(cfg.features, self._kalman.shift(cands.points, owners),
+                                          image)
         # Only score the stored instances that are candidates of some column.
         pair = scoring.similarity(cfg.scoring_method, features, cand_features[selected],
                                   self._oks_stddev)  # (n, s)

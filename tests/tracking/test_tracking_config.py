@@ -67,10 +67,14 @@ def test_compatible_pairs(features: str, scoring: str) -> None:
     TrackerConfig(features=features, scoring_method=scoring)
 
 
-def test_kalman_is_refused_clearly() -> None:
-    with pytest.raises(ConfigError, match="not supported"):
+def test_kalman_needs_a_target_count_and_no_flow() -> None:
+    with pytest.raises(ConfigError, match="known number of animals"):
         TrackerConfig(use_kalman=True)
-    # The Kalman options alone are accepted (configs written for sleap-nn still decode).
+    with pytest.raises(ConfigError, match="mutually exclusive"):
+        TrackerConfig(use_kalman=True, use_flow=True, max_tracks=2)
+    cfg = TrackerConfig(use_kalman=True, max_tracks=2, kf_track_features="keypoints",
+                        kf_init_frame_count=3, kf_node_indices=(0, 1))
+    assert cfg.effective_oks_stddev == 0.1  # sleap-nn's default for keypoint filters
     TrackerConfig(kf_track_features="keypoints", kf_init_frame_count=3, kf_node_indices=(0, 1))
 
 
