@@ -14,17 +14,25 @@ class TrackFrames:
     State lives in the :class:`Tracker` (bounded by its window). Frames without instances are
     fed only when ``feed_empty_frames`` (the reference's top-down runs never feed them). With
     ``prefer_user`` (track-only), a frame's user instances are tracked when it has any, its
-    predicted ones then pass through untouched.
+    predicted ones then pass through untouched. With ``per_video`` (many-input runs, whose
+    videos follow one another) the tracker starts afresh at each new ``video_id``, so no track
+    crosses from one video to the next.
     """
 
     def __init__(self, config: TrackerConfig, *, feed_empty_frames: bool,
-                 prefer_user: bool = False) -> None:
+                 prefer_user: bool = False, per_video: bool = False) -> None:
         self.tracker = Tracker(config)
         self.config = config
         self.feed_empty_frames = feed_empty_frames
         self.prefer_user = prefer_user
+        self.per_video = per_video
+        self._video_id: int | None = None
 
     def __call__(self, pred: FramePrediction) -> FramePrediction:
+        if self.per_video and pred.video_id != self._video_id:
+            if self._video_id is not None:
+                self.tracker = Tracker(self.config)
+            self._video_id = pred.video_id
         untouched: tuple = ()
         if self.prefer_user and pred.is_user is not None and np.asarray(pred.is_user).any():
             is_user = np.asarray(pred.is_user)
@@ -55,14 +63,21 @@ class TrackFrames:
 class CleanUpTracks:
     """sleap-nn's post-tracking cull and single-break repair, applied frame by frame in order."""
 
-    def __init__(self, config: TrackerConfig) -> None:
+    def __init__(self, config: TrackerConfig, *, per_video: bool = False) -> None:
+        self.config = config
         self.cleanup = PostTrackingCleanup(config)
+        self.per_video = per_video
+        self._video_id: int | None = None
 
     @property
     def enabled(self) -> bool:
         return self.cleanup.enabled
 
     def __call__(self, pred: FramePrediction) -> FramePrediction:
+        if self.per_video and pred.video_id != self._video_id:
+            if self._video_id is not None:
+                self.cleanup = PostTrackingCleanup(self.config)
+            self._video_id = pred.video_id
         n_untouched = len(pred.untouched)
         if pred.n_instances + n_untouched == 0:
             return pred
