@@ -1,14 +1,8 @@
 """Inputs and outputs on disk: readers, input planning and output naming."""
 
 from sleapflow.io.naming import default_output_path
-from sleapflow.io.planning import (
-    HDF5_SUFFIXES,
-    IMAGE_SUFFIXES,
-    VIDEO_SUFFIXES,
-    InputPlan,
-    WorkItem,
-    plan_input,
-)
+from sleapflow.io.plan import InputPlan, WorkItem
+from sleapflow.io.planning import HDF5_SUFFIXES, IMAGE_SUFFIXES, VIDEO_SUFFIXES, plan_input
 from sleapflow.io.readers import PyAVReader, SioReader, VideoInfo, is_grayscale, open_reader, probe_video
 
 __all__ = [

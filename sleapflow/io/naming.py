@@ -8,7 +8,7 @@ from pathlib import Path
 import sleap_io as sio
 
 from sleapflow.config import InferenceConfig
-from sleapflow.io.planning import InputPlan
+from sleapflow.io.plan import InputPlan
 
 
 def _video_stem(video: sio.Video, k: int, labels_path: str | None) -> str:

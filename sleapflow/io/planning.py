@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import glob
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import structlog
 
 from sleapflow.config import InferenceConfig
 from sleapflow.errors import ConfigError, VideoDecodeError
+from sleapflow.io.plan import InputPlan, WorkItem
 from sleapflow.io.readers import _video_name, probe_video
 
 log = structlog.get_logger(__name__)
@@ -26,33 +26,6 @@ VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpe
                   ".mj2", ".ts"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 HDF5_SUFFIXES = {".h5", ".hdf5"}
-
-
-@dataclass(frozen=True)
-class WorkItem:
-    """One frame to process: which video, which index, and ground truth when a mode needs it."""
-
-    video_id: int
-    frame_idx: int
-    gt_points: np.ndarray | None = None
-
-
-@dataclass
-class InputPlan:
-    """What a run reads: the videos (for the output file), the frames, and the source labels.
-
-    ``source_path`` is the path the user gave (None for in-memory inputs); ``video_index`` is set
-    when a single video of a ``.slp`` was selected (it names the default output file).
-    """
-
-    kind: str  # "video", "slp", "hdf5", "images"
-    source_path: str | None
-    videos: list[sio.Video]
-    items: list[WorkItem]
-    labels: sio.Labels | None = None
-    frame_selection_method: str = "all"
-    video_index: int | None = None
-    video_readers: dict[int, Any] = field(default_factory=dict)
 
 
 def _frame_count(video: sio.Video) -> int | None:

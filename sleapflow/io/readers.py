@@ -7,16 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import sleap_io as sio
 import structlog
 
 from sleapflow.errors import VideoDecodeError
-
-if TYPE_CHECKING:
-    from sleapflow.io.planning import InputPlan
+from sleapflow.io.plan import InputPlan
 
 log = structlog.get_logger(__name__)
 
