@@ -200,7 +200,13 @@ def track(
     options = dict(locals())
     for key in ("stats", "verbose", "input_list", "overwrite", "ray", "ray_workers"):
         del options[key]
-    from sleapflow.io.many import expand_inputs, output_for, parse_shard, shard_output_path
+    from sleapflow.io.many import (
+        expand_inputs,
+        output_for,
+        output_is_folder,
+        parse_shard,
+        shard_output_path,
+    )
     from sleapflow.options import build_config
     from sleapflow.pipeline import prepare, run_to_file
 
@@ -222,7 +228,7 @@ def track(
         return _report(tasks)
     if many:
         return _track_many(cfg)
-    if cfg.shard is not None and output_path is None:
+    if cfg.shard is not None and (output_path is None or output_is_folder(output_path)):
         out = shard_output_path(cfg, cfg.shard)
     else:
         out = output_for(cfg, paths[0], many=False)
@@ -263,6 +269,41 @@ def _track_many(cfg: Any) -> int:
     with _Progress(len(plan.items), "Predicting...") as progress:
         tasks = anyio.run(lambda: run_many(cfg, prepared=prepared, on_frame=progress.advance))
     return _report(tasks)
+
+
+@app.command
+def merge(
+    shards: Annotated[tuple[str, ...], Parameter(help="The per-shard .slp outputs of one video.")],
+    output_path: Annotated[str, opt("output_path", "-o", help="The merged .slp.")],
+    tracking: Annotated[bool, opt("tracking", "-t",
+                                  help="Track the merged predictions (track-only).")] = False,
+    tracking_window_size: Annotated[int, opt("tracking_window_size")] = 5,
+    min_new_track_points: Annotated[int, opt("min_new_track_points")] = 0,
+    candidates_method: Annotated[str, opt("candidates_method")] = "fixed_window",
+    min_match_points: Annotated[int, opt("min_match_points")] = 0,
+    features: Annotated[str, opt("features")] = "keypoints",
+    scoring_method: Annotated[str, opt("scoring_method")] = "oks",
+    scoring_reduction: Annotated[str, opt("scoring_reduction")] = "mean",
+    track_matching_method: Annotated[str, opt("track_matching_method")] = "hungarian",
+    max_tracks: Annotated[int | None, opt("max_tracks")] = None,
+    max_instances: Annotated[int | None, opt("max_instances", "-n")] = None,
+    post_connect_single_breaks: Annotated[bool, opt("post_connect_single_breaks")] = False,
+    tracking_target_instance_count: Annotated[int | None,
+                                              opt("tracking_target_instance_count")] = None,
+    verbose: Annotated[bool, opt("verbose")] = False,
+) -> int:
+    """Join the per-shard outputs of one video (``track --shard I/N``) into one .slp; with
+    --tracking, track the merged predictions as a single-process run would."""
+    options = dict(locals())
+    for key in ("shards", "output_path", "tracking", "verbose"):
+        del options[key]
+    from sleapflow.merge import merge_command
+
+    configure_logging(verbose)
+    labels = merge_command(shards, output_path, tracking=tracking, **options)
+    structlog.get_logger("sleapflow").info("merged", shards=len(shards),
+                                           frames=len(labels.labeled_frames), output=output_path)
+    return 0
 
 
 @app.command(name="eval")

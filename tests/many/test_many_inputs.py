@@ -39,17 +39,26 @@ def many_run(clips: list[Path], assets: Path,
     return out, rc, buf.getvalue()
 
 
-def test_many_inputs_equal_single_runs(many_run: tuple[Path, int, str], clips: list[Path],
-                                       assets: Path, tmp_path: Path) -> None:
-    out = many_run[0]
+@pytest.fixture(scope="module")
+def single_runs(clips: list[Path], assets: Path,
+                tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("single_out")
     models = [a for m in TOPDOWN for a in ("-m", str(assets / m))]
+    runs = {}
+    for clip in clips:
+        runs[clip.stem] = out / f"{clip.stem}.single.slp"
+        assert main(["track", "-i", str(clip), *models, "--tracking", "--device", "cpu",
+                     "-o", str(runs[clip.stem])]) == 0
+    return runs
+
+
+def test_many_inputs_equal_single_runs(many_run: tuple[Path, int, str], clips: list[Path],
+                                       single_runs: dict[str, Path]) -> None:
+    out = many_run[0]
     compared = 0
     for clip in clips:
-        single = tmp_path / f"{clip.stem}.single.slp"
-        assert main(["track", "-i", str(clip), *models, "--tracking", "--device", "cpu",
-                     "-o", str(single)]) == 0
         ours = sio.load_slp(str(out / f"{clip.stem}.predictions.slp"))
-        ref = sio.load_slp(str(single))
+        ref = sio.load_slp(str(single_runs[clip.stem]))
         compared += assert_same_predictions(ours, ref)
         # Tracks restart in every video: the first frame's tracks are track_0, track_1, ...
         first = ours.labeled_frames[0]
@@ -58,6 +67,21 @@ def test_many_inputs_equal_single_runs(many_run: tuple[Path, int, str], clips: l
         assert ours.provenance["source_file"] == str(clip)
         assert ours.provenance["frame_selection"] == ref.provenance["frame_selection"]
     assert compared > 20
+
+
+def test_sharded_video_merged_and_retracked_equals_the_single_run(
+        clips: list[Path], single_runs: dict[str, Path], assets: Path, tmp_path: Path) -> None:
+    clip = clips[2]
+    models = [a for m in TOPDOWN for a in ("-m", str(assets / m))]
+    for i in (1, 2):
+        assert main(["track", "-i", str(clip), *models, "--device", "cpu", "--shard", f"{i}/2",
+                     "-o", f"{tmp_path}/"]) == 0
+    shards = [tmp_path / f"{clip.stem}.shard-{i}-of-2.predictions.slp" for i in (1, 2)]
+    lengths = [len(sio.load_slp(str(p)).labeled_frames) for p in shards]
+    assert lengths == [3, 4]  # 7 frames: contiguous halves
+    merged = tmp_path / "merged.slp"
+    assert main(["merge", *map(str, shards), "-o", str(merged), "--tracking"]) == 0
+    assert_same_predictions(sio.load_slp(str(merged)), sio.load_slp(str(single_runs[clip.stem])))
 
 
 def test_bad_videos_are_reported_and_skipped(many_run: tuple[Path, int, str]) -> None:
