@@ -2,7 +2,7 @@
 
 One benchmark does three measurements of the same graph on the same frames:
 
-1. **The graph**, built by :func:`sleapflow.pipeline.build_spec` and run by the one
+1. **The graph**, built by :func:`sleapflow.graphs.build.build_graph` and run by the one
    :class:`~sleapflow.runtime.GraphRunner`, writing a ``.slp`` like ``sleapflow track``. A
    statistics snapshot taken when the writer has seen the warm-up frames is subtracted from the
    final one, so model loading and first-batch costs are excluded. Per stage: items/s, busy,

@@ -33,7 +33,8 @@ class _Sub(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
 
 
 class InputOptions(_Sub, frozen=True, kw_only=True):
-    """Which frames of which input are read (input planning)."""
+    """Which frames of which input are read (input planning). Several inputs per call would be
+    one more plain field here (a tuple of paths) beside ``data_path``."""
 
     data_path: str | None
     #: Several inputs in one run (videos, in order); each gets its own output.
@@ -119,12 +120,13 @@ class OutputOptions(_Sub, frozen=True, kw_only=True):
 
 
 class ExecutionOptions(_Sub, frozen=True, kw_only=True):
-    """How the graph executes: device, batching, queues, parallelism, weights overrides.
+    """What runs and how: the models and weight overrides, device, batching, queues, parallelism.
 
     A choice of model runtime (torch, ONNX, TensorRT) is one more plain field here and on
     :class:`InferenceConfig`; nothing else needs to change to carry it to the forward stage.
     """
 
+    model_paths: tuple[str, ...]
     device: str
     batch_size: int
     queue_maxsize: int

@@ -17,7 +17,7 @@ import sleap_io as sio
 import structlog
 
 from sleapflow.errors import ConfigError
-from sleapflow.ops.oks import compute_instance_area, compute_oks
+from sleapflow.ops.oks import compute_instance_area, compute_oks, instance_arrays
 
 logger = structlog.get_logger(__name__)
 
@@ -45,12 +45,7 @@ def compute_distance_match_score(
         ``(..., n_gt, n_pr)`` scores ``max(0, 1 - mean_dist / pixel_threshold)`` where the mean
         runs over nodes visible in both instances; 0 when no node is visible in both.
     """
-    gt = np.asarray(points_gt, dtype=np.float64)
-    pr = np.asarray(points_pr, dtype=np.float64)
-    if gt.ndim == 2:
-        gt = gt[None]
-    if pr.ndim == 2:
-        pr = pr[None]
+    gt, pr = instance_arrays(points_gt, points_pr)
     both = (~np.isnan(gt).any(axis=-1))[..., :, None, :] & (~np.isnan(pr).any(axis=-1))[
         ..., None, :, :
     ]

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["compute_instance_area", "compute_oks"]
+__all__ = ["compute_instance_area", "compute_oks", "instance_arrays"]
 
 #: np.spacing(1): the epsilon sleap-nn adds to the bounding-box area in OKS.
 _EPS = np.spacing(1)
+
+
+def instance_arrays(points_gt: np.ndarray, points_pr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both sides as float64 ``(..., n_instances, n_nodes, n_dims)``; a 2-D array is one instance."""
+    gt = np.asarray(points_gt, dtype=np.float64)
+    pr = np.asarray(points_pr, dtype=np.float64)
+    return (gt[None] if gt.ndim == 2 else gt), (pr[None] if pr.ndim == 2 else pr)
 
 
 def compute_instance_area(points: np.ndarray) -> np.ndarray:
@@ -54,12 +61,7 @@ def compute_oks(
         ``(..., n_gt, n_pr)`` OKS in [0, 1]; NaN for a ground-truth instance with no visible
         node. Missing predicted nodes score 0; missing ground-truth nodes are left out.
     """
-    gt = np.asarray(points_gt, dtype=np.float64)
-    pr = np.asarray(points_pr, dtype=np.float64)
-    if gt.ndim == 2:
-        gt = gt[None]
-    if pr.ndim == 2:
-        pr = pr[None]
+    gt, pr = instance_arrays(points_gt, points_pr)
     n_nodes = gt.shape[-2]
     area = compute_instance_area(gt) if scale is None else np.asarray(scale, dtype=np.float64)
     area = np.broadcast_to(area, gt.shape[:-2])

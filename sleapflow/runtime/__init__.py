@@ -2,7 +2,7 @@
 
 from sleapflow.runtime.adapters import BatchStage, CollectSink, MapStage, ReorderStage
 from sleapflow.runtime.graph import Edge, GraphSpec, Stage, chain, edge_bounds, validate
-from sleapflow.runtime.runner import GraphRunner, run_graph
+from sleapflow.runtime.runner import GraphRunner, ItemFailure, run_graph
 from sleapflow.runtime.serial import run_serial
 from sleapflow.runtime.session import OpenGraph, open_graph
 from sleapflow.runtime.stats import GraphStats, StageStats
@@ -14,6 +14,7 @@ __all__ = [
     "GraphRunner",
     "GraphSpec",
     "GraphStats",
+    "ItemFailure",
     "MapStage",
     "OpenGraph",
     "ReorderStage",

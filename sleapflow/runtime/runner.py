@@ -18,6 +18,16 @@ from sleapflow.runtime.streams import MeteredReceiveStream, MeteredSendStream
 _CONSEQUENTIAL = (BrokenResourceError, ClosedResourceError)
 
 
+class ItemFailure(Exception):
+    """Raised ``from`` a stage's real error to name the item it failed on, for stages that run
+    their own loop (a source decoding in chunks); the runner reports the real error, with the
+    item's place in its message and as a note on it."""
+
+    def __init__(self, item: Any) -> None:
+        super().__init__(f"failed on {item!r}")
+        self.item = item
+
+
 def leaves(exc: BaseException) -> list[BaseException]:
     """The exceptions at the leaves of (possibly nested) exception groups."""
     if isinstance(exc, BaseExceptionGroup):
@@ -183,6 +193,11 @@ class GraphRunner:
             raise
         except StageError:
             raise
+        except ItemFailure as failure:
+            cause = failure.__cause__
+            if not isinstance(cause, Exception):
+                raise
+            raise self._stage_error(stage, cause, failure.item) from cause
         except Exception as exc:
             raise self._stage_error(stage, exc, meter.last_item) from exc
         finally:

@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from sleapflow.errors import StageError
-from sleapflow.runtime import MapStage, ReorderStage, chain, open_graph, run_graph
+from sleapflow.runtime import ItemFailure, MapStage, ReorderStage, chain, open_graph, run_graph
 from sleapflow.testing import ListSink, ListSource
 
 pytestmark = pytest.mark.anyio
@@ -82,3 +82,26 @@ async def test_open_graph_block_and_stage_errors() -> None:
         async with open_graph(chain("failing", [ListSource(range(4)), MapStage("boom", boom),
                                                 ListSink()], 2)) as graph:
             await anyio.sleep_forever()
+
+
+class _FailingSource(ListSource):
+    """A source with its own loop that fails on one item and names it."""
+
+    async def run(self, inbox, outbox, *, task_status=anyio.TASK_STATUS_IGNORED):
+        async with outbox:
+            task_status.started()
+            for item in self.items:
+                try:
+                    if item.seq == 2:
+                        raise OSError("corrupt packet")
+                except OSError as exc:
+                    raise ItemFailure(item) from exc
+                await outbox.send(item)
+
+
+async def test_a_stage_names_the_item_it_failed_on() -> None:
+    spec = chain("src", [_FailingSource([Item(i) for i in range(5)], name="decode"), ListSink()], 2)
+    with pytest.raises(StageError, match=r"^src\.decode@2 \(frame 12\): corrupt packet") as info:
+        await run_graph(spec)
+    assert isinstance(info.value.__cause__, OSError)
+    assert (info.value.seq, info.value.frame_idx) == (2, 12)
