@@ -113,7 +113,10 @@ def track(
     ray: Annotated[str | None, opt("ray", help="Run on Ray workers: --ray alone starts or joins a "
                                    "local instance, --ray ADDRESS joins a cluster.")] = None,
     ray_workers: Annotated[int | None, opt("ray_workers",
-                                           help="Ray workers (default: GPUs, else CPUs).")] = None,
+                                           help="Ray workers (default: GPUs, else CPUs/2).")] = None,
+    ray_chunk_frames: Annotated[int, opt("ray_chunk_frames",
+                                         help="Ray: split longer videos into chunks of about "
+                                         "this many frames.")] = 20_000,
     model_paths: Annotated[tuple[str, ...], opt("model_paths", "-m",
                                                  help="Model folder; repeat for top-down.")] = (),
     output_path: Annotated[str | None, opt("output_path", "-o",
@@ -198,7 +201,8 @@ def track(
 ) -> int:
     """Run pose inference on a video or labels file and write a .slp (sleap-nn track compatible)."""
     options = dict(locals())
-    for key in ("stats", "verbose", "input_list", "overwrite", "ray", "ray_workers"):
+    for key in ("stats", "verbose", "input_list", "overwrite", "ray", "ray_workers",
+                "ray_chunk_frames"):
         del options[key]
     from sleapflow.io.many import (
         expand_inputs,
@@ -222,9 +226,10 @@ def track(
     options["inputs"] = tuple(paths) if many or ray is not None else ()
     cfg = build_config(**options)
     if ray is not None:
-        from sleapflow.distributed import run as ray_run
+        from sleapflow.distributed import run_config
 
-        tasks = ray_run(cfg, address=None if ray == "local" else ray, workers=ray_workers)
+        tasks = run_config(cfg, address=None if ray == "local" else ray, workers=ray_workers,
+                           chunk_frames=ray_chunk_frames)
         return _report(tasks)
     if many:
         return _track_many(cfg)

@@ -80,6 +80,7 @@ def merge_command(paths: Sequence[str], output_path: str, *, tracking: bool = Fa
     for p in paths:
         check_output_path(output_path, input_path=p)
     merged = merge_shards(paths)
+
     if not tracking:
         save_labels_atomically(merged, output_path)
         return merged
