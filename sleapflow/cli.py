@@ -221,6 +221,11 @@ def track(
 
         raise ConfigError("--skip_existing and --overwrite are opposites; pass one of them")
     paths, many = expand_inputs(data_path, input_list)
+    if many and not model_paths:
+        from sleapflow.errors import ConfigError
+
+        raise ConfigError("several inputs need --model_paths/-m: track-only runs (no models) "
+                          "re-track one .slp at a time")
     options["shard"] = parse_shard(shard)
     options["data_path"] = None if many else paths[0]
     options["inputs"] = tuple(paths) if many or ray is not None else ()

@@ -126,8 +126,7 @@ def _connect(ray: Any, address: str | None) -> None:
 
 def run(inputs: str | Sequence[str], models: str | Sequence[str],
         options: dict[str, Any] | None = None, address: str | None = None, *,
-        workers: int | None = None, chunk_frames: int = DEFAULT_CHUNK_FRAMES,
-        show_progress: bool = True) -> list[VideoTask]:
+        workers: int | None = None, chunk_frames: int = DEFAULT_CHUNK_FRAMES) -> list[VideoTask]:
     """Run ``models`` over ``inputs`` (videos, folders, globs) on Ray and write each output.
 
     ``options`` are ``sleapflow track``'s options as keywords (``output_path``, ``tracking``,
@@ -139,8 +138,7 @@ def run(inputs: str | Sequence[str], models: str | Sequence[str],
     paths, _ = expand_inputs([inputs] if isinstance(inputs, str) else list(inputs))
     cfg = build_config(**{**(options or {}), "inputs": tuple(paths),
                           "model_paths": (models,) if isinstance(models, str) else tuple(models)})
-    return run_config(cfg, address=address, workers=workers, chunk_frames=chunk_frames,
-                      show_progress=show_progress)
+    return run_config(cfg, address=address, workers=workers, chunk_frames=chunk_frames)
 
 
 def _plan(cfg: InferenceConfig, chunk_frames: int) -> tuple[list[VideoTask], list[_Task]]:
@@ -185,8 +183,7 @@ def _parts_dir(output: str) -> Path:
 
 
 def run_config(cfg: InferenceConfig, *, address: str | None = None, workers: int | None = None,
-               chunk_frames: int = DEFAULT_CHUNK_FRAMES,
-               show_progress: bool = True) -> list[VideoTask]:
+               chunk_frames: int = DEFAULT_CHUNK_FRAMES) -> list[VideoTask]:
     """:func:`run` from a built config (what ``sleapflow track --ray`` calls)."""
     ray = _ray()
     if not cfg.model_paths:

@@ -105,6 +105,7 @@ def _busy_workers(pgid: int) -> list[int]:
     return [pid for pid, cmd in _cluster_pids(pgid).items() if cmd.startswith(b"ray::_Worker.run")]
 
 
+@pytest.mark.timeout(600)
 def test_ray_run_with_a_killed_worker_equals_the_local_run(
         cluster: tuple[str, int], assets: Path, tmp_path: Path) -> None:
     address, pgid = cluster
