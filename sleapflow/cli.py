@@ -114,9 +114,9 @@ def track(
                                    "local instance, --ray ADDRESS joins a cluster.")] = None,
     ray_workers: Annotated[int | None, opt("ray_workers",
                                            help="Ray workers (default: GPUs, else CPUs/2).")] = None,
-    ray_chunk_frames: Annotated[int, opt("ray_chunk_frames",
-                                         help="Ray: split longer videos into chunks of about "
-                                         "this many frames.")] = 20_000,
+    ray_chunk_frames: Annotated[int | None, opt(
+        "ray_chunk_frames", help="Ray: split longer videos into chunks of about this many "
+        "frames (default: only when there are fewer videos than workers).")] = None,
     model_paths: Annotated[tuple[str, ...], opt("model_paths", "-m",
                                                  help="Model folder; repeat for top-down.")] = (),
     output_path: Annotated[str | None, opt("output_path", "-o",

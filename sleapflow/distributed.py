@@ -28,8 +28,10 @@ from sleapflow.io.many import VideoTask, output_for, output_is_complete, shard_s
 
 log = structlog.get_logger(__name__)
 
-#: Frames per chunk: videos longer than this are split into frame ranges of about this size.
-DEFAULT_CHUNK_FRAMES = 20_000
+#: Without ``chunk_frames``, videos are split only when there are fewer videos than workers,
+#: into about this many chunks per worker: whole videos are tracked inside the graph, while
+#: chunks wait for a merge and a track-only pass on the driver.
+CHUNKS_PER_WORKER = 2
 
 
 def _ray() -> Any:
@@ -126,7 +128,7 @@ def _connect(ray: Any, address: str | None) -> None:
 
 def run(inputs: str | Sequence[str], models: str | Sequence[str],
         options: dict[str, Any] | None = None, address: str | None = None, *,
-        workers: int | None = None, chunk_frames: int = DEFAULT_CHUNK_FRAMES) -> list[VideoTask]:
+        workers: int | None = None, chunk_frames: int | None = None) -> list[VideoTask]:
     """Run ``models`` over ``inputs`` (videos, folders, globs) on Ray and write each output.
 
     ``options`` are ``sleapflow track``'s options as keywords (``output_path``, ``tracking``,
@@ -183,18 +185,22 @@ def _parts_dir(output: str) -> Path:
 
 
 def run_config(cfg: InferenceConfig, *, address: str | None = None, workers: int | None = None,
-               chunk_frames: int = DEFAULT_CHUNK_FRAMES) -> list[VideoTask]:
+               chunk_frames: int | None = None) -> list[VideoTask]:
     """:func:`run` from a built config (what ``sleapflow track --ray`` calls)."""
     ray = _ray()
     if not cfg.model_paths:
         raise ConfigError("--ray runs inference: pass --model_paths/-m")
-    videos, tasks = _plan(cfg, max(1, chunk_frames))
+    videos, tasks = _plan(cfg, max(1, chunk_frames or 2**62))
     if not tasks:
         return videos
     _connect(ray, address)
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0)) if cfg.device != "cpu" else 0
     n_workers = workers or gpus or max(1, int(resources.get("CPU", 1)) // 2)
+    if chunk_frames is None and len(tasks) < n_workers:
+        # Too few videos to keep every worker busy: cut them into frame ranges.
+        total = sum(t.n_frames for t in tasks)
+        videos, tasks = _plan(cfg, max(1, -(-total // (CHUNKS_PER_WORKER * n_workers))))
     cpus = max(1, int(resources.get("CPU", 1)) // n_workers) if not gpus else 1
     if not gpus and cfg.torch_threads is None:
         # Each actor computes on its share of the cores, not on all of them.
