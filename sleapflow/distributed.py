@@ -190,6 +190,9 @@ def run_config(cfg: InferenceConfig, *, address: str | None = None, workers: int
     ray = _ray()
     if not cfg.model_paths:
         raise ConfigError("--ray runs inference: pass --model_paths/-m")
+    if cfg.shard is not None and len(cfg.inputs) <= 1:
+        raise ConfigError("--ray cuts a single video into frame ranges itself; drop --shard "
+                          "(or use --ray_chunk_frames)")
     videos, tasks = _plan(cfg, max(1, chunk_frames or 2**62))
     if not tasks:
         return videos
