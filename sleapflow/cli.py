@@ -104,7 +104,23 @@ class _Progress:
 
 @app.command
 def track(
-    data_path: Annotated[str, opt("data_path", "-i", help="Video, .slp, HDF5 or image folder.")],
+    data_path: Annotated[tuple[str, ...], opt(
+        "data_path", "-i", help="Video, .slp, HDF5 or image folder; repeat, or give a folder or "
+        "glob of videos, to run many videos in one call.")] = (),
+    input_list: Annotated[str | None, opt("input_list",
+                                           help="File with one input path per line.")] = None,
+    shard: Annotated[str | None, opt("shard", help="I/N: only the I-th of N slices of the inputs "
+                                     "(of the frames, for one video).")] = None,
+    skip_existing: Annotated[bool, opt("skip_existing",
+                                       help="Skip videos whose output exists and is complete.")] = False,
+    overwrite: Annotated[bool, opt("overwrite", help="Rewrite existing outputs (the default).")] = False,
+    ray: Annotated[str | None, opt("ray", help="Run on Ray workers: --ray alone starts or joins a "
+                                   "local instance, --ray ADDRESS joins a cluster.")] = None,
+    ray_workers: Annotated[int | None, opt("ray_workers",
+                                           help="Ray workers (default: GPUs, else CPUs/2).")] = None,
+    ray_chunk_frames: Annotated[int | None, opt(
+        "ray_chunk_frames", help="Ray: split longer videos into chunks of about this many "
+        "frames (default: only when there are fewer videos than workers).")] = None,
     model_paths: Annotated[tuple[str, ...], opt("model_paths", "-m",
                                                  help="Model folder; repeat for top-down.")] = (),
     output_path: Annotated[str | None, opt("output_path", "-o",
@@ -223,14 +239,47 @@ def track(
 ) -> int:
     """Run pose inference on a video or labels file and write a .slp (sleap-nn track compatible)."""
     options = dict(locals())
-    del options["stats"], options["verbose"]
+    for key in ("stats", "verbose", "input_list", "overwrite", "ray", "ray_workers",
+                "ray_chunk_frames"):
+        del options[key]
+    from sleapflow.io.many import (
+        expand_inputs,
+        output_for,
+        output_is_folder,
+        parse_shard,
+        shard_output_path,
+    )
     from sleapflow.options import build_config
-    from sleapflow.pipeline import default_output_path, prepare, run_to_file
+    from sleapflow.pipeline import prepare, run_to_file
 
     configure_logging(verbose)
     log = structlog.get_logger("sleapflow")
+    if skip_existing and overwrite:
+        from sleapflow.errors import ConfigError
+
+        raise ConfigError("--skip_existing and --overwrite are opposites; pass one of them")
+    paths, many = expand_inputs(data_path, input_list)
+    if many and not model_paths:
+        from sleapflow.errors import ConfigError
+
+        raise ConfigError("several inputs need --model_paths/-m: track-only runs (no models) "
+                          "re-track one .slp at a time")
+    options["shard"] = parse_shard(shard)
+    options["data_path"] = None if many else paths[0]
+    options["inputs"] = tuple(paths) if many or ray is not None else ()
     cfg = build_config(**options)
-    out = output_path or default_output_path(cfg)
+    if ray is not None:
+        from sleapflow.distributed import run_config
+
+        tasks = run_config(cfg, address=None if ray == "local" else ray, workers=ray_workers,
+                           chunk_frames=ray_chunk_frames)
+        return _report(tasks)
+    if many:
+        return _track_many(cfg)
+    if cfg.shard is not None and (output_path is None or output_is_folder(output_path)):
+        out = shard_output_path(cfg, cfg.shard)
+    else:
+        out = output_for(cfg, paths[0], many=False)
     prepared = prepare(cfg)
     log.info("starting", graph=prepared.graph_name, device=prepared.ctx.device,
              frames=len(prepared.plan.items), output=out)
@@ -243,6 +292,65 @@ def track(
              fps=round(progress.done / wall, 1) if wall > 0 else None, output=out)
     if stats:
         print(result.stats.table())
+    return 0
+
+
+def _report(tasks: list) -> int:
+    """The per-video summary; non-zero when any input failed."""
+    from sleapflow.many import summary_table
+
+    print(summary_table(tasks))
+    return 1 if any(t.status == "failed" for t in tasks) else 0
+
+
+def _track_many(cfg: Any) -> int:
+    """Several videos through one graph: the models load once, the videos are pipelined."""
+    from sleapflow.many import run_many
+    from sleapflow.pipeline import prepare
+
+    log = structlog.get_logger("sleapflow")
+    prepared = prepare(cfg)
+    plan = prepared.plan
+    planned = [t for t in plan.tasks if t.status == "planned"]
+    log.info("starting", graph=prepared.graph_name, device=prepared.ctx.device,
+             videos=len(planned), of=len(plan.tasks), frames=len(plan.items))
+    with _Progress(len(plan.items), "Predicting...") as progress:
+        tasks = anyio.run(lambda: run_many(cfg, prepared=prepared, on_frame=progress.advance))
+    return _report(tasks)
+
+
+@app.command
+def merge(
+    shards: Annotated[tuple[str, ...], Parameter(help="The per-shard .slp outputs of one video.")],
+    output_path: Annotated[str, opt("output_path", "-o", help="The merged .slp.")],
+    tracking: Annotated[bool, opt("tracking", "-t",
+                                  help="Track the merged predictions (track-only).")] = False,
+    tracking_window_size: Annotated[int, opt("tracking_window_size")] = 5,
+    min_new_track_points: Annotated[int, opt("min_new_track_points")] = 0,
+    candidates_method: Annotated[str, opt("candidates_method")] = "fixed_window",
+    min_match_points: Annotated[int, opt("min_match_points")] = 0,
+    features: Annotated[str, opt("features")] = "keypoints",
+    scoring_method: Annotated[str, opt("scoring_method")] = "oks",
+    scoring_reduction: Annotated[str, opt("scoring_reduction")] = "mean",
+    track_matching_method: Annotated[str, opt("track_matching_method")] = "hungarian",
+    max_tracks: Annotated[int | None, opt("max_tracks")] = None,
+    max_instances: Annotated[int | None, opt("max_instances", "-n")] = None,
+    post_connect_single_breaks: Annotated[bool, opt("post_connect_single_breaks")] = False,
+    tracking_target_instance_count: Annotated[int | None,
+                                              opt("tracking_target_instance_count")] = None,
+    verbose: Annotated[bool, opt("verbose")] = False,
+) -> int:
+    """Join the per-shard outputs of one video (``track --shard I/N``) into one .slp; with
+    --tracking, track the merged predictions as a single-process run would."""
+    options = dict(locals())
+    for key in ("shards", "output_path", "tracking", "verbose"):
+        del options[key]
+    from sleapflow.merge import merge_command
+
+    configure_logging(verbose)
+    labels = merge_command(shards, output_path, tracking=tracking, **options)
+    structlog.get_logger("sleapflow").info("merged", shards=len(shards),
+                                           frames=len(labels.labeled_frames), output=output_path)
     return 0
 
 
@@ -362,11 +470,21 @@ app.command(bench_command, name="bench")
 app.command(serve_command, name="serve")
 
 
+def _optional_ray_address(argv: list[str]) -> list[str]:
+    """``--ray`` may stand alone (a local instance): give it the value ``local`` then."""
+    out = list(argv)
+    for i, token in enumerate(out):
+        if token == "--ray" and (i + 1 == len(out) or out[i + 1].startswith("-")):
+            out[i] = "--ray=local"
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors print one line and exit 2, never a traceback."""
     configure_logging()
+    argv = _optional_ray_address(argv if argv is not None else sys.argv[1:])
     try:
-        result = app(argv if argv is not None else sys.argv[1:], exit_on_error=False,
+        result = app(argv, exit_on_error=False,
                      print_error=True, result_action="return_value")
     except cyclopts.CycloptsError:
         return 2

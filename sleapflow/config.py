@@ -37,6 +37,10 @@ class InputOptions(_Sub, frozen=True, kw_only=True):
     one more plain field here (a tuple of paths) beside ``data_path``."""
 
     data_path: str | None
+    #: Several inputs in one run (videos, in order); each gets its own output.
+    inputs: tuple[str, ...]
+    #: ``(I, N)``: the I-th of N slices of ``inputs``, or of the frames of a single input.
+    shard: tuple[int, int] | None
     frames: tuple[int, ...] | None
     video_index: int | None
     video_dataset: str | None
@@ -112,6 +116,7 @@ class OutputOptions(_Sub, frozen=True, kw_only=True):
 
     output_path: str | None
     no_empty_frames: bool
+    skip_existing: bool
 
 
 class ExecutionOptions(_Sub, frozen=True, kw_only=True):
@@ -139,6 +144,10 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     """Every option of ``sleapflow track`` / ``run_inference``, with sleap-nn's defaults."""
 
     data_path: str | None = None
+    inputs: tuple[str, ...] = ()
+    shard: tuple[int, int] | None = None
+    #: Many-input runs: leave a video whose output exists and is complete alone.
+    skip_existing: bool = False
     model_paths: tuple[str, ...] = ()
     output_path: str | None = None
     device: str = "auto"

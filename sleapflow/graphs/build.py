@@ -9,6 +9,7 @@ stages, and the sink, with every edge bounded by what the stage before it emits.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +34,7 @@ from sleapflow.graphs.common import (
 )
 from sleapflow.graphs.track_only import LabelsTrackSource
 from sleapflow.io import InputPlan, WorkItem, plan_input
+from sleapflow.io.many import ManyPlan, shard_frames_plan
 from sleapflow.provenance import inference_provenance, tracking_only_provenance
 from sleapflow.runtime import GraphSpec, MapStage, chain
 from sleapflow.runtime.adapters import CollectSink
@@ -101,6 +103,8 @@ def prepare(cfg: InferenceConfig, *, plan: InputPlan | None = None,
     if plan is None:
         plan = plan_input(cfg, need_ground_truth=graph.needs_ground_truth, labels=input_labels,
                           video=input_video)
+        if cfg.shard is not None and not cfg.inputs:
+            plan = shard_frames_plan(plan, cfg.shard)  # one video: the I-th of N frame ranges
     return PreparedRun(cfg=cfg, graph=graph, ctx=_context(cfg, graph, models, plan), plan=plan)
 
 
@@ -189,10 +193,11 @@ def _post_stages(run: PreparedRun) -> list[Any]:
     if filt.active or tracker is not None:
         stages.append(MapStage("filter", filt, limiter=run.ctx.cpu_limiter))
     if tracker is not None:
+        per_video = isinstance(run.plan, ManyPlan)
         track = TrackFrames(tracker, feed_empty_frames=run.graph.keep_empty_frames,
-                            prefer_user=from_labels)
+                            prefer_user=from_labels, per_video=per_video)
         stages.append(MapStage("track", track, requires_order=True))
-        cleanup = CleanUpTracks(tracker)
+        cleanup = CleanUpTracks(tracker, per_video=per_video)
         if cleanup.enabled:
             stages.append(MapStage("track_cleanup", cleanup, requires_order=True))
         if tracker.max_gap or tracker.fill_gaps:
@@ -241,10 +246,18 @@ def build_graph(run: PreparedRun, *, source: Any = None, sink: Any = None,
 
 
 def make_writer(run: PreparedRun, *, output_path: str | None,
-                on_frame: Callable[[int], None] | None = None) -> SlpWriter:
-    """The ``.slp`` sink of ``run``, with the provenance its graph records."""
+                on_frame: Callable[[int], None] | None = None) -> Any:
+    """The ``.slp`` sink of ``run``, with the provenance its graph records (with several
+    inputs: one writer per video, each output written as its video ends)."""
     started = datetime.now()
     plan = run.plan
+    if isinstance(plan, ManyPlan):
+        from sleapflow.stages.write_many import ManyWriter
+
+        return ManyWriter(plan, make_writer_for=lambda task: make_writer(
+            dataclasses.replace(run, plan=task.plan, cfg=msgspec.structs.replace(
+                run.cfg, data_path=task.path, inputs=(), shard=None, output_path=task.output)),
+            output_path=task.output), on_frame=on_frame)
     if run.graph.from_labels:
         labels = plan.labels
         assert labels is not None and run.ctx.tracker is not None

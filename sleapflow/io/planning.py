@@ -123,6 +123,10 @@ def plan_input(cfg: InferenceConfig, *, need_ground_truth: bool = False,
     ``input_video`` of ``run_inference``); they take precedence over ``cfg.data_path`` in that
     order, as in sleap-nn.
     """
+    if cfg.inputs:
+        from sleapflow.io.many import plan_many
+
+        return plan_many(cfg, need_ground_truth=need_ground_truth)
     if labels is not None:
         return _plan_labels(cfg, labels, None, need_ground_truth)
     if video is not None:

@@ -25,17 +25,25 @@ class TrackFrames:
     ``prefer_user`` (track-only), a frame's user instances are tracked when it has any, its
     predicted ones then pass through untouched. Motion-model trackers report detections they
     leave without a track as ``UNTRACKED``: those leave with no track (a track-only input's old
-    track is cleared), never dropped.
+    track is cleared), never dropped. With ``per_video`` (many-input runs, whose videos follow
+    one another) the tracker starts afresh at each new ``video_id``, so no track crosses from
+    one video to the next.
     """
 
     def __init__(self, config: TrackerConfig, *, feed_empty_frames: bool,
-                 prefer_user: bool = False) -> None:
+                 prefer_user: bool = False, per_video: bool = False) -> None:
         self.tracker = make_tracker(config)
         self.config = config
         self.feed_empty_frames = feed_empty_frames
         self.prefer_user = prefer_user
+        self.per_video = per_video
+        self._video_id: int | None = None
 
     def __call__(self, pred: FramePrediction) -> FramePrediction:
+        if self.per_video and pred.video_id != self._video_id:
+            if self._video_id is not None:
+                self.tracker = make_tracker(self.config)
+            self._video_id = pred.video_id
         untouched: tuple = ()
         if self.prefer_user and pred.is_user is not None and np.asarray(pred.is_user).any():
             is_user = np.asarray(pred.is_user)
@@ -77,14 +85,21 @@ class TrackFrames:
 class CleanUpTracks:
     """sleap-nn's post-tracking cull and single-break repair, applied frame by frame in order."""
 
-    def __init__(self, config: TrackerConfig) -> None:
+    def __init__(self, config: TrackerConfig, *, per_video: bool = False) -> None:
+        self.config = config
         self.cleanup = PostTrackingCleanup(config)
+        self.per_video = per_video
+        self._video_id: int | None = None
 
     @property
     def enabled(self) -> bool:
         return self.cleanup.enabled
 
     def __call__(self, pred: FramePrediction) -> FramePrediction:
+        if self.per_video and pred.video_id != self._video_id:
+            if self._video_id is not None:
+                self.cleanup = PostTrackingCleanup(self.config)
+            self._video_id = pred.video_id
         n_untouched = len(pred.untouched)
         if pred.n_instances + n_untouched == 0:
             return pred
@@ -119,13 +134,21 @@ class LinkGapsStage:
     def __init__(self, max_gap: int, fill_gaps: int, min_similarity: float = 0.3, *,
                  name: str = "link_gaps") -> None:
         self.name = name
-        self.linker = GapLinker(max_gap, fill_gaps, min_similarity)
+        self._settings = (max_gap, fill_gaps, min_similarity)
+        self.linker = GapLinker(*self._settings)
 
     async def run(self, inbox: Any, outbox: Any, *,
                   task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with inbox, outbox:
             task_status.started()
+            video_id: int | None = None
             async for item in inbox:
+                if video_id is not None and item.video_id != video_id:
+                    # Videos follow one another in a many-input run: no link crosses them.
+                    for out in self.linker.flush():
+                        await outbox.send(out)
+                    self.linker = GapLinker(*self._settings)
+                video_id = item.video_id
                 for out in await anyio.to_thread.run_sync(self.linker.push, item):
                     await outbox.send(out)
             for out in self.linker.flush():

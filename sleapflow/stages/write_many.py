@@ -1,0 +1,74 @@
+"""The many-input sink: one ``.slp`` per video, each written (atomically) as its last frame arrives."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import msgspec
+from anyio.abc import TaskStatus
+
+from sleapflow.io.many import ManyPlan, VideoTask
+from sleapflow.runtime.graph import Role
+
+
+class ManyWriter:
+    """Routes each prediction to its video's own writer (the one a single run of that video
+    would use) and writes that video's output when the next video begins or the stream ends.
+
+    Frames arrive in plan order, so each video's frames are contiguous: a video is complete
+    when a frame of another one arrives. The writers see local video ids (0), as in a single
+    run, so each output is what a one-video run writes.
+    """
+
+    role: Role = "sink"
+    preserves_order = True
+    requires_order = True
+    restores_order = False
+
+    def __init__(self, plan: ManyPlan, *, make_writer_for: Callable[[VideoTask], Any],
+                 on_frame: Callable[[int], None] | None = None, name: str = "write") -> None:
+        self.name = name
+        self.plan = plan
+        self.on_frame = on_frame
+        # Built up front: an output that cannot be written fails the run before any decode.
+        self.writers = {t.video_id: make_writer_for(t) for t in plan.tasks if t.status == "planned"}
+        self._tasks = {t.video_id: t for t in plan.tasks if t.video_id is not None}
+        self.result: list[VideoTask] | None = None
+        self._clock = time.perf_counter
+        self._since = 0.0
+
+    async def _finish(self, video_id: int) -> None:
+        task = self._tasks[video_id]
+        writer = self.writers[video_id]
+        writer.result = await anyio.to_thread.run_sync(writer._finish)
+        task.status = "done"
+        now = self._clock()
+        task.seconds = now - self._since
+        self._since = now
+
+    async def run(self, inbox: Any, outbox: None, *,
+                  task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with inbox:
+            task_status.started()
+            self._since = self._clock()
+            current: int | None = None
+            async for pred in inbox:
+                if pred.video_id != current:
+                    if current is not None:
+                        await self._finish(current)
+                    current = pred.video_id
+                task = self._tasks[current]
+                self.writers[current].builder.add(msgspec.structs.replace(pred, video_id=0))
+                task.frames += 1
+                if self.on_frame is not None:
+                    self.on_frame(1)
+            if current is not None:
+                await self._finish(current)
+            # A video none of whose frames could be decoded still gets its (empty) output.
+            for video_id in self.writers:
+                if self._tasks[video_id].status == "planned":
+                    await self._finish(video_id)
+            self.result = self.plan.tasks
