@@ -17,6 +17,7 @@ import platform
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -25,6 +26,7 @@ import sleap_io as sio
 import structlog
 
 from sleapflow.errors import ConfigError
+from sleapflow.provenance import add_seed_names
 from sleapflow.tracking.cleanup import PostTrackingCleanup
 from sleapflow.tracking.config import TrackerConfig
 from sleapflow.tracking.tracker import UNASSIGNED, Tracker
@@ -164,8 +166,10 @@ def track_labels(labels: sio.Labels, cfg: TrackerConfig | None = None, *,
         labels, cfg, start=start_wall, end=end_wall, frames_processed=len(out_frames),
         source_file=source_file,
     )
-    return sio.Labels(labeled_frames=out_frames, videos=list(labels.videos),
-                      skeletons=list(labels.skeletons), provenance=provenance)
+    out = sio.Labels(labeled_frames=out_frames, videos=list(labels.videos),
+                     skeletons=list(labels.skeletons))
+    out.provenance = add_seed_names(provenance, out)
+    return out
 
 
 def _version(dist: str) -> str | None:
@@ -191,7 +195,7 @@ def tracking_only_provenance(labels: sio.Labels, cfg: TrackerConfig, *, start: d
         "pipeline_type": "tracking_only",
     }
     if source_file is not None:
-        prov["source_file"] = source_file
+        prov["source_file"] = Path(source_file).resolve().as_posix()  # absolute, as inference's
     input_prov = dict(labels.provenance or {})
     if input_prov:
         prov["input_provenance"] = input_prov
