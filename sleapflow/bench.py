@@ -2,7 +2,7 @@
 
 One benchmark does three measurements of the same graph on the same frames:
 
-1. **The graph**, built by :func:`sleapflow.pipeline.build_spec` and run by the one
+1. **The graph**, built by :func:`sleapflow.graphs.build.build_graph` and run by the one
    :class:`~sleapflow.runtime.GraphRunner`, writing a ``.slp`` like ``sleapflow track``. A
    statistics snapshot taken when the writer has seen the warm-up frames is subtracted from the
    final one, so model loading and first-batch costs are excluded. Per stage: items/s, busy,
@@ -24,7 +24,6 @@ runs on a fresh machine.
 
 from __future__ import annotations
 
-import itertools
 import os
 import platform
 import statistics
@@ -32,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -40,6 +39,7 @@ import msgspec
 from cyclopts import Parameter
 
 from sleapflow.cli_help import opt
+from sleapflow.testing import SYNTHETIC_GRAPHS, write_default_clip, write_synthetic_model
 
 __all__ = [
     "SYNTHETIC_GRAPHS",
@@ -49,97 +49,6 @@ __all__ = [
     "serial_loop",
     "write_synthetic_model",
 ]
-
-#: Graphs the embedded default can generate a model for.
-SYNTHETIC_GRAPHS = ("single_instance",)
-
-#: The default synthetic clip: the size of the reference's small_robot.mp4.
-DEFAULT_HEIGHT, DEFAULT_WIDTH = 320, 560
-
-
-# --------------------------------------------------------------------------------------------
-# The embedded default: a synthetic model folder and clip
-# --------------------------------------------------------------------------------------------
-
-
-def _training_config(model_type: str, *, nodes: list[str], filters: int, filters_rate: float,
-                     max_stride: int, output_stride: int, in_channels: int, scale: float) -> dict:
-    """The parts of a sleap-nn ``training_config.yaml`` that decide inference (others omitted)."""
-    if model_type != "single_instance":
-        raise ValueError(f"no synthetic model for {model_type!r}; have {SYNTHETIC_GRAPHS}")
-    edges = [{"source": {"name": a}, "destination": {"name": b}} for a, b in itertools.pairwise(nodes)]
-    return {
-        "data_config": {
-            "preprocessing": {"ensure_rgb": False, "ensure_grayscale": False, "max_height": None,
-                              "max_width": None, "scale": scale, "crop_size": None},
-            "skeletons": [{"name": "synthetic", "nodes": [{"name": n} for n in nodes],
-                           "edges": edges, "symmetries": []}],
-        },
-        "model_config": {
-            "backbone_config": {
-                "unet": {"in_channels": in_channels, "kernel_size": 3, "filters": filters,
-                         "filters_rate": filters_rate, "max_stride": max_stride,
-                         "stem_stride": None, "middle_block": True, "up_interpolate": True,
-                         "stacks": 1, "convs_per_block": 2, "output_stride": output_stride},
-                "convnext": None,
-                "swint": None,
-            },
-            "head_configs": {
-                "single_instance": {"confmaps": {"part_names": nodes, "sigma": 2.5,
-                                                 "output_stride": output_stride}},
-                "centroid": None, "centered_instance": None, "bottomup": None,
-                "multi_class_bottomup": None, "multi_class_topdown": None,
-            },
-        },
-        "sleap_nn_version": "0.3.5",
-        "description": "sleapflow bench: synthetic model with random weights",
-    }
-
-
-def write_synthetic_model(folder: str | Path, model_type: str = "single_instance", *,
-                          n_nodes: int = 8, filters: int = 32, filters_rate: float = 1.5,
-                          max_stride: int = 16, output_stride: int = 2, in_channels: int = 1,
-                          scale: float = 0.5, seed: int = 0) -> Path:
-    """Write ``training_config.yaml`` + ``best.ckpt`` (random weights) for a realistic UNet.
-
-    The checkpoint is a plain ``{"state_dict": {"model.<key>": tensor}}`` pickle, the layout of
-    a Lightning ``best.ckpt`` that the restricted unpickler reads. The head's bias is raised so
-    every part has a peak above the default threshold: the post-processing and writing costs
-    are then those of a real run, not of empty frames.
-    """
-    import torch
-    import yaml
-
-    from sleapflow.models import read_model_config
-    from sleapflow.models.network import PoseNetwork
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    nodes = [f"node{i}" for i in range(n_nodes)]
-    config = _training_config(model_type, nodes=nodes, filters=filters, filters_rate=filters_rate,
-                              max_stride=max_stride, output_stride=output_stride,
-                              in_channels=in_channels, scale=scale)
-    (folder / "training_config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    # read_model_config needs both files present; a placeholder checkpoint is replaced below.
-    (folder / "best.ckpt").write_bytes(b"")
-    torch.manual_seed(seed)
-    net = PoseNetwork(read_model_config(folder))
-    state = net.state_dict()
-    with torch.no_grad():
-        for key, value in state.items():
-            if key.startswith("head_layers.") and key.endswith(".bias"):
-                value.fill_(0.5)
-    torch.save({"state_dict": {f"model.{k}": v.clone() for k, v in state.items()}},
-               folder / "best.ckpt")
-    return folder
-
-
-def write_default_clip(path: str | Path, n_frames: int, *, height: int = DEFAULT_HEIGHT,
-                       width: int = DEFAULT_WIDTH) -> Path:
-    from sleapflow.testing import write_synthetic_video
-
-    return write_synthetic_video(path, n_frames=n_frames, height=height, width=width)
-
 
 # --------------------------------------------------------------------------------------------
 # The serial baseline: the same stage callables in a plain loop
@@ -177,7 +86,7 @@ class SerialTimes:
 
 
 def _decode(plan: Any, times: SerialTimes, name: str) -> Iterator[Any]:
-    from sleapflow.inputs import open_reader
+    from sleapflow.io import open_reader
     from sleapflow.messages import Frame
 
     readers: dict[int, Any] = {}
@@ -203,70 +112,6 @@ def _decode(plan: Any, times: SerialTimes, name: str) -> Iterator[Any]:
             reader.close()
 
 
-def _step(stage: Any, upstream: Iterable[Any], times: SerialTimes) -> Iterator[Any]:
-    """One stage as a generator; times only the stage's own work, not its neighbours'."""
-    from sleapflow.runtime import BatchStage, MapStage, ReorderStage
-    from sleapflow.stages.forward import ForwardStage
-
-    name = stage.name
-    if isinstance(stage, MapStage):
-        for item in upstream:
-            start = time.perf_counter()
-            out = stage.fn(item)
-            times.add(name, time.perf_counter() - start)
-            if stage.flatten:
-                yield from out
-            else:
-                yield out
-    elif isinstance(stage, ForwardStage):
-        for item in upstream:
-            times.keep(name, item)
-            start = time.perf_counter()
-            out = stage.forward(item)
-            times.add(name, time.perf_counter() - start)
-            yield out
-    elif isinstance(stage, BatchStage):
-        pending: list[Any] = []
-        weight = 0
-        key: Any = None
-        batch_seq = 0
-
-        def flush() -> Any:
-            nonlocal pending, weight, batch_seq
-            batch = stage.make_batch(batch_seq, pending) if stage.make_batch else list(pending)
-            pending, weight = [], 0
-            batch_seq += 1
-            return batch
-
-        for item in upstream:
-            item_key = stage.key(item) if stage.key is not None else None
-            if pending and item_key != key:
-                yield flush()
-            key = item_key
-            pending.append(item)
-            weight += stage.weight(item) if getattr(stage, "weight", None) is not None else 1
-            if weight >= stage.size:
-                yield flush()
-        if pending:
-            yield flush()
-    elif isinstance(stage, ReorderStage):
-        yield from upstream  # a plain loop never reorders
-    else:
-        raise TypeError(f"the serial loop cannot run stage {name!r} ({type(stage).__name__})")
-
-
-def _setup(stages: list[Any]) -> None:
-    """Load what each stage loads before ``started()`` (the model), outside any event loop."""
-    from sleapflow.runtime import MapStage
-    from sleapflow.stages.forward import ForwardStage
-
-    for stage in stages:
-        if isinstance(stage, ForwardStage):
-            stage._setup()  # the stage's own loader: same weights, device and thread count
-        elif isinstance(stage, MapStage) and stage.setup is not None:
-            stage.setup()
-
-
 class SerialResult(msgspec.Struct, frozen=True):
     frames: int
     wall_s: float
@@ -284,21 +129,21 @@ def _replay_forward(middle: list[Any], times: SerialTimes, threads: int) -> floa
     run again and their mean time per call scales each forward stage's call count."""
     import torch
 
-    from sleapflow.stages.forward import ForwardStage
+    from sleapflow.graphs.common import is_forward
 
     total = 0.0
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         for stage in middle:
-            if not isinstance(stage, ForwardStage):
+            if not is_forward(stage):
                 continue
             kept = times.kept.get(stage.name) or []
             if not kept:
                 return None
             start = time.perf_counter()
             for item in kept:
-                stage.forward(item)
+                stage.fn(item)
             total += (time.perf_counter() - start) / len(kept) * times.calls.get(stage.name, 0)
     finally:
         torch.set_num_threads(previous)
@@ -314,16 +159,21 @@ def serial_loop(run: Any, *, warmup: int, output_path: str | None,
     """
     import torch
 
+    from sleapflow.graphs.common import is_forward
     from sleapflow.pipeline import make_writer
-    from sleapflow.stages.forward import ForwardStage
+    from sleapflow.runtime.serial import iter_serial, setup_serial
 
     middle = run.graph.build(run.ctx, None)
     writer = make_writer(run, output_path=output_path)
-    _setup(middle)
+    setup_serial(middle)  # the stages' own loaders: same weights, device and thread count
     times = SerialTimes()
-    stream: Iterable[Any] = _decode(run.plan, times, "decode")
-    for stage in middle:
-        stream = _step(stage, stream, times)
+
+    def on_call(stage: Any, item: Any, seconds: float) -> None:
+        times.add(stage.name, seconds)
+        if is_forward(stage):
+            times.keep(stage.name, item)
+
+    stream = iter_serial(_decode(run.plan, times, "decode"), middle, on_call=on_call)
     count = 0
     start = time.perf_counter()
     for pred in stream:
@@ -338,7 +188,7 @@ def serial_loop(run: Any, *, warmup: int, output_path: str | None,
     writer._finish()  # the writer's own end-of-run work: build the Labels, write the file
     times.add(writer.name, time.perf_counter() - t0)
     wall = time.perf_counter() - start
-    forward = sum(times.seconds.get(s.name, 0.0) for s in middle if isinstance(s, ForwardStage))
+    forward = sum(times.seconds.get(s.name, 0.0) for s in middle if is_forward(s))
     threads = torch.get_num_threads()
     replay = None
     if replay_threads is not None and replay_threads != threads:
@@ -624,7 +474,7 @@ def run_bench(graph: str = "single_instance", *, data: str | None = None,
 
 
 def _first_frame_shape(run: Any) -> tuple[int, ...]:
-    from sleapflow.inputs import open_reader
+    from sleapflow.io import open_reader
 
     item = run.plan.items[0]
     reader = open_reader(run.plan, item.video_id)

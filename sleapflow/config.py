@@ -1,4 +1,7 @@
-"""Frozen msgspec configs for every inference option; the one place user input is validated."""
+"""Frozen msgspec configs for every inference option, and the sub-configs each part reads.
+
+No torch and no tracker here: this module is imported by everything that takes options.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +9,129 @@ import re
 from typing import Any, Literal
 
 import msgspec
-import torch
 
 from sleapflow.errors import ConfigError
-from sleapflow.tracking.config import TrackerConfig
+from sleapflow.tracker_config import TrackerConfig
+
+#: ``auto``, or a device kind with an optional index; whether it exists here is checked when a
+#: run is prepared (:func:`sleapflow.device.resolve_device`), which needs torch.
+_DEVICE = re.compile(r"auto|(cpu|cuda|mps)(:\d+)?")
 
 Refinement = Literal["integral"] | None
+
+
+# --------------------------------------------------------------------------------------------
+# Sub-configs: what each part of the system reads. InferenceConfig keeps the flat option names
+# users type; each builder takes the one view it needs (cfg.preprocessing, cfg.filters, ...).
+# --------------------------------------------------------------------------------------------
+
+
+class _Sub(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    @classmethod
+    def of(cls, cfg: Any) -> Any:
+        return cls(**{name: getattr(cfg, name) for name in cls.__struct_fields__})
+
+
+class InputOptions(_Sub, frozen=True, kw_only=True):
+    """Which frames of which input are read (input planning). Several inputs per call would be
+    one more plain field here (a tuple of paths) beside ``data_path``."""
+
+    data_path: str | None
+    frames: tuple[int, ...] | None
+    video_index: int | None
+    video_dataset: str | None
+    video_input_format: str
+    only_labeled_frames: bool
+    only_suggested_frames: bool
+    exclude_user_labeled: bool
+    only_predicted_frames: bool
+
+
+class PreprocessingOptions(_Sub, frozen=True, kw_only=True):
+    """Overrides of the models' preprocessing and crops; None falls back to the training config."""
+
+    max_height: int | None
+    max_width: int | None
+    input_scale: float | None
+    ensure_rgb: bool | None
+    ensure_grayscale: bool | None
+    crop_size: int | None
+    anchor_part: str | None
+
+
+class PeakOptions(_Sub, frozen=True, kw_only=True):
+    """Peak finding on confidence maps."""
+
+    peak_threshold: float | tuple[float, float]
+    integral_refinement: str | None
+    integral_patch_size: int
+    max_instances: int | None
+
+    @property
+    def centroid_threshold(self) -> float:
+        pt = self.peak_threshold
+        return float(pt[0]) if isinstance(pt, tuple) else float(pt)
+
+    @property
+    def instance_threshold(self) -> float:
+        pt = self.peak_threshold
+        return float(pt[1]) if isinstance(pt, tuple) else float(pt)
+
+
+class GroupingOptions(_Sub, frozen=True, kw_only=True):
+    """Bottom-up grouping with part affinity fields."""
+
+    max_edge_length_ratio: float
+    dist_penalty_weight: float
+    n_points: int
+    min_instance_peaks: float
+    min_line_scores: float
+
+
+class FilterOptions(_Sub, frozen=True, kw_only=True):
+    """The post-inference instance filters."""
+
+    filter_overlapping: bool
+    filter_overlapping_method: str
+    filter_overlapping_threshold: float
+    filter_min_visible_nodes: int
+    filter_min_visible_node_fraction: float
+    filter_min_mean_node_score: float
+    filter_min_instance_score: float
+
+
+class TrackingOptions(_Sub, frozen=True, kw_only=True):
+    """Whether to track, and the tracker's own options."""
+
+    tracking: bool
+    tracker: TrackerConfig
+
+
+class OutputOptions(_Sub, frozen=True, kw_only=True):
+    """Where the labels go and what they keep."""
+
+    output_path: str | None
+    no_empty_frames: bool
+
+
+class ExecutionOptions(_Sub, frozen=True, kw_only=True):
+    """What runs and how: the models and weight overrides, device, batching, queues, parallelism.
+
+    A choice of model runtime (torch, ONNX, TensorRT) is one more plain field here and on
+    :class:`InferenceConfig`; nothing else needs to change to carry it to the forward stage.
+    """
+
+    model_paths: tuple[str, ...]
+    device: str
+    batch_size: int
+    queue_maxsize: int
+    graph: str | None
+    postprocess_workers: int
+    torch_threads: int | None
+    forward_workers: int | None
+    channels_last: bool
+    backbone_ckpt_path: str | None
+    head_ckpt_path: str | None
 
 
 class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -108,17 +228,51 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
                 "--only_labeled_frames and --exclude_user_labeled are mutually exclusive "
                 "(together they select no frames)"
             )
-        resolve_device(self.device)
+        if not _DEVICE.fullmatch(self.device):
+            raise ConfigError(f"--device: unknown device {self.device!r}; use auto, cpu, cuda, "
+                              "cuda:N or mps")
 
     @property
     def centroid_threshold(self) -> float:
-        pt = self.peak_threshold
-        return float(pt[0]) if isinstance(pt, tuple) else float(pt)
+        return self.peaks.centroid_threshold
 
     @property
     def instance_threshold(self) -> float:
-        pt = self.peak_threshold
-        return float(pt[1]) if isinstance(pt, tuple) else float(pt)
+        return self.peaks.instance_threshold
+
+    # The sub-configs: each part of the system reads the one it needs.
+
+    @property
+    def input(self) -> InputOptions:
+        return InputOptions.of(self)
+
+    @property
+    def preprocessing(self) -> PreprocessingOptions:
+        return PreprocessingOptions.of(self)
+
+    @property
+    def peaks(self) -> PeakOptions:
+        return PeakOptions.of(self)
+
+    @property
+    def grouping(self) -> GroupingOptions:
+        return GroupingOptions.of(self)
+
+    @property
+    def filters(self) -> FilterOptions:
+        return FilterOptions.of(self)
+
+    @property
+    def tracking_options(self) -> TrackingOptions:
+        return TrackingOptions.of(self)
+
+    @property
+    def output(self) -> OutputOptions:
+        return OutputOptions.of(self)
+
+    @property
+    def execution(self) -> ExecutionOptions:
+        return ExecutionOptions.of(self)
 
     def to_dict(self) -> dict[str, Any]:
         return msgspec.to_builtins(self)
@@ -160,28 +314,3 @@ def parse_frames(text: str | None) -> tuple[int, ...] | None:
     if not frames:
         raise ConfigError(f"--frames: {text!r} selects no frames")
     return tuple(frames)
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` → cuda, mps or cpu; otherwise check the device exists here."""
-    if device == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return "mps"
-        return "cpu"
-    match = re.fullmatch(r"(cpu|cuda|mps)(:(\d+))?", device)
-    if not match:
-        raise ConfigError(f"--device: unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps")
-    kind = match[1]
-    if kind == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"--device {device}: CUDA is not available on this machine; use cpu")
-        if match[3] is not None and int(match[3]) >= torch.cuda.device_count():
-            raise ConfigError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s)")
-    if kind == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            raise ConfigError(f"--device {device}: MPS is not available on this machine; use cpu")
-    return device

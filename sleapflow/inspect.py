@@ -10,7 +10,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from sleapflow.models.config import read_model_config, resolve_model_dir
+from sleapflow.models.loader import read_model_config, resolve_model_dir
 
 #: Packages whose versions ``system`` reports (distribution names).
 PACKAGES = ("sleapflow", "torch", "sleap-io", "numpy", "av", "anyio", "msgspec", "scipy",

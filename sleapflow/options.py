@@ -9,7 +9,7 @@ from typing import Any
 
 from sleapflow.config import InferenceConfig, parse_frames
 from sleapflow.errors import ConfigError
-from sleapflow.tracking.config import TrackerConfig
+from sleapflow.tracker_config import TrackerConfig
 
 #: sleap-nn's tracking keywords that are spelled differently from ``TrackerConfig``'s fields.
 _TRACKER_RENAMES = {"tracking_window_size": "window_size"}

@@ -14,8 +14,8 @@ import sleap_io as sio
 
 from sleapflow.config import InferenceConfig
 from sleapflow.graphs.build import PreparedRun, build_graph, make_writer, prepare
-from sleapflow.inputs import InputPlan
-from sleapflow.inputs import default_output_path as inputs_default_output_path
+from sleapflow.io import InputPlan
+from sleapflow.io import default_output_path as inputs_default_output_path
 from sleapflow.runtime import GraphSpec, GraphStats, run_graph
 
 __all__ = ["PreparedRun", "RunResult", "build_spec", "default_output_path", "make_writer",
@@ -30,7 +30,7 @@ def build_spec(run: PreparedRun, source: Any, sink: Any) -> GraphSpec:
 def default_output_path(cfg: InferenceConfig, plan: InputPlan | None = None) -> str:
     """``<input without its last suffix>.predictions.slp``, as ``sleap-nn track`` names it
     (``<labels>.<video>.predictions.slp`` with ``--video_index``); see
-    :func:`sleapflow.inputs.default_output_path`."""
+    :func:`sleapflow.io.default_output_path`."""
     return inputs_default_output_path(cfg, plan)
 
 

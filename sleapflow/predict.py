@@ -180,7 +180,7 @@ def run_inference(
 
     Returns an ``sio.Labels`` (also written to ``output_path``, default
     ``<data_path without suffix>.predictions.slp``) when ``make_labels`` is true; otherwise a list
-    with one dict of numpy arrays per batch (keys: :mod:`sleapflow.stages.raw`) and nothing is
+    with one dict of numpy arrays per batch (the reference's keys and dtypes) and nothing is
     written. Inputs: ``input_labels`` wins over ``input_video``, which wins over
     ``data_path``. ``gui`` is accepted and ignored (sleapflow prints no progress here).
 

@@ -207,3 +207,45 @@ def add_seed_names(prov: dict[str, Any], labels: sio.Labels) -> dict[str, Any]:
         names[f"tracker_{key}"] = value
     out.update({k: v for k, v in names.items() if v is not None})
     return out
+
+
+def _dist_version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def tracking_only_provenance(labels: sio.Labels, tracking_config: Mapping[str, Any], *,
+                             start: datetime, end: datetime, frames_processed: int,
+                             source_file: str | None = None) -> dict[str, Any]:
+    """The provenance dict of a track-only run, with sleap-nn's keys (§4.2 of the spec).
+
+    ``tracking_config`` is the tracker's legacy dict (``TrackerConfig.legacy_provenance()``);
+    ``sleapflow_version`` takes the place of ``sleap_nn_version``.
+    """
+    prov: dict[str, Any] = {
+        "tracking_start_timestamp": start.isoformat(),
+        "tracking_end_timestamp": end.isoformat(),
+        "tracking_runtime_seconds": (end - start).total_seconds(),
+        "sleapflow_version": _dist_version("sleapflow"),
+        "sleap_io_version": sio.__version__,
+        "pipeline_type": "tracking_only",
+    }
+    if source_file is not None:
+        prov["source_file"] = _abs_posix(source_file)  # absolute, as inference records it
+    input_prov = dict(labels.provenance or {})
+    if input_prov:
+        prov["input_provenance"] = input_prov
+        if "filename" in input_prov:
+            prov["source_labels"] = input_prov["filename"]
+    prov["frames_processed"] = frames_processed
+    prov["tracking_config"] = dict(tracking_config)
+    prov["system_info"] = {
+        "python_version": platform.python_version(),
+        "platform": platform.platform(),
+        # Read from the package metadata: a track-only run never imports torch.
+        "pytorch_version": _dist_version("torch"),
+        "accelerator": "cpu",
+    }
+    return prov

@@ -14,9 +14,9 @@ stream). ``push`` waits while the graph's bounded queues are full, so a fast pro
 the pace of the slowest stage and memory stays flat. Results come out in input order, one
 :class:`~sleapflow.messages.FramePrediction` per frame (frames without detections included).
 
-The graph is the very one ``sleapflow track`` builds (:func:`sleapflow.pipeline.build_spec`), run
-by the same :class:`~sleapflow.runtime.GraphRunner`; only the source and the sink differ. The
-context manager owns the task group the graph runs in: leaving the block early is a clean stop
+The graph is the very one ``sleapflow track`` builds (:func:`sleapflow.graphs.build.build_graph`), run
+by :func:`sleapflow.runtime.open_graph`; only the source and the sink differ. That context
+manager owns the task group the graph runs in: leaving the block early is a clean stop
 (no more input, results no longer wanted: the runner's quiet-stop path), nothing outlives the
 block, and a failing stage comes out of the block as one :class:`~sleapflow.errors.StageError`.
 Several graphs can run at once in one event loop, each in its own ``async with``.
@@ -24,24 +24,25 @@ Several graphs can run at once in one event loop, each in its own ``async with``
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any
 
 import anyio
 import numpy as np
-from anyio import BrokenResourceError, ClosedResourceError, EndOfStream, get_cancelled_exc_class
-from anyio.abc import TaskGroup, TaskStatus
+from anyio import BrokenResourceError, ClosedResourceError, EndOfStream
+from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from sleapflow.config import InferenceConfig
-from sleapflow.errors import ConfigError, SleapflowError, StageError
+from sleapflow.errors import ConfigError, SleapflowError
 from sleapflow.graphs.build import PreparedRun, build_graph, make_source, prepare
-from sleapflow.inputs import InputPlan
+from sleapflow.io import InputPlan
 from sleapflow.messages import Frame, FramePrediction
 from sleapflow.options import build_config
-from sleapflow.runtime import GraphRunner, GraphSpec, GraphStats
+from sleapflow.runtime import GraphRunner, GraphSpec, GraphStats, OpenGraph
+from sleapflow.runtime import open_graph as run_open_graph
 from sleapflow.runtime.graph import Role
 
 __all__ = ["GraphSession", "PushSource", "ResultSink", "open_custom_graph", "open_graph"]
@@ -101,31 +102,6 @@ class ResultSink:
                 await self._results.send(item)
 
 
-class _SignalOnStart:
-    """Wraps the source to note when the runner reaches it: stages start sink first, so by then
-    every model is loaded and the graph is ready for frames."""
-
-    def __init__(self, inner: Any, started: anyio.Event) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.role = inner.role
-        self.preserves_order = getattr(inner, "preserves_order", True)
-        self.requires_order = getattr(inner, "requires_order", False)
-        self.restores_order = getattr(inner, "restores_order", False)
-        self._started = started
-
-    async def run(self, inbox: Any, outbox: Any, *,
-                  task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        self._started.set()
-        await self.inner.run(inbox, outbox, task_status=task_status)
-
-
-def _leaves(exc: BaseException) -> list[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
-    return [exc]
-
-
 def _as_frame(image: Any, copy: bool) -> np.ndarray:
     arr = np.asarray(image)
     if arr.dtype != np.uint8:
@@ -155,9 +131,8 @@ class GraphSession:
         self._push_mode = push
         self.run: PreparedRun | None = None
         self.runner: GraphRunner | None = None
-        self._tg: TaskGroup | None = None
-        self._started = anyio.Event()
-        self._finished = anyio.Event()
+        self._graph: OpenGraph | None = None
+        self._exit: AsyncExitStack | None = None
         self._input_send: MemoryObjectSendStream[_Pushed] | None = None
         self._results_receive: MemoryObjectReceiveStream[Any] | None = None
         self._next_frame_idx = 0
@@ -205,7 +180,8 @@ class GraphSession:
         except (BrokenResourceError, ClosedResourceError):
             # The source stopped taking frames: the graph failed. Its error cancels this block;
             # wait for that so the caller sees the StageError, not this symptom.
-            await self._finished.wait()
+            assert self._graph is not None
+            await self._graph.finished.wait()
             raise SleapflowError("push(): the graph has stopped") from None
 
     async def close_input(self) -> None:
@@ -225,22 +201,15 @@ class GraphSession:
         except EndOfStream:
             # The sink is done; the graph ends right after. Waiting lets a failure that ended the
             # stream come out as the error instead of looking like a normal end.
-            await self._finished.wait()
+            assert self._graph is not None
+            await self._graph.finished.wait()
             raise StopAsyncIteration from None
         except ClosedResourceError:
             raise StopAsyncIteration from None
 
     # ---- lifecycle -------------------------------------------------------------------------
 
-    async def _run_graph(self) -> None:
-        assert self.runner is not None
-        try:
-            await self.runner.run()
-        finally:
-            self._started.set()
-            self._finished.set()
-
-    def _build(self) -> GraphRunner:
+    def _build(self) -> GraphSpec:
         assert self._make_spec is not None
         factory, source = self._make_spec()
         results_send, self._results_receive = anyio.create_memory_object_stream[Any](0)
@@ -250,8 +219,7 @@ class GraphSession:
             self._stage_ends.append(frames)
             source = PushSource(frames)
         try:
-            return GraphRunner(factory(_SignalOnStart(source, self._started),
-                                       ResultSink(results_send)))
+            return factory(source, ResultSink(results_send))
         except BaseException:
             self._close_streams()
             raise
@@ -261,54 +229,32 @@ class GraphSession:
             if stream is not None:
                 stream.close()
 
-    async def __aenter__(self) -> GraphSession:
-        if self._tg is not None:
-            raise SleapflowError("a graph session can be entered only once")
-        self.runner = self._build()
-        self._tg = anyio.create_task_group()
-        await self._tg.__aenter__()
-        try:
-            self._tg.start_soon(self._run_graph, name=f"sleapflow graph {self.runner.spec.name}")
-            # Models load before the source starts: a bad checkpoint fails here, not mid-stream.
-            await self._started.wait()
-        except BaseException:
-            await self.__aexit__(*sys.exc_info())
-            raise
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> bool | None:
-        assert self._tg is not None
+    def _stop(self) -> None:
         # A clean stop: no more frames in, results no longer wanted. The source ends and the
         # sink's next hand-over hits a closed stream: the runner's quiet stop, upstream-bound.
         if self._input_send is not None:
             self._input_send.close()
         if self._results_receive is not None:
             self._results_receive.close()
-        try:
-            return await self._tg.__aexit__(exc_type, exc, tb)
-        except BaseExceptionGroup as group:
-            _raise_root_cause(group, exc)
-            raise  # unreachable: _raise_root_cause always raises
-        finally:
-            # The stages close their ends when they run; a graph that failed while starting
-            # never ran some of them.
-            self._close_streams()
 
+    async def __aenter__(self) -> GraphSession:
+        if self._exit is not None:
+            raise SleapflowError("a graph session can be entered only once")
+        async with AsyncExitStack() as stack:
+            # Last out: the stages close their ends when they run; a graph that failed while
+            # starting never ran some of them.
+            stack.callback(self._close_streams)
+            spec = self._build()
+            self._graph = await stack.enter_async_context(run_open_graph(spec))
+            self.runner = self._graph.runner
+            stack.callback(self._stop)
+            self._exit = stack.pop_all()
+        return self
 
-def _raise_root_cause(group: BaseExceptionGroup, body_exc: BaseException | None) -> None:
-    """One exception out of the block: the graph's StageError, else the block's own error."""
-    leaves = _leaves(group)
-    for leaf in leaves:
-        if isinstance(leaf, StageError):
-            raise leaf.with_traceback(leaf.__traceback__) from leaf.__cause__
-    if body_exc is not None and any(leaf is body_exc for leaf in leaves):
-        raise body_exc.with_traceback(body_exc.__traceback__)
-    consequential = (get_cancelled_exc_class(), BrokenResourceError, ClosedResourceError)
-    for leaf in leaves:
-        if not isinstance(leaf, consequential):
-            raise leaf.with_traceback(leaf.__traceback__)
-    raise group
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> bool | None:
+        assert self._exit is not None
+        return await self._exit.__aexit__(exc_type, exc, tb)
 
 
 def _prepare_for(cfg: InferenceConfig, push: bool) -> PreparedRun:

@@ -1,8 +1,10 @@
-"""Public test doubles: list source and sink, a fake clock, a synthetic video and a serial runner."""
+"""Public test doubles: list source and sink, a fake clock, the serial runner, and synthetic
+inputs (a video of moving blobs, a sleap-nn model folder with random weights)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import itertools
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +12,9 @@ import anyio
 import numpy as np
 from anyio.abc import TaskStatus
 
-from sleapflow.runtime.adapters import BatchStage, CollectSink, MapStage, ReorderStage
+from sleapflow.runtime.adapters import CollectSink
 from sleapflow.runtime.graph import Role
+from sleapflow.runtime.serial import run_serial
 
 
 class ListSource:
@@ -36,6 +39,9 @@ class ListSource:
                 self.sent += 1
 
 
+__all__ = ["SYNTHETIC_GRAPHS", "FakeClock", "ListSink", "ListSource", "run_serial",
+           "write_default_clip", "write_synthetic_model", "write_synthetic_video"]
+
 #: Collects every item it receives; an optional ``limit`` makes it leave early.
 ListSink = CollectSink
 
@@ -51,46 +57,6 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-def run_serial(items: Sequence[Any], stages: Sequence[Any]) -> list[Any]:
-    """The plain loop a graph must be equivalent to: apply each adapter's work in order."""
-    current = list(items)
-    for stage in stages:
-        if isinstance(stage, MapStage):
-            out: list[Any] = []
-            for item in current:
-                result = stage.fn(item)
-                if stage.flatten:
-                    out.extend(result)
-                else:
-                    out.append(result)
-            current = out
-        elif isinstance(stage, BatchStage):
-            batches: list[Any] = []
-            pending: list[Any] = []
-            weight = 0
-            pending_key = None
-            for item in current:
-                key = stage.key(item) if stage.key else None
-                if pending and key != pending_key:
-                    batches.append(pending)
-                    pending, weight = [], 0
-                pending_key = key
-                pending.append(item)
-                weight += stage.weight(item) if stage.weight else 1
-                if weight >= stage.size:
-                    batches.append(pending)
-                    pending, weight = [], 0
-            if pending:
-                batches.append(pending)
-            current = [stage.make_batch(i, b) if stage.make_batch else b
-                       for i, b in enumerate(batches)]
-        elif isinstance(stage, ReorderStage):
-            current = sorted(current, key=stage.seq_of)
-        else:
-            raise TypeError(f"run_serial cannot run {type(stage).__name__}")
-    return current
 
 
 def write_synthetic_video(path: str | Path, n_frames: int = 32, height: int = 64,
@@ -125,3 +91,87 @@ def write_synthetic_video(path: str | Path, n_frames: int = 32, height: int = 64
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+#: Graphs the embedded default can generate a model for.
+SYNTHETIC_GRAPHS = ("single_instance",)
+
+#: The default synthetic clip: the size of the reference's small_robot.mp4.
+DEFAULT_HEIGHT, DEFAULT_WIDTH = 320, 560
+
+
+def _training_config(model_type: str, *, nodes: list[str], filters: int, filters_rate: float,
+                     max_stride: int, output_stride: int, in_channels: int, scale: float) -> dict:
+    """The parts of a sleap-nn ``training_config.yaml`` that decide inference (others omitted)."""
+    if model_type != "single_instance":
+        raise ValueError(f"no synthetic model for {model_type!r}; have {SYNTHETIC_GRAPHS}")
+    edges = [{"source": {"name": a}, "destination": {"name": b}} for a, b in itertools.pairwise(nodes)]
+    return {
+        "data_config": {
+            "preprocessing": {"ensure_rgb": False, "ensure_grayscale": False, "max_height": None,
+                              "max_width": None, "scale": scale, "crop_size": None},
+            "skeletons": [{"name": "synthetic", "nodes": [{"name": n} for n in nodes],
+                           "edges": edges, "symmetries": []}],
+        },
+        "model_config": {
+            "backbone_config": {
+                "unet": {"in_channels": in_channels, "kernel_size": 3, "filters": filters,
+                         "filters_rate": filters_rate, "max_stride": max_stride,
+                         "stem_stride": None, "middle_block": True, "up_interpolate": True,
+                         "stacks": 1, "convs_per_block": 2, "output_stride": output_stride},
+                "convnext": None,
+                "swint": None,
+            },
+            "head_configs": {
+                "single_instance": {"confmaps": {"part_names": nodes, "sigma": 2.5,
+                                                 "output_stride": output_stride}},
+                "centroid": None, "centered_instance": None, "bottomup": None,
+                "multi_class_bottomup": None, "multi_class_topdown": None,
+            },
+        },
+        "sleap_nn_version": "0.3.5",
+        "description": "sleapflow bench: synthetic model with random weights",
+    }
+
+
+def write_synthetic_model(folder: str | Path, model_type: str = "single_instance", *,
+                          n_nodes: int = 8, filters: int = 32, filters_rate: float = 1.5,
+                          max_stride: int = 16, output_stride: int = 2, in_channels: int = 1,
+                          scale: float = 0.5, seed: int = 0) -> Path:
+    """Write ``training_config.yaml`` + ``best.ckpt`` (random weights) for a realistic UNet.
+
+    The checkpoint is a plain ``{"state_dict": {"model.<key>": tensor}}`` pickle, the layout of
+    a Lightning ``best.ckpt`` that the restricted unpickler reads. The head's bias is raised so
+    every part has a peak above the default threshold: the post-processing and writing costs
+    are then those of a real run, not of empty frames.
+    """
+    import torch
+    import yaml
+
+    from sleapflow.models import read_model_config
+    from sleapflow.models.network import PoseNetwork
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    nodes = [f"node{i}" for i in range(n_nodes)]
+    config = _training_config(model_type, nodes=nodes, filters=filters, filters_rate=filters_rate,
+                              max_stride=max_stride, output_stride=output_stride,
+                              in_channels=in_channels, scale=scale)
+    (folder / "training_config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    # read_model_config needs both files present; a placeholder checkpoint is replaced below.
+    (folder / "best.ckpt").write_bytes(b"")
+    torch.manual_seed(seed)
+    net = PoseNetwork(read_model_config(folder))
+    state = net.state_dict()
+    with torch.no_grad():
+        for key, value in state.items():
+            if key.startswith("head_layers.") and key.endswith(".bias"):
+                value.fill_(0.5)
+    torch.save({"state_dict": {f"model.{k}": v.clone() for k, v in state.items()}},
+               folder / "best.ckpt")
+    return folder
+
+
+def write_default_clip(path: str | Path, n_frames: int, *, height: int = DEFAULT_HEIGHT,
+                       width: int = DEFAULT_WIDTH) -> Path:
+    return write_synthetic_video(path, n_frames=n_frames, height=height, width=width)

@@ -33,17 +33,17 @@ def build_bottomup(ctx: BuildContext, raw: RawOptions | None = None) -> list[Any
     ref = ctx.models["bottomup"]
     config = ref.config
     assert config.pafs is not None
-    plan = preprocess_plan(ctx.cfg, config)
+    plan = preprocess_plan(ctx.preprocessing, config)
     edges = paf_edges(config)
     peaks = PafPeaks(config.head_names[0], config.head_names[1], config.confmaps.output_stride,
-                     config.pafs.output_stride, edges, ctx.peaks(ctx.cfg.instance_threshold),
-                     n_points=ctx.cfg.n_points, max_edge_length_ratio=ctx.cfg.max_edge_length_ratio,
-                     dist_penalty_weight=ctx.cfg.dist_penalty_weight)
+                     config.pafs.output_stride, edges, ctx.peaks(ctx.peak_options.instance_threshold),
+                     n_points=ctx.grouping.n_points, max_edge_length_ratio=ctx.grouping.max_edge_length_ratio,
+                     dist_penalty_weight=ctx.grouping.dist_penalty_weight)
     grouping = PafGrouping(edges, len(config.confmaps.part_names or ()), plan.scale,
-                           min_line_scores=ctx.cfg.min_line_scores,
-                           min_instance_peaks=ctx.cfg.min_instance_peaks,
-                           max_instances=ctx.cfg.max_instances)
-    workers = ctx.cfg.postprocess_workers
+                           min_line_scores=ctx.grouping.min_line_scores,
+                           min_instance_peaks=ctx.grouping.min_instance_peaks,
+                           max_instances=ctx.peak_options.max_instances)
+    workers = ctx.execution.postprocess_workers
     stages: list[Any] = [batch_stage(ctx), preprocess_stage(ctx, plan), *forward_stages(ctx, ref)]
     if raw is not None:
         stages.append(MapStage("raw", BottomUpRawDict(peaks, grouping, raw), limiter=ctx.cpu_limiter))
@@ -61,12 +61,12 @@ def build_multiclass_bottomup(ctx: BuildContext, raw: RawOptions | None = None) 
     ref = ctx.models["multi_class_bottomup"]
     config = ref.config
     assert config.class_maps is not None
-    plan = preprocess_plan(ctx.cfg, config)
+    plan = preprocess_plan(ctx.preprocessing, config)
     grouping = ClassMapGrouping(config.head_names[0], config.head_names[1],
                                 config.confmaps.output_stride, config.class_maps.output_stride,
                                 config.class_maps.classes, len(config.confmaps.part_names or ()),
-                                plan.scale, ctx.peaks(ctx.cfg.instance_threshold),
-                                ctx.cfg.max_instances)
+                                plan.scale, ctx.peaks(ctx.peak_options.instance_threshold),
+                                ctx.peak_options.max_instances)
     stages = [
         batch_stage(ctx),
         preprocess_stage(ctx, plan),

@@ -19,7 +19,8 @@ import msgspec
 import sleap_io as sio
 import structlog
 
-from sleapflow.config import InferenceConfig, resolve_device
+from sleapflow.config import InferenceConfig
+from sleapflow.device import resolve_device
 from sleapflow.errors import ConfigError
 from sleapflow.graphs import GRAPHS, select_graph
 from sleapflow.graphs.common import (
@@ -31,8 +32,8 @@ from sleapflow.graphs.common import (
     resolve_models,
 )
 from sleapflow.graphs.track_only import LabelsTrackSource
-from sleapflow.inputs import InputPlan, WorkItem, plan_input
-from sleapflow.provenance import add_seed_names, inference_provenance
+from sleapflow.io import InputPlan, WorkItem, plan_input
+from sleapflow.provenance import add_seed_names, inference_provenance, tracking_only_provenance
 from sleapflow.runtime import GraphSpec, MapStage, chain
 from sleapflow.runtime.adapters import CollectSink
 from sleapflow.runtime.graph import edge_bounds
@@ -41,7 +42,7 @@ from sleapflow.stages.filter import InstanceFilter
 from sleapflow.stages.raw import RawOptions
 from sleapflow.stages.track import CleanUpTracks, TrackFrames
 from sleapflow.stages.write import LabelsBuilder, SlpWriter
-from sleapflow.tracking.config import TrackerConfig
+from sleapflow.tracker_config import TrackerConfig
 
 __all__ = ["PreparedRun", "RawOptions", "build_graph", "dry_spec", "inference_tracker_config",
            "make_source", "make_writer", "prepare"]
@@ -171,16 +172,16 @@ def _prepare_track_only(cfg: InferenceConfig, *, labels: sio.Labels | None = Non
 
 def _post_stages(run: PreparedRun) -> list[Any]:
     """Filtering and tracking, shared by every graph, after its own stages."""
-    cfg = run.cfg
+    opts = run.cfg.filters
     from_labels = run.graph.from_labels
     stages: list[Any] = []
     filt = InstanceFilter(
-        overlap_method=cfg.filter_overlapping_method if cfg.filter_overlapping else None,
-        overlap_threshold=cfg.filter_overlapping_threshold,
-        min_visible_nodes=cfg.filter_min_visible_nodes,
-        min_visible_node_fraction=cfg.filter_min_visible_node_fraction,
-        min_mean_node_score=cfg.filter_min_mean_node_score,
-        min_instance_score=cfg.filter_min_instance_score,
+        overlap_method=opts.filter_overlapping_method if opts.filter_overlapping else None,
+        overlap_threshold=opts.filter_overlapping_threshold,
+        min_visible_nodes=opts.filter_min_visible_nodes,
+        min_visible_node_fraction=opts.filter_min_visible_node_fraction,
+        min_mean_node_score=opts.filter_min_mean_node_score,
+        min_instance_score=opts.filter_min_instance_score,
         order="track_only" if from_labels else "inference")
     tracker = run.ctx.tracker
     # The tracker must only see real instances, so empty slots are dropped before it even when
@@ -229,7 +230,8 @@ def build_graph(run: PreparedRun, *, source: Any = None, sink: Any = None,
     if raw is None:
         middle = [*middle, *_post_stages(run)]
     stages = [source, *middle, sink]
-    sizes = edge_bounds(stages, items=run.cfg.queue_maxsize, batches=run.ctx.batch_maxsize)
+    sizes = edge_bounds(stages, items=run.ctx.execution.queue_maxsize,
+                        batches=run.ctx.batch_maxsize)
     description = run.graph.description + (" (raw arrays)" if raw is not None else "")
     meta = {"model_types": sorted(run.ctx.models), "device": run.ctx.device}
     return chain(run.graph_name, stages, sizes, description=description, meta=meta)
@@ -241,8 +243,6 @@ def make_writer(run: PreparedRun, *, output_path: str | None,
     started = datetime.now()
     plan = run.plan
     if run.graph.from_labels:
-        from sleapflow.tracking.track_only import tracking_only_provenance
-
         labels = plan.labels
         assert labels is not None and run.ctx.tracker is not None
         tracker = run.ctx.tracker
@@ -251,7 +251,7 @@ def make_writer(run: PreparedRun, *, output_path: str | None,
 
         def provenance(out: sio.Labels) -> dict[str, Any]:
             return add_seed_names(tracking_only_provenance(
-                labels, tracker, start=started, end=datetime.now(),
+                labels, tracker.legacy_provenance(), start=started, end=datetime.now(),
                 frames_processed=len(out.labeled_frames), source_file=plan.source_path), out)
     else:
         builder = LabelsBuilder(plan.videos, output_skeleton(run.primary_config()),

@@ -5,22 +5,30 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import anyio
 import sleap_io as sio
 
-from sleapflow.config import InferenceConfig
+from sleapflow.config import (
+    ExecutionOptions,
+    GroupingOptions,
+    InferenceConfig,
+    PeakOptions,
+    PreprocessingOptions,
+)
 from sleapflow.errors import ConfigError
-from sleapflow.inputs import InputPlan
+from sleapflow.io import InputPlan
 from sleapflow.models import ModelConfig, load_model, read_model_config, resolve_model_dir
 from sleapflow.runtime import BatchStage, MapStage, ReorderStage
-from sleapflow.stages.forward import ForwardStage
+from sleapflow.stages.forward import forward_stage as make_forward_stage
+from sleapflow.stages.forward import is_forward
 from sleapflow.stages.peaks import PeakSettings
 from sleapflow.stages.preprocess import Preprocessor, PreprocessPlan, frame_shape_key, make_frame_batch
 from sleapflow.stages.raw import RawOptions
-from sleapflow.tracking.config import TrackerConfig
+from sleapflow.tracker_config import TrackerConfig
 
 #: ``build(ctx, raw)``: the model stages between the source and the shared post stages; with
 #: ``raw`` (the reference's ``return_*`` flags) the last one emits the raw-array dicts instead.
@@ -51,6 +59,11 @@ class GraphDecl:
     identity_classes: bool = False
     #: True for the track-only graph: frames come from a .slp's instances, not from models.
     from_labels: bool = False
+
+
+__all__ = ["BuildContext", "GraphDecl", "ModelRef", "batch_stage", "default_cpu_parallelism",
+           "forward_stage", "forward_stages", "is_forward", "output_skeleton", "preprocess_plan",
+           "preprocess_stage", "resolve_models"]
 
 
 @dataclass(frozen=True)
@@ -97,13 +110,32 @@ class BuildContext:
         """Frames keep their pixels past preprocessing when the tracker reads them (flow)."""
         return self.tracker is not None and self.tracker.needs_image
 
+    # The sub-configs the builders read; each builder takes only the one it uses.
+
+    @cached_property
+    def preprocessing(self) -> PreprocessingOptions:
+        return self.cfg.preprocessing
+
+    @cached_property
+    def peak_options(self) -> PeakOptions:
+        return self.cfg.peaks
+
+    @cached_property
+    def grouping(self) -> GroupingOptions:
+        return self.cfg.grouping
+
+    @cached_property
+    def execution(self) -> ExecutionOptions:
+        return self.cfg.execution
+
     def peaks(self, threshold: float) -> PeakSettings:
-        return PeakSettings(threshold, self.cfg.integral_refinement, self.cfg.integral_patch_size)
+        opts = self.peak_options
+        return PeakSettings(threshold, opts.integral_refinement, opts.integral_patch_size)
 
     @property
     def batch_maxsize(self) -> int:
         """Queue bound for edges that carry batches: about ``queue_maxsize`` frames."""
-        return max(2, self.cfg.queue_maxsize // self.cfg.batch_size)
+        return max(2, self.execution.queue_maxsize // self.execution.batch_size)
 
 
 def default_cpu_parallelism(n_models: int) -> tuple[int, int]:
@@ -119,7 +151,7 @@ def default_cpu_parallelism(n_models: int) -> tuple[int, int]:
     return workers, max(1, cores // (workers * max(1, n_models)))
 
 
-def preprocess_plan(cfg: InferenceConfig, primary: ModelConfig,
+def preprocess_plan(cfg: PreprocessingOptions, primary: ModelConfig,
                     fallback: ModelConfig | None = None) -> PreprocessPlan:
     """User overrides first, then the primary model's training config, then the fallback's."""
     def pick(user: Any, name: str) -> Any:
@@ -141,7 +173,7 @@ def preprocess_plan(cfg: InferenceConfig, primary: ModelConfig,
 
 
 def batch_stage(ctx: BuildContext, name: str = "batch") -> BatchStage:
-    return BatchStage(name, ctx.cfg.batch_size, key=frame_shape_key, make_batch=make_frame_batch)
+    return BatchStage(name, ctx.execution.batch_size, key=frame_shape_key, make_batch=make_frame_batch)
 
 
 def preprocess_stage(ctx: BuildContext, plan: PreprocessPlan, *, keep_raw: bool = False,
@@ -151,8 +183,8 @@ def preprocess_stage(ctx: BuildContext, plan: PreprocessPlan, *, keep_raw: bool 
 
 
 def forward_stage(ctx: BuildContext, ref: ModelRef, *, name: str = "forward",
-                  overrides: bool = True) -> ForwardStage:
-    cfg = ctx.cfg
+                  overrides: bool = True) -> MapStage:
+    cfg = ctx.execution
     device = ctx.device
 
     def load() -> Any:
@@ -164,9 +196,9 @@ def forward_stage(ctx: BuildContext, ref: ModelRef, *, name: str = "forward",
     # top-down graph's two models, and several batches of one model, run on different cores.
     workers = ctx.forward_workers if device == "cpu" else 1
     limiter = ctx.device_limiter if device != "cpu" else anyio.CapacityLimiter(workers)
-    return ForwardStage(load, device=device, name=name, limiter=limiter,
-                        torch_threads=ctx.torch_threads, channels_last=cfg.channels_last,
-                        workers=workers)
+    return make_forward_stage(load, device=device, name=name, limiter=limiter,
+                              torch_threads=ctx.torch_threads, channels_last=cfg.channels_last,
+                              workers=workers)
 
 
 def forward_stages(ctx: BuildContext, ref: ModelRef, *, name: str = "forward",

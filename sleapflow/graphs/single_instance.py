@@ -19,10 +19,10 @@ from sleapflow.stages.raw import RawOptions, SingleInstanceRawDict
 
 def build(ctx: BuildContext, raw: RawOptions | None = None) -> list[Any]:
     ref = ctx.models["single_instance"]
-    plan = preprocess_plan(ctx.cfg, ref.config)
+    plan = preprocess_plan(ctx.preprocessing, ref.config)
     head = ref.config.head_names[0]
     peaks = SingleInstancePeaks(head, ref.config.confmaps.output_stride, plan.scale,
-                                ctx.peaks(ctx.cfg.instance_threshold))
+                                ctx.peaks(ctx.peak_options.instance_threshold))
     last = (MapStage("raw", SingleInstanceRawDict(peaks, head, raw), limiter=ctx.cpu_limiter)
             if raw is not None else
             MapStage("peaks", peaks, flatten=True, limiter=ctx.cpu_limiter))

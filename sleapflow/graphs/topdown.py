@@ -42,7 +42,7 @@ def _instance_ref(ctx: BuildContext) -> ModelRef:
 
 def anchor_index(ctx: BuildContext, config: ModelConfig) -> int | None:
     """``--anchor_part``, else the instance model's anchor, else the centroid model's."""
-    name = ctx.cfg.anchor_part
+    name = ctx.preprocessing.anchor_part
     if name is None:
         for kind in ("centered_instance", "multi_class_topdown", "centroid"):
             ref = ctx.models.get(kind)
@@ -58,7 +58,7 @@ def anchor_index(ctx: BuildContext, config: ModelConfig) -> int | None:
 
 
 def _crop_size(ctx: BuildContext, ref: ModelRef) -> int:
-    size = ctx.cfg.crop_size or ref.config.preprocessing.crop_size
+    size = ctx.preprocessing.crop_size or ref.config.preprocessing.crop_size
     if size is None:
         raise ConfigError(f"no crop size: {ref.path} has no preprocessing.crop_size; pass --crop_size")
     return int(size)
@@ -66,12 +66,13 @@ def _crop_size(ctx: BuildContext, ref: ModelRef) -> int:
 
 def _centroid_finder(ctx: BuildContext, ref: ModelRef, scale: float) -> CentroidFinder:
     return CentroidFinder(ref.config.head_names[0], ref.config.confmaps.output_stride, scale,
-                          ctx.peaks(ctx.cfg.centroid_threshold), ctx.cfg.max_instances)
+                          ctx.peaks(ctx.peak_options.centroid_threshold), ctx.peak_options.max_instances)
 
 
 def _instance_stages(ctx: BuildContext, ref: ModelRef, raw: RawOptions | None = None) -> list[Any]:
     config = ref.config
-    scale = ctx.cfg.input_scale if ctx.cfg.input_scale is not None else config.preprocessing.scale
+    user_scale = ctx.preprocessing.input_scale
+    scale = user_scale if user_scale is not None else config.preprocessing.scale
     class_head = None
     classes: tuple[str, ...] = ()
     assign = None
@@ -81,14 +82,14 @@ def _instance_stages(ctx: BuildContext, ref: ModelRef, raw: RawOptions | None = 
         class_head = config.head_names[1]
         classes = config.class_vectors.classes
     peaks = InstancePeaks(config.head_names[0], config.confmaps.output_stride, scale,
-                          ctx.peaks(ctx.cfg.instance_threshold),
+                          ctx.peaks(ctx.peak_options.instance_threshold),
                           len(config.confmaps.part_names or ()), class_head=class_head,
                           class_names=classes, assign=assign)
     last = (MapStage("raw", TopDownRawDict(peaks, _crop_size(ctx, ref), raw), flatten=True,
                      limiter=ctx.cpu_limiter) if raw is not None else
             MapStage("instance_peaks", peaks, flatten=True, limiter=ctx.cpu_limiter))
     return [
-        BatchStage("crop_batch", ctx.cfg.batch_size, weight=crop_weight, make_batch=make_crop_batch),
+        BatchStage("crop_batch", ctx.execution.batch_size, weight=crop_weight, make_batch=make_crop_batch),
         MapStage("crop_preprocess", CropPreprocessor(scale, config.max_stride), limiter=ctx.cpu_limiter),
         *forward_stages(ctx, ref, name="instance_forward"),
         last,
@@ -98,7 +99,7 @@ def _instance_stages(ctx: BuildContext, ref: ModelRef, raw: RawOptions | None = 
 def build_topdown(ctx: BuildContext, raw: RawOptions | None = None) -> list[Any]:
     centroid = ctx.models["centroid"]
     instance = _instance_ref(ctx)
-    plan = preprocess_plan(ctx.cfg, centroid.config, instance.config)
+    plan = preprocess_plan(ctx.preprocessing, centroid.config, instance.config)
     crops = CentroidCrops(_centroid_finder(ctx, centroid, plan.scale), _crop_size(ctx, instance),
                           keep_maps=raw is not None and raw.return_confmaps)
     stages = [
@@ -113,7 +114,7 @@ def build_topdown(ctx: BuildContext, raw: RawOptions | None = None) -> list[Any]
 
 def build_centered_instance(ctx: BuildContext, raw: RawOptions | None = None) -> list[Any]:
     instance = _instance_ref(ctx)
-    plan = preprocess_plan(ctx.cfg, instance.config)
+    plan = preprocess_plan(ctx.preprocessing, instance.config)
     crops = GroundTruthCrops(anchor_index(ctx, instance.config), _crop_size(ctx, instance))
     stages = [
         batch_stage(ctx),
@@ -126,7 +127,7 @@ def build_centered_instance(ctx: BuildContext, raw: RawOptions | None = None) ->
 
 def build_centroid(ctx: BuildContext, raw: RawOptions | None = None) -> list[Any]:
     centroid = ctx.models["centroid"]
-    plan = preprocess_plan(ctx.cfg, centroid.config)
+    plan = preprocess_plan(ctx.preprocessing, centroid.config)
     finder = _centroid_finder(ctx, centroid, plan.scale)
     stages = [
         batch_stage(ctx),

@@ -1,6 +1,8 @@
-"""Model loading: config decoding, safe checkpoints, legacy .h5, backbones and heads."""
+"""Models: the config schema (schema.py), its file shape (file_schema.py) and normalisation
+(normalise.py), safe checkpoints, legacy .h5, backbones and heads; the loader dispatches."""
 
-from sleapflow.models.config import (
+from sleapflow.models.loader import LoadedModel, load_model, read_model_config, resolve_model_dir
+from sleapflow.models.schema import (
     MODEL_TYPES,
     ClassMapsConfig,
     ClassVectorsConfig,
@@ -12,10 +14,7 @@ from sleapflow.models.config import (
     SkeletonConfig,
     SwinTConfig,
     UNetConfig,
-    read_model_config,
-    resolve_model_dir,
 )
-from sleapflow.models.loader import LoadedModel, load_model
 
 __all__ = [
     "MODEL_TYPES",

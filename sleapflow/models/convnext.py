@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sleapflow.models.config import ConvNeXtConfig
 from sleapflow.models.layers import BackboneOutput, Decoder, SamePadMaxPool2d, middle_blocks
+from sleapflow.models.schema import ConvNeXtConfig
 
 
 class Permute(nn.Module):

@@ -14,10 +14,7 @@ import structlog
 import torch
 
 from sleapflow.errors import ConfigError, ModelLoadError
-from sleapflow.models.config import (
-    ModelConfig,
-    SkeletonConfig,
-    UNetConfig,
+from sleapflow.models.file_schema import (
     _convert,
     _FileClassMaps,
     _FileClassVectors,
@@ -25,9 +22,9 @@ from sleapflow.models.config import (
     _FileHead,
     _FilePafs,
     _FilePreprocessing,
-    _normalise_backbone,
-    normalise_config,
 )
+from sleapflow.models.normalise import _normalise_backbone, normalise_config
+from sleapflow.models.schema import ModelConfig, SkeletonConfig, UNetConfig
 
 log = structlog.get_logger(__name__)
 

@@ -10,12 +10,68 @@ import torch
 
 from sleapflow.errors import ConfigError, ModelLoadError
 from sleapflow.models.checkpoint import read_checkpoint, strip_prefix
-from sleapflow.models.config import ModelConfig, read_model_config, resolve_model_dir
 from sleapflow.models.network import PoseNetwork
+from sleapflow.models.normalise import config_from_yaml
+from sleapflow.models.schema import ModelConfig
 
 log = structlog.get_logger(__name__)
 
 _SHOW = 4  # how many offending keys an error message lists
+
+
+# --------------------------------------------------------------------------------------------
+# Folder resolution
+# --------------------------------------------------------------------------------------------
+
+
+def resolve_model_dir(path: str | Path) -> Path:
+    """Resolve a model folder, its ``best.ckpt`` or its ``training_config.{yaml,json}`` to the folder."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise ModelLoadError(
+            f"model path {str(p)!r} does not exist; pass a sleap-nn model folder (best.ckpt + "
+            "training_config.yaml) or a SLEAP folder (best_model.h5 + training_config.json)"
+        )
+    if p.is_file():
+        if p.suffix == ".ckpt" and p.name != "best.ckpt":
+            # sleap-nn warns and still loads best.ckpt: the architecture comes from the folder.
+            log.warning("non_best_checkpoint_ignored", path=str(p), loading=str(p.parent / "best.ckpt"))
+        p = p.parent
+    new_style = (p / "best.ckpt").is_file() and (p / "training_config.yaml").is_file()
+    legacy = (p / "best_model.h5").is_file() and (p / "training_config.json").is_file()
+    if new_style or legacy:
+        return p
+    if (p / "training_config.yaml").is_file():
+        missing = "best.ckpt"
+    elif (p / "training_config.json").is_file():
+        missing = "best_model.h5"
+    elif (p / "best.ckpt").is_file():
+        missing = "training_config.yaml"
+    elif (p / "best_model.h5").is_file():
+        missing = "training_config.json"
+    else:
+        missing = "best.ckpt + training_config.yaml (or best_model.h5 + training_config.json)"
+    raise ModelLoadError(
+        f"model folder {str(p)!r} has no {missing}; pass the folder a sleap-nn training run wrote "
+        "(best.ckpt + training_config.yaml) or a SLEAP model folder (best_model.h5 + "
+        "training_config.json)"
+    )
+
+
+
+# --------------------------------------------------------------------------------------------
+# Dispatch: which decoder reads a folder's config
+# --------------------------------------------------------------------------------------------
+
+
+def read_model_config(model_dir: str | Path) -> ModelConfig:
+    """Read a model folder's training config (YAML, or legacy SLEAP JSON) without its weights."""
+    d = resolve_model_dir(model_dir)
+    if (d / "training_config.yaml").is_file() and (d / "best.ckpt").is_file():
+        return config_from_yaml(d / "training_config.yaml")
+    from sleapflow.models.legacy import read_legacy_config
+
+    return read_legacy_config(d)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from sleapflow.errors import ConfigError
-from sleapflow.models.config import ModelConfig, UNetConfig
+from sleapflow.models.schema import ModelConfig, UNetConfig
 
 
 def _spatial_head(name: str, in_channels: int, out_channels: int, sigmoid: bool) -> nn.Sequential:

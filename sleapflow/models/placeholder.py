@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sleapflow.models.config import (
+from sleapflow.models.schema import (
     HEAD_NAMES,
     ClassMapsConfig,
     ClassVectorsConfig,

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sleapflow.models.config import SwinTConfig
 from sleapflow.models.convnext import Permute, transformer_decoder_layout
 from sleapflow.models.layers import BackboneOutput, Decoder, SamePadMaxPool2d, middle_blocks
+from sleapflow.models.schema import SwinTConfig
 
 
 def relative_position_index(window: int) -> torch.Tensor:

@@ -8,7 +8,6 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from sleapflow.models.config import UNetConfig
 from sleapflow.models.layers import (
     BackboneOutput,
     ConvBlock,
@@ -16,6 +15,7 @@ from sleapflow.models.layers import (
     SamePadMaxPool2d,
     middle_blocks,
 )
+from sleapflow.models.schema import UNetConfig
 
 
 class _Encoder(nn.Module):

@@ -1,4 +1,4 @@
-"""The closed set of adapters that turn pure callables into stream stages: map, batch, reorder."""
+"""The closed set of adapters that turn pure callables into graph nodes: map, batch, reorder, collect."""
 
 from __future__ import annotations
 
@@ -13,11 +13,14 @@ from sleapflow.runtime.graph import Emits, Role
 
 
 class MapStage:
-    """One item in, one item out (or several with ``flatten``), optionally in worker threads.
+    """A map node: one item in, one item out (or several with ``flatten``).
 
-    With ``offload`` the callable runs via ``anyio.to_thread.run_sync`` under ``limiter`` so the
-    event loop only routes. With ``workers > 1`` several items are in flight at once and may leave
-    out of order, so an order-sensitive stage downstream needs a :class:`ReorderStage` first.
+    The node declares the work; the runner drives it: ``open()`` once (the ``setup`` step, in a
+    worker thread under ``limiter``: a model load), then ``workers`` loops of :meth:`apply` over
+    the shared inbox. With ``offload`` the callable runs via ``anyio.to_thread.run_sync`` under
+    ``limiter`` so the event loop only routes. With ``workers > 1`` several items are in flight
+    at once and may leave out of order, so an order-sensitive stage downstream needs a
+    :class:`ReorderStage` first.
     """
 
     role: Role = "stage"
@@ -43,38 +46,58 @@ class MapStage:
         #: A flattening map turns each batch back into its items; a plain map keeps the unit.
         self.emits: Emits | None = "items" if flatten else None
 
-    async def _apply(self, item: Any) -> Any:
+    async def open(self) -> None:
+        """The setup step, before the stage reports itself started."""
+        if self.setup is not None:
+            await anyio.to_thread.run_sync(self.setup, limiter=self.limiter)
+
+    async def apply(self, item: Any) -> Any:
         if self.offload:
             return await anyio.to_thread.run_sync(self.fn, item, limiter=self.limiter)
         return self.fn(item)
 
-    async def _work(self, inbox: Any, outbox: Any) -> None:
-        async with inbox, outbox:
-            async for item in inbox:
-                try:
-                    result = await self._apply(item)
-                except Exception as exc:
-                    # With several workers the inbox's last item may be another one.
-                    exc.sleapflow_item = item  # type: ignore[attr-defined]
-                    raise
-                if self.flatten:
-                    for out in result:
-                        await outbox.send(out)
-                else:
-                    await outbox.send(result)
+    def results(self, result: Any) -> Iterable[Any]:
+        """What one call sends on: its result, or each of its results with ``flatten``."""
+        return result if self.flatten else (result,)
 
-    async def run(self, inbox: Any, outbox: Any, *,
-                  task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        async with inbox, outbox:
-            if self.setup is not None:
-                await anyio.to_thread.run_sync(self.setup)
-            task_status.started()
-            if self.workers == 1:
-                await self._work(inbox.clone(), outbox.clone())
-                return
-            async with anyio.create_task_group() as tg:
-                for _ in range(self.workers):
-                    tg.start_soon(self._work, inbox.clone(), outbox.clone())
+
+class Batcher:
+    """The batching rule every interpreter shares: items gather until their total ``weight``
+    reaches ``size``; a key change closes the batch before the new item joins."""
+
+    def __init__(self, size: int, *, key: Callable[[Any], Hashable] | None = None,
+                 weight: Callable[[Any], int] | None = None,
+                 make_batch: Callable[[int, list[Any]], Any] | None = None) -> None:
+        self.size = size
+        self.key = key
+        self.weight = weight
+        self.make_batch = make_batch
+        self.pending: list[Any] = []
+        self._weight = 0
+        self._key: Hashable = None
+        self._seq = 0
+
+    def add(self, item: Any) -> list[Any]:
+        """Take ``item``; return the batches (none, one or two) that are now complete."""
+        done: list[Any] = []
+        key = self.key(item) if self.key is not None else None
+        if self.pending and key != self._key:
+            done.append(self.flush())
+        self._key = key
+        self.pending.append(item)
+        self._weight += self.weight(item) if self.weight is not None else 1
+        if self._weight >= self.size:
+            done.append(self.flush())
+        return done
+
+    def flush(self) -> Any:
+        """The pending items as a batch (call only when there are some)."""
+        batch = (self.make_batch(self._seq, self.pending) if self.make_batch
+                 else list(self.pending))
+        self.pending = []
+        self._weight = 0
+        self._seq += 1
+        return batch
 
 
 class BatchStage:
@@ -101,54 +124,52 @@ class BatchStage:
         self.timeout = timeout
         self.make_batch = make_batch
 
+    def batcher(self) -> Batcher:
+        return Batcher(self.size, key=self.key, weight=self.weight, make_batch=self.make_batch)
+
     async def run(self, inbox: Any, outbox: Any, *,
                   task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with inbox, outbox:
             task_status.started()
-            pending: list[Any] = []
-            pending_weight = 0
-            pending_key: Hashable = None
-            batch_seq = 0
-            held: Any = None
-            ended = False
-
-            async def flush() -> None:
-                nonlocal pending, pending_weight, batch_seq
-                if pending:
-                    batch = (self.make_batch(batch_seq, pending) if self.make_batch
-                             else list(pending))
-                    pending = []
-                    pending_weight = 0
-                    batch_seq += 1
-                    await outbox.send(batch)
-
-            while not ended:
-                if held is not None:
-                    item, held = held, None
-                else:
-                    try:
-                        if pending and self.timeout is not None:
-                            with anyio.move_on_after(self.timeout) as scope:
-                                item = await inbox.receive()
-                            if scope.cancelled_caught:
-                                await flush()
-                                continue
-                        else:
+            batcher = self.batcher()
+            while True:
+                try:
+                    if batcher.pending and self.timeout is not None:
+                        with anyio.move_on_after(self.timeout) as scope:
                             item = await inbox.receive()
-                    except EndOfStream:
-                        ended = True
-                        break
-                key = self.key(item) if self.key is not None else None
-                if pending and key != pending_key:
-                    held = item
-                    await flush()
-                    continue
-                pending_key = key
-                pending.append(item)
-                pending_weight += self.weight(item) if self.weight is not None else 1
-                if pending_weight >= self.size:
-                    await flush()
-            await flush()
+                        if scope.cancelled_caught:
+                            await outbox.send(batcher.flush())
+                            continue
+                    else:
+                        item = await inbox.receive()
+                except EndOfStream:
+                    break
+                for batch in batcher.add(item):
+                    await outbox.send(batch)
+            if batcher.pending:
+                await outbox.send(batcher.flush())
+
+
+class Reorderer:
+    """Restores ``seq`` order; holds at most the items that raced ahead."""
+
+    def __init__(self, seq_of: Callable[[Any], int], first_seq: int = 0) -> None:
+        self.seq_of = seq_of
+        self.expected = first_seq
+        self.held: dict[int, Any] = {}
+
+    def add(self, item: Any) -> list[Any]:
+        self.held[self.seq_of(item)] = item
+        out = []
+        while self.expected in self.held:
+            out.append(self.held.pop(self.expected))
+            self.expected += 1
+        return out
+
+    def rest(self) -> list[Any]:
+        """What is left at the end: gaps mean an upstream stage dropped an item; the rest leaves
+        in order, not silently."""
+        return [self.held.pop(seq) for seq in sorted(self.held)]
 
 
 class ReorderStage:
@@ -165,20 +186,19 @@ class ReorderStage:
         self.seq_of = seq_of or (lambda item: item.seq)
         self.first_seq = first_seq
 
+    def reorderer(self) -> Reorderer:
+        return Reorderer(self.seq_of, self.first_seq)
+
     async def run(self, inbox: Any, outbox: Any, *,
                   task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with inbox, outbox:
             task_status.started()
-            held: dict[int, Any] = {}
-            expected = self.first_seq
+            reorder = self.reorderer()
             async for item in inbox:
-                held[self.seq_of(item)] = item
-                while expected in held:
-                    await outbox.send(held.pop(expected))
-                    expected += 1
-            # Gaps mean an upstream stage dropped an item; emit the rest in order, not silently.
-            for seq in sorted(held):
-                await outbox.send(held[seq])
+                for out in reorder.add(item):
+                    await outbox.send(out)
+            for out in reorder.rest():
+                await outbox.send(out)
 
 
 class CollectSink:
@@ -207,8 +227,3 @@ class CollectSink:
                 self.items.append(item)
                 if self.limit is not None and len(self.items) >= self.limit:
                     return
-
-
-def flatten_items(batches: Iterable[Iterable[Any]]) -> list[Any]:
-    """Serial counterpart of a flattening map, used by the serial runner."""
-    return [item for batch in batches for item in batch]

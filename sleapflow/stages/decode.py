@@ -9,9 +9,10 @@ import anyio
 import structlog
 from anyio.abc import TaskStatus
 
-from sleapflow.inputs import InputPlan, WorkItem, open_reader
+from sleapflow.io import InputPlan, WorkItem, open_reader
 from sleapflow.messages import Frame
 from sleapflow.runtime.graph import Role
+from sleapflow.runtime.runner import ItemFailure
 
 log = structlog.get_logger(__name__)
 
@@ -66,8 +67,7 @@ class DecodeSource:
                 image = self._reader(item.video_id).read(item.frame_idx)
             except Exception as exc:
                 # Lets the runner name the frame in the StageError.
-                exc.sleapflow_item = item  # type: ignore[attr-defined]
-                raise
+                raise ItemFailure(item) from exc
             if image is None:
                 self.skipped.append((item.video_id, item.frame_idx))
                 continue

@@ -1,4 +1,4 @@
-"""The batched forward pass: owns the model on its device, one batch at a time per device."""
+"""The batched forward pass: a map node whose setup step loads the model onto its device."""
 
 from __future__ import annotations
 
@@ -7,54 +7,37 @@ from typing import Any
 
 import anyio
 import torch
-from anyio.abc import TaskStatus
 
 from sleapflow.messages import ModelOutput
 from sleapflow.models.inference_opt import prepare_for_inference
 from sleapflow.ops.preprocess import normalize
-from sleapflow.runtime.graph import Role
+from sleapflow.runtime.adapters import MapStage
 
 
-class ForwardStage:
-    """Runs ``model(x)`` in a worker thread under the device's limiter.
+class ModelForward:
+    """``model(x)`` for one batch; :meth:`setup` loads the model (and sets torch's threads).
 
-    The model is loaded before ``started()`` so a bad checkpoint fails the run before any frame
-    is decoded. On CUDA the stage synchronises before handing the batch on, so its busy time is
-    the real forward time. Cancellation waits for a forward in flight to finish.
+    On CUDA the call synchronises before returning, so the stage's busy time is the real
+    forward time.
     """
 
-    role: Role = "stage"
-    requires_order = False
-    restores_order = False
-
-    def __init__(self, load: Callable[[], Any], *, device: str, name: str = "forward",
+    def __init__(self, load: Callable[[], Any], *, device: str,
                  head_filter: tuple[str, ...] | None = None,
-                 limiter: anyio.CapacityLimiter | None = None,
-                 torch_threads: int | None = None, channels_last: bool = False,
-                 workers: int = 1) -> None:
-        self.name = name
-        #: Batches in flight at once (CPU: each on its own core); >1 needs a reorder after it.
-        self.workers = max(1, workers)
-        self.preserves_order = self.workers == 1
-        self.channels_last = channels_last and self.device_type(device) == "cpu"
+                 torch_threads: int | None = None, channels_last: bool = False) -> None:
         self._load = load
         self.device = torch.device(device)
+        self.channels_last = channels_last and self.device.type == "cpu"
         self.head_filter = head_filter
-        self.limiter = limiter or anyio.CapacityLimiter(1)
         self.torch_threads = torch_threads
         self.model: Any = None
 
-    @staticmethod
-    def device_type(device: str) -> str:
-        return torch.device(device).type
-
-    def _setup(self) -> None:
+    def setup(self) -> None:
         if self.torch_threads is not None:
             torch.set_num_threads(self.torch_threads)
         self.model = self._load()
         prepare_for_inference(self.model.module, self.device, channels_last=self.channels_last)
 
-    def forward(self, item: Any) -> ModelOutput:
+    def __call__(self, item: Any) -> ModelOutput:
         """``item`` is any message with a uint8 ``tensor`` (a frame batch or a crop batch)."""
         module = self.model.module
         if item.tensor is None or item.tensor.shape[0] == 0:
@@ -71,22 +54,20 @@ class ForwardStage:
                 torch.cuda.synchronize(self.device)
         return ModelOutput(seq=item.seq, heads=heads, input=item)
 
-    async def run(self, inbox: Any, outbox: Any, *,
-                  task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        async with inbox, outbox:
-            await anyio.to_thread.run_sync(self._setup, limiter=self.limiter)
-            task_status.started()
-            async with anyio.create_task_group() as tg:
-                for _ in range(self.workers):
-                    tg.start_soon(self._work, inbox.clone(), outbox.clone())
 
-    async def _work(self, inbox: Any, outbox: Any) -> None:
-        async with inbox, outbox:
-            async for item in inbox:
-                try:
-                    result = await anyio.to_thread.run_sync(self.forward, item,
-                                                            limiter=self.limiter)
-                except Exception as exc:
-                    exc.sleapflow_item = item  # type: ignore[attr-defined]
-                    raise
-                await outbox.send(result)
+def forward_stage(load: Callable[[], Any], *, device: str, name: str = "forward",
+                  limiter: anyio.CapacityLimiter | None = None, workers: int = 1,
+                  torch_threads: int | None = None, channels_last: bool = False,
+                  head_filter: tuple[str, ...] | None = None) -> MapStage:
+    """The forward map node: the model loads in its setup step, before the stage starts, so a
+    bad checkpoint fails the run before any frame is decoded; ``workers`` batches (CPU: each on
+    its own core) are in flight at once, under ``limiter``."""
+    fn = ModelForward(load, device=device, head_filter=head_filter, torch_threads=torch_threads,
+                      channels_last=channels_last)
+    return MapStage(name, fn, setup=fn.setup, limiter=limiter or anyio.CapacityLimiter(1),
+                    workers=max(1, workers))
+
+
+def is_forward(stage: Any) -> bool:
+    """Whether ``stage`` is a forward map node."""
+    return isinstance(stage, MapStage) and isinstance(stage.fn, ModelForward)

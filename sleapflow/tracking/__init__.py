@@ -6,6 +6,7 @@ cull and single-break repair frame by frame, and :func:`track_labels` is the tra
 (``sleap-nn track -i predictions.slp -t``) over an ``sio.Labels``.
 """
 
+from sleapflow.tracker_config import TrackerConfig
 from sleapflow.tracking.cleanup import (
     InstanceCuller,
     PostTrackingCleanup,
@@ -13,7 +14,6 @@ from sleapflow.tracking.cleanup import (
     nms_fast,
     pre_cull,
 )
-from sleapflow.tracking.config import TrackerConfig
 from sleapflow.tracking.track_only import track_labels
 from sleapflow.tracking.tracker import UNASSIGNED, FrameTracks, Tracker, TrackerState
 

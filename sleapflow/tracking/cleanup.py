@@ -15,7 +15,7 @@ import numpy as np
 import structlog
 
 from sleapflow.errors import ConfigError
-from sleapflow.tracking.config import TrackerConfig
+from sleapflow.tracker_config import TrackerConfig
 from sleapflow.tracking.features import bboxes
 
 log = structlog.get_logger(__name__)

@@ -105,7 +105,7 @@ def image_patches(points: np.ndarray, image: np.ndarray | None) -> np.ndarray:
 
 
 def compute(name: str, points: np.ndarray, image: np.ndarray | None = None) -> np.ndarray:
-    """The feature ``name`` (a validated :data:`~sleapflow.tracking.config.FEATURES` value)."""
+    """The feature ``name`` (a validated :data:`~sleapflow.tracker_config.FEATURES` value)."""
     if name == "keypoints":
         return keypoints(points)
     if name == "centroids":

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-# np.spacing(1): the epsilon sleap-nn adds to the bounding-box area in OKS.
-_EPS = float(np.spacing(1))
+from sleapflow.ops.oks import compute_oks
 
 
 def oks(current: np.ndarray, candidates: np.ndarray, stddev: float = 0.025) -> np.ndarray:
@@ -21,26 +20,13 @@ def oks(current: np.ndarray, candidates: np.ndarray, stddev: float = 0.025) -> n
 
     The current instance plays "ground truth": its visible-node bounding-box area is the scale and
     its visible nodes are the ones averaged over; a node missing from the candidate scores 0. A
-    current instance with no visible node gives NaN.
+    current instance with no visible node gives NaN. The maths is evaluation's
+    (:func:`sleapflow.ops.oks.compute_oks`).
     """
     n, m = current.shape[0], candidates.shape[0]
     if n == 0 or m == 0:
         return np.zeros((n, m))
-    missing_cur = np.isnan(current).any(axis=-1)  # (n, N)
-    missing_cand = np.isnan(candidates).any(axis=-1)  # (m, N)
-    lo = np.fmin.reduce(current, axis=1)
-    hi = np.fmax.reduce(current, axis=1)
-    area = np.prod(hi - lo, axis=-1)  # NaN for an all-NaN instance
-    norm = (2.0 * stddev) ** 2 * (2.0 * (area + _EPS))  # (n,)
-    disp = current[:, None, :, :] - candidates[None, :, :, :]
-    dist = (disp**2).sum(axis=-1)  # (n, m, N)
-    # A node missing from the candidate scores 0; one missing from the current instance scores 0
-    # and is not counted.
-    both = (~missing_cur)[:, None, :] & (~missing_cand)[None, :, :]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ks = np.where(both, np.exp(-(dist / norm[:, None, None])), 0.0)
-        n_visible = (~missing_cur).sum(axis=-1).astype(np.float32)  # float32 as in sleap-nn
-        return ks.sum(axis=-1) / n_visible[:, None]
+    return compute_oks(current, candidates, stddev=stddev)
 
 
 def cosine_sim(current: np.ndarray, candidates: np.ndarray) -> np.ndarray:

@@ -12,12 +12,9 @@ Not done here: sleap-nn's track-only overlap NMS, node-count and confidence filt
 from __future__ import annotations
 
 import copy
-import importlib.metadata
-import platform
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -26,9 +23,9 @@ import sleap_io as sio
 import structlog
 
 from sleapflow.errors import ConfigError
-from sleapflow.provenance import add_seed_names
+from sleapflow.provenance import add_seed_names, tracking_only_provenance
+from sleapflow.tracker_config import TrackerConfig
 from sleapflow.tracking.cleanup import PostTrackingCleanup
-from sleapflow.tracking.config import TrackerConfig
 from sleapflow.tracking.tracker import UNASSIGNED, Tracker
 
 log = structlog.get_logger(__name__)
@@ -163,50 +160,10 @@ def track_labels(labels: sio.Labels, cfg: TrackerConfig | None = None, *,
     log.info("tracking.finished", frames=len(out_frames), tracks=len(tracks),
              seconds=round(time.perf_counter() - start, 3))
     provenance = tracking_only_provenance(
-        labels, cfg, start=start_wall, end=end_wall, frames_processed=len(out_frames),
+        labels, cfg.legacy_provenance(), start=start_wall, end=end_wall, frames_processed=len(out_frames),
         source_file=source_file,
     )
     out = sio.Labels(labeled_frames=out_frames, videos=list(labels.videos),
                      skeletons=list(labels.skeletons))
     out.provenance = add_seed_names(provenance, out)
     return out
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def tracking_only_provenance(labels: sio.Labels, cfg: TrackerConfig, *, start: datetime,
-                             end: datetime, frames_processed: int,
-                             source_file: str | None = None) -> dict[str, Any]:
-    """The provenance dict of a track-only run, with sleap-nn's keys (§4.2 of the spec).
-
-    ``sleapflow_version`` takes the place of ``sleap_nn_version``.
-    """
-    prov: dict[str, Any] = {
-        "tracking_start_timestamp": start.isoformat(),
-        "tracking_end_timestamp": end.isoformat(),
-        "tracking_runtime_seconds": (end - start).total_seconds(),
-        "sleapflow_version": _version("sleapflow"),
-        "sleap_io_version": sio.__version__,
-        "pipeline_type": "tracking_only",
-    }
-    if source_file is not None:
-        prov["source_file"] = Path(source_file).resolve().as_posix()  # absolute, as inference's
-    input_prov = dict(labels.provenance or {})
-    if input_prov:
-        prov["input_provenance"] = input_prov
-        if "filename" in input_prov:
-            prov["source_labels"] = input_prov["filename"]
-    prov["frames_processed"] = frames_processed
-    prov["tracking_config"] = cfg.legacy_provenance()
-    prov["system_info"] = {
-        "python_version": platform.python_version(),
-        "platform": platform.platform(),
-        "pytorch_version": _version("torch"),
-        "accelerator": "cpu",
-    }
-    return prov

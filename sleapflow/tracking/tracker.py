@@ -23,6 +23,7 @@ import msgspec
 import numpy as np
 import structlog
 
+from sleapflow.tracker_config import TrackerConfig
 from sleapflow.tracking import features as feats
 from sleapflow.tracking import flow, matching, scoring
 from sleapflow.tracking.candidates import (
@@ -33,7 +34,6 @@ from sleapflow.tracking.candidates import (
     QueueEntry,
 )
 from sleapflow.tracking.cleanup import pre_cull
-from sleapflow.tracking.config import TrackerConfig
 
 log = structlog.get_logger(__name__)
 

@@ -12,7 +12,7 @@ import pytest
 import sleap_io as sio
 
 from sleapflow.errors import ConfigError, ModelLoadError, StageError
-from sleapflow.inputs import PyAVReader
+from sleapflow.io import PyAVReader
 from sleapflow.messages import FramePrediction
 from sleapflow.runtime import MapStage, chain
 from sleapflow.service import GraphSession, open_custom_graph, open_graph

@@ -11,7 +11,7 @@ from structlog.testing import capture_logs
 
 from sleapflow.config import InferenceConfig, parse_frames
 from sleapflow.errors import ConfigError
-from sleapflow.inputs import plan_input
+from sleapflow.io import plan_input
 from sleapflow.testing import write_synthetic_video
 
 

@@ -12,7 +12,7 @@ from inputs_helpers import frame_pattern
 
 from sleapflow.config import InferenceConfig
 from sleapflow.errors import ConfigError, VideoDecodeError
-from sleapflow.inputs import InputPlan, default_output_path, open_reader, plan_input
+from sleapflow.io import InputPlan, default_output_path, open_reader, plan_input
 from sleapflow.runtime import GraphRunner, chain
 from sleapflow.stages.decode import DecodeSource
 from sleapflow.testing import ListSink, write_synthetic_video

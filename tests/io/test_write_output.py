@@ -18,7 +18,7 @@ from inputs_helpers import SINGLE_INSTANCE, frame_pattern, two_video_labels
 from sleapflow.cli import main
 from sleapflow.config import InferenceConfig
 from sleapflow.errors import ConfigError, StageError
-from sleapflow.inputs import default_output_path
+from sleapflow.io import default_output_path
 from sleapflow.messages import FramePrediction
 from sleapflow.pipeline import build_spec, make_writer, prepare, run_to_file
 from sleapflow.provenance import inference_provenance

@@ -9,9 +9,9 @@ import pytest
 import torch
 import yaml
 
-from sleapflow.models.config import ModelConfig, config_from_yaml
 from sleapflow.models.layers import SamePadMaxPool2d
 from sleapflow.models.network import PoseNetwork
+from sleapflow.models.normalise import ModelConfig, config_from_yaml
 from sleapflow.models.swint import relative_position_index
 
 

@@ -20,7 +20,7 @@ from sleapflow.models import (
     read_model_config,
     resolve_model_dir,
 )
-from sleapflow.models.config import config_from_yaml
+from sleapflow.models.normalise import config_from_yaml
 
 
 def _copy_model(src: Path, dst: Path) -> Path:

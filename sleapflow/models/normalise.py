@@ -1,428 +1,44 @@
-"""Decode a model folder's training config into frozen, normalised ``ModelConfig`` structs."""
+"""Normalisation: a decoded training config (YAML, or legacy SLEAP JSON) → a ``ModelConfig``."""
 
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import msgspec
-import structlog
 import yaml
 
 from sleapflow.errors import ConfigError, ModelLoadError
-
-log = structlog.get_logger(__name__)
-
-MODEL_TYPES: tuple[str, ...] = (
-    "single_instance",
-    "centroid",
-    "centered_instance",
-    "bottomup",
-    "multi_class_bottomup",
-    "multi_class_topdown",
+from sleapflow.models.file_schema import (
+    _BACKBONE_STRUCTS,
+    _REQUIRED_SUBHEADS,
+    _convert,
+    _FileConvNeXt,
+    _FileHead,
+    _FilePreprocessing,
+    _FileSkeleton,
+    _FileTrainingConfig,
+    _FileUNet,
+    _first_non_null,
+    _is_pow2,
 )
-
-# Head types sleap-nn knows but sleapflow does not run; named in the error so users know why.
-_UNSUPPORTED_HEADS = (
-    "bottomup_segmentation",
-    "centered_instance_segmentation",
-    "semantic_segmentation",
-    "embedding",
-    "bbox_centernet",
-    "bbox_ssd",
+from sleapflow.models.schema import (
+    _UNSUPPORTED_HEADS,
+    CONVNEXT_PRESETS,
+    HEAD_NAMES,
+    MODEL_TYPES,
+    SWINT_PRESETS,
+    ClassMapsConfig,
+    ClassVectorsConfig,
+    ConfmapsConfig,
+    ConvNeXtConfig,
+    ModelConfig,
+    PafsConfig,
+    PreprocessingConfig,
+    SkeletonConfig,
+    SwinTConfig,
+    UNetConfig,
 )
-
-BackboneType = Literal["unet", "convnext", "swint"]
-
-# Output dict keys of the network, per model type, in head_layers order (spec §2.6).
-HEAD_NAMES: dict[str, tuple[str, ...]] = {
-    "single_instance": ("SingleInstanceConfmapsHead",),
-    "centroid": ("CentroidConfmapsHead",),
-    "centered_instance": ("CenteredInstanceConfmapsHead",),
-    "bottomup": ("MultiInstanceConfmapsHead", "PartAffinityFieldsHead"),
-    "multi_class_bottomup": ("MultiInstanceConfmapsHead", "ClassMapsHead"),
-    "multi_class_topdown": ("CenteredInstanceConfmapsHead", "ClassVectorsHead"),
-}
-
-CONVNEXT_PRESETS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
-    "tiny": ((3, 3, 9, 3), (96, 192, 384, 768)),
-    "small": ((3, 3, 27, 3), (96, 192, 384, 768)),
-    "base": ((3, 3, 27, 3), (128, 256, 512, 1024)),
-    "large": ((3, 3, 27, 3), (192, 384, 768, 1536)),
-}
-
-SWINT_PRESETS: dict[str, tuple[int, tuple[int, ...], tuple[int, ...]]] = {
-    "tiny": (96, (2, 2, 6, 2), (3, 6, 12, 24)),
-    "small": (96, (2, 2, 18, 2), (3, 6, 12, 24)),
-    "base": (128, (2, 2, 18, 2), (4, 8, 16, 32)),
-}
-
-
-# --------------------------------------------------------------------------------------------
-# Normalised config: what the rest of sleapflow reads.
-# --------------------------------------------------------------------------------------------
-
-
-class UNetConfig(msgspec.Struct, frozen=True, tag_field="type", tag="unet"):
-    """UNet hyper-parameters (sleap-nn ``backbone_config.unet``)."""
-
-    in_channels: int
-    kernel_size: int
-    filters: int
-    filters_rate: float
-    max_stride: int
-    stem_stride: int | None
-    middle_block: bool
-    up_interpolate: bool
-    stacks: int
-    convs_per_block: int
-    output_stride: int
-
-
-class ConvNeXtConfig(msgspec.Struct, frozen=True, tag_field="type", tag="convnext"):
-    """ConvNeXt hyper-parameters with the preset already resolved into depths and channels."""
-
-    model_type: str
-    depths: tuple[int, ...]
-    channels: tuple[int, ...]
-    stem_patch_kernel: int
-    stem_patch_stride: int
-    in_channels: int
-    kernel_size: int
-    filters_rate: float
-    convs_per_block: int
-    up_interpolate: bool
-    output_stride: int
-    max_stride: int
-
-
-class SwinTConfig(msgspec.Struct, frozen=True, tag_field="type", tag="swint"):
-    """SwinT hyper-parameters with the preset already resolved into embed, depths and heads."""
-
-    model_type: str
-    embed: int
-    depths: tuple[int, ...]
-    num_heads: tuple[int, ...]
-    patch_size: int
-    stem_patch_stride: int
-    window_size: int
-    in_channels: int
-    kernel_size: int
-    filters_rate: float
-    convs_per_block: int
-    up_interpolate: bool
-    output_stride: int
-    max_stride: int
-
-
-class PreprocessingConfig(msgspec.Struct, frozen=True):
-    """The preprocessing fields inference reads (spec §1.3)."""
-
-    ensure_rgb: bool = False
-    ensure_grayscale: bool = False
-    max_height: int | None = None
-    max_width: int | None = None
-    scale: float = 1.0
-    crop_size: int | None = None
-
-
-class SkeletonConfig(msgspec.Struct, frozen=True):
-    """The output skeleton (``data_config.skeletons[0]``)."""
-
-    name: str
-    node_names: tuple[str, ...]
-    edges: tuple[tuple[str, str], ...]
-    symmetries: tuple[tuple[str, str], ...]
-
-
-class ConfmapsConfig(msgspec.Struct, frozen=True):
-    """Confidence-map head; ``part_names`` is None for the centroid head (one channel)."""
-
-    part_names: tuple[str, ...] | None
-    anchor_part: str | None
-    sigma: float
-    output_stride: int
-
-
-class PafsConfig(msgspec.Struct, frozen=True):
-    """Part-affinity-field head: channel 2k is x and 2k+1 is y of edge k."""
-
-    edges: tuple[tuple[str, str], ...]
-    output_stride: int
-
-
-class ClassMapsConfig(msgspec.Struct, frozen=True):
-    """Class-map head (multi-class bottom-up)."""
-
-    classes: tuple[str, ...]
-    output_stride: int
-
-
-class ClassVectorsConfig(msgspec.Struct, frozen=True):
-    """Class-vector head (multi-class top-down)."""
-
-    classes: tuple[str, ...]
-    num_fc_layers: int
-    num_fc_units: int
-    global_pool: bool
-    output_stride: int
-
-
-class ModelConfig(msgspec.Struct, frozen=True):
-    """Everything inference needs to know about one trained model, without its weights."""
-
-    model_type: str
-    backbone_type: str
-    backbone: UNetConfig | ConvNeXtConfig | SwinTConfig
-    preprocessing: PreprocessingConfig
-    max_stride: int
-    in_channels: int
-    skeleton: SkeletonConfig
-    confmaps: ConfmapsConfig
-    pafs: PafsConfig | None
-    class_maps: ClassMapsConfig | None
-    class_vectors: ClassVectorsConfig | None
-    head_names: tuple[str, ...]
-    is_legacy: bool
-    path: str
-
-    @property
-    def output_strides(self) -> dict[str, int]:
-        """Output stride of each head, keyed like the network's output dict."""
-        strides = [self.confmaps.output_stride]
-        for extra in (self.pafs, self.class_maps, self.class_vectors):
-            if extra is not None:
-                strides.append(extra.output_stride)
-        return dict(zip(self.head_names, strides))
-
-
-# --------------------------------------------------------------------------------------------
-# File-shaped structs: mirror training_config.yaml; unknown (training-only) fields are ignored.
-# Required fields are the ones that decide the architecture; the rest carry sleap-nn's defaults.
-# --------------------------------------------------------------------------------------------
-
-
-class _FilePreprocessing(msgspec.Struct, frozen=True):
-    ensure_rgb: bool = False
-    ensure_grayscale: bool = False
-    max_height: int | None = None
-    max_width: int | None = None
-    # sleap-nn's validator also accepts a list of floats; inference uses it as a scalar.
-    scale: float | list[float] = 1.0
-    crop_size: int | None = None
-
-
-class _FileNodeRef(msgspec.Struct, frozen=True):
-    name: str
-
-
-class _FileEdge(msgspec.Struct, frozen=True):
-    source: _FileNodeRef
-    destination: _FileNodeRef
-
-
-class _FileSkeleton(msgspec.Struct, frozen=True):
-    nodes: list[_FileNodeRef]
-    edges: list[_FileEdge] = []
-    symmetries: list[Any] = []
-    name: str | None = None
-
-
-class _FileDataConfig(msgspec.Struct, frozen=True):
-    skeletons: list[_FileSkeleton] | dict[str, _FileSkeleton]
-    preprocessing: _FilePreprocessing = _FilePreprocessing()
-
-
-class _FileUNet(msgspec.Struct, frozen=True):
-    filters: int
-    filters_rate: float
-    max_stride: int
-    output_stride: int
-    in_channels: int = 1
-    kernel_size: int = 3
-    stem_stride: int | None = None
-    middle_block: bool = True
-    up_interpolate: bool = True
-    stacks: int = 1
-    convs_per_block: int = 2
-    block_contraction: bool = False
-
-
-class _FileConvNeXtArch(msgspec.Struct, frozen=True):
-    depths: list[int]
-    channels: list[int]
-
-
-class _FileConvNeXt(msgspec.Struct, frozen=True):
-    output_stride: int
-    max_stride: int
-    model_type: str = "tiny"
-    arch: _FileConvNeXtArch | None = None
-    stem_patch_kernel: int = 4
-    stem_patch_stride: int = 2
-    in_channels: int = 1
-    kernel_size: int = 3
-    filters_rate: float = 2.0
-    convs_per_block: int = 2
-    up_interpolate: bool = True
-    block_contraction: bool = False
-
-
-class _FileSwinTArch(msgspec.Struct, frozen=True):
-    embed: int
-    depths: list[int]
-    num_heads: list[int]
-
-
-class _FileSwinT(msgspec.Struct, frozen=True):
-    output_stride: int
-    max_stride: int
-    model_type: str = "tiny"
-    arch: _FileSwinTArch | None = None
-    patch_size: int = 4
-    stem_patch_stride: int = 2
-    window_size: int = 7
-    in_channels: int = 1
-    kernel_size: int = 3
-    filters_rate: float = 2.0
-    convs_per_block: int = 2
-    up_interpolate: bool = True
-    block_contraction: bool = False
-
-
-class _FileConfmaps(msgspec.Struct, frozen=True):
-    output_stride: int
-    part_names: list[str] | None = None
-    anchor_part: str | None = None
-    sigma: float = 5.0
-
-
-class _FilePafs(msgspec.Struct, frozen=True):
-    edges: list[tuple[str, str]]
-    output_stride: int
-    sigma: float = 15.0
-
-
-class _FileClassMaps(msgspec.Struct, frozen=True):
-    classes: list[str]
-    output_stride: int
-    sigma: float = 5.0
-
-
-class _FileClassVectors(msgspec.Struct, frozen=True):
-    classes: list[str]
-    output_stride: int
-    num_fc_layers: int = 1
-    num_fc_units: int = 64
-    global_pool: bool = True
-
-
-class _FileHead(msgspec.Struct, frozen=True):
-    confmaps: _FileConfmaps
-    pafs: _FilePafs | None = None
-    class_maps: _FileClassMaps | None = None
-    class_vectors: _FileClassVectors | None = None
-
-
-class _FileModelConfig(msgspec.Struct, frozen=True):
-    backbone_config: dict[str, Any]
-    head_configs: dict[str, Any]
-
-
-class _FileTrainingConfig(msgspec.Struct, frozen=True):
-    data_config: _FileDataConfig
-    model_config: _FileModelConfig
-
-
-_BACKBONE_STRUCTS: dict[str, type[msgspec.Struct]] = {
-    "unet": _FileUNet,
-    "convnext": _FileConvNeXt,
-    "swint": _FileSwinT,
-}
-
-# Which extra sub-heads each model type must carry beside ``confmaps``.
-_REQUIRED_SUBHEADS: dict[str, tuple[str, ...]] = {
-    "single_instance": (),
-    "centroid": (),
-    "centered_instance": (),
-    "bottomup": ("pafs",),
-    "multi_class_bottomup": ("class_maps",),
-    "multi_class_topdown": ("class_vectors",),
-}
-
-_AT_RE = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
-_MISSING_RE = re.compile(r"Object missing required field `(?P<field>[^`]+)`")
-
-
-def _convert(raw: Any, typ: Any, *, prefix: str, source: str) -> Any:
-    """``msgspec.convert`` whose errors name the dotted field path and the file."""
-    try:
-        return msgspec.convert(raw, typ)
-    except msgspec.ValidationError as exc:
-        m = _AT_RE.match(str(exc))
-        msg = m.group("msg") if m else str(exc)
-        sub = (m.group("path") or "") if m else ""
-        missing = _MISSING_RE.search(msg)
-        # msgspec paths look like ``$.a.b[0].c``; join them onto the caller's dotted prefix.
-        path = (prefix + sub).lstrip(".")
-        if missing:
-            path = f"{path}.{missing.group('field')}" if path else missing.group("field")
-            raise ConfigError(f"{source}: required field `{path}` is missing") from None
-        raise ConfigError(f"{source}: field `{path or '<root>'}`: {msg}") from None
-
-
-def _first_non_null(mapping: dict[str, Any]) -> tuple[str, Any] | None:
-    """First key with a non-null value in file order (sleap-nn's type detection rule)."""
-    for key, value in mapping.items():
-        if value is not None:
-            return key, value
-    return None
-
-
-def _is_pow2(v: int) -> bool:
-    return v >= 1 and (v & (v - 1)) == 0
-
-
-# --------------------------------------------------------------------------------------------
-# Folder resolution
-# --------------------------------------------------------------------------------------------
-
-
-def resolve_model_dir(path: str | Path) -> Path:
-    """Resolve a model folder, its ``best.ckpt`` or its ``training_config.{yaml,json}`` to the folder."""
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise ModelLoadError(
-            f"model path {str(p)!r} does not exist; pass a sleap-nn model folder (best.ckpt + "
-            "training_config.yaml) or a SLEAP folder (best_model.h5 + training_config.json)"
-        )
-    if p.is_file():
-        if p.suffix == ".ckpt" and p.name != "best.ckpt":
-            # sleap-nn warns and still loads best.ckpt: the architecture comes from the folder.
-            log.warning("non_best_checkpoint_ignored", path=str(p), loading=str(p.parent / "best.ckpt"))
-        p = p.parent
-    new_style = (p / "best.ckpt").is_file() and (p / "training_config.yaml").is_file()
-    legacy = (p / "best_model.h5").is_file() and (p / "training_config.json").is_file()
-    if new_style or legacy:
-        return p
-    if (p / "training_config.yaml").is_file():
-        missing = "best.ckpt"
-    elif (p / "training_config.json").is_file():
-        missing = "best_model.h5"
-    elif (p / "best.ckpt").is_file():
-        missing = "training_config.yaml"
-    elif (p / "best_model.h5").is_file():
-        missing = "training_config.json"
-    else:
-        missing = "best.ckpt + training_config.yaml (or best_model.h5 + training_config.json)"
-    raise ModelLoadError(
-        f"model folder {str(p)!r} has no {missing}; pass the folder a sleap-nn training run wrote "
-        "(best.ckpt + training_config.yaml) or a SLEAP model folder (best_model.h5 + "
-        "training_config.json)"
-    )
-
 
 # --------------------------------------------------------------------------------------------
 # Normalisation
@@ -764,13 +380,3 @@ def config_from_yaml(cfg_path: str | Path) -> ModelConfig:
         path=model_dir,
         source=source,
     )
-
-
-def read_model_config(model_dir: str | Path) -> ModelConfig:
-    """Read a model folder's training config (YAML, or legacy SLEAP JSON) without its weights."""
-    d = resolve_model_dir(model_dir)
-    if (d / "training_config.yaml").is_file() and (d / "best.ckpt").is_file():
-        return config_from_yaml(d / "training_config.yaml")
-    from sleapflow.models.legacy import read_legacy_config
-
-    return read_legacy_config(d)
