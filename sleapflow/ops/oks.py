@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["compute_instance_area", "compute_oks", "instance_arrays"]
+__all__ = ["compute_instance_area", "compute_oks", "frame_oks", "instance_arrays"]
 
 #: np.spacing(1): the epsilon sleap-nn adds to the bounding-box area in OKS.
 _EPS = np.spacing(1)
@@ -88,3 +88,29 @@ def compute_oks(
     # An all-missing ground truth gives 0/0 = NaN on purpose: it can never be matched.
     with np.errstate(invalid="ignore", divide="ignore"):
         return ks.sum(axis=-1) / n_visible
+
+
+def frame_oks(current: np.ndarray, candidates: np.ndarray, stddev: float = 0.025) -> np.ndarray:
+    """:func:`compute_oks` for one frame, ``(n, N, 2)`` against ``(m, N, 2)`` → ``(n, m)``.
+
+    The same values, bit for bit, without the batch broadcasting: the tracker calls this once
+    per frame on a handful of instances, where the general form costs about 1.4x as much.
+    """
+    n, m = current.shape[0], candidates.shape[0]
+    if n == 0 or m == 0:
+        return np.zeros((n, m))
+    missing_cur = np.isnan(current).any(axis=-1)  # (n, N)
+    missing_cand = np.isnan(candidates).any(axis=-1)  # (m, N)
+    lo = np.fmin.reduce(current, axis=1)
+    hi = np.fmax.reduce(current, axis=1)
+    area = np.prod(hi - lo, axis=-1)  # NaN for an all-NaN instance
+    norm = (2.0 * stddev) ** 2 * (2.0 * (area + _EPS))  # (n,)
+    disp = current[:, None, :, :] - candidates[None, :, :, :]
+    dist = (disp**2).sum(axis=-1)  # (n, m, N)
+    # A node missing from the candidate scores 0; one missing from the current instance scores 0
+    # and is not counted.
+    both = (~missing_cur)[:, None, :] & (~missing_cand)[None, :, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ks = np.where(both, np.exp(-(dist / norm[:, None, None])), 0.0)
+        n_visible = (~missing_cur).sum(axis=-1).astype(np.float32)  # float32 as in sleap-nn
+        return ks.sum(axis=-1) / n_visible[:, None]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sleapflow.ops.oks import compute_oks
+from sleapflow.ops.oks import frame_oks
 
 
 def oks(current: np.ndarray, candidates: np.ndarray, stddev: float = 0.025) -> np.ndarray:
@@ -20,13 +20,10 @@ def oks(current: np.ndarray, candidates: np.ndarray, stddev: float = 0.025) -> n
 
     The current instance plays "ground truth": its visible-node bounding-box area is the scale and
     its visible nodes are the ones averaged over; a node missing from the candidate scores 0. A
-    current instance with no visible node gives NaN. The maths is evaluation's
-    (:func:`sleapflow.ops.oks.compute_oks`).
+    current instance with no visible node gives NaN. Evaluation's OKS, one frame at a time
+    (:func:`sleapflow.ops.oks.frame_oks`).
     """
-    n, m = current.shape[0], candidates.shape[0]
-    if n == 0 or m == 0:
-        return np.zeros((n, m))
-    return compute_oks(current, candidates, stddev=stddev)
+    return frame_oks(current, candidates, stddev)
 
 
 def cosine_sim(current: np.ndarray, candidates: np.ndarray) -> np.ndarray:
