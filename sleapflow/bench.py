@@ -38,6 +38,7 @@ from typing import Annotated, Any
 import msgspec
 from cyclopts import Parameter
 
+from sleapflow.cli_help import opt
 from sleapflow.testing import SYNTHETIC_GRAPHS, write_default_clip, write_synthetic_model
 
 __all__ = [
@@ -503,20 +504,21 @@ def format_table(record: BenchRecord) -> str:
 def bench_command(
     graph: Annotated[str, Parameter(help="Named graph to measure (see `sleapflow graphs`).")]
     = "single_instance",
+    /,
     *,
     data: Annotated[str | None, Parameter(name=["--data", "-i"],
                                           help="Video or .slp (default: a synthetic clip).")] = None,
-    model: Annotated[tuple[str, ...], Parameter(name=["--model", "-m"],
+    model: Annotated[tuple[str, ...], Parameter(name=["--model", "-m"], negative_iterable=(),
                                                 help="Model folder(s) (default: a synthetic "
                                                      "realistic-size model).")] = (),
     frames: Annotated[int, Parameter(help="Frames to run, warm-up included.")] = 200,
     warmup: Annotated[int, Parameter(help="Frames excluded from the measurement.")] = 20,
-    batch_size: Annotated[int, Parameter(name=["--batch_size", "--batch-size", "-b"])] = 4,
-    queue_maxsize: Annotated[int, Parameter(name=["--queue_maxsize", "--queue-maxsize"])] = 32,
-    device: Annotated[str, Parameter(name=["--device", "-d"])] = "auto",
-    torch_threads: Annotated[int | None, Parameter(name=["--torch_threads", "--torch-threads"],
-                                                   help="torch threads per forward worker "
-                                                        "(default: 1 per core's worker on CPU).")] = None,
+    batch_size: Annotated[int, opt("batch_size", "-b")] = 4,
+    queue_maxsize: Annotated[int, opt("queue_maxsize")] = 32,
+    device: Annotated[str, opt("device", "-d")] = "auto",
+    torch_threads: Annotated[int | None, opt("torch_threads",
+                                             help="torch threads per forward worker "
+                                             "(default: 1 per core's worker on CPU).")] = None,
     serial: Annotated[bool, Parameter(help="Also run the serial baseline and forward limit.",
                                       negative=["--no-serial"])] = True,
     repeat: Annotated[int, Parameter(help="Alternating graph/serial rounds; medians are quoted "

@@ -7,31 +7,31 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Annotated, Any
+from typing import Annotated, Literal
 
-import anyio
 import cyclopts
 import structlog
 from cyclopts import Parameter
 
 from sleapflow.bench import bench_command
+from sleapflow.cli_help import HELP, canonical_argv, opt
 from sleapflow.errors import SleapflowError, StageError
 from sleapflow.serve.command import serve_command
 
+#: The choices of each enumerated option (cyclopts lists them in help and checks them).
+VideoLayout = Literal["channels_last", "channels_first"]
+OverlapMethod = Literal["iou", "oks"]
+Refinement = Literal["integral", "none"]
+CandidatesMethod = Literal["fixed_window", "local_queues"]
+Features = Literal["keypoints", "centroids", "bboxes", "image"]
+ScoringMethod = Literal["oks", "cosine_sim", "iou", "euclidean_dist"]
+ScoringReduction = Literal["mean", "max", "robust_quantile"]
+MatchingMethod = Literal["hungarian", "greedy"]
+EvalMatchMethod = Literal["oks", "centroid", "auto"]
+OutputFormat = Literal["slp", "analysis_h5", "csv", "nwb"]
+
 app = cyclopts.App(name="sleapflow", help="Fast streaming inference for SLEAP / sleap-nn models.",
                    version_flags=["--version", "-v"])
-
-
-def opt(name: str, *short: str, help: str = "", negative: bool = False) -> Parameter:
-    """An option spelled as sleap-nn spells it (underscores), with a hyphenated alias."""
-    names = [f"--{name}"]
-    if "_" in name:
-        names.append(f"--{name.replace('_', '-')}")
-    names.extend(short)
-    neg: Any = ()
-    if negative:
-        neg = [f"--no-{name}"] + ([f"--no-{name.replace('_', '-')}"] if "_" in name else [])
-    return Parameter(name=names, help=help, negative=neg)
 
 
 class _CurrentStderr:
@@ -104,9 +104,8 @@ class _Progress:
 
 @app.command
 def track(
-    data_path: Annotated[tuple[str, ...], opt(
-        "data_path", "-i", help="Video, .slp, HDF5 or image folder; repeat, or give a folder or "
-        "glob of videos, to run many videos in one call.")] = (),
+    *,
+    data_path: Annotated[tuple[str, ...], opt("data_path", "-i", consume_multiple=True)] = (),
     input_list: Annotated[str | None, opt("input_list",
                                            help="File with one input path per line.")] = None,
     shard: Annotated[str | None, opt("shard", help="I/N: only the I-th of N slices of the inputs "
@@ -121,11 +120,9 @@ def track(
     ray_chunk_frames: Annotated[int | None, opt(
         "ray_chunk_frames", help="Ray: split longer videos into chunks of about this many "
         "frames (default: only when there are fewer videos than workers).")] = None,
-    model_paths: Annotated[tuple[str, ...], opt("model_paths", "-m",
-                                                 help="Model folder; repeat for top-down.")] = (),
-    output_path: Annotated[str | None, opt("output_path", "-o",
-                                            help="Output .slp (default: INPUT.predictions.slp).")] = None,
-    device: Annotated[str, opt("device", "-d", help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    model_paths: Annotated[tuple[str, ...], opt("model_paths", "-m", consume_multiple=True)] = (),
+    output_path: Annotated[str | None, opt("output_path", "-o")] = None,
+    device: Annotated[str, opt("device", "-d")] = "auto",
     batch_size: Annotated[int, opt("batch_size", "-b")] = 4,
     max_instances: Annotated[int | None, opt("max_instances", "-n")] = None,
     backbone_ckpt_path: Annotated[str | None, opt("backbone_ckpt_path")] = None,
@@ -143,8 +140,8 @@ def track(
     no_empty_frames: Annotated[bool, opt("no_empty_frames")] = False,
     video_index: Annotated[int | None, opt("video_index")] = None,
     video_dataset: Annotated[str | None, opt("video_dataset")] = None,
-    video_input_format: Annotated[str, opt("video_input_format")] = "channels_last",
-    frames: Annotated[str, opt("frames", help="e.g. '0-100,200-300' or '1,5,9'.")] = "",
+    video_input_format: Annotated[VideoLayout, opt("video_input_format")] = "channels_last",
+    frames: Annotated[str, opt("frames")] = "",
     integral_patch_size: Annotated[int, opt("integral_patch_size")] = 5,
     max_edge_length_ratio: Annotated[float, opt("max_edge_length_ratio")] = 0.25,
     dist_penalty_weight: Annotated[float, opt("dist_penalty_weight")] = 1.0,
@@ -155,29 +152,23 @@ def track(
     crop_size: Annotated[int | None, opt("crop_size")] = None,
     peak_threshold: Annotated[float, opt("peak_threshold")] = 0.2,
     filter_overlapping: Annotated[bool, opt("filter_overlapping")] = False,
-    filter_overlapping_method: Annotated[str, opt("filter_overlapping_method")] = "iou",
+    filter_overlapping_method: Annotated[OverlapMethod, opt("filter_overlapping_method")] = "iou",
     filter_overlapping_threshold: Annotated[float, opt("filter_overlapping_threshold")] = 0.8,
     filter_min_visible_nodes: Annotated[int, opt("filter_min_visible_nodes")] = 0,
     filter_min_visible_node_fraction: Annotated[float, opt("filter_min_visible_node_fraction")] = 0.0,
     filter_min_mean_node_score: Annotated[float, opt("filter_min_mean_node_score")] = 0.0,
     filter_min_instance_score: Annotated[float, opt("filter_min_instance_score")] = 0.0,
-    integral_refinement: Annotated[str, opt("integral_refinement",
-                                            help="'integral' or 'none'.")] = "integral",
-    tracking: Annotated[bool, opt("tracking", "-t", help="Track instances across frames.")] = False,
+    integral_refinement: Annotated[Refinement, opt("integral_refinement")] = "integral",
+    tracking: Annotated[bool, opt("tracking", "-t")] = False,
     tracking_window_size: Annotated[int, opt("tracking_window_size")] = 5,
     min_new_track_points: Annotated[int, opt("min_new_track_points")] = 0,
-    candidates_method: Annotated[str, opt("candidates_method",
-                                          help="fixed_window or local_queues.")] = "fixed_window",
+    candidates_method: Annotated[CandidatesMethod, opt("candidates_method")] = "fixed_window",
     min_match_points: Annotated[int, opt("min_match_points")] = 0,
-    features: Annotated[str, opt("features",
-                                 help="keypoints, centroids, bboxes or image.")] = "keypoints",
-    scoring_method: Annotated[str, opt("scoring_method",
-                                       help="oks, cosine_sim, iou or euclidean_dist.")] = "oks",
-    scoring_reduction: Annotated[str, opt("scoring_reduction",
-                                          help="mean, max or robust_quantile.")] = "mean",
+    features: Annotated[Features, opt("features")] = "keypoints",
+    scoring_method: Annotated[ScoringMethod, opt("scoring_method")] = "oks",
+    scoring_reduction: Annotated[ScoringReduction, opt("scoring_reduction")] = "mean",
     robust_best_instance: Annotated[float, opt("robust_best_instance")] = 1.0,
-    track_matching_method: Annotated[str, opt("track_matching_method",
-                                              help="hungarian or greedy.")] = "hungarian",
+    track_matching_method: Annotated[MatchingMethod, opt("track_matching_method")] = "hungarian",
     max_tracks: Annotated[int | None, opt("max_tracks")] = None,
     use_flow: Annotated[bool, opt("use_flow")] = False,
     of_img_scale: Annotated[float, opt("of_img_scale")] = 1.0,
@@ -225,22 +216,22 @@ def track(
     tracking_pre_cull_iou_threshold: Annotated[float, opt("tracking_pre_cull_iou_threshold")] = 0.0,
     tracking_clean_instance_count: Annotated[int, opt("tracking_clean_instance_count")] = 0,
     tracking_clean_iou_threshold: Annotated[float, opt("tracking_clean_iou_threshold")] = 0.0,
-    graph: Annotated[str | None, opt("graph", help="Force a named graph (see `graphs`).")] = None,
-    postprocess_workers: Annotated[int, opt("postprocess_workers",
-                                            help="Threads for bottom-up grouping.")] = 1,
-    torch_threads: Annotated[int | None, opt("torch_threads",
-                                             help="CPU threads for the network.")] = None,
-    forward_workers: Annotated[int | None, opt("forward_workers",
-                                               help="Batches in flight per model (CPU).")] = None,
-    channels_last: Annotated[bool, opt("channels_last",
-                                       help="Faster CPU convolutions; not bit-identical.")] = False,
-    stats: Annotated[bool, opt("stats", help="Print the per-stage table at the end.")] = False,
+    graph: Annotated[str | None, opt("graph")] = None,
+    postprocess_workers: Annotated[int, opt("postprocess_workers")] = 1,
+    torch_threads: Annotated[int | None, opt("torch_threads")] = None,
+    forward_workers: Annotated[int | None, opt("forward_workers")] = None,
+    channels_last: Annotated[bool, opt("channels_last")] = False,
+    output_format: Annotated[tuple[OutputFormat, ...],
+                             opt("output_format")] = ("slp",),
+    render: Annotated[bool, opt("render")] = False,
+    gui: Annotated[bool, opt("gui")] = False,
+    stats: Annotated[bool, opt("stats")] = False,
     verbose: Annotated[bool, opt("verbose")] = False,
 ) -> int:
     """Run pose inference on a video or labels file and write a .slp (sleap-nn track compatible)."""
     options = dict(locals())
     for key in ("stats", "verbose", "input_list", "overwrite", "ray", "ray_workers",
-                "ray_chunk_frames"):
+                "ray_chunk_frames", "output_format", "render", "gui"):
         del options[key]
     from sleapflow.io.many import (
         expand_inputs,
@@ -250,7 +241,6 @@ def track(
         shard_output_path,
     )
     from sleapflow.options import build_config
-    from sleapflow.pipeline import prepare, run_to_file
 
     configure_logging(verbose)
     log = structlog.get_logger("sleapflow")
@@ -280,19 +270,10 @@ def track(
         out = shard_output_path(cfg, cfg.shard)
     else:
         out = output_for(cfg, paths[0], many=False)
-    prepared = prepare(cfg)
-    log.info("starting", graph=prepared.graph_name, device=prepared.ctx.device,
-             frames=len(prepared.plan.items), output=out)
-    label = "Tracking..." if prepared.graph_name == "track_only" else "Predicting..."
-    with _Progress(len(prepared.plan.items), label) as progress:
-        result = anyio.run(lambda: run_to_file(cfg, output_path=out, on_frame=progress.advance,
-                                               prepared=prepared))
-    wall = result.stats.wall_s
-    log.info("done", frames=progress.done, seconds=round(wall, 2),
-             fps=round(progress.done / wall, 1) if wall > 0 else None, output=out)
-    if stats:
-        print(result.stats.table())
-    return 0
+    from sleapflow.frontend import run_track
+
+    return run_track(options, cfg=cfg, output_path=out, output_format=output_format,
+                     render=render, gui=gui, stats=stats, verbose=verbose)
 
 
 def _report(tasks: list) -> int:
@@ -356,15 +337,15 @@ def merge(
 
 @app.command(name="eval")
 def evaluate(
-    ground_truth_path: Annotated[str, opt("ground_truth_path", "-g", help="Ground-truth .slp.")],
-    predicted_path: Annotated[str, opt("predicted_path", "-p", help="Predictions .slp.")],
-    save_metrics: Annotated[str | None, opt("save_metrics", "-s",
-                                             help="Write metrics .npz (+ .json).")] = None,
+    *,
+    ground_truth_path: Annotated[str, opt("ground_truth_path", "-g")],
+    predicted_path: Annotated[str, opt("predicted_path", "-p")],
+    save_metrics: Annotated[str | None, opt("save_metrics", "-s")] = None,
     oks_stddev: Annotated[float, opt("oks_stddev")] = 0.025,
     oks_scale: Annotated[float | None, opt("oks_scale")] = None,
     match_threshold: Annotated[float, opt("match_threshold")] = 0.0,
     user_labels_only: Annotated[bool, opt("user_labels_only", negative=True)] = True,
-    match_method: Annotated[str, opt("match_method", help="oks, centroid or auto.")] = "auto",
+    match_method: Annotated[EvalMatchMethod, opt("match_method")] = "auto",
     anchor_part: Annotated[str | None, opt("anchor_part")] = None,
     verbose: Annotated[bool, opt("verbose")] = False,
 ) -> int:
@@ -428,8 +409,11 @@ def eval_tracking(
 @app.command
 def graphs(
     name: Annotated[str | None, Parameter(help="Show this graph's stages and edges.")] = None,
-    model_paths: Annotated[tuple[str, ...], opt("model_paths", "-m",
-                                                 help="Read these models' configs.")] = (),
+    /,
+    *,
+    model_paths: Annotated[tuple[str, ...], opt("model_paths", "-m", consume_multiple=True,
+                                                 help="Read these models' configs (nothing is "
+                                                      "loaded).")] = (),
     device: Annotated[str, opt("device", "-d")] = "auto",
     batch_size: Annotated[int, opt("batch_size", "-b")] = 4,
     queue_maxsize: Annotated[int, opt("queue_maxsize")] = 32,
@@ -444,7 +428,7 @@ def graphs(
     filter_min_instance_score: Annotated[float, opt("filter_min_instance_score")] = 0.0,
     postprocess_workers: Annotated[int, opt("postprocess_workers")] = 1,
     forward_workers: Annotated[int | None, opt("forward_workers")] = None,
-    mermaid: Annotated[bool, opt("mermaid", help="Print Mermaid flowchart text.")] = False,
+    mermaid: Annotated[bool, opt("mermaid")] = False,
 ) -> int:
     """List the named graphs, or show the stages and edges one would run with these options.
 
@@ -479,12 +463,82 @@ def _optional_ray_address(argv: list[str]) -> list[str]:
     return out
 
 
+@app.command
+def render(
+    predictions: Annotated[str, Parameter(help=HELP["predictions"])],
+    /,
+    *,
+    output: Annotated[str | None, opt("output", "-o")] = None,
+    frames: Annotated[str, opt("frames", help="Video frames to draw, e.g. '0-100' (default: "
+                               "every predicted frame).")] = "",
+    fps: Annotated[float | None, opt("fps")] = None,
+    scale: Annotated[float, opt("scale")] = 1.0,
+    marker_size: Annotated[float, opt("marker_size")] = 4.0,
+    line_width: Annotated[float, opt("line_width")] = 2.0,
+    color_by: Annotated[Literal["auto", "track", "instance", "node"], opt("color_by")] = "auto",
+) -> int:
+    """Draw predictions over their video: an .mp4 to watch, or one frame as a .png."""
+    from sleapflow.config import parse_frames
+    from sleapflow.render import render as render_labels
+
+    out = render_labels(predictions, output, frames=parse_frames(frames), fps=fps, scale=scale,
+                        marker_size=marker_size, line_width=line_width, color_by=color_by,
+                        show_progress=sys.stderr.isatty())
+    print(f"Wrote {out}")
+    return 0
+
+
+@app.command
+def info(
+    model_dirs: Annotated[tuple[str, ...], Parameter(help=HELP["model_dirs"])],
+    /,
+    *,
+    json: Annotated[bool, opt("json")] = False,
+) -> int:
+    """What a model folder is: model type, skeleton, input size, heads, training."""
+    import json as json_module
+
+    from sleapflow.inspect import format_info, model_info
+
+    infos = [model_info(d) for d in model_dirs]
+    if json:
+        print(json_module.dumps(infos if len(infos) > 1 else infos[0], indent=2))
+    else:
+        print("\n\n".join(format_info(i) for i in infos))
+    return 0
+
+
+@app.command
+def system(*, json: Annotated[bool, opt("json")] = False) -> int:
+    """Versions of Python and the packages sleapflow uses, and the devices it can run on."""
+    import json as json_module
+
+    from sleapflow.inspect import format_system, system_report
+
+    report = system_report()
+    print(json_module.dumps(report, indent=2) if json else format_system(report))
+    return 0
+
+
+@app.command
+def demo(
+    *,
+    out_dir: Annotated[str, opt("out_dir", "-o")] = "sleapflow-demo",
+    device: Annotated[str, opt("device", "-d")] = "auto",
+) -> int:
+    """Predict on a generated clip with the embedded model, and draw the result: no data needed."""
+    from sleapflow.demo.run import run_demo
+
+    run_demo(out_dir, device=device)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors print one line and exit 2, never a traceback."""
     configure_logging()
     argv = _optional_ray_address(argv if argv is not None else sys.argv[1:])
     try:
-        result = app(argv, exit_on_error=False,
+        result = app(canonical_argv(argv), exit_on_error=False,
                      print_error=True, result_action="return_value")
     except cyclopts.CycloptsError:
         return 2

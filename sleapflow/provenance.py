@@ -126,6 +126,89 @@ def inference_provenance(*, started: datetime, finished: datetime, model_paths: 
     return prov
 
 
+#: The seed documentation's top-level names, computed from the nested sleap-nn keys above.
+SEED_NAMES = ("timestamp_start", "timestamp_end", "runtime_sec", "sleap_io_version", "torch_version",
+              "model_paths", "model_type", "head_type", "source_path", "source_video_paths",
+              "frame_selection_method", "frames_predicted", "total_frames", "peak_threshold",
+              "batch_size", "integral_refinement", "max_instances", "device", "python_version",
+              "cuda_version", "gpu_names")
+
+#: Graph → the head(s) its models carry, as training configs name them.
+HEAD_TYPES = {
+    "single_instance": "single_instance",
+    "topdown": ["centroid", "centered_instance"],
+    "centroid": "centroid",
+    "centered_instance": "centered_instance",
+    "bottomup": "bottomup",
+    "multiclass_bottomup": "multi_class_bottomup",
+    "multiclass_topdown": ["centroid", "multi_class_topdown"],
+    "multiclass_centered_instance": "multi_class_topdown",
+}
+
+#: Run settings a track-only output takes from the inference run that made its input.
+_INHERITED = ("model_paths", "model_type", "head_type", "peak_threshold", "batch_size",
+              "integral_refinement", "max_instances")
+
+
+def _total_frames(videos: Sequence[sio.Video]) -> int | None:
+    try:
+        return int(sum(len(v) for v in videos))
+    except Exception:  # a video whose file has gone cannot say its length; leave the key out
+        return None
+
+
+def add_seed_names(prov: dict[str, Any], labels: sio.Labels) -> dict[str, Any]:
+    """``prov`` with the seed documentation's names added at the top level (sleap-nn's keys kept).
+
+    The seed documents ``labels.provenance.get("runtime_sec")``, ``source_path``,
+    ``peak_threshold``, ... while sleap-nn 0.3.5 writes other, partly nested names; both are
+    written so either reader gets values. ``labels`` is the output (its videos give
+    ``source_video_paths`` and ``total_frames``). Tracking settings become ``tracker_*`` keys.
+    A track-only output takes the inference settings of its input's provenance, where known.
+    """
+    out = dict(prov)
+    tracking_only = "tracking_start_timestamp" in prov
+    prefix = "tracking" if tracking_only else "inference"
+    system = prov.get("system_info") or {}
+    inference = prov.get("inference_config") or {}
+    selection = prov.get("frame_selection") or {}
+    import torch
+
+    names: dict[str, Any] = {
+        "timestamp_start": prov.get(f"{prefix}_start_timestamp"),
+        "timestamp_end": prov.get(f"{prefix}_end_timestamp"),
+        "runtime_sec": prov.get(f"{prefix}_runtime_seconds"),
+        "sleap_io_version": prov.get("sleap_io_version", sio.__version__),
+        "torch_version": system.get("pytorch_version", torch.__version__),
+        "model_paths": prov.get("model_paths"),
+        "model_type": prov.get("model_type"),
+        "head_type": HEAD_TYPES.get(str(prov.get("graph"))),
+        "source_path": prov.get("source_file"),
+        "source_video_paths": [_abs_posix(v.filename) for v in labels.videos
+                               if isinstance(v.filename, str)],
+        "frame_selection_method": selection.get("method", "all" if tracking_only else None),
+        "frames_predicted": selection.get("frames_processed", prov.get("frames_processed")),
+        "total_frames": _total_frames(labels.videos),
+        "peak_threshold": inference.get("peak_threshold"),
+        "batch_size": inference.get("batch_size"),
+        "integral_refinement": inference.get("integral_refinement", "none" if inference else None),
+        "max_instances": inference.get("max_instances"),
+        "device": prov.get("device", system.get("accelerator")),
+        "python_version": system.get("python_version", sys.version.split()[0]),
+        "cuda_version": system.get("cuda_version", torch.version.cuda),
+        "gpu_names": system.get("gpus", []),
+    }
+    if tracking_only:
+        upstream = prov.get("input_provenance") or {}
+        for key in _INHERITED:
+            if names.get(key) is None and upstream.get(key) is not None:
+                names[key] = upstream[key]
+    for key, value in (prov.get("tracking_config") or {}).items():
+        names[f"tracker_{key}"] = value
+    out.update({k: v for k, v in names.items() if v is not None})
+    return out
+
+
 def _dist_version(dist: str) -> str | None:
     try:
         return metadata.version(dist)
@@ -150,7 +233,7 @@ def tracking_only_provenance(labels: sio.Labels, tracking_config: Mapping[str, A
         "pipeline_type": "tracking_only",
     }
     if source_file is not None:
-        prov["source_file"] = source_file
+        prov["source_file"] = _abs_posix(source_file)  # absolute, as inference records it
     input_prov = dict(labels.provenance or {})
     if input_prov:
         prov["input_provenance"] = input_prov

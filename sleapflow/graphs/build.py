@@ -35,7 +35,7 @@ from sleapflow.graphs.common import (
 from sleapflow.graphs.track_only import LabelsTrackSource
 from sleapflow.io import InputPlan, WorkItem, plan_input
 from sleapflow.io.many import ManyPlan, shard_frames_plan
-from sleapflow.provenance import inference_provenance, tracking_only_provenance
+from sleapflow.provenance import add_seed_names, inference_provenance, tracking_only_provenance
 from sleapflow.runtime import GraphSpec, MapStage, chain
 from sleapflow.runtime.adapters import CollectSink
 from sleapflow.runtime.graph import edge_bounds
@@ -266,10 +266,9 @@ def make_writer(run: PreparedRun, *, output_path: str | None,
                                 extra_skeletons=list(labels.skeletons[1:]))
 
         def provenance(out: sio.Labels) -> dict[str, Any]:
-            return tracking_only_provenance(labels, tracker.legacy_provenance(), start=started,
-                                            end=datetime.now(),
-                                            frames_processed=len(out.labeled_frames),
-                                            source_file=plan.source_path)
+            return add_seed_names(tracking_only_provenance(
+                labels, tracker.legacy_provenance(), start=started, end=datetime.now(),
+                frames_processed=len(out.labeled_frames), source_file=plan.source_path), out)
     else:
         builder = LabelsBuilder(plan.videos, output_skeleton(run.primary_config()),
                                 keep_empty_frames=run.graph.keep_empty_frames,
@@ -278,7 +277,7 @@ def make_writer(run: PreparedRun, *, output_path: str | None,
 
         def provenance(out: sio.Labels) -> dict[str, Any]:
             cfg_dict = run.cfg.to_dict()
-            return inference_provenance(
+            return add_seed_names(inference_provenance(
                 started=started, finished=datetime.now(),
                 model_paths=[m.path for m in run.ctx.models.values()], graph=run.graph_name,
                 source_file=plan.source_path, input_labels=plan.labels,
@@ -286,7 +285,7 @@ def make_writer(run: PreparedRun, *, output_path: str | None,
                 frames_processed=len(out.labeled_frames),
                 inference_config={k: cfg_dict.get(k) for k in INFERENCE_CONFIG_KEYS},
                 tracking_config=tracker.legacy_provenance() if tracker is not None else None,
-                device=run.ctx.device)
+                device=run.ctx.device), out)
 
     return SlpWriter(builder, output_path=output_path, provenance=provenance,
                      no_empty_frames=run.cfg.no_empty_frames, on_frame=on_frame,

@@ -35,22 +35,29 @@ def check_output_path(output_path: str | Path, *, input_path: str | Path | None 
     return path
 
 
-def save_labels_atomically(labels: sio.Labels, path: str | Path) -> None:
-    """Write to a temporary file beside ``path`` and rename it into place only on success,
-    so an existing output is never left half-written or lost by a failed run.
+def write_atomically(path: str | Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` for a temporary file beside ``path`` and rename it into place only on
+    success, so an existing output is never left half-written or lost by a failed run.
 
-    The temporary name is not pre-created (``mkstemp`` would make it 0600): HDF5 creates it
-    with the usual umask permissions, which the renamed output keeps.
+    The temporary name keeps ``path``'s suffix (writers pick their format from it) and is not
+    pre-created (``mkstemp`` would make it 0600): the writer creates it with the usual umask
+    permissions, which the renamed output keeps.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.slp"
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}"
     try:
-        sio.save_slp(labels, tmp.as_posix(), restore_original_videos=False, verbose=False)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def save_labels_atomically(labels: sio.Labels, path: str | Path) -> None:
+    """Save ``labels`` as a ``.slp`` through :func:`write_atomically`."""
+    write_atomically(path, lambda tmp: sio.save_slp(labels, tmp.as_posix(),
+                                                    restore_original_videos=False, verbose=False))
 
 
 class LabelsBuilder:

@@ -23,7 +23,7 @@ import sleap_io as sio
 import structlog
 
 from sleapflow.errors import ConfigError
-from sleapflow.provenance import tracking_only_provenance
+from sleapflow.provenance import add_seed_names, tracking_only_provenance
 from sleapflow.tracker_config import TrackerConfig
 from sleapflow.tracking.cleanup import PostTrackingCleanup
 from sleapflow.tracking.tracker import UNASSIGNED
@@ -175,5 +175,7 @@ def track_labels(labels: sio.Labels, cfg: TrackerConfig | None = None, *,
         labels, cfg.legacy_provenance(), start=start_wall, end=end_wall, frames_processed=len(out_frames),
         source_file=source_file,
     )
-    return sio.Labels(labeled_frames=out_frames, videos=list(labels.videos),
-                      skeletons=list(labels.skeletons), provenance=provenance)
+    out = sio.Labels(labeled_frames=out_frames, videos=list(labels.videos),
+                     skeletons=list(labels.skeletons))
+    out.provenance = add_seed_names(provenance, out)
+    return out

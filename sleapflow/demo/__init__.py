@@ -1,0 +1,1 @@
+"""The `sleapflow demo` embedded default: a synthetic clip generator and a tiny trained model."""

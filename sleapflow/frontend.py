@@ -1,0 +1,61 @@
+"""What ``sleapflow track`` does around the run: the start banner, the progress display (a bar,
+or ``--gui`` JSON lines), then the extra output formats and the ``--render`` preview."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import structlog
+
+from sleapflow.config import InferenceConfig
+from sleapflow.export import check_formats, export, format_path
+
+
+def run_track(options: dict[str, Any], *, cfg: InferenceConfig | None = None,
+              output_path: str | None = None, output_format: tuple[str, ...] = ("slp",),
+              render: bool = False, gui: bool = False, stats: bool = False,
+              verbose: bool = False, quiet: bool = False) -> int:
+    """Run ``track`` on one input with its option keywords (or the ``cfg`` already built from
+    them, and the output path already chosen); returns the exit code. ``quiet`` leaves out the
+    banner and log lines (errors still show)."""
+    from sleapflow.cli import _Progress, configure_logging
+    from sleapflow.gui import GuiProgress, banner
+    from sleapflow.options import build_config
+    from sleapflow.pipeline import default_output_path, prepare, run_to_file
+
+    configure_logging(verbose, quiet=quiet)
+    log = structlog.get_logger("sleapflow")
+    formats = check_formats(output_format)
+    if cfg is None:
+        cfg = build_config(**options)
+    out = output_path or options.get("output_path") or default_output_path(cfg)
+    prepared = prepare(cfg)
+    if not quiet:
+        print(banner(graph=prepared.graph_name, device=prepared.ctx.device,
+                     runtime=str(getattr(cfg, "runtime", "torch"))), file=sys.stderr)
+    log.info("starting", graph=prepared.graph_name, device=prepared.ctx.device,
+             frames=len(prepared.plan.items), output=out)
+    label = "Tracking..." if prepared.graph_name == "track_only" else "Predicting..."
+    progress_cls = GuiProgress if gui else _Progress
+    slp_out = out if "slp" in formats else None  # the .slp writer is skipped when not asked for
+    with progress_cls(len(prepared.plan.items), label) as progress:
+        result = anyio.run(lambda: run_to_file(cfg, output_path=slp_out, on_frame=progress.advance,
+                                               prepared=prepared))
+    written = [Path(out)] if slp_out is not None else []
+    others = [f for f in formats if f != "slp"]
+    if others:
+        written += export(result.labels, out, others)
+    if render:
+        from sleapflow.render import render as render_labels
+
+        written.append(render_labels(result.labels, format_path(out, "slp").with_suffix(".mp4")))
+    wall = result.stats.wall_s
+    log.info("done", frames=progress.done, seconds=round(wall, 2),
+             fps=round(progress.done / wall, 1) if wall > 0 else None,
+             output=", ".join(str(p) for p in written))
+    if stats:
+        print(result.stats.table(), file=sys.stderr if gui else sys.stdout)
+    return 0
