@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
+import anyio
 import cyclopts
 import structlog
 from cyclopts import Parameter
