@@ -303,7 +303,8 @@ def _track_many(cfg: Any) -> int:
 
 @app.command
 def merge(
-    shards: Annotated[tuple[str, ...], Parameter(help="The per-shard .slp outputs of one video.")],
+    shards: Annotated[tuple[str, ...], Parameter(help="The per-shard .slp outputs of one video.",
+                                                 negative_iterable=())],
     output_path: Annotated[str, opt("output_path", "-o", help="The merged .slp.")],
     tracking: Annotated[bool, opt("tracking", "-t",
                                   help="Track the merged predictions (track-only).")] = False,
@@ -385,8 +386,7 @@ def eval_tracking(
                                           help="Drop predicted instances from the ground "
                                           "truth.")] = False,
     global_identity: Annotated[bool, Parameter(
-        name=["--global_identity", "--global-identity"],
-        negative=["--per_video_identity", "--per-video-identity"],
+        name=["--global_identity"], negative=["--per_video_identity"],
         help="Track names are identities shared across videos.")] = False,
     oks_stddev: Annotated[float, opt("oks_stddev", help="OKS keypoint spread (> 0).")] = 0.025,
     verbose: Annotated[bool, opt("verbose")] = False,

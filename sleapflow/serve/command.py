@@ -5,20 +5,13 @@ from __future__ import annotations
 import os
 from typing import Annotated
 
-from cyclopts import Parameter
-
+from sleapflow.cli_help import opt as _opt
 from sleapflow.errors import ConfigError
-
-
-def _opt(name: str, *short: str, help: str = "") -> Parameter:
-    names = [f"--{name}", *([f"--{name.replace('_', '-')}"] if "_" in name else []), *short]
-    return Parameter(name=names, help=help)
 
 
 def serve_command(
     *,
-    model_paths: Annotated[tuple[str, ...], _opt("model_paths", "-m",
-                                                 help="Model folder; repeat for top-down.")] = (),
+    model_paths: Annotated[tuple[str, ...], _opt("model_paths", "-m", consume_multiple=True)] = (),
     host: Annotated[str, _opt("host", help="Address to listen on (loopback by default).")]
     = "127.0.0.1",
     port: Annotated[int, _opt("port", help="Port (0: any free port, printed at start).")] = 8000,
