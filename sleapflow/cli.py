@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Annotated, Any
 
@@ -14,8 +15,9 @@ from cyclopts import Parameter
 from sleapflow.bench import bench_command
 from sleapflow.errors import ConfigError, SleapflowError, StageError
 
+# KeyboardInterrupt must reach main()'s handler (cyclopts would exit 130 silently).
 app = cyclopts.App(name="sleapflow", help="Fast streaming inference for SLEAP / sleap-nn models.",
-                   version_flags=["--version", "-v"])
+                   version_flags=["--version", "-v"], suppress_keyboard_interrupt=False)
 
 
 def opt(name: str, *short: str, help: str = "", negative: bool = False) -> Parameter:
@@ -186,6 +188,7 @@ def track(
     """Run pose inference on a video or labels file and write a .slp (sleap-nn track compatible)."""
     from sleapflow.config import InferenceConfig, parse_frames
     from sleapflow.pipeline import default_output_path, prepare, run_to_file
+    from sleapflow.run_guard import OutputGuard
     from sleapflow.tracking import TrackerConfig
 
     configure_logging(verbose)
@@ -232,10 +235,11 @@ def track(
     )
     out = output_path or default_output_path(cfg)
     prepared = prepare(cfg)
+    guard = OutputGuard(out, n_frames=len(prepared.plan.items))  # before any weights load
     log.info("starting", graph=prepared.graph_name, device=prepared.ctx.device,
              frames=len(prepared.plan.items), output=out)
     label = "Tracking..." if prepared.graph_name == "track_only" else "Predicting..."
-    with _Progress(len(prepared.plan.items), label) as progress:
+    with guard, _Progress(len(prepared.plan.items), label) as progress:
         result = anyio.run(lambda: run_to_file(cfg, output_path=out, on_frame=progress.advance,
                                                prepared=prepared))
     wall = result.stats.wall_s
@@ -297,24 +301,45 @@ app.command(bench_command, name="bench")
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors print one line and exit 2, never a traceback."""
+    code = _main(argv)
+    from sleapflow import io_safety
+
+    if io_safety.HDF5_POISONED and argv is None:  # the process's own entry point only
+        # A save failed inside HDF5 (a full disk): its leftover handles segfault at interpreter
+        # exit, so end here, after the error line, without that teardown.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _main(argv: list[str] | None) -> int:
     configure_logging()
     try:
         result = app(argv if argv is not None else sys.argv[1:], exit_on_error=False,
-                     print_error=True, result_action="return_value")
-    except cyclopts.CycloptsError:
+                     print_error=False, result_action="return_value")
+    except cyclopts.CycloptsError as exc:
+        print(f"Error: {_one_line(exc)} (see --help)", file=sys.stderr)
         return 2
     except StageError as exc:
         cause = exc.__cause__
         if isinstance(cause, SleapflowError):
-            print(f"Error: {cause}", file=sys.stderr)
+            print(f"Error: {_one_line(cause)}", file=sys.stderr)
             return 2
-        print(f"Error: {exc}", file=sys.stderr)
+        print(f"Error: {_one_line(exc)}", file=sys.stderr)
         return 1
     except SleapflowError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
+        print(f"Error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("Interrupted.", file=sys.stderr)
+        from sleapflow.run_guard import interrupted_message
+
+        print(interrupted_message(), file=sys.stderr)
         return 130
     return result if isinstance(result, int) else 0
 

@@ -9,7 +9,9 @@ import msgspec
 import torch
 
 from sleapflow.errors import ConfigError
+from sleapflow.frame_ranges import parse_frames as _parse_frames
 from sleapflow.tracking.config import TrackerConfig
+from sleapflow.validation import check_numbers
 
 Refinement = Literal["integral"] | None
 
@@ -37,8 +39,8 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     anchor_part: str | None = None
     backbone_ckpt_path: str | None = None
     head_ckpt_path: str | None = None
-    # Input selection.
-    frames: tuple[int, ...] | None = None
+    # Input selection: frame indices and inclusive (start, end) ranges (see frame_ranges).
+    frames: tuple[int | tuple[int, int], ...] | None = None
     video_index: int | None = None
     video_dataset: str | None = None
     video_input_format: str = "channels_last"
@@ -74,6 +76,7 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     channels_last: bool = False
 
     def __post_init__(self) -> None:
+        check_numbers(self)
         _check_positive("batch_size", self.batch_size)
         _check_positive("queue_maxsize", self.queue_maxsize)
         _check_positive("integral_patch_size", self.integral_patch_size)
@@ -129,37 +132,9 @@ def _check_positive(name: str, value: int) -> None:
         raise ConfigError(f"--{name} must be a positive integer (got {value!r})")
 
 
-_RANGE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
-_SINGLE = re.compile(r"^\s*(\d+)\s*$")
-
-
-def parse_frames(text: str | None) -> tuple[int, ...] | None:
-    """Parse ``"0-100,200-300"`` / ``"1,5,9"`` / ``"3-7,12"``: inclusive ranges and single indices.
-
-    An empty string means every frame. Order is kept here; input planning drops repeats (a frame
-    is predicted once) and frames the video does not have.
-    """
-    if text is None or not text.strip():
-        return None
-    frames: list[int] = []
-    for part in text.split(","):
-        if not part.strip():
-            continue
-        if match := _RANGE.match(part):
-            start, end = int(match[1]), int(match[2])
-            if end < start:
-                raise ConfigError(f"--frames: range {part.strip()!r} ends before it starts")
-            frames.extend(range(start, end + 1))
-        elif match := _SINGLE.match(part):
-            frames.append(int(match[1]))
-        else:
-            raise ConfigError(
-                f"--frames: cannot parse {part.strip()!r} in {text!r}; use comma-separated frame "
-                "indices and inclusive ranges, e.g. '0-100,200-300' or '1,5,9'"
-            )
-    if not frames:
-        raise ConfigError(f"--frames: {text!r} selects no frames")
-    return tuple(frames)
+def parse_frames(text: str | None) -> tuple[int | tuple[int, int], ...] | None:
+    """``--frames`` text → indices and inclusive ranges; see :func:`sleapflow.frame_ranges.parse_frames`."""
+    return _parse_frames(text)
 
 
 def resolve_device(device: str) -> str:

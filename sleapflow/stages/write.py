@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +12,7 @@ import sleap_io as sio
 from anyio.abc import TaskStatus
 
 from sleapflow.errors import ConfigError
+from sleapflow.io_safety import OutputWriteError, check_output_target, save_slp_safely
 from sleapflow.messages import FramePrediction
 from sleapflow.runtime.graph import Role
 from sleapflow.tracking.track_only import copy_instance
@@ -26,6 +25,7 @@ def check_output_path(output_path: str | Path, *, input_path: str | Path | None 
     videos, and a ``.pkg.slp`` input holds their frames.
     """
     path = Path(output_path)
+    check_output_target(path)
     if path.is_dir():
         raise ConfigError(f"--output_path {str(path)!r} is a folder; give a .slp file name")
     if input_path is not None and path.exists() and Path(input_path).exists() \
@@ -36,21 +36,9 @@ def check_output_path(output_path: str | Path, *, input_path: str | Path | None 
 
 
 def save_labels_atomically(labels: sio.Labels, path: str | Path) -> None:
-    """Write to a temporary file beside ``path`` and rename it into place only on success,
-    so an existing output is never left half-written or lost by a failed run.
-
-    The temporary name is not pre-created (``mkstemp`` would make it 0600): HDF5 creates it
-    with the usual umask permissions, which the renamed output keeps.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.slp"
-    try:
-        sio.save_slp(labels, tmp.as_posix(), restore_original_videos=False, verbose=False)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write to a temporary file beside ``path`` (beside a symlink's target) and rename it into
+    place only on success; see :func:`sleapflow.io_safety.save_slp_safely`."""
+    save_slp_safely(labels, path)
 
 
 class LabelsBuilder:
@@ -167,8 +155,15 @@ class SlpWriter:
         self.no_empty_frames = no_empty_frames
         self.on_frame = on_frame
         self.result: sio.Labels | None = None
+        self.received = 0
 
     def _finish(self) -> sio.Labels:
+        if self.received == 0 and self.output_path is not None:
+            # Nothing was predicted (every frame past the end, or undecodable): writing would
+            # replace an existing output with an empty file.
+            raise OutputWriteError(f"no frames were processed, so {str(self.output_path)!r} was "
+                                   "not written (an existing file is unchanged); check --frames "
+                                   "and the input")
         labels = self.builder.labels()
         if self.provenance is not None:
             labels.provenance = self.provenance(labels)
@@ -184,6 +179,7 @@ class SlpWriter:
         async with inbox:
             task_status.started()
             async for pred in inbox:
+                self.received += 1
                 self.builder.add(pred)
                 if self.on_frame is not None:
                     self.on_frame(1)
