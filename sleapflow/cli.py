@@ -123,6 +123,9 @@ def track(
     exclude_user_labeled: Annotated[bool, opt("exclude_user_labeled")] = False,
     only_predicted_frames: Annotated[bool, opt("only_predicted_frames")] = False,
     no_empty_frames: Annotated[bool, opt("no_empty_frames")] = False,
+    max_failed_frames: Annotated[int | None, opt(
+        "max_failed_frames", help="Fail when more frames than this cannot be decoded "
+                                  "(default: skip them all, and report them).")] = None,
     video_index: Annotated[int | None, opt("video_index")] = None,
     video_dataset: Annotated[str | None, opt("video_dataset")] = None,
     video_input_format: Annotated[str, opt("video_input_format")] = "channels_last",
@@ -220,7 +223,8 @@ def track(
         video_dataset=video_dataset, video_input_format=video_input_format,
         only_labeled_frames=only_labeled_frames, only_suggested_frames=only_suggested_frames,
         exclude_user_labeled=exclude_user_labeled, only_predicted_frames=only_predicted_frames,
-        no_empty_frames=no_empty_frames, max_edge_length_ratio=max_edge_length_ratio,
+        no_empty_frames=no_empty_frames, max_failed_frames=max_failed_frames,
+        max_edge_length_ratio=max_edge_length_ratio,
         dist_penalty_weight=dist_penalty_weight, n_points=n_points,
         min_instance_peaks=min_instance_peaks, min_line_scores=min_line_scores,
         filter_overlapping=filter_overlapping, filter_overlapping_method=filter_overlapping_method,

@@ -49,6 +49,8 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     exclude_user_labeled: bool = False
     only_predicted_frames: bool = False
     no_empty_frames: bool = False
+    #: Frames that may fail to decode (corrupt packets) before the run fails; None: no limit.
+    max_failed_frames: int | None = None
     # Bottom-up grouping.
     max_edge_length_ratio: float = 0.25
     dist_penalty_weight: float = 1.0
@@ -84,6 +86,8 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
         _check_positive("postprocess_workers", self.postprocess_workers)
         if self.max_instances is not None:
             _check_positive("max_instances", self.max_instances)
+        if self.max_failed_frames is not None and self.max_failed_frames < 0:
+            raise ConfigError(f"--max_failed_frames must be >= 0 (got {self.max_failed_frames})")
         for name in ("max_height", "max_width", "crop_size"):
             value = getattr(self, name)
             if value is not None:

@@ -26,6 +26,7 @@ from sleapflow.graphs.common import (
 from sleapflow.graphs.track_only import LabelsTrackSource
 from sleapflow.inputs import InputPlan, WorkItem, plan_input
 from sleapflow.inputs import default_output_path as inputs_default_output_path
+from sleapflow.media_faults import DecodeFailures
 from sleapflow.provenance import inference_provenance
 from sleapflow.runtime import GraphRunner, GraphSpec, GraphStats, MapStage, chain
 from sleapflow.stages.decode import DecodeSource
@@ -191,7 +192,15 @@ def make_source(run: PreparedRun) -> Any:
         assert run.plan.labels is not None
         return LabelsTrackSource(run.plan.labels, run.ctx.extra["tracker"],
                                  video_index=run.cfg.video_index, frames=run.cfg.frames)
-    return DecodeSource(run.plan, limiter=run.ctx.cpu_limiter)
+    return DecodeSource(run.plan, limiter=run.ctx.cpu_limiter, failures=decode_failures(run))
+
+
+def decode_failures(run: PreparedRun) -> DecodeFailures:
+    """The run's record of undecodable frames (shared by the decoder and the provenance)."""
+    failures = run.ctx.extra.get("decode_failures")
+    if failures is None:
+        failures = run.ctx.extra["decode_failures"] = DecodeFailures(run.cfg.max_failed_frames)
+    return failures
 
 
 def build_spec(run: PreparedRun, source: Any, sink: Any) -> GraphSpec:
@@ -226,7 +235,7 @@ def make_writer(run: PreparedRun, *, output_path: str | None,
             frames_processed=len(labels.labeled_frames),
             inference_config={k: cfg_dict.get(k) for k in INFERENCE_CONFIG_KEYS},
             tracking_config=tracker.legacy_provenance() if tracker is not None else None,
-            device=run.ctx.device)
+            device=run.ctx.device) | decode_failures(run).provenance()
 
     return SlpWriter(builder, output_path=output_path, provenance=provenance,
                      no_empty_frames=run.cfg.no_empty_frames, on_frame=on_frame,

@@ -55,6 +55,8 @@ class LabelsBuilder:
         self.tracks: dict[str, sio.Track] = {name: sio.Track(name=name) for name in track_order}
         self.used_tracks: set[str] = set()
         self.frames: list[sio.LabeledFrame] = []
+        #: Predictions received, kept or not (an empty frame may be dropped).
+        self.added = 0
 
     def _track(self, name: str | None) -> sio.Track | None:
         if name is None:
@@ -93,6 +95,7 @@ class LabelsBuilder:
         return out
 
     def add(self, pred: FramePrediction) -> sio.LabeledFrame | None:
+        self.added += 1
         if pred.source_instances is not None:
             lf = sio.LabeledFrame(video=self.videos[pred.video_id], frame_idx=pred.frame_idx,
                                   instances=self._retracked(pred))
@@ -155,10 +158,9 @@ class SlpWriter:
         self.no_empty_frames = no_empty_frames
         self.on_frame = on_frame
         self.result: sio.Labels | None = None
-        self.received = 0
 
     def _finish(self) -> sio.Labels:
-        if self.received == 0 and self.output_path is not None:
+        if self.builder.added == 0 and self.output_path is not None:
             # Nothing was predicted (every frame past the end, or undecodable): writing would
             # replace an existing output with an empty file.
             raise OutputWriteError(f"no frames were processed, so {str(self.output_path)!r} was "
@@ -179,7 +181,6 @@ class SlpWriter:
         async with inbox:
             task_status.started()
             async for pred in inbox:
-                self.received += 1
                 self.builder.add(pred)
                 if self.on_frame is not None:
                     self.on_frame(1)
