@@ -49,8 +49,17 @@ class DecodeFailures:
         self.count = 0
         self.frames: list[tuple[int, int]] = []
         self.first_error: str | None = None
+        #: Called as ``on_add(video_id, frame_idx)`` for each failure (the journal records them).
+        self.on_add: Any = None
+
+    def restore(self, frames: list[tuple[int, int]]) -> None:
+        """Failures recorded by an interrupted run (``--resume``), before its resume point."""
+        self.count += len(frames)
+        self.frames.extend(frames[: max(0, self.KEEP - len(self.frames))])
 
     def add(self, video_id: int, frame_idx: int, exc: BaseException, source: Any = None) -> None:
+        if self.on_add is not None:
+            self.on_add(video_id, frame_idx)
         self.count += 1
         if len(self.frames) < self.KEEP:
             self.frames.append((video_id, frame_idx))

@@ -179,8 +179,10 @@ def post_stages(run: PreparedRun) -> list[Any]:
     if tracker is not None:
         track = TrackFrames(tracker, feed_empty_frames=run.graph.keep_empty_frames,
                             prefer_user=track_only)
+        run.ctx.extra["track_stage"] = track  # the journal hooks into it for --resume
         stages.append(MapStage("track", track, requires_order=True))
         cleanup = CleanUpTracks(tracker)
+        run.ctx.extra["track_cleanup"] = cleanup.enabled
         if cleanup.enabled:
             stages.append(MapStage("track_cleanup", cleanup, requires_order=True))
     return stages

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from sleapflow.messages import FramePrediction
@@ -23,6 +25,9 @@ class TrackFrames:
         self.config = config
         self.feed_empty_frames = feed_empty_frames
         self.prefer_user = prefer_user
+        #: Called as ``on_tracked(seq, tracker)`` after each tracked frame (the journal keeps
+        #: the tracker's window this way, for ``--resume``).
+        self.on_tracked: Callable[[int, Tracker], None] | None = None
 
     def __call__(self, pred: FramePrediction) -> FramePrediction:
         untouched: tuple = ()
@@ -37,6 +42,8 @@ class TrackFrames:
         result = self.tracker.track(np.asarray(pred.points, dtype=np.float64),
                                     np.asarray(pred.instance_scores, dtype=np.float64),
                                     frame_idx=pred.frame_idx, image=image)
+        if self.on_tracked is not None:
+            self.on_tracked(pred.seq, self.tracker)
         names: list[str | None] = []
         for track_id, old in zip(result.track_ids.tolist(), self._old_names(pred, result.indices)):
             names.append(old if track_id == UNASSIGNED else f"track_{track_id}")

@@ -158,6 +158,10 @@ class SlpWriter:
         self.no_empty_frames = no_empty_frames
         self.on_frame = on_frame
         self.result: sio.Labels | None = None
+        #: Crash-safe output (``sleapflow.resume``): every frame is journaled before it is kept,
+        #: and ``resumed`` frames (read back from a journal) come first.
+        self.journal: Any = None
+        self.resumed: list[FramePrediction] = []
 
     def _finish(self) -> sio.Labels:
         if self.builder.added == 0 and self.output_path is not None:
@@ -174,13 +178,24 @@ class SlpWriter:
             labels.labeled_frames = [lf for lf in labels.labeled_frames if len(lf.instances) > 0]
         if self.output_path is not None:
             save_labels_atomically(labels, self.output_path)
+        if self.journal is not None:
+            self.journal.close()
+            self.journal.path.unlink(missing_ok=True)  # the output now holds every frame
+            self.journal = None
         return labels
 
     async def run(self, inbox: Any, outbox: None, *,
                   task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with inbox:
             task_status.started()
+            for pred in self.resumed:
+                self.builder.add(pred)
+            if self.resumed and self.on_frame is not None:
+                self.on_frame(len(self.resumed))
+            self.resumed = []
             async for pred in inbox:
+                if self.journal is not None and self.journal.add(pred):
+                    await anyio.to_thread.run_sync(self.journal.sync)  # fsync off the loop
                 self.builder.add(pred)
                 if self.on_frame is not None:
                     self.on_frame(1)
