@@ -186,11 +186,14 @@ def track(
     channels_last: Annotated[bool, opt("channels_last",
                                        help="Faster CPU convolutions; not bit-identical.")] = False,
     stats: Annotated[bool, opt("stats", help="Print the per-stage table at the end.")] = False,
+    resume: Annotated[bool, opt("resume", help="Continue an interrupted run of the same command "
+                                               "from its journal.")] = False,
     verbose: Annotated[bool, opt("verbose")] = False,
 ) -> int:
     """Run pose inference on a video or labels file and write a .slp (sleap-nn track compatible)."""
     from sleapflow.config import InferenceConfig, parse_frames
-    from sleapflow.pipeline import default_output_path, prepare, run_to_file
+    from sleapflow.pipeline import default_output_path, prepare
+    from sleapflow.resume import check_journal, run_journaled
     from sleapflow.run_guard import OutputGuard
     from sleapflow.tracking import TrackerConfig
 
@@ -240,12 +243,15 @@ def track(
     out = output_path or default_output_path(cfg)
     prepared = prepare(cfg)
     guard = OutputGuard(out, n_frames=len(prepared.plan.items))  # before any weights load
+    if prepared.graph_name != "track_only":
+        check_journal(out, resume=resume)
     log.info("starting", graph=prepared.graph_name, device=prepared.ctx.device,
              frames=len(prepared.plan.items), output=out)
     label = "Tracking..." if prepared.graph_name == "track_only" else "Predicting..."
     with guard, _Progress(len(prepared.plan.items), label) as progress:
-        result = anyio.run(lambda: run_to_file(cfg, output_path=out, on_frame=progress.advance,
-                                               prepared=prepared))
+        result = anyio.run(lambda: run_journaled(prepared, output_path=out, resume=resume,
+                                                 on_frame=progress.advance,
+                                                 on_journal=guard.set_journal))
     wall = result.stats.wall_s
     log.info("done", frames=progress.done, seconds=round(wall, 2),
              fps=round(progress.done / wall, 1) if wall > 0 else None, output=out)

@@ -64,7 +64,9 @@ def _model_identity(path: str) -> str:
 def fingerprint(cfg: Any, *, graph: str, model_paths: list[str], source_path: str | None
                 ) -> dict[str, Any]:
     """What a resumed run must share with the journal's run for its frames to be reused."""
-    options = {k: v for k, v in msgspec.to_builtins(cfg).items() if k not in _NEUTRAL_OPTIONS}
+    # Through msgpack and back, so tuples compare as the lists a journal header decodes to.
+    builtins = msgspec.msgpack.decode(msgspec.msgpack.encode(msgspec.to_builtins(cfg)))
+    options = {k: v for k, v in builtins.items() if k not in _NEUTRAL_OPTIONS}
     return {"graph": graph, "input": _file_identity(source_path),
             "models": {str(Path(p).resolve()): _model_identity(p) for p in model_paths},
             "options": options}
@@ -175,6 +177,9 @@ class JournalWriter:
         worker thread, so the event loop never waits on the disk)."""
         try:
             self._append(encode_frame(pred))
+            with self._lock:
+                # To the OS at every frame (a kill -9 loses nothing); to the disk at each fsync.
+                self._f.flush()
         except OSError as exc:
             raise self._error(exc) from None
         self._unsynced += 1
