@@ -228,6 +228,9 @@ def save_slp_safely(labels: Any, path: str | Path) -> Path:
         raise OutputWriteError(f"cannot write {str(shown)!r}: {describe_os_error(exc)}; the "
                                "existing file (if any) is unchanged") from None
     tmp = temp_path_for(target)
+    scratch = _scratch_folder(estimate_slp_bytes(labels))
+    if scratch is not None:
+        return _save_via_scratch(labels, scratch, tmp, target, shown)
     previous_hook, previous_except = sys.unraisablehook, sys.excepthook
     sys.unraisablehook = _quiet_h5py_hook(previous_hook)
     # Cython prints a dealloc's traceback through sys.excepthook before the unraisable line.
@@ -252,6 +255,54 @@ def save_slp_safely(labels: Any, path: str | Path) -> Path:
         raise
     sys.unraisablehook, sys.excepthook = previous_hook, previous_except
     return target
+
+
+#: Where HDF5 writes the file first when there is room: a RAM file system. HDF5 can crash the
+#: process when the disk fills in the middle of its writes (a race with other writers that no
+#: room check can rule out); plain copies from here fail with a clean OSError instead.
+SCRATCH_FOLDERS = ("/dev/shm",)
+
+
+def _scratch_folder(size: int) -> Path | None:
+    for name in SCRATCH_FOLDERS:
+        folder = Path(name)
+        try:
+            if folder.is_dir() and os.access(folder, os.W_OK) \
+                    and shutil.disk_usage(folder).free >= 4 * size:
+                return folder
+        except OSError:
+            continue
+    return None
+
+
+def _save_via_scratch(labels: Any, scratch: Path, tmp: Path, target: Path, shown: Path) -> Path:
+    import sleap_io as sio
+
+    staged = scratch / f"sleapflow.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.slp"
+    try:
+        sio.save_slp(labels, staged.as_posix(), restore_original_videos=False, verbose=False)
+        with open(staged, "rb") as src, open(tmp, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+            dst.flush()
+            os.fsync(dst.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputWriteError(f"cannot write {str(shown)!r}: {describe_os_error(exc)}; the "
+                               "existing file (if any) is unchanged") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        staged.unlink(missing_ok=True)
+    return target
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 class OutputLock:

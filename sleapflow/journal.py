@@ -209,9 +209,12 @@ class JournalWriter:
             self._append({"k": "x", "v": video_id, "i": frame_idx})
 
     def close(self) -> None:
+        # On a full disk the last buffered bytes may not make it: that record is torn, and a
+        # resume drops it (checksum) and redoes that frame.
         with contextlib.suppress(OSError), self._lock:
             self._sync()
-        self._f.close()
+        with contextlib.suppress(OSError):
+            self._f.close()
 
 
 class ResumeState:

@@ -9,7 +9,7 @@ from typing import Any
 
 import structlog
 
-from sleapflow.errors import ConfigError
+from sleapflow.errors import ConfigError, StageError, VideoDecodeError
 from sleapflow.frame_ranges import SpanSequence
 from sleapflow.journal import (
     JournalWriter,
@@ -152,8 +152,13 @@ async def run_journaled(run: Any, *, output_path: str, resume: bool,
             on_journal(str(path))
     try:
         stats = await GraphRunner(spec).run()
-    finally:
+    except BaseException as exc:
         if writer.journal is not None:
-            writer.journal.close()  # kept on failure or Ctrl-C: --resume continues from it
+            writer.journal.close()  # kept on a crash, a full disk or Ctrl-C: --resume goes on
+            root = exc.__cause__ if isinstance(exc, StageError) else exc
+            if isinstance(root, (VideoDecodeError, ConfigError)):
+                # The input or the options are at fault: resuming would fail the same way.
+                writer.journal.path.unlink(missing_ok=True)
+        raise
     assert writer.result is not None
     return RunResult(labels=writer.result, stats=stats, output_path=output_path)
