@@ -278,9 +278,19 @@ def _scratch_folder(size: int) -> Path | None:
 def _save_via_scratch(labels: Any, scratch: Path, tmp: Path, target: Path, shown: Path) -> Path:
     import sleap_io as sio
 
+    global HDF5_POISONED
     staged = scratch / f"sleapflow.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.slp"
+    previous_hook, previous_except = sys.unraisablehook, sys.excepthook
     try:
-        sio.save_slp(labels, staged.as_posix(), restore_original_videos=False, verbose=False)
+        sys.unraisablehook = _quiet_h5py_hook(previous_hook)
+        sys.excepthook = _quiet_h5py_excepthook(previous_except)
+        try:
+            sio.save_slp(labels, staged.as_posix(), restore_original_videos=False, verbose=False)
+        except (OSError, RuntimeError, ValueError) as exc:
+            if not _raised_in_h5py(exc):
+                raise
+            HDF5_POISONED = True  # see its comment; the hooks stay to silence the teardown
+            raise OSError(describe_os_error(exc)) from None
         with open(staged, "rb") as src, open(tmp, "wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
             dst.flush()
@@ -296,6 +306,8 @@ def _save_via_scratch(labels: Any, scratch: Path, tmp: Path, target: Path, shown
         raise
     finally:
         staged.unlink(missing_ok=True)
+        if not HDF5_POISONED:
+            sys.unraisablehook, sys.excepthook = previous_hook, previous_except
     return target
 
 
