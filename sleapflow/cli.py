@@ -5,8 +5,11 @@ The sync front end: it calls ``anyio.run``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import anyio
@@ -18,8 +21,9 @@ from sleapflow.bench import bench_command
 from sleapflow.errors import SleapflowError, StageError
 from sleapflow.serve.command import serve_command
 
+# KeyboardInterrupt must reach main()'s handler (cyclopts would exit 130 silently).
 app = cyclopts.App(name="sleapflow", help="Fast streaming inference for SLEAP / sleap-nn models.",
-                   version_flags=["--version", "-v"])
+                   version_flags=["--version", "-v"], suppress_keyboard_interrupt=False)
 
 
 def opt(name: str, *short: str, help: str = "", negative: bool = False) -> Parameter:
@@ -141,6 +145,9 @@ def track(
     exclude_user_labeled: Annotated[bool, opt("exclude_user_labeled")] = False,
     only_predicted_frames: Annotated[bool, opt("only_predicted_frames")] = False,
     no_empty_frames: Annotated[bool, opt("no_empty_frames")] = False,
+    max_failed_frames: Annotated[int | None, opt(
+        "max_failed_frames", help="Fail when more frames than this cannot be decoded "
+                                  "(default: skip them all, and report them).")] = None,
     video_index: Annotated[int | None, opt("video_index")] = None,
     video_dataset: Annotated[str | None, opt("video_dataset")] = None,
     video_input_format: Annotated[str, opt("video_input_format")] = "channels_last",
@@ -235,6 +242,8 @@ def track(
     channels_last: Annotated[bool, opt("channels_last",
                                        help="Faster CPU convolutions; not bit-identical.")] = False,
     stats: Annotated[bool, opt("stats", help="Print the per-stage table at the end.")] = False,
+    resume: Annotated[bool, opt("resume", help="Continue an interrupted run of the same command "
+                                               "from its journal.")] = False,
     verbose: Annotated[bool, opt("verbose")] = False,
 ) -> int:
     """Run pose inference on a video or labels file and write a .slp (sleap-nn track compatible)."""
@@ -250,7 +259,9 @@ def track(
         shard_output_path,
     )
     from sleapflow.options import build_config
-    from sleapflow.pipeline import prepare, run_to_file
+    from sleapflow.pipeline import prepare
+    from sleapflow.resume import check_journal, run_journaled
+    from sleapflow.run_guard import OutputGuard
 
     configure_logging(verbose)
     log = structlog.get_logger("sleapflow")
@@ -264,6 +275,12 @@ def track(
 
         raise ConfigError("several inputs need --model_paths/-m: track-only runs (no models) "
                           "re-track one .slp at a time")
+    if resume and (many or ray is not None):
+        from sleapflow.errors import ConfigError
+
+        raise ConfigError("--resume continues one interrupted output; with several inputs (or "
+                          "--ray), rerun with --skip_existing to redo only the videos whose "
+                          "output is missing or incomplete")
     options["shard"] = parse_shard(shard)
     options["data_path"] = None if many else paths[0]
     options["inputs"] = tuple(paths) if many or ray is not None else ()
@@ -281,12 +298,16 @@ def track(
     else:
         out = output_for(cfg, paths[0], many=False)
     prepared = prepare(cfg)
+    guard = OutputGuard(out, n_frames=len(prepared.plan.items))  # before any weights load
+    if prepared.graph_name != "track_only":
+        check_journal(out, resume=resume)
     log.info("starting", graph=prepared.graph_name, device=prepared.ctx.device,
              frames=len(prepared.plan.items), output=out)
     label = "Tracking..." if prepared.graph_name == "track_only" else "Predicting..."
-    with _Progress(len(prepared.plan.items), label) as progress:
-        result = anyio.run(lambda: run_to_file(cfg, output_path=out, on_frame=progress.advance,
-                                               prepared=prepared))
+    with guard, _Progress(len(prepared.plan.items), label) as progress:
+        result = anyio.run(lambda: run_journaled(prepared, output_path=out, resume=resume,
+                                                 on_frame=progress.advance,
+                                                 on_journal=guard.set_journal))
     wall = result.stats.wall_s
     log.info("done", frames=progress.done, seconds=round(wall, 2),
              fps=round(progress.done / wall, 1) if wall > 0 else None, output=out)
@@ -314,9 +335,28 @@ def _track_many(cfg: Any) -> int:
     planned = [t for t in plan.tasks if t.status == "planned"]
     log.info("starting", graph=prepared.graph_name, device=prepared.ctx.device,
              videos=len(planned), of=len(plan.tasks), frames=len(plan.items))
-    with _Progress(len(plan.items), "Predicting...") as progress:
+    with _lock_outputs([t.output for t in planned]), \
+            _Progress(len(plan.items), "Predicting...") as progress:
         tasks = anyio.run(lambda: run_many(cfg, prepared=prepared, on_frame=progress.advance))
     return _report(tasks)
+
+
+@contextlib.contextmanager
+def _lock_outputs(outputs: list[str]) -> Iterator[None]:
+    """Each per-video output of a many-input run is locked for the run (a second live run on
+    one of them is refused) and its stale temporary files are removed; each is still written
+    atomically as its video ends."""
+    from pathlib import Path
+
+    from sleapflow.io_safety import OutputLock, clean_stale_temps, resolve_target
+
+    with contextlib.ExitStack() as stack:
+        for out in outputs:
+            resolve_target(out).parent.mkdir(parents=True, exist_ok=True)
+            clean_stale_temps(out)
+            lock = OutputLock(Path(out)).acquire()
+            stack.callback(lock.release)
+        yield
 
 
 @app.command
@@ -481,25 +521,46 @@ def _optional_ray_address(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors print one line and exit 2, never a traceback."""
+    code = _main(argv)
+    from sleapflow import io_safety
+
+    if io_safety.HDF5_POISONED and argv is None:  # the process's own entry point only
+        # A save failed inside HDF5 (a full disk): its leftover handles segfault at interpreter
+        # exit, so end here, after the error line, without that teardown.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _main(argv: list[str] | None) -> int:
     configure_logging()
     argv = _optional_ray_address(argv if argv is not None else sys.argv[1:])
     try:
         result = app(argv, exit_on_error=False,
-                     print_error=True, result_action="return_value")
-    except cyclopts.CycloptsError:
+                     print_error=False, result_action="return_value")
+    except cyclopts.CycloptsError as exc:
+        print(f"Error: {_one_line(exc)} (see --help)", file=sys.stderr)
         return 2
     except StageError as exc:
         cause = exc.__cause__
         if isinstance(cause, SleapflowError):
-            print(f"Error: {cause}", file=sys.stderr)
+            print(f"Error: {_one_line(cause)}", file=sys.stderr)
             return 2
-        print(f"Error: {exc}", file=sys.stderr)
+        print(f"Error: {_one_line(exc)}", file=sys.stderr)
         return 1
     except SleapflowError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
+        print(f"Error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("Interrupted.", file=sys.stderr)
+        from sleapflow.run_guard import interrupted_message
+
+        print(interrupted_message(), file=sys.stderr)
         return 130
     return result if isinstance(result, int) else 0
 
