@@ -5,8 +5,11 @@ The sync front end: it calls ``anyio.run``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 import anyio
@@ -31,8 +34,9 @@ MatchingMethod = Literal["hungarian", "greedy"]
 EvalMatchMethod = Literal["oks", "centroid", "auto"]
 OutputFormat = Literal["slp", "analysis_h5", "csv", "nwb"]
 
+# KeyboardInterrupt must reach main()'s handler (cyclopts would exit 130 silently).
 app = cyclopts.App(name="sleapflow", help="Fast streaming inference for SLEAP / sleap-nn models.",
-                   version_flags=["--version", "-v"])
+                   version_flags=["--version", "-v"], suppress_keyboard_interrupt=False)
 
 
 class _CurrentStderr:
@@ -139,6 +143,9 @@ def track(
     exclude_user_labeled: Annotated[bool, opt("exclude_user_labeled")] = False,
     only_predicted_frames: Annotated[bool, opt("only_predicted_frames")] = False,
     no_empty_frames: Annotated[bool, opt("no_empty_frames")] = False,
+    max_failed_frames: Annotated[int | None, opt(
+        "max_failed_frames", help="Fail when more frames than this cannot be decoded "
+                                  "(default: skip them all, and report them).")] = None,
     video_index: Annotated[int | None, opt("video_index")] = None,
     video_dataset: Annotated[str | None, opt("video_dataset")] = None,
     video_input_format: Annotated[VideoLayout, opt("video_input_format")] = "channels_last",
@@ -227,12 +234,15 @@ def track(
     render: Annotated[bool, opt("render")] = False,
     gui: Annotated[bool, opt("gui")] = False,
     stats: Annotated[bool, opt("stats")] = False,
+    resume: Annotated[bool, opt("resume", help="Continue an interrupted run of the same command "
+                                               "from its journal (kept beside the output "
+                                               "after a crash, a full disk or Ctrl-C).")] = False,
     verbose: Annotated[bool, opt("verbose")] = False,
 ) -> int:
     """Run pose inference on a video or labels file and write a .slp (sleap-nn track compatible)."""
     options = dict(locals())
     for key in ("stats", "verbose", "input_list", "overwrite", "ray", "ray_workers",
-                "ray_chunk_frames", "output_format", "render", "gui"):
+                "ray_chunk_frames", "output_format", "render", "gui", "resume"):
         del options[key]
     from sleapflow.io.many import (
         expand_inputs,
@@ -255,6 +265,12 @@ def track(
 
         raise ConfigError("several inputs need --model_paths/-m: track-only runs (no models) "
                           "re-track one .slp at a time")
+    if resume and (many or ray is not None):
+        from sleapflow.errors import ConfigError
+
+        raise ConfigError("--resume continues one interrupted output; with several inputs (or "
+                          "--ray), rerun with --skip_existing to redo only the videos whose "
+                          "output is missing or incomplete")
     options["shard"] = parse_shard(shard)
     options["data_path"] = None if many else paths[0]
     options["inputs"] = tuple(paths) if many or ray is not None else ()
@@ -274,7 +290,8 @@ def track(
     from sleapflow.frontend import run_track
 
     return run_track(options, cfg=cfg, output_path=out, output_format=output_format,
-                     render=render, gui=gui, stats=stats, verbose=verbose)
+                     render=render, gui=gui, stats=stats, verbose=verbose,
+                     resume=resume)
 
 
 def _report(tasks: list) -> int:
@@ -296,9 +313,28 @@ def _track_many(cfg: Any) -> int:
     planned = [t for t in plan.tasks if t.status == "planned"]
     log.info("starting", graph=prepared.graph_name, device=prepared.ctx.device,
              videos=len(planned), of=len(plan.tasks), frames=len(plan.items))
-    with _Progress(len(plan.items), "Predicting...") as progress:
+    with _lock_outputs([t.output for t in planned]), \
+            _Progress(len(plan.items), "Predicting...") as progress:
         tasks = anyio.run(lambda: run_many(cfg, prepared=prepared, on_frame=progress.advance))
     return _report(tasks)
+
+
+@contextlib.contextmanager
+def _lock_outputs(outputs: list[str]) -> Iterator[None]:
+    """Each per-video output of a many-input run is locked for the run (a second live run on
+    one of them is refused) and its stale temporary files are removed; each is still written
+    atomically as its video ends."""
+    from pathlib import Path
+
+    from sleapflow.io_safety import OutputLock, clean_stale_temps, resolve_target
+
+    with contextlib.ExitStack() as stack:
+        for out in outputs:
+            resolve_target(out).parent.mkdir(parents=True, exist_ok=True)
+            clean_stale_temps(out)
+            lock = OutputLock(Path(out)).acquire()
+            stack.callback(lock.release)
+        yield
 
 
 @app.command
@@ -536,25 +572,46 @@ def demo(
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors print one line and exit 2, never a traceback."""
+    code = _main(argv)
+    from sleapflow import io_safety
+
+    if io_safety.HDF5_POISONED and argv is None:  # the process's own entry point only
+        # A save failed inside HDF5 (a full disk): its leftover handles segfault at interpreter
+        # exit, so end here, after the error line, without that teardown.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _main(argv: list[str] | None) -> int:
     configure_logging()
     argv = _optional_ray_address(argv if argv is not None else sys.argv[1:])
     try:
         result = app(canonical_argv(argv), exit_on_error=False,
-                     print_error=True, result_action="return_value")
-    except cyclopts.CycloptsError:
+                     print_error=False, result_action="return_value")
+    except cyclopts.CycloptsError as exc:
+        print(f"Error: {_one_line(exc)} (see --help)", file=sys.stderr)
         return 2
     except StageError as exc:
         cause = exc.__cause__
         if isinstance(cause, SleapflowError):
-            print(f"Error: {cause}", file=sys.stderr)
+            print(f"Error: {_one_line(cause)}", file=sys.stderr)
             return 2
-        print(f"Error: {exc}", file=sys.stderr)
+        print(f"Error: {_one_line(exc)}", file=sys.stderr)
         return 1
     except SleapflowError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
+        print(f"Error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("Interrupted.", file=sys.stderr)
+        from sleapflow.run_guard import interrupted_message
+
+        print(interrupted_message(), file=sys.stderr)
         return 130
     return result if isinstance(result, int) else 0
 

@@ -11,7 +11,9 @@ from typing import Any, Literal
 import msgspec
 
 from sleapflow.errors import ConfigError
+from sleapflow.frame_ranges import parse_frames as _parse_frames
 from sleapflow.tracker_config import TrackerConfig
+from sleapflow.validation import check_numbers
 
 #: ``auto``, or a device kind with an optional index; whether it exists here is checked when a
 #: run is prepared (:func:`sleapflow.device.resolve_device`), which needs torch.
@@ -41,7 +43,8 @@ class InputOptions(_Sub, frozen=True, kw_only=True):
     inputs: tuple[str, ...]
     #: ``(I, N)``: the I-th of N slices of ``inputs``, or of the frames of a single input.
     shard: tuple[int, int] | None
-    frames: tuple[int, ...] | None
+    #: Frame indices and inclusive ``(start, end)`` ranges (:mod:`sleapflow.frame_ranges`).
+    frames: tuple[int | tuple[int, int], ...] | None
     video_index: int | None
     video_dataset: str | None
     video_input_format: str
@@ -49,6 +52,8 @@ class InputOptions(_Sub, frozen=True, kw_only=True):
     only_suggested_frames: bool
     exclude_user_labeled: bool
     only_predicted_frames: bool
+    #: Frames that may fail to decode (corrupt packets) before the run fails; None: no limit.
+    max_failed_frames: int | None
 
 
 class PreprocessingOptions(_Sub, frozen=True, kw_only=True):
@@ -117,6 +122,8 @@ class OutputOptions(_Sub, frozen=True, kw_only=True):
     output_path: str | None
     no_empty_frames: bool
     skip_existing: bool
+    #: Continue an interrupted single-output run from its journal beside the output.
+    resume: bool
 
 
 class ExecutionOptions(_Sub, frozen=True, kw_only=True):
@@ -148,6 +155,8 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     shard: tuple[int, int] | None = None
     #: Many-input runs: leave a video whose output exists and is complete alone.
     skip_existing: bool = False
+    #: Continue an interrupted run of the same command from its journal (one output only).
+    resume: bool = False
     model_paths: tuple[str, ...] = ()
     output_path: str | None = None
     device: str = "auto"
@@ -167,8 +176,8 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     anchor_part: str | None = None
     backbone_ckpt_path: str | None = None
     head_ckpt_path: str | None = None
-    # Input selection.
-    frames: tuple[int, ...] | None = None
+    # Input selection: frame indices and inclusive (start, end) ranges (see frame_ranges).
+    frames: tuple[int | tuple[int, int], ...] | None = None
     video_index: int | None = None
     video_dataset: str | None = None
     video_input_format: str = "channels_last"
@@ -177,6 +186,8 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     exclude_user_labeled: bool = False
     only_predicted_frames: bool = False
     no_empty_frames: bool = False
+    #: Frames that may fail to decode (corrupt packets) before the run fails; None: no limit.
+    max_failed_frames: int | None = None
     # Bottom-up grouping.
     max_edge_length_ratio: float = 0.25
     dist_penalty_weight: float = 1.0
@@ -207,6 +218,7 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     max_batch_delay_ms: float | None = None
 
     def __post_init__(self) -> None:
+        check_numbers(self)
         _check_positive("batch_size", self.batch_size)
         _check_positive("queue_maxsize", self.queue_maxsize)
         _check_positive("integral_patch_size", self.integral_patch_size)
@@ -214,6 +226,8 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
         _check_positive("postprocess_workers", self.postprocess_workers)
         if self.max_instances is not None:
             _check_positive("max_instances", self.max_instances)
+        if self.max_failed_frames is not None and self.max_failed_frames < 0:
+            raise ConfigError(f"--max_failed_frames must be >= 0 (got {self.max_failed_frames})")
         for name in ("max_height", "max_width", "crop_size"):
             value = getattr(self, name)
             if value is not None:
@@ -298,34 +312,6 @@ def _check_positive(name: str, value: int) -> None:
         raise ConfigError(f"--{name} must be a positive integer (got {value!r})")
 
 
-_RANGE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
-_SINGLE = re.compile(r"^\s*(\d+)\s*$")
-
-
-def parse_frames(text: str | None) -> tuple[int, ...] | None:
-    """Parse ``"0-100,200-300"`` / ``"1,5,9"`` / ``"3-7,12"``: inclusive ranges and single indices.
-
-    An empty string means every frame. Order is kept here; input planning drops repeats (a frame
-    is predicted once) and frames the video does not have.
-    """
-    if text is None or not text.strip():
-        return None
-    frames: list[int] = []
-    for part in text.split(","):
-        if not part.strip():
-            continue
-        if match := _RANGE.match(part):
-            start, end = int(match[1]), int(match[2])
-            if end < start:
-                raise ConfigError(f"--frames: range {part.strip()!r} ends before it starts")
-            frames.extend(range(start, end + 1))
-        elif match := _SINGLE.match(part):
-            frames.append(int(match[1]))
-        else:
-            raise ConfigError(
-                f"--frames: cannot parse {part.strip()!r} in {text!r}; use comma-separated frame "
-                "indices and inclusive ranges, e.g. '0-100,200-300' or '1,5,9'"
-            )
-    if not frames:
-        raise ConfigError(f"--frames: {text!r} selects no frames")
-    return tuple(frames)
+def parse_frames(text: str | None) -> tuple[int | tuple[int, int], ...] | None:
+    """``--frames`` text → indices and inclusive ranges; see :func:`sleapflow.frame_ranges.parse_frames`."""
+    return _parse_frames(text)

@@ -17,7 +17,7 @@ from sleapflow.export import check_formats, export, format_path
 def run_track(options: dict[str, Any], *, cfg: InferenceConfig | None = None,
               output_path: str | None = None, output_format: tuple[str, ...] = ("slp",),
               render: bool = False, gui: bool = False, stats: bool = False,
-              verbose: bool = False, quiet: bool = False) -> int:
+              verbose: bool = False, quiet: bool = False, resume: bool = False) -> int:
     """Run ``track`` on one input with its option keywords (or the ``cfg`` already built from
     them, and the output path already chosen); returns the exit code. ``quiet`` leaves out the
     banner and log lines (errors still show)."""
@@ -25,6 +25,8 @@ def run_track(options: dict[str, Any], *, cfg: InferenceConfig | None = None,
     from sleapflow.gui import GuiProgress, banner
     from sleapflow.options import build_config
     from sleapflow.pipeline import default_output_path, prepare, run_to_file
+    from sleapflow.resume import check_journal, run_journaled
+    from sleapflow.run_guard import OutputGuard
 
     configure_logging(verbose, quiet=quiet)
     log = structlog.get_logger("sleapflow")
@@ -33,6 +35,10 @@ def run_track(options: dict[str, Any], *, cfg: InferenceConfig | None = None,
         cfg = build_config(**options)
     out = output_path or options.get("output_path") or default_output_path(cfg)
     prepared = prepare(cfg)
+    guard = OutputGuard(out, n_frames=len(prepared.plan.items))  # before any weights load
+    journaled = "slp" in formats and prepared.graph_name != "track_only"
+    if journaled:
+        check_journal(out, resume=resume)
     if not quiet:
         print(banner(graph=prepared.graph_name, device=prepared.ctx.device,
                      runtime=str(getattr(cfg, "runtime", "torch"))), file=sys.stderr)
@@ -41,9 +47,15 @@ def run_track(options: dict[str, Any], *, cfg: InferenceConfig | None = None,
     label = "Tracking..." if prepared.graph_name == "track_only" else "Predicting..."
     progress_cls = GuiProgress if gui else _Progress
     slp_out = out if "slp" in formats else None  # the .slp writer is skipped when not asked for
-    with progress_cls(len(prepared.plan.items), label) as progress:
-        result = anyio.run(lambda: run_to_file(cfg, output_path=slp_out, on_frame=progress.advance,
-                                               prepared=prepared))
+    with guard, progress_cls(len(prepared.plan.items), label) as progress:
+        if slp_out is not None:
+            # Journaled as it runs, so a crash, a full disk or Ctrl-C can be resumed.
+            result = anyio.run(lambda: run_journaled(prepared, output_path=slp_out, resume=resume,
+                                                     on_frame=progress.advance,
+                                                     on_journal=guard.set_journal))
+        else:
+            result = anyio.run(lambda: run_to_file(cfg, output_path=None,
+                                                   on_frame=progress.advance, prepared=prepared))
     written = [Path(out)] if slp_out is not None else []
     others = [f for f in formats if f != "slp"]
     if others:

@@ -73,16 +73,16 @@ def merge_command(paths: Sequence[str], output_path: str, *, tracking: bool = Fa
     with the ``track_only`` graph (the same tracker a single-process run uses)."""
     import anyio
 
+    from sleapflow.io_safety import check_output_path, save_slp_safely
     from sleapflow.options import build_config
     from sleapflow.pipeline import prepare, run_to_file
-    from sleapflow.stages.write import check_output_path, save_labels_atomically
 
     for p in paths:
         check_output_path(output_path, input_path=p)
     merged = merge_shards(paths)
 
     if not tracking:
-        save_labels_atomically(merged, output_path)
+        save_slp_safely(merged, output_path)
         return merged
     cfg = build_config(tracking=True, output_path=output_path, **tracker_options)
     prepared = prepare(cfg, input_labels=merged)

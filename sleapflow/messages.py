@@ -86,6 +86,9 @@ class CropSet(msgspec.Struct, frozen=True):
     offsets: Any
     #: The frame's centroid confidence map, kept only for raw (``make_labels=False``) output.
     centroid_map: Any = None
+    #: False for all but the last part of a frame whose crops travel in several parts
+    #: (:data:`sleapflow.limits.MAX_CROPS_PER_PART`); the parts are re-joined after the model.
+    last: bool = True
 
     @property
     def n_crops(self) -> int:

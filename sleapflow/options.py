@@ -32,12 +32,25 @@ def tracker_config(options: dict[str, Any]) -> TrackerConfig:
     return TrackerConfig(**fields)
 
 
-def _frames(frames: Sequence[int] | str | None) -> tuple[int, ...] | None:
+def _frames(frames: Sequence[Any] | str | None) -> tuple[int | tuple[int, int], ...] | None:
+    """Frame indices, and inclusive ``(start, end)`` ranges kept as ranges (``"0-99999"`` or
+    ``[(0, 99999)]`` costs nothing); see :mod:`sleapflow.frame_ranges`."""
     if frames is None:
         return None
     if isinstance(frames, str):
         return parse_frames(frames)
-    return tuple(int(f) for f in frames)
+    out: list[int | tuple[int, int]] = []
+    for f in frames:
+        if isinstance(f, (tuple, list)):
+            if len(f) != 2:
+                raise ConfigError(f"frames: {list(f)!r} is not an inclusive (start, end) range")
+            start, end = int(f[0]), int(f[1])
+            if end < start:
+                raise ConfigError(f"frames: range {start}-{end} ends before it starts")
+            out.append((start, end))
+        else:
+            out.append(int(f))
+    return tuple(out)
 
 
 def _peak_threshold(value: float | Sequence[float]) -> float | tuple[float, float]:

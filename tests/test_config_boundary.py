@@ -68,7 +68,7 @@ def test_cli_and_run_inference_build_the_same_config(monkeypatch: pytest.MonkeyP
         tracking=True, tracking_window_size=7, max_tracks=2, filter_min_instance_score=0.25,
         device="cpu"))
     assert from_cli == from_api
-    assert from_cli.frames == (0, 1, 2, 3, 7) and from_cli.integral_refinement is None
+    assert from_cli.frames == ((0, 3), 7) and from_cli.integral_refinement is None  # ranges kept
     assert from_cli.tracker.window_size == 7 and from_cli.tracker.max_tracks == 2
 
 

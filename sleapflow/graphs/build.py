@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from sleapflow.graphs.common import (
 from sleapflow.graphs.track_only import LabelsTrackSource
 from sleapflow.io import InputPlan, WorkItem, plan_input
 from sleapflow.io.many import ManyPlan, shard_frames_plan
+from sleapflow.media_faults import DecodeFailures
 from sleapflow.provenance import add_seed_names, inference_provenance, tracking_only_provenance
 from sleapflow.runtime import GraphSpec, MapStage, chain
 from sleapflow.runtime.adapters import CollectSink
@@ -72,6 +73,19 @@ class PreparedRun:
     graph: GraphDecl
     ctx: BuildContext
     plan: InputPlan
+    #: The run's record of undecodable frames, shared by the decoder, the provenance and the
+    #: journal (``--max_failed_frames`` bounds it).
+    decode_failures: DecodeFailures = field(default_factory=DecodeFailures)
+    #: Set when the graph is built: the tracker stage (the journal hooks into it for
+    #: ``--resume``), and whether stateful stages after it run (streaming track clean-up, gap
+    #: linking), whose state a journal does not hold.
+    track_stage: TrackFrames | None = None
+    track_cleanup: bool = False
+    track_gap_linking: bool = False
+
+    def __post_init__(self) -> None:
+        if self.decode_failures.max_failed is None:
+            self.decode_failures.max_failed = self.cfg.input.max_failed_frames
 
     @property
     def graph_name(self) -> str:
@@ -196,8 +210,11 @@ def _post_stages(run: PreparedRun) -> list[Any]:
         per_video = isinstance(run.plan, ManyPlan)
         track = TrackFrames(tracker, feed_empty_frames=run.graph.keep_empty_frames,
                             prefer_user=from_labels, per_video=per_video)
+        run.track_stage = track
         stages.append(MapStage("track", track, requires_order=True))
         cleanup = CleanUpTracks(tracker, per_video=per_video)
+        run.track_cleanup = cleanup.enabled
+        run.track_gap_linking = bool(tracker.max_gap or tracker.fill_gaps)
         if cleanup.enabled:
             stages.append(MapStage("track_cleanup", cleanup, requires_order=True))
         if tracker.max_gap or tracker.fill_gaps:
@@ -212,7 +229,7 @@ def make_source(run: PreparedRun) -> Any:
         assert run.plan.labels is not None and run.ctx.tracker is not None
         return LabelsTrackSource(run.plan.labels, run.ctx.tracker,
                                  video_index=run.cfg.video_index, frames=run.cfg.frames)
-    return DecodeSource(run.plan, limiter=run.ctx.cpu_limiter)
+    return DecodeSource(run.plan, limiter=run.ctx.cpu_limiter, failures=run.decode_failures)
 
 
 def build_graph(run: PreparedRun, *, source: Any = None, sink: Any = None,
@@ -256,7 +273,8 @@ def make_writer(run: PreparedRun, *, output_path: str | None,
 
         return ManyWriter(plan, make_writer_for=lambda task: make_writer(
             dataclasses.replace(run, plan=task.plan, cfg=msgspec.structs.replace(
-                run.cfg, data_path=task.path, inputs=(), shard=None, output_path=task.output)),
+                run.cfg, data_path=task.path, inputs=(), shard=None, output_path=task.output),
+                decode_failures=run.decode_failures.of_video(task.video_id)),
             output_path=task.output), on_frame=on_frame)
     if run.graph.from_labels:
         labels = plan.labels
@@ -285,7 +303,7 @@ def make_writer(run: PreparedRun, *, output_path: str | None,
                 frames_processed=len(out.labeled_frames),
                 inference_config={k: cfg_dict.get(k) for k in INFERENCE_CONFIG_KEYS},
                 tracking_config=tracker.legacy_provenance() if tracker is not None else None,
-                device=run.ctx.device), out)
+                device=run.ctx.device) | run.decode_failures.provenance(), out)
 
     return SlpWriter(builder, output_path=output_path, provenance=provenance,
                      no_empty_frames=run.cfg.no_empty_frames, on_frame=on_frame,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +30,7 @@ class InputPlan:
     kind: str  # "video", "slp", "hdf5", "images"
     source_path: str | None
     videos: list[sio.Video]
-    items: list[WorkItem]
+    items: Sequence[WorkItem]
     labels: sio.Labels | None = None
     frame_selection_method: str = "all"
     video_index: int | None = None

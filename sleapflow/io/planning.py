@@ -15,6 +15,7 @@ import numpy as np
 import sleap_io as sio
 import structlog
 
+from sleapflow import frame_ranges as fr
 from sleapflow.config import InferenceConfig
 from sleapflow.errors import ConfigError, VideoDecodeError
 from sleapflow.io.plan import InputPlan, WorkItem
@@ -53,16 +54,17 @@ def _unique(values: Sequence[int]) -> tuple[list[int], int]:
 
     A repeated frame would give two labeled frames for one image in the output file.
     """
-    out = list(dict.fromkeys(values))
-    return out, len(values) - len(out)
+    spans, repeats, _ = fr.unique_spans(values)
+    return list(fr.iter_spans(spans)), repeats
 
 
-def _select_video_frames(frames: tuple[int, ...] | None, video: sio.Video | None,
-                         n_frames: int | None, source: str) -> list[int]:
+def _select_video_frames(frames: fr.Selection | None, video: sio.Video | None,
+                         n_frames: int | None, source: str) -> Sequence[int]:
     """``--frames`` indices of one video (all frames without it), out-of-range ones skipped.
 
     The reference's reader stops at the first frame it cannot read (silently truncating the
     output); here every requested frame that exists is processed and the rest are reported.
+    The result is held as ranges (:class:`~sleapflow.frame_ranges.SpanSequence`) for videos.
     """
     available = _embedded_frames(video) if video is not None else None
     if frames is None:
@@ -70,24 +72,36 @@ def _select_video_frames(frames: tuple[int, ...] | None, video: sio.Video | None
             return available
         if n_frames is None:
             raise VideoDecodeError(f"cannot tell how many frames {source!r} has; pass --frames")
-        return list(range(n_frames))
-    wanted, repeats = _unique(frames)
+        return fr.SpanSequence([(0, n_frames)], int)
+    spans, repeats, outside = fr.unique_spans(frames, None if available is not None else n_frames)
     if repeats:
         log.warning("repeated --frames indices processed once", source=source, repeats=repeats)
+    kept: Sequence[int]
     if available is not None:
-        valid = set(available)
-        kept = [f for f in wanted if f in valid]
-    elif n_frames is not None:
-        kept = [f for f in wanted if 0 <= f < n_frames]
+        ordered = sorted(available)
+        import bisect
+
+        kept = []
+        for start, stop in spans:
+            lo, hi = bisect.bisect_left(ordered, start), bisect.bisect_left(ordered, stop)
+            kept.extend(ordered[lo:hi])
+        outside = fr.span_count(spans) - len(kept)
     else:
-        kept = wanted
-    if len(kept) < len(wanted):
-        kept_set = set(kept)
-        missing = [f for f in wanted if f not in kept_set]
+        kept = fr.SpanSequence(spans, int)
+    if outside:
+        first = fr.first_outside(frames, n_frames) if available is None and n_frames is not None \
+            else []
         log.warning("requested frames not in the video skipped", source=source,
                     n_frames=len(available) if available is not None else n_frames,
-                    skipped=len(missing), first_skipped=missing[:5])
+                    skipped=outside, first_skipped=first)
     return kept
+
+
+def _work_items(frames: Sequence[int], video_id: int = 0) -> Sequence[WorkItem]:
+    """Work items for one video's frames, lazily when the frames are held as ranges."""
+    if isinstance(frames, fr.SpanSequence):
+        return fr.SpanSequence(frames.spans, lambda f: WorkItem(video_id, f))
+    return [WorkItem(video_id, f) for f in frames]
 
 
 def _user_points(lf: sio.LabeledFrame) -> np.ndarray | None:
@@ -209,7 +223,7 @@ def _plan_media(cfg: InferenceConfig, raw: str) -> InputPlan:
         "input_format": "", "fps": info.fps,
     })
     video.open_backend = True
-    items = [WorkItem(0, f) for f in _select_video_frames(cfg.frames, None, info.n_frames, raw)]
+    items = _work_items(_select_video_frames(cfg.frames, None, info.n_frames, raw))
     return InputPlan(kind="video", source_path=raw, videos=[video], items=items,
                      frame_selection_method=_selection_method(cfg, None))
 
@@ -227,7 +241,7 @@ def _plan_sio_video(cfg: InferenceConfig, source: str | list[str], raw: str, kin
     if kind == "hdf5":
         _check_hdf5(video, cfg, raw)
     n_frames = _frame_count(video)
-    items = [WorkItem(0, f) for f in _select_video_frames(cfg.frames, video, n_frames, raw)]
+    items = _work_items(_select_video_frames(cfg.frames, video, n_frames, raw))
     return InputPlan(kind=kind, source_path=raw, videos=[video], items=items,
                      frame_selection_method=_selection_method(cfg, None))
 
@@ -276,11 +290,10 @@ def _plan_video_object(cfg: InferenceConfig, video: sio.Video, need_gt: bool) ->
         if not isinstance(video.filename, str) or not Path(video.filename).is_file():
             raise ConfigError(f"input video not found: {name!r}")
         info = probe_video(video.filename)
-        items = [WorkItem(0, f) for f in _select_video_frames(cfg.frames, None, info.n_frames, name)]
+        items = _work_items(_select_video_frames(cfg.frames, None, info.n_frames, name))
         kind = "video"
     else:
-        items = [WorkItem(0, f)
-                 for f in _select_video_frames(cfg.frames, video, _frame_count(video), name)]
+        items = _work_items(_select_video_frames(cfg.frames, video, _frame_count(video), name))
         kind = "hdf5" if backend_type == "HDF5Video" else "images"
     return InputPlan(kind=kind, source_path=None, videos=[video], items=items,
                      frame_selection_method=_selection_method(cfg, None))
@@ -321,15 +334,14 @@ def _plan_labels(cfg: InferenceConfig, labels: sio.Labels, raw: str | None,
         applied = "predicted"
     if cfg.frames is not None:
         # Without --video_index, --frames are positions in the (filtered) labeled-frame list.
-        positions, repeats = _unique(cfg.frames)
+        spans, repeats, outside = fr.unique_spans(cfg.frames, len(frames_list))
         if repeats:
             log.warning("repeated --frames positions processed once", repeats=repeats)
-        kept = [p for p in positions if 0 <= p < len(frames_list)]
-        if len(kept) < len(positions):
+        if outside:
             log.warning("--frames positions beyond the labeled frames skipped (without "
                         "--video_index, --frames counts labeled frames, not video frames)",
-                        n_labeled_frames=len(frames_list), skipped=len(positions) - len(kept))
-        frames_list = [frames_list[p] for p in kept]
+                        n_labeled_frames=len(frames_list), skipped=outside)
+        frames_list = [frames_list[p] for p in fr.iter_spans(spans)]
     items = []
     for lf in frames_list:
         gt = _user_points(lf)  # centroid-only matching uses it even when frames are kept

@@ -15,6 +15,7 @@ import structlog
 
 from sleapflow.errors import VideoDecodeError
 from sleapflow.io.plan import InputPlan
+from sleapflow.media_faults import FrameDecodeError, open_advice
 
 log = structlog.get_logger(__name__)
 
@@ -79,6 +80,8 @@ class PyAVReader:
     #: streams (.mpg, .ts) interpolate timestamps after a seek and can be a frame off, so those
     #: and unknown formats are decoded forward only (restarting for a backward jump).
     SEEKABLE_FORMATS = ("mov", "mp4", "matroska", "webm", "avi")
+    #: Undecodable packets tolerated per reader before the file counts as unreadable.
+    MAX_DECODE_ERRORS = 100_000
     _AT_END = 1 << 62
 
     def __init__(self, path: str) -> None:
@@ -90,6 +93,9 @@ class PyAVReader:
         self._last: tuple[int, np.ndarray] | None = None
         self._gop = 0
         self._last_key: int | None = None
+        self._resync = False
+        self.decode_errors = 0
+        self._pts0: Any = None
         self._open()
         first = self._next_frame()
         if first is None:
@@ -120,7 +126,8 @@ class PyAVReader:
             self._container = av.open(self.path)
             self._stream = self._container.streams.video[0]
         except (av.error.FFmpegError, IndexError, OSError) as exc:
-            raise VideoDecodeError(f"cannot open video {self.path!r}: {exc}") from exc
+            raise VideoDecodeError(f"cannot open video {self.path!r}: {exc}{open_advice(exc, self.path)}"
+                                   ) from exc
         # Frame threading decodes H.264/HEVC several times faster; seeks flush it correctly.
         self._stream.thread_type = "AUTO"
         rate = self._stream.average_rate or self._stream.guessed_rate
@@ -129,10 +136,20 @@ class PyAVReader:
         self._frames = self._container.decode(self._stream)
         self._next_idx = 0
         self._after_seek = False
+        self._resync = False
 
     def _next_frame(self) -> Any:
         assert self._frames is not None
         return next(self._frames, None)
+
+    def _resume_after_error(self) -> None:
+        """After a packet fails to decode, go on from the next packet; the next frame's index
+        comes from its timestamp, since the failed ones produced no frame to count."""
+        self.decode_errors += 1
+        self._frames = self._container.decode(self._stream)
+        self._resync = self._pts0 is not None and bool(self._fps) and self._time_base is not None
+        if not self._resync:
+            self._next_idx += 1  # no timestamps: assume the bad packet was one frame
 
     def _pts_index(self, pts: int) -> int:
         return round(float((pts - self._pts0) * self._time_base) * self._fps)
@@ -149,6 +166,7 @@ class PyAVReader:
         self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
         self._frames = self._container.decode(self._stream)
         self._after_seek = True
+        self._resync = False
         self._last_key = None
 
     def _position_for(self, index: int) -> None:
@@ -167,11 +185,19 @@ class PyAVReader:
 
         if self._last is not None and self._last[0] == index:
             return self._last[1]
+        last_error: Exception | None = None
         try:
             self._position_for(index)
             backoff = self.SEEK_GAP
             while True:
-                frame = self._next_frame()
+                try:
+                    frame = self._next_frame()
+                except av.error.FFmpegError as exc:
+                    if self.decode_errors >= self.MAX_DECODE_ERRORS:
+                        raise
+                    self._resume_after_error()
+                    last_error = exc
+                    continue
                 if frame is None:
                     # At the end: any later read is "behind" and repositions (seek or restart).
                     self._next_idx = self._AT_END
@@ -193,6 +219,9 @@ class PyAVReader:
                             self._seek(index - backoff)
                             backoff *= 2
                         continue
+                elif self._resync and frame.pts is not None:
+                    self._resync = False
+                    idx = max(self._pts_index(frame.pts), self._next_idx)
                 else:
                     idx = self._next_idx
                 self._next_idx = idx + 1
@@ -202,6 +231,10 @@ class PyAVReader:
                     self._last = (idx, image)
                     return image
                 if idx > index:
+                    if last_error is not None:
+                        # The wanted frame was in the packets that failed to decode.
+                        raise FrameDecodeError(f"frame {index} of {self.path!r} cannot be "
+                                               f"decoded: {last_error}")
                     return None
         except av.error.FFmpegError as exc:
             raise VideoDecodeError(f"error decoding {self.path!r} at frame {index}: {exc}") from exc

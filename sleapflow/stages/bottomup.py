@@ -13,6 +13,7 @@ import msgspec
 import numpy as np
 import torch
 
+from sleapflow.limits import MAX_PEAKS_PER_PART, cap_peaks
 from sleapflow.messages import FrameInfo, FramePrediction, ModelOutput
 from sleapflow.ops.identity import class_slot_order, classify_peaks_from_maps
 from sleapflow.ops.paf import PafScores, group_batch, paf_edge_order, score_paf_lines
@@ -55,6 +56,10 @@ class PafPeaks:
             points, vals, samples, channels = find_local_peaks(
                 out.heads[self.cms_head], self.peaks.threshold, refinement=self.peaks.refinement,
                 patch_size=self.peaks.patch_size)
+            # Bounded grouping: candidates (and PAF line integrals) grow with peaks squared.
+            points, vals, samples, channels = cap_peaks(
+                points, vals, samples, channels, MAX_PEAKS_PER_PART,
+                n_channels=out.heads[self.cms_head].shape[1], what="peaks of one part in a frame")
             points = points * self.cms_stride
             scores = score_paf_lines(out.heads[self.paf_head], points, samples, channels,
                                      self.edge_inds, pafs_stride=self.paf_stride,
@@ -123,6 +128,10 @@ class ClassMapGrouping:
             points, vals, samples, channels = find_local_peaks(
                 out.heads[self.cms_head], self.peaks.threshold, refinement=self.peaks.refinement,
                 patch_size=self.peaks.patch_size)
+            # Bounded grouping: candidates (and PAF line integrals) grow with peaks squared.
+            points, vals, samples, channels = cap_peaks(
+                points, vals, samples, channels, MAX_PEAKS_PER_PART,
+                n_channels=out.heads[self.cms_head].shape[1], what="peaks of one part in a frame")
             points = points * self.cms_stride
             pts, pvals, _, scores, tracking = classify_peaks_from_maps(
                 out.heads[self.class_head], points, vals, samples, channels,

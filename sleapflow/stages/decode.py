@@ -9,7 +9,9 @@ import anyio
 import structlog
 from anyio.abc import TaskStatus
 
+from sleapflow.errors import VideoDecodeError
 from sleapflow.io import InputPlan, WorkItem, open_reader
+from sleapflow.media_faults import DecodeFailures, FrameDecodeError
 from sleapflow.messages import Frame
 from sleapflow.runtime.graph import Role
 from sleapflow.runtime.runner import ItemFailure
@@ -22,7 +24,9 @@ class DecodeSource:
 
     Frames a video cannot produce (past its end, or missing from an image sequence) are skipped
     and reported once at the end, instead of ending the run as the reference's reader does.
-    A read that fails for another reason (a corrupt file) fails the run.
+    A frame that fails to decode (corrupt packets) is skipped too, counted in ``failures``
+    (which ends the run past ``max_failed``) and reported once; decoding resumes at the next
+    decodable frame. A video that cannot be opened at all fails the run.
     """
 
     role: Role = "source"
@@ -35,8 +39,14 @@ class DecodeSource:
     MAX_OPEN_READERS = 4
 
     def __init__(self, plan: InputPlan, *, name: str = "decode", chunk: int = 4,
-                 limiter: anyio.CapacityLimiter | None = None) -> None:
+                 limiter: anyio.CapacityLimiter | None = None,
+                 failures: DecodeFailures | None = None, start: int = 0,
+                 start_seq: int = 0) -> None:
         self.name = name
+        self.failures = failures if failures is not None else DecodeFailures()
+        #: Items already done (a resumed run): decoding starts after them; seqs keep counting.
+        self.start = start
+        self.start_seq = start_seq
         self.plan = plan
         self.chunk = max(1, chunk)
         self.limiter = limiter
@@ -65,6 +75,16 @@ class DecodeSource:
         for item in items:
             try:
                 image = self._reader(item.video_id).read(item.frame_idx)
+            except FrameDecodeError as exc:
+                self.failures.add(item.video_id, item.frame_idx, exc)
+                continue
+            except VideoDecodeError as exc:
+                if item.video_id not in self._readers:
+                    raise  # the video cannot be opened: nothing of it can be read
+                # A reader that failed mid-stream is reopened (and re-positioned) next time.
+                self._readers.pop(item.video_id).close()
+                self.failures.add(item.video_id, item.frame_idx, exc)
+                continue
             except Exception as exc:
                 # Lets the runner name the frame in the StageError.
                 raise ItemFailure(item) from exc
@@ -78,10 +98,10 @@ class DecodeSource:
                   task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with outbox:
             task_status.started()
-            seq = 0
+            seq = self.start_seq
             items = self.plan.items
             try:
-                for start in range(0, len(items), self.chunk):
+                for start in range(self.start, len(items), self.chunk):
                     decoded = await anyio.to_thread.run_sync(
                         self._read_chunk, items[start:start + self.chunk], limiter=self.limiter)
                     for item, image in decoded:
@@ -92,6 +112,9 @@ class DecodeSource:
             finally:
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(self._close_readers)
+            if self.failures.count:
+                log.warning("frames failed to decode; skipped", count=self.failures.count,
+                            frames=self.failures.summary(), first_error=self.failures.first_error)
             if self.skipped:
                 log.warning("frames could not be decoded; skipped", count=len(self.skipped),
                             first=[f"video {v} frame {f}" for v, f in self.skipped[:5]])

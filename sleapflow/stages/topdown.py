@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 
+from sleapflow.limits import MAX_CENTROIDS_PER_FRAME, MAX_CROPS_PER_PART, cap_peaks
 from sleapflow.messages import CropBatch, CropSet, FramePrediction, ModelInput, ModelOutput
 from sleapflow.ops import preprocess as prep
 from sleapflow.ops.crops import centroid_slots, crop_windows, extract_crops
@@ -30,9 +32,12 @@ class CentroidFinder:
         """Centroids (B, I, 2) float32 in original pixels and values (B, I), on the host."""
         cms = out.heads[self.head]
         with torch.inference_mode():
-            points, vals, samples, _ = find_local_peaks(cms, self.peaks.threshold,
-                                                        refinement=self.peaks.refinement,
-                                                        patch_size=self.peaks.patch_size)
+            points, vals, samples, channels = find_local_peaks(cms, self.peaks.threshold,
+                                                               refinement=self.peaks.refinement,
+                                                               patch_size=self.peaks.patch_size)
+            points, vals, samples, _ = cap_peaks(points, vals, samples, channels,
+                                                 MAX_CENTROIDS_PER_FRAME, n_channels=cms.shape[1],
+                                                 what="centroid candidates in a frame")
             points = points * self.output_stride / self.input_scale
             centroids, values = centroid_slots(points, vals, samples, cms.shape[0], self.max_instances)
         eff = torch.as_tensor(np.asarray(out.eff_scale), dtype=torch.float32)
@@ -50,12 +55,18 @@ def _crop_sets(model_input: ModelInput, centroids: torch.Tensor, values: torch.T
     crops = extract_crops(model_input.raw, frame_inds, origins, crop_size)
     sets = []
     for b, info in enumerate(model_input.frames):
-        mine = frame_inds == b
-        sets.append(CropSet(seq=info.seq, frame=info, eff_scale=float(eff[b]),
-                            centroids=centroids[b].numpy(), centroid_vals=values[b].numpy(),
-                            crops=crops[mine], slots=slot_inds[mine].numpy(),
-                            offsets=top_left[mine],
-                            centroid_map=None if centroid_maps is None else centroid_maps[b]))
+        mine = torch.nonzero(frame_inds == b, as_tuple=True)[0]
+        # Parts of at most MAX_CROPS_PER_PART crops, so the instance model's batches stay
+        # bounded however many centroids a frame has; InstancePeaks joins them again.
+        bounds = list(range(0, len(mine), MAX_CROPS_PER_PART)) or [0]
+        for k, start in enumerate(bounds):
+            part = mine[start:start + MAX_CROPS_PER_PART]
+            sets.append(CropSet(seq=info.seq, frame=info, eff_scale=float(eff[b]),
+                                centroids=centroids[b].numpy(), centroid_vals=values[b].numpy(),
+                                crops=crops[part], slots=slot_inds[part].numpy(),
+                                offsets=top_left[part],
+                                centroid_map=None if centroid_maps is None else centroid_maps[b],
+                                last=k == len(bounds) - 1))
     return sets
 
 
@@ -142,6 +153,9 @@ class InstancePeaks:
         self.class_head = class_head
         self.class_names = class_names
         self.assign = assign
+        #: A frame whose crops came in several parts, waiting for its last part (the parts
+        #: arrive in order: this stage runs one worker behind the forward's reorder).
+        self._pending: tuple[int, np.ndarray, np.ndarray, list[Any], list[Any]] | None = None
 
     def __call__(self, out: ModelOutput) -> list[FramePrediction]:
         batch: CropBatch = out.input
@@ -165,17 +179,32 @@ class InstancePeaks:
         for s in batch.sets:
             n = s.n_crops
             slots = s.centroid_vals.shape[0]
-            pts = np.full((slots, self.n_nodes, 2), np.nan)
-            scores = np.full((slots, self.n_nodes), np.nan)
+            if self._pending is not None and self._pending[0] == s.seq:
+                _, pts, scores, part_probs, part_slots = self._pending  # a later part
+            else:
+                pts = np.full((slots, self.n_nodes, 2), np.nan)
+                scores = np.full((slots, self.n_nodes), np.nan)
+                part_probs, part_slots = [], []
             eff = np.float32(s.eff_scale)
             pts[s.slots] = keypoints[start:start + n] / eff
             scores[s.slots] = values[start:start + n]
+            if probs is not None:
+                part_probs.append(probs[start:start + n])
+                part_slots.append(s.slots)
+            start += n
+            if not s.last:
+                self._pending = (s.seq, pts, scores, part_probs, part_slots)
+                continue
+            self._pending = None
             track_names = tracking = None
             if probs is not None and self.assign is not None:
-                class_inds, class_scores = self.assign(probs[start:start + n], np.zeros(n, dtype=int))
+                frame_probs = np.concatenate(part_probs)
+                frame_slots = np.concatenate(part_slots)
+                m = frame_probs.shape[0]
+                class_inds, class_scores = self.assign(frame_probs, np.zeros(m, dtype=int))
                 names: list[str | None] = [None] * slots
                 tracking = np.full(slots, np.nan)
-                for crop, slot in enumerate(s.slots):
+                for crop, slot in enumerate(frame_slots):
                     # An unassigned crop (more crops than classes) has class -1, which the
                     # reference uses as a list index: it gets the last class, with a NaN score.
                     names[slot] = self.class_names[class_inds[crop]]
@@ -185,7 +214,6 @@ class InstancePeaks:
                 point_scores=scores, instance_scores=s.centroid_vals.astype(np.float64),
                 track_names=track_names, tracking_scores=tracking,
                 centroids=s.centroids, centroid_scores=s.centroid_vals))
-            start += n
         return preds
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -38,6 +39,9 @@ class TrackFrames:
         self.prefer_user = prefer_user
         self.per_video = per_video
         self._video_id: int | None = None
+        #: Called as ``on_tracked(seq, tracker)`` after each tracked frame (the journal keeps
+        #: the tracker's window this way, for ``--resume``).
+        self.on_tracked: Callable[[int, Any], None] | None = None
 
     def __call__(self, pred: FramePrediction) -> FramePrediction:
         if self.per_video and pred.video_id != self._video_id:
@@ -56,6 +60,8 @@ class TrackFrames:
         result = self.tracker.track(np.asarray(pred.points, dtype=np.float64),
                                     np.asarray(pred.instance_scores, dtype=np.float64),
                                     frame_idx=pred.frame_idx, image=image)
+        if self.on_tracked is not None:
+            self.on_tracked(pred.seq, self.tracker)
         names: list[str | None] = []
         for track_id, old in zip(result.track_ids.tolist(), self._old_names(pred, result.indices)):
             if track_id == UNTRACKED:

@@ -13,26 +13,13 @@ import numpy as np
 import sleap_io as sio
 from anyio.abc import TaskStatus
 
-from sleapflow.errors import ConfigError
+from sleapflow.io_safety import OutputWriteError, check_output_path, save_slp_safely
 from sleapflow.messages import FramePrediction
 from sleapflow.runtime.graph import Role
 from sleapflow.tracking.track_only import copy_instance
 
-
-def check_output_path(output_path: str | Path, *, input_path: str | Path | None = None) -> Path:
-    """Refuse outputs that cannot work before any frame is decoded.
-
-    The output may not be a folder, nor the input file itself: the output refers to the input's
-    videos, and a ``.pkg.slp`` input holds their frames.
-    """
-    path = Path(output_path)
-    if path.is_dir():
-        raise ConfigError(f"--output_path {str(path)!r} is a folder; give a .slp file name")
-    if input_path is not None and path.exists() and Path(input_path).exists() \
-            and path.resolve() == Path(input_path).resolve():
-        raise ConfigError(f"--output_path {str(path)!r} is the input file; the input is never "
-                          "overwritten, choose another name")
-    return path
+__all__ = ["LabelsBuilder", "SlpWriter", "check_output_path", "save_labels_atomically",
+           "write_atomically"]
 
 
 def write_atomically(path: str | Path, write: Callable[[Path], None]) -> None:
@@ -55,9 +42,9 @@ def write_atomically(path: str | Path, write: Callable[[Path], None]) -> None:
 
 
 def save_labels_atomically(labels: sio.Labels, path: str | Path) -> None:
-    """Save ``labels`` as a ``.slp`` through :func:`write_atomically`."""
-    write_atomically(path, lambda tmp: sio.save_slp(labels, tmp.as_posix(),
-                                                    restore_original_videos=False, verbose=False))
+    """Write to a temporary file beside ``path`` (beside a symlink's target) and rename it into
+    place only on success; see :func:`sleapflow.io_safety.save_slp_safely`."""
+    save_slp_safely(labels, path)
 
 
 class LabelsBuilder:
@@ -74,6 +61,8 @@ class LabelsBuilder:
         self.tracks: dict[str, sio.Track] = {name: sio.Track(name=name) for name in track_order}
         self.used_tracks: set[str] = set()
         self.frames: list[sio.LabeledFrame] = []
+        #: Predictions received, kept or not (an empty frame may be dropped).
+        self.added = 0
 
     def _track(self, name: str | None) -> sio.Track | None:
         if name is None:
@@ -112,6 +101,7 @@ class LabelsBuilder:
         return out
 
     def add(self, pred: FramePrediction) -> sio.LabeledFrame | None:
+        self.added += 1
         if pred.source_instances is not None:
             lf = sio.LabeledFrame(video=self.videos[pred.video_id], frame_idx=pred.frame_idx,
                                   instances=self._retracked(pred))
@@ -174,8 +164,18 @@ class SlpWriter:
         self.no_empty_frames = no_empty_frames
         self.on_frame = on_frame
         self.result: sio.Labels | None = None
+        #: Crash-safe output (``sleapflow.resume``): every frame is journaled before it is kept,
+        #: and ``resumed`` frames (read back from a journal) come first.
+        self.journal: Any = None
+        self.resumed: list[FramePrediction] = []
 
     def _finish(self) -> sio.Labels:
+        if self.builder.added == 0 and self.output_path is not None:
+            # Nothing was predicted (every frame past the end, or undecodable): writing would
+            # replace an existing output with an empty file.
+            raise OutputWriteError(f"no frames were processed, so {str(self.output_path)!r} was "
+                                   "not written (an existing file is unchanged); check --frames "
+                                   "and the input")
         labels = self.builder.labels()
         if self.provenance is not None:
             labels.provenance = self.provenance(labels)
@@ -184,13 +184,24 @@ class SlpWriter:
             labels.labeled_frames = [lf for lf in labels.labeled_frames if len(lf.instances) > 0]
         if self.output_path is not None:
             save_labels_atomically(labels, self.output_path)
+        if self.journal is not None:
+            self.journal.close()
+            self.journal.path.unlink(missing_ok=True)  # the output now holds every frame
+            self.journal = None
         return labels
 
     async def run(self, inbox: Any, outbox: None, *,
                   task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with inbox:
             task_status.started()
+            for pred in self.resumed:
+                self.builder.add(pred)
+            if self.resumed and self.on_frame is not None:
+                self.on_frame(len(self.resumed))
+            self.resumed = []
             async for pred in inbox:
+                if self.journal is not None and self.journal.add(pred):
+                    await anyio.to_thread.run_sync(self.journal.sync)  # fsync off the loop
                 self.builder.add(pred)
                 if self.on_frame is not None:
                     self.on_frame(1)

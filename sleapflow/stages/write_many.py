@@ -8,10 +8,14 @@ from typing import Any
 
 import anyio
 import msgspec
+import structlog
 from anyio.abc import TaskStatus
 
 from sleapflow.io.many import ManyPlan, VideoTask
+from sleapflow.io_safety import OutputWriteError
 from sleapflow.runtime.graph import Role
+
+log = structlog.get_logger(__name__)
 
 
 class ManyWriter:
@@ -67,8 +71,16 @@ class ManyWriter:
                     self.on_frame(1)
             if current is not None:
                 await self._finish(current)
-            # A video none of whose frames could be decoded still gets its (empty) output.
+            # A video none of whose frames could be decoded fails on its own (an existing
+            # output of it is left unchanged); the other videos' outputs stand.
             for video_id in self.writers:
-                if self._tasks[video_id].status == "planned":
-                    await self._finish(video_id)
+                task = self._tasks[video_id]
+                if task.status == "planned":
+                    try:
+                        await self._finish(video_id)
+                    except OutputWriteError as exc:
+                        if self.writers[video_id].builder.added:
+                            raise
+                        task.status, task.error = "failed", str(exc)
+                        log.warning("input failed", input=task.path, error=str(exc))
             self.result = self.plan.tasks

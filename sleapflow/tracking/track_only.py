@@ -59,7 +59,7 @@ def resolve_track_only_config(cfg: TrackerConfig, max_instances: int | None = No
 
 
 def select_frames(labels: sio.Labels, *, video_index: int | None = None,
-                  frames: Iterable[int] | None = None) -> list[sio.LabeledFrame]:
+                  frames: Iterable[Any] | None = None) -> list[sio.LabeledFrame]:
     """The labeled frames to track, sorted by frame index.
 
     The sort is stable and by frame index only, so frames of different videos interleave as in
@@ -74,8 +74,10 @@ def select_frames(labels: sio.Labels, *, video_index: int | None = None,
         lfs = [lf for lf in lfs if lf.video is video]
     lfs.sort(key=lambda lf: lf.frame_idx)
     if frames is not None:
-        wanted = set(frames)
-        lfs = [lf for lf in lfs if lf.frame_idx in wanted]
+        from sleapflow.frame_ranges import as_spans
+
+        spans = as_spans(frames)  # ranges stay ranges: "--frames 0-99999999" costs nothing
+        lfs = [lf for lf in lfs if any(a <= lf.frame_idx < b for a, b in spans)]
     return lfs
 
 

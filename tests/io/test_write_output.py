@@ -226,8 +226,10 @@ def test_failing_stage_leaves_existing_output_untouched(assets: Path, reference:
     assert leftovers(tmp_path) == []
 
 
-def test_corrupt_input_frame_leaves_existing_output_untouched(assets: Path, reference: Path,
-                                                              tmp_path: Path) -> None:
+def test_corrupt_input_frame_is_skipped_and_reported(assets: Path, reference: Path,
+                                                     tmp_path: Path) -> None:
+    """A frame that cannot be decoded is skipped, not fatal (issue #18): the others are
+    predicted and the failure is in the provenance."""
     import cv2
 
     folder = tmp_path / "frames"
@@ -235,12 +237,19 @@ def test_corrupt_input_frame_leaves_existing_output_untouched(assets: Path, refe
     for i in range(6):
         cv2.imwrite(str(folder / f"f{i}.png"), frame_pattern(i)[..., ::-1])
     (folder / "f4.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
-    out, before = _existing_output(tmp_path, reference)
+    out, _before = _existing_output(tmp_path, reference)
     rc = main(["track", "-i", str(folder), "-m", model(assets), "--device", "cpu", "-o", str(out),
                "--peak_threshold", "0"])
-    assert rc == 2
-    assert sha(out) == before
+    assert rc == 0
+    labels = sio.load_slp(str(out))
+    assert sorted(lf.frame_idx for lf in labels) == [0, 1, 2, 3, 5]
+    assert labels.provenance["frames_failed"] == 1
+    assert labels.provenance["frames_failed_indices"] == [4]
     assert leftovers(tmp_path) == []
+    out.write_bytes(b"")
+    rc = main(["track", "-i", str(folder), "-m", model(assets), "--device", "cpu", "-o", str(out),
+               "--peak_threshold", "0", "--max_failed_frames", "0"])
+    assert rc == 2 and out.read_bytes() == b""
 
 
 def test_failed_save_leaves_existing_output_untouched(tmp_path: Path, reference: Path,

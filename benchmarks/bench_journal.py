@@ -1,0 +1,101 @@
+"""Journaling figures for issue #18: end-to-end overhead, and RSS at 1k vs 100k looped frames.
+
+    python benchmarks/bench_journal.py overhead --rounds 3
+    python benchmarks/bench_journal.py rss --frames 1000      # one process per count
+    python benchmarks/bench_journal.py rss --frames 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import anyio
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+VIDEO = SHARED / "assets/datasets/small_robot.mp4"
+MODEL = SHARED / "assets/model_ckpts/minimal_instance_single_instance"
+
+
+def overhead(rounds: int) -> None:
+    """Alternate plain and journaled runs of the same prepared command (single instance)."""
+    from sleapflow.config import InferenceConfig
+    from sleapflow.pipeline import prepare, run_to_file
+    from sleapflow.resume import run_journaled
+
+    cfg = InferenceConfig(data_path=str(VIDEO), model_paths=(str(MODEL),), device="cpu")
+    times: dict[str, list[float]] = {"plain": [], "journaled": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(rounds):
+            for mode in ("plain", "journaled"):
+                run = prepare(cfg)
+                out = str(Path(tmp) / f"{mode}.slp")
+                start = time.perf_counter()
+                if mode == "plain":
+                    anyio.run(lambda run=run, out=out: run_to_file(cfg, output_path=out,
+                                                                   prepared=run))
+                else:
+                    anyio.run(lambda run=run, out=out: run_journaled(run, output_path=out,
+                                                                     resume=False))
+                times[mode].append(time.perf_counter() - start)
+    for mode, ts in times.items():
+        median = sorted(ts)[len(ts) // 2]
+        print(f"{mode:10s} " + " ".join(f"{t:.2f}" for t in ts) + f"  median {median:.2f} s")
+    ratio = sorted(times["journaled"])[rounds // 2] / sorted(times["plain"])[rounds // 2]
+    print(f"journaled / plain (medians): {ratio:.3f}")
+
+
+def rss(frames: int) -> None:
+    """Feed ``frames`` predictions (the reference's 166 small_robot frames, looped) through
+    the journal, then through the journaled writer's builder, reporting peak RSS of each."""
+    import numpy as np
+    import sleap_io as sio
+
+    from sleapflow.journal import JournalWriter
+    from sleapflow.messages import FramePrediction
+    from sleapflow.stages.write import LabelsBuilder
+
+    ref = sio.load_slp(str(SHARED / "reference/single_instance__small_robot.slp"),
+                       open_videos=False)
+    preds = []
+    for lf in ref:
+        pts = np.stack([inst.numpy() for inst in lf.instances])
+        preds.append((pts, np.stack([inst.score * np.ones(len(pts[0])) for inst in lf.instances]),
+                      np.array([inst.score for inst in lf.instances])))
+    with tempfile.TemporaryDirectory() as tmp:
+        journal = JournalWriter(Path(tmp) / "j", {"graph": "bench"})
+        for i in range(frames):
+            pts, ps, sc = preds[i % len(preds)]
+            if journal.add(FramePrediction(seq=i, video_id=0, frame_idx=i, points=pts,
+                                           point_scores=ps, instance_scores=sc)):
+                journal.sync()
+        journal.close()
+        journal_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        size = (Path(tmp) / "j").stat().st_size
+        builder = LabelsBuilder(list(ref.videos), ref.skeletons[0], keep_empty_frames=False)
+        for i in range(frames):
+            pts, ps, sc = preds[i % len(preds)]
+            builder.add(FramePrediction(seq=i, video_id=0, frame_idx=i, points=pts,
+                                        point_scores=ps, instance_scores=sc))
+        builder_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"frames={frames} journal={size / 2**20:.1f} MiB peak RSS after journaling "
+          f"{journal_rss:.0f} MiB; after building the in-memory Labels {builder_rss:.0f} MiB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("what", choices=["overhead", "rss"])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--frames", type=int, default=1000)
+    args = parser.parse_args()
+    if args.what == "overhead":
+        overhead(args.rounds)
+    else:
+        rss(args.frames)
+
+
+if __name__ == "__main__":
+    main()
