@@ -10,7 +10,7 @@ from pathlib import Path
 import sleap_io as sio
 
 from sleapflow.errors import ConfigError
-from sleapflow.stages.write import write_atomically
+from sleapflow.io_safety import write_atomically
 
 #: Format name → the suffix that replaces ``.slp`` in the output's name.
 SUFFIXES = {"slp": ".slp", "analysis_h5": ".analysis.h5", "csv": ".csv", "nwb": ".nwb"}

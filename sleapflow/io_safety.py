@@ -9,6 +9,7 @@ import shutil
 import stat
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -367,6 +368,25 @@ class OutputLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def write_atomically(path: str | Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` for a temporary file beside ``path`` and rename it into place only on
+    success, so an existing output is never left half-written or lost by a failed run.
+
+    The temporary name keeps ``path``'s suffix (writers pick their format from it) and is not
+    pre-created (``mkstemp`` would make it 0600): the writer creates it with the usual umask
+    permissions, which the renamed output keeps.
+    """
+    path = resolve_target(path)  # through a symlink to its target; the link stays a link
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}"
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def check_output_path(output_path: str | Path, *, input_path: str | Path | None = None) -> Path:

@@ -9,7 +9,7 @@ from pathlib import Path
 import sleap_io as sio
 
 from sleapflow.errors import ConfigError
-from sleapflow.stages.write import write_atomically
+from sleapflow.io_safety import write_atomically
 
 
 def default_render_path(predictions: str | Path) -> Path:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,32 +11,13 @@ import numpy as np
 import sleap_io as sio
 from anyio.abc import TaskStatus
 
-from sleapflow.io_safety import OutputWriteError, check_output_path, save_slp_safely
+from sleapflow.io_safety import OutputWriteError, check_output_path, save_slp_safely, write_atomically
 from sleapflow.messages import FramePrediction
 from sleapflow.runtime.graph import Role
 from sleapflow.tracking.track_only import copy_instance
 
 __all__ = ["LabelsBuilder", "SlpWriter", "check_output_path", "save_labels_atomically",
            "write_atomically"]
-
-
-def write_atomically(path: str | Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` for a temporary file beside ``path`` and rename it into place only on
-    success, so an existing output is never left half-written or lost by a failed run.
-
-    The temporary name keeps ``path``'s suffix (writers pick their format from it) and is not
-    pre-created (``mkstemp`` would make it 0600): the writer creates it with the usual umask
-    permissions, which the renamed output keeps.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}"
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def save_labels_atomically(labels: sio.Labels, path: str | Path) -> None:
