@@ -180,6 +180,9 @@ def track(
                                                help="Batches in flight per model (CPU).")] = None,
     channels_last: Annotated[bool, opt("channels_last",
                                        help="Faster CPU convolutions; not bit-identical.")] = False,
+    runtime: Annotated[str, opt("runtime", help="Network runtime: auto (fastest verified for the "
+                                                "device), torch, onnx or tensorrt.")] = "auto",
+    precision: Annotated[str, opt("precision", help="fp32, or fp16/bf16 on CUDA.")] = "fp32",
     stats: Annotated[bool, opt("stats", help="Print the per-stage table at the end.")] = False,
     verbose: Annotated[bool, opt("verbose")] = False,
 ) -> int:
@@ -228,11 +231,12 @@ def track(
         filter_min_instance_score=filter_min_instance_score, graph=graph,
         postprocess_workers=postprocess_workers, torch_threads=torch_threads,
         forward_workers=forward_workers,
-        channels_last=channels_last,
+        channels_last=channels_last, runtime=runtime, precision=precision,
     )
     out = output_path or default_output_path(cfg)
     prepared = prepare(cfg)
     log.info("starting", graph=prepared.graph_name, device=prepared.ctx.device,
+             runtime=prepared.ctx.runtime.name if prepared.ctx.runtime else None,
              frames=len(prepared.plan.items), output=out)
     label = "Tracking..." if prepared.graph_name == "track_only" else "Predicting..."
     with _Progress(len(prepared.plan.items), label) as progress:

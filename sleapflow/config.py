@@ -72,6 +72,10 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     forward_workers: int | None = None
     #: Faster CPU convolutions in channels-last memory; not bit-identical to the reference.
     channels_last: bool = False
+    #: Network runtime: auto, torch, onnx or tensorrt (see sleapflow.runtimes).
+    runtime: str = "auto"
+    #: fp32, or fp16/bf16 on CUDA (torch autocast, or TensorRT's fp16).
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         _check_positive("batch_size", self.batch_size)
@@ -109,6 +113,13 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
                 "(together they select no frames)"
             )
         resolve_device(self.device)
+        from sleapflow.runtimes.select import PRECISIONS, RUNTIMES
+
+        if self.runtime not in RUNTIMES:
+            raise ConfigError(f"--runtime must be one of {', '.join(RUNTIMES)} (got {self.runtime!r})")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)} "
+                              f"(got {self.precision!r})")
 
     @property
     def centroid_threshold(self) -> float:

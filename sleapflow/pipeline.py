@@ -28,6 +28,7 @@ from sleapflow.inputs import InputPlan, WorkItem, plan_input
 from sleapflow.inputs import default_output_path as inputs_default_output_path
 from sleapflow.provenance import inference_provenance
 from sleapflow.runtime import GraphRunner, GraphSpec, GraphStats, MapStage, chain
+from sleapflow.runtimes import resolve_runtime
 from sleapflow.stages.decode import DecodeSource
 from sleapflow.stages.filter import InstanceFilter
 from sleapflow.stages.track import CleanUpTracks, TrackFrames
@@ -44,7 +45,7 @@ INFERENCE_CONFIG_KEYS = (
     "filter_overlapping_threshold", "filter_min_visible_nodes", "filter_min_visible_node_fraction",
     "filter_min_mean_node_score", "filter_min_instance_score", "integral_refinement",
     "integral_patch_size", "batch_size", "max_instances", "crop_size", "input_scale", "anchor_part",
-    "queue_maxsize",
+    "queue_maxsize", "runtime", "precision",
 )
 
 
@@ -95,9 +96,13 @@ def prepare(cfg: InferenceConfig, *, plan: InputPlan | None = None,
         threads = cfg.torch_threads
     if cfg.forward_workers is not None:
         workers = cfg.forward_workers
+    runtime = resolve_runtime(cfg.runtime, device, precision=cfg.precision,
+                              channels_last=cfg.channels_last, graph=graph_name)
+    log.info("runtime selected", runtime=runtime.name, requested=runtime.requested,
+             reason=runtime.reason, precision=runtime.precision, device=device)
     ctx = BuildContext(cfg=cfg, models=models, plan=plan, device=device,
                        torch_threads=threads if device == "cpu" else None,
-                       forward_workers=workers if device == "cpu" else 1)
+                       forward_workers=workers if device == "cpu" else 1, runtime=runtime)
     graph = GRAPHS[graph_name]
     tracker = inference_tracker_config(cfg, graph)
     ctx.extra["tracker"] = tracker
@@ -200,7 +205,8 @@ def build_spec(run: PreparedRun, source: Any, sink: Any) -> GraphSpec:
     post = post_stages(run)
     middle = [*middle, *post]
     sizes = [*sizes, *([run.cfg.queue_maxsize] * len(post))]
-    meta = {"model_types": sorted(run.ctx.models), "device": run.ctx.device}
+    meta = {"model_types": sorted(run.ctx.models), "device": run.ctx.device,
+            "runtime": run.ctx.runtime.name if run.ctx.runtime is not None else None}
     return chain(run.graph_name, [source, *middle, sink], sizes, description=run.graph.description,
                  meta=meta)
 
@@ -226,7 +232,8 @@ def make_writer(run: PreparedRun, *, output_path: str | None,
             frames_processed=len(labels.labeled_frames),
             inference_config={k: cfg_dict.get(k) for k in INFERENCE_CONFIG_KEYS},
             tracking_config=tracker.legacy_provenance() if tracker is not None else None,
-            device=run.ctx.device)
+            device=run.ctx.device,
+            runtime=run.ctx.runtime.as_dict() if run.ctx.runtime is not None else None)
 
     return SlpWriter(builder, output_path=output_path, provenance=provenance,
                      no_empty_frames=run.cfg.no_empty_frames, on_frame=on_frame,

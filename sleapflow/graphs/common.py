@@ -16,6 +16,7 @@ from sleapflow.errors import ConfigError
 from sleapflow.inputs import InputPlan
 from sleapflow.models import ModelConfig, load_model, read_model_config, resolve_model_dir
 from sleapflow.runtime import BatchStage, MapStage, ReorderStage
+from sleapflow.runtimes import RuntimeChoice
 from sleapflow.stages.forward import ForwardStage
 from sleapflow.stages.peaks import PeakSettings
 from sleapflow.stages.preprocess import Preprocessor, PreprocessPlan, frame_shape_key, make_frame_batch
@@ -77,6 +78,8 @@ class BuildContext:
     cpu_limiter: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(2))
     device_limiter: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(1))
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The resolved network runtime (None: torch).
+    runtime: RuntimeChoice | None = None
 
     def peaks(self, threshold: float) -> PeakSettings:
         return PeakSettings(threshold, self.cfg.integral_refinement, self.cfg.integral_patch_size)
@@ -164,7 +167,7 @@ def forward_stage(ctx: BuildContext, ref: ModelRef, *, name: str = "forward",
     limiter = ctx.device_limiter if device != "cpu" else anyio.CapacityLimiter(workers)
     return ForwardStage(load, device=device, name=name, limiter=limiter,
                         torch_threads=ctx.torch_threads, channels_last=cfg.channels_last,
-                        workers=workers)
+                        workers=workers, runtime=ctx.runtime, max_batch=cfg.batch_size)
 
 
 def forward_stages(ctx: BuildContext, ref: ModelRef, *, name: str = "forward",

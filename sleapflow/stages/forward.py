@@ -10,13 +10,13 @@ import torch
 from anyio.abc import TaskStatus
 
 from sleapflow.messages import ModelOutput
-from sleapflow.models.inference_opt import prepare_for_inference
-from sleapflow.ops.preprocess import normalize
 from sleapflow.runtime.graph import Role
+from sleapflow.runtimes import RuntimeChoice, make_runner
 
 
 class ForwardStage:
-    """Runs ``model(x)`` in a worker thread under the device's limiter.
+    """Runs the model's network runner (torch, onnx, tensorrt) in a worker thread under the
+    device's limiter.
 
     The model is loaded before ``started()`` so a bad checkpoint fails the run before any frame
     is decoded. On CUDA the stage synchronises before handing the batch on, so its busy time is
@@ -31,7 +31,8 @@ class ForwardStage:
                  head_filter: tuple[str, ...] | None = None,
                  limiter: anyio.CapacityLimiter | None = None,
                  torch_threads: int | None = None, channels_last: bool = False,
-                 workers: int = 1) -> None:
+                 workers: int = 1, runtime: RuntimeChoice | None = None,
+                 max_batch: int = 4) -> None:
         self.name = name
         #: Batches in flight at once (CPU: each on its own core); >1 needs a reorder after it.
         self.workers = max(1, workers)
@@ -42,7 +43,11 @@ class ForwardStage:
         self.head_filter = head_filter
         self.limiter = limiter or anyio.CapacityLimiter(1)
         self.torch_threads = torch_threads
+        #: Which runtime runs the network (torch, onnx, tensorrt); torch when not given.
+        self.runtime = runtime or RuntimeChoice("torch", "torch", "default")
+        self.max_batch = max_batch
         self.model: Any = None
+        self.runner: Any = None
 
     @staticmethod
     def device_type(device: str) -> str:
@@ -52,23 +57,18 @@ class ForwardStage:
         if self.torch_threads is not None:
             torch.set_num_threads(self.torch_threads)
         self.model = self._load()
-        prepare_for_inference(self.model.module, self.device, channels_last=self.channels_last)
+        self.runner = make_runner(self.runtime, self.model.module, self.device,
+                                  threads=self.torch_threads, channels_last=self.channels_last,
+                                  max_batch=self.max_batch)
 
     def forward(self, item: Any) -> ModelOutput:
         """``item`` is any message with a uint8 ``tensor`` (a frame batch or a crop batch)."""
-        module = self.model.module
         if item.tensor is None or item.tensor.shape[0] == 0:
             # A top-down batch whose frames found no animals: nothing to run.
             return ModelOutput(seq=item.seq, heads={}, input=item)
-        with torch.inference_mode():
-            x = normalize(item.tensor.to(self.device, non_blocking=True))
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            heads = module(x)
-            if self.head_filter is not None:
-                heads = {k: v for k, v in heads.items() if k in self.head_filter}
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
+        heads = self.runner(item.tensor)
+        if self.head_filter is not None:
+            heads = {k: v for k, v in heads.items() if k in self.head_filter}
         return ModelOutput(seq=item.seq, heads=heads, input=item)
 
     async def run(self, inbox: Any, outbox: Any, *,
