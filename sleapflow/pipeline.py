@@ -97,7 +97,9 @@ def prepare(cfg: InferenceConfig, *, plan: InputPlan | None = None,
     if cfg.forward_workers is not None:
         workers = cfg.forward_workers
     runtime = resolve_runtime(cfg.runtime, device, precision=cfg.precision,
-                              channels_last=cfg.channels_last, graph=graph_name)
+                              channels_last=cfg.channels_last,
+                              graph=("legacy_" if any(m.config.is_legacy for m in models.values())
+                                     else "") + graph_name)
     log.info("runtime selected", runtime=runtime.name, requested=runtime.requested,
              reason=runtime.reason, precision=runtime.precision, device=device)
     ctx = BuildContext(cfg=cfg, models=models, plan=plan, device=device,

@@ -25,6 +25,9 @@ def test_auto_skips_a_runtime_that_failed_parity_for_that_graph() -> None:
     choice = resolve_runtime("auto", "cpu", graph="multiclass_bottomup")
     assert choice.name == "torch"
     assert "multiclass_bottomup fails parity under onnx" in choice.reason
+    legacy = resolve_runtime("auto", "cpu", graph="legacy_topdown")
+    assert legacy.name == "torch" and "legacy" in legacy.reason
+    assert resolve_runtime("auto", "cpu", graph="topdown").name == "onnx"
     # Asked for by name it still runs.
     assert resolve_runtime("onnx", "cpu", graph="multiclass_bottomup").name == "onnx"
 
@@ -64,6 +67,19 @@ def test_cli_rejects_bad_runtime_with_one_line(assets: Path, tmp_path: Path,
     assert not out.exists()
 
 
+def test_auto_sees_legacy_models(assets: Path) -> None:
+    from sleapflow.config import InferenceConfig
+    from sleapflow.pipeline import prepare
+
+    legacy = assets / "legacy_models"
+    cfg = InferenceConfig(data_path=str(assets / "datasets/minimal_instance.pkg.slp"), device="cpu",
+                          model_paths=(str(legacy / "minimal_instance.UNet.centroid"),
+                                       str(legacy / "minimal_instance.UNet.centered_instance")))
+    run = prepare(cfg)
+    assert run.ctx.runtime is not None and run.ctx.runtime.name == "torch"
+    assert "legacy" in run.ctx.runtime.reason
+
+
 def test_auto_choice_is_logged_and_in_provenance(assets: Path, tmp_path: Path) -> None:
     from sleapflow.predict import run_inference
 
@@ -78,3 +94,12 @@ def test_auto_choice_is_logged_and_in_provenance(assets: Path, tmp_path: Path) -
     assert prov["name"] == "onnx" and prov["requested"] == "auto"
     assert "parity" in prov["reason"]
     assert labels.provenance["inference_config"]["runtime"] == "auto"
+
+
+def test_open_graph_takes_the_runtime_keyword(assets: Path) -> None:
+    from sleapflow.service import open_graph
+
+    model = str(assets / "model_ckpts/minimal_instance_single_instance")
+    with pytest.raises(ConfigError, match="--runtime must be one of"):
+        open_graph(model, runtime="bogus")
+    open_graph(model, runtime="torch")  # accepted (nothing runs until entered)
