@@ -234,6 +234,9 @@ def track(
                                                help="Batches in flight per model (CPU).")] = None,
     channels_last: Annotated[bool, opt("channels_last",
                                        help="Faster CPU convolutions; not bit-identical.")] = False,
+    runtime: Annotated[str, opt("runtime", help="Network runtime: auto (fastest verified for the "
+                                                "device), torch, onnx or tensorrt.")] = "auto",
+    precision: Annotated[str, opt("precision", help="fp32, or fp16/bf16 on CUDA.")] = "fp32",
     stats: Annotated[bool, opt("stats", help="Print the per-stage table at the end.")] = False,
     verbose: Annotated[bool, opt("verbose")] = False,
 ) -> int:
@@ -282,6 +285,7 @@ def track(
         out = output_for(cfg, paths[0], many=False)
     prepared = prepare(cfg)
     log.info("starting", graph=prepared.graph_name, device=prepared.ctx.device,
+             runtime=prepared.ctx.runtime.name if prepared.ctx.runtime else None,
              frames=len(prepared.plan.items), output=out)
     label = "Tracking..." if prepared.graph_name == "track_only" else "Predicting..."
     with _Progress(len(prepared.plan.items), label) as progress:
