@@ -122,6 +122,8 @@ class SerialResult(msgspec.Struct, frozen=True):
     #: The same forward passes at ``replay_threads`` (the graph's count), from a replay.
     forward_s_replay: float | None = None
     replay_threads: int | None = None
+    #: Forward-only frames/s per runtime (the graph's workers and threads), from the kept inputs.
+    forward_limits: dict[str, float] = {}
 
 
 def _replay_forward(middle: list[Any], times: SerialTimes, threads: int) -> float | None:
@@ -151,7 +153,8 @@ def _replay_forward(middle: list[Any], times: SerialTimes, threads: int) -> floa
 
 
 def serial_loop(run: Any, *, warmup: int, output_path: str | None,
-                replay_threads: int | None = None) -> SerialResult:
+                replay_threads: int | None = None,
+                runtimes: list[str] | None = None) -> SerialResult:
     """Run ``run``'s graph as a plain loop over its stage callables, timing each stage.
 
     With ``replay_threads`` the forward passes are also timed at that torch thread count (the
@@ -193,7 +196,14 @@ def serial_loop(run: Any, *, warmup: int, output_path: str | None,
     replay = None
     if replay_threads is not None and replay_threads != threads:
         replay = _replay_forward(middle, times, replay_threads)
-    return SerialResult(frames=max(0, count - warmup), wall_s=wall, stage_s=dict(times.seconds),
+    limits: dict[str, float] = {}
+    if runtimes:
+        from sleapflow.runtimes.limits import forward_limits
+
+        limits = forward_limits([s for s in middle if is_forward(s)], times.kept,
+                                times.calls, max(0, count - warmup), runtimes)
+    return SerialResult(forward_limits=limits, frames=max(0, count - warmup), wall_s=wall,
+                        stage_s=dict(times.seconds),
                         forward_s=forward, torch_threads=threads, forward_s_replay=replay,
                         replay_threads=replay_threads if replay is not None else None)
 
@@ -270,6 +280,9 @@ class BenchRecord(msgspec.Struct, frozen=True, kw_only=True):
     stages: list[StageRow]
     graph_fps_runs: list[float] = []
     serial_fps_runs: list[float] = []
+    #: The graph's network runtime (resolved) and the forward-only limit of every runtime.
+    runtime: str = "torch"
+    forward_limit_by_runtime: dict[str, float] = {}
     serial_fps: float | None = None
     serial_torch_threads: int | None = None
     serial_stage_ms_per_frame: dict[str, float] | None = None
@@ -302,6 +315,10 @@ class BenchRecord(msgspec.Struct, frozen=True, kw_only=True):
         if self.serial_stage_ms_per_frame:
             parts = ", ".join(f"{k} {v:.2f}" for k, v in self.serial_stage_ms_per_frame.items())
             lines.append(f"serial ms/frame by stage: {parts}")
+        for name, fps in self.forward_limit_by_runtime.items():
+            mark = " (graph)" if name == self.runtime else ""
+            lines.append(f"forward only  {fps:8.1f} frames/s  runtime {name}{mark}, the graph's "
+                         f"workers and threads; graph reaches {100 * self.graph_fps / fps:.0f}%")
         if self.repeat > 1:
             runs = "; ".join(f"{name} " + " ".join(f"{v:.1f}" for v in values)
                              for name, values in (("graph", self.graph_fps_runs),
@@ -367,7 +384,7 @@ def run_bench(graph: str = "single_instance", *, data: str | None = None,
               models: tuple[str, ...] = (), frames: int = 200, warmup: int = 20,
               batch_size: int = 4, queue_maxsize: int = 32, device: str = "auto",
               torch_threads: int | None = None, serial: bool = True, repeat: int = 1,
-              workdir: str | Path | None = None) -> BenchRecord:
+              workdir: str | Path | None = None, runtime: str = "auto") -> BenchRecord:
     """Measure ``graph`` end to end, serially and forward-only; see the module docstring.
 
     With ``repeat`` > 1 the graph and the serial loop run alternately that many times (drift
@@ -398,7 +415,9 @@ def run_bench(graph: str = "single_instance", *, data: str | None = None,
         cfg = InferenceConfig(data_path=data, model_paths=tuple(models), device=device,
                               batch_size=batch_size, queue_maxsize=queue_maxsize,
                               frames=None if data.endswith(".slp") else tuple(range(frames)),
-                              graph=graph, torch_threads=torch_threads)
+                              graph=graph, torch_threads=torch_threads,
+                              # "noop" (a forward at no cost) exists for benchmarks only.
+                              runtime="torch" if runtime == "noop" else runtime)
         load_before = os.getloadavg()[0]
         cores = os.cpu_count() or 1
         graph_runs: list[tuple[Any, int, float]] = []
@@ -407,6 +426,7 @@ def run_bench(graph: str = "single_instance", *, data: str | None = None,
         for _ in range(repeat):
             # A fresh prepare each time: new stage objects, the model loaded again, as a new run.
             run = prepare(cfg)
+            _maybe_noop(run, runtime)
             items = run.plan.items[:frames]
             run.plan.items = items
             if len(items) <= warmup:
@@ -422,10 +442,14 @@ def run_bench(graph: str = "single_instance", *, data: str | None = None,
                 # is what overlapping buys. The forward passes are replayed on every core too,
                 # since on an idle machine more torch threads may beat the graph's setting.
                 serial_run = prepare(cfg)
+                _maybe_noop(serial_run, runtime)
                 serial_run.plan.items = items
                 serial_runs.append(serial_loop(serial_run, warmup=warmup,
                                                output_path=str(tmp / "serial.predictions.slp"),
-                                               replay_threads=cores))
+                                               # torch.set_num_threads only steers torch
+                                               replay_threads=cores if _own(run) == "torch"
+                                               else None,
+                                               runtimes=_limit_runtimes(run)))
         measured, seen, graph_fps = graph_runs[_median_index([g[2] for g in graph_runs])]
         n_measured = seen - warmup
         frame_shape = list(_first_frame_shape(run))
@@ -456,6 +480,11 @@ def run_bench(graph: str = "single_instance", *, data: str | None = None,
                 if replay:
                     limits.append(statistics.median(replay))
                     record["forward_fps_all_cores"] = limits[1]
+                by_runtime = {name: statistics.median([r.forward_limits[name] for r in done
+                                                       if name in r.forward_limits])
+                              for name in done[0].forward_limits}
+                record["forward_limit_by_runtime"] = by_runtime
+                limits.extend(v for k, v in by_runtime.items() if k != "noop")
                 record["forward_limit_fps"] = max(limits)
                 record["fraction_of_forward_limit"] = graph_fps / max(limits)
         return BenchRecord(
@@ -469,8 +498,29 @@ def run_bench(graph: str = "single_instance", *, data: str | None = None,
             frame_shape=frame_shape, batch_size=batch_size, queue_maxsize=queue_maxsize,
             frames_total=seen, warmup_frames=warmup, frames_measured=n_measured,
             graph_wall_s=measured.wall_s, graph_fps=graph_fps, bottleneck=measured.bottleneck,
-            stages=stages, command=" ".join(["sleapflow", *sys.argv[1:]]), **record,
+            stages=stages, command=" ".join(["sleapflow", *sys.argv[1:]]),
+            runtime=run.ctx.runtime.name if run.ctx.runtime is not None else "torch", **record,
         )
+
+
+def _maybe_noop(run: Any, runtime: str) -> None:
+    if runtime == "noop":
+        from sleapflow.runtimes import RuntimeChoice
+
+        run.ctx.runtime = RuntimeChoice("noop", "noop", "bench: forward replaced by a no-op")
+
+
+def _own(run: Any) -> str:
+    return run.ctx.runtime.name if run.ctx.runtime is not None else "torch"
+
+
+def _limit_runtimes(run: Any) -> list[str]:
+    """The graph's runtime first, then every other runtime installed for the device."""
+    from sleapflow.runtimes import installed_runtimes
+
+    own = _own(run)
+    kind = str(run.ctx.device).split(":", 1)[0]
+    return [own, *[r for r in installed_runtimes(kind) if r != own]]
 
 
 def _first_frame_shape(run: Any) -> tuple[int, ...]:
@@ -523,6 +573,11 @@ def bench_command(
                                       negative=["--no-serial"])] = True,
     repeat: Annotated[int, Parameter(help="Alternating graph/serial rounds; medians are quoted "
                                           "(use 3+ on a shared machine).")] = 1,
+    runtime: Annotated[str, Parameter(name=["--runtime"],
+                                      help="The graph's network runtime: auto, torch, onnx, "
+                                           "tensorrt, or noop (a forward at no cost: what the "
+                                           "other stages sustain). The forward-only limit is "
+                                           "printed for every installed runtime.")] = "auto",
     json_path: Annotated[str | None, Parameter(name=["--json"],
                                                help="Write the record (with device, versions and "
                                                     "git revision) as JSON here.")] = None,
@@ -530,8 +585,9 @@ def bench_command(
     """Per-stage throughput of a graph vs a serial loop and the forward-pass limit."""
     record = run_bench(graph, data=data, models=tuple(model), frames=frames, warmup=warmup,
                        batch_size=batch_size, queue_maxsize=queue_maxsize, device=device,
-                       torch_threads=torch_threads, serial=serial, repeat=repeat)
-    print(f"graph {record.graph} on {record.device} ({record.device_name}), torch "
+                       torch_threads=torch_threads, serial=serial, repeat=repeat, runtime=runtime)
+    print(f"graph {record.graph} on {record.device} ({record.device_name}), runtime "
+          f"{record.runtime}, torch "
           f"{record.versions.get('torch')}, batch {record.batch_size}, frames {record.frame_shape}"
           f"{' [synthetic model]' if record.synthetic_model else ''}"
           f"{' [synthetic clip]' if record.synthetic_clip else ''}; load average "

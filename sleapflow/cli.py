@@ -33,6 +33,8 @@ ScoringReduction = Literal["mean", "max", "robust_quantile"]
 MatchingMethod = Literal["hungarian", "greedy"]
 EvalMatchMethod = Literal["oks", "centroid", "auto"]
 OutputFormat = Literal["slp", "analysis_h5", "csv", "nwb"]
+Runtime = Literal["auto", "torch", "onnx", "tensorrt"]
+Precision = Literal["fp32", "fp16", "bf16"]
 
 # KeyboardInterrupt must reach main()'s handler (cyclopts would exit 130 silently).
 app = cyclopts.App(name="sleapflow", help="Fast streaming inference for SLEAP / sleap-nn models.",
@@ -233,6 +235,8 @@ def track(
                              opt("output_format")] = ("slp",),
     render: Annotated[bool, opt("render")] = False,
     gui: Annotated[bool, opt("gui")] = False,
+    runtime: Annotated[Runtime, opt("runtime")] = "auto",
+    precision: Annotated[Precision, opt("precision")] = "fp32",
     stats: Annotated[bool, opt("stats")] = False,
     resume: Annotated[bool, opt("resume", help="Continue an interrupted run of the same command "
                                                "from its journal (kept beside the output "

@@ -31,6 +31,12 @@ HELP: dict[str, str] = {
     "render": "Also draw the predictions over the video and write OUTPUT.mp4 to look at.",
     "gui": "Print progress as one JSON line per update on stdout (for SLEAP's GUI), as "
            "sleap-nn track --gui does; messages go to stderr.",
+    "runtime": "How the network is run: auto (the fastest runtime that matches the reference "
+               "for this device and model: ONNX Runtime on CPU, torch elsewhere; the choice "
+               "is logged and kept in the output's provenance), torch, onnx or tensorrt "
+               "(NVIDIA GPUs, extra sleapflow[tensorrt]).",
+    "precision": "Number format of the network: fp32 (exact), or fp16 / bf16 on a CUDA GPU "
+                 "(faster, slightly different maps).",
     "device": "Where the network runs: auto (a GPU if there is one), cpu, cuda, cuda:N or mps.",
     # --- frame selection
     "frames": "Which frames to predict, e.g. '0-100,200-300' or '1,5,9' (inclusive ranges). "

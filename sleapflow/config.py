@@ -129,8 +129,8 @@ class OutputOptions(_Sub, frozen=True, kw_only=True):
 class ExecutionOptions(_Sub, frozen=True, kw_only=True):
     """What runs and how: the models and weight overrides, device, batching, queues, parallelism.
 
-    A choice of model runtime (torch, ONNX, TensorRT) is one more plain field here and on
-    :class:`InferenceConfig`; nothing else needs to change to carry it to the forward stage.
+    ``runtime``/``precision`` choose what runs the network (torch, ONNX Runtime, TensorRT);
+    :func:`sleapflow.graphs.build.prepare` resolves them per device into the forward stage.
     """
 
     model_paths: tuple[str, ...]
@@ -145,6 +145,10 @@ class ExecutionOptions(_Sub, frozen=True, kw_only=True):
     backbone_ckpt_path: str | None
     head_ckpt_path: str | None
     max_batch_delay_ms: float | None
+    #: Network runtime: auto, torch, onnx or tensorrt (resolved per device in graphs.build).
+    runtime: str
+    #: fp32, or fp16/bf16 on CUDA.
+    precision: str
 
 
 class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -216,6 +220,10 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     #: Longest a batch waits for more frames after its first one, in ms; None waits until the
     #: batch is full or the input ends (files), a server needs a bound (pushed frames trickle).
     max_batch_delay_ms: float | None = None
+    #: Network runtime: auto, torch, onnx or tensorrt (see sleapflow.runtimes).
+    runtime: str = "auto"
+    #: fp32, or fp16/bf16 on CUDA (torch autocast, or TensorRT's fp16).
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         check_numbers(self)
@@ -260,6 +268,14 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
         if not _DEVICE.fullmatch(self.device):
             raise ConfigError(f"--device: unknown device {self.device!r}; use auto, cpu, cuda, "
                               "cuda:N or mps")
+        # sleapflow.runtimes.select is torch-free: only names and what is installed.
+        from sleapflow.runtimes.select import PRECISIONS, RUNTIMES
+
+        if self.runtime not in RUNTIMES:
+            raise ConfigError(f"--runtime must be one of {', '.join(RUNTIMES)} (got {self.runtime!r})")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)} "
+                              f"(got {self.precision!r})")
 
     @property
     def centroid_threshold(self) -> float:

@@ -41,8 +41,10 @@ def run_track(options: dict[str, Any], *, cfg: InferenceConfig | None = None,
         check_journal(out, resume=resume)
     if not quiet:
         print(banner(graph=prepared.graph_name, device=prepared.ctx.device,
-                     runtime=str(getattr(cfg, "runtime", "torch"))), file=sys.stderr)
+                     runtime=prepared.ctx.runtime.name if prepared.ctx.runtime else cfg.runtime),
+              file=sys.stderr)
     log.info("starting", graph=prepared.graph_name, device=prepared.ctx.device,
+             runtime=prepared.ctx.runtime.name if prepared.ctx.runtime else None,
              frames=len(prepared.plan.items), output=out)
     label = "Tracking..." if prepared.graph_name == "track_only" else "Predicting..."
     progress_cls = GuiProgress if gui else _Progress

@@ -175,6 +175,8 @@ def run_inference(
     tracking_clean_instance_count: int = 0,
     tracking_clean_iou_threshold: float = 0,
     gui: bool = False,
+    runtime: str = "auto",
+    precision: str = "fp32",
 ) -> sio.Labels | list[dict[str, np.ndarray]]:
     """Run pose inference; sleap-nn's ``run_inference`` keywords, defaults and return values.
 
@@ -183,6 +185,7 @@ def run_inference(
     with one dict of numpy arrays per batch (the reference's keys and dtypes) and nothing is
     written. Inputs: ``input_labels`` wins over ``input_video``, which wins over
     ``data_path``. ``gui`` is accepted and ignored (sleapflow prints no progress here).
+    ``runtime`` (auto, torch, onnx, tensorrt) and ``precision`` are sleapflow's own.
 
     Raises :class:`EventLoopError` when called from a running event loop: use
     ``await arun_inference(...)`` or :func:`sleapflow.service.open_graph` there.

@@ -88,7 +88,7 @@ def inference_provenance(*, started: datetime, finished: datetime, model_paths: 
                          frame_selection_method: str, frames_processed: int,
                          inference_config: Mapping[str, Any],
                          tracking_config: Mapping[str, Any] | None,
-                         device: str) -> dict[str, Any]:
+                         device: str, runtime: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The provenance dict of an inference run (``Labels.provenance`` of the output).
 
     ``source_file`` is the path the user gave (None for in-memory inputs); ``input_labels`` the
@@ -119,6 +119,9 @@ def inference_provenance(*, started: datetime, finished: datetime, model_paths: 
     if tracking_config is not None:
         prov["tracking_config"] = _clean(tracking_config)
     prov["device"] = device
+    if runtime is not None:
+        # Which network runtime ran, what was asked for and why (``auto`` resolves per device).
+        prov["runtime"] = dict(runtime)
     try:
         prov["system_info"] = system_info()
     except Exception as exc:  # never fail a finished run over diagnostics (the reference omits it)

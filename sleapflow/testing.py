@@ -175,3 +175,35 @@ def write_synthetic_model(folder: str | Path, model_type: str = "single_instance
 def write_default_clip(path: str | Path, n_frames: int, *, height: int = DEFAULT_HEIGHT,
                        width: int = DEFAULT_WIDTH) -> Path:
     return write_synthetic_video(path, n_frames=n_frames, height=height, width=width)
+
+
+def write_gray_h264(path: str | Path, n_frames: int = 300, size: int = 1024, *, fps: int = 30,
+                    gop: int = 30, preset: str = "ultrafast") -> Path:
+    """A grayscale H.264 clip (yuv420p, B-frames, keyframe every ``gop``) for decode benchmarks.
+
+    Cheap to make at 1024x1024: textured noise scrolling under two moving bright squares, so
+    frames differ everywhere and the encoder has real motion to code.
+    """
+    import av
+
+    path = Path(path)
+    rng = np.random.default_rng(0)
+    texture = rng.integers(30, 90, size=(size, 2 * size), dtype=np.uint8)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"preset": preset, "bf": "2", "keyint": str(gop), "crf": "18"}
+        for i in range(n_frames):
+            shift = (3 * i) % size
+            img = texture[:, shift:shift + size].copy()
+            for k, speed in enumerate((5, 7)):
+                y = (40 + speed * i) % (size - 64)
+                x = (size // 3 * (k + 1) + 3 * i) % (size - 64)
+                img[y:y + 64, x:x + 64] = 220
+            rgb = np.repeat(img[..., None], 3, axis=-1)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path

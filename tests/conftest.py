@@ -1,7 +1,9 @@
-"""Shared fixtures: where the reference assets live."""
+"""Shared fixtures: where the reference assets live; a per-session export cache."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,12 @@ import pytest
 SHARED = (Path(__file__).resolve().parent.parent.parent / "shared").resolve()
 ASSETS = SHARED / "assets"
 REFERENCE = SHARED / "reference"
+
+# Networks exported for ONNX Runtime go to a cache of this test session, never the user's cache;
+# set at import so subprocesses started by tests (the CLI) inherit it. An explicit setting wins.
+if "SLEAPFLOW_CACHE_DIR" not in os.environ:
+    _CACHE = tempfile.TemporaryDirectory(prefix="sleapflow-test-cache-")
+    os.environ["SLEAPFLOW_CACHE_DIR"] = _CACHE.name
 
 
 @pytest.fixture(scope="session")

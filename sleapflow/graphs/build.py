@@ -40,6 +40,7 @@ from sleapflow.provenance import add_seed_names, inference_provenance, tracking_
 from sleapflow.runtime import GraphSpec, MapStage, chain
 from sleapflow.runtime.adapters import CollectSink
 from sleapflow.runtime.graph import edge_bounds
+from sleapflow.runtimes import RuntimeChoice, resolve_runtime
 from sleapflow.stages.decode import DecodeSource
 from sleapflow.stages.filter import InstanceFilter
 from sleapflow.stages.raw import RawOptions
@@ -57,7 +58,7 @@ INFERENCE_CONFIG_KEYS = (
     "filter_overlapping_threshold", "filter_min_visible_nodes", "filter_min_visible_node_fraction",
     "filter_min_mean_node_score", "filter_min_instance_score", "integral_refinement",
     "integral_patch_size", "batch_size", "max_instances", "crop_size", "input_scale", "anchor_part",
-    "queue_maxsize",
+    "queue_maxsize", "runtime", "precision",
 )
 
 #: The model whose skeleton labels the output: the instance model when there is one.
@@ -133,7 +134,22 @@ def _context(cfg: InferenceConfig, graph: GraphDecl, models: dict[str, ModelRef]
     return BuildContext(cfg=cfg, models=models, plan=plan, device=device,
                         torch_threads=threads if device == "cpu" else None,
                         forward_workers=workers if device == "cpu" else 1,
-                        tracker=inference_tracker_config(cfg, graph))
+                        tracker=inference_tracker_config(cfg, graph),
+                        runtime=select_runtime(cfg, graph, models, device))
+
+
+def select_runtime(cfg: InferenceConfig, graph: GraphDecl, models: dict[str, ModelRef],
+                   device: str) -> RuntimeChoice:
+    """``--runtime``/``--precision`` checked against the device and resolved (``auto`` per
+    device and graph: legacy SLEAP models are looked up as ``legacy_<graph>``); logged."""
+    execution = cfg.execution
+    legacy = any(m.config.is_legacy for m in models.values())
+    runtime = resolve_runtime(execution.runtime, device, precision=execution.precision,
+                              channels_last=execution.channels_last,
+                              graph=("legacy_" if legacy else "") + graph.name)
+    log.info("runtime selected", runtime=runtime.name, requested=runtime.requested,
+             reason=runtime.reason, precision=runtime.precision, device=device)
+    return runtime
 
 
 def inference_tracker_config(cfg: InferenceConfig, graph: GraphDecl) -> TrackerConfig | None:
@@ -258,7 +274,8 @@ def build_graph(run: PreparedRun, *, source: Any = None, sink: Any = None,
     sizes = edge_bounds(stages, items=run.ctx.execution.queue_maxsize,
                         batches=run.ctx.batch_maxsize)
     description = run.graph.description + (" (raw arrays)" if raw is not None else "")
-    meta = {"model_types": sorted(run.ctx.models), "device": run.ctx.device}
+    meta = {"model_types": sorted(run.ctx.models), "device": run.ctx.device,
+            "runtime": run.ctx.runtime.name if run.ctx.runtime is not None else None}
     return chain(run.graph_name, stages, sizes, description=description, meta=meta)
 
 
@@ -303,7 +320,9 @@ def make_writer(run: PreparedRun, *, output_path: str | None,
                 frames_processed=len(out.labeled_frames),
                 inference_config={k: cfg_dict.get(k) for k in INFERENCE_CONFIG_KEYS},
                 tracking_config=tracker.legacy_provenance() if tracker is not None else None,
-                device=run.ctx.device) | run.decode_failures.provenance(), out)
+                device=run.ctx.device,
+                runtime=run.ctx.runtime.as_dict() if run.ctx.runtime is not None else None)
+            | run.decode_failures.provenance(), out)
 
     return SlpWriter(builder, output_path=output_path, provenance=provenance,
                      no_empty_frames=run.cfg.no_empty_frames, on_frame=on_frame,

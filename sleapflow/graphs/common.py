@@ -23,6 +23,7 @@ from sleapflow.errors import ConfigError
 from sleapflow.io import InputPlan
 from sleapflow.models import ModelConfig, load_model, read_model_config, resolve_model_dir
 from sleapflow.runtime import BatchStage, MapStage, ReorderStage
+from sleapflow.runtimes import RuntimeChoice
 from sleapflow.stages.forward import forward_stage as make_forward_stage
 from sleapflow.stages.forward import is_forward
 from sleapflow.stages.peaks import PeakSettings
@@ -104,6 +105,8 @@ class BuildContext:
     device_limiter: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(1))
     #: The resolved tracker (defaults filled in), or None when the run does not track.
     tracker: TrackerConfig | None = None
+    #: The resolved network runtime (None: torch, e.g. a dry build or a track-only run).
+    runtime: RuntimeChoice | None = None
 
     @property
     def keep_images(self) -> bool:
@@ -204,7 +207,7 @@ def forward_stage(ctx: BuildContext, ref: ModelRef, *, name: str = "forward",
     limiter = ctx.device_limiter if device != "cpu" else anyio.CapacityLimiter(workers)
     return make_forward_stage(load, device=device, name=name, limiter=limiter,
                               torch_threads=ctx.torch_threads, channels_last=cfg.channels_last,
-                              workers=workers)
+                              workers=workers, runtime=ctx.runtime, max_batch=cfg.batch_size)
 
 
 def forward_stages(ctx: BuildContext, ref: ModelRef, *, name: str = "forward",

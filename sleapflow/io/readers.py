@@ -108,6 +108,10 @@ class PyAVReader:
                           and bool(formats & set(self.SEEKABLE_FORMATS)))
         image = first.to_ndarray(format="rgb24")
         self.grayscale = is_grayscale(image)
+        # Grayscale frames with flat chroma skip swscale: a table lookup gives the same pixels.
+        from sleapflow.gray_decode import GrayLookup
+
+        self._gray = GrayLookup(first, image) if self.grayscale else None
         self.shape = (image.shape[0], image.shape[1], 1 if self.grayscale else 3)
         self._note_key(first, 0)
         self._last = (0, image)
@@ -227,7 +231,9 @@ class PyAVReader:
                 self._next_idx = idx + 1
                 self._note_key(frame, idx)
                 if idx == index:
-                    image = frame.to_ndarray(format="rgb24")
+                    image = self._gray.convert(frame) if self._gray is not None else None
+                    if image is None:
+                        image = frame.to_ndarray(format="rgb24")
                     self._last = (idx, image)
                     return image
                 if idx > index:

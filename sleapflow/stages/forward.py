@@ -9,13 +9,13 @@ import anyio
 import torch
 
 from sleapflow.messages import ModelOutput
-from sleapflow.models.inference_opt import prepare_for_inference
-from sleapflow.ops.preprocess import normalize
 from sleapflow.runtime.adapters import MapStage
+from sleapflow.runtimes import RuntimeChoice, make_runner
 
 
 class ModelForward:
-    """``model(x)`` for one batch; :meth:`setup` loads the model (and sets torch's threads).
+    """The network for one batch; :meth:`setup` loads the model (and sets torch's threads)
+    and builds its runner (torch, ONNX Runtime or TensorRT, from ``runtime``; torch by default).
 
     On CUDA the call synchronises before returning, so the stage's busy time is the real
     forward time.
@@ -23,47 +23,51 @@ class ModelForward:
 
     def __init__(self, load: Callable[[], Any], *, device: str,
                  head_filter: tuple[str, ...] | None = None,
-                 torch_threads: int | None = None, channels_last: bool = False) -> None:
+                 torch_threads: int | None = None, channels_last: bool = False,
+                 runtime: RuntimeChoice | None = None, max_batch: int = 4) -> None:
         self._load = load
         self.device = torch.device(device)
         self.channels_last = channels_last and self.device.type == "cpu"
         self.head_filter = head_filter
         self.torch_threads = torch_threads
+        #: Which runtime runs the network (torch, onnx, tensorrt); torch when not given.
+        self.runtime = runtime or RuntimeChoice("torch", "torch", "default")
+        self.max_batch = max_batch
         self.model: Any = None
+        self.runner: Any = None
 
     def setup(self) -> None:
         if self.torch_threads is not None:
             torch.set_num_threads(self.torch_threads)
         self.model = self._load()
-        prepare_for_inference(self.model.module, self.device, channels_last=self.channels_last)
+        self.runner = make_runner(self.runtime, self.model.module, self.device,
+                                  threads=self.torch_threads, channels_last=self.channels_last,
+                                  max_batch=self.max_batch)
 
     def __call__(self, item: Any) -> ModelOutput:
         """``item`` is any message with a uint8 ``tensor`` (a frame batch or a crop batch)."""
-        module = self.model.module
         if item.tensor is None or item.tensor.shape[0] == 0:
             # A top-down batch whose frames found no animals: nothing to run.
             return ModelOutput(seq=item.seq, heads={}, input=item)
-        with torch.inference_mode():
-            x = normalize(item.tensor.to(self.device, non_blocking=True))
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            heads = module(x)
-            if self.head_filter is not None:
-                heads = {k: v for k, v in heads.items() if k in self.head_filter}
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
+        heads = self.runner(item.tensor)
+        if self.head_filter is not None:
+            heads = {k: v for k, v in heads.items() if k in self.head_filter}
         return ModelOutput(seq=item.seq, heads=heads, input=item)
 
 
 def forward_stage(load: Callable[[], Any], *, device: str, name: str = "forward",
                   limiter: anyio.CapacityLimiter | None = None, workers: int = 1,
                   torch_threads: int | None = None, channels_last: bool = False,
-                  head_filter: tuple[str, ...] | None = None) -> MapStage:
+                  head_filter: tuple[str, ...] | None = None,
+                  runtime: RuntimeChoice | None = None, max_batch: int = 4) -> MapStage:
     """The forward map node: the model loads in its setup step, before the stage starts, so a
     bad checkpoint fails the run before any frame is decoded; ``workers`` batches (CPU: each on
-    its own core) are in flight at once, under ``limiter``."""
+    its own core) are in flight at once, under ``limiter``. ``runtime`` (resolved by
+    :func:`sleapflow.graphs.build.prepare`) chooses the network runner, built in the same setup
+    step (an ONNX export or TensorRT build happens there, cached); ``max_batch`` bounds its
+    batch axis."""
     fn = ModelForward(load, device=device, head_filter=head_filter, torch_threads=torch_threads,
-                      channels_last=channels_last)
+                      channels_last=channels_last, runtime=runtime, max_batch=max_batch)
     return MapStage(name, fn, setup=fn.setup, limiter=limiter or anyio.CapacityLimiter(1),
                     workers=max(1, workers))
 

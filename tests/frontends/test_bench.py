@@ -29,8 +29,9 @@ def test_synthetic_model_loads_through_the_normal_loader(tmp_path: Path) -> None
 def test_bench_with_no_data_runs_and_writes_its_record(tmp_path: Path,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench.json"
+    # torch pinned: the all-cores replay below is a torch thread setting.
     assert main(["bench", "--frames", "6", "--warmup", "2", "--device", "cpu", "--repeat", "2",
-                 "--json", str(out)]) == 0
+                 "--runtime", "torch", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     for column in ("items/s", "busy%", "starved%", "blocked%", "peak q", "end-to-end",
                    "serial loop", "forward only"):
@@ -48,6 +49,11 @@ def test_bench_with_no_data_runs_and_writes_its_record(tmp_path: Path,
     assert record["serial_torch_threads"] == record["torch_threads_graph"]
     if record["torch_threads_graph"] != record["cpu_count"]:
         assert record["forward_fps_all_cores"] > 0  # replayed with torch on every core
+    assert record["runtime"] == "torch"
+    # The forward-only limit of every installed runtime, the graph's first.
+    assert list(record["forward_limit_by_runtime"]) == ["torch", "onnx"]
+    assert all(v > 0 for v in record["forward_limit_by_runtime"].values())
+    assert "runtime onnx" in printed
     assert record["repeat"] == 2 and len(record["graph_fps_runs"]) == len(record["serial_fps_runs"]) == 2
     assert {"torch", "python", "sleapflow"} <= set(record["versions"])
     assert "device_name" in record and "git_revision" in record

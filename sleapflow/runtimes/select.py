@@ -1,0 +1,150 @@
+"""Which runtime runs the forward pass: validation of ``--runtime`` and what ``auto`` picks, and why."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from functools import cache
+
+from sleapflow.errors import ConfigError
+
+RUNTIMES = ("auto", "torch", "onnx", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "bf16")
+
+#: What ``auto`` may choose per device kind, fastest first. A runtime is listed only once the
+#: whole parity suite passed with it on that device (benchmarks/RESULTS.md, "Parity per
+#: runtime"). ONNX Runtime passed on CPU; nothing but torch has been checked on a GPU yet, so
+#: the CUDA entry stays torch-only until the GPU parity tests pass with onnx/tensorrt there.
+AUTO_ORDER: dict[str, tuple[str, ...]] = {
+    "cpu": ("onnx", "torch"),
+    "cuda": ("torch",),
+    "mps": ("torch",),
+}
+
+#: (device kind, graph) → runtimes ``auto`` must skip there, with the parity figures that failed
+#: (docs/COMPATIBILITY.md, "Network runtimes"). Multi-class bottom-up assigns peaks to animals
+#: by class maps; this model has near-tied class probabilities, so ONNX Runtime's ~3e-5 map
+#: differences move a point to the other animal on 10 of 300 frames of centered_pair_small.
+#: ``legacy_<graph>`` is a graph run with SLEAP <= 1.4 (.h5) models: the legacy top-down pair
+#: has a near-tied peak that ONNX Runtime resolves differently (point score off by 0.031).
+AUTO_EXCLUDE: dict[tuple[str, str], dict[str, str]] = {
+    ("cpu", "multiclass_bottomup"): {
+        "onnx": "multiclass_bottomup fails parity under onnx (10/300 frames assign a point to "
+                "the other animal; see COMPATIBILITY.md)",
+    },
+    ("cpu", "legacy_topdown"): {
+        "onnx": "legacy (SLEAP <= 1.4) top-down models fail parity under onnx (a point score "
+                "off by 0.031 on centered_pair_small; see COMPATIBILITY.md)",
+    },
+}
+
+
+@dataclass(frozen=True)
+class RuntimeChoice:
+    """The runtime a run uses, what was asked for, and a one-line reason (logged, in provenance)."""
+
+    name: str
+    requested: str
+    reason: str
+    precision: str = "fp32"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"name": self.name, "requested": self.requested, "reason": self.reason,
+                "precision": self.precision}
+
+
+@cache
+def _has(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+@cache
+def _ort_providers() -> tuple[str, ...]:
+    if not _has("onnxruntime"):
+        return ()
+    import onnxruntime
+
+    return tuple(onnxruntime.get_available_providers())
+
+
+def installed_runtimes(device_kind: str) -> list[str]:
+    """Runtimes that can run on ``device_kind`` (cpu, cuda, mps) with what is installed here."""
+    out = ["torch"]
+    providers = _ort_providers()
+    if device_kind == "cpu" and "CPUExecutionProvider" in providers:
+        out.append("onnx")
+    if device_kind == "cuda":
+        if "CUDAExecutionProvider" in providers:
+            out.append("onnx")
+        if _has("tensorrt"):
+            out.append("tensorrt")
+    return out
+
+
+def resolve_runtime(requested: str, device: str, *, precision: str = "fp32",
+                    channels_last: bool = False, graph: str | None = None) -> RuntimeChoice:
+    """Check ``requested`` against the device and what is installed; resolve ``auto``.
+
+    ``auto`` takes the first runtime of :data:`AUTO_ORDER` for the device that is installed and
+    not excluded for ``graph`` by :data:`AUTO_EXCLUDE`; the reason says which and why.
+    """
+    if requested not in RUNTIMES:
+        raise ConfigError(f"--runtime: unknown runtime {requested!r}; use one of {', '.join(RUNTIMES)}")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"--precision: unknown precision {precision!r}; use one of "
+                          f"{', '.join(PRECISIONS)}")
+    kind = device.split(":", 1)[0]
+    if precision != "fp32" and kind != "cuda":
+        raise ConfigError(f"--precision {precision} needs a CUDA device (got --device {device}); "
+                          "use --precision fp32 on the CPU")
+    have = installed_runtimes(kind)
+    if requested == "auto":
+        if channels_last:
+            return RuntimeChoice("torch", "auto", "--channels_last is a torch memory layout",
+                                 precision)
+        if precision != "fp32":
+            # Reduced precision is torch autocast unless TensorRT is asked for by name.
+            return RuntimeChoice("torch", "auto", f"{precision} runs under torch autocast", precision)
+        excluded = AUTO_EXCLUDE.get((kind, graph or ""), {})
+        skipped: list[str] = []
+        for name in AUTO_ORDER.get(kind, ("torch",)):
+            if name not in have:
+                continue
+            if name in excluded:
+                skipped.append(excluded[name])
+                continue
+            if name != "torch":
+                why = f"fastest installed runtime on {kind} that passes the parity suite"
+            elif skipped:
+                why = "; ".join(skipped)
+            else:
+                why = (f"no faster runtime verified for {kind} is installed "
+                       f"(installed: {', '.join(have)})")
+            return RuntimeChoice(name, "auto", why, precision)
+        return RuntimeChoice("torch", "auto", "fallback", precision)
+    if requested == "torch":
+        return RuntimeChoice("torch", requested, "asked for", precision)
+    if channels_last:
+        raise ConfigError(f"--channels_last applies to --runtime torch only (got --runtime {requested})")
+    if requested == "onnx":
+        if kind == "mps":
+            raise ConfigError("--runtime onnx runs on cpu or cuda; use --runtime torch on mps")
+        if not _ort_providers():
+            raise ConfigError("--runtime onnx needs onnxruntime: pip install onnxruntime "
+                              "(onnxruntime-gpu for CUDA)")
+        if "onnx" not in have:
+            raise ConfigError(f"--runtime onnx on {device}: this onnxruntime has no CUDA provider "
+                              f"(providers: {', '.join(_ort_providers())}); pip install "
+                              "onnxruntime-gpu, or use --runtime torch")
+        if precision != "fp32":
+            raise ConfigError(f"--precision {precision} is not supported with --runtime onnx; use "
+                              "--runtime torch (autocast) or --runtime tensorrt (fp16)")
+        return RuntimeChoice("onnx", requested, "asked for", precision)
+    # tensorrt
+    if kind != "cuda":
+        raise ConfigError(f"--runtime tensorrt needs an NVIDIA GPU (got --device {device})")
+    if not _has("tensorrt"):
+        raise ConfigError("--runtime tensorrt needs TensorRT: pip install 'sleapflow[tensorrt]'")
+    if precision == "bf16":
+        raise ConfigError("--precision bf16 is not supported with --runtime tensorrt; use fp16")
+    return RuntimeChoice("tensorrt", requested, "asked for", precision)
