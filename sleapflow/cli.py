@@ -520,9 +520,12 @@ def render(
 ) -> int:
     """Draw predictions over their video: an .mp4 to watch, or one frame as a .png."""
     from sleapflow.config import parse_frames
+    from sleapflow.frame_ranges import as_spans, iter_spans
     from sleapflow.render import render as render_labels
 
-    out = render_labels(predictions, output, frames=parse_frames(frames), fps=fps, scale=scale,
+    selection = parse_frames(frames)  # indices and inclusive ranges
+    inds = None if selection is None else list(iter_spans(as_spans(selection)))
+    out = render_labels(predictions, output, frames=inds, fps=fps, scale=scale,
                         marker_size=marker_size, line_width=line_width, color_by=color_by,
                         show_progress=sys.stderr.isatty())
     print(f"Wrote {out}")
