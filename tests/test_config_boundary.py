@@ -93,22 +93,3 @@ def test_config_imports_neither_torch_nor_the_tracker() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                           timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
-
-
-def test_only_graphs_and_runtime_import_the_stages() -> None:
-    """Front ends build graphs through ``sleapflow.graphs``; only the assembly (and the runtime)
-    knows the stage catalogue."""
-    import ast
-
-    package = Path(__file__).resolve().parents[1] / "sleapflow"
-    offenders = []
-    for path in package.rglob("*.py"):
-        rel = path.relative_to(package)
-        if rel.parts[0] in ("stages", "graphs", "runtime"):
-            continue
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = ([node.module or ""] if isinstance(node, ast.ImportFrom)
-                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
-            if any(n == "sleapflow.stages" or n.startswith("sleapflow.stages.") for n in names):
-                offenders.append(str(rel))
-    assert not offenders, offenders
