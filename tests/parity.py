@@ -8,6 +8,22 @@ import numpy as np
 import sleap_io as sio
 from scipy.optimize import linear_sum_assignment
 
+#: Asset paths (under ``../shared/assets``) of one small input and the models of every inference
+#: graph: shared by the tests that run each named graph once.
+CKPT = "model_ckpts/minimal_instance_"
+PKG = "datasets/minimal_instance.pkg.slp"
+VIDEO = "datasets/centered_pair_small.mp4"
+INFERENCE_CASES: dict[str, tuple[str, list[str]]] = {
+    "single_instance": (PKG, ["single_instance"]),
+    "topdown": (VIDEO, ["centroid", "centered_instance"]),
+    "multiclass_topdown": (PKG, ["centroid", "multiclass_centered_instance"]),
+    "centered_instance": (PKG, ["centered_instance"]),
+    "multiclass_centered_instance": (PKG, ["multiclass_centered_instance"]),
+    "centroid": (VIDEO, ["centroid"]),
+    "bottomup": (VIDEO, ["bottomup"]),
+    "multiclass_bottomup": (PKG, ["multiclass_bottomup"]),
+}
+
 
 @dataclass
 class ParityReport:

@@ -34,6 +34,7 @@ from sleapflow.serve.codec import (
     RawFormat,
     VideoRequest,
     decode_image,
+    decode_json,
     decode_message,
     decode_raw,
     encode,
@@ -166,13 +167,8 @@ class Service:
     async def videos(self, request: Request) -> Response:
         self._check_query(request, set())
         body = await self._read_body(request)
-        try:
-            req = msgspec.json.decode(body, type=VideoRequest)
-        except msgspec.ValidationError as exc:
-            raise BadRequest(400, "bad_field", f"bad video request: {exc}") from None
-        except msgspec.DecodeError:
-            raise BadRequest(400, "bad_json", 'the body must be JSON like {"path": "/data/clip.mp4", '
-                                              '"frames": "0-99"}') from None
+        req = decode_json(body, VideoRequest, what="video request",
+                          example='{"path": "/data/clip.mp4", "frames": "0-99"}')
         path = Path(req.path)
         if self.cfg.video_root is not None:
             root = Path(self.cfg.video_root).resolve()

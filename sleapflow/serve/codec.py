@@ -159,14 +159,19 @@ def decode_message(data: bytes, raw: RawFormat | None, max_side: int) -> np.ndar
     return decode_raw(data, tuple(raw.shape), raw.dtype, max_side)
 
 
-def parse_raw_format(text: str) -> RawFormat:
+def decode_json(data: str | bytes, type: Any, *, what: str, example: str) -> Any:
+    """``data`` as JSON of ``type``; a 400 naming the bad field, or showing ``example``."""
     try:
-        fmt = msgspec.json.decode(text, type=RawFormat)
+        return msgspec.json.decode(data, type=type)
     except msgspec.ValidationError as exc:
-        raise BadRequest(400, "bad_field", f"bad stream format message: {exc}") from None
+        raise BadRequest(400, "bad_field", f"bad {what}: {exc}") from None
     except msgspec.DecodeError:
-        raise BadRequest(400, "bad_json", "text messages must be JSON like "
-                                          '{"shape": [H, W, C], "dtype": "uint8"}') from None
+        raise BadRequest(400, "bad_json", f"{what} must be JSON like {example}") from None
+
+
+def parse_raw_format(text: str) -> RawFormat:
+    fmt = decode_json(text, RawFormat, what="stream format message",
+                      example='{"shape": [H, W, C], "dtype": "uint8"}')
     parse_shape(fmt.shape)
     return fmt
 

@@ -14,22 +14,10 @@ from sleapflow.graphs.build import build_graph, prepare
 from sleapflow.options import build_config
 from sleapflow.runtime import GraphRunner
 
-CKPT = "model_ckpts/minimal_instance_"
-PKG = "datasets/minimal_instance.pkg.slp"
-VIDEO = "datasets/centered_pair_small.mp4"
+from parity import CKPT, INFERENCE_CASES, PKG, VIDEO
 
 #: Per graph: its input and model folders.
-GRAPH_CASES = {
-    "single_instance": (PKG, ["single_instance"]),
-    "topdown": (VIDEO, ["centroid", "centered_instance"]),
-    "multiclass_topdown": (PKG, ["centroid", "multiclass_centered_instance"]),
-    "centered_instance": (PKG, ["centered_instance"]),
-    "multiclass_centered_instance": (PKG, ["multiclass_centered_instance"]),
-    "centroid": (VIDEO, ["centroid"]),
-    "bottomup": (VIDEO, ["bottomup"]),
-    "multiclass_bottomup": (PKG, ["multiclass_bottomup"]),
-    "track_only": (PKG, []),
-}
+GRAPH_CASES = {**INFERENCE_CASES, "track_only": (PKG, [])}
 
 #: Option sets that add or fan out stages, as CLI flags and as option keywords.
 OPTION_SETS = {

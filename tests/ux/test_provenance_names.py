@@ -11,20 +11,9 @@ import sleap_io as sio
 
 from sleapflow.cli import main
 
-CKPT = "model_ckpts/minimal_instance_"
-PKG = "datasets/minimal_instance.pkg.slp"
-VIDEO = "datasets/centered_pair_small.mp4"
+from parity import CKPT, INFERENCE_CASES, VIDEO
 
-CASES = {
-    "single_instance": (PKG, ["single_instance"]),
-    "topdown": (VIDEO, ["centroid", "centered_instance"]),
-    "multiclass_topdown": (PKG, ["centroid", "multiclass_centered_instance"]),
-    "centered_instance": (PKG, ["centered_instance"]),
-    "multiclass_centered_instance": (PKG, ["multiclass_centered_instance"]),
-    "centroid": (VIDEO, ["centroid"]),
-    "bottomup": (VIDEO, ["bottomup"]),
-    "multiclass_bottomup": (PKG, ["multiclass_bottomup"]),
-}
+CASES = INFERENCE_CASES
 
 #: Names every output carries; track-only outputs take the inference ones from their input.
 ALWAYS = ("timestamp_start", "timestamp_end", "runtime_sec", "sleap_io_version", "torch_version",
