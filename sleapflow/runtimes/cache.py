@@ -96,6 +96,9 @@ class ExportCache:
         return self.dir / key
 
     def _verify(self, key: str, artifact: str) -> Path:
+        return self._verify_record(key, artifact)[0]
+
+    def _verify_record(self, key: str, artifact: str) -> tuple[Path, dict[str, Any]]:
         folder = self.entry_dir(key)
         try:
             meta = json.loads((folder / _ENTRY).read_text())
@@ -114,9 +117,31 @@ class ExportCache:
             raise CorruptEntry(f"{path} missing: {exc}") from exc
         if size != meta.get("size") or _file_sha256(path) != meta.get("sha256"):
             raise CorruptEntry(f"{path} does not match its recorded checksum")
-        return path
+        return path, meta
 
-    def _discard(self, key: str) -> None:
+    def lookup(self, key: str, artifact: str, *,
+               check: Callable[[Path], None] | None = None) -> tuple[Path, dict[str, Any]] | None:
+        """The verified artifact for ``key`` and its entry record, or None on a miss.
+
+        A corrupt entry (bad checksum, unreadable record, failed ``check``) is discarded and
+        reported as a miss, so the caller rebuilds it.
+        """
+        try:
+            path, record = self._verify_record(key, artifact)
+            if check is not None:
+                try:
+                    check(path)
+                except Exception as exc:
+                    raise CorruptEntry(f"{path} failed to load: {exc}") from exc
+            return path, record
+        except FileNotFoundError:
+            return None
+        except CorruptEntry as exc:
+            log.warning("export cache entry is corrupt; rebuilding", key=key, reason=str(exc))
+            self.discard(key)
+            return None
+
+    def discard(self, key: str) -> None:
         """Move a bad entry out of the way atomically, then delete it (racing removers are fine)."""
         folder = self.entry_dir(key)
         trash = self.dir / f".trash-{key}-{uuid.uuid4().hex}"
@@ -149,7 +174,7 @@ class ExportCache:
             except CorruptEntry as exc:
                 log.warning("export cache entry is corrupt; rebuilding", key=key, reason=str(exc))
                 last = exc
-                self._discard(key)
+                self.discard(key)
             if self._build(key, artifact, build, meta or {}):
                 return self.entry_dir(key) / artifact, True
             # Another process renamed its entry in first: loop to verify and use that one.

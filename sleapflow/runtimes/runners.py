@@ -164,6 +164,23 @@ class _ExportingRunner:
                 "runtime_version": self.runtime_version(), "torch": torch.__version__,
                 "opset": OPSET, "precision": self.precision}
 
+    def _cached(self, shape: tuple[int, ...]) -> _Exported | None:
+        """A verified cache entry for ``shape`` that records its heads, or None.
+
+        Such an entry was checked against torch when it was built, and its checksum pins it, so
+        a hit skips the torch reference forward (the slowest part of a warm start)."""
+        key = entry_key(self._key_parts(shape))
+        hit = self.cache.lookup(key, "model.onnx", check=self._check_onnx)
+        if hit is None:
+            return None
+        path, record = hit
+        names, out_shapes = record.get("heads"), record.get("out_shapes")
+        if not isinstance(names, list) or not isinstance(out_shapes, dict):
+            return None  # an entry from before out_shapes were recorded: take the checked path
+        self.exports[shape] = (key, False)
+        log.info("onnx export", shape=shape, key=key, cached=True)
+        return _Exported(path, names, {k: tuple(v) for k, v in out_shapes.items()})
+
     def _export(self, x: torch.Tensor) -> tuple[_Exported, dict[str, torch.Tensor]]:
         shape = tuple(x.shape[1:])
         with torch.inference_mode():
@@ -173,7 +190,9 @@ class _ExportingRunner:
         key = entry_key(self._key_parts(shape))
         path, built = self.cache.get_or_build(
             key, "model.onnx", lambda p: export_onnx(self.module, x, names, p),
-            meta={"parts": self._key_parts(shape), "heads": names}, check=self._check_onnx)
+            meta={"parts": self._key_parts(shape), "heads": names,
+                  "out_shapes": {k: list(v) for k, v in out_shapes.items()}},
+            check=self._check_onnx)
         self.exports[shape] = (key, built)
         log.info("onnx export", shape=shape, key=key, cached=not built)
         return _Exported(path, names, out_shapes), ref
@@ -192,11 +211,18 @@ class _ExportingRunner:
         with self._lock:
             session = self._sessions.get(shape)
             if session is None:
+                cached = self._cached(shape)
+                if cached is not None:
+                    session = self._open(cached)
+                    self._sessions[shape] = session
+                    return session
                 exported, ref = self._export(x)
                 session = self._open(exported)
                 got = session(x)
                 worst = max(float((got[k].float() - ref[k].float()).abs().max()) for k in ref)
                 if worst > EXPORT_TOLERANCE:
+                    # Cache hits trust an entry without this check, so a failing one must go.
+                    self.cache.discard(self.exports[shape][0])
                     raise RuntimeError(
                         f"the {self.name} export of this model differs from torch by {worst:.2e} on "
                         f"its first batch (limit {EXPORT_TOLERANCE}); use --runtime torch")

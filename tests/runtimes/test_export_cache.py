@@ -153,3 +153,42 @@ def test_two_processes_exporting_at_once(models: dict[str, Path], tmp_path: Path
     reuse = _onnx(models["a"], cache.parent / "cache")
     reuse(_batch())
     assert reuse.exports[(1, 64, 64)] == (outs[0]["key"], False)
+
+
+class _NoForward(torch.nn.Module):
+    """Wraps a module and fails if it is ever run: a cache hit must not need torch's maps."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = module
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise AssertionError("the torch module ran on a cache hit")
+
+
+def test_a_cache_hit_skips_the_torch_reference_forward(models: dict[str, Path],
+                                                       tmp_path: Path) -> None:
+    first = _onnx(models["a"], tmp_path)
+    expected = first(_batch())
+    (key, _), = first.exports.values()
+    module = load_model(models["a"]).module
+    # The runner digests the real module (same key); only its forward is replaced afterwards.
+    hit = OnnxRunner(module, torch.device("cpu"), threads=1, precision="fp32",
+                     cache=ExportCache("onnx", tmp_path))
+    hit.module = _NoForward(module)
+    got = hit(_batch())
+    assert hit.exports[(1, 64, 64)] == (key, False)
+    for k in expected:
+        torch.testing.assert_close(got[k], expected[k], atol=0, rtol=0)
+
+
+def test_an_export_that_fails_its_first_check_is_not_kept(models: dict[str, Path], tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import sleapflow.runtimes.runners as runners
+
+    monkeypatch.setattr(runners, "EXPORT_TOLERANCE", -1.0)  # every export "differs" from torch
+    bad = _onnx(models["a"], tmp_path)
+    with pytest.raises(RuntimeError, match="differs from torch"):
+        bad(_batch())
+    # The failed entry is gone, so no later run can take it from the cache unchecked.
+    assert not [p for p in (tmp_path / "onnx").iterdir() if not p.name.startswith(".")]
