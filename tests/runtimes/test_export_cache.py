@@ -192,3 +192,21 @@ def test_an_export_that_fails_its_first_check_is_not_kept(models: dict[str, Path
         bad(_batch())
     # The failed entry is gone, so no later run can take it from the cache unchecked.
     assert not [p for p in (tmp_path / "onnx").iterdir() if not p.name.startswith(".")]
+
+
+def test_an_entry_with_a_valid_checksum_that_does_not_load_is_rebuilt(models: dict[str, Path],
+                                                                       tmp_path: Path) -> None:
+    import hashlib
+
+    first = _onnx(models["a"], tmp_path)
+    first(_batch())
+    (key, _), = first.exports.values()
+    entry = tmp_path / "onnx" / key
+    garbage = b"not an onnx graph" * 100
+    (entry / "model.onnx").write_bytes(garbage)
+    record = json.loads((entry / "entry.json").read_text())
+    record.update(size=len(garbage), sha256=hashlib.sha256(garbage).hexdigest())
+    (entry / "entry.json").write_text(json.dumps(record))
+    again = _onnx(models["a"], tmp_path)
+    _assert_matches_torch(again, models["a"], _batch())
+    assert again.exports[(1, 64, 64)] == (key, True)
