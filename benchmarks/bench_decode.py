@@ -1,11 +1,11 @@
 """Sequential decode throughput on a generated 1024x1024 H.264 clip: sleapflow vs OpenCV.
 
-    python benchmarks/bench_decode.py [--frames 300] [--runs 3]
+    python benchmarks/bench_decode.py [--frames 300] [--runs 3] [--colour]
 
-Generates the clip (grayscale, yuv420p, B-frames; not committed), then alternates, run by run:
-sleapflow's reader (``PyAVReader.read(i)`` for i in order, the decode stage's calls), OpenCV's
-``VideoCapture.read()`` loop, and plain PyAV ``to_ndarray("rgb24")`` (the previous path).
-Prints frames/s per run and the median ratio sleapflow / OpenCV.
+Generates the clip (grayscale, or tinted with ``--colour``; yuv420p, B-frames; not committed),
+then alternates, run by run: sleapflow's reader (``PyAVReader.read(i)`` for i in order, the
+decode stage's calls), OpenCV's ``VideoCapture.read()`` loop, and plain PyAV
+``to_ndarray("rgb24")`` (the previous path). Prints frames/s per run and the median ratio sleapflow / OpenCV.
 """
 
 from __future__ import annotations
@@ -60,11 +60,13 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--clip", default=None, help="use this clip instead of generating one")
+    parser.add_argument("--colour", action="store_true", help="a colour clip (the RGB path)")
     args = parser.parse_args()
     from sleapflow.testing import write_gray_h264
 
     with tempfile.TemporaryDirectory() as tmp:
-        clip = args.clip or str(write_gray_h264(Path(tmp) / "gray1024.mp4", n_frames=args.frames))
+        clip = args.clip or str(write_gray_h264(Path(tmp) / "clip1024.mp4", n_frames=args.frames,
+                                                        colour=args.colour))
         results: dict[str, list[float]] = {"sleapflow": [], "opencv": [], "pyav_rgb24": []}
         print(f"clip {clip}: {args.frames} frames; load average {os.getloadavg()[0]:.1f}")
         for run in range(args.runs):

@@ -178,11 +178,12 @@ def write_default_clip(path: str | Path, n_frames: int, *, height: int = DEFAULT
 
 
 def write_gray_h264(path: str | Path, n_frames: int = 300, size: int = 1024, *, fps: int = 30,
-                    gop: int = 30, preset: str = "ultrafast") -> Path:
+                    gop: int = 30, preset: str = "ultrafast", colour: bool = False) -> Path:
     """A grayscale H.264 clip (yuv420p, B-frames, keyframe every ``gop``) for decode benchmarks.
 
     Cheap to make at 1024x1024: textured noise scrolling under two moving bright squares, so
-    frames differ everywhere and the encoder has real motion to code.
+    frames differ everywhere and the encoder has real motion to code. ``colour`` tints the
+    channels apart (same content), so readers take their colour path instead of the gray one.
     """
     import av
 
@@ -202,6 +203,8 @@ def write_gray_h264(path: str | Path, n_frames: int = 300, size: int = 1024, *, 
                 x = (size // 3 * (k + 1) + 3 * i) % (size - 64)
                 img[y:y + 64, x:x + 64] = 220
             rgb = np.repeat(img[..., None], 3, axis=-1)
+            if colour:
+                rgb = (rgb * np.array([1.0, 0.8, 0.55])).astype(np.uint8)
             for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
