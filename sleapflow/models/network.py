@@ -102,8 +102,23 @@ class PoseNetwork(nn.Module):
             )
             self._head_sources.append(-1)
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Run the network on float ``(B, C, H, W)`` in [0, 1]."""
+    def head_activations(self) -> dict[str, nn.Module]:
+        """Each head's final activation (class maps' sigmoid, class vectors' softmax), by name."""
+        acts: dict[str, nn.Module] = {}
+        for name, layer in zip(self.head_names, self.head_layers):
+            last = layer[-1] if "softmax" in layer._modules else layer[0][-1]
+            if not isinstance(last, nn.Identity):
+                acts[name] = last
+        return acts
+
+    def forward(self, x: torch.Tensor, *, activations: bool = True) -> dict[str, torch.Tensor]:
+        """Run the network on float ``(B, C, H, W)`` in [0, 1].
+
+        ``activations=False`` leaves out each head's final activation (see
+        :meth:`head_activations`): exported runtimes return those pre-activation maps and torch
+        applies the activation, because ONNX Runtime's sigmoid flushes outputs below ~1e-20 to
+        exactly 0, and the identity matching breaks those ties differently from torch.
+        """
         # Canonical NCHW strides: a channels-last-strided input (e.g. an HWC frame permuted, even
         # with C=1) would route convs to other kernels and drift ~1e-5 from sleap-nn's outputs.
         # ``reshape`` after ``contiguous`` re-derives the strides without a copy when possible.
@@ -119,5 +134,11 @@ class PoseNetwork(nn.Module):
         feats = self.backbone(x)
         out: dict[str, torch.Tensor] = {}
         for name, layer, src in zip(self.head_names, self.head_layers, self._head_sources):
-            out[name] = layer(feats.middle if src < 0 else feats.outputs[src])
+            feat = feats.middle if src < 0 else feats.outputs[src]
+            if activations:
+                out[name] = layer(feat)
+            elif "softmax" in layer._modules:
+                out[name] = layer[:-1](feat)
+            else:
+                out[name] = layer[0][0](feat)
         return out

@@ -98,8 +98,15 @@ class TorchRunner:
         return heads
 
 
+def head_activations(module: torch.nn.Module) -> dict[str, torch.nn.Module]:
+    """The heads' final activations, which exported graphs leave to torch (see
+    ``PoseNetwork.forward``); none for a module that does not declare them."""
+    declared = getattr(module, "head_activations", None)
+    return declared() if callable(declared) else {}
+
+
 class _HeadTuple(torch.nn.Module):
-    """The module with its dict output flattened to a tuple in a fixed head order (for export)."""
+    """The module's pre-activation head maps as a tuple in a fixed head order (for export)."""
 
     def __init__(self, module: torch.nn.Module, names: list[str]) -> None:
         super().__init__()
@@ -107,7 +114,7 @@ class _HeadTuple(torch.nn.Module):
         self.names = names
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = self.module(x)
+        out = self.module(x, activations=False) if head_activations(self.module) else self.module(x)
         return tuple(out[k] for k in self.names)
 
 
@@ -151,6 +158,7 @@ class _ExportingRunner:
         self.staging = HostStaging(device)
         prepare_for_inference(module, device)
         self.digest = module_digest(module)
+        self.activations = head_activations(module)
         self._sessions: dict[tuple[int, ...], Any] = {}
         self._lock = threading.Lock()
         #: Per shape class: the key and whether this process built the entry (tests, logs).
@@ -162,7 +170,9 @@ class _ExportingRunner:
     def _key_parts(self, shape: tuple[int, ...]) -> dict[str, Any]:
         return {"model": self.digest, "shape": list(shape), "runtime": self.name,
                 "runtime_version": self.runtime_version(), "torch": torch.__version__,
-                "opset": OPSET, "precision": self.precision}
+                "opset": OPSET, "precision": self.precision,
+                # Exports leave the heads' final activations to torch (see head_activations).
+                "activations": "torch"}
 
     def _cached(self, shape: tuple[int, ...]) -> _Exported | None:
         """A verified cache entry for ``shape`` that records its heads, or None.
@@ -226,7 +236,7 @@ class _ExportingRunner:
                         return session
                 exported, ref = self._export(x)
                 session = self._open(exported)
-                got = session(x)
+                got = self._activate(session(x))
                 worst = max(float((got[k].float() - ref[k].float()).abs().max()) for k in ref)
                 if worst > EXPORT_TOLERANCE:
                     # Cache hits trust an entry without this check, so a failing one must go.
@@ -245,7 +255,12 @@ class _ExportingRunner:
             xf = normalize(self.staging.to_device(x)).contiguous()
             if xf.shape[0] == 0:
                 return {}
-            return self._session_for(xf)(xf)
+            return self._activate(self._session_for(xf)(xf))
+
+    def _activate(self, heads: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if not self.activations:
+            return heads
+        return {k: self.activations[k](v) if k in self.activations else v for k, v in heads.items()}
 
 
 class _OrtSession:

@@ -47,3 +47,24 @@ def test_torch_runtime_matches_reference(case: str, graph: str, assets: Path,
     report = compare_labels(_run(assets, graph, "torch"), load_reference(reference, case))
     report.assert_ok()
     assert report.keypoint_max < 1e-3
+
+
+def test_saturated_class_maps_keep_torchs_tiny_values(assets: Path, tmp_path: Path) -> None:
+    """ONNX Runtime's sigmoid returns exactly 0 below ~1e-20, where torch's returns e.g. 2e-23;
+    the identity matching compares those values, so exports leave the sigmoid to torch."""
+    import torch
+
+    from sleapflow.models import load_model
+    from sleapflow.runtimes.cache import ExportCache
+    from sleapflow.runtimes.runners import OnnxRunner, TorchRunner
+
+    module = load_model(assets / f"{CKPT}multiclass_bottomup").module
+    x = torch.randint(0, 256, (2, 1, 192, 192), dtype=torch.uint8,
+                      generator=torch.Generator().manual_seed(0))
+    ref = TorchRunner(module, torch.device("cpu"))(x)["ClassMapsHead"]
+    got = OnnxRunner(module, torch.device("cpu"), threads=1, precision="fp32",
+                     cache=ExportCache("onnx", tmp_path))(x)["ClassMapsHead"]
+    tiny = (ref > 0) & (ref < 1e-20)
+    assert int(tiny.sum()) > 100  # this model saturates: the case the fix is for
+    assert bool((got[tiny] > 0).all())
+    torch.testing.assert_close(got, ref, rtol=1e-3, atol=1e-5)
