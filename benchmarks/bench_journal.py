@@ -3,6 +3,7 @@
     python benchmarks/bench_journal.py overhead --rounds 3
     python benchmarks/bench_journal.py rss --frames 1000      # one process per count
     python benchmarks/bench_journal.py rss --frames 100000
+    python benchmarks/bench_journal.py rss --frames 100000 --in-memory   # and the old path
 """
 
 from __future__ import annotations
@@ -48,15 +49,22 @@ def overhead(rounds: int) -> None:
     print(f"journaled / plain (medians): {ratio:.3f}")
 
 
-def rss(frames: int) -> None:
+def rss(frames: int, in_memory: bool) -> None:
     """Feed ``frames`` predictions (the reference's 166 small_robot frames, looped) through
-    the journal, then through the journaled writer's builder, reporting peak RSS of each."""
+    the journaled writer as ``sleapflow track -o X.slp`` runs it (journal each frame, count it,
+    write the final ``.slp`` from the journal), reporting peak RSS after the journal and after
+    the final write; with ``in_memory``, then also through the in-memory ``Labels`` path."""
+    import os
+
     import numpy as np
     import sleap_io as sio
 
     from sleapflow.journal import JournalWriter
     from sleapflow.messages import FramePrediction
-    from sleapflow.stages.write import LabelsBuilder
+    from sleapflow.stages.write import LabelsBuilder, SlpWriter
+
+    def peak() -> float:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     ref = sio.load_slp(str(SHARED / "reference/single_instance__small_robot.slp"),
                        open_videos=False)
@@ -65,24 +73,41 @@ def rss(frames: int) -> None:
         pts = np.stack([inst.numpy() for inst in lf.instances])
         preds.append((pts, np.stack([inst.score * np.ones(len(pts[0])) for inst in lf.instances]),
                       np.array([inst.score for inst in lf.instances])))
+
+    def pred(i: int) -> FramePrediction:
+        pts, ps, sc = preds[i % len(preds)]
+        return FramePrediction(seq=i, video_id=0, frame_idx=i, points=pts, point_scores=ps,
+                               instance_scores=sc)
+
+    start = peak()
     with tempfile.TemporaryDirectory() as tmp:
-        journal = JournalWriter(Path(tmp) / "j", {"graph": "bench"})
-        for i in range(frames):
-            pts, ps, sc = preds[i % len(preds)]
-            if journal.add(FramePrediction(seq=i, video_id=0, frame_idx=i, points=pts,
-                                           point_scores=ps, instance_scores=sc)):
-                journal.sync()
-        journal.close()
-        journal_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        size = (Path(tmp) / "j").stat().st_size
+        out = Path(tmp) / "out.slp"
+        journal = JournalWriter(Path(tmp) / ".out.slp.journal", {"graph": "bench"})
         builder = LabelsBuilder(list(ref.videos), ref.skeletons[0], keep_empty_frames=False)
         for i in range(frames):
-            pts, ps, sc = preds[i % len(preds)]
-            builder.add(FramePrediction(seq=i, video_id=0, frame_idx=i, points=pts,
-                                        point_scores=ps, instance_scores=sc))
-        builder_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"frames={frames} journal={size / 2**20:.1f} MiB peak RSS after journaling "
-          f"{journal_rss:.0f} MiB; after building the in-memory Labels {builder_rss:.0f} MiB")
+            if journal.add(pred(i)):
+                journal.sync()
+            builder.count(pred(i))
+        journal_rss = peak()
+        size = journal.path.stat().st_size
+        writer = SlpWriter(builder, output_path=out)
+        writer.journal, writer.stream = journal, True
+        t0 = time.perf_counter()
+        writer._finish()
+        write_s = time.perf_counter() - t0
+        stream_rss = peak()
+        assert len(sio.load_slp(str(out), open_videos=False)) == frames
+        line = (f"frames={frames} journal={size / 2**20:.1f} MiB slp={os.path.getsize(out) / 2**20:.1f}"
+                f" MiB peak RSS: start {start:.0f} MiB, after journaling {journal_rss:.0f} MiB, "
+                f"after the streamed .slp write {stream_rss:.0f} MiB ({write_s:.1f} s)")
+        if in_memory:
+            builder = LabelsBuilder(list(ref.videos), ref.skeletons[0], keep_empty_frames=False)
+            for i in range(frames):
+                builder.add(pred(i))
+            sio.save_slp(builder.labels(), str(Path(tmp) / "mem.slp"),
+                         restore_original_videos=False, verbose=False)
+            line += f"; after the in-memory Labels and sleap-io's save {peak():.0f} MiB"
+    print(line)
 
 
 def main() -> None:
@@ -90,11 +115,13 @@ def main() -> None:
     parser.add_argument("what", choices=["overhead", "rss"])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--frames", type=int, default=1000)
+    parser.add_argument("--in-memory", action="store_true",
+                        help="rss: also build the in-memory Labels afterwards (the old path)")
     args = parser.parse_args()
     if args.what == "overhead":
         overhead(args.rounds)
     else:
-        rss(args.frames)
+        rss(args.frames, args.in_memory)
 
 
 if __name__ == "__main__":
