@@ -221,13 +221,15 @@ class JournalWriter:
 
 def journal_frames(path: Path, limit: int | None = None) -> Iterator[FramePrediction]:
     """The journal's frames in order (its first ``limit``), read one record at a time."""
+    if limit == 0:
+        return
     n = 0
     for rec, _ in read_records(path):
-        if limit is not None and n >= limit:
-            return
         if rec.get("k") == "f":
-            n += 1
             yield decode_frame(rec)
+            n += 1
+            if limit is not None and n >= limit:
+                return  # records after it may be appended as this reads
 
 
 class ResumeState:
@@ -251,11 +253,17 @@ class ResumeState:
         return journal_frames(self.path, self.n_frames)
 
     def tracker_inputs(self) -> Iterator[FramePrediction]:
-        """The frames the tracker was fed, in order, up to the last journaled frame."""
+        """The frames the tracker was fed, in order, up to the last journaled frame.
+
+        The tracker runs ahead of the writer, so an earlier resume can have left inputs past
+        its last frame that its own run then journaled again: a seq already fed is skipped."""
+        last = self.last.seq if self.last is not None else -1
+        fed = -1
         for rec, _ in read_records(self.path):
-            if rec.get("k") == "t":
-                if rec["seq"] > (self.last.seq if self.last is not None else -1):
+            if rec.get("k") == "t" and rec["seq"] > fed:
+                if rec["seq"] > last:
                     return
+                fed = rec["seq"]
                 yield decode_frame(rec)
 
 
@@ -291,4 +299,5 @@ def load_for_resume(path: Path, expected: dict[str, Any]) -> ResumeState:
             pending.append((rec["v"], rec["i"]))
     if n_frames:
         last = decode_frame(last_rec)
-    return ResumeState(path, n_frames, last, failures, size)
+    # An earlier resume's run re-decodes (and re-journals) failures past its start.
+    return ResumeState(path, n_frames, last, list(dict.fromkeys(failures)), size)

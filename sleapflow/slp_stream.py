@@ -32,6 +32,17 @@ PREDICTED = 1
 CHUNK_FRAMES = 4096
 
 
+def video_row_ids(videos: list[Any]) -> list[int]:
+    """The id sleap-io's writer puts in a frame row for each video: its index, except for a
+    video embedded in a ``.slp`` (``videoN/video``), whose ``N`` is kept."""
+    ids = []
+    for i, video in enumerate(videos):
+        dataset = getattr(getattr(video, "backend", None), "dataset", None)
+        group = dataset.split("/")[0] if isinstance(dataset, str) else ""
+        ids.append(int(group[5:]) if group.startswith("video") and group[5:].isdigit() else i)
+    return ids
+
+
 def kept_instances(pred: FramePrediction) -> np.ndarray:
     """The rows the writer keeps: an instance with every node missing is not written."""
     points = np.asarray(pred.points, dtype=np.float64)
@@ -89,7 +100,7 @@ class _Tables:
 
 
 def write_tables(path: str, frames: Iterable[FramePrediction], tally: FrameTally, *,
-                 track_index: dict[str, int], keep_empty_frames: bool,
+                 track_index: dict[str, int], video_ids: list[int], keep_empty_frames: bool,
                  no_empty_frames: bool) -> None:
     """Replace the empty tables of the ``.slp`` at ``path`` (just written by sleap-io from a
     frameless ``Labels``) with ``frames``' rows; ``tally`` counted the same frames."""
@@ -130,8 +141,8 @@ def write_tables(path: str, frames: Iterable[FramePrediction], tally: FrameTally
                 tables.pending[2].append(pts)
                 point_id += n_inst * n_nodes
             row = np.zeros(1, dtype=FRAME_DTYPE)
-            row["frame_id"], row["video"], row["frame_idx"] = frame_id, pred.video_id, \
-                pred.frame_idx
+            row["frame_id"], row["frame_idx"] = frame_id, pred.frame_idx
+            row["video"] = video_ids[pred.video_id]
             row["instance_id_start"], row["instance_id_end"] = instance_id, instance_id + n_inst
             tables.pending[0].append(row)
             frame_id += 1

@@ -21,7 +21,7 @@ from sleapflow.io_safety import (
 )
 from sleapflow.messages import FramePrediction
 from sleapflow.runtime.graph import Role
-from sleapflow.slp_stream import FrameTally, kept_instances, write_tables
+from sleapflow.slp_stream import FrameTally, kept_instances, video_row_ids, write_tables
 from sleapflow.tracking.track_only import copy_instance
 
 __all__ = ["LabelsBuilder", "SlpWriter", "check_output_path", "save_labels_atomically",
@@ -236,6 +236,7 @@ class SlpWriter:
             sio.save_slp(meta, tmp, restore_original_videos=False, verbose=False)
             write_tables(tmp, journal_frames(journal.path), tally,
                          track_index=builder.track_index(),
+                         video_ids=video_row_ids(meta.videos),  # after sleap-io opened them
                          keep_empty_frames=builder.keep_empty_frames,
                          no_empty_frames=self.no_empty_frames)
 
