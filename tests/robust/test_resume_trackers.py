@@ -35,6 +35,8 @@ CASES: dict[str, dict[str, Any]] = {
 #: Resumed with the in-memory ``Labels`` (as with a second output format): the journaled
 #: frames are read back into it, and sleap-io writes the file.
 KEEP_LABELS = {"flow"}
+#: Crashed again after the first resume, then resumed again.
+TWICE = {"bytetrack", "local_queues_cleanup_gaps"}
 
 
 class Crash(Exception):
@@ -88,6 +90,11 @@ def test_crash_then_resume_gives_uninterrupted_tracks(case: str, clip: Path, ass
     kinds = [rec["k"] for rec, _ in read_records(journal)]
     assert kinds.count("f") >= CRASH_AFTER and kinds.count("t") >= CRASH_AFTER
     assert not out.exists()
+    if case in TWICE:
+        with pytest.raises(StageError):
+            _run(cfg, out, resume=True, crash_after=CRASH_AFTER + 8)  # counts resumed frames
+        kinds = [rec["k"] for rec, _ in read_records(journal)]
+        assert kinds.count("f") >= CRASH_AFTER + 8
     result = _run(cfg, out, resume=True, keep_labels=case in KEEP_LABELS)
     assert (result.labels is not None) == (case in KEEP_LABELS)
     assert not journal.exists()
@@ -97,3 +104,44 @@ def test_crash_then_resume_gives_uninterrupted_tracks(case: str, clip: Path, ass
     assert len(names - {None}) >= 2  # the clip's two blobs are found and tracked
     later = [t for f, insts in a if f > CRASH_AFTER for t in insts]
     assert later and all(np.isfinite(np.frombuffer(t[1], np.float32)).all() for t in later)
+
+
+def test_tracker_inputs_journaled_twice_are_fed_once(tmp_path: Path) -> None:
+    """The tracker runs ahead of the writer: a resume cuts the journal after its last frame
+    but keeps inputs journaled before it for later frames, which the resumed run journals
+    again. Each input is fed once, in order, up to the last frame; failures are deduped."""
+    from sleapflow.journal import JournalWriter, load_for_resume
+    from sleapflow.messages import FramePrediction
+
+    def pred(seq: int, x: float = 0.0) -> FramePrediction:
+        return FramePrediction(seq=seq, video_id=0, frame_idx=seq,
+                               points=np.full((1, 2, 2), x), point_scores=np.ones((1, 2)),
+                               instance_scores=np.ones(1))
+
+    path = tmp_path / ".out.slp.journal"
+    journal = JournalWriter(path, {"graph": "g"})
+    # First run: inputs 0-3, frames 0-1 written, frame 2 failed then seen again, then a crash.
+    for rec in ("t0", "t1", "f0", "t2", "t3", "x5", "f1"):
+        if rec[0] == "t":
+            journal.add_tracker_input(pred(int(rec[1]), x=1.0))
+        elif rec[0] == "x":
+            journal.add_failure(0, int(rec[1]))
+        else:
+            journal.add(pred(int(rec[1])))
+    journal.close()
+    # The resumed run (from seq 2) journals inputs 2 and 3 again, then frames 2-3 and input 4.
+    journal = JournalWriter(path, None, keep=load_for_resume(path, {"graph": "g"}).intact_bytes)
+    for seq in (2, 3):
+        journal.add_tracker_input(pred(seq, x=2.0))
+    journal.add_failure(0, 5)
+    for seq in (2, 3):
+        journal.add(pred(seq))
+    journal.add_tracker_input(pred(4, x=2.0))
+    journal.close()
+    state = load_for_resume(path, {"graph": "g"})
+    assert state.n_frames == 4 and state.last is not None and state.last.seq == 3
+    fed = list(state.tracker_inputs())
+    assert [p.seq for p in fed] == [0, 1, 2, 3]
+    assert [float(p.points[0, 0, 0]) for p in fed] == [1.0, 1.0, 1.0, 1.0]  # first journaled
+    assert state.failures == [(0, 5)]
+    assert [p.seq for p in state.frames()] == [0, 1, 2, 3]
