@@ -22,16 +22,24 @@ MODEL = SHARED / "assets/model_ckpts/minimal_instance_single_instance"
 
 
 def overhead(rounds: int) -> None:
-    """Alternate plain and journaled runs of the same prepared command (single instance)."""
+    """A/B of the same prepared command (single instance, all 166 frames of small_robot):
+    ``run_to_file`` (no journal, Labels built in memory, sleap-io's save) against the journaled
+    run ``sleapflow track -o X.slp`` does (journal, .slp written from it), in ABBA order so a
+    drifting machine load cancels; reports each mode's median and the median paired ratio."""
+    import os
+    import statistics
+
     from sleapflow.config import InferenceConfig
     from sleapflow.pipeline import prepare, run_to_file
     from sleapflow.resume import run_journaled
 
     cfg = InferenceConfig(data_path=str(VIDEO), model_paths=(str(MODEL),), device="cpu")
     times: dict[str, list[float]] = {"plain": [], "journaled": []}
+    load = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(rounds):
-            for mode in ("plain", "journaled"):
+        for r in range(rounds):
+            order = ("plain", "journaled") if r % 2 == 0 else ("journaled", "plain")
+            for mode in order:
                 run = prepare(cfg)
                 out = str(Path(tmp) / f"{mode}.slp")
                 start = time.perf_counter()
@@ -39,14 +47,18 @@ def overhead(rounds: int) -> None:
                     anyio.run(lambda run=run, out=out: run_to_file(cfg, output_path=out,
                                                                    prepared=run))
                 else:
-                    anyio.run(lambda run=run, out=out: run_journaled(run, output_path=out,
-                                                                     resume=False))
+                    anyio.run(lambda run=run, out=out: run_journaled(
+                        run, output_path=out, resume=False, keep_labels=False))
                 times[mode].append(time.perf_counter() - start)
+            load.append(os.getloadavg()[0])
     for mode, ts in times.items():
-        median = sorted(ts)[len(ts) // 2]
-        print(f"{mode:10s} " + " ".join(f"{t:.2f}" for t in ts) + f"  median {median:.2f} s")
-    ratio = sorted(times["journaled"])[rounds // 2] / sorted(times["plain"])[rounds // 2]
-    print(f"journaled / plain (medians): {ratio:.3f}")
+        print(f"{mode:10s} " + " ".join(f"{t:.2f}" for t in ts)
+              + f"  median {statistics.median(ts):.2f} s")
+    ratios = sorted(j / p for j, p in zip(times["journaled"], times["plain"], strict=True))
+    q = statistics.quantiles(ratios, n=4) if len(ratios) >= 4 else [ratios[0], 0, ratios[-1]]
+    print(f"journaled / plain, paired: median {statistics.median(ratios):.3f} "
+          f"(quartiles {q[0]:.3f}-{q[2]:.3f}, {rounds} pairs); "
+          f"load average {min(load):.1f}-{max(load):.1f}")
 
 
 def rss(frames: int, in_memory: bool) -> None:

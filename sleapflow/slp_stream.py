@@ -28,8 +28,10 @@ PRED_POINT_DTYPE = np.dtype([("x", "f8"), ("y", "f8"), ("visible", "?"), ("compl
                              ("score", "f8")])
 #: sleap-io's ``InstanceType.PREDICTED``.
 PREDICTED = 1
-#: Frames per slice written: a few MiB of rows for large skeletons.
+#: A slice is written once it holds this many frames or instances (a few MiB of rows: a frame
+#: may hold up to a thousand instances at a threshold near 0).
 CHUNK_FRAMES = 4096
+CHUNK_INSTANCES = 32768
 
 
 def video_row_ids(videos: list[Any]) -> list[int]:
@@ -110,7 +112,7 @@ def write_tables(path: str, frames: Iterable[FramePrediction], tally: FrameTally
     with h5py.File(path, "a") as f:
         tables = _Tables(f, n_frames, tally.instances, tally.points)
         frame_id = instance_id = point_id = 0
-        in_chunk = 0
+        in_chunk = pending_instances = 0
         for pred in frames:
             kept = kept_instances(pred)
             if len(kept) == 0 and (no_empty_frames or not keep_empty_frames):
@@ -148,9 +150,10 @@ def write_tables(path: str, frames: Iterable[FramePrediction], tally: FrameTally
             frame_id += 1
             instance_id += n_inst
             in_chunk += 1
-            if in_chunk >= CHUNK_FRAMES:
+            pending_instances += n_inst
+            if in_chunk >= CHUNK_FRAMES or pending_instances >= CHUNK_INSTANCES:
                 tables.flush()
-                in_chunk = 0
+                in_chunk = pending_instances = 0
         tables.flush()
         if tables.done != [n_frames, tally.instances, tally.points]:
             raise RuntimeError("fewer rows than counted: the journal changed while the output "

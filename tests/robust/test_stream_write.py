@@ -61,7 +61,13 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_streamed_slp_equals_in_memory_slp(case: str, assets: Path, tmp_path: Path) -> None:
+def test_streamed_slp_equals_in_memory_slp(case: str, assets: Path, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from sleapflow import slp_stream
+
+    # Small slices, so the tables are written in several (by frames and by instances).
+    monkeypatch.setattr(slp_stream, "CHUNK_FRAMES", 5)
+    monkeypatch.setattr(slp_stream, "CHUNK_INSTANCES", 7)
     opts, clip = CASES[case]
     opts = [a if not a.startswith("model_ckpts/") else str(assets / a) for a in opts]
     args = ["track", "-i", str(assets / "datasets" / clip), *opts, "--device", "cpu"]
