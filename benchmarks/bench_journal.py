@@ -1,6 +1,7 @@
 """Journaling figures for issue #18: end-to-end overhead, and RSS at 1k vs 100k looped frames.
 
-    python benchmarks/bench_journal.py overhead --rounds 3
+    python benchmarks/bench_journal.py overhead --rounds 10   # end to end, ABBA pairs
+    python benchmarks/bench_journal.py writer --frames 20000 --rounds 5   # the writer alone
     python benchmarks/bench_journal.py rss --frames 1000      # one process per count
     python benchmarks/bench_journal.py rss --frames 100000
     python benchmarks/bench_journal.py rss --frames 100000 --in-memory   # and the old path
@@ -122,9 +123,65 @@ def rss(frames: int, in_memory: bool) -> None:
     print(line)
 
 
+def writer_cost(frames: int, rounds: int) -> None:
+    """The writer's own cost per frame, without inference: the looped small_robot predictions
+    through (a) the in-memory path (LabelsBuilder.add, then sleap-io's save) and (b) the
+    journaled path ``track -o X.slp`` takes (journal append + flush, count, fsync every 256,
+    then the .slp written from the journal), alternating; medians in microseconds a frame."""
+    import os
+    import statistics
+
+    import numpy as np
+    import sleap_io as sio
+
+    from sleapflow.io_safety import save_slp_safely
+    from sleapflow.journal import JournalWriter
+    from sleapflow.messages import FramePrediction
+    from sleapflow.stages.write import LabelsBuilder, SlpWriter
+
+    ref = sio.load_slp(str(SHARED / "reference/single_instance__small_robot.slp"),
+                       open_videos=False)
+    preds = []
+    for i, lf in enumerate(ref):
+        pts = np.stack([inst.numpy() for inst in lf.instances])
+        preds.append(FramePrediction(
+            seq=i, video_id=0, frame_idx=i, points=pts,
+            point_scores=np.stack([inst.score * np.ones(len(pts[0])) for inst in lf.instances]),
+            instance_scores=np.array([inst.score for inst in lf.instances])))
+    looped = [preds[i % len(preds)] for i in range(frames)]
+    costs: dict[str, list[float]] = {"in-memory": [], "journaled": []}
+    load = [os.getloadavg()[0]]
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(rounds):
+            for mode in (("in-memory", "journaled") if r % 2 == 0 else ("journaled", "in-memory")):
+                out = Path(tmp) / f"{mode}.slp"
+                builder = LabelsBuilder(list(ref.videos), ref.skeletons[0],
+                                        keep_empty_frames=False)
+                start = time.perf_counter()
+                if mode == "in-memory":
+                    for p in looped:
+                        builder.add(p)
+                    save_slp_safely(builder.labels(), out)
+                else:
+                    journal = JournalWriter(Path(tmp) / f".{out.name}.journal", {"graph": "b"})
+                    for p in looped:
+                        if journal.add(p):
+                            journal.sync()
+                        builder.count(p)
+                    writer = SlpWriter(builder, output_path=out)
+                    writer.journal, writer.stream = journal, True
+                    writer._finish()
+                costs[mode].append((time.perf_counter() - start) / frames * 1e6)
+            load.append(os.getloadavg()[0])
+    for mode, us in costs.items():
+        print(f"{mode:10s} " + " ".join(f"{u:.0f}" for u in us)
+              + f"  median {statistics.median(us):.0f} us/frame")
+    print(f"{frames} frames x {rounds} rounds; load average {min(load):.1f}-{max(load):.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=["overhead", "rss"])
+    parser.add_argument("what", choices=["overhead", "rss", "writer"])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--frames", type=int, default=1000)
     parser.add_argument("--in-memory", action="store_true",
@@ -132,6 +189,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.what == "overhead":
         overhead(args.rounds)
+    elif args.what == "writer":
+        writer_cost(args.frames, args.rounds)
     else:
         rss(args.frames, args.in_memory)
 
