@@ -26,7 +26,9 @@ def overhead(rounds: int) -> None:
     """A/B of the same prepared command (single instance, all 166 frames of small_robot):
     ``run_to_file`` (no journal, Labels built in memory, sleap-io's save) against the journaled
     run ``sleapflow track -o X.slp`` does (journal, .slp written from it), in ABBA order so a
-    drifting machine load cancels; reports each mode's median and the median paired ratio."""
+    drifting machine load cancels; reports each mode's median and the median paired ratio, of
+    wall time and of the process's CPU time (user + system, all threads: far less sensitive
+    to other load on the machine than wall time)."""
     import os
     import statistics
 
@@ -36,6 +38,12 @@ def overhead(rounds: int) -> None:
 
     cfg = InferenceConfig(data_path=str(VIDEO), model_paths=(str(MODEL),), device="cpu")
     times: dict[str, list[float]] = {"plain": [], "journaled": []}
+    cpu: dict[str, list[float]] = {"plain": [], "journaled": []}
+
+    def cpu_s() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
     load = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(rounds):
@@ -43,7 +51,7 @@ def overhead(rounds: int) -> None:
             for mode in order:
                 run = prepare(cfg)
                 out = str(Path(tmp) / f"{mode}.slp")
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), cpu_s()
                 if mode == "plain":
                     anyio.run(lambda run=run, out=out: run_to_file(cfg, output_path=out,
                                                                    prepared=run))
@@ -51,15 +59,17 @@ def overhead(rounds: int) -> None:
                     anyio.run(lambda run=run, out=out: run_journaled(
                         run, output_path=out, resume=False, keep_labels=False))
                 times[mode].append(time.perf_counter() - start)
+                cpu[mode].append(cpu_s() - start_cpu)
             load.append(os.getloadavg()[0])
-    for mode, ts in times.items():
-        print(f"{mode:10s} " + " ".join(f"{t:.2f}" for t in ts)
-              + f"  median {statistics.median(ts):.2f} s")
-    ratios = sorted(j / p for j, p in zip(times["journaled"], times["plain"], strict=True))
-    q = statistics.quantiles(ratios, n=4) if len(ratios) >= 4 else [ratios[0], 0, ratios[-1]]
-    print(f"journaled / plain, paired: median {statistics.median(ratios):.3f} "
-          f"(quartiles {q[0]:.3f}-{q[2]:.3f}, {rounds} pairs); "
-          f"load average {min(load):.1f}-{max(load):.1f}")
+    for what, data in (("wall", times), ("cpu", cpu)):
+        for mode, ts in data.items():
+            print(f"{what} {mode:10s} " + " ".join(f"{t:.2f}" for t in ts)
+                  + f"  median {statistics.median(ts):.2f} s")
+        ratios = sorted(j / p for j, p in zip(data["journaled"], data["plain"], strict=True))
+        q = statistics.quantiles(ratios, n=4) if len(ratios) >= 4 else [ratios[0], 0, ratios[-1]]
+        print(f"{what}: journaled / plain, paired: median {statistics.median(ratios):.3f} "
+              f"(quartiles {q[0]:.3f}-{q[2]:.3f}, {rounds} pairs)")
+    print(f"load average {min(load):.1f}-{max(load):.1f}")
 
 
 def rss(frames: int, in_memory: bool) -> None:
