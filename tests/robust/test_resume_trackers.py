@@ -21,13 +21,15 @@ from sleapflow.testing import write_synthetic_video
 N_FRAMES, CRASH_AFTER = 30, 14
 
 #: One case per kind of tracker state: local queues with the streaming clean-up and gap
-#: linking, optical flow (images re-decoded), a motion-model tracker, the classic Kalman shift.
+#: linking, optical flow (images re-decoded), the motion-model trackers, the classic Kalman shift.
 CASES: dict[str, dict[str, Any]] = {
     "local_queues_cleanup_gaps": {"candidates_method": "local_queues", "max_tracks": 2,
                                   "tracking_target_instance_count": 2,
                                   "post_connect_single_breaks": True, "max_gap": 4},
     "flow": {"use_flow": True},
+    "sort": {"tracker": "sort"},
     "bytetrack": {"tracker": "bytetrack"},
+    "ocsort": {"tracker": "ocsort"},
     "kalman": {"use_kalman": True, "max_tracks": 2},
 }
 
