@@ -90,3 +90,70 @@ def test_streamed_slp_equals_in_memory_slp(case: str, assets: Path, tmp_path: Pa
     else:
         assert all(len(lf.instances) > 0 for lf in labels)
     assert not any(p.name.endswith(".journal") or ".tmp" in p.name for p in tmp_path.iterdir())
+
+
+def _predictions() -> list[Any]:
+    """Frames with every case the tables distinguish: empty frames, an all-NaN instance (not
+    written), NaN nodes, instances with and without tracks and tracking scores, two videos."""
+    from sleapflow.messages import FramePrediction
+
+    rng = np.random.default_rng(3)
+    preds = []
+    for seq in range(12):
+        n = [2, 0, 3, 1, 0, 2][seq % 6]
+        points = rng.uniform(0, 90, (n, 2, 2))
+        if n >= 3:
+            points[1] = np.nan  # every node missing: the instance is dropped
+        if n >= 2:
+            points[0, 1] = np.nan
+        names = tuple(["track_b", None, "track_a"][i % 3] for i in range(n)) if seq > 2 else None
+        scores = rng.uniform(0, 1, n)
+        if n:
+            scores[-1] = np.nan
+        preds.append(FramePrediction(
+            seq=seq, video_id=seq % 2, frame_idx=seq // 2, points=points,
+            point_scores=rng.uniform(0, 1, (n, 2)), instance_scores=rng.uniform(0, 1, n),
+            track_names=names, tracking_scores=scores if names is not None else None))
+    return preds
+
+
+@pytest.mark.parametrize(("keep_empty", "no_empty"), [(True, False), (True, True), (False, False)])
+def test_streamed_tables_cover_empty_frames_dropped_instances_and_tracks(
+        keep_empty: bool, no_empty: bool, assets: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from sleapflow import slp_stream
+    from sleapflow.journal import JournalWriter
+    from sleapflow.stages.write import LabelsBuilder, SlpWriter
+
+    videos = [sio.Video.from_filename(str(assets / "datasets" / name))
+              for name in ("small_robot.mp4", "centered_pair_small.mp4")]
+    skeleton = sio.Skeleton(["head", "tail"])
+    monkeypatch.setattr(slp_stream, "CHUNK_FRAMES", 4)
+    monkeypatch.setattr(slp_stream, "CHUNK_INSTANCES", 3)
+    outputs = {}
+    for mode in ("in_memory", "streamed"):
+        builder = LabelsBuilder(videos, skeleton, keep_empty_frames=keep_empty,
+                                track_order=("track_unused", "track_a"))
+        out = tmp_path / f"{mode}.slp"
+        writer = SlpWriter(builder, output_path=out, no_empty_frames=no_empty)
+        if mode == "streamed":
+            writer.journal = JournalWriter(tmp_path / f".{out.name}.journal", {"graph": "t"})
+            writer.stream = True
+        for pred in _predictions():
+            if mode == "streamed":
+                writer.journal.add(pred)
+                builder.count(pred)
+            else:
+                builder.add(pred)
+        result = writer._finish()
+        assert (result is None) == (mode == "streamed")  # only the in-memory path has Labels
+        outputs[mode] = out
+    a, b = contents(outputs["streamed"]), contents(outputs["in_memory"])
+    assert sorted(a) == sorted(b)
+    for name in a:
+        assert a[name] == b[name], name
+    labels = sio.load_slp(str(outputs["streamed"]))
+    assert [t.name for t in labels.tracks] == ["track_a", "track_b"]  # used ones, in order
+    empty = sum(1 for lf in labels if not lf.instances)
+    assert (empty > 0) == (keep_empty and not no_empty)
+    assert not (tmp_path / ".streamed.slp.journal").exists()
