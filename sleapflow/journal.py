@@ -3,10 +3,12 @@ and ``--resume`` from it after a kill -9, a power loss or a full disk.
 
 Layout: ``.<output name>.journal`` beside the output's real file. Records are
 ``[u32 length][u32 crc32][msgpack payload]``; the first is a header holding the run's
-fingerprint (models, input, options), then one record per frame the writer received and one
-per frame that failed to decode. A torn last record (the crash) fails its length or checksum
-and is dropped with everything after it. The journal is fsync'd every ``FSYNC_FRAMES`` frames
-or ``FSYNC_SECONDS`` seconds, and removed once the final ``.slp`` is in place.
+fingerprint (models, input, options), then one record per frame the writer received, one
+per frame that failed to decode and, with tracking, one per frame the tracker was fed (its
+input, which a resume feeds back through a fresh tracker). A torn last record (the crash)
+fails its length or checksum and is dropped with everything after it. The journal is fsync'd
+every ``FSYNC_FRAMES`` frames or ``FSYNC_SECONDS`` seconds; the final ``.slp`` is written from
+it (:mod:`sleapflow.slp_stream`), and it is removed once that is in place.
 """
 
 from __future__ import annotations
