@@ -49,17 +49,19 @@ def run_track(options: dict[str, Any], *, cfg: InferenceConfig | None = None,
     label = "Tracking..." if prepared.graph_name == "track_only" else "Predicting..."
     progress_cls = GuiProgress if gui else _Progress
     slp_out = out if "slp" in formats else None  # the .slp writer is skipped when not asked for
+    others = [f for f in formats if f != "slp"]
     with guard, progress_cls(len(prepared.plan.items), label) as progress:
         if slp_out is not None:
-            # Journaled as it runs, so a crash, a full disk or Ctrl-C can be resumed.
+            # Journaled as it runs, so a crash, a full disk or Ctrl-C can be resumed; the .slp
+            # is written from the journal (flat memory) unless another output needs Labels.
             result = anyio.run(lambda: run_journaled(prepared, output_path=slp_out, resume=resume,
                                                      on_frame=progress.advance,
-                                                     on_journal=guard.set_journal))
+                                                     on_journal=guard.set_journal,
+                                                     keep_labels=bool(others or render)))
         else:
             result = anyio.run(lambda: run_to_file(cfg, output_path=None,
                                                    on_frame=progress.advance, prepared=prepared))
     written = [Path(out)] if slp_out is not None else []
-    others = [f for f in formats if f != "slp"]
     if others:
         written += export(result.labels, out, others)
     if render:

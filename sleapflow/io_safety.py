@@ -183,6 +183,11 @@ def estimate_slp_bytes(labels: Any) -> int:
     frames = len(labels.labeled_frames)
     instances = sum(len(lf.instances) for lf in labels.labeled_frames)
     nodes = max((len(s.nodes) for s in labels.skeletons), default=1)
+    return estimate_slp_rows_bytes(frames, instances, nodes)
+
+
+def estimate_slp_rows_bytes(frames: int, instances: int, nodes: int) -> int:
+    """:func:`estimate_slp_bytes` from the row counts."""
     return 2 * (256 * 1024 + frames * 32 + instances * (64 + nodes * 40))
 
 
@@ -216,28 +221,39 @@ def save_slp_safely(labels: Any, path: str | Path) -> Path:
     The temporary name is not pre-created (``mkstemp`` would make it 0600): HDF5 creates it
     with the usual umask permissions, which the renamed output keeps.
     """
-    global HDF5_POISONED
     import sleap_io as sio
+
+    def write(tmp: str) -> None:
+        sio.save_slp(labels, tmp, restore_original_videos=False, verbose=False)
+
+    return save_h5_safely(path, write, estimate_slp_bytes(labels))
+
+
+def save_h5_safely(path: str | Path, write: Callable[[str], None], size: int) -> Path:
+    """:func:`save_slp_safely` for any HDF5 writer: ``write(tmp)`` creates the file at ``tmp``
+    (``size`` bytes at most, a generous estimate); the same room check, scratch staging,
+    temp-then-rename and one-line errors apply."""
+    global HDF5_POISONED
 
     shown = Path(path)
     target = check_output_target(shown)
     folder = target.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        _reserve(folder, estimate_slp_bytes(labels))
+        _reserve(folder, size)
     except OSError as exc:
         raise OutputWriteError(f"cannot write {str(shown)!r}: {describe_os_error(exc)}; the "
                                "existing file (if any) is unchanged") from None
     tmp = temp_path_for(target)
-    scratch = _scratch_folder(estimate_slp_bytes(labels))
+    scratch = _scratch_folder(size)
     if scratch is not None:
-        return _save_via_scratch(labels, scratch, tmp, target, shown)
+        return _save_via_scratch(write, scratch, tmp, target, shown)
     previous_hook, previous_except = sys.unraisablehook, sys.excepthook
     sys.unraisablehook = _quiet_h5py_hook(previous_hook)
     # Cython prints a dealloc's traceback through sys.excepthook before the unraisable line.
     sys.excepthook = _quiet_h5py_excepthook(previous_except)
     try:
-        sio.save_slp(labels, tmp.as_posix(), restore_original_videos=False, verbose=False)
+        write(tmp.as_posix())
         os.replace(tmp, target)
     except (OSError, RuntimeError, ValueError) as exc:
         reason = describe_os_error(exc)
@@ -276,9 +292,8 @@ def _scratch_folder(size: int) -> Path | None:
     return None
 
 
-def _save_via_scratch(labels: Any, scratch: Path, tmp: Path, target: Path, shown: Path) -> Path:
-    import sleap_io as sio
-
+def _save_via_scratch(write: Callable[[str], None], scratch: Path, tmp: Path, target: Path,
+                      shown: Path) -> Path:
     global HDF5_POISONED
     staged = scratch / f"sleapflow.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.slp"
     previous_hook, previous_except = sys.unraisablehook, sys.excepthook
@@ -286,7 +301,7 @@ def _save_via_scratch(labels: Any, scratch: Path, tmp: Path, target: Path, shown
         sys.unraisablehook = _quiet_h5py_hook(previous_hook)
         sys.excepthook = _quiet_h5py_excepthook(previous_except)
         try:
-            sio.save_slp(labels, staged.as_posix(), restore_original_videos=False, verbose=False)
+            write(staged.as_posix())
         except (OSError, RuntimeError, ValueError) as exc:
             if not _raised_in_h5py(exc):
                 raise

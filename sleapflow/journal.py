@@ -3,10 +3,12 @@ and ``--resume`` from it after a kill -9, a power loss or a full disk.
 
 Layout: ``.<output name>.journal`` beside the output's real file. Records are
 ``[u32 length][u32 crc32][msgpack payload]``; the first is a header holding the run's
-fingerprint (models, input, options), then one record per frame the writer received and one
-per frame that failed to decode. A torn last record (the crash) fails its length or checksum
-and is dropped with everything after it. The journal is fsync'd every ``FSYNC_FRAMES`` frames
-or ``FSYNC_SECONDS`` seconds, and removed once the final ``.slp`` is in place.
+fingerprint (models, input, options), then one record per frame the writer received, one
+per frame that failed to decode and, with tracking, one per frame the tracker was fed (its
+input, which a resume feeds back through a fresh tracker). A torn last record (the crash)
+fails its length or checksum and is dropped with everything after it. The journal is fsync'd
+every ``FSYNC_FRAMES`` frames or ``FSYNC_SECONDS`` seconds; the final ``.slp`` is written from
+it (:mod:`sleapflow.slp_stream`), and it is removed once that is in place.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from sleapflow.errors import ConfigError
 from sleapflow.io_safety import OutputWriteError, describe_os_error, resolve_target
 from sleapflow.messages import FramePrediction
 
-VERSION = 1
+#: 2: tracker records hold the tracker's input frames (1 held its fixed window).
+VERSION = 2
 FSYNC_FRAMES = 256
 FSYNC_SECONDS = 5.0
 _HEAD = struct.Struct("<II")
@@ -200,9 +203,10 @@ class JournalWriter:
                                 f"{describe_os_error(exc)}; the frames journaled so far are "
                                 "kept: free some space and rerun the command with --resume")
 
-    def add_tracker_record(self, record: dict[str, Any]) -> None:
+    def add_tracker_input(self, pred: FramePrediction) -> None:
+        """Journal a frame as it enters the tracker: a resume feeds these back through it."""
         with contextlib.suppress(OSError):  # the writer's next frame reports a real problem
-            self._append({"k": "t", **record})
+            self._append({**encode_frame(pred), "k": "t"})
 
     def add_failure(self, video_id: int, frame_idx: int) -> None:
         with contextlib.suppress(OSError):  # only provenance; the next frame's write reports
@@ -217,19 +221,52 @@ class JournalWriter:
             self._f.close()
 
 
-class ResumeState:
-    """What a journal holds for ``--resume``: its frames and where to go on."""
+def journal_frames(path: Path, limit: int | None = None) -> Iterator[FramePrediction]:
+    """The journal's frames in order (its first ``limit``), read one record at a time."""
+    if limit == 0:
+        return
+    n = 0
+    for rec, _ in read_records(path):
+        if rec.get("k") == "f":
+            yield decode_frame(rec)
+            n += 1
+            if limit is not None and n >= limit:
+                return  # records after it may be appended as this reads
 
-    def __init__(self, frames: list[FramePrediction], failures: list[tuple[int, int]],
-                 intact_bytes: int, tracker: list[dict[str, Any]]) -> None:
-        self.frames = frames
+
+class ResumeState:
+    """What a journal holds for ``--resume``: how many frames, the last one, and where to go
+    on; the frames themselves are read back from the file when needed (flat memory)."""
+
+    def __init__(self, path: Path, n_frames: int, last: FramePrediction | None,
+                 failures: list[tuple[int, int]], intact_bytes: int) -> None:
+        self.path = path
+        self.n_frames = n_frames
+        self.last = last
         self.failures = failures
         self.intact_bytes = intact_bytes
-        self.tracker = tracker
 
     @property
     def next_seq(self) -> int:
-        return self.frames[-1].seq + 1 if self.frames else 0
+        return self.last.seq + 1 if self.last is not None else 0
+
+    def frames(self) -> Iterator[FramePrediction]:
+        """The journaled frames, read back in order."""
+        return journal_frames(self.path, self.n_frames)
+
+    def tracker_inputs(self) -> Iterator[FramePrediction]:
+        """The frames the tracker was fed, in order, up to the last journaled frame.
+
+        The tracker runs ahead of the writer, so an earlier resume can have left inputs past
+        its last frame that its own run then journaled again: a seq already fed is skipped."""
+        last = self.last.seq if self.last is not None else -1
+        fed = -1
+        for rec, _ in read_records(self.path):
+            if rec.get("k") == "t" and rec["seq"] > fed:
+                if rec["seq"] > last:
+                    return
+                fed = rec["seq"]
+                yield decode_frame(rec)
 
 
 def load_for_resume(path: Path, expected: dict[str, Any]) -> ResumeState:
@@ -246,20 +283,23 @@ def load_for_resume(path: Path, expected: dict[str, Any]) -> ResumeState:
                           f"{'; '.join(diff)} differ); rerun the same command, or remove the "
                           "journal to start over")
     assert first is not None
-    frames: list[FramePrediction] = []
+    n_frames, last = 0, None
     failures: list[tuple[int, int]] = []
-    tracker: list[dict[str, Any]] = []
+    pending: list[tuple[int, int]] = []
     size = first[1]
     for rec, end in records:
         kind = rec.get("k")
         if kind == "f":
-            frames.append(decode_frame(rec))
+            n_frames += 1
+            last_rec = rec
+            failures += pending
+            pending = []
+            # Cut after the last frame: records past it (the tracker and the decoder run ahead
+            # of the writer) are redone by the resumed run, so none is written twice.
+            size = end
         elif kind == "x":
-            failures.append((rec["v"], rec["i"]))
-        elif kind == "t":
-            tracker.append(rec)
-        size = end
-    last = frames[-1].seq if frames else -1
-    # The tracker runs ahead of the writer: its records past the last written frame are redone.
-    tracker = [t for t in tracker if t["seq"] <= last]
-    return ResumeState(frames, failures, size, tracker)
+            pending.append((rec["v"], rec["i"]))
+    if n_frames:
+        last = decode_frame(last_rec)
+    # An earlier resume's run re-decodes (and re-journals) failures past its start.
+    return ResumeState(path, n_frames, last, list(dict.fromkeys(failures)), size)

@@ -36,7 +36,9 @@ def default_output_path(cfg: InferenceConfig, plan: InputPlan | None = None) -> 
 
 @dataclass
 class RunResult:
-    labels: sio.Labels
+    #: None only for a journaled run that wrote its ``.slp`` from the journal (no ``Labels``
+    #: was built: ``sleapflow.resume.run_journaled(keep_labels=False)``).
+    labels: sio.Labels | None
     stats: GraphStats
     output_path: str | None
 

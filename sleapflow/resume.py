@@ -1,12 +1,13 @@
 """A journaled run and ``--resume``: the graph as ``run_to_file`` builds it, with the writer's
-frames journaled, and, when resuming, the journal's frames and tracker window restored first."""
+frames journaled, and, when resuming, the journal's frames and the tracking stages' state
+restored first (the tracker's journaled inputs fed back through them)."""
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import anyio
 import structlog
 
 from sleapflow.errors import ConfigError, StageError, VideoDecodeError
@@ -14,8 +15,6 @@ from sleapflow.frame_ranges import SpanSequence
 from sleapflow.journal import (
     JournalWriter,
     ResumeState,
-    _arr,
-    _unarr,
     fingerprint,
     journal_path,
     load_for_resume,
@@ -41,52 +40,37 @@ def _position_after(items: Sequence[Any], video_id: int, frame_idx: int) -> int:
                       "is not among the selected frames; remove the journal to start over")
 
 
-def tracker_resumable(run: Any) -> bool:
-    """Whether the tracker's whole state can be restored from the journal: the fixed-window
-    tracker without optical flow (whose window holds images) and without the streaming
-    post-tracking clean-up or gap linking; motion trackers keep other state)."""
+def _replay_tracking(run: Any, state: ResumeState) -> int:
+    """Rebuild the tracking stages' state: the journaled tracker inputs are fed back, in
+    order, through the run's tracker, streaming clean-up and gap linker (their outputs are
+    dropped: the journal has them). Each is deterministic in its inputs, so every tracker kind
+    (fixed window, local queues, optical flow, the motion models) ends where the interrupted
+    run was. Optical flow and image features get each frame's image re-decoded from the
+    input. Returns the frames fed."""
+    import msgspec
+
+    from sleapflow.io import open_reader
+
     track = run.track_stage
-    if track is None:
-        return True
-    tracker = track.tracker
-    return (getattr(tracker, "_fixed", None) is not None and not tracker.config.use_flow
-            and not run.track_cleanup and not run.track_gap_linking)
-
-
-def _journal_tracker(track: Any, journal: JournalWriter) -> None:
-    """Journal each record the fixed-window tracker keeps (its window is rebuilt from them)."""
-    last: list[Any] = [None]
-
-    def on_tracked(seq: int, tracker: Any) -> None:
-        fixed = tracker._fixed
-        record = fixed.records[-1] if fixed.records else None
-        if record is None or record is last[0]:
-            return  # nothing kept for this frame
-        last[0] = record
-        journal.add_tracker_record({
-            "seq": seq, "p": _arr(record.points), "ids": list(record.track_ids),
-            "sc": [None if s is None else float(s) for s in record.tracking_scores],
-            "i": record.frame_idx, "n": fixed.next_id})
-
-    track.on_tracked = on_tracked
-
-
-def _restore_tracker(track: Any, records: list[dict[str, Any]]) -> None:
-    from sleapflow.tracking import features as feats
-    from sleapflow.tracking.candidates import FrameRecord
-
-    tracker = track.tracker
-    fixed = tracker._fixed
-    window = fixed.records.maxlen
-    rebuilt = []
-    for rec in records[-window:] if window else records:
-        pts = _unarr(rec["p"])
-        rebuilt.append(FrameRecord(pts, feats.compute(tracker.config.features, pts, None),
-                                   feats.valid_point_counts(pts), list(rec["ids"]),
-                                   list(rec["sc"]), rec["i"], None))
-    fixed.records = deque(rebuilt, maxlen=window)
-    if records:
-        fixed.next_id = records[-1]["n"]
+    readers: dict[int, Any] = {}
+    fed = 0
+    try:
+        for pred in state.tracker_inputs():
+            if track.config.needs_image:
+                reader = readers.get(pred.video_id)
+                if reader is None:
+                    reader = readers[pred.video_id] = open_reader(run.plan, pred.video_id)
+                pred = msgspec.structs.replace(pred, image=reader.read(pred.frame_idx))
+            out = track(pred)
+            if run.cleanup_stage is not None:
+                out = run.cleanup_stage(out)
+            if run.link_stage is not None:
+                run.link_stage.linker.push(out)  # frames it lets go were written before
+            fed += 1
+    finally:
+        for reader in readers.values():
+            reader.close()
+    return fed
 
 
 def check_journal(output_path: str, *, resume: bool) -> None:
@@ -99,8 +83,13 @@ def check_journal(output_path: str, *, resume: bool) -> None:
 
 async def run_journaled(run: Any, *, output_path: str, resume: bool,
                         on_frame: Callable[[int], None] | None = None,
-                        on_journal: Callable[[str], None] | None = None) -> Any:
-    """``run_to_file`` for the command line, journaled; with ``resume``, continue a journal."""
+                        on_journal: Callable[[str], None] | None = None,
+                        keep_labels: bool = True) -> Any:
+    """``run_to_file`` for the command line, journaled; with ``resume``, continue a journal.
+
+    Without ``keep_labels`` the ``.slp`` is written from the journal in slices (flat memory)
+    and the result's ``labels`` is None; with it, the in-memory ``Labels`` is built and
+    returned (other output formats and ``--render`` need it)."""
     from sleapflow.graphs.build import build_graph, make_source, make_writer
     from sleapflow.io.many import ManyPlan
     from sleapflow.pipeline import RunResult
@@ -122,37 +111,33 @@ async def run_journaled(run: Any, *, output_path: str, resume: bool,
         if not resume:
             raise ConfigError(f"an interrupted run's journal exists at {str(path)!r}: add "
                               "--resume to continue it, or remove it to start over")
-        if not tracker_resumable(run):
-            log.warning("this tracker's state cannot be restored from the journal (local "
-                        "queues, optical flow or track clean-up): starting over")
-        else:
-            state = load_for_resume(path, expected)
+        state = load_for_resume(path, expected)
     elif resume and journaled:
         log.info("--resume: no journal to continue; starting from the first frame",
                  journal=str(path))
     journal: JournalWriter | None = None
     if journaled:
-        if state is not None and state.frames:
-            start = _position_after(run.plan.items, state.frames[-1].video_id,
-                                    state.frames[-1].frame_idx)
+        if state is not None and state.last is not None:
+            start = _position_after(run.plan.items, state.last.video_id, state.last.frame_idx)
             source.start, source.start_seq = start, state.next_seq
             failures = run.decode_failures
             failures.restore([f for f in state.failures
                               if _position_after(run.plan.items, *f) <= start])
-            writer.resumed = state.frames
-            track = run.track_stage
-            if track is not None:
-                _restore_tracker(track, state.tracker)
-            log.info("resuming", frames_done=len(state.frames), from_position=start,
-                     journal=str(path))
+            writer.resumed, writer.n_resumed = state.frames(), state.n_frames
+            writer.skip_through = state.last.seq  # frames a gap linker held are written
+            replayed = 0
+            if run.track_stage is not None:
+                replayed = await anyio.to_thread.run_sync(_replay_tracking, run, state)
+            log.info("resuming", frames_done=state.n_frames, from_position=start,
+                     tracker_frames_replayed=replayed, journal=str(path))
             journal = JournalWriter(path, None, keep=state.intact_bytes)
         else:
             journal = JournalWriter(path, {**expected})
         writer.journal = journal
+        writer.stream = not keep_labels
         run.decode_failures.on_add = journal.add_failure
-        track = run.track_stage
-        if track is not None and getattr(track.tracker, "_fixed", None) is not None:
-            _journal_tracker(track, journal)
+        if run.track_stage is not None:
+            run.track_stage.on_input = journal.add_tracker_input
         if on_journal is not None:
             on_journal(str(path))
     try:
@@ -165,5 +150,5 @@ async def run_journaled(run: Any, *, output_path: str, resume: bool,
                 # The input or the options are at fault: resuming would fail the same way.
                 writer.journal.path.unlink(missing_ok=True)
         raise
-    assert writer.result is not None
+    assert writer.result is not None or writer.stream
     return RunResult(labels=writer.result, stats=stats, output_path=output_path)

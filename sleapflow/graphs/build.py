@@ -79,10 +79,13 @@ class PreparedRun:
     decode_failures: DecodeFailures = field(default_factory=DecodeFailures)
     #: Set when the graph is built: the tracker stage (the journal hooks into it for
     #: ``--resume``), and whether stateful stages after it run (streaming track clean-up, gap
-    #: linking), whose state a journal does not hold.
+    #: linking).
     track_stage: TrackFrames | None = None
     track_cleanup: bool = False
     track_gap_linking: bool = False
+    #: The tracking stages after the tracker, when present (a resume feeds them too).
+    cleanup_stage: CleanUpTracks | None = None
+    link_stage: LinkGapsStage | None = None
 
     def __post_init__(self) -> None:
         if self.decode_failures.max_failed is None:
@@ -232,10 +235,12 @@ def _post_stages(run: PreparedRun) -> list[Any]:
         run.track_cleanup = cleanup.enabled
         run.track_gap_linking = bool(tracker.max_gap or tracker.fill_gaps)
         if cleanup.enabled:
+            run.cleanup_stage = cleanup
             stages.append(MapStage("track_cleanup", cleanup, requires_order=True))
         if tracker.max_gap or tracker.fill_gaps:
-            stages.append(LinkGapsStage(tracker.max_gap, tracker.fill_gaps,
-                                        tracker.min_match_similarity))
+            run.link_stage = LinkGapsStage(tracker.max_gap, tracker.fill_gaps,
+                                           tracker.min_match_similarity)
+            stages.append(run.link_stage)
     return stages
 
 

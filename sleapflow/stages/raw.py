@@ -110,12 +110,19 @@ class MultiClassBottomUpRawDict:
 
 
 class TopDownRawDict:
-    """One dict per frame with at least one centroid, keypoints relative to each crop."""
+    """One dict per frame with at least one centroid, keypoints relative to each crop.
+
+    A frame's crops may come in several parts (``limits.MAX_CROPS_PER_PART``), even across
+    crop batches: the parts are held until the last one and joined into the frame's one dict,
+    with identity classes assigned over all its crops (this stage runs one worker, in order).
+    """
 
     def __init__(self, peaks: InstancePeaks, crop_size: int, options: Any) -> None:
         self.peaks = peaks
         self.crop_size = crop_size
         self.options = options
+        #: The earlier parts of a frame (its seq, their dicts) waiting for its last part.
+        self._pending: tuple[int, list[dict[str, Any]]] | None = None
 
     def __call__(self, out: ModelOutput) -> list[dict[str, Any]]:
         from sleapflow.ops.peaks import find_global_peaks
@@ -158,18 +165,37 @@ class TopDownRawDict:
                 "pred_peak_values": vals[rows].astype(np.float32),
             }
             if probs is not None and p.assign is not None:
-                class_inds, class_scores = p.assign(probs[rows], np.zeros(n, dtype=int))
-                d["pred_class_inds"] = class_inds.astype(np.int64)
-                d["instance_scores"] = class_scores.astype(np.float32)
-                if self.options.return_class_vectors:
-                    d["pred_class_vectors"] = probs[rows]
+                d["pred_class_vectors"] = probs[rows]
             if self.options.return_confmaps:
                 d["pred_confmaps"] = cms[rows].float().cpu().numpy()
                 if s.centroid_map is not None:
                     d["pred_centroid_confmaps"] = np.repeat(np.asarray(s.centroid_map)[None], n, axis=0)
-            dicts.append(d)
             start += n
+            parts = self._pending[1] if self._pending is not None and \
+                self._pending[0] == s.seq else []
+            parts.append(d)
+            if not s.last:
+                self._pending = (s.seq, parts)
+                continue
+            self._pending = None
+            dicts.append(self._frame_dict(parts))
         return dicts
+
+    def _frame_dict(self, parts: list[dict[str, Any]]) -> dict[str, Any]:
+        joined = parts[0] if len(parts) == 1 else {
+            key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+        d: dict[str, Any] = {}
+        for key, value in joined.items():
+            if key != "pred_class_vectors":
+                d[key] = value
+                continue
+            assert self.peaks.assign is not None
+            class_inds, class_scores = self.peaks.assign(value, np.zeros(len(value), dtype=int))
+            d["pred_class_inds"] = class_inds.astype(np.int64)
+            d["instance_scores"] = class_scores.astype(np.float32)
+            if self.options.return_class_vectors:
+                d["pred_class_vectors"] = value
+        return d
 
 
 class SingleInstanceRawDict:

@@ -39,11 +39,13 @@ class TrackFrames:
         self.prefer_user = prefer_user
         self.per_video = per_video
         self._video_id: int | None = None
-        #: Called as ``on_tracked(seq, tracker)`` after each tracked frame (the journal keeps
-        #: the tracker's window this way, for ``--resume``).
-        self.on_tracked: Callable[[int, Any], None] | None = None
+        #: Called with each frame as it arrives (the journal keeps the tracker's inputs this
+        #: way: ``--resume`` feeds them back through a fresh tracker).
+        self.on_input: Callable[[FramePrediction], None] | None = None
 
     def __call__(self, pred: FramePrediction) -> FramePrediction:
+        if self.on_input is not None:
+            self.on_input(pred)
         if self.per_video and pred.video_id != self._video_id:
             if self._video_id is not None:
                 self.tracker = make_tracker(self.config)
@@ -60,8 +62,6 @@ class TrackFrames:
         result = self.tracker.track(np.asarray(pred.points, dtype=np.float64),
                                     np.asarray(pred.instance_scores, dtype=np.float64),
                                     frame_idx=pred.frame_idx, image=image)
-        if self.on_tracked is not None:
-            self.on_tracked(pred.seq, self.tracker)
         names: list[str | None] = []
         for track_id, old in zip(result.track_ids.tolist(), self._old_names(pred, result.indices)):
             if track_id == UNTRACKED:

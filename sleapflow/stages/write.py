@@ -11,9 +11,17 @@ import numpy as np
 import sleap_io as sio
 from anyio.abc import TaskStatus
 
-from sleapflow.io_safety import OutputWriteError, check_output_path, save_slp_safely, write_atomically
+from sleapflow.io_safety import (
+    OutputWriteError,
+    check_output_path,
+    estimate_slp_rows_bytes,
+    save_h5_safely,
+    save_slp_safely,
+    write_atomically,
+)
 from sleapflow.messages import FramePrediction
 from sleapflow.runtime.graph import Role
+from sleapflow.slp_stream import FrameTally, kept_instances, video_row_ids, write_tables
 from sleapflow.tracking.track_only import copy_instance
 
 __all__ = ["LabelsBuilder", "SlpWriter", "check_output_path", "save_labels_atomically",
@@ -42,6 +50,8 @@ class LabelsBuilder:
         self.frames: list[sio.LabeledFrame] = []
         #: Predictions received, kept or not (an empty frame may be dropped).
         self.added = 0
+        #: What :meth:`count` saw: the rows a streamed write will hold.
+        self.tally = FrameTally()
 
     def _track(self, name: str | None) -> sio.Track | None:
         if name is None:
@@ -108,12 +118,40 @@ class LabelsBuilder:
         self.frames.append(lf)
         return lf
 
+    def count(self, pred: FramePrediction) -> None:
+        """:meth:`add` without keeping the frame: only its tracks, skeleton and row counts
+        (for a ``.slp`` written from the journal, see :mod:`sleapflow.slp_stream`)."""
+        self.added += 1
+        kept = kept_instances(pred)
+        if len(kept) == 0 and not self.keep_empty_frames:
+            return
+        self._skeleton_for(pred)
+        if pred.track_names is not None:
+            for i in kept.tolist():
+                if pred.track_names[i] is not None:
+                    self._track(pred.track_names[i])
+        self.tally.add(pred, kept)
+
+    def track_index(self) -> dict[str, int]:
+        """Each used track's row in the output's track list (as :meth:`labels` orders it)."""
+        used = [name for name in self.tracks if name in self.used_tracks]
+        return {name: i for i, name in enumerate(used)}
+
     def labels(self, provenance: dict[str, Any] | None = None) -> sio.Labels:
         skeletons = [self.skeleton] if self.centroid_skeleton is None else [self.centroid_skeleton]
         skeletons += self.extra_skeletons
         tracks = [t for name, t in self.tracks.items() if name in self.used_tracks]
         return sio.Labels(labeled_frames=self.frames, videos=list(self.videos), skeletons=skeletons,
                           tracks=tracks, provenance=dict(provenance or {}))
+
+
+class _Counted:
+    """Stands in for the output ``Labels`` where provenance reads only its videos and frame
+    count (a streamed write never holds the frames)."""
+
+    def __init__(self, labels: sio.Labels, n_frames: int) -> None:
+        self.videos = labels.videos
+        self.labeled_frames = range(n_frames)
 
 
 class SlpWriter:
@@ -146,15 +184,24 @@ class SlpWriter:
         #: Crash-safe output (``sleapflow.resume``): every frame is journaled before it is kept,
         #: and ``resumed`` frames (read back from a journal) come first.
         self.journal: Any = None
-        self.resumed: list[FramePrediction] = []
+        self.resumed: Any = ()
+        self.n_resumed = 0
+        #: A resumed run's last journaled seq: frames up to it that arrive again (a gap linker
+        #: rebuilt from the journal lets them go) are already in the journal.
+        self.skip_through = -1
+        #: With a journal: count the frames instead of keeping them, and write the ``.slp``
+        #: from the journal at the end (flat memory; ``result`` is then None).
+        self.stream = False
 
-    def _finish(self) -> sio.Labels:
+    def _finish(self) -> sio.Labels | None:
         if self.builder.added == 0 and self.output_path is not None:
             # Nothing was predicted (every frame past the end, or undecodable): writing would
             # replace an existing output with an empty file.
             raise OutputWriteError(f"no frames were processed, so {str(self.output_path)!r} was "
                                    "not written (an existing file is unchanged); check --frames "
                                    "and the input")
+        if self.stream:
+            return self._finish_streamed()
         labels = self.builder.labels()
         if self.provenance is not None:
             labels.provenance = self.provenance(labels)
@@ -169,19 +216,54 @@ class SlpWriter:
             self.journal = None
         return labels
 
+    def _take_resumed(self, keep: Callable[[FramePrediction], Any]) -> None:
+        for pred in self.resumed:
+            keep(pred)
+
+    def _finish_streamed(self) -> None:
+        from sleapflow.journal import journal_frames
+
+        builder, journal = self.builder, self.journal
+        assert journal is not None and self.output_path is not None
+        meta = builder.labels()  # videos, skeleton, used tracks: no frames
+        tally = builder.tally
+        if self.provenance is not None:
+            meta.provenance = self.provenance(_Counted(meta, tally.frames))
+        journal.sync()  # every frame on disk before it is read back
+        rows = tally.nonempty_frames if self.no_empty_frames else tally.frames
+
+        def write(tmp: str) -> None:
+            sio.save_slp(meta, tmp, restore_original_videos=False, verbose=False)
+            write_tables(tmp, journal_frames(journal.path), tally,
+                         track_index=builder.track_index(),
+                         video_ids=video_row_ids(meta.videos),  # after sleap-io opened them
+                         keep_empty_frames=builder.keep_empty_frames,
+                         no_empty_frames=self.no_empty_frames)
+
+        save_h5_safely(self.output_path, write,
+                       estimate_slp_rows_bytes(rows, tally.instances, tally.max_nodes))
+        journal.close()
+        journal.path.unlink(missing_ok=True)  # the output now holds every frame
+        self.journal = None
+        return None
+
     async def run(self, inbox: Any, outbox: None, *,
                   task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with inbox:
             task_status.started()
-            for pred in self.resumed:
-                self.builder.add(pred)
-            if self.resumed and self.on_frame is not None:
-                self.on_frame(len(self.resumed))
-            self.resumed = []
+            keep = self.builder.count if self.stream else self.builder.add
+            if self.n_resumed:
+                # Read back from the journal (a file read: in a worker thread).
+                await anyio.to_thread.run_sync(self._take_resumed, keep)
+                if self.on_frame is not None:
+                    self.on_frame(self.n_resumed)
+            self.resumed = ()
             async for pred in inbox:
+                if pred.seq <= self.skip_through:
+                    continue
                 if self.journal is not None and self.journal.add(pred):
                     await anyio.to_thread.run_sync(self.journal.sync)  # fsync off the loop
-                self.builder.add(pred)
+                keep(pred)
                 if self.on_frame is not None:
                     self.on_frame(1)
             self.result = await anyio.to_thread.run_sync(self._finish)

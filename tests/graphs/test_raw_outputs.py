@@ -21,6 +21,23 @@ CASES = {
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_raw_arrays_match_reference(case: str, assets: Path, reference: Path) -> None:
+    _check_against_reference(case, assets, reference)
+
+
+@pytest.mark.parametrize("case", ["topdown__minimal_instance",
+                                  "multiclass_topdown__minimal_instance"])
+def test_raw_arrays_of_a_frame_whose_crops_came_in_parts(case: str, assets: Path,
+                                                          reference: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A frame's crops travel in parts (``limits.MAX_CROPS_PER_PART``); its raw dict is still
+    one, with every crop (and the identity classes assigned over the whole frame)."""
+    from sleapflow.stages import topdown
+
+    monkeypatch.setattr(topdown, "MAX_CROPS_PER_PART", 1)  # the frame's two crops: two parts
+    _check_against_reference(case, assets, reference)
+
+
+def _check_against_reference(case: str, assets: Path, reference: Path) -> None:
     out = run_inference(data_path=str(assets / "datasets/minimal_instance.pkg.slp"),
                         model_paths=[str(assets / f"{CKPT}{m}") for m in CASES[case]],
                         make_labels=False, return_confmaps=True, device="cpu")
