@@ -6,6 +6,9 @@ sleapflow dependency)::
 
     python tools/train_demo_model.py --sleap-nn $HOME/sleapnn-peer/bin/sleap-nn
 
+(40 epochs by default: about 20 minutes of training on a shared 2-core CPU; sleapflow/demo/README.md
+records the run and its scores.)
+
 The training data (random poses over several backgrounds) never includes the demo clip, which is
 the generator's ``walk`` with its own seed; the checkpoint folder sleap-nn writes is copied
 unchanged (``best.ckpt`` + ``training_config.yaml``) into ``sleapflow/demo/model``.
@@ -29,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sleapflow.demo import synth
 
 TRAIN_SEED, VAL_SEED = 1, 2
-N_TRAIN, N_VAL = 480, 48
+N_TRAIN, N_VAL = 640, 48
 
 
 def write_training_set(clip: synth.Clip, path: Path) -> Path:
@@ -91,7 +94,7 @@ def config(train: Path, val: Path, ckpt_dir: Path, *, epochs: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sleap-nn", default="sleap-nn", help="the sleap-nn executable")
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--out", default="sleapflow/demo/model", help="where the model folder goes")
     parser.add_argument("--work", default=None, help="keep the training folder here")
     args = parser.parse_args()

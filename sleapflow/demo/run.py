@@ -72,7 +72,7 @@ def _report(r: DemoResult) -> str:
         "sleapflow demo: predicted a generated clip with the embedded single-instance model.",
         f"  clip          {r.clip}",
         f"  ground truth  {r.ground_truth}",
-        f"  predictions   {r.predictions}   (open in SLEAP: sleap-label {r.predictions.name})",
+        f"  predictions   {r.predictions}   (SLEAP opens it: sleap-label <this file>)",
         f"  overlay video {r.video}   <- watch this",
         f"  picture       {r.picture}",
         f"  score         OKS mAP {r.map_oks:.3f}, mean OKS {r.mean_oks:.3f} against the clip's "
