@@ -95,9 +95,6 @@ class ExportCache:
     def entry_dir(self, key: str) -> Path:
         return self.dir / key
 
-    def _verify(self, key: str, artifact: str) -> Path:
-        return self._verify_record(key, artifact)[0]
-
     def _verify_record(self, key: str, artifact: str) -> tuple[Path, dict[str, Any]]:
         folder = self.entry_dir(key)
         try:
@@ -119,6 +116,17 @@ class ExportCache:
             raise CorruptEntry(f"{path} does not match its recorded checksum")
         return path, meta
 
+    def _verified(self, key: str, artifact: str,
+                  check: Callable[[Path], None] | None) -> tuple[Path, dict[str, Any]]:
+        """The entry's artifact and record; FileNotFoundError on a miss, CorruptEntry if bad."""
+        path, record = self._verify_record(key, artifact)
+        if check is not None:
+            try:
+                check(path)
+            except Exception as exc:
+                raise CorruptEntry(f"{path} failed to load: {exc}") from exc
+        return path, record
+
     def lookup(self, key: str, artifact: str, *,
                check: Callable[[Path], None] | None = None) -> tuple[Path, dict[str, Any]] | None:
         """The verified artifact for ``key`` and its entry record, or None on a miss.
@@ -127,13 +135,7 @@ class ExportCache:
         reported as a miss, so the caller rebuilds it.
         """
         try:
-            path, record = self._verify_record(key, artifact)
-            if check is not None:
-                try:
-                    check(path)
-                except Exception as exc:
-                    raise CorruptEntry(f"{path} failed to load: {exc}") from exc
-            return path, record
+            return self._verified(key, artifact, check)
         except FileNotFoundError:
             return None
         except CorruptEntry as exc:
@@ -162,13 +164,7 @@ class ExportCache:
         last: Exception | None = None
         for _ in range(_ATTEMPTS):
             try:
-                path = self._verify(key, artifact)
-                if check is not None:
-                    try:
-                        check(path)
-                    except Exception as exc:
-                        raise CorruptEntry(f"{path} failed to load: {exc}") from exc
-                return path, False
+                return self._verified(key, artifact, check)[0], False
             except FileNotFoundError:
                 pass
             except CorruptEntry as exc:
