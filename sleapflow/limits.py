@@ -18,7 +18,7 @@ MAX_PEAKS_PER_PART = 512
 
 #: Top-down: a frame's crops travel in parts of at most this many, so one frame with hundreds
 #: of crops never makes one giant instance-model batch (the parts are re-joined after it).
-MAX_CROPS_PER_PART = 64
+MAX_CROPS_PER_PART = 16
 
 _warned: set[str] = set()
 
