@@ -61,17 +61,12 @@ class _FileUNet(msgspec.Struct, frozen=True):
     block_contraction: bool = False
 
 
-class _FileConvNeXtArch(msgspec.Struct, frozen=True):
-    depths: list[int]
-    channels: list[int]
+class _FilePatchBackbone(msgspec.Struct, frozen=True):
+    """The fields ConvNeXt and SwinT share: a patch stem, a preset or arch, a UNet-like decoder."""
 
-
-class _FileConvNeXt(msgspec.Struct, frozen=True):
     output_stride: int
     max_stride: int
     model_type: str = "tiny"
-    arch: _FileConvNeXtArch | None = None
-    stem_patch_kernel: int = 4
     stem_patch_stride: int = 2
     in_channels: int = 1
     kernel_size: int = 3
@@ -79,6 +74,16 @@ class _FileConvNeXt(msgspec.Struct, frozen=True):
     convs_per_block: int = 2
     up_interpolate: bool = True
     block_contraction: bool = False
+
+
+class _FileConvNeXtArch(msgspec.Struct, frozen=True):
+    depths: list[int]
+    channels: list[int]
+
+
+class _FileConvNeXt(_FilePatchBackbone, frozen=True):
+    arch: _FileConvNeXtArch | None = None
+    stem_patch_kernel: int = 4
 
 
 class _FileSwinTArch(msgspec.Struct, frozen=True):
@@ -87,20 +92,10 @@ class _FileSwinTArch(msgspec.Struct, frozen=True):
     num_heads: list[int]
 
 
-class _FileSwinT(msgspec.Struct, frozen=True):
-    output_stride: int
-    max_stride: int
-    model_type: str = "tiny"
+class _FileSwinT(_FilePatchBackbone, frozen=True):
     arch: _FileSwinTArch | None = None
     patch_size: int = 4
-    stem_patch_stride: int = 2
     window_size: int = 7
-    in_channels: int = 1
-    kernel_size: int = 3
-    filters_rate: float = 2.0
-    convs_per_block: int = 2
-    up_interpolate: bool = True
-    block_contraction: bool = False
 
 
 class _FileConfmaps(msgspec.Struct, frozen=True):

@@ -126,6 +126,13 @@ def _normalise_backbone(
             f"{source}: `{prefix}.output_stride` ({fb.output_stride}) exceeds the network stride "
             f"({16 * fb.stem_patch_stride})"
         )
+    shared: dict[str, Any] = {
+        "model_type": fb.model_type, "stem_patch_stride": fb.stem_patch_stride,
+        "in_channels": fb.in_channels, "kernel_size": fb.kernel_size,
+        "filters_rate": fb.filters_rate, "convs_per_block": fb.convs_per_block,
+        "up_interpolate": fb.up_interpolate, "output_stride": fb.output_stride,
+        "max_stride": fb.max_stride,
+    }
     if isinstance(fb, _FileConvNeXt):
         if fb.model_type in CONVNEXT_PRESETS:
             depths, channels = CONVNEXT_PRESETS[fb.model_type]
@@ -138,20 +145,8 @@ def _normalise_backbone(
                 f"{source}: `{prefix}.arch` must give 4 depths and 4 channels "
                 f"(got {list(depths)}, {list(channels)})"
             )
-        return ConvNeXtConfig(
-            model_type=fb.model_type,
-            depths=depths,
-            channels=channels,
-            stem_patch_kernel=fb.stem_patch_kernel,
-            stem_patch_stride=fb.stem_patch_stride,
-            in_channels=fb.in_channels,
-            kernel_size=fb.kernel_size,
-            filters_rate=fb.filters_rate,
-            convs_per_block=fb.convs_per_block,
-            up_interpolate=fb.up_interpolate,
-            output_stride=fb.output_stride,
-            max_stride=fb.max_stride,
-        )
+        return ConvNeXtConfig(depths=depths, channels=channels,
+                              stem_patch_kernel=fb.stem_patch_kernel, **shared)
     if fb.model_type in SWINT_PRESETS:
         embed, depths, heads = SWINT_PRESETS[fb.model_type]
     elif fb.arch is not None:
@@ -166,22 +161,8 @@ def _normalise_backbone(
                 f"{source}: `{prefix}.arch.num_heads[{i}]` ({h}) must divide the stage width "
                 f"{embed * 2**i}"
             )
-    return SwinTConfig(
-        model_type=fb.model_type,
-        embed=embed,
-        depths=depths,
-        num_heads=heads,
-        patch_size=fb.patch_size,
-        stem_patch_stride=fb.stem_patch_stride,
-        window_size=fb.window_size,
-        in_channels=fb.in_channels,
-        kernel_size=fb.kernel_size,
-        filters_rate=fb.filters_rate,
-        convs_per_block=fb.convs_per_block,
-        up_interpolate=fb.up_interpolate,
-        output_stride=fb.output_stride,
-        max_stride=fb.max_stride,
-    )
+    return SwinTConfig(embed=embed, depths=depths, num_heads=heads, patch_size=fb.patch_size,
+                       window_size=fb.window_size, **shared)
 
 
 def decoder_strides(backbone: UNetConfig | ConvNeXtConfig | SwinTConfig) -> tuple[int, ...]:
