@@ -174,11 +174,13 @@ class _ExportingRunner:
                 # Exports leave the heads' final activations to torch (see head_activations).
                 "activations": "torch"}
 
-    def _cached(self, shape: tuple[int, ...]) -> _Exported | None:
-        """A verified cache entry for ``shape`` that records its heads, or None.
+    def _open_cached(self, shape: tuple[int, ...]) -> Any:
+        """A session on a verified cache entry for ``shape``, or None on a miss.
 
         Such an entry was checked against torch when it was built, and its checksum pins it, so
-        a hit skips the torch reference forward (the slowest part of a warm start)."""
+        a hit skips the torch reference forward (the slowest part of a warm start). An entry
+        whose record lacks its heads, or that the runtime cannot load, is discarded: rebuilt,
+        never trusted."""
         key = entry_key(self._key_parts(shape))
         # No onnx.checker here: the checksum already proves this is the artifact that passed it,
         # and importing onnx (0.6 s, holding the GIL) would stall the decoder at start-up.
@@ -187,11 +189,33 @@ class _ExportingRunner:
             return None
         path, record = hit
         names, out_shapes = record.get("heads"), record.get("out_shapes")
-        if not isinstance(names, list) or not isinstance(out_shapes, dict):
-            return None  # an entry from before out_shapes were recorded: take the checked path
+        try:
+            if not isinstance(names, list) or not isinstance(out_shapes, dict):
+                raise ValueError("its record names no heads")
+            session = self._open(_Exported(path, names,
+                                           {k: tuple(v) for k, v in out_shapes.items()}))
+        except Exception as exc:
+            log.warning("export cache entry does not load; rebuilding", key=key, reason=str(exc))
+            self.cache.discard(key)
+            return None
         self.exports[shape] = (key, False)
         log.info("onnx export", shape=shape, key=key, cached=True)
-        return _Exported(path, names, {k: tuple(v) for k, v in out_shapes.items()})
+        return session
+
+    def _open_checked(self, x: torch.Tensor) -> Any:
+        """Export (or reuse a concurrent builder's entry) and check it against torch on ``x``."""
+        shape = tuple(x.shape[1:])
+        exported, ref = self._export(x)
+        session = self._open(exported)
+        got = self._activate(session(x))
+        worst = max(float((got[k].float() - ref[k].float()).abs().max()) for k in ref)
+        if worst > EXPORT_TOLERANCE:
+            # Cache hits trust an entry without this check, so a failing one must go.
+            self.cache.discard(self.exports[shape][0])
+            raise RuntimeError(
+                f"the {self.name} export of this model differs from torch by {worst:.2e} on "
+                f"its first batch (limit {EXPORT_TOLERANCE}); use --runtime torch")
+        return session
 
     def _export(self, x: torch.Tensor) -> tuple[_Exported, dict[str, torch.Tensor]]:
         shape = tuple(x.shape[1:])
@@ -223,27 +247,9 @@ class _ExportingRunner:
         with self._lock:
             session = self._sessions.get(shape)
             if session is None:
-                cached = self._cached(shape)
-                if cached is not None:
-                    try:
-                        session = self._open(cached)
-                    except Exception as exc:  # the runtime cannot load it: rebuild, never trust
-                        log.warning("export cache entry does not load; rebuilding",
-                                    key=self.exports[shape][0], reason=str(exc))
-                        self.cache.discard(self.exports[shape][0])
-                    else:
-                        self._sessions[shape] = session
-                        return session
-                exported, ref = self._export(x)
-                session = self._open(exported)
-                got = self._activate(session(x))
-                worst = max(float((got[k].float() - ref[k].float()).abs().max()) for k in ref)
-                if worst > EXPORT_TOLERANCE:
-                    # Cache hits trust an entry without this check, so a failing one must go.
-                    self.cache.discard(self.exports[shape][0])
-                    raise RuntimeError(
-                        f"the {self.name} export of this model differs from torch by {worst:.2e} on "
-                        f"its first batch (limit {EXPORT_TOLERANCE}); use --runtime torch")
+                session = self._open_cached(shape)
+                if session is None:
+                    session = self._open_checked(x)
                 self._sessions[shape] = session
         return session
 
