@@ -101,15 +101,17 @@ class PoseNetwork(nn.Module):
                 )
             )
             self._head_sources.append(-1)
+        # Per head: the layers before its final activation, and that activation (a plain list,
+        # so the modules stay registered once, under head_layers).
+        self._head_split: list[tuple[nn.Module, nn.Module]] = [
+            (layer[:-1], layer[-1]) if "softmax" in layer._modules else (layer[0][0], layer[0][1])
+            for layer in self.head_layers
+        ]
 
     def head_activations(self) -> dict[str, nn.Module]:
         """Each head's final activation (class maps' sigmoid, class vectors' softmax), by name."""
-        acts: dict[str, nn.Module] = {}
-        for name, layer in zip(self.head_names, self.head_layers):
-            last = layer[-1] if "softmax" in layer._modules else layer[0][-1]
-            if not isinstance(last, nn.Identity):
-                acts[name] = last
-        return acts
+        return {name: act for name, (_, act) in zip(self.head_names, self._head_split)
+                if not isinstance(act, nn.Identity)}
 
     def forward(self, x: torch.Tensor, *, activations: bool = True) -> dict[str, torch.Tensor]:
         """Run the network on float ``(B, C, H, W)`` in [0, 1].
@@ -133,12 +135,7 @@ class PoseNetwork(nn.Module):
                 x = r.mul(0.2989).add_(g, alpha=0.587).add_(b, alpha=0.114).unsqueeze(-3)
         feats = self.backbone(x)
         out: dict[str, torch.Tensor] = {}
-        for name, layer, src in zip(self.head_names, self.head_layers, self._head_sources):
-            feat = feats.middle if src < 0 else feats.outputs[src]
-            if activations:
-                out[name] = layer(feat)
-            elif "softmax" in layer._modules:
-                out[name] = layer[:-1](feat)
-            else:
-                out[name] = layer[0][0](feat)
+        for name, (body, act), src in zip(self.head_names, self._head_split, self._head_sources):
+            y = body(feats.middle if src < 0 else feats.outputs[src])
+            out[name] = act(y) if activations else y
         return out
