@@ -102,12 +102,15 @@ def build_topdown(ctx: BuildContext, raw: RawOptions | None = None) -> list[Any]
     centroid = ctx.models["centroid"]
     instance = _instance_ref(ctx)
     plan = preprocess_plan(ctx.preprocessing, centroid.config, instance.config)
+    centroid_forward = forward_stages(ctx, centroid, name="centroid_forward", overrides=False)
+    model = centroid_forward[0].fn
     crops = CentroidCrops(_centroid_finder(ctx, centroid, plan.scale), _crop_size(ctx, instance),
-                          keep_maps=raw is not None and raw.return_confmaps)
+                          keep_maps=raw is not None and raw.return_confmaps,
+                          exact=model.exact_maps if model.approximates_torch else None)
     stages = [
         batch_stage(ctx),
         preprocess_stage(ctx, plan, keep_raw=True),
-        *forward_stages(ctx, centroid, name="centroid_forward", overrides=False),
+        *centroid_forward,
         MapStage("crop", crops, flatten=True, limiter=ctx.cpu_limiter),
         *_instance_stages(ctx, instance, raw),
     ]

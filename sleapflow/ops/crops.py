@@ -46,6 +46,13 @@ def crop_windows(centers: torch.Tensor, crop_size: int) -> tuple[torch.Tensor, t
     return top_left, origins
 
 
+def near_crop_boundary(centers: torch.Tensor, crop_size: int, eps: float) -> torch.Tensor:
+    """Which centres (..., 2) lie within ``eps`` pixels of where :func:`crop_windows` would move
+    their crop origin by a whole pixel (either axis); NaN centres are never near."""
+    x = centers - crop_size / 2 + 0.5 + crop_size // 2
+    return ((x - torch.round(x)).abs() < eps).any(dim=-1)
+
+
 def extract_crops(frames: torch.Tensor, frame_inds: torch.Tensor, origins: torch.Tensor,
                   crop_size: int) -> torch.Tensor:
     """Integer-pixel windows (n, C, crop, crop) of (B, C, H, W) frames; outside pixels are 0."""

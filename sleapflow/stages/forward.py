@@ -11,6 +11,7 @@ import torch
 from sleapflow.messages import ModelOutput
 from sleapflow.runtime.adapters import MapStage
 from sleapflow.runtimes import RuntimeChoice, make_runner
+from sleapflow.runtimes.runners import TorchRunner
 
 
 class ModelForward:
@@ -35,6 +36,12 @@ class ModelForward:
         self.max_batch = max_batch
         self.model: Any = None
         self.runner: Any = None
+        self._exact: TorchRunner | None = None
+
+    @property
+    def approximates_torch(self) -> bool:
+        """Whether the runner is an fp32 runtime other than torch (its maps differ by ~1e-5)."""
+        return self.runtime.name in ("onnx", "tensorrt") and self.runtime.precision == "fp32"
 
     def setup(self) -> None:
         if self.torch_threads is not None:
@@ -43,6 +50,17 @@ class ModelForward:
         self.runner = make_runner(self.runtime, self.model.module, self.device,
                                   threads=self.torch_threads, channels_last=self.channels_last,
                                   max_batch=self.max_batch)
+        if self.approximates_torch:
+            # Built here, before any batch, because preparing the module changes it in place.
+            self._exact = TorchRunner(self.model.module, self.device)
+
+    def exact_maps(self, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
+        """torch fp32 maps of a uint8 batch, whichever runtime runs the stage: for the rare
+        decision (a crop on a rounding boundary) that must not depend on the runtime."""
+        heads = (self._exact or self.runner)(tensor)
+        if self.head_filter is not None:
+            heads = {k: v for k, v in heads.items() if k in self.head_filter}
+        return heads
 
     def __call__(self, item: Any) -> ModelOutput:
         """``item`` is any message with a uint8 ``tensor`` (a frame batch or a crop batch)."""

@@ -11,7 +11,7 @@ import torch
 from sleapflow.limits import MAX_CENTROIDS_PER_FRAME, MAX_CROPS_PER_PART, cap_peaks
 from sleapflow.messages import CropBatch, CropSet, FramePrediction, ModelInput, ModelOutput
 from sleapflow.ops import preprocess as prep
-from sleapflow.ops.crops import centroid_slots, crop_windows, extract_crops
+from sleapflow.ops.crops import centroid_slots, crop_windows, extract_crops, near_crop_boundary
 from sleapflow.ops.instances import gt_centroids
 from sleapflow.ops.peaks import find_global_peaks, find_local_peaks
 from sleapflow.stages.peaks import PeakSettings
@@ -70,18 +70,71 @@ def _crop_sets(model_input: ModelInput, centroids: torch.Tensor, values: torch.T
     return sets
 
 
-class CentroidCrops:
-    """Centroid model output → one CropSet per frame (the crop step of top-down)."""
+#: Centroids closer than this (pixels of the size-matched frame) to a crop-origin rounding
+#: boundary are found again from torch's fp32 maps when another runtime ran the centroid model:
+#: that runtime's ~1e-5 px difference from torch would otherwise move such a crop a whole pixel.
+CROP_BOUNDARY_EPS = 1e-3
 
-    def __init__(self, finder: CentroidFinder, crop_size: int, *, keep_maps: bool = False) -> None:
+
+def _widen_slots(t: torch.Tensor, slots: int) -> torch.Tensor:
+    if t.shape[1] >= slots:
+        return t
+    pad = t.new_full((t.shape[0], slots - t.shape[1], *t.shape[2:]), float("nan"))
+    return torch.cat([t, pad], dim=1)
+
+
+class CentroidCrops:
+    """Centroid model output → one CropSet per frame (the crop step of top-down).
+
+    ``exact`` (torch fp32 maps of a uint8 batch) is given when the centroid model runs on
+    another runtime: frames with a centroid on a crop-rounding boundary are then decided by
+    torch's arithmetic, so every runtime cuts the crops the reference cuts.
+    """
+
+    def __init__(self, finder: CentroidFinder, crop_size: int, *, keep_maps: bool = False,
+                 exact: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = None) -> None:
         self.finder = finder
         self.crop_size = crop_size
         self.keep_maps = keep_maps
+        self.exact = exact
+        #: Frames whose centroids were found again with torch (a metric for the benchmarks).
+        self.rechecked = 0
 
     def __call__(self, out: ModelOutput) -> list[CropSet]:
         centroids, values = self.finder(out)
         maps = out.heads[self.finder.head].float().cpu() if self.keep_maps else None
+        if self.exact is not None and centroids.numel():
+            centroids, values, maps = self._recheck_boundaries(out, centroids, values, maps)
         return _crop_sets(out.input, centroids, values, self.crop_size, maps)
+
+    def _recheck_boundaries(self, out: ModelOutput, centroids: torch.Tensor, values: torch.Tensor,
+                            maps: torch.Tensor | None
+                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        assert self.exact is not None
+        eff_scale = np.asarray(out.input.eff_scale)
+        eff = torch.as_tensor(eff_scale, dtype=torch.float32)
+        near = near_crop_boundary(centroids * eff[:, None, None], self.crop_size,
+                                  CROP_BOUNDARY_EPS).any(dim=1)
+        frames = torch.nonzero(near).flatten()
+        if frames.numel() == 0:
+            return centroids, values, maps
+        idx = frames.tolist()
+        heads = self.exact(out.input.tensor[frames])
+        sub_input = ModelInput(seq=out.input.seq, frames=tuple(out.input.frames[i] for i in idx),
+                               tensor=None, eff_scale=eff_scale[idx])
+        again, again_vals = self.finder(ModelOutput(seq=out.seq, heads=heads, input=sub_input))
+        slots = max(centroids.shape[1], again.shape[1])
+        with torch.inference_mode():
+            # Copies: the finder's tensors may share memory with the batch's maps.
+            centroids = _widen_slots(centroids, slots).clone()
+            values = _widen_slots(values, slots).clone()
+            centroids[frames] = _widen_slots(again, slots)
+            values[frames] = _widen_slots(again_vals, slots)
+            if maps is not None:
+                maps = maps.clone()
+                maps[frames] = heads[self.finder.head].float().cpu()
+        self.rechecked += len(idx)
+        return centroids, values, maps
 
 
 class GroundTruthCrops:
