@@ -1,6 +1,6 @@
 """Parity of every reference case under each network runtime: the table in RESULTS.md.
 
-    python benchmarks/parity_runtimes.py --runtimes torch,onnx [--frames 0-299]
+    python benchmarks/parity_runtimes.py --runtimes torch,onnx,torch-bf16 [--frames 0-299]
 
 Runs the cases of the graph parity tests (tests/graphs) on all their frames (300 for the clip
 cases) and prints, per case and runtime, the figures the tolerances bound: equal-count
@@ -53,16 +53,17 @@ def main() -> int:
     selected = cases()
     if args.only:
         selected = {k: v for k, v in selected.items() if k in args.only.split(",")}
-    print(f"{'case':<46}{'runtime':<9}{'count=':>8}{'p99 px':>10}{'max px':>10}{'score':>10}"
+    print(f"{'case':<46}{'runtime':<11}{'count=':>8}{'p99 px':>10}{'max px':>10}{'score':>10}"
           f"{'pt score':>10}  ok   s")
     failed = 0
     for name, (data, models, options) in sorted(selected.items()):
         video = data.endswith(".mp4")
         for runtime in args.runtimes.split(","):
             start = time.perf_counter()
+            name_, _, precision = runtime.partition("-")  # torch-bf16: torch at bf16
             labels = run_pipeline(data_path=str(ASSETS / data), frames=args.frames if video else None,
                                   model_paths=tuple(str(ASSETS / m) for m in models),
-                                  runtime=runtime, **options)
+                                  runtime=name_, precision=precision or "fp32", **options)
             report = compare_labels(labels, load_reference(REFERENCE, name),
                                     frames=range(last + 1) if video else None)
             try:
@@ -70,7 +71,7 @@ def main() -> int:
                 ok = "yes"
             except AssertionError:
                 ok, failed = "NO", failed + 1
-            print(f"{name:<46}{runtime:<9}{report.count_equal_fraction:>8.3f}"
+            print(f"{name:<46}{runtime:<11}{report.count_equal_fraction:>8.3f}"
                   f"{report.keypoint_p99:>10.2e}{report.keypoint_max:>10.2e}"
                   f"{report.score_max_diff:>10.2e}{report.point_score_max_diff:>10.2e}  {ok:<3}"
                   f"{time.perf_counter() - start:>5.0f}", flush=True)

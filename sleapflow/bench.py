@@ -384,7 +384,8 @@ def run_bench(graph: str = "single_instance", *, data: str | None = None,
               models: tuple[str, ...] = (), frames: int = 200, warmup: int = 20,
               batch_size: int = 4, queue_maxsize: int = 32, device: str = "auto",
               torch_threads: int | None = None, serial: bool = True, repeat: int = 1,
-              workdir: str | Path | None = None, runtime: str = "auto") -> BenchRecord:
+              workdir: str | Path | None = None, runtime: str = "auto",
+              precision: str = "fp32") -> BenchRecord:
     """Measure ``graph`` end to end, serially and forward-only; see the module docstring.
 
     With ``repeat`` > 1 the graph and the serial loop run alternately that many times (drift
@@ -417,7 +418,8 @@ def run_bench(graph: str = "single_instance", *, data: str | None = None,
                               frames=None if data.endswith(".slp") else tuple(range(frames)),
                               graph=graph, torch_threads=torch_threads,
                               # "noop" (a forward at no cost) exists for benchmarks only.
-                              runtime="torch" if runtime == "noop" else runtime)
+                              runtime="torch" if runtime == "noop" else runtime,
+                              precision=precision)
         load_before = os.getloadavg()[0]
         cores = os.cpu_count() or 1
         graph_runs: list[tuple[Any, int, float]] = []
@@ -499,7 +501,7 @@ def run_bench(graph: str = "single_instance", *, data: str | None = None,
             frames_total=seen, warmup_frames=warmup, frames_measured=n_measured,
             graph_wall_s=measured.wall_s, graph_fps=graph_fps, bottleneck=measured.bottleneck,
             stages=stages, command=" ".join(["sleapflow", *sys.argv[1:]]),
-            runtime=run.ctx.runtime.name if run.ctx.runtime is not None else "torch", **record,
+            runtime=_own(run), **record,
         )
 
 
@@ -511,16 +513,25 @@ def _maybe_noop(run: Any, runtime: str) -> None:
 
 
 def _own(run: Any) -> str:
-    return run.ctx.runtime.name if run.ctx.runtime is not None else "torch"
+    """The graph's runtime as the forward limits name it: ``torch``, ``onnx``, ``torch-bf16``."""
+    choice = run.ctx.runtime
+    if choice is None:
+        return "torch"
+    return choice.name if choice.precision == "fp32" else f"{choice.name}-{choice.precision}"
 
 
 def _limit_runtimes(run: Any) -> list[str]:
-    """The graph's runtime first, then every other runtime installed for the device."""
+    """The graph's runtime first, then every other runtime installed for the device (and
+    torch bf16 on a CPU with bf16 units)."""
     from sleapflow.runtimes import installed_runtimes
+    from sleapflow.runtimes.select import cpu_has_bf16
 
     own = _own(run)
     kind = str(run.ctx.device).split(":", 1)[0]
-    return [own, *[r for r in installed_runtimes(kind) if r != own]]
+    others = installed_runtimes(kind)
+    if kind == "cpu" and cpu_has_bf16():
+        others.append("torch-bf16")
+    return [own, *[r for r in others if r != own]]
 
 
 def _first_frame_shape(run: Any) -> tuple[int, ...]:
@@ -578,6 +589,10 @@ def bench_command(
                                            "tensorrt, or noop (a forward at no cost: what the "
                                            "other stages sustain). The forward-only limit is "
                                            "printed for every installed runtime.")] = "auto",
+    precision: Annotated[str, Parameter(name=["--precision"],
+                                        help="The graph's number format: fp32, or bf16 (CPUs "
+                                             "with AMX / AVX512-BF16, and CUDA) / fp16 "
+                                             "(CUDA).")] = "fp32",
     json_path: Annotated[str | None, Parameter(name=["--json"],
                                                help="Write the record (with device, versions and "
                                                     "git revision) as JSON here.")] = None,
@@ -585,7 +600,8 @@ def bench_command(
     """Per-stage throughput of a graph vs a serial loop and the forward-pass limit."""
     record = run_bench(graph, data=data, models=tuple(model), frames=frames, warmup=warmup,
                        batch_size=batch_size, queue_maxsize=queue_maxsize, device=device,
-                       torch_threads=torch_threads, serial=serial, repeat=repeat, runtime=runtime)
+                       torch_threads=torch_threads, serial=serial, repeat=repeat, runtime=runtime,
+                       precision=precision)
     print(f"graph {record.graph} on {record.device} ({record.device_name}), runtime "
           f"{record.runtime}, torch "
           f"{record.versions.get('torch')}, batch {record.batch_size}, frames {record.frame_shape}"

@@ -35,8 +35,9 @@ HELP: dict[str, str] = {
                "for this device and model: ONNX Runtime on CPU, torch elsewhere; the choice "
                "is logged and kept in the output's provenance), torch, onnx or tensorrt "
                "(NVIDIA GPUs, extra sleapflow[tensorrt]).",
-    "precision": "Number format of the network: fp32 (exact), or fp16 / bf16 on a CUDA GPU "
-                 "(faster, slightly different maps).",
+    "precision": "Number format of the network: fp32 (exact), bf16 (CUDA, or a CPU with AMX / "
+                 "AVX512-BF16: about 2x faster there) or fp16 (CUDA); the reduced ones give "
+                 "slightly different maps.",
     "device": "Where the network runs: auto (a GPU if there is one), cpu, cuda, cuda:N or mps.",
     # --- frame selection
     "frames": "Which frames to predict, e.g. '0-100,200-300' or '1,5,9' (inclusive ranges). "

@@ -15,8 +15,9 @@ def _runner_for(stage: Any, name: str) -> Any:
     from sleapflow.runtimes.runners import make_runner
 
     stage = stage.fn  # the map node's ModelForward: model, device, threads, batch bound
+    runtime, _, precision = name.partition("-")  # "torch-bf16": torch at bf16
     choice = RuntimeChoice("noop", "noop", "bench") if name == "noop" else resolve_runtime(
-        name, str(stage.device))
+        runtime, str(stage.device), precision=precision or "fp32")
     return make_runner(choice, stage.model.module, stage.device, threads=stage.torch_threads,
                        max_batch=stage.max_batch)
 

@@ -21,17 +21,11 @@ AUTO_ORDER: dict[str, tuple[str, ...]] = {
     "mps": ("torch",),
 }
 
-#: (device kind, graph) → runtimes ``auto`` must skip there, with the parity figures that failed
-#: (docs/COMPATIBILITY.md, "Network runtimes"). ``legacy_<graph>`` is a graph run with
-#: SLEAP <= 1.4 (.h5) models: on one frame of the legacy top-down reference a centroid sits on a
-#: crop-rounding boundary, and ONNX Runtime's ~1e-5 centroid difference places that crop one
-#: pixel over (point score off by 0.031).
-AUTO_EXCLUDE: dict[tuple[str, str], dict[str, str]] = {
-    ("cpu", "legacy_topdown"): {
-        "onnx": "legacy (SLEAP <= 1.4) top-down models fail parity under onnx (a point score "
-                "off by 0.031 on centered_pair_small; see COMPATIBILITY.md)",
-    },
-}
+#: (device kind, graph) → runtimes ``auto`` must skip there, with the reason (the parity
+#: figures that failed, docs/COMPATIBILITY.md). ``legacy_<graph>`` is a graph run with SLEAP <= 1.4
+#: (.h5) models. Empty: every reference case passes under ONNX Runtime on CPU since top-down crops
+#: on a rounding boundary are decided from torch's maps (the one case that failed before).
+AUTO_EXCLUDE: dict[tuple[str, str], dict[str, str]] = {}
 
 
 @dataclass(frozen=True)
@@ -76,6 +70,27 @@ def installed_runtimes(device_kind: str) -> list[str]:
     return out
 
 
+@cache
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bf16 instructions oneDNN uses (AVX512-BF16, AMX), so torch's bf16
+    convolutions are faster than fp32 rather than emulated."""
+    import torch
+
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def _cpu_bf16(requested: str) -> RuntimeChoice:
+    if requested not in ("auto", "torch"):
+        raise ConfigError(f"--precision bf16 on the CPU runs through --runtime torch (got --runtime "
+                          f"{requested}); use --runtime auto or torch, or --precision fp32")
+    if not cpu_has_bf16():
+        raise ConfigError("--precision bf16: this CPU has no bf16 instructions (AVX512-BF16 or AMX), "
+                          "so bf16 would be slower than fp32; use --precision fp32")
+    why = ("asked for" if requested == "torch" else
+           "bf16 on the CPU runs through torch's oneDNN kernels (AMX / AVX512-BF16)")
+    return RuntimeChoice("torch", requested, why, "bf16")
+
+
 def resolve_runtime(requested: str, device: str, *, precision: str = "fp32",
                     channels_last: bool = False, graph: str | None = None) -> RuntimeChoice:
     """Check ``requested`` against the device and what is installed; resolve ``auto``.
@@ -89,9 +104,12 @@ def resolve_runtime(requested: str, device: str, *, precision: str = "fp32",
         raise ConfigError(f"--precision: unknown precision {precision!r}; use one of "
                           f"{', '.join(PRECISIONS)}")
     kind = device.split(":", 1)[0]
+    if precision == "bf16" and kind == "cpu":
+        return _cpu_bf16(requested)
     if precision != "fp32" and kind != "cuda":
+        hint = " or --precision bf16" if kind == "cpu" and cpu_has_bf16() else ""
         raise ConfigError(f"--precision {precision} needs a CUDA device (got --device {device}); "
-                          "use --precision fp32 on the CPU")
+                          f"use --precision fp32{hint} on the CPU")
     have = installed_runtimes(kind)
     if requested == "auto":
         if channels_last:
