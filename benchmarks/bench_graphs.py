@@ -104,7 +104,7 @@ def commands(tool: str, *, clip: Path, models: list[Path], out: Path, frames: st
     frame_args = ["--frames", frames] if frames else []
     common = ["-i", str(clip), *model_args, "-o", str(out), "--device", device,
               "--batch_size", str(batch_size), *frame_args]
-    if tool == "sleapflow":
+    if tool.startswith("sleapflow"):
         return [sys.executable, "-m", "sleapflow.cli", "track", *common, *(extra or [])]
     assert peer is not None
     return [str(peer), tool.removeprefix("peer-"), *common]
@@ -169,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
                         "torch's, all cores); 1 avoids thread thrashing on a CPU shared with other work")
     parser.add_argument("--sleapflow-args", default="", help="extra `sleapflow track` options, "
                         "e.g. '--torch_threads 2'")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=ARGS",
+                        help="also time `sleapflow track ARGS` as tool sleapflow-NAME in the same "
+                             "rounds, e.g. bf16='--precision bf16'")
     parser.add_argument("--json", type=Path, help="write every run and the summary here")
     parser.add_argument("--workdir", type=Path, help="keep outputs and logs here")
     args = parser.parse_args(argv)
@@ -180,7 +183,11 @@ def main(argv: list[str] | None = None) -> int:
     if peer is not None and not peer.exists():
         print(f"peer {peer} not found; timing sleapflow only", file=sys.stderr)
         peer = None
-    tools = ["sleapflow"] + ([f"peer-{c}" for c in args.peer_cmds.split(",") if c] if peer else [])
+    variants = dict(v.split("=", 1) for v in args.variant)
+    extra_args = {"sleapflow": args.sleapflow_args.split(),
+                  **{f"sleapflow-{k}": [*args.sleapflow_args.split(), *v.split()]
+                     for k, v in variants.items()}}
+    tools = [*extra_args] + ([f"peer-{c}" for c in args.peer_cmds.split(",") if c] if peer else [])
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-graphs-"))
     work.mkdir(parents=True, exist_ok=True)
     n_frames = frames_in(args.frames, frame_count(clip))
@@ -204,10 +211,10 @@ def main(argv: list[str] | None = None) -> int:
             out = work / f"{tool}_{round_}.slp"
             cmd = commands(tool, clip=clip, models=models, out=out, frames=args.frames,
                            device=args.device, batch_size=args.batch_size, peer=peer,
-                           extra=args.sleapflow_args.split())
+                           extra=extra_args.get(tool))
             wall, rss, rc, text = run_measured(cmd, cwd=work, log=work / f"{tool}_{round_}.log",
                                                env=env_for(tool))
-            own = _OWN_TIME[tool].search(text)
+            own = _OWN_TIME["sleapflow" if tool in extra_args else tool].search(text)
             runs.append(Run(tool, n_frames, wall, float(own[1]) if own else None, rss, rc, cmd))
             own_s = runs[-1].own_s if runs[-1].own_s is not None else float("nan")
             print(f"  round {round_} {tool:<13} wall {wall:6.2f} s  own {own_s:6.2f} s"
@@ -220,15 +227,16 @@ def main(argv: list[str] | None = None) -> int:
     for tool, s in summary.items():
         print(f"{tool:<14}{s['wall_s_median']:>9.2f}{s['fps_wall']:>11.1f}{s['own_s_median']:>9.2f}"
               f"{s['fps_own']:>10.1f}{s['max_rss_mb_median']:>13.1f}")
-    ratios = {}
-    if "sleapflow" in summary:
-        base = summary["sleapflow"]
+    ratios: dict[str, dict[str, float]] = {}
+    for ours in (t for t in extra_args if t in summary):
+        base = summary[ours]
         for tool, s in summary.items():
-            if tool != "sleapflow":
-                ratios[tool] = {"wall": s["wall_s_median"] / base["wall_s_median"],
-                                "own": s["own_s_median"] / base["own_s_median"]}
-                print(f"sleapflow vs {tool}: {ratios[tool]['wall']:.2f}x faster wall-clock, "
-                      f"{ratios[tool]['own']:.2f}x by each tool's own inference time")
+            if tool not in extra_args:
+                key = tool if ours == "sleapflow" else f"{ours} vs {tool}"
+                ratios[key] = {"wall": s["wall_s_median"] / base["wall_s_median"],
+                               "own": s["own_s_median"] / base["own_s_median"]}
+                print(f"{ours} vs {tool}: {ratios[key]['wall']:.2f}x faster wall-clock, "
+                      f"{ratios[key]['own']:.2f}x by each tool's own inference time")
 
     memory: list[dict] = []
     steady: dict[str, dict[str, float]] = {}
@@ -247,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
                     cmd = commands(tool, clip=work / f"looped_{n}.mp4", models=models,
                                    out=work / f"len_{tool}_{n}.slp", frames="", device=args.device,
                                    batch_size=args.batch_size, peer=peer,
-                                   extra=args.sleapflow_args.split())
+                                   extra=extra_args.get(tool))
                     wall, rss, rc, _ = run_measured(cmd, cwd=work, log=work / f"len_{tool}_{n}.log",
                                                     env=env_for(tool))
                     memory.append({"tool": tool, "frames": n, "round": round_, "wall_s": wall,
@@ -284,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
             "device_name": _device_name(args.device), "cpu_count": os.cpu_count(),
             "versions": _versions(), "git_revision": git_revision(),
             "peer": str(peer) if peer else None, "peer_threads": args.peer_threads,
-            "sleapflow_args": args.sleapflow_args,
+            "sleapflow_args": args.sleapflow_args, "variants": variants,
             "command": " ".join(sys.argv),
             "runs": [asdict(r) for r in runs], "summary": summary, "ratios": ratios,
             "lengths": memory, "steady": steady,

@@ -50,8 +50,12 @@ def test_bench_with_no_data_runs_and_writes_its_record(tmp_path: Path,
     if record["torch_threads_graph"] != record["cpu_count"]:
         assert record["forward_fps_all_cores"] > 0  # replayed with torch on every core
     assert record["runtime"] == "torch"
-    # The forward-only limit of every installed runtime, the graph's first.
-    assert list(record["forward_limit_by_runtime"]) == ["torch", "onnx"]
+    # The forward-only limit of every installed runtime, the graph's first (and torch at bf16
+    # on a CPU with bf16 units).
+    from sleapflow.runtimes.select import cpu_has_bf16
+
+    bf16 = ["torch-bf16"] if cpu_has_bf16() else []
+    assert list(record["forward_limit_by_runtime"]) == ["torch", "onnx", *bf16]
     assert all(v > 0 for v in record["forward_limit_by_runtime"].values())
     assert "runtime onnx" in printed
     assert record["repeat"] == 2 and len(record["graph_fps_runs"]) == len(record["serial_fps_runs"]) == 2
@@ -72,3 +76,17 @@ def test_serial_baseline_computes_what_the_graph_computes(assets: Path, tmp_path
     for a, b in zip(graph, serial):
         # same model and settings; allow for the last bit of float summation order
         np.testing.assert_allclose(a.instances[0].numpy(), b.instances[0].numpy(), atol=1e-3)
+
+
+def test_bench_runs_the_graph_at_the_precision_asked_for(tmp_path: Path) -> None:
+    from sleapflow.runtimes.select import cpu_has_bf16
+
+    out = tmp_path / "bench.json"
+    args = ["bench", "--frames", "4", "--warmup", "1", "--device", "cpu", "--no-serial",
+            "--precision", "bf16", "--json", str(out)]
+    if not cpu_has_bf16():
+        assert main(args) == 2  # a one-line error: this CPU has no bf16 units
+        return
+    assert main(args) == 0
+    record = json.loads(out.read_text())
+    assert record["runtime"] == "torch-bf16" and record["graph_fps"] > 0
