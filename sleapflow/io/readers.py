@@ -96,6 +96,12 @@ class PyAVReader:
         self._resync = False
         self.decode_errors = 0
         self._pts0: Any = None
+        from av.video.reformatter import VideoReformatter
+
+        # One converter for the reader's life: ``frame.to_ndarray(format="rgb24")`` builds a
+        # new swscale context for every frame, which cost a third of colour decoding (same
+        # pixels either way).
+        self._rgb = VideoReformatter()
         self._open()
         first = self._next_frame()
         if first is None:
@@ -106,7 +112,7 @@ class PyAVReader:
         formats = set(self._container.format.name.split(","))
         self._seekable = (self._pts0 is not None and bool(self._fps) and self._time_base is not None
                           and bool(formats & set(self.SEEKABLE_FORMATS)))
-        image = first.to_ndarray(format="rgb24")
+        image = self._to_rgb(first)
         self.grayscale = is_grayscale(image)
         # Grayscale frames with flat chroma skip swscale: a table lookup gives the same pixels.
         from sleapflow.gray_decode import GrayLookup
@@ -141,6 +147,9 @@ class PyAVReader:
         self._next_idx = 0
         self._after_seek = False
         self._resync = False
+
+    def _to_rgb(self, frame: Any) -> np.ndarray:
+        return self._rgb.reformat(frame, format="rgb24").to_ndarray()
 
     def _next_frame(self) -> Any:
         assert self._frames is not None
@@ -233,7 +242,7 @@ class PyAVReader:
                 if idx == index:
                     image = self._gray.convert(frame) if self._gray is not None else None
                     if image is None:
-                        image = frame.to_ndarray(format="rgb24")
+                        image = self._to_rgb(frame)
                     self._last = (idx, image)
                     return image
                 if idx > index:
