@@ -97,8 +97,6 @@ class CentroidCrops:
         self.crop_size = crop_size
         self.keep_maps = keep_maps
         self.exact = exact
-        #: Frames whose centroids were found again with torch (a metric for the benchmarks).
-        self.rechecked = 0
 
     def __call__(self, out: ModelOutput) -> list[CropSet]:
         centroids, values = self.finder(out)
@@ -133,7 +131,6 @@ class CentroidCrops:
             if maps is not None:
                 maps = maps.clone()
                 maps[frames] = heads[self.finder.head].float().cpu()
-        self.rechecked += len(idx)
         return centroids, values, maps
 
 
