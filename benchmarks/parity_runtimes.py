@@ -18,6 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "graphs"))
 
+from sleapflow.runtimes.select import parse_label  # noqa: E402
+
 from parity import compare_labels, load_reference, run_pipeline  # noqa: E402
 
 ASSETS = ROOT.parent / "shared" / "assets"
@@ -60,10 +62,10 @@ def main() -> int:
         video = data.endswith(".mp4")
         for runtime in args.runtimes.split(","):
             start = time.perf_counter()
-            name_, _, precision = runtime.partition("-")  # torch-bf16: torch at bf16
+            name_, precision = parse_label(runtime)  # torch-bf16: torch at bf16
             labels = run_pipeline(data_path=str(ASSETS / data), frames=args.frames if video else None,
                                   model_paths=tuple(str(ASSETS / m) for m in models),
-                                  runtime=name_, precision=precision or "fp32", **options)
+                                  runtime=name_, precision=precision, **options)
             report = compare_labels(labels, load_reference(REFERENCE, name),
                                     frames=range(last + 1) if video else None)
             try:

@@ -514,10 +514,7 @@ def _maybe_noop(run: Any, runtime: str) -> None:
 
 def _own(run: Any) -> str:
     """The graph's runtime as the forward limits name it: ``torch``, ``onnx``, ``torch-bf16``."""
-    choice = run.ctx.runtime
-    if choice is None:
-        return "torch"
-    return choice.name if choice.precision == "fp32" else f"{choice.name}-{choice.precision}"
+    return run.ctx.runtime.label if run.ctx.runtime is not None else "torch"
 
 
 def _limit_runtimes(run: Any) -> list[str]:

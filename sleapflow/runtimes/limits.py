@@ -7,7 +7,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from sleapflow.runtimes.select import RuntimeChoice, resolve_runtime
+from sleapflow.runtimes.select import RuntimeChoice, parse_label, resolve_runtime
 
 
 def _runner_for(stage: Any, name: str) -> Any:
@@ -15,9 +15,9 @@ def _runner_for(stage: Any, name: str) -> Any:
     from sleapflow.runtimes.runners import make_runner
 
     stage = stage.fn  # the map node's ModelForward: model, device, threads, batch bound
-    runtime, _, precision = name.partition("-")  # "torch-bf16": torch at bf16
+    runtime, precision = parse_label(name)
     choice = RuntimeChoice("noop", "noop", "bench") if name == "noop" else resolve_runtime(
-        runtime, str(stage.device), precision=precision or "fp32")
+        runtime, str(stage.device), precision=precision)
     return make_runner(choice, stage.model.module, stage.device, threads=stage.torch_threads,
                        max_batch=stage.max_batch)
 

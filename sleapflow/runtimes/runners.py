@@ -101,11 +101,9 @@ class TorchRunner:
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             if self.cpu_bf16:
-                raw = self.module(x.to(torch.bfloat16), activations=False) if self.activations \
-                    else self.module(x.to(torch.bfloat16))
-                heads = {k: v.float().contiguous() for k, v in raw.items()}
-                heads = {k: self.activations[k](v) if k in self.activations else v
-                         for k, v in heads.items()}
+                raw = pre_activation_maps(self.module, x.to(torch.bfloat16), self.activations)
+                heads = apply_activations(self.activations,
+                                          {k: v.float().contiguous() for k, v in raw.items()})
             elif self.precision in _DTYPES:
                 with torch.autocast(self.device.type, dtype=_DTYPES[self.precision]):
                     heads = self.module(x)
@@ -123,6 +121,20 @@ def head_activations(module: torch.nn.Module) -> dict[str, torch.nn.Module]:
     return declared() if callable(declared) else {}
 
 
+def pre_activation_maps(module: torch.nn.Module, x: torch.Tensor,
+                        activations: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
+    """The module's head maps before the final ``activations`` (its :func:`head_activations`)."""
+    return module(x, activations=False) if activations else module(x)
+
+
+def apply_activations(activations: dict[str, torch.nn.Module],
+                      heads: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The heads' final activations applied to pre-activation maps (others pass through)."""
+    if not activations:
+        return heads
+    return {k: activations[k](v) if k in activations else v for k, v in heads.items()}
+
+
 class _HeadTuple(torch.nn.Module):
     """The module's pre-activation head maps as a tuple in a fixed head order (for export)."""
 
@@ -130,9 +142,10 @@ class _HeadTuple(torch.nn.Module):
         super().__init__()
         self.module = module
         self.names = names
+        self.activations = head_activations(module)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = self.module(x, activations=False) if head_activations(self.module) else self.module(x)
+        out = pre_activation_maps(self.module, x, self.activations)
         return tuple(out[k] for k in self.names)
 
 
@@ -225,7 +238,7 @@ class _ExportingRunner:
         shape = tuple(x.shape[1:])
         exported, ref = self._export(x)
         session = self._open(exported)
-        got = self._activate(session(x))
+        got = apply_activations(self.activations, session(x))
         worst = max(float((got[k].float() - ref[k].float()).abs().max()) for k in ref)
         if worst > EXPORT_TOLERANCE:
             # Cache hits trust an entry without this check, so a failing one must go.
@@ -279,12 +292,7 @@ class _ExportingRunner:
             xf = normalize(self.staging.to_device(x)).contiguous()
             if xf.shape[0] == 0:
                 return {}
-            return self._activate(self._session_for(xf)(xf))
-
-    def _activate(self, heads: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        if not self.activations:
-            return heads
-        return {k: self.activations[k](v) if k in self.activations else v for k, v in heads.items()}
+            return apply_activations(self.activations, self._session_for(xf)(xf))
 
 
 class _OrtSession:

@@ -41,6 +41,17 @@ class RuntimeChoice:
         return {"name": self.name, "requested": self.requested, "reason": self.reason,
                 "precision": self.precision}
 
+    @property
+    def label(self) -> str:
+        """How benchmarks name it: ``onnx``, ``torch``, ``torch-bf16`` (fp32 goes unsaid)."""
+        return self.name if self.precision == "fp32" else f"{self.name}-{self.precision}"
+
+
+def parse_label(label: str) -> tuple[str, str]:
+    """(runtime, precision) of a benchmark label such as ``torch-bf16`` (see ``label``)."""
+    name, _, precision = label.partition("-")
+    return name, precision or "fp32"
+
 
 @cache
 def _has(module: str) -> bool:

@@ -57,20 +57,19 @@ class ModelForward:
     def exact_maps(self, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
         """torch fp32 maps of a uint8 batch, whichever runtime runs the stage: for the rare
         decision (a crop on a rounding boundary) that must not depend on the runtime."""
-        heads = (self._exact or self.runner)(tensor)
-        if self.head_filter is not None:
-            heads = {k: v for k, v in heads.items() if k in self.head_filter}
-        return heads
+        return self._kept((self._exact or self.runner)(tensor))
+
+    def _kept(self, heads: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if self.head_filter is None:
+            return heads
+        return {k: v for k, v in heads.items() if k in self.head_filter}
 
     def __call__(self, item: Any) -> ModelOutput:
         """``item`` is any message with a uint8 ``tensor`` (a frame batch or a crop batch)."""
         if item.tensor is None or item.tensor.shape[0] == 0:
             # A top-down batch whose frames found no animals: nothing to run.
             return ModelOutput(seq=item.seq, heads={}, input=item)
-        heads = self.runner(item.tensor)
-        if self.head_filter is not None:
-            heads = {k: v for k, v in heads.items() if k in self.head_filter}
-        return ModelOutput(seq=item.seq, heads=heads, input=item)
+        return ModelOutput(seq=item.seq, heads=self._kept(self.runner(item.tensor)), input=item)
 
 
 def forward_stage(load: Callable[[], Any], *, device: str, name: str = "forward",
