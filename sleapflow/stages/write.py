@@ -99,9 +99,7 @@ class LabelsBuilder:
         points = np.asarray(pred.points, dtype=np.float64)
         skeleton = self._skeleton_for(pred)
         instances = []
-        for i in range(points.shape[0]):
-            if np.all(np.isnan(points[i])):
-                continue
+        for i in kept_instances(pred).tolist():
             kwargs: dict[str, Any] = {}
             if pred.track_names is not None and pred.track_names[i] is not None:
                 kwargs["track"] = self._track(pred.track_names[i])
@@ -134,13 +132,15 @@ class LabelsBuilder:
 
     def track_index(self) -> dict[str, int]:
         """Each used track's row in the output's track list (as :meth:`labels` orders it)."""
-        used = [name for name in self.tracks if name in self.used_tracks]
-        return {name: i for i, name in enumerate(used)}
+        return {name: i for i, name in enumerate(self._used_track_names())}
+
+    def _used_track_names(self) -> list[str]:
+        return [name for name in self.tracks if name in self.used_tracks]
 
     def labels(self, provenance: dict[str, Any] | None = None) -> sio.Labels:
         skeletons = [self.skeleton] if self.centroid_skeleton is None else [self.centroid_skeleton]
         skeletons += self.extra_skeletons
-        tracks = [t for name, t in self.tracks.items() if name in self.used_tracks]
+        tracks = [self.tracks[name] for name in self._used_track_names()]
         return sio.Labels(labeled_frames=self.frames, videos=list(self.videos), skeletons=skeletons,
                           tracks=tracks, provenance=dict(provenance or {}))
 
@@ -216,6 +216,13 @@ class SlpWriter:
             self.journal = None
         return labels
 
+    def _take(self, pred: FramePrediction, keep: Callable[[FramePrediction], Any]) -> None:
+        """Journal one frame (a file write, an fsync when one is due) and keep it: file I/O and
+        per-instance object work, so it runs in a worker thread, one frame at a time, in order."""
+        if self.journal is not None and self.journal.add(pred):
+            self.journal.sync()
+        keep(pred)
+
     def _take_resumed(self, keep: Callable[[FramePrediction], Any]) -> None:
         for pred in self.resumed:
             keep(pred)
@@ -261,9 +268,7 @@ class SlpWriter:
             async for pred in inbox:
                 if pred.seq <= self.skip_through:
                     continue
-                if self.journal is not None and self.journal.add(pred):
-                    await anyio.to_thread.run_sync(self.journal.sync)  # fsync off the loop
-                keep(pred)
+                await anyio.to_thread.run_sync(self._take, pred, keep)
                 if self.on_frame is not None:
                     self.on_frame(1)
             self.result = await anyio.to_thread.run_sync(self._finish)
