@@ -328,7 +328,6 @@ def _lock_outputs(outputs: list[str]) -> Iterator[None]:
     """Each per-video output of a many-input run is locked for the run (a second live run on
     one of them is refused) and its stale temporary files are removed; each is still written
     atomically as its video ends."""
-    from pathlib import Path
 
     from sleapflow.io_safety import OutputLock, clean_stale_temps, resolve_target
 
@@ -336,8 +335,7 @@ def _lock_outputs(outputs: list[str]) -> Iterator[None]:
         for out in outputs:
             resolve_target(out).parent.mkdir(parents=True, exist_ok=True)
             clean_stale_temps(out)
-            lock = OutputLock(Path(out)).acquire()
-            stack.callback(lock.release)
+            stack.enter_context(OutputLock(out))
         yield
 
 

@@ -122,7 +122,7 @@ def check_output_folder(path: str | Path, *, n_frames: int = 0) -> None:
     except OSError as exc:
         raise OutputWriteError(f"cannot create the output folder {str(folder)!r}: "
                                f"{describe_os_error(exc)}") from None
-    probe = folder / f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.slp"
+    probe = temp_path_for(target)
     try:
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except OSError as exc:
@@ -138,9 +138,10 @@ def check_output_folder(path: str | Path, *, n_frames: int = 0) -> None:
                                "free some space or choose another --output_path")
 
 
-def temp_path_for(target: Path) -> Path:
-    """A temporary name beside ``target`` that says which process made it."""
-    return target.parent / f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.slp"
+def temp_path_for(target: Path, suffix: str = ".slp") -> Path:
+    """A temporary name beside ``target`` that says which process made it (``_TEMP_RE`` reads
+    it back for ``.slp``)."""
+    return target.parent / f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{suffix}"
 
 
 def pid_alive(pid: int) -> bool:
@@ -229,6 +230,11 @@ def save_slp_safely(labels: Any, path: str | Path) -> Path:
     return save_h5_safely(path, write, estimate_slp_bytes(labels))
 
 
+def _unchanged(shown: Path, reason: str) -> OutputWriteError:
+    return OutputWriteError(f"cannot write {str(shown)!r}: {reason}; the existing file (if any) "
+                            "is unchanged")
+
+
 def save_h5_safely(path: str | Path, write: Callable[[str], None], size: int) -> Path:
     """:func:`save_slp_safely` for any HDF5 writer: ``write(tmp)`` creates the file at ``tmp``
     (``size`` bytes at most, a generous estimate); the same room check, scratch staging,
@@ -242,8 +248,7 @@ def save_h5_safely(path: str | Path, write: Callable[[str], None], size: int) ->
         folder.mkdir(parents=True, exist_ok=True)
         _reserve(folder, size)
     except OSError as exc:
-        raise OutputWriteError(f"cannot write {str(shown)!r}: {describe_os_error(exc)}; the "
-                               "existing file (if any) is unchanged") from None
+        raise _unchanged(shown, describe_os_error(exc)) from None
     tmp = temp_path_for(target)
     scratch = _scratch_folder(size)
     if scratch is not None:
@@ -264,8 +269,7 @@ def save_h5_safely(path: str | Path, write: Callable[[str], None], size: int) ->
         else:
             sys.unraisablehook, sys.excepthook = previous_hook, previous_except
         tmp.unlink(missing_ok=True)
-        raise OutputWriteError(f"cannot write {str(shown)!r}: {reason}; the existing file (if "
-                               "any) is unchanged") from None
+        raise _unchanged(shown, reason) from None
     except BaseException:
         sys.unraisablehook, sys.excepthook = previous_hook, previous_except
         tmp.unlink(missing_ok=True)
@@ -315,8 +319,7 @@ def _save_via_scratch(write: Callable[[str], None], scratch: Path, tmp: Path, ta
         os.replace(tmp, target)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise OutputWriteError(f"cannot write {str(shown)!r}: {describe_os_error(exc)}; the "
-                               "existing file (if any) is unchanged") from None
+        raise _unchanged(shown, describe_os_error(exc)) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -395,7 +398,7 @@ def write_atomically(path: str | Path, write: Callable[[Path], None]) -> None:
     """
     path = resolve_target(path)  # through a symlink to its target; the link stays a link
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}"
+    tmp = temp_path_for(path, path.suffix)
     try:
         write(tmp)
         os.replace(tmp, path)

@@ -107,10 +107,9 @@ async def run_journaled(run: Any, *, output_path: str, resume: bool,
                            model_paths=[m.path for m in run.ctx.models.values()],
                            source_path=run.plan.source_path)
     state: ResumeState | None = None
+    if journaled:
+        check_journal(output_path, resume=resume)
     if journaled and path.exists():
-        if not resume:
-            raise ConfigError(f"an interrupted run's journal exists at {str(path)!r}: add "
-                              "--resume to continue it, or remove it to start over")
         state = load_for_resume(path, expected)
     elif resume and journaled:
         log.info("--resume: no journal to continue; starting from the first frame",
