@@ -19,7 +19,7 @@ from cyclopts import Parameter
 
 from sleapflow.bench import bench_command
 from sleapflow.cli_help import HELP, canonical_argv, opt
-from sleapflow.errors import SleapflowError, StageError
+from sleapflow.errors import ConfigError, SleapflowError, StageError
 from sleapflow.serve.command import serve_command
 
 #: The choices of each enumerated option (cyclopts lists them in help and checks them).
@@ -258,20 +258,13 @@ def track(
     from sleapflow.options import build_config
 
     configure_logging(verbose)
-    log = structlog.get_logger("sleapflow")
     if skip_existing and overwrite:
-        from sleapflow.errors import ConfigError
-
         raise ConfigError("--skip_existing and --overwrite are opposites; pass one of them")
     paths, many = expand_inputs(data_path, input_list)
     if many and not model_paths:
-        from sleapflow.errors import ConfigError
-
         raise ConfigError("several inputs need --model_paths/-m: track-only runs (no models) "
                           "re-track one .slp at a time")
     if resume and (many or ray is not None):
-        from sleapflow.errors import ConfigError
-
         raise ConfigError("--resume continues one interrupted output; with several inputs (or "
                           "--ray), rerun with --skip_existing to redo only the videos whose "
                           "output is missing or incomplete")

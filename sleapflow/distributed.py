@@ -17,14 +17,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 import structlog
 
 from sleapflow.config import InferenceConfig
 from sleapflow.errors import ConfigError, SleapflowError
-from sleapflow.io.many import VideoTask, output_for, output_is_complete, shard_slice
+from sleapflow.io.many import VideoTask, output_for, output_is_complete, shard_slice, single_config
 
 log = structlog.get_logger(__name__)
 
@@ -51,6 +51,14 @@ class _Task:
     cfg: InferenceConfig
     output: str
     n_frames: int
+
+
+class _Planned(NamedTuple):
+    """An input to run: its record, its one-video config and the frames that config selects."""
+
+    video: VideoTask
+    single: InferenceConfig
+    frames: list[int]
 
 
 class _Worker:
@@ -143,7 +151,8 @@ def run(inputs: str | Sequence[str], models: str | Sequence[str],
     return run_config(cfg, address=address, workers=workers, chunk_frames=chunk_frames)
 
 
-def _plan(cfg: InferenceConfig, chunk_frames: int) -> tuple[list[VideoTask], list[_Task]]:
+def _plan(cfg: InferenceConfig) -> tuple[list[VideoTask], list[_Planned]]:
+    """Every input planned once (failed and skipped ones recorded on their VideoTask)."""
     from sleapflow.io import plan_input
 
     paths = list(cfg.inputs) or [cfg.data_path or ""]
@@ -152,10 +161,9 @@ def _plan(cfg: InferenceConfig, chunk_frames: int) -> tuple[list[VideoTask], lis
     many = len(paths) > 1
     videos = [VideoTask(index=k, path=p, output=output_for(cfg, p, many=many))
               for k, p in enumerate(paths)]
-    tasks: list[_Task] = []
+    planned: list[_Planned] = []
     for video in videos:
-        single = msgspec.structs.replace(cfg, data_path=video.path, inputs=(), shard=None,
-                                         output_path=video.output)
+        single = single_config(cfg, video)
         try:
             frames = [it.frame_idx for it in plan_input(single).items]
         except SleapflowError as exc:
@@ -164,6 +172,14 @@ def _plan(cfg: InferenceConfig, chunk_frames: int) -> tuple[list[VideoTask], lis
         if cfg.skip_existing and output_is_complete(video.output, len(frames)):
             video.status = "skipped"
             continue
+        planned.append(_Planned(video, single, frames))
+    return videos, planned
+
+
+def _chunk(planned: list[_Planned], chunk_frames: int) -> list[_Task]:
+    """The planned videos as tasks of at most ``chunk_frames`` frames each."""
+    tasks: list[_Task] = []
+    for video, single, frames in planned:
         n_chunks = max(1, -(-len(frames) // chunk_frames))
         if n_chunks == 1:
             tasks.append(_Task(len(tasks), video.index, single, video.output, len(frames)))
@@ -176,7 +192,7 @@ def _plan(cfg: InferenceConfig, chunk_frames: int) -> tuple[list[VideoTask], lis
             chunk_cfg = msgspec.structs.replace(single, frames=chunk, tracking=False,
                                                 output_path=out)
             tasks.append(_Task(len(tasks), video.index, chunk_cfg, out, len(chunk)))
-    return videos, tasks
+    return tasks
 
 
 def _parts_dir(output: str) -> Path:
@@ -193,7 +209,8 @@ def run_config(cfg: InferenceConfig, *, address: str | None = None, workers: int
     if cfg.shard is not None and len(cfg.inputs) <= 1:
         raise ConfigError("--ray cuts a single video into frame ranges itself; drop --shard "
                           "(or use --ray_chunk_frames)")
-    videos, tasks = _plan(cfg, max(1, chunk_frames or 2**62))
+    videos, planned = _plan(cfg)
+    tasks = _chunk(planned, max(1, chunk_frames or 2**62))
     if not tasks:
         return videos
     _connect(ray, address)
@@ -203,7 +220,7 @@ def run_config(cfg: InferenceConfig, *, address: str | None = None, workers: int
     if chunk_frames is None and len(tasks) < n_workers:
         # Too few videos to keep every worker busy: cut them into frame ranges.
         total = sum(t.n_frames for t in tasks)
-        videos, tasks = _plan(cfg, max(1, -(-total // (CHUNKS_PER_WORKER * n_workers))))
+        tasks = _chunk(planned, max(1, -(-total // (CHUNKS_PER_WORKER * n_workers))))
     cpus = max(1, int(resources.get("CPU", 1)) // n_workers) if not gpus else 1
     if not gpus and cfg.torch_threads is None:
         # Each actor computes on its share of the cores, not on all of them.

@@ -6,23 +6,16 @@ from __future__ import annotations
 import csv
 import platform
 import sys
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from sleapflow.models.loader import read_model_config, resolve_model_dir
+from sleapflow.provenance import dist_version
 
 #: Packages whose versions ``system`` reports (distribution names).
 PACKAGES = ("sleapflow", "torch", "sleap-io", "numpy", "av", "anyio", "msgspec", "scipy",
             "opencv-python-headless", "cyclopts", "structlog", "h5py", "pyyaml", "rich",
             "onnxruntime", "skia-python")
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def _n_parameters(model_dir: Path, legacy: bool) -> int | None:
@@ -104,7 +97,7 @@ def system_report() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "executable": sys.executable,
-        "packages": {name: _version(name) for name in PACKAGES},
+        "packages": {name: dist_version(name) for name in PACKAGES},
         "cuda_available": torch.cuda.is_available(),
         "cuda_version": torch.version.cuda,
         "cpu_threads": torch.get_num_threads(),

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import msgspec
 import structlog
 
 from sleapflow.config import InferenceConfig
@@ -55,23 +54,14 @@ def _remaining(run: PreparedRun, plan: ManyPlan) -> PreparedRun:
     """``run`` over the inputs still to do, as a new plan with the same task records."""
     import dataclasses
 
-    from sleapflow.io.planning import WorkItem
-
     left = ManyPlan(kind="video", source_path=None, videos=[], items=[], tasks=plan.tasks,
                     frame_selection_method=plan.frame_selection_method)
     for task in plan.tasks:
         if task.status != "planned" or task.plan is None:
-            if task.status != "done":
-                task.video_id = None
+            task.video_id = None  # done, failed or skipped: not in the new plan
             continue
         task.frames, task.seconds = 0, 0.0
-        task.video_id = len(left.videos)
-        left.videos.append(task.plan.videos[0])
-        left.items.extend(WorkItem(task.video_id, it.frame_idx, it.gt_points)
-                          for it in task.plan.items)
-    for task in plan.tasks:
-        if task.status == "done":
-            task.video_id = None  # written already; not in the new plan
+        left.join(task)
     ctx = dataclasses.replace(run.ctx, plan=left)
     return dataclasses.replace(run, plan=left, ctx=ctx)
 
@@ -93,7 +83,3 @@ def summary_table(tasks: list[VideoTask]) -> str:
     return "\n".join(lines)
 
 
-def single_config(cfg: InferenceConfig, task: VideoTask) -> InferenceConfig:
-    """The config of a one-video run of ``task`` (what its output must equal)."""
-    return msgspec.structs.replace(cfg, data_path=task.path, inputs=(), shard=None,
-                                   output_path=task.output)

@@ -129,13 +129,6 @@ def inference_provenance(*, started: datetime, finished: datetime, model_paths: 
     return prov
 
 
-#: The seed documentation's top-level names, computed from the nested sleap-nn keys above.
-SEED_NAMES = ("timestamp_start", "timestamp_end", "runtime_sec", "sleap_io_version", "torch_version",
-              "model_paths", "model_type", "head_type", "source_path", "source_video_paths",
-              "frame_selection_method", "frames_predicted", "total_frames", "peak_threshold",
-              "batch_size", "integral_refinement", "max_instances", "device", "python_version",
-              "cuda_version", "gpu_names")
-
 #: Graph → the head(s) its models carry, as training configs name them.
 HEAD_TYPES = {
     "single_instance": "single_instance",
@@ -212,7 +205,8 @@ def add_seed_names(prov: dict[str, Any], labels: sio.Labels) -> dict[str, Any]:
     return out
 
 
-def _dist_version(dist: str) -> str | None:
+def dist_version(dist: str) -> str | None:
+    """The installed version of distribution ``dist``, or None when it is not installed."""
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
@@ -231,7 +225,7 @@ def tracking_only_provenance(labels: sio.Labels, tracking_config: Mapping[str, A
         "tracking_start_timestamp": start.isoformat(),
         "tracking_end_timestamp": end.isoformat(),
         "tracking_runtime_seconds": (end - start).total_seconds(),
-        "sleapflow_version": _dist_version("sleapflow"),
+        "sleapflow_version": dist_version("sleapflow"),
         "sleap_io_version": sio.__version__,
         "pipeline_type": "tracking_only",
     }
@@ -248,7 +242,7 @@ def tracking_only_provenance(labels: sio.Labels, tracking_config: Mapping[str, A
         "python_version": platform.python_version(),
         "platform": platform.platform(),
         # Read from the package metadata: a track-only run never imports torch.
-        "pytorch_version": _dist_version("torch"),
+        "pytorch_version": dist_version("torch"),
         "accelerator": "cpu",
     }
     return prov

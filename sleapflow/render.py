@@ -20,11 +20,10 @@ def default_render_path(predictions: str | Path) -> Path:
 
 
 def _frames_to_draw(labels: sio.Labels, frames: Sequence[int] | None) -> list[int]:
+    if frames is not None:
+        return sorted(set(frames))
     video = labels.videos[0]
-    labelled = sorted({lf.frame_idx for lf in labels.labeled_frames if lf.video is video})
-    if frames is None:
-        return labelled
-    return sorted(set(frames))
+    return sorted({lf.frame_idx for lf in labels.labeled_frames if lf.video is video})
 
 
 def render(predictions: str | Path | sio.Labels, output: str | Path | None = None, *,

@@ -34,7 +34,7 @@ from sleapflow.graphs.common import (
 )
 from sleapflow.graphs.track_only import LabelsTrackSource
 from sleapflow.io import InputPlan, WorkItem, plan_input
-from sleapflow.io.many import ManyPlan, shard_frames_plan
+from sleapflow.io.many import ManyPlan, shard_frames_plan, single_config
 from sleapflow.media_faults import DecodeFailures
 from sleapflow.provenance import add_seed_names, inference_provenance, tracking_only_provenance
 from sleapflow.runtime import GraphSpec, MapStage, chain
@@ -78,11 +78,8 @@ class PreparedRun:
     #: journal (``--max_failed_frames`` bounds it).
     decode_failures: DecodeFailures = field(default_factory=DecodeFailures)
     #: Set when the graph is built: the tracker stage (the journal hooks into it for
-    #: ``--resume``), and whether stateful stages after it run (streaming track clean-up, gap
-    #: linking).
+    #: ``--resume``).
     track_stage: TrackFrames | None = None
-    track_cleanup: bool = False
-    track_gap_linking: bool = False
     #: The tracking stages after the tracker, when present (a resume feeds them too).
     cleanup_stage: CleanUpTracks | None = None
     link_stage: LinkGapsStage | None = None
@@ -232,8 +229,6 @@ def _post_stages(run: PreparedRun) -> list[Any]:
         run.track_stage = track
         stages.append(MapStage("track", track, requires_order=True))
         cleanup = CleanUpTracks(tracker, per_video=per_video)
-        run.track_cleanup = cleanup.enabled
-        run.track_gap_linking = bool(tracker.max_gap or tracker.fill_gaps)
         if cleanup.enabled:
             run.cleanup_stage = cleanup
             stages.append(MapStage("track_cleanup", cleanup, requires_order=True))
@@ -294,9 +289,8 @@ def make_writer(run: PreparedRun, *, output_path: str | None,
         from sleapflow.stages.write_many import ManyWriter
 
         return ManyWriter(plan, make_writer_for=lambda task: make_writer(
-            dataclasses.replace(run, plan=task.plan, cfg=msgspec.structs.replace(
-                run.cfg, data_path=task.path, inputs=(), shard=None, output_path=task.output),
-                decode_failures=run.decode_failures.of_video(task.video_id)),
+            dataclasses.replace(run, plan=task.plan, cfg=single_config(run.cfg, task),
+                                decode_failures=run.decode_failures.of_video(task.video_id)),
             output_path=task.output), on_frame=on_frame)
     if run.graph.from_labels:
         labels = plan.labels

@@ -200,8 +200,13 @@ class ManyPlan(InputPlan):
 
     tasks: list[VideoTask] = field(default_factory=list)
 
-    def task_of(self, video_id: int) -> VideoTask:
-        return next(t for t in self.tasks if t.video_id == video_id)
+    def join(self, task: VideoTask) -> None:
+        """Append ``task``'s planned video and frames; the task takes the next video id."""
+        assert task.plan is not None
+        task.video_id = len(self.videos)
+        self.videos.append(task.plan.videos[0])
+        self.items.extend(WorkItem(task.video_id, it.frame_idx, it.gt_points)
+                          for it in task.plan.items)
 
 
 def plan_many(cfg: InferenceConfig, *, need_ground_truth: bool = False) -> ManyPlan:
@@ -222,8 +227,7 @@ def plan_many(cfg: InferenceConfig, *, need_ground_truth: bool = False) -> ManyP
         by_output[key] = task.path
     plan = ManyPlan(kind="video", source_path=None, videos=[], items=[], tasks=tasks)
     for task in tasks:
-        single = msgspec.structs.replace(cfg, data_path=task.path, inputs=(), shard=None,
-                                         output_path=task.output)
+        single = single_config(cfg, task)
         try:
             sub = plan_input(single, need_ground_truth=need_ground_truth)
             if sub.kind != "video":
@@ -238,9 +242,13 @@ def plan_many(cfg: InferenceConfig, *, need_ground_truth: bool = False) -> ManyP
             log.info("output exists and is complete; skipped", input=task.path, output=task.output)
             continue
         task.plan = sub
-        task.video_id = len(plan.videos)
-        plan.videos.append(sub.videos[0])
-        plan.items.extend(WorkItem(task.video_id, it.frame_idx, it.gt_points) for it in sub.items)
+        plan.join(task)
     if plan.tasks and all(t.status == "planned" for t in plan.tasks):
         plan.frame_selection_method = plan.tasks[0].plan.frame_selection_method  # type: ignore[union-attr]
     return plan
+
+
+def single_config(cfg: InferenceConfig, task: VideoTask) -> InferenceConfig:
+    """The config of a one-video run of ``task`` (what its output must equal)."""
+    return msgspec.structs.replace(cfg, data_path=task.path, inputs=(), shard=None,
+                                   output_path=task.output)

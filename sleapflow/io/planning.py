@@ -6,6 +6,7 @@ decode, following ``sleap-nn track`` (the legacy pipeline, spec §5.2/§7).
 
 from __future__ import annotations
 
+import bisect
 import glob
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -49,15 +50,6 @@ def _embedded_frames(video: sio.Video) -> list[int] | None:
     return None
 
 
-def _unique(values: Sequence[int]) -> tuple[list[int], int]:
-    """Values in their given order without repeats, and how many repeats were dropped.
-
-    A repeated frame would give two labeled frames for one image in the output file.
-    """
-    spans, repeats, _ = fr.unique_spans(values)
-    return list(fr.iter_spans(spans)), repeats
-
-
 def _select_video_frames(frames: fr.Selection | None, video: sio.Video | None,
                          n_frames: int | None, source: str) -> Sequence[int]:
     """``--frames`` indices of one video (all frames without it), out-of-range ones skipped.
@@ -78,9 +70,7 @@ def _select_video_frames(frames: fr.Selection | None, video: sio.Video | None,
         log.warning("repeated --frames indices processed once", source=source, repeats=repeats)
     kept: Sequence[int]
     if available is not None:
-        ordered = sorted(available)
-        import bisect
-
+        ordered = available  # _embedded_frames returns them sorted
         kept = []
         for start, stop in spans:
             lo, hi = bisect.bisect_left(ordered, start), bisect.bisect_left(ordered, stop)
