@@ -23,9 +23,9 @@ from functools import partial
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import numpy as np
 import sleap_io as sio
-import sniffio
 
 from sleapflow.config import InferenceConfig
 from sleapflow.errors import ConfigError, SleapflowError
@@ -92,8 +92,8 @@ async def _execute(call: _Call) -> sio.Labels | list[dict[str, np.ndarray]]:
 
 def _in_event_loop() -> bool:
     try:
-        sniffio.current_async_library()
-    except sniffio.AsyncLibraryNotFoundError:
+        anyio.lowlevel.current_token()
+    except RuntimeError:  # anyio's NoEventLoopError: no loop runs in this thread
         return False
     return True
 
