@@ -14,12 +14,12 @@ from typing import Annotated, Any, Literal
 
 import anyio
 import cyclopts
-import structlog
 from cyclopts import Parameter
 
 from sleapflow.bench import bench_command
 from sleapflow.cli_help import HELP, canonical_argv, opt
 from sleapflow.errors import ConfigError, SleapflowError, StageError
+from sleapflow.logs import configure_cli_logging, get_logger
 from sleapflow.serve.command import serve_command
 
 #: The choices of each enumerated option (cyclopts lists them in help and checks them).
@@ -41,26 +41,8 @@ app = cyclopts.App(name="sleapflow", help="Fast streaming inference for SLEAP / 
                    version_flags=["--version", "-v"], suppress_keyboard_interrupt=False)
 
 
-class _CurrentStderr:
-    """Writes to whatever ``sys.stderr`` is now (it may be replaced after logging is set up)."""
-
-    def write(self, text: str) -> int:
-        return sys.stderr.write(text)
-
-    def flush(self) -> None:
-        sys.stderr.flush()
-
-
 def configure_logging(verbose: bool = False, *, quiet: bool = False) -> None:
-    level = logging.DEBUG if verbose else (logging.ERROR if quiet else logging.INFO)
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),
-        processors=[structlog.processors.add_log_level,
-                    structlog.processors.TimeStamper(fmt="%H:%M:%S"),
-                    structlog.dev.ConsoleRenderer(colors=False)],
-        cache_logger_on_first_use=False,
-    )
+    configure_cli_logging(logging.DEBUG if verbose else (logging.ERROR if quiet else logging.INFO))
 
 
 class _Progress:
@@ -105,7 +87,7 @@ class _Progress:
         self._progress.update(self._task, advance=n, fps=fps)
         if not self._interactive and self.total and self.done / self.total >= self._next_log:
             self._next_log += 0.1
-            structlog.get_logger("sleapflow").info("progress", frames=self.done, total=self.total,
+            get_logger("sleapflow").info("progress", frames=self.done, total=self.total,
                                                    fps=round(fps, 1))
 
 
@@ -304,7 +286,7 @@ def _track_many(cfg: Any) -> int:
     from sleapflow.many import run_many
     from sleapflow.pipeline import prepare
 
-    log = structlog.get_logger("sleapflow")
+    log = get_logger("sleapflow")
     prepared = prepare(cfg)
     plan = prepared.plan
     planned = [t for t in plan.tasks if t.status == "planned"]
@@ -363,7 +345,7 @@ def merge(
 
     configure_logging(verbose)
     labels = merge_command(shards, output_path, tracking=tracking, **options)
-    structlog.get_logger("sleapflow").info("merged", shards=len(shards),
+    get_logger("sleapflow").info("merged", shards=len(shards),
                                            frames=len(labels.labeled_frames), output=output_path)
     return 0
 

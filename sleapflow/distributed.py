@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import msgspec
-import structlog
 
 from sleapflow.config import InferenceConfig
 from sleapflow.errors import ConfigError, SleapflowError
 from sleapflow.io.many import VideoTask, output_for, output_is_complete, shard_slice, single_config
+from sleapflow.logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: Without ``chunk_frames``, videos are split only when there are fewer videos than workers,
 #: into about this many chunks per worker: whole videos are tracked inside the graph, while

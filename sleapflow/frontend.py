@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import structlog
 
 from sleapflow.config import InferenceConfig
 from sleapflow.export import check_formats, export, format_path
+from sleapflow.logs import get_logger
 
 
 def run_track(options: dict[str, Any], *, cfg: InferenceConfig | None = None,
@@ -29,7 +29,7 @@ def run_track(options: dict[str, Any], *, cfg: InferenceConfig | None = None,
     from sleapflow.run_guard import OutputGuard
 
     configure_logging(verbose, quiet=quiet)
-    log = structlog.get_logger("sleapflow")
+    log = get_logger("sleapflow")
     formats = check_formats(output_format)
     if cfg is None:
         cfg = build_config(**options)

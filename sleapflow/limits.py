@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import structlog
 import torch
 
-log = structlog.get_logger(__name__)
+from sleapflow.logs import get_logger
+
+log = get_logger(__name__)
 
 #: Top-down: centroid candidates kept per frame (the highest-valued ones). A real frame has a
 #: few animals; thousands of candidates mean a threshold near 0, where every candidate would

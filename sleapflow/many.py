@@ -5,15 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import structlog
-
 from sleapflow.config import InferenceConfig
 from sleapflow.errors import StageError
 from sleapflow.graphs.build import PreparedRun, build_graph, prepare
 from sleapflow.io.many import ManyPlan, VideoTask
+from sleapflow.logs import get_logger
 from sleapflow.runtime import run_graph
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 def _failed_video(exc: StageError) -> int | None:

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import sleap_io as sio
-import structlog
 
-log = structlog.get_logger(__name__)
+from sleapflow.logs import get_logger
+
+log = get_logger(__name__)
 
 #: The reference's ``model_type`` names (its predictor class) for each graph. A lone
 #: centered-instance model runs sleap-nn's top-down predictor on ground-truth centroids, so it is

@@ -8,7 +8,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
-import structlog
 
 from sleapflow.errors import ConfigError, StageError, VideoDecodeError
 from sleapflow.frame_ranges import SpanSequence
@@ -19,8 +18,9 @@ from sleapflow.journal import (
     journal_path,
     load_for_resume,
 )
+from sleapflow.logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 def _position_after(items: Sequence[Any], video_id: int, frame_idx: int) -> int:

@@ -6,12 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import structlog
-
 from sleapflow.errors import ConfigError
 from sleapflow.io_safety import OutputLock, check_output_folder, check_output_target, clean_stale_temps
+from sleapflow.logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: What the last guarded run would tell a user who pressed Ctrl-C (the CLI prints it).
 _STATE: dict[str, Any] = {"output": None, "journal": None, "resume_hint": None}

@@ -1,10 +1,12 @@
-"""Public test doubles: list source and sink, a fake clock, the serial runner, and synthetic
-inputs (a video of moving blobs, a sleap-nn model folder with random weights)."""
+"""Public test doubles: list source and sink, a fake clock, the serial runner, a log capture, and
+synthetic inputs (a video of moving blobs, a sleap-nn model folder with random weights)."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-from collections.abc import Iterable
+import logging
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +14,37 @@ import anyio
 import numpy as np
 from anyio.abc import TaskStatus
 
+from sleapflow.logs import fields_of
 from sleapflow.runtime.adapters import CollectSink
 from sleapflow.runtime.graph import Role
 from sleapflow.runtime.serial import run_serial
+
+
+class _FieldsHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.entries: list[Mapping[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        fields = fields_of(record)
+        self.entries.append(fields or {"event": record.getMessage(),
+                                       "log_level": record.levelname.lower()})
+
+
+@contextlib.contextmanager
+def captured_logs(logger: str = "sleapflow") -> Iterator[list[Mapping[str, Any]]]:
+    """Every record sleapflow logs inside the block, at any level, as its structured fields
+    (``event``, ``log_level`` and the key-values), whatever logging is configured to show."""
+    target = logging.getLogger(logger)
+    handler = _FieldsHandler()
+    previous = target.level
+    target.addHandler(handler)
+    target.setLevel(logging.DEBUG)
+    try:
+        yield handler.entries
+    finally:
+        target.removeHandler(handler)
+        target.setLevel(previous)
 
 
 class ListSource:

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import sleap_io as sio
-import structlog
 
 from sleapflow.errors import ConfigError, VideoDecodeError
 from sleapflow.evaluation.files import _headline, _write_metrics, format_summary, load_metrics, save_metrics
@@ -32,6 +31,7 @@ from sleapflow.evaluation.matching import (
     match_instances,
 )
 from sleapflow.evaluation.metrics import Evaluator
+from sleapflow.logs import get_logger
 from sleapflow.ops.oks import compute_instance_area, compute_oks
 
 __all__ = [
@@ -49,7 +49,7 @@ __all__ = [
     "save_metrics",
 ]
 
-logger = structlog.get_logger(__name__)
+logger = get_logger(__name__)
 
 #: Every value sleap-nn 0.3.5's ``--match_method`` accepts; only the first three are implemented.
 MATCH_METHODS = ("oks", "centroid", "auto", "mask", "semantic", "bbox")

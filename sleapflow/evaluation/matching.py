@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 import sleap_io as sio
-import structlog
 
 from sleapflow.errors import ConfigError
+from sleapflow.logs import get_logger
 from sleapflow.ops.oks import compute_instance_area, compute_oks, instance_arrays
 
-logger = structlog.get_logger(__name__)
+logger = get_logger(__name__)
 
 #: A ground-truth bounding box smaller than this (px²) turns OKS into an exact-equality test, so
 #: sleap-nn 0.3.5 scores such instances by mean pixel distance instead (see

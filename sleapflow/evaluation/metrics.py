@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import sleap_io as sio
-import structlog
 
 from sleapflow.errors import ConfigError
 from sleapflow.evaluation.matching import (
@@ -22,9 +21,10 @@ from sleapflow.evaluation.matching import (
     _video_key,
     find_frame_pairs,
 )
+from sleapflow.logs import get_logger
 from sleapflow.ops.instances import gt_centroids
 
-logger = structlog.get_logger(__name__)
+logger = get_logger(__name__)
 
 _EPS = np.spacing(1)
 _PERCENTILES = (50, 75, 90, 95, 99)

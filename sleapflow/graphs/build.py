@@ -18,7 +18,6 @@ from typing import Any
 
 import msgspec
 import sleap_io as sio
-import structlog
 
 from sleapflow.config import InferenceConfig
 from sleapflow.device import resolve_device
@@ -35,6 +34,7 @@ from sleapflow.graphs.common import (
 from sleapflow.graphs.track_only import LabelsTrackSource
 from sleapflow.io import InputPlan, WorkItem, plan_input
 from sleapflow.io.many import ManyPlan, shard_frames_plan, single_config
+from sleapflow.logs import get_logger
 from sleapflow.media_faults import DecodeFailures
 from sleapflow.provenance import add_seed_names, inference_provenance, tracking_only_provenance
 from sleapflow.runtime import GraphSpec, MapStage, chain
@@ -51,7 +51,7 @@ from sleapflow.tracker_config import TrackerConfig
 __all__ = ["PreparedRun", "RawOptions", "build_graph", "dry_spec", "inference_tracker_config",
            "make_source", "make_writer", "prepare"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 INFERENCE_CONFIG_KEYS = (
     "peak_threshold", "filter_overlapping", "filter_overlapping_method",

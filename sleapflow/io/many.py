@@ -9,14 +9,14 @@ from pathlib import Path
 
 import msgspec
 import sleap_io as sio
-import structlog
 
 from sleapflow.config import InferenceConfig
 from sleapflow.errors import ConfigError, SleapflowError
 from sleapflow.io.naming import default_output_path
 from sleapflow.io.planning import IMAGE_SUFFIXES, VIDEO_SUFFIXES, InputPlan, WorkItem, plan_input
+from sleapflow.logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 # --------------------------------------------------------------------------------------------

@@ -14,15 +14,15 @@ from typing import Any
 
 import numpy as np
 import sleap_io as sio
-import structlog
 
 from sleapflow import frame_ranges as fr
 from sleapflow.config import InferenceConfig
 from sleapflow.errors import ConfigError, VideoDecodeError
 from sleapflow.io.plan import InputPlan, WorkItem
 from sleapflow.io.readers import _video_name, probe_video
+from sleapflow.logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv",
                   ".mj2", ".ts"}

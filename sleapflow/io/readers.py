@@ -11,13 +11,13 @@ from typing import Any
 
 import numpy as np
 import sleap_io as sio
-import structlog
 
 from sleapflow.errors import VideoDecodeError
 from sleapflow.io.plan import InputPlan
+from sleapflow.logs import get_logger
 from sleapflow.media_faults import FrameDecodeError, open_advice
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 def is_grayscale(image: np.ndarray) -> bool:

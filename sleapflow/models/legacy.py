@@ -10,10 +10,10 @@ from typing import Any
 import h5py
 import msgspec
 import numpy as np
-import structlog
 import torch
 
 from sleapflow.errors import ConfigError, ModelLoadError
+from sleapflow.logs import get_logger
 from sleapflow.models.file_schema import (
     _convert,
     _FileClassMaps,
@@ -26,7 +26,7 @@ from sleapflow.models.file_schema import (
 from sleapflow.models.normalise import _normalise_backbone, normalise_config
 from sleapflow.models.schema import ModelConfig, SkeletonConfig, UNetConfig
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 # sleap-nn's legacy head precedence (``create_model_from_legacy_config``) and the model type each
 # SLEAP head maps to.

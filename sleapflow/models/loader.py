@@ -5,16 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import structlog
 import torch
 
 from sleapflow.errors import ConfigError, ModelLoadError
+from sleapflow.logs import get_logger
 from sleapflow.models.checkpoint import read_checkpoint, strip_prefix
 from sleapflow.models.network import PoseNetwork
 from sleapflow.models.normalise import config_from_yaml
 from sleapflow.models.schema import ModelConfig
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 _SHOW = 4  # how many offending keys an error message lists
 

@@ -12,9 +12,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import structlog
+from sleapflow.logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: Bumped whenever the export itself changes (wrapper, opset, options): old entries then miss.
 EXPORT_FORMAT = 1

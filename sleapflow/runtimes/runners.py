@@ -7,15 +7,15 @@ import threading
 import warnings
 from typing import Any, Protocol
 
-import structlog
 import torch
 
+from sleapflow.logs import get_logger
 from sleapflow.models.inference_opt import prepare_for_inference
 from sleapflow.ops.preprocess import normalize
 from sleapflow.runtimes.cache import ExportCache, entry_key, module_digest
 from sleapflow.runtimes.select import RuntimeChoice
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: ONNX opset of the export (part of the cache key through the export format).
 OPSET = 17

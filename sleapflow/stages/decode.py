@@ -6,17 +6,17 @@ from collections import OrderedDict
 from typing import Any
 
 import anyio
-import structlog
 from anyio.abc import TaskStatus
 
 from sleapflow.errors import VideoDecodeError
 from sleapflow.io import InputPlan, WorkItem, open_reader
+from sleapflow.logs import get_logger
 from sleapflow.media_faults import DecodeFailures, FrameDecodeError
 from sleapflow.messages import Frame
 from sleapflow.runtime.graph import Role
 from sleapflow.runtime.runner import ItemFailure
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class DecodeSource:

@@ -8,14 +8,14 @@ from typing import Any
 
 import anyio
 import msgspec
-import structlog
 from anyio.abc import TaskStatus
 
 from sleapflow.io.many import ManyPlan, VideoTask
 from sleapflow.io_safety import OutputWriteError
+from sleapflow.logs import get_logger
 from sleapflow.runtime.graph import Role
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class ManyWriter:

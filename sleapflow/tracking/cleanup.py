@@ -12,13 +12,13 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 
 import numpy as np
-import structlog
 
 from sleapflow.errors import ConfigError
+from sleapflow.logs import get_logger
 from sleapflow.tracker_config import TrackerConfig
 from sleapflow.tracking.features import bboxes
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 def nms_fast(boxes: np.ndarray, scores: np.ndarray, threshold: float,

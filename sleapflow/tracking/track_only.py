@@ -20,15 +20,15 @@ from typing import Any
 import msgspec
 import numpy as np
 import sleap_io as sio
-import structlog
 
 from sleapflow.errors import ConfigError
+from sleapflow.logs import get_logger
 from sleapflow.provenance import add_seed_names, tracking_only_provenance
 from sleapflow.tracker_config import TrackerConfig
 from sleapflow.tracking.cleanup import PostTrackingCleanup
 from sleapflow.tracking.tracker import UNASSIGNED
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: sleapflow.tracking.motion.UNTRACKED, repeated to keep this module import-light.
 _UNTRACKED = -2

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import msgspec
 import numpy as np
-import structlog
 
+from sleapflow.logs import get_logger
 from sleapflow.tracker_config import TrackerConfig
 from sleapflow.tracking import features as feats
 from sleapflow.tracking import flow, matching, scoring
@@ -36,7 +36,7 @@ from sleapflow.tracking.candidates import (
 from sleapflow.tracking.cleanup import pre_cull
 from sleapflow.tracking.kalman import KalmanShift
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: Track id reported for an instance the tracker kept but did not assign (local queues, first
 #: tracked frame, too few points): the caller leaves that instance's previous track untouched.

@@ -25,15 +25,15 @@ from typing import Any
 
 import numpy as np
 import sleap_io as sio
-import structlog
 
 from sleapflow.errors import ConfigError
 from sleapflow.evaluation import _load_labels
 from sleapflow.evaluation.files import _json_safe
 from sleapflow.evaluation.matching import _match_scores, _video_key
+from sleapflow.logs import get_logger
 from sleapflow.tracking_eval import mot
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 CARRIERS = ("auto", "pose", "mask")
 #: Default match threshold per method: OKS in [0, 1], or a pixel radius for single-node skeletons.

@@ -7,12 +7,11 @@ from pathlib import Path
 import pytest
 import sleap_io as sio
 from inputs_helpers import two_video_labels
-from structlog.testing import capture_logs
 
 from sleapflow.config import InferenceConfig, parse_frames
 from sleapflow.errors import ConfigError
 from sleapflow.io import plan_input
-from sleapflow.testing import write_synthetic_video
+from sleapflow.testing import captured_logs, write_synthetic_video
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +64,7 @@ def test_labeled_and_exclude_are_exclusive(labels_file) -> None:
 
 def test_frames_are_positions_without_video_index(labels_file) -> None:
     path, expected = labels_file
-    with capture_logs() as logs:
+    with captured_logs() as logs:
         plan = plan_input(_cfg(path, frames=(4, 0, 2, 99)))
     assert _pairs(plan) == [expected["all"][4], expected["all"][0], expected["all"][2]]
     assert plan.frame_selection_method == "specified"
@@ -87,7 +86,7 @@ def test_video_index_selects_every_frame_of_that_video(labels_file) -> None:
 
 def test_video_index_frames_are_frame_indices(labels_file) -> None:
     path, _ = labels_file
-    with capture_logs() as logs:
+    with captured_logs() as logs:
         plan = plan_input(_cfg(path, video_index=0, frames=parse_frames("3-5,18-25")))
     assert _pairs(plan) == [(0, f) for f in (3, 4, 5, 18, 19)]
     assert plan.frame_selection_method == "specified"
@@ -98,7 +97,7 @@ def test_video_index_honours_only_exclude_user_labeled(labels_file) -> None:
     path, _ = labels_file
     plan = plan_input(_cfg(path, video_index=1, exclude_user_labeled=True))
     assert [f for _, f in _pairs(plan)] == [f for f in range(15) if f not in (1, 7)]
-    with capture_logs() as logs:
+    with captured_logs() as logs:
         plan = plan_input(_cfg(path, video_index=0, only_labeled_frames=True))
     # ignored, as in sleap-nn track, but said
     assert len(plan.items) == 20
@@ -158,7 +157,7 @@ def test_video_frames_ranges_and_lists(clip: Path) -> None:
 
 
 def test_video_frames_out_of_range_warn_and_skip(clip: Path) -> None:
-    with capture_logs() as logs:
+    with captured_logs() as logs:
         plan = plan_input(_cfg(clip, frames=parse_frames("25-299")))
     assert [it.frame_idx for it in plan.items] == [25, 26, 27, 28, 29]
     warning = next(e for e in logs if e["log_level"] == "warning")
@@ -171,7 +170,7 @@ def test_only_predicted_frames_needs_labels(clip: Path) -> None:
 
 
 def test_label_flags_on_a_video_are_ignored_with_a_warning(clip: Path) -> None:
-    with capture_logs() as logs:
+    with captured_logs() as logs:
         plan = plan_input(_cfg(clip, only_labeled_frames=True))
     assert len(plan.items) == 30
     assert plan.frame_selection_method == "all"

@@ -9,7 +9,6 @@ from pathlib import Path
 import msgspec
 import pytest
 import yaml
-from structlog.testing import capture_logs
 
 from sleapflow.errors import ConfigError, ModelLoadError
 from sleapflow.models import (
@@ -21,6 +20,7 @@ from sleapflow.models import (
     resolve_model_dir,
 )
 from sleapflow.models.normalise import config_from_yaml
+from sleapflow.testing import captured_logs
 
 
 def _copy_model(src: Path, dst: Path) -> Path:
@@ -115,7 +115,7 @@ def test_resolve_model_dir_forms(ckpts: Path, tmp_path: Path) -> None:
     # Another .ckpt: warn and still use the folder's best.ckpt (sleap-nn behaviour).
     other = _copy_model(d, tmp_path / "m")
     (other / "last.ckpt").symlink_to(d / "best.ckpt")
-    with capture_logs() as logs:
+    with captured_logs() as logs:
         assert resolve_model_dir(other / "last.ckpt") == other
     assert any(e["log_level"] == "warning" for e in logs)
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import structlog
 
 from sleapflow.cli import main
 from sleapflow.errors import ConfigError
 from sleapflow.runtimes import installed_runtimes, resolve_runtime
 from sleapflow.runtimes.select import AUTO_EXCLUDE
+from sleapflow.testing import captured_logs
 
 
 def test_auto_on_cpu_picks_onnx_runtime_because_it_passes_parity() -> None:
@@ -91,7 +91,7 @@ def test_auto_sees_legacy_models(assets: Path, monkeypatch: pytest.MonkeyPatch) 
 def test_auto_choice_is_logged_and_in_provenance(assets: Path, tmp_path: Path) -> None:
     from sleapflow.predict import run_inference
 
-    with structlog.testing.capture_logs() as logs:
+    with captured_logs() as logs:
         labels = run_inference(data_path=str(assets / "datasets/small_robot_minimal.slp"),
                                model_paths=[str(assets / "model_ckpts/minimal_instance_single_instance")],
                                device="cpu", output_path=str(tmp_path / "o.slp"))

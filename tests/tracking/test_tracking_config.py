@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import msgspec
 import pytest
-from structlog.testing import capture_logs
 
 from sleapflow.errors import ConfigError
+from sleapflow.testing import captured_logs
 from sleapflow.tracking import Tracker, TrackerConfig
 
 
@@ -104,7 +104,7 @@ def test_max_tracks_switches_fixed_window_to_local_queues() -> None:
     cfg = TrackerConfig(max_tracks=2)
     assert cfg.candidates_method == "fixed_window"  # the user's value is kept (provenance)
     assert cfg.effective_candidates_method == "local_queues"
-    with capture_logs() as logs:
+    with captured_logs() as logs:
         tracker = Tracker(cfg)
     assert tracker.is_local_queue
     switched = [e for e in logs if e["event"] == "tracking.candidates_method_switched"]
