@@ -12,10 +12,14 @@ from typing import Any
 from sleapflow.models.loader import read_model_config, resolve_model_dir
 from sleapflow.provenance import dist_version
 
-#: Packages whose versions ``system`` reports (distribution names).
+#: Packages whose versions ``system`` reports (distribution names): what every run imports.
 PACKAGES = ("sleapflow", "torch", "sleap-io", "numpy", "av", "anyio", "msgspec", "scipy",
             "opencv-python-headless", "cyclopts", "structlog", "h5py", "pyyaml", "rich",
-            "onnxruntime", "skia-python")
+            "onnxruntime", "onnx", "platformdirs", "skia-python")
+
+#: Packages that only some commands need, and the extra that installs each.
+OPTIONAL_PACKAGES = {"onnxruntime-gpu": "gpu", "tensorrt": "tensorrt", "ray": "ray",
+                     "starlette": "serve", "uvicorn": "serve", "websockets": "serve"}
 
 
 def _n_parameters(model_dir: Path, legacy: bool) -> int | None:
@@ -93,11 +97,15 @@ def system_report() -> dict[str, Any]:
     """Python, platform, package versions and the devices torch can use."""
     import torch
 
+    from sleapflow.runtimes.cache import cache_root
+
     report: dict[str, Any] = {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "executable": sys.executable,
         "packages": {name: dist_version(name) for name in PACKAGES},
+        "optional_packages": {name: dist_version(name) for name in OPTIONAL_PACKAGES},
+        "export_cache": cache_root().as_posix(),
         "cuda_available": torch.cuda.is_available(),
         "cuda_version": torch.version.cuda,
         "cpu_threads": torch.get_num_threads(),
@@ -110,7 +118,23 @@ def system_report() -> dict[str, Any]:
             props = torch.cuda.get_device_properties(i)
             report["gpus"].append({"index": i, "name": props.name,
                                    "memory_gb": round(props.total_memory / 2**30, 1)})
+    report["auto_runtime"] = _auto_runtimes(report)
     return report
+
+
+def _auto_runtimes(report: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """What ``--runtime auto`` resolves to on each device here, and why."""
+    from sleapflow.runtimes.select import installed_runtimes, resolve_runtime
+
+    devices = ["cpu"] + [f"cuda:{gpu['index']}" for gpu in report["gpus"]]
+    if report["mps_available"]:
+        devices.append("mps")
+    out = {}
+    for device in devices:
+        choice = resolve_runtime("auto", device)
+        out[device] = {"runtime": choice.name, "reason": choice.reason,
+                       "installed": ", ".join(installed_runtimes(device.split(":", 1)[0]))}
+    return out
 
 
 def format_system(report: dict[str, Any]) -> str:
@@ -119,6 +143,11 @@ def format_system(report: dict[str, Any]) -> str:
              f"Platform  {report['platform']}", "", "Packages:"]
     for name, version in report["packages"].items():
         lines.append(f"  {name:<24} {version or 'not installed'}")
+    lines += ["", "Optional packages:"]
+    for name, version in report["optional_packages"].items():
+        extra = OPTIONAL_PACKAGES[name]
+        hint = f'not installed (pip install "sleapflow[{extra}]")'
+        lines.append(f"  {name:<24} {version or hint}")
     lines += ["", "Devices:", f"  cpu      {report['cpu_threads']} torch threads"]
     if report["cuda_available"]:
         for gpu in report["gpus"]:
@@ -129,4 +158,9 @@ def format_system(report: dict[str, Any]) -> str:
         lines.append("  cuda     not available" + (f" (torch built for CUDA {built})" if built else
                                                    " (this torch build is CPU-only)"))
     lines.append(f"  mps      {'available' if report['mps_available'] else 'not available'}")
+    lines += ["", "Runtime picked by --runtime auto:"]
+    for device, choice in report["auto_runtime"].items():
+        lines.append(f"  {device:<8} {choice['runtime']} ({choice['reason']}; installed: "
+                     f"{choice['installed']})")
+    lines += ["", f"Export cache  {report['export_cache']}"]
     return "\n".join(lines)

@@ -4,7 +4,9 @@ same points as the .slp; the overlay is a playable mp4 of the right length and s
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -144,5 +146,19 @@ def test_info_and_system(assets: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert main(["system", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["packages"]["torch"] and report["packages"]["sleap-io"] == sio.__version__
+    # Every run-time dependency, installed or not, the export cache and auto's pick per device.
+    for name in ("onnxruntime", "onnx", "platformdirs"):
+        assert report["packages"][name] == importlib.metadata.version(name)
+    assert set(report["optional_packages"]) >= {"ray", "starlette", "uvicorn", "tensorrt"}
+    installed = {d.metadata["Name"].lower() for d in importlib.metadata.distributions()}
+    for name, version in report["optional_packages"].items():
+        assert (version is not None) == (name in installed), name
+    assert report["export_cache"] == os.environ["SLEAPFLOW_CACHE_DIR"]
+    assert report["auto_runtime"]["cpu"]["runtime"] == "onnx"
+    assert "parity suite" in report["auto_runtime"]["cpu"]["reason"]
     assert main(["system"]) == 0
-    assert "Devices:" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "Devices:" in text and "Export cache" in text
+    if "tensorrt" not in installed:
+        assert "tensorrt                 not installed (pip install \"sleapflow[tensorrt]\")" in text
+    assert "  cpu      onnx (" in text

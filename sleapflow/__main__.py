@@ -1,0 +1,8 @@
+"""``python -m sleapflow``: the same command line as the ``sleapflow`` script."""
+
+import sys
+
+from sleapflow.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
