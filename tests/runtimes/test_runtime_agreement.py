@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from parity import compare_labels, load_reference, run_pipeline
 
@@ -80,9 +81,13 @@ def _legacy_topdown_frames(assets: Path, frames: str) -> object:
 
 def test_onnx_crops_on_a_rounding_boundary_follow_torch(assets: Path, reference: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Frame 251 of the legacy top-down clip has a centroid on a crop-origin rounding boundary:
-    ONNX Runtime's ~1e-5 px difference would cut its crop a pixel over (a point score 0.03
-    off). Such frames are decided from torch's maps, so onnx matches the reference there."""
+    """Frame 251 of the legacy top-down clip has a centroid near a crop-origin rounding boundary:
+    a runtime's small difference from torch can cut its crop a pixel over (a point score 0.03
+    off). Frames with a centroid that near are decided from torch's maps, so onnx matches the
+    reference there. Which frames come that near depends on the CPU's kernels (on an Intel AMX
+    machine frame 251 did, under ONNX Runtime; on an AVX2 AMD EPYC it lands 1.2e-3 px away), so
+    the second run widens the margin until every frame takes the re-check path, and checks that
+    the path itself gives the reference's crops."""
     import sleapflow.stages.topdown as topdown
 
     ref = load_reference(reference, "legacy_topdown__centered_pair_small")
@@ -91,10 +96,19 @@ def test_onnx_crops_on_a_rounding_boundary_follow_torch(assets: Path, reference:
     report.assert_ok()
     assert report.frames_ours == report.frames_ref == len(window)
 
-    # Without the re-check the same frames fail: the test covers the boundary it claims to.
-    monkeypatch.setattr(topdown, "CROP_BOUNDARY_EPS", 0.0)
-    unchecked = compare_labels(_legacy_topdown_frames(assets, "248-255"), ref, frames=window)
-    assert unchecked.point_score_max_diff > 1e-2
+    rechecked: list[bool] = []
+    original = topdown.near_crop_boundary
+
+    def spy(centers: torch.Tensor, crop_size: int, eps: float) -> torch.Tensor:
+        near = original(centers, crop_size, eps)
+        rechecked.extend(bool(f) for f in near.any(dim=1))
+        return near
+
+    monkeypatch.setattr(topdown, "near_crop_boundary", spy)
+    monkeypatch.setattr(topdown, "CROP_BOUNDARY_EPS", 0.5)  # every centre is this near one
+    everywhere = compare_labels(_legacy_topdown_frames(assets, "248-255"), ref, frames=window)
+    everywhere.assert_ok()
+    assert rechecked == [True] * len(window)
 
 
 def test_cpu_bf16_runs_bf16_weights_and_returns_float32_maps_near_fp32(assets: Path) -> None:
