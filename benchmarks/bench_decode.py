@@ -19,7 +19,7 @@ from pathlib import Path
 
 
 def _sleapflow(path: str, n: int) -> float:
-    from sleapflow.io import PyAVReader
+    from sleapflow.inputs import PyAVReader
 
     start = time.perf_counter()
     reader = PyAVReader(path)

@@ -105,7 +105,7 @@ def commands(tool: str, *, clip: Path, models: list[Path], out: Path, frames: st
     common = ["-i", str(clip), *model_args, "-o", str(out), "--device", device,
               "--batch_size", str(batch_size), *frame_args]
     if tool.startswith("sleapflow"):
-        return [sys.executable, "-m", "sleapflow.cli", "track", *common, *(extra or [])]
+        return [sys.executable, "-m", "sleapflow.cli.app", "track", *common, *(extra or [])]
     assert peer is not None
     return [str(peer), tool.removeprefix("peer-"), *common]
 
@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        from sleapflow.bench import _device_name, _versions, git_revision
+        from sleapflow.bench.harness import _device_name, _versions, git_revision
 
         record = {
             "graph": args.graph, "clip": str(clip), "models": [str(m) for m in models],

@@ -32,9 +32,9 @@ def overhead(rounds: int) -> None:
     import os
     import statistics
 
-    from sleapflow.config import InferenceConfig
-    from sleapflow.pipeline import prepare, run_to_file
-    from sleapflow.resume import run_journaled
+    from sleapflow.jobs.resume import run_journaled
+    from sleapflow.jobs.run import prepare, run_to_file
+    from sleapflow.options.config import InferenceConfig
 
     cfg = InferenceConfig(data_path=str(VIDEO), model_paths=(str(MODEL),), device="cpu")
     times: dict[str, list[float]] = {"plain": [], "journaled": []}
@@ -82,8 +82,8 @@ def rss(frames: int, in_memory: bool) -> None:
     import numpy as np
     import sleap_io as sio
 
-    from sleapflow.journal import JournalWriter
     from sleapflow.messages import FramePrediction
+    from sleapflow.outputs.journal import JournalWriter
     from sleapflow.stages.write import LabelsBuilder, SlpWriter
 
     def peak() -> float:
@@ -144,9 +144,9 @@ def writer_cost(frames: int, rounds: int) -> None:
     import numpy as np
     import sleap_io as sio
 
-    from sleapflow.io_safety import save_slp_safely
-    from sleapflow.journal import JournalWriter
     from sleapflow.messages import FramePrediction
+    from sleapflow.outputs.files import save_slp_safely
+    from sleapflow.outputs.journal import JournalWriter
     from sleapflow.stages.write import LabelsBuilder, SlpWriter
 
     ref = sio.load_slp(str(SHARED / "reference/single_instance__small_robot.slp"),

@@ -43,7 +43,7 @@ def main() -> None:
         if not path.exists():
             write_synthetic_video(path, n_frames=args.frames, height=320, width=560, seed=k)
         clips.append(str(path))
-    track = [sys.executable, "-m", "sleapflow.cli", "track", "-m", str(MODEL), "--device", "cpu"]
+    track = [sys.executable, "-m", "sleapflow.cli.app", "track", "-m", str(MODEL), "--device", "cpu"]
     record: dict = {"videos": args.videos, "frames": args.frames}
     # A one-frame run: the fixed cost of a process (imports, model load, graph start-up).
     record["one_frame_process_s"] = timed([*track, "-i", clips[0], "--frames", "0",

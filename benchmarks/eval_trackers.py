@@ -14,12 +14,12 @@ import logging
 import numpy as np
 import structlog
 
+from sleapflow.evaluation.identity import evaluate_labels
 from sleapflow.messages import FramePrediction
 from sleapflow.tracking import TrackerConfig
 from sleapflow.tracking.linking import GapLinker
 from sleapflow.tracking.motion import make_tracker
 from sleapflow.tracking.synthetic import SyntheticClip, crossing_clip, walking_clip
-from sleapflow.tracking_eval.labels import evaluate_labels
 
 CLIPS: dict[str, SyntheticClip] = {
     # tests/tracking/test_motion_trackers.py::hard_clip

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "graphs"))
 
-from sleapflow.runtimes.select import parse_label  # noqa: E402
+from sleapflow.backends.select import parse_label  # noqa: E402
 
 from parity import compare_labels, load_reference, run_pipeline  # noqa: E402
 

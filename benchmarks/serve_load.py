@@ -42,7 +42,7 @@ class Server:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
             p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from sleapflow.cli import main; sys.exit(main())",
+            [sys.executable, "-c", "import sys; from sleapflow.cli.app import main; sys.exit(main())",
              "serve", "--host", "127.0.0.1", "--port", "0", *args],
             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
         assert self.proc.stderr is not None
@@ -75,7 +75,7 @@ class Server:
 
 
 def load_frames(n: int) -> list[np.ndarray]:
-    from sleapflow.io import PyAVReader
+    from sleapflow.inputs import PyAVReader
 
     reader = PyAVReader(str(CLIP))
     try:

@@ -2,7 +2,7 @@
 
 import sys
 
-from sleapflow.cli import main
+from sleapflow.cli.app import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+__all__ = ("ConfigError", "ModelLoadError", "SleapflowError", "StageError", "VideoDecodeError")
+
+
 
 class SleapflowError(Exception):
     """Base of every error sleapflow raises on purpose; the CLI prints these without a traceback."""

@@ -1,10 +1,21 @@
-"""Frozen messages passed between stages; arrays inside are never mutated after sending."""
+"""Frozen messages passed between stages (arrays inside are never mutated after sending), and
+the plain data of what a run reads (the input plan)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+import numpy as np
+import sleap_io as sio
+
+__all__ = (
+    "CropBatch", "CropSet", "Frame", "FrameBatch", "FrameInfo", "FramePrediction", "InputPlan", "ModelInput",
+    "ModelOutput", "WorkItem",
+)
+
 
 
 class Frame(msgspec.Struct, frozen=True):
@@ -87,7 +98,7 @@ class CropSet(msgspec.Struct, frozen=True):
     #: The frame's centroid confidence map, kept only for raw (``make_labels=False``) output.
     centroid_map: Any = None
     #: False for all but the last part of a frame whose crops travel in several parts
-    #: (:data:`sleapflow.limits.MAX_CROPS_PER_PART`); the parts are re-joined after the model.
+    #: (:data:`sleapflow.ops.caps.MAX_CROPS_PER_PART`); the parts are re-joined after the model.
     last: bool = True
 
     @property
@@ -162,3 +173,31 @@ class FramePrediction(msgspec.Struct, frozen=True):
             fields["source_instances"] = tuple(self.source_instances[i] for i in idx.tolist())
         fields.update(changes)
         return msgspec.structs.replace(self, **fields)
+
+
+# What a run reads: the planned frames and the videos they come from (plain data).
+@dataclass(frozen=True)
+class WorkItem:
+    """One frame to process: which video, which index, and ground truth when a mode needs it."""
+
+    video_id: int
+    frame_idx: int
+    gt_points: np.ndarray | None = None
+
+
+@dataclass
+class InputPlan:
+    """What a run reads: the videos (for the output file), the frames, and the source labels.
+
+    ``source_path`` is the path the user gave (None for in-memory inputs); ``video_index`` is set
+    when a single video of a ``.slp`` was selected (it names the default output file).
+    """
+
+    kind: str  # "video", "slp", "hdf5", "images"
+    source_path: str | None
+    videos: list[sio.Video]
+    items: Sequence[WorkItem]
+    labels: sio.Labels | None = None
+    frame_selection_method: str = "all"
+    video_index: int | None = None
+    video_readers: dict[int, Any] = field(default_factory=dict)

@@ -6,14 +6,14 @@ input as ``<input>.predictions.slp``, as the reference does); ``make_labels=Fals
 reference's list of per-batch dicts of numpy arrays and writes nothing.
 
 Both run the graphs the CLI runs, through the same :class:`~sleapflow.runtime.GraphRunner`:
-``make_labels=True`` is exactly ``sleapflow track``'s path (:func:`sleapflow.pipeline.run_to_file`);
+``make_labels=True`` is exactly ``sleapflow track``'s path (:func:`sleapflow.jobs.run.run_to_file`);
 ``make_labels=False`` runs the graph's raw-array variant (its declaration builds it, see
 :func:`sleapflow.graphs.build.build_graph`): the post-forward stages end in a *raw-dict stage*
 that packs each batch the way the reference's ``make_labels=False`` does. A graph without one
 refuses ``make_labels=False`` clearly.
 
 ``run_inference`` is synchronous (it calls ``anyio.run``); from async code use
-:func:`arun_inference` or :func:`sleapflow.service.open_graph`.
+:func:`arun_inference` or :func:`sleapflow.session.open_graph`.
 """
 
 from __future__ import annotations
@@ -27,20 +27,14 @@ import anyio.lowlevel
 import numpy as np
 import sleap_io as sio
 
-from sleapflow.config import InferenceConfig
 from sleapflow.errors import ConfigError, SleapflowError
 from sleapflow.graphs.build import PreparedRun, RawOptions, build_graph, prepare
-from sleapflow.options import build_config
-from sleapflow.pipeline import default_output_path, run_to_file
+from sleapflow.jobs.run import default_output_path, run_to_file
+from sleapflow.options.boundary import build_config
+from sleapflow.options.config import InferenceConfig
 from sleapflow.runtime import run_graph
 
-__all__ = [
-    "EventLoopError",
-    "RawOptions",
-    "arun_inference",
-    "build_config",
-    "run_inference",
-]
+__all__ = ("EventLoopError", "RawOptions", "arun_inference", "build_config", "run_inference", "run_raw")
 
 
 class EventLoopError(SleapflowError, RuntimeError):
@@ -188,14 +182,14 @@ def run_inference(
     ``runtime`` (auto, torch, onnx, tensorrt) and ``precision`` are sleapflow's own.
 
     Raises :class:`EventLoopError` when called from a running event loop: use
-    ``await arun_inference(...)`` or :func:`sleapflow.service.open_graph` there.
+    ``await arun_inference(...)`` or :func:`sleapflow.session.open_graph` there.
     """
     call = _resolve_call(dict(locals()))
     if _in_event_loop():
         raise EventLoopError(
             "run_inference() cannot run inside a running event loop (it starts its own); from "
             "async code use `await sleapflow.predict.arun_inference(...)` with the same arguments, "
-            "or stream frames with `async with sleapflow.service.open_graph(...)`"
+            "or stream frames with `async with sleapflow.session.open_graph(...)`"
         )
     return anyio.run(partial(_execute, call))
 

@@ -69,8 +69,10 @@ class ListSource:
                 self.sent += 1
 
 
-__all__ = ["SYNTHETIC_GRAPHS", "FakeClock", "ListSink", "ListSource", "run_serial",
-           "write_default_clip", "write_synthetic_model", "write_synthetic_video"]
+__all__ = (
+    "SYNTHETIC_GRAPHS", "FakeClock", "ListSink", "ListSource", "captured_logs", "run_serial",
+    "write_default_clip", "write_gray_h264", "write_synthetic_model", "write_synthetic_video",
+)
 
 #: Collects every item it receives; an optional ``limit`` makes it leave early.
 ListSink = CollectSink

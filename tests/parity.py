@@ -135,8 +135,8 @@ def run_pipeline(**options: object) -> sio.Labels:
     """Run a graph in-process on CPU and return its labels (no output file)."""
     import anyio
 
-    from sleapflow.config import InferenceConfig, parse_frames
-    from sleapflow.pipeline import run_to_file
+    from sleapflow.jobs.run import run_to_file
+    from sleapflow.options.config import InferenceConfig, parse_frames
 
     frames = options.pop("frames", None)
     device = str(options.pop("device_override", "cpu"))

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from sleapflow import options as options_module
-from sleapflow.cli import main
-from sleapflow.config import (
+from sleapflow.cli.app import main
+from sleapflow.options import boundary as options_module
+from sleapflow.options.config import (
     ExecutionOptions,
     FilterOptions,
     GroupingOptions,
@@ -85,7 +85,7 @@ def test_sub_configs_partition_the_options() -> None:
 
 
 def test_config_imports_neither_torch_nor_the_tracker() -> None:
-    code = ("import sys, sleapflow.config, sleapflow.options; "
+    code = ("import sys, sleapflow.options.config, sleapflow.options.boundary; "
             "bad = [m for m in sys.modules if m == 'torch' or m.startswith('sleapflow.tracking')]; "
             "print(bad); sys.exit(1 if bad else 0)")
     root = Path(__file__).resolve().parents[1]

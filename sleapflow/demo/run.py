@@ -9,6 +9,11 @@ from pathlib import Path
 
 from sleapflow.demo import synth
 
+__all__ = (
+    "CLIP_FRAMES", "CLIP_SEED", "MODEL_DIR", "PICTURE_FRAME", "DemoResult", "run_demo", "write_demo_clip",
+)
+
+
 #: The embedded model: a sleap-nn checkpoint folder trained by ``tools/train_demo_model.py``.
 MODEL_DIR = Path(__file__).resolve().parent / "model"
 #: The demo clip: the generator's walk with this seed (never seen in training) and length.
@@ -45,8 +50,8 @@ def run_demo(out_dir: str | Path = "sleapflow-demo", *, device: str = "auto",
     """Generate the clip, predict on it with the embedded model through ``track``, render the
     overlay (mp4 + PNG), score the predictions and say what to open."""
     from sleapflow.evaluation import run_evaluation
-    from sleapflow.frontend import run_track
-    from sleapflow.render import render
+    from sleapflow.jobs.track import run_track
+    from sleapflow.outputs.render import render
 
     out = Path(out_dir).resolve()
     clip, truth = write_demo_clip(out, n_frames=n_frames)

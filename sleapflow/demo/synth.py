@@ -14,6 +14,12 @@ import cv2
 import numpy as np
 import sleap_io as sio
 
+__all__ = (
+    "EDGES", "NODES", "SEGMENTS", "SIZE", "WING", "Clip", "background", "draw", "pose", "random_poses",
+    "skeleton", "walk", "write_clip",
+)
+
+
 #: Frame size of every generated clip (square, RGB).
 SIZE = 256
 #: Node names: the body chain head to tail, then the two wing tips (left, right as the animal

@@ -23,7 +23,7 @@ from typing import Any
 import sleap_io as sio
 
 from sleapflow.errors import ConfigError, VideoDecodeError
-from sleapflow.evaluation.files import _headline, _write_metrics, format_summary, load_metrics, save_metrics
+from sleapflow.evaluation.files import format_summary, headline, load_metrics, save_metrics, write_metrics
 from sleapflow.evaluation.matching import (
     compute_distance_match_score,
     find_frame_pairs,
@@ -34,20 +34,11 @@ from sleapflow.evaluation.metrics import Evaluator
 from sleapflow.logs import get_logger
 from sleapflow.ops.oks import compute_instance_area, compute_oks
 
-__all__ = [
-    "MATCH_METHODS",
-    "Evaluator",
-    "compute_distance_match_score",
-    "compute_instance_area",
-    "compute_oks",
-    "find_frame_pairs",
-    "format_summary",
-    "load_metrics",
-    "match_frame_pairs",
-    "match_instances",
-    "run_evaluation",
-    "save_metrics",
-]
+__all__ = (
+    "CENTROID_DEFAULT_THRESHOLD", "MATCH_METHODS", "Evaluator", "compute_distance_match_score",
+    "compute_instance_area", "compute_oks", "find_frame_pairs", "format_summary", "load_labels",
+    "load_metrics", "match_frame_pairs", "match_instances", "run_evaluation", "save_metrics",
+)
 
 logger = get_logger(__name__)
 
@@ -58,7 +49,7 @@ _IMPLEMENTED_METHODS = ("oks", "centroid", "auto")
 CENTROID_DEFAULT_THRESHOLD = 50.0
 
 
-def _load_labels(path: str | Path, what: str) -> sio.Labels:
+def load_labels(path: str | Path, what: str) -> sio.Labels:
     logger.info(f"loading {what} labels", path=str(path))
     if not Path(path).exists():
         raise VideoDecodeError(f"The {what} file {path} does not exist.")
@@ -133,8 +124,8 @@ def run_evaluation(
             f"match_method={match_method!r} (mask, semantic-segmentation and bounding-box "
             "evaluation) is not supported by sleapflow; use 'oks', 'centroid' or 'auto'."
         )
-    labels_gt = _load_labels(ground_truth_path, "ground truth")
-    labels_pr = _load_labels(predicted_path, "predictions")
+    labels_gt = load_labels(ground_truth_path, "ground truth")
+    labels_pr = load_labels(predicted_path, "predictions")
 
     if not len(labels_pr) or not _has_instances(labels_pr):
         logger.info(
@@ -178,10 +169,10 @@ def run_evaluation(
     )
     logger.info("computing evaluation metrics")
     metrics = evaluator.evaluate()
-    logger.info("evaluation results", **_headline(metrics))
+    logger.info("evaluation results", **headline(metrics))
 
     if save_metrics:
         logger.info("saving metrics", path=str(save_metrics))
-        npz_path, json_path = _write_metrics(save_metrics, metrics)
+        npz_path, json_path = write_metrics(save_metrics, metrics)
         logger.info("metrics saved", npz=str(npz_path), json=str(json_path))
     return metrics

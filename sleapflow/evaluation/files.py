@@ -11,33 +11,36 @@ import numpy as np
 
 from sleapflow.errors import ConfigError
 
+__all__ = ("format_summary", "headline", "json_safe", "load_metrics", "save_metrics", "write_metrics")
+
+
 # Large per-pair arrays only useful offline; left out of the JSON sibling as sleap-nn does.
 _JSON_PRUNE_KEYS: dict[str, tuple[str, ...]] = {"pck_metrics": ("pcks",)}
 
 
-def _json_safe(obj: Any) -> Any:
+def json_safe(obj: Any) -> Any:
     """numpy → Python, arrays → nested lists, NaN/±Inf → None, keys → str."""
     if isinstance(obj, np.ndarray):
-        return _json_safe(obj.tolist())
+        return json_safe(obj.tolist())
     if isinstance(obj, np.generic):
         obj = obj.item()
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
+        return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
+        return [json_safe(v) for v in obj]
     return obj
 
 
-def _write_metrics(path: str | Path, metrics: dict[str, Any]) -> tuple[Path, Path]:
+def write_metrics(path: str | Path, metrics: dict[str, Any]) -> tuple[Path, Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, metrics=metrics)
     # numpy appends .npz when missing; the JSON sibling uses the path as given, like sleap-nn.
     npz_path = path if str(path).endswith(".npz") else Path(f"{path}.npz")
     json_path = path.with_suffix(".json")
-    safe = _json_safe(metrics)
+    safe = json_safe(metrics)
     for section, keys in _JSON_PRUNE_KEYS.items():
         if isinstance(safe.get(section), dict):
             for key in keys:
@@ -58,7 +61,7 @@ def save_metrics(metrics: dict[str, Any], path: str | Path) -> tuple[Path, Path]
     Returns:
         ``(npz_path, json_path)`` actually written.
     """
-    return _write_metrics(path, metrics)
+    return write_metrics(path, metrics)
 
 
 def _find_metrics_file(model_dir: Path, split: str, dataset_idx: int) -> Path:
@@ -93,7 +96,7 @@ def load_metrics(path: str | Path, split: str = "test", dataset_idx: int = 0) ->
         return {k: data[k].item() if data[k].ndim == 0 else data[k] for k in keys}
 
 
-def _headline(metrics: dict[str, Any]) -> dict[str, float | int]:
+def headline(metrics: dict[str, Any]) -> dict[str, float | int]:
     """The numbers sleap-nn logs after an evaluation, as structured log fields."""
     dist = metrics["distance_metrics"]
     if "detection_metrics" in metrics:

@@ -19,6 +19,13 @@ from sleapflow.errors import ConfigError
 from sleapflow.logs import get_logger
 from sleapflow.ops.oks import compute_instance_area, compute_oks, instance_arrays
 
+__all__ = (
+    "DEGENERATE_AREA_EPS", "DEGENERATE_PIXEL_THRESHOLD", "compute_distance_match_score", "find_frame_pairs",
+    "match_frame_pairs", "match_instances", "match_oks", "match_scores", "pred_centroids", "stack_side",
+    "user_centroids", "video_key",
+)
+
+
 logger = get_logger(__name__)
 
 #: A ground-truth bounding box smaller than this (px²) turns OKS into an exact-equality test, so
@@ -57,7 +64,7 @@ def compute_distance_match_score(
     return np.where(count > 0, score, 0.0)
 
 
-def _match_scores(
+def match_scores(
     gt: np.ndarray, pr: np.ndarray, scale: float | None, stddev: float
 ) -> np.ndarray:
     """OKS, with the reference's distance score for ground truth whose bounding box has no area."""
@@ -121,7 +128,7 @@ def _rank_order(scores: np.ndarray, has_score: np.ndarray) -> np.ndarray:
     return order
 
 
-def _video_key(video: sio.Video | None) -> str:
+def video_key(video: sio.Video | None) -> str:
     """The path sleap-nn reports for a video: embedded source, backend file, filename, id."""
     if video is None:
         return "unknown"
@@ -140,7 +147,7 @@ def _video_key(video: sio.Video | None) -> str:
     return str(path)
 
 
-def _user_centroids(frame: sio.LabeledFrame) -> list[Any]:
+def user_centroids(frame: sio.LabeledFrame) -> list[Any]:
     """A frame's user (hand-made or mask-derived) centroid annotations."""
     return [c for c in (getattr(frame, "centroids", None) or []) if not c.is_predicted]
 
@@ -195,7 +202,7 @@ def find_frame_pairs(
             kept = []
             for lf in frames_gt:
                 users = lf.user_instances
-                if users or (keep_user_centroid_frames and _user_centroids(lf)):
+                if users or (keep_user_centroid_frames and user_centroids(lf)):
                     # A shallow copy with its own instance list: the caller's frame keeps its
                     # predicted instances (sleap-nn < 0.3.5 overwrote them in place).
                     lf = copy.copy(lf)
@@ -220,7 +227,7 @@ class _Side:
     has_score: np.ndarray  # (n_instances,) whether the instance has a ``score`` attribute
 
 
-def _stack_side(per_frame: Sequence[Sequence[Any]], what: str) -> _Side:
+def stack_side(per_frame: Sequence[Sequence[Any]], what: str) -> _Side:
     """Stack every frame's instances once so all later maths is array maths."""
     counts = np.fromiter((len(f) for f in per_frame), dtype=np.intp, count=len(per_frame))
     offsets = np.zeros(len(per_frame) + 1, dtype=np.intp)
@@ -266,7 +273,7 @@ def _check_nodes(gt: _Side, pr: _Side) -> None:
         )
 
 
-def _match_oks(
+def match_oks(
     gt: _Side, pr: _Side, stddev: float, scale: float | None, threshold: float
 ) -> _Matches:
     """Greedy OKS matching of every frame pair, frames with equal instance counts stacked."""
@@ -285,7 +292,7 @@ def _match_oks(
             frames = live[bucket_of == b]
             gt_rows = gt.offsets[frames][:, None] + np.arange(g)  # (B, g)
             pr_rows = pr.offsets[frames][:, None] + np.arange(p)  # (B, p)
-            scores = _match_scores(gt.points[gt_rows], pr.points[pr_rows], scale, stddev)
+            scores = match_scores(gt.points[gt_rows], pr.points[pr_rows], scale, stddev)
             order = _rank_order(pr.scores[pr_rows], pr.has_score[pr_rows])
             matched = _greedy_assign(scores, order, threshold)
             fb, rank = np.nonzero(matched >= 0)
@@ -340,9 +347,9 @@ def match_instances(
         match order, and the unmatched ground-truth instances. Unmatched predictions are not
         reported.
     """
-    gt = _stack_side([list(frame_gt.instances)], "ground-truth")
-    pr = _stack_side([list(frame_pr.instances)], "predicted")
-    m = _match_oks(gt, pr, stddev, scale, threshold)
+    gt = stack_side([list(frame_gt.instances)], "ground-truth")
+    pr = stack_side([list(frame_pr.instances)], "predicted")
+    m = match_oks(gt, pr, stddev, scale, threshold)
     pairs = [
         (gt.instances[g], pr.instances[p], float(s))
         for g, p, s in zip(m.gt_rows.tolist(), m.pr_rows.tolist(), m.scores.tolist())
@@ -361,9 +368,9 @@ def match_frame_pairs(
     Returns:
         ``(positive_pairs, false_negatives)`` concatenated over the frames, in frame order.
     """
-    gt = _stack_side([list(f.instances) for f, _ in frame_pairs], "ground-truth")
-    pr = _stack_side([list(f.instances) for _, f in frame_pairs], "predicted")
-    m = _match_oks(gt, pr, stddev, scale, threshold)
+    gt = stack_side([list(f.instances) for f, _ in frame_pairs], "ground-truth")
+    pr = stack_side([list(f.instances) for _, f in frame_pairs], "predicted")
+    m = match_oks(gt, pr, stddev, scale, threshold)
     pairs = [
         (gt.instances[g], pr.instances[p], float(s))
         for g, p, s in zip(m.gt_rows.tolist(), m.pr_rows.tolist(), m.scores.tolist())
@@ -371,7 +378,7 @@ def match_frame_pairs(
     return pairs, [gt.instances[g] for g in m.unmatched_gt_rows.tolist()]
 
 
-def _pred_centroids(points: np.ndarray) -> np.ndarray:
+def pred_centroids(points: np.ndarray) -> np.ndarray:
     """A prediction's centroid: its first visible node, node 0 if none is visible."""
     if points.shape[0] == 0:
         return np.empty((0, 2))

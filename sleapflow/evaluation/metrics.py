@@ -14,15 +14,18 @@ import sleap_io as sio
 
 from sleapflow.errors import ConfigError
 from sleapflow.evaluation.matching import (
-    _match_oks,
-    _pred_centroids,
-    _stack_side,
-    _user_centroids,
-    _video_key,
     find_frame_pairs,
+    match_oks,
+    pred_centroids,
+    stack_side,
+    user_centroids,
+    video_key,
 )
 from sleapflow.logs import get_logger
 from sleapflow.ops.instances import gt_centroids
+
+__all__ = ("VOC_KEYS", "Evaluator")
+
 
 logger = get_logger(__name__)
 
@@ -116,7 +119,7 @@ class Evaluator:
         self._frame_idxs = [lf.frame_idx for lf, _ in self.frame_pairs]
         keys: dict[int, str] = {}
         self._frame_videos = [
-            keys.setdefault(id(lf.video), _video_key(lf.video)) for lf, _ in self.frame_pairs
+            keys.setdefault(id(lf.video), video_key(lf.video)) for lf, _ in self.frame_pairs
         ]
         if match_method == "centroid":
             self._process_centroid()
@@ -126,9 +129,9 @@ class Evaluator:
     # -- matching ------------------------------------------------------------------------------
 
     def _process_oks(self) -> None:
-        gt = _stack_side([lf.instances for lf, _ in self.frame_pairs], "ground-truth")
-        pr = _stack_side([lf.instances for _, lf in self.frame_pairs], "predicted")
-        m = _match_oks(gt, pr, self.oks_stddev, self.oks_scale, self.match_threshold)
+        gt = stack_side([lf.instances for lf, _ in self.frame_pairs], "ground-truth")
+        pr = stack_side([lf.instances for _, lf in self.frame_pairs], "predicted")
+        m = match_oks(gt, pr, self.oks_stddev, self.oks_scale, self.match_threshold)
         self._pair_gt = gt.points[m.gt_rows]
         self._pair_pr = pr.points[m.pr_rows]
         self._pair_scores = m.scores
@@ -166,15 +169,15 @@ class Evaluator:
         for pos, (lf_gt, lf_pr) in enumerate(self.frame_pairs):
             gt_objs: list[Any] = list(lf_gt.instances)
             anchor = self.anchor_ind
-            if not gt_objs and _user_centroids(lf_gt):
+            if not gt_objs and user_centroids(lf_gt):
                 # Centroid annotations are already centroids; the pose anchor does not apply.
-                gt_objs = _user_centroids(lf_gt)
+                gt_objs = user_centroids(lf_gt)
                 gt_pts = np.array([[[float(c.x), float(c.y)]] for c in gt_objs])
                 anchor = None
             else:
-                gt_pts = _stack_side([gt_objs], "ground-truth").points
+                gt_pts = stack_side([gt_objs], "ground-truth").points
             pr_objs = list(lf_pr.instances)
-            pr_c = _pred_centroids(_stack_side([pr_objs], "predicted").points[..., :2])
+            pr_c = pred_centroids(stack_side([pr_objs], "predicted").points[..., :2])
             gt_c = gt_centroids(gt_pts[..., :2], anchor) if gt_objs else np.empty((0, 2))
 
             gt_ok = np.flatnonzero(~np.isnan(gt_c).any(axis=1))

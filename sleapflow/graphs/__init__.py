@@ -6,6 +6,9 @@ from sleapflow.errors import ConfigError
 from sleapflow.graphs import bottomup, single_instance, topdown, track_only
 from sleapflow.graphs.common import GraphDecl
 
+__all__ = ("GRAPHS", "select_graph")
+
+
 #: The named graphs, a plain dict: name → declaration.
 GRAPHS: dict[str, GraphDecl] = {
     decl.name: decl for decl in [single_instance.GRAPH, *topdown.GRAPHS, *bottomup.GRAPHS,

@@ -18,6 +18,9 @@ from sleapflow.runtime import MapStage, ReorderStage
 from sleapflow.stages.bottomup import ClassMapGrouping, PafGrouping, PafPeaks
 from sleapflow.stages.raw import BottomUpRawDict, MultiClassBottomUpRawDict, RawOptions
 
+__all__ = ("GRAPHS", "build_bottomup", "build_multiclass_bottomup", "paf_edges")
+
+
 
 def paf_edges(config: ModelConfig) -> list[tuple[int, int]]:
     """PAF edges as node indices into the confidence-map channels (``part_names``)."""

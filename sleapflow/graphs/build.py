@@ -19,8 +19,8 @@ from typing import Any
 import msgspec
 import sleap_io as sio
 
-from sleapflow.config import InferenceConfig
-from sleapflow.device import resolve_device
+from sleapflow.backends import RuntimeChoice, resolve_runtime
+from sleapflow.backends.device import resolve_device
 from sleapflow.errors import ConfigError
 from sleapflow.graphs import GRAPHS, select_graph
 from sleapflow.graphs.common import (
@@ -32,24 +32,26 @@ from sleapflow.graphs.common import (
     resolve_models,
 )
 from sleapflow.graphs.track_only import LabelsTrackSource
-from sleapflow.io import InputPlan, WorkItem, plan_input
-from sleapflow.io.many import ManyPlan, shard_frames_plan, single_config
+from sleapflow.inputs import InputPlan, WorkItem, plan_input
+from sleapflow.inputs.expand import ManyPlan, VideoTask, plan_many, shard_frames_plan, single_config
+from sleapflow.inputs.media_faults import DecodeFailures
 from sleapflow.logs import get_logger
-from sleapflow.media_faults import DecodeFailures
-from sleapflow.provenance import add_seed_names, inference_provenance, tracking_only_provenance
+from sleapflow.options.config import InferenceConfig
+from sleapflow.options.tracker import TrackerConfig
+from sleapflow.outputs.provenance import add_seed_names, inference_provenance, tracking_only_provenance
 from sleapflow.runtime import GraphSpec, MapStage, chain
 from sleapflow.runtime.adapters import CollectSink
 from sleapflow.runtime.graph import edge_bounds
-from sleapflow.runtimes import RuntimeChoice, resolve_runtime
 from sleapflow.stages.decode import DecodeSource
 from sleapflow.stages.filter import InstanceFilter
 from sleapflow.stages.raw import RawOptions
 from sleapflow.stages.track import CleanUpTracks, LinkGapsStage, TrackFrames
 from sleapflow.stages.write import LabelsBuilder, SlpWriter
-from sleapflow.tracker_config import TrackerConfig
 
-__all__ = ["PreparedRun", "RawOptions", "build_graph", "dry_spec", "inference_tracker_config",
-           "make_source", "make_writer", "prepare"]
+__all__ = (
+    "INFERENCE_CONFIG_KEYS", "PreparedRun", "RawOptions", "build_graph", "dry_spec",
+    "inference_tracker_config", "make_source", "make_writer", "prepare", "select_runtime",
+)
 
 log = get_logger(__name__)
 
@@ -116,8 +118,11 @@ def prepare(cfg: InferenceConfig, *, plan: InputPlan | None = None,
     models = resolve_models(cfg.model_paths)
     graph = GRAPHS[select_graph(list(models), cfg.graph)]
     if plan is None:
-        plan = plan_input(cfg, need_ground_truth=graph.needs_ground_truth, labels=input_labels,
-                          video=input_video)
+        if cfg.inputs:
+            plan = plan_many(cfg, need_ground_truth=graph.needs_ground_truth)
+        else:
+            plan = plan_input(cfg, need_ground_truth=graph.needs_ground_truth, labels=input_labels,
+                              video=input_video)
         if cfg.shard is not None and not cfg.inputs:
             plan = shard_frames_plan(plan, cfg.shard)  # one video: the I-th of N frame ranges
     return PreparedRun(cfg=cfg, graph=graph, ctx=_context(cfg, graph, models, plan), plan=plan)
@@ -288,14 +293,18 @@ def make_writer(run: PreparedRun, *, output_path: str | None,
     if isinstance(plan, ManyPlan):
         from sleapflow.stages.write_many import ManyWriter
 
-        return ManyWriter(plan, make_writer_for=lambda task: make_writer(
-            dataclasses.replace(run, plan=task.plan, cfg=single_config(run.cfg, task),
-                                decode_failures=run.decode_failures.of_video(task.video_id)),
-            output_path=task.output), on_frame=on_frame)
+        def writer_for(task: VideoTask) -> SlpWriter:
+            assert task.plan is not None  # only planned videos get a writer
+            return make_writer(
+                dataclasses.replace(run, plan=task.plan, cfg=single_config(run.cfg, task),
+                                    decode_failures=run.decode_failures.of_video(task.video_id)),
+                output_path=task.output)
+
+        return ManyWriter(plan, make_writer_for=writer_for, on_frame=on_frame)
+    tracker: TrackerConfig | None = run.ctx.tracker
     if run.graph.from_labels:
         labels = plan.labels
-        assert labels is not None and run.ctx.tracker is not None
-        tracker = run.ctx.tracker
+        assert labels is not None and tracker is not None
         builder = LabelsBuilder(list(labels.videos), labels.skeletons[0], keep_empty_frames=True,
                                 extra_skeletons=list(labels.skeletons[1:]))
 
@@ -307,7 +316,6 @@ def make_writer(run: PreparedRun, *, output_path: str | None,
         builder = LabelsBuilder(plan.videos, output_skeleton(run.primary_config()),
                                 keep_empty_frames=run.graph.keep_empty_frames,
                                 track_order=run.graph.track_order(run.ctx))
-        tracker = run.ctx.tracker
 
         def provenance(out: sio.Labels) -> dict[str, Any]:
             cfg_dict = run.cfg.to_dict()

@@ -12,24 +12,23 @@ from typing import Any
 import anyio
 import sleap_io as sio
 
-from sleapflow.config import (
+from sleapflow.backends import RuntimeChoice
+from sleapflow.errors import ConfigError
+from sleapflow.inputs import InputPlan
+from sleapflow.models import ModelConfig, load_model, read_model_config, resolve_model_dir
+from sleapflow.options.config import (
     ExecutionOptions,
     GroupingOptions,
     InferenceConfig,
     PeakOptions,
     PreprocessingOptions,
 )
-from sleapflow.errors import ConfigError
-from sleapflow.io import InputPlan
-from sleapflow.models import ModelConfig, load_model, read_model_config, resolve_model_dir
+from sleapflow.options.tracker import TrackerConfig
 from sleapflow.runtime import BatchStage, MapStage, ReorderStage
-from sleapflow.runtimes import RuntimeChoice
-from sleapflow.stages.forward import forward_stage as make_forward_stage
-from sleapflow.stages.forward import is_forward
+from sleapflow.stages.forward import forward_stage, is_forward
 from sleapflow.stages.peaks import PeakSettings
 from sleapflow.stages.preprocess import Preprocessor, PreprocessPlan, frame_shape_key, make_frame_batch
 from sleapflow.stages.raw import RawOptions
-from sleapflow.tracker_config import TrackerConfig
 
 #: ``build(ctx, raw)``: the model stages between the source and the shared post stages; with
 #: ``raw`` (the reference's ``return_*`` flags) the last one emits the raw-array dicts instead.
@@ -62,9 +61,11 @@ class GraphDecl:
     from_labels: bool = False
 
 
-__all__ = ["BuildContext", "GraphDecl", "ModelRef", "batch_stage", "default_cpu_parallelism",
-           "forward_stage", "forward_stages", "is_forward", "output_skeleton", "preprocess_plan",
-           "preprocess_stage", "resolve_models"]
+__all__ = (
+    "BuildContext", "GraphDecl", "ModelRef", "ModelStages", "batch_stage", "batch_timeout",
+    "default_cpu_parallelism", "forward_stages", "is_forward", "model_forward_stage", "output_skeleton",
+    "preprocess_plan", "preprocess_stage", "resolve_models",
+)
 
 
 @dataclass(frozen=True)
@@ -191,7 +192,7 @@ def preprocess_stage(ctx: BuildContext, plan: PreprocessPlan, *, keep_raw: bool 
                     limiter=ctx.cpu_limiter)
 
 
-def forward_stage(ctx: BuildContext, ref: ModelRef, *, name: str = "forward",
+def model_forward_stage(ctx: BuildContext, ref: ModelRef, *, name: str = "forward",
                   overrides: bool = True) -> MapStage:
     cfg = ctx.execution
     device = ctx.device
@@ -205,7 +206,7 @@ def forward_stage(ctx: BuildContext, ref: ModelRef, *, name: str = "forward",
     # top-down graph's two models, and several batches of one model, run on different cores.
     workers = ctx.forward_workers if device == "cpu" else 1
     limiter = ctx.device_limiter if device != "cpu" else anyio.CapacityLimiter(workers)
-    return make_forward_stage(load, device=device, name=name, limiter=limiter,
+    return forward_stage(load, device=device, name=name, limiter=limiter,
                               torch_threads=ctx.torch_threads, channels_last=cfg.channels_last,
                               workers=workers, runtime=ctx.runtime, max_batch=cfg.batch_size)
 
@@ -213,7 +214,7 @@ def forward_stage(ctx: BuildContext, ref: ModelRef, *, name: str = "forward",
 def forward_stages(ctx: BuildContext, ref: ModelRef, *, name: str = "forward",
                    overrides: bool = True) -> list[Any]:
     """The forward stage, followed by a reorder when several batches are in flight at once."""
-    stage = forward_stage(ctx, ref, name=name, overrides=overrides)
+    stage = model_forward_stage(ctx, ref, name=name, overrides=overrides)
     if stage.preserves_order:
         return [stage]
     return [stage, ReorderStage(f"{name}_reorder")]

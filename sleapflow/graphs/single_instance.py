@@ -16,6 +16,9 @@ from sleapflow.runtime import MapStage
 from sleapflow.stages.peaks import SingleInstancePeaks
 from sleapflow.stages.raw import RawOptions, SingleInstanceRawDict
 
+__all__ = ("GRAPH", "build")
+
+
 
 def build(ctx: BuildContext, raw: RawOptions | None = None) -> list[Any]:
     ref = ctx.models["single_instance"]

@@ -6,6 +6,7 @@ the instance model's forward pass sees full batches while the centroid model run
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sleapflow.errors import ConfigError
@@ -32,6 +33,9 @@ from sleapflow.stages.topdown import (
     crop_weight,
     make_crop_batch,
 )
+
+__all__ = ("GRAPHS", "anchor_index", "build_centered_instance", "build_centroid", "build_topdown")
+
 
 
 def _instance_ref(ctx: BuildContext) -> ModelRef:
@@ -76,9 +80,11 @@ def _instance_stages(ctx: BuildContext, ref: ModelRef, raw: RawOptions | None = 
     scale = user_scale if user_scale is not None else config.preprocessing.scale
     class_head = None
     classes: tuple[str, ...] = ()
-    assign = None
+    assign: Callable[..., Any] | None = None
     if config.class_vectors is not None:
-        from sleapflow.ops.identity import assign_classes_topdown as assign
+        from sleapflow.ops.identity import assign_classes_topdown
+
+        assign = assign_classes_topdown
 
         class_head = config.head_names[1]
         classes = config.class_vectors.classes

@@ -15,6 +15,9 @@ from sleapflow.runtime.graph import Role
 from sleapflow.tracking import TrackerConfig
 from sleapflow.tracking.track_only import instance_score, select_frames
 
+__all__ = ("GRAPH", "LabelsTrackSource", "frame_from_labels")
+
+
 
 def frame_from_labels(seq: int, video_id: int, lf: sio.LabeledFrame,
                       image: np.ndarray | None = None) -> FramePrediction:
@@ -42,7 +45,7 @@ class LabelsTrackSource:
     restores_order = False
 
     def __init__(self, labels: sio.Labels, config: TrackerConfig, *, video_index: int | None,
-                 frames: tuple[int, ...] | None, name: str = "labels") -> None:
+                 frames: tuple[int | tuple[int, int], ...] | None, name: str = "labels") -> None:
         self.name = name
         self.labels = labels
         self.config = config

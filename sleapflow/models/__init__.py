@@ -16,20 +16,8 @@ from sleapflow.models.schema import (
     UNetConfig,
 )
 
-__all__ = [
-    "MODEL_TYPES",
-    "ClassMapsConfig",
-    "ClassVectorsConfig",
-    "ConfmapsConfig",
-    "ConvNeXtConfig",
-    "LoadedModel",
-    "ModelConfig",
-    "PafsConfig",
-    "PreprocessingConfig",
-    "SkeletonConfig",
-    "SwinTConfig",
-    "UNetConfig",
-    "load_model",
-    "read_model_config",
-    "resolve_model_dir",
-]
+__all__ = (
+    "MODEL_TYPES", "ClassMapsConfig", "ClassVectorsConfig", "ConfmapsConfig", "ConvNeXtConfig", "LoadedModel",
+    "ModelConfig", "PafsConfig", "PreprocessingConfig", "SkeletonConfig", "SwinTConfig", "UNetConfig",
+    "load_model", "read_model_config", "resolve_model_dir",
+)

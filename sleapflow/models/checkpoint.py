@@ -9,6 +9,9 @@ import torch
 from sleapflow.errors import ModelLoadError
 from sleapflow.models import safe_pickle
 
+__all__ = ("read_checkpoint", "strip_prefix")
+
+
 
 def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     """Return the checkpoint's tensors keyed as saved (``model.backbone...``), on the CPU.

@@ -11,6 +11,11 @@ from torch import nn
 from sleapflow.models.layers import BackboneOutput, Decoder, SamePadMaxPool2d, middle_blocks
 from sleapflow.models.schema import ConvNeXtConfig
 
+__all__ = (
+    "CNBlock", "ConvNeXtBackbone", "ConvNeXtEncoder", "LayerNorm2d", "Permute", "transformer_decoder_layout",
+)
+
+
 
 class Permute(nn.Module):
     """``torchvision.ops.misc.Permute``: a parameter-free ``torch.permute`` entry."""

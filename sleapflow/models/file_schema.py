@@ -9,13 +9,20 @@ import msgspec
 
 from sleapflow.errors import ConfigError
 
+__all__ = (
+    "BACKBONE_STRUCTS", "REQUIRED_SUBHEADS", "FileClassMaps", "FileClassVectors", "FileConfmaps",
+    "FileConvNeXt", "FileHead", "FilePafs", "FilePreprocessing", "FileSkeleton", "FileTrainingConfig",
+    "FileUNet", "convert", "first_non_null", "is_pow2",
+)
+
+
 # --------------------------------------------------------------------------------------------
 # File-shaped structs: mirror training_config.yaml; unknown (training-only) fields are ignored.
 # Required fields are the ones that decide the architecture; the rest carry sleap-nn's defaults.
 # --------------------------------------------------------------------------------------------
 
 
-class _FilePreprocessing(msgspec.Struct, frozen=True):
+class FilePreprocessing(msgspec.Struct, frozen=True):
     ensure_rgb: bool = False
     ensure_grayscale: bool = False
     max_height: int | None = None
@@ -34,7 +41,7 @@ class _FileEdge(msgspec.Struct, frozen=True):
     destination: _FileNodeRef
 
 
-class _FileSkeleton(msgspec.Struct, frozen=True):
+class FileSkeleton(msgspec.Struct, frozen=True):
     nodes: list[_FileNodeRef]
     edges: list[_FileEdge] = []
     symmetries: list[Any] = []
@@ -42,11 +49,11 @@ class _FileSkeleton(msgspec.Struct, frozen=True):
 
 
 class _FileDataConfig(msgspec.Struct, frozen=True):
-    skeletons: list[_FileSkeleton] | dict[str, _FileSkeleton]
-    preprocessing: _FilePreprocessing = _FilePreprocessing()
+    skeletons: list[FileSkeleton] | dict[str, FileSkeleton]
+    preprocessing: FilePreprocessing = FilePreprocessing()
 
 
-class _FileUNet(msgspec.Struct, frozen=True):
+class FileUNet(msgspec.Struct, frozen=True):
     filters: int
     filters_rate: float
     max_stride: int
@@ -81,7 +88,7 @@ class _FileConvNeXtArch(msgspec.Struct, frozen=True):
     channels: list[int]
 
 
-class _FileConvNeXt(_FilePatchBackbone, frozen=True):
+class FileConvNeXt(_FilePatchBackbone, frozen=True):
     arch: _FileConvNeXtArch | None = None
     stem_patch_kernel: int = 4
 
@@ -98,26 +105,26 @@ class _FileSwinT(_FilePatchBackbone, frozen=True):
     window_size: int = 7
 
 
-class _FileConfmaps(msgspec.Struct, frozen=True):
+class FileConfmaps(msgspec.Struct, frozen=True):
     output_stride: int
     part_names: list[str] | None = None
     anchor_part: str | None = None
     sigma: float = 5.0
 
 
-class _FilePafs(msgspec.Struct, frozen=True):
+class FilePafs(msgspec.Struct, frozen=True):
     edges: list[tuple[str, str]]
     output_stride: int
     sigma: float = 15.0
 
 
-class _FileClassMaps(msgspec.Struct, frozen=True):
+class FileClassMaps(msgspec.Struct, frozen=True):
     classes: list[str]
     output_stride: int
     sigma: float = 5.0
 
 
-class _FileClassVectors(msgspec.Struct, frozen=True):
+class FileClassVectors(msgspec.Struct, frozen=True):
     classes: list[str]
     output_stride: int
     num_fc_layers: int = 1
@@ -125,11 +132,11 @@ class _FileClassVectors(msgspec.Struct, frozen=True):
     global_pool: bool = True
 
 
-class _FileHead(msgspec.Struct, frozen=True):
-    confmaps: _FileConfmaps
-    pafs: _FilePafs | None = None
-    class_maps: _FileClassMaps | None = None
-    class_vectors: _FileClassVectors | None = None
+class FileHead(msgspec.Struct, frozen=True):
+    confmaps: FileConfmaps
+    pafs: FilePafs | None = None
+    class_maps: FileClassMaps | None = None
+    class_vectors: FileClassVectors | None = None
 
 
 class _FileModelConfig(msgspec.Struct, frozen=True):
@@ -137,19 +144,19 @@ class _FileModelConfig(msgspec.Struct, frozen=True):
     head_configs: dict[str, Any]
 
 
-class _FileTrainingConfig(msgspec.Struct, frozen=True):
+class FileTrainingConfig(msgspec.Struct, frozen=True):
     data_config: _FileDataConfig
     model_config: _FileModelConfig
 
 
-_BACKBONE_STRUCTS: dict[str, type[msgspec.Struct]] = {
-    "unet": _FileUNet,
-    "convnext": _FileConvNeXt,
+BACKBONE_STRUCTS: dict[str, type[msgspec.Struct]] = {
+    "unet": FileUNet,
+    "convnext": FileConvNeXt,
     "swint": _FileSwinT,
 }
 
 # Which extra sub-heads each model type must carry beside ``confmaps``.
-_REQUIRED_SUBHEADS: dict[str, tuple[str, ...]] = {
+REQUIRED_SUBHEADS: dict[str, tuple[str, ...]] = {
     "single_instance": (),
     "centroid": (),
     "centered_instance": (),
@@ -162,7 +169,7 @@ _AT_RE = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 _MISSING_RE = re.compile(r"Object missing required field `(?P<field>[^`]+)`")
 
 
-def _convert(raw: Any, typ: Any, *, prefix: str, source: str) -> Any:
+def convert(raw: Any, typ: Any, *, prefix: str, source: str) -> Any:
     """``msgspec.convert`` whose errors name the dotted field path and the file."""
     try:
         return msgspec.convert(raw, typ)
@@ -179,7 +186,7 @@ def _convert(raw: Any, typ: Any, *, prefix: str, source: str) -> Any:
         raise ConfigError(f"{source}: field `{path or '<root>'}`: {msg}") from None
 
 
-def _first_non_null(mapping: dict[str, Any]) -> tuple[str, Any] | None:
+def first_non_null(mapping: dict[str, Any]) -> tuple[str, Any] | None:
     """First key with a non-null value in file order (sleap-nn's type detection rule)."""
     for key, value in mapping.items():
         if value is not None:
@@ -187,5 +194,5 @@ def _first_non_null(mapping: dict[str, Any]) -> tuple[str, Any] | None:
     return None
 
 
-def _is_pow2(v: int) -> bool:
+def is_pow2(v: int) -> bool:
     return v >= 1 and (v & (v - 1)) == 0

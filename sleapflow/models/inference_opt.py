@@ -5,6 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+__all__ = ("explicit_same_padding", "prepare_for_inference")
+
+
 
 def explicit_same_padding(module: nn.Module) -> int:
     """Replace ``padding="same"`` by the equivalent symmetric integer padding where it exists.

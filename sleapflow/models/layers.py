@@ -9,6 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+__all__ = ("BackboneOutput", "ConvBlock", "Decoder", "SamePadMaxPool2d", "UpsampleBlock", "middle_blocks")
+
+
 
 class SamePadMaxPool2d(nn.Module):
     """2×2/2 max-pool with TF-style "same" zero padding (``MaxPool2dWithSamePadding``).

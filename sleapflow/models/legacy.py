@@ -15,16 +15,19 @@ import torch
 from sleapflow.errors import ConfigError, ModelLoadError
 from sleapflow.logs import get_logger
 from sleapflow.models.file_schema import (
-    _convert,
-    _FileClassMaps,
-    _FileClassVectors,
-    _FileConfmaps,
-    _FileHead,
-    _FilePafs,
-    _FilePreprocessing,
+    FileClassMaps,
+    FileClassVectors,
+    FileConfmaps,
+    FileHead,
+    FilePafs,
+    FilePreprocessing,
+    convert,
 )
-from sleapflow.models.normalise import _normalise_backbone, normalise_config
+from sleapflow.models.normalise import normalise_backbone, normalise_config
 from sleapflow.models.schema import ModelConfig, SkeletonConfig, UNetConfig
+
+__all__ = ("load_legacy_weights", "read_legacy_config")
+
 
 log = get_logger(__name__)
 
@@ -213,7 +216,7 @@ def read_legacy_config(model_dir: Path) -> ModelConfig:
         raise ConfigError(f"{source} is not valid JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected an object at the top level")
-    tc = _convert(raw, _LegacyTrainingConfig, prefix="", source=source)
+    tc = convert(raw, _LegacyTrainingConfig, prefix="", source=source)
 
     active = [(k, v) for k, v in tc.model.backbone.items() if v is not None]
     if not active:
@@ -224,9 +227,9 @@ def read_legacy_config(model_dir: Path) -> ModelConfig:
             f"{source}: legacy backbone `{btype}` is not supported; only SLEAP UNet models can be "
             "converted (retrain with sleap-nn for other backbones)"
         )
-    lu = _convert(braw, _LegacyUNet, prefix="model.backbone.unet", source=source)
+    lu = convert(braw, _LegacyUNet, prefix="model.backbone.unet", source=source)
     in_channels = _first_conv_in_channels(model_dir / "best_model.h5")
-    unet: UNetConfig = _normalise_backbone(  # type: ignore[assignment]
+    unet: UNetConfig = normalise_backbone(  # type: ignore[assignment]
         "unet",
         {
             "filters": lu.filters,
@@ -255,9 +258,9 @@ def read_legacy_config(model_dir: Path) -> ModelConfig:
     key, mtype = chosen
     prefix = f"model.heads.{key}"
     if mtype in ("centroid", "centered_instance", "single_instance"):
-        flat = _convert(heads[key], _LegacyFlatHead, prefix=prefix, source=source)
-        head = _FileHead(
-            confmaps=_FileConfmaps(
+        flat = convert(heads[key], _LegacyFlatHead, prefix=prefix, source=source)
+        head = FileHead(
+            confmaps=FileConfmaps(
                 output_stride=flat.output_stride,
                 part_names=flat.part_names,
                 anchor_part=flat.anchor_part,
@@ -265,17 +268,17 @@ def read_legacy_config(model_dir: Path) -> ModelConfig:
             )
         )
     else:
-        nested = _convert(heads[key], _LegacyNested, prefix=prefix, source=source)
+        nested = convert(heads[key], _LegacyNested, prefix=prefix, source=source)
         cm = nested.confmaps
-        head = _FileHead(
-            confmaps=_FileConfmaps(
+        head = FileHead(
+            confmaps=FileConfmaps(
                 output_stride=cm.output_stride,
                 part_names=cm.part_names,
                 anchor_part=cm.anchor_part,
                 sigma=cm.sigma,
             ),
             pafs=(
-                _FilePafs(
+                FilePafs(
                     edges=list(nested.pafs.edges),
                     output_stride=nested.pafs.output_stride,
                     sigma=nested.pafs.sigma,
@@ -284,7 +287,7 @@ def read_legacy_config(model_dir: Path) -> ModelConfig:
                 else None
             ),
             class_maps=(
-                _FileClassMaps(
+                FileClassMaps(
                     classes=list(nested.class_maps.classes),
                     output_stride=nested.class_maps.output_stride,
                     sigma=nested.class_maps.sigma,
@@ -293,7 +296,7 @@ def read_legacy_config(model_dir: Path) -> ModelConfig:
                 else None
             ),
             class_vectors=(
-                _FileClassVectors(
+                FileClassVectors(
                     classes=list(nested.class_vectors.classes),
                     output_stride=nested.class_vectors.output_stride,
                     num_fc_layers=nested.class_vectors.num_fc_layers,
@@ -310,7 +313,7 @@ def read_legacy_config(model_dir: Path) -> ModelConfig:
         model_type=mtype,
         backbone_type="unet",
         backbone=unet,
-        preprocessing=_FilePreprocessing(
+        preprocessing=FilePreprocessing(
             ensure_rgb=pp.ensure_rgb,
             ensure_grayscale=pp.ensure_grayscale,
             max_height=pp.target_height,

@@ -14,6 +14,12 @@ from sleapflow.models.network import PoseNetwork
 from sleapflow.models.normalise import config_from_yaml
 from sleapflow.models.schema import ModelConfig
 
+__all__ = (
+    "LoadedModel", "apply_overrides", "load_model", "load_state_strict", "read_model_config",
+    "resolve_model_dir",
+)
+
+
 log = get_logger(__name__)
 
 _SHOW = 4  # how many offending keys an error message lists

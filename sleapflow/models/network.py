@@ -10,6 +10,9 @@ from torch import nn
 from sleapflow.errors import ConfigError
 from sleapflow.models.schema import ModelConfig, UNetConfig
 
+__all__ = ("PoseNetwork", "build_backbone")
+
+
 
 def _spatial_head(name: str, in_channels: int, out_channels: int, sigmoid: bool) -> nn.Sequential:
     # Keys: head_layers.{i}.{name}.0.weight|bias (conv) then the activation at index 1.

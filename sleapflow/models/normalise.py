@@ -10,24 +10,24 @@ import yaml
 
 from sleapflow.errors import ConfigError, ModelLoadError
 from sleapflow.models.file_schema import (
-    _BACKBONE_STRUCTS,
-    _REQUIRED_SUBHEADS,
-    _convert,
-    _FileConvNeXt,
-    _FileHead,
-    _FilePreprocessing,
-    _FileSkeleton,
-    _FileTrainingConfig,
-    _FileUNet,
-    _first_non_null,
-    _is_pow2,
+    BACKBONE_STRUCTS,
+    REQUIRED_SUBHEADS,
+    FileConvNeXt,
+    FileHead,
+    FilePreprocessing,
+    FileSkeleton,
+    FileTrainingConfig,
+    FileUNet,
+    convert,
+    first_non_null,
+    is_pow2,
 )
 from sleapflow.models.schema import (
-    _UNSUPPORTED_HEADS,
     CONVNEXT_PRESETS,
     HEAD_NAMES,
     MODEL_TYPES,
     SWINT_PRESETS,
+    UNSUPPORTED_HEADS,
     ClassMapsConfig,
     ClassVectorsConfig,
     ConfmapsConfig,
@@ -40,12 +40,15 @@ from sleapflow.models.schema import (
     UNetConfig,
 )
 
+__all__ = ("config_from_yaml", "decoder_strides", "normalise_backbone", "normalise_config")
+
+
 # --------------------------------------------------------------------------------------------
 # Normalisation
 # --------------------------------------------------------------------------------------------
 
 
-def _skeleton_from_file(sk: _FileSkeleton, default_name: str, source: str) -> SkeletonConfig:
+def _skeleton_from_file(sk: FileSkeleton, default_name: str, source: str) -> SkeletonConfig:
     names = tuple(n.name for n in sk.nodes)
     edges = tuple((e.source.name, e.destination.name) for e in sk.edges)
     syms: list[tuple[str, str]] = []
@@ -68,11 +71,11 @@ def _skeleton_from_file(sk: _FileSkeleton, default_name: str, source: str) -> Sk
     )
 
 
-def _normalise_backbone(
+def normalise_backbone(
     btype: str, raw: Any, source: str
 ) -> UNetConfig | ConvNeXtConfig | SwinTConfig:
     prefix = f"model_config.backbone_config.{btype}"
-    fb = _convert(raw, _BACKBONE_STRUCTS[btype], prefix=prefix, source=source)
+    fb = convert(raw, BACKBONE_STRUCTS[btype], prefix=prefix, source=source)
     if fb.block_contraction:
         raise ConfigError(f"{source}: `{prefix}.block_contraction: true` is not supported")
     for field in ("in_channels", "kernel_size", "output_stride", "max_stride"):
@@ -83,9 +86,9 @@ def _normalise_backbone(
             f"{source}: `{prefix}.convs_per_block` must be >= 2 (sleap-nn's middle block cannot "
             f"run with {fb.convs_per_block})"
         )
-    if not _is_pow2(fb.output_stride):
+    if not is_pow2(fb.output_stride):
         raise ConfigError(f"{source}: `{prefix}.output_stride` must be a power of 2")
-    if isinstance(fb, _FileUNet):
+    if isinstance(fb, FileUNet):
         # Configurations sleap-nn builds but cannot run (spec §2.4), or that no trainer emits.
         if fb.stacks != 1:
             raise ConfigError(f"{source}: `{prefix}.stacks` must be 1 (got {fb.stacks})")
@@ -99,7 +102,7 @@ def _normalise_backbone(
                 f"{source}: `{prefix}.stem_stride` is not supported (must be null); sleap-nn's "
                 "stem changes the true network stride"
             )
-        if not _is_pow2(fb.max_stride) or fb.max_stride < 2 or fb.output_stride > fb.max_stride:
+        if not is_pow2(fb.max_stride) or fb.max_stride < 2 or fb.output_stride > fb.max_stride:
             raise ConfigError(
                 f"{source}: `{prefix}.max_stride` must be a power of 2, >= 2 and >= output_stride "
                 f"(got max_stride {fb.max_stride}, output_stride {fb.output_stride})"
@@ -119,7 +122,7 @@ def _normalise_backbone(
             convs_per_block=fb.convs_per_block,
             output_stride=fb.output_stride,
         )
-    if not _is_pow2(fb.stem_patch_stride):
+    if not is_pow2(fb.stem_patch_stride):
         raise ConfigError(f"{source}: `{prefix}.stem_patch_stride` must be a power of 2")
     if fb.output_stride > 16 * fb.stem_patch_stride:
         raise ConfigError(
@@ -133,7 +136,7 @@ def _normalise_backbone(
         "up_interpolate": fb.up_interpolate, "output_stride": fb.output_stride,
         "max_stride": fb.max_stride,
     }
-    if isinstance(fb, _FileConvNeXt):
+    if isinstance(fb, FileConvNeXt):
         if fb.model_type in CONVNEXT_PRESETS:
             depths, channels = CONVNEXT_PRESETS[fb.model_type]
         elif fb.arch is not None:
@@ -200,16 +203,16 @@ def normalise_config(
     model_type: str,
     backbone_type: str,
     backbone: UNetConfig | ConvNeXtConfig | SwinTConfig,
-    preprocessing: _FilePreprocessing,
+    preprocessing: FilePreprocessing,
     skeleton: SkeletonConfig,
-    head: _FileHead,
+    head: FileHead,
     head_prefix: str,
     is_legacy: bool,
     path: Path,
     source: str,
 ) -> ModelConfig:
     """Build the public ``ModelConfig`` from decoded parts (shared by YAML and legacy JSON)."""
-    for sub in _REQUIRED_SUBHEADS[model_type]:
+    for sub in REQUIRED_SUBHEADS[model_type]:
         if getattr(head, sub) is None:
             raise ConfigError(f"{source}: required field `{head_prefix}.{sub}` is missing")
     cm = head.confmaps
@@ -311,30 +314,30 @@ def config_from_yaml(cfg_path: str | Path) -> ModelConfig:
         raise ConfigError(f"{source} is not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level")
-    tc = _convert(raw, _FileTrainingConfig, prefix="", source=source)
+    tc = convert(raw, FileTrainingConfig, prefix="", source=source)
 
-    bb = _first_non_null(tc.model_config.backbone_config)
+    bb = first_non_null(tc.model_config.backbone_config)
     if bb is None:
         raise ConfigError(f"{source}: `model_config.backbone_config` has no non-null backbone")
     btype, braw = bb
-    if btype not in _BACKBONE_STRUCTS:
+    if btype not in BACKBONE_STRUCTS:
         raise ConfigError(
             f"{source}: backbone `{btype}` is not supported (sleapflow runs unet, convnext, swint)"
         )
-    backbone = _normalise_backbone(btype, braw, source)
+    backbone = normalise_backbone(btype, braw, source)
 
-    hd = _first_non_null(tc.model_config.head_configs)
+    hd = first_non_null(tc.model_config.head_configs)
     if hd is None:
         raise ConfigError(f"{source}: `model_config.head_configs` has no non-null head")
     mtype, hraw = hd
     if mtype not in MODEL_TYPES:
-        what = "segmentation/detection" if mtype in _UNSUPPORTED_HEADS else "unknown"
+        what = "segmentation/detection" if mtype in UNSUPPORTED_HEADS else "unknown"
         raise ConfigError(
             f"{source}: model type `{mtype}` ({what}) is not supported; sleapflow runs "
             f"{', '.join(MODEL_TYPES)}"
         )
     head_prefix = f"model_config.head_configs.{mtype}"
-    head = _convert(hraw, _FileHead, prefix=head_prefix, source=source)
+    head = convert(hraw, FileHead, prefix=head_prefix, source=source)
 
     sks = tc.data_config.skeletons
     if isinstance(sks, dict):

@@ -14,6 +14,9 @@ from sleapflow.models.schema import (
     UNetConfig,
 )
 
+__all__ = ("placeholder_model_config",)
+
+
 _NODES = ("head", "tail")
 
 

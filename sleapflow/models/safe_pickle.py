@@ -19,6 +19,9 @@ from typing import IO, Any
 
 import torch
 
+__all__ = ("Inert", "RefusedGlobalError", "Unpickler", "find_safe_global", "load", "loads")
+
+
 # Namespaces whose classes only ever carry configuration or trainer bookkeeping: they are
 # replaced by inert stand-ins so their state is kept as plain data and none of their code runs.
 _INERT_PREFIXES: tuple[str, ...] = (

@@ -6,6 +6,13 @@ from typing import Literal
 
 import msgspec
 
+__all__ = (
+    "CONVNEXT_PRESETS", "HEAD_NAMES", "MODEL_TYPES", "SWINT_PRESETS", "UNSUPPORTED_HEADS", "BackboneType",
+    "ClassMapsConfig", "ClassVectorsConfig", "ConfmapsConfig", "ConvNeXtConfig", "ModelConfig", "PafsConfig",
+    "PreprocessingConfig", "SkeletonConfig", "SwinTConfig", "UNetConfig",
+)
+
+
 MODEL_TYPES: tuple[str, ...] = (
     "single_instance",
     "centroid",
@@ -16,7 +23,7 @@ MODEL_TYPES: tuple[str, ...] = (
 )
 
 # Head types sleap-nn knows but sleapflow does not run; named in the error so users know why.
-_UNSUPPORTED_HEADS = (
+UNSUPPORTED_HEADS = (
     "bottomup_segmentation",
     "centered_instance_segmentation",
     "semantic_segmentation",

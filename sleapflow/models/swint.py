@@ -12,6 +12,12 @@ from sleapflow.models.convnext import Permute, transformer_decoder_layout
 from sleapflow.models.layers import BackboneOutput, Decoder, SamePadMaxPool2d, middle_blocks
 from sleapflow.models.schema import SwinTConfig
 
+__all__ = (
+    "PatchMerging", "ShiftedWindowAttention", "SwinTBackbone", "SwinTEncoder", "SwinTransformerBlock",
+    "relative_position_index",
+)
+
+
 
 def relative_position_index(window: int) -> torch.Tensor:
     """Flattened (w²·w²,) int64 index into the (2w-1)² bias table, as torchvision builds it."""

@@ -17,6 +17,9 @@ from sleapflow.models.layers import (
 )
 from sleapflow.models.schema import UNetConfig
 
+__all__ = ("UNet",)
+
+
 
 class _Encoder(nn.Module):
     """Conv blocks 0..D-1 (blocks ≥ 1 pool first) plus a final pool-only entry."""

@@ -1,1 +1,3 @@
 """Pure array functions: preprocessing, peaks, crops, PAF grouping, identity, filters."""
+
+__all__ = ()

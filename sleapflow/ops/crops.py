@@ -5,6 +5,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+__all__ = ("centroid_slots", "crop_windows", "extract_crops", "near_crop_boundary")
+
+
 
 def centroid_slots(points: torch.Tensor, vals: torch.Tensor, sample_inds: torch.Tensor,
                    n_frames: int, max_instances: int | None) -> tuple[torch.Tensor, torch.Tensor]:

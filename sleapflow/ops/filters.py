@@ -25,14 +25,10 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = [
-    "confidence_keep",
-    "instance_bboxes",
-    "nms_overlapping",
-    "node_count_keep",
-    "order_for_max_instances",
+__all__ = (
+    "confidence_keep", "instance_bboxes", "nms_overlapping", "node_count_keep", "order_for_max_instances",
     "visible_nodes",
-]
+)
 
 # The fixed per-keypoint falloff of the reference's simplified OKS.
 _OKS_KAPPA = 0.1

@@ -26,12 +26,7 @@ from numpy.typing import ArrayLike, NDArray
 from sleapflow.ops.filters import order_for_max_instances
 from sleapflow.ops.paf import solve_assignment
 
-__all__ = [
-    "assign_classes_topdown",
-    "class_slot_order",
-    "classify_peaks_from_maps",
-    "nanmean_last",
-]
+__all__ = ("assign_classes_topdown", "class_slot_order", "classify_peaks_from_maps", "nanmean_last")
 
 
 def nanmean_last(x: ArrayLike) -> NDArray[np.float32]:

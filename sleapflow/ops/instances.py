@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = ("gt_centroids",)
+
+
 
 def gt_centroids(points: np.ndarray, anchor_ind: int | None) -> np.ndarray:
     """Centroid (n, 2) per ground-truth instance: the anchor node when it is visible, else the

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["compute_instance_area", "compute_oks", "frame_oks", "instance_arrays"]
+__all__ = ("compute_instance_area", "compute_oks", "frame_oks", "instance_arrays")
 
 #: np.spacing(1): the epsilon sleap-nn adds to the bounding-box area in OKS.
 _EPS = np.spacing(1)

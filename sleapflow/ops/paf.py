@@ -56,16 +56,10 @@ def linear_sum_assignment(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return solve(cost)
 
 
-__all__ = [
-    "PafScores",
-    "assign_connections",
-    "group_batch",
-    "group_instances",
-    "match_edge",
-    "paf_edge_order",
-    "score_paf_lines",
-    "solve_assignment",
-]
+__all__ = (
+    "Array", "PafScores", "assign_connections", "group_batch", "group_instances", "linear_sum_assignment",
+    "match_edge", "paf_edge_order", "score_paf_lines", "solve_assignment",
+)
 
 # interp1d in sleap-nn divides by (eps + 1) with eps = float32 machine epsilon; 1 + 2**-23 is
 # exactly representable in float32, so this constant reproduces its denominator bit for bit.

@@ -9,6 +9,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+__all__ = ("find_global_peaks", "find_local_peaks", "integral_refine")
+
+
 
 def integral_refine(cms: torch.Tensor, sample_inds: torch.Tensor, channel_inds: torch.Tensor,
                     xs: torch.Tensor, ys: torch.Tensor, patch_size: int = 5) -> torch.Tensor:

@@ -6,6 +6,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+__all__ = (
+    "apply_input_scale", "ensure_channels", "frames_to_tensor", "normalize", "pad_to_stride", "resize_uint8",
+    "rgb_to_grayscale_uint8", "size_match",
+)
+
+
 
 def frames_to_tensor(images: np.ndarray | list[np.ndarray]) -> torch.Tensor:
     """Stack (H, W, C) uint8 frames into a (B, C, H, W) uint8 tensor without copying twice."""

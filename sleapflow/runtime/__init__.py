@@ -3,27 +3,12 @@
 from sleapflow.runtime.adapters import BatchStage, CollectSink, MapStage, ReorderStage
 from sleapflow.runtime.graph import Edge, GraphSpec, Stage, chain, edge_bounds, validate
 from sleapflow.runtime.runner import GraphRunner, ItemFailure, run_graph
+from sleapflow.runtime.scope import RunningGraph, running_graph
 from sleapflow.runtime.serial import run_serial
-from sleapflow.runtime.session import OpenGraph, open_graph
 from sleapflow.runtime.stats import GraphStats, StageStats
 
-__all__ = [
-    "BatchStage",
-    "CollectSink",
-    "Edge",
-    "GraphRunner",
-    "GraphSpec",
-    "GraphStats",
-    "ItemFailure",
-    "MapStage",
-    "OpenGraph",
-    "ReorderStage",
-    "Stage",
-    "StageStats",
-    "chain",
-    "edge_bounds",
-    "open_graph",
-    "run_graph",
-    "run_serial",
-    "validate",
-]
+__all__ = (
+    "BatchStage", "CollectSink", "Edge", "GraphRunner", "GraphSpec", "GraphStats", "ItemFailure", "MapStage",
+    "ReorderStage", "RunningGraph", "Stage", "StageStats", "chain", "edge_bounds", "run_graph", "run_serial",
+    "running_graph", "validate",
+)

@@ -11,6 +11,9 @@ from anyio.abc import TaskStatus
 
 from sleapflow.runtime.graph import Emits, Role
 
+__all__ = ("BatchStage", "Batcher", "CollectSink", "MapStage", "ReorderStage", "Reorderer")
+
+
 
 class MapStage:
     """A map node: one item in, one item out (or several with ``flatten``).

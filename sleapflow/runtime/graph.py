@@ -12,6 +12,9 @@ from anyio.abc import TaskStatus
 
 from sleapflow.errors import ConfigError
 
+__all__ = ("Edge", "Emits", "GraphSpec", "Role", "Stage", "chain", "edge_bounds", "validate")
+
+
 Role = Literal["source", "stage", "sink"]
 #: What a stage sends on: single items (frames, crops' frames) or batches of them. A stage
 #: without an ``emits`` sends what it receives (one result per item, same unit).

@@ -14,6 +14,9 @@ from sleapflow.runtime.graph import GraphSpec, validate
 from sleapflow.runtime.stats import Clock, GraphStats, StageMeter
 from sleapflow.runtime.streams import MeteredReceiveStream, MeteredSendStream
 
+__all__ = ("GraphRunner", "ItemFailure", "leaves", "root_cause", "run_graph")
+
+
 #: Exceptions that are only the consequence of another failure or of a quiet stop.
 _CONSEQUENTIAL = (BrokenResourceError, ClosedResourceError)
 

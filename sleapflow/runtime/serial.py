@@ -12,6 +12,9 @@ from typing import Any
 
 from sleapflow.runtime.adapters import BatchStage, MapStage, ReorderStage
 
+__all__ = ("OnCall", "iter_serial", "run_serial", "setup_serial")
+
+
 #: ``on_call(stage, item, seconds)``: called after each call of a stage's own work.
 OnCall = Callable[[Any, Any, float], None]
 

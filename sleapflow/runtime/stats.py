@@ -7,6 +7,9 @@ from types import MappingProxyType
 
 import msgspec
 
+__all__ = ("Clock", "GraphStats", "StageMeter", "StageStats")
+
+
 Clock = Callable[[], float]
 
 

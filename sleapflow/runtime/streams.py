@@ -8,6 +8,9 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from sleapflow.runtime.stats import Clock, StageMeter
 
+__all__ = ("MeteredReceiveStream", "MeteredSendStream", "T")
+
+
 T = TypeVar("T")
 
 

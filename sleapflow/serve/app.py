@@ -23,9 +23,9 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from sleapflow.config import InferenceConfig, parse_frames
 from sleapflow.errors import SleapflowError
-from sleapflow.io import open_reader, plan_input
+from sleapflow.inputs import open_reader, plan_input
+from sleapflow.options.config import InferenceConfig, parse_frames
 from sleapflow.serve.codec import (
     BadRequest,
     ErrorBody,
@@ -43,6 +43,9 @@ from sleapflow.serve.codec import (
     prediction_body,
 )
 from sleapflow.serve.engine import Busy, Engine, Ticket
+
+__all__ = ("JSON", "NDJSON", "PUBLIC_PATHS", "Service", "build_app", "openapi_document")
+
 
 JSON = "application/json"
 NDJSON = "application/x-ndjson"

@@ -10,6 +10,13 @@ import numpy as np
 
 from sleapflow.messages import FramePrediction
 
+__all__ = (
+    "MIN_SIDE", "BadRequest", "ErrorBody", "Health", "Instance", "Prediction", "RawFormat", "VideoRequest",
+    "check_frame", "decode_image", "decode_json", "decode_message", "decode_raw", "encode",
+    "parse_raw_format", "parse_shape", "prediction_body",
+)
+
+
 MIN_SIDE = 8
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 from typing import Annotated
 
-from sleapflow.cli_help import opt as _opt
 from sleapflow.errors import ConfigError
+from sleapflow.options.help import opt as _opt
+
+__all__ = ("serve_command",)
+
 
 
 def serve_command(
@@ -57,7 +60,7 @@ def serve_command(
         raise ConfigError("sleapflow serve needs its extra: pip install 'sleapflow[serve]'") from None
     import anyio
 
-    from sleapflow.options import build_config
+    from sleapflow.options.boundary import build_config
     from sleapflow.serve.config import TOKEN_ENV, ServeConfig
     from sleapflow.serve.server import serve
 

@@ -9,6 +9,9 @@ import msgspec
 
 from sleapflow.errors import ConfigError
 
+__all__ = ("TOKEN_ENV", "ServeConfig", "is_loopback")
+
+
 #: The environment variable that holds the bearer token when ``--token`` is not given.
 TOKEN_ENV = "SLEAPFLOW_SERVE_TOKEN"
 

@@ -22,6 +22,9 @@ from sleapflow.errors import SleapflowError
 from sleapflow.messages import FramePrediction
 from sleapflow.serve.config import ServeConfig
 
+__all__ = ("Busy", "Engine", "Ticket")
+
+
 
 class Busy(Exception):
     """No slot came free within the wait bound (or the server is shutting down)."""

@@ -13,6 +13,9 @@ import anyio
 
 from sleapflow.serve.config import ServeConfig
 
+__all__ = ("bind", "pin_mmap_threshold", "serve")
+
+
 
 def bind(host: str, port: int) -> socket.socket:
     """The listening socket, bound before the app starts so port 0 gets a real port to report."""
@@ -86,7 +89,7 @@ async def serve(cfg: ServeConfig) -> int:
 
     from sleapflow.serve.app import build_app
     from sleapflow.serve.engine import Engine
-    from sleapflow.service import open_graph
+    from sleapflow.session import open_graph
 
     pin_mmap_threshold()
     sock = bind(cfg.host, cfg.port)

@@ -13,12 +13,15 @@ import msgspec
 import numpy as np
 import torch
 
-from sleapflow.limits import MAX_PEAKS_PER_PART, cap_peaks
 from sleapflow.messages import FrameInfo, FramePrediction, ModelOutput
+from sleapflow.ops.caps import MAX_PEAKS_PER_PART, cap_peaks
 from sleapflow.ops.identity import class_slot_order, classify_peaks_from_maps
 from sleapflow.ops.paf import PafScores, group_batch, paf_edge_order, score_paf_lines
 from sleapflow.ops.peaks import find_local_peaks
 from sleapflow.stages.peaks import PeakSettings
+
+__all__ = ("ClassMapGrouping", "PafGrouping", "PafPeaks", "PeakBatch")
+
 
 
 class PeakBatch(msgspec.Struct, frozen=True):

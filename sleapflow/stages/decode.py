@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
 from anyio.abc import TaskStatus
 
 from sleapflow.errors import VideoDecodeError
-from sleapflow.io import InputPlan, WorkItem, open_reader
+from sleapflow.inputs import InputPlan, WorkItem, open_reader
+from sleapflow.inputs.media_faults import DecodeFailures, FrameDecodeError
 from sleapflow.logs import get_logger
-from sleapflow.media_faults import DecodeFailures, FrameDecodeError
 from sleapflow.messages import Frame
 from sleapflow.runtime.graph import Role
 from sleapflow.runtime.runner import ItemFailure
+
+__all__ = ("DecodeSource",)
+
 
 log = get_logger(__name__)
 
@@ -70,7 +74,7 @@ class DecodeSource:
             _, reader = self._readers.popitem()
             reader.close()
 
-    def _read_chunk(self, items: list[WorkItem]) -> list[tuple[WorkItem, Any]]:
+    def _read_chunk(self, items: Sequence[WorkItem]) -> list[tuple[WorkItem, Any]]:
         out = []
         for item in items:
             try:

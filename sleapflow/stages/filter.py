@@ -9,6 +9,9 @@ import numpy as np
 from sleapflow.messages import FramePrediction
 from sleapflow.ops.filters import confidence_keep, nms_overlapping, node_count_keep
 
+__all__ = ("InstanceFilter",)
+
+
 
 class InstanceFilter:
     """Drops empty instance slots, then applies the filters a run asked for.
@@ -18,7 +21,7 @@ class InstanceFilter:
     → confidence), where user instances take part with a score of 1.0.
     """
 
-    def __init__(self, *, overlap_method: str | None, overlap_threshold: float,
+    def __init__(self, *, overlap_method: Literal["iou", "oks"] | None, overlap_threshold: float,
                  min_visible_nodes: int, min_visible_node_fraction: float,
                  min_mean_node_score: float, min_instance_score: float,
                  order: Literal["inference", "track_only"] = "inference") -> None:

@@ -8,10 +8,13 @@ from typing import Any
 import anyio
 import torch
 
+from sleapflow.backends import RuntimeChoice, make_runner
+from sleapflow.backends.runners import TorchRunner
 from sleapflow.messages import ModelOutput
 from sleapflow.runtime.adapters import MapStage
-from sleapflow.runtimes import RuntimeChoice, make_runner
-from sleapflow.runtimes.runners import TorchRunner
+
+__all__ = ("ModelForward", "forward_stage", "is_forward")
+
 
 
 class ModelForward:

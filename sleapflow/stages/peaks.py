@@ -12,6 +12,9 @@ import torch
 from sleapflow.messages import FramePrediction, ModelOutput
 from sleapflow.ops.peaks import find_global_peaks
 
+__all__ = ("PeakSettings", "SingleInstancePeaks")
+
+
 
 class PeakSettings:
     """Peak-finding options shared by every model type."""

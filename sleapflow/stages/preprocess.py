@@ -8,6 +8,9 @@ import numpy as np
 from sleapflow.messages import FrameBatch, FrameInfo, ModelInput
 from sleapflow.ops import preprocess as ops
 
+__all__ = ("PreprocessPlan", "Preprocessor", "frame_shape_key", "make_frame_batch")
+
+
 
 class PreprocessPlan(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """The resolved preprocessing of one model (training config + user overrides)."""

@@ -14,6 +14,12 @@ from sleapflow.stages.bottomup import ClassMapGrouping, PafGrouping, PafPeaks
 from sleapflow.stages.peaks import SingleInstancePeaks
 from sleapflow.stages.topdown import InstancePeaks
 
+__all__ = (
+    "BottomUpRawDict", "MultiClassBottomUpRawDict", "RawOptions", "SingleInstanceRawDict", "TopDownRawDict",
+    "frame_keys",
+)
+
+
 
 class RawOptions(msgspec.Struct, frozen=True, kw_only=True):
     """Which optional arrays the raw dicts carry (the reference's ``return_*`` flags)."""
@@ -134,10 +140,11 @@ class TopDownRawDict:
         p = self.peaks
         with torch.inference_mode():
             cms = out.heads[p.head]
-            points, vals = find_global_peaks(cms, p.peaks.threshold, refinement=p.peaks.refinement,
-                                             patch_size=p.peaks.patch_size)
-            points = (points * p.output_stride / p.input_scale).cpu().numpy()
-            vals = vals.cpu().numpy()
+            peak_points, peak_vals = find_global_peaks(cms, p.peaks.threshold,
+                                                       refinement=p.peaks.refinement,
+                                                       patch_size=p.peaks.patch_size)
+            points = (peak_points * p.output_stride / p.input_scale).cpu().numpy()
+            vals = peak_vals.cpu().numpy()
             probs = out.heads[p.class_head].float().cpu().numpy() if p.class_head else None
         dicts: list[dict[str, Any]] = []
         start = 0
@@ -158,7 +165,7 @@ class TopDownRawDict:
                 "video_idx": np.full(n, s.frame.video_id, dtype=np.float32),
                 "instance_bbox": (corners / eff)[:, None].astype(np.float32),
                 "instance_image": s.crops.cpu().numpy()[:, None],
-                "orig_size": np.tile(np.float32([s.frame.height, s.frame.width]), (n, 1)),
+                "orig_size": np.tile(np.array([s.frame.height, s.frame.width], dtype=np.float32), (n, 1)),
                 "eff_scale": np.full(n, eff, dtype=np.float32),
                 "pred_centroids": s.centroids[s.slots].astype(np.float32),
                 "pred_instance_peaks": points[rows].astype(np.float32),

@@ -8,13 +8,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from sleapflow.limits import MAX_CENTROIDS_PER_FRAME, MAX_CROPS_PER_PART, cap_peaks
 from sleapflow.messages import CropBatch, CropSet, FramePrediction, ModelInput, ModelOutput
 from sleapflow.ops import preprocess as prep
+from sleapflow.ops.caps import MAX_CENTROIDS_PER_FRAME, MAX_CROPS_PER_PART, cap_peaks
 from sleapflow.ops.crops import centroid_slots, crop_windows, extract_crops, near_crop_boundary
 from sleapflow.ops.instances import gt_centroids
 from sleapflow.ops.peaks import find_global_peaks, find_local_peaks
 from sleapflow.stages.peaks import PeakSettings
+
+__all__ = (
+    "CROP_BOUNDARY_EPS", "CentroidCrops", "CentroidFinder", "CentroidOnlyPredictions", "ClassAssigner",
+    "CropPreprocessor", "GroundTruthCrops", "InstancePeaks", "crop_weight", "make_crop_batch",
+)
+
 
 
 class CentroidFinder:

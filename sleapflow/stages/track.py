@@ -17,6 +17,9 @@ from sleapflow.tracking.linking import GapLinker
 from sleapflow.tracking.motion import UNTRACKED, make_tracker
 from sleapflow.tracking.track_only import copy_instance
 
+__all__ = ("CleanUpTracks", "LinkGapsStage", "TrackFrames")
+
+
 
 class TrackFrames:
     """Assigns ``track_{id}`` tracks to each frame's instances, in frame order.

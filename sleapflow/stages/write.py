@@ -11,7 +11,8 @@ import numpy as np
 import sleap_io as sio
 from anyio.abc import TaskStatus
 
-from sleapflow.io_safety import (
+from sleapflow.messages import FramePrediction
+from sleapflow.outputs.files import (
     OutputWriteError,
     check_output_path,
     estimate_slp_rows_bytes,
@@ -19,18 +20,16 @@ from sleapflow.io_safety import (
     save_slp_safely,
     write_atomically,
 )
-from sleapflow.messages import FramePrediction
+from sleapflow.outputs.slp_stream import FrameTally, kept_instances, video_row_ids, write_tables
 from sleapflow.runtime.graph import Role
-from sleapflow.slp_stream import FrameTally, kept_instances, video_row_ids, write_tables
 from sleapflow.tracking.track_only import copy_instance
 
-__all__ = ["LabelsBuilder", "SlpWriter", "check_output_path", "save_labels_atomically",
-           "write_atomically"]
+__all__ = ("LabelsBuilder", "SlpWriter", "check_output_path", "save_labels_atomically", "write_atomically")
 
 
 def save_labels_atomically(labels: sio.Labels, path: str | Path) -> None:
     """Write to a temporary file beside ``path`` (beside a symlink's target) and rename it into
-    place only on success; see :func:`sleapflow.io_safety.save_slp_safely`."""
+    place only on success; see :func:`sleapflow.outputs.files.save_slp_safely`."""
     save_slp_safely(labels, path)
 
 
@@ -118,7 +117,7 @@ class LabelsBuilder:
 
     def count(self, pred: FramePrediction) -> None:
         """:meth:`add` without keeping the frame: only its tracks, skeleton and row counts
-        (for a ``.slp`` written from the journal, see :mod:`sleapflow.slp_stream`)."""
+        (for a ``.slp`` written from the journal, see :mod:`sleapflow.outputs.slp_stream`)."""
         self.added += 1
         kept = kept_instances(pred)
         if len(kept) == 0 and not self.keep_empty_frames:
@@ -181,7 +180,7 @@ class SlpWriter:
         self.no_empty_frames = no_empty_frames
         self.on_frame = on_frame
         self.result: sio.Labels | None = None
-        #: Crash-safe output (``sleapflow.resume``): every frame is journaled before it is kept,
+        #: Crash-safe output (``sleapflow.jobs.resume``): every frame is journaled before it is kept,
         #: and ``resumed`` frames (read back from a journal) come first.
         self.journal: Any = None
         self.resumed: Any = ()
@@ -193,7 +192,9 @@ class SlpWriter:
         #: from the journal at the end (flat memory; ``result`` is then None).
         self.stream = False
 
-    def _finish(self) -> sio.Labels | None:
+    def finish(self) -> sio.Labels | None:
+        """The end-of-run work (blocking: call it in a worker thread): build the ``Labels`` and
+        write the file; None when the ``.slp`` is streamed from the journal."""
         if self.builder.added == 0 and self.output_path is not None:
             # Nothing was predicted (every frame past the end, or undecodable): writing would
             # replace an existing output with an empty file.
@@ -201,7 +202,8 @@ class SlpWriter:
                                    "not written (an existing file is unchanged); check --frames "
                                    "and the input")
         if self.stream:
-            return self._finish_streamed()
+            self._finish_streamed()
+            return None
         labels = self.builder.labels()
         if self.provenance is not None:
             labels.provenance = self.provenance(labels)
@@ -228,7 +230,7 @@ class SlpWriter:
             keep(pred)
 
     def _finish_streamed(self) -> None:
-        from sleapflow.journal import journal_frames
+        from sleapflow.outputs.journal import journal_frames
 
         builder, journal = self.builder, self.journal
         assert journal is not None and self.output_path is not None
@@ -271,4 +273,4 @@ class SlpWriter:
                 await anyio.to_thread.run_sync(self._take, pred, keep)
                 if self.on_frame is not None:
                     self.on_frame(1)
-            self.result = await anyio.to_thread.run_sync(self._finish)
+            self.result = await anyio.to_thread.run_sync(self.finish)

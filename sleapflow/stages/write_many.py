@@ -10,10 +10,13 @@ import anyio
 import msgspec
 from anyio.abc import TaskStatus
 
-from sleapflow.io.many import ManyPlan, VideoTask
-from sleapflow.io_safety import OutputWriteError
+from sleapflow.inputs.expand import ManyPlan, VideoTask
 from sleapflow.logs import get_logger
+from sleapflow.outputs.files import OutputWriteError
 from sleapflow.runtime.graph import Role
+
+__all__ = ("ManyWriter",)
+
 
 log = get_logger(__name__)
 
@@ -38,7 +41,8 @@ class ManyWriter:
         self.plan = plan
         self.on_frame = on_frame
         # Built up front: an output that cannot be written fails the run before any decode.
-        self.writers = {t.video_id: make_writer_for(t) for t in plan.tasks if t.status == "planned"}
+        self.writers = {t.video_id: make_writer_for(t) for t in plan.tasks
+                        if t.status == "planned" and t.video_id is not None}
         self._tasks = {t.video_id: t for t in plan.tasks if t.video_id is not None}
         self.result: list[VideoTask] | None = None
         self._clock = time.perf_counter
@@ -47,7 +51,7 @@ class ManyWriter:
     async def _finish(self, video_id: int) -> None:
         task = self._tasks[video_id]
         writer = self.writers[video_id]
-        writer.result = await anyio.to_thread.run_sync(writer._finish)
+        writer.result = await anyio.to_thread.run_sync(writer.finish)
         task.status = "done"
         now = self._clock()
         task.seconds = now - self._since
@@ -60,12 +64,13 @@ class ManyWriter:
             self._since = self._clock()
             current: int | None = None
             async for pred in inbox:
-                if pred.video_id != current:
+                arrived: int = pred.video_id
+                if arrived != current:
                     if current is not None:
                         await self._finish(current)
-                    current = pred.video_id
-                task = self._tasks[current]
-                self.writers[current].builder.add(msgspec.structs.replace(pred, video_id=0))
+                    current = arrived
+                task = self._tasks[arrived]
+                self.writers[arrived].builder.add(msgspec.structs.replace(pred, video_id=0))
                 task.frames += 1
                 if self.on_frame is not None:
                     self.on_frame(1)

@@ -6,7 +6,7 @@ cull and single-break repair frame by frame, and :func:`track_labels` is the tra
 (``sleap-nn track -i predictions.slp -t``) over an ``sio.Labels``.
 """
 
-from sleapflow.tracker_config import TrackerConfig
+from sleapflow.options.tracker import TrackerConfig
 from sleapflow.tracking.cleanup import (
     InstanceCuller,
     PostTrackingCleanup,
@@ -17,16 +17,7 @@ from sleapflow.tracking.cleanup import (
 from sleapflow.tracking.track_only import track_labels
 from sleapflow.tracking.tracker import UNASSIGNED, FrameTracks, Tracker, TrackerState
 
-__all__ = [
-    "UNASSIGNED",
-    "FrameTracks",
-    "InstanceCuller",
-    "PostTrackingCleanup",
-    "SingleBreakConnector",
-    "Tracker",
-    "TrackerConfig",
-    "TrackerState",
-    "nms_fast",
-    "pre_cull",
-    "track_labels",
-]
+__all__ = (
+    "UNASSIGNED", "FrameTracks", "InstanceCuller", "PostTrackingCleanup", "SingleBreakConnector", "Tracker",
+    "TrackerConfig", "TrackerState", "nms_fast", "pre_cull", "track_labels",
+)

@@ -22,6 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+__all__ = ("CandidateSet", "FixedWindowCandidates", "FrameRecord", "LocalQueueCandidates", "QueueEntry")
+
+
 
 @dataclass(slots=True)
 class FrameRecord:

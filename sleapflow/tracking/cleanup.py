@@ -15,8 +15,13 @@ import numpy as np
 
 from sleapflow.errors import ConfigError
 from sleapflow.logs import get_logger
-from sleapflow.tracker_config import TrackerConfig
+from sleapflow.options.tracker import TrackerConfig
 from sleapflow.tracking.features import bboxes
+
+__all__ = (
+    "InstanceCuller", "PostTrackingCleanup", "SingleBreakConnector", "nms_fast", "nms_instances", "pre_cull",
+)
+
 
 log = get_logger(__name__)
 

@@ -10,6 +10,12 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+__all__ = (
+    "IMAGE_PATCH_MARGIN", "IMAGE_PATCH_SIZE", "bboxes", "centroids", "compute", "image_patches", "keypoints",
+    "to_gray", "valid_point_counts",
+)
+
+
 #: Side of the square grayscale patch used by the ``image`` feature.
 IMAGE_PATCH_SIZE = 16
 #: Context added around an instance's bounding box for the ``image`` feature, as a fraction of the
@@ -105,7 +111,7 @@ def image_patches(points: np.ndarray, image: np.ndarray | None) -> np.ndarray:
 
 
 def compute(name: str, points: np.ndarray, image: np.ndarray | None = None) -> np.ndarray:
-    """The feature ``name`` (a validated :data:`~sleapflow.tracker_config.FEATURES` value)."""
+    """The feature ``name`` (a validated :data:`~sleapflow.options.tracker.FEATURES` value)."""
     if name == "keypoints":
         return keypoints(points)
     if name == "centroids":

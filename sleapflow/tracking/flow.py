@@ -11,6 +11,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+__all__ = ("LK_CRITERIA", "prepare_image", "shift_points")
+
+
 #: Lucas-Kanade stopping criteria used by sleap-nn: 30 iterations or a 0.01 px step.
 LK_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01)
 

@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = ("ConstantVelocity", "KalmanShift", "visible_centroid")
+
+
 
 class ConstantVelocity:
     """A constant-velocity Kalman filter on ``d`` coordinates, each with its own 2x2 covariance.

@@ -35,6 +35,9 @@ import sleap_io as sio
 from sleapflow.messages import FramePrediction
 from sleapflow.tracking.motion import keypoint_similarity, pose_size, visible_centroid
 
+__all__ = ("INTERPOLATED_SCORE", "MOTION_MEMORY", "GapLinker")
+
+
 #: Instance score of an interpolated (filled) instance: no detector gives a negative score.
 INTERPOLATED_SCORE = -1.0
 #: Frames over which an ended chain's last velocity is extrapolated (exponentially damped).

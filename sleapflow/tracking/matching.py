@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = ("greedy", "hungarian", "linear_sum_assignment", "match")
+
+
 
 def linear_sum_assignment(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """SciPy's Hungarian solver, imported on first use, so runs without tracking start without

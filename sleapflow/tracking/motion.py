@@ -32,9 +32,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sleapflow.tracker_config import TrackerConfig
+from sleapflow.options.tracker import TrackerConfig
 from sleapflow.tracking.kalman import ConstantVelocity, visible_centroid
 from sleapflow.tracking.tracker import FrameTracks, Tracker
+
+__all__ = (
+    "UNTRACKED", "MotionParams", "MotionTrack", "MotionTracker", "keypoint_similarity", "make_tracker",
+    "pose_size",
+)
+
 
 #: Track id reported for a detection left without a track (tentative or unmatched): the stage
 #: clears its track.

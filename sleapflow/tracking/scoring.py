@@ -14,6 +14,9 @@ import numpy as np
 
 from sleapflow.ops.oks import frame_oks
 
+__all__ = ("cosine_sim", "euclidean_dist", "iou", "oks", "reduce_scores", "similarity")
+
+
 
 def oks(current: np.ndarray, candidates: np.ndarray, stddev: float = 0.025) -> np.ndarray:
     """Object keypoint similarity, sleap-nn's ``compute_oks`` (cocoeval normalisation).

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import sleap_io as sio
 
+__all__ = ("SyntheticClip", "crossing_clip", "walking_clip")
+
+
 
 @dataclass
 class SyntheticClip:

@@ -23,10 +23,16 @@ import sleap_io as sio
 
 from sleapflow.errors import ConfigError
 from sleapflow.logs import get_logger
-from sleapflow.provenance import add_seed_names, tracking_only_provenance
-from sleapflow.tracker_config import TrackerConfig
+from sleapflow.options.tracker import TrackerConfig
+from sleapflow.outputs.provenance import add_seed_names, tracking_only_provenance
 from sleapflow.tracking.cleanup import PostTrackingCleanup
 from sleapflow.tracking.tracker import UNASSIGNED
+
+__all__ = (
+    "InstanceFilter", "copy_instance", "instance_score", "make_tracker", "resolve_track_only_config",
+    "select_frames", "track_labels",
+)
+
 
 log = get_logger(__name__)
 
@@ -74,7 +80,7 @@ def select_frames(labels: sio.Labels, *, video_index: int | None = None,
         lfs = [lf for lf in lfs if lf.video is video]
     lfs.sort(key=lambda lf: lf.frame_idx)
     if frames is not None:
-        from sleapflow.frame_ranges import as_spans
+        from sleapflow.options.frames import as_spans
 
         spans = as_spans(frames)  # ranges stay ranges: "--frames 0-99999999" costs nothing
         lfs = [lf for lf in lfs if any(a <= lf.frame_idx < b for a, b in spans)]

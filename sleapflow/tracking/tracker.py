@@ -23,7 +23,7 @@ import msgspec
 import numpy as np
 
 from sleapflow.logs import get_logger
-from sleapflow.tracker_config import TrackerConfig
+from sleapflow.options.tracker import TrackerConfig
 from sleapflow.tracking import features as feats
 from sleapflow.tracking import flow, matching, scoring
 from sleapflow.tracking.candidates import (
@@ -35,6 +35,9 @@ from sleapflow.tracking.candidates import (
 )
 from sleapflow.tracking.cleanup import pre_cull
 from sleapflow.tracking.kalman import KalmanShift
+
+__all__ = ("UNASSIGNED", "FrameTracks", "Tracker", "TrackerState")
+
 
 log = get_logger(__name__)
 

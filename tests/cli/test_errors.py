@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sleapflow.cli import main
+from sleapflow.cli.app import main
 
 MODEL = "model_ckpts/minimal_instance_single_instance"
 

@@ -10,8 +10,8 @@ import pytest
 import sleap_io as sio
 import torch
 
-from sleapflow.bench import run_bench, write_synthetic_model
-from sleapflow.cli import main
+from sleapflow.bench.harness import run_bench, write_synthetic_model
+from sleapflow.cli.app import main
 from sleapflow.models import load_model
 
 
@@ -52,7 +52,7 @@ def test_bench_with_no_data_runs_and_writes_its_record(tmp_path: Path,
     assert record["runtime"] == "torch"
     # The forward-only limit of every installed runtime, the graph's first (and torch at bf16
     # on a CPU with bf16 units).
-    from sleapflow.runtimes.select import cpu_has_bf16
+    from sleapflow.backends.select import cpu_has_bf16
 
     bf16 = ["torch-bf16"] if cpu_has_bf16() else []
     assert list(record["forward_limit_by_runtime"]) == ["torch", "onnx", *bf16]
@@ -79,7 +79,7 @@ def test_serial_baseline_computes_what_the_graph_computes(assets: Path, tmp_path
 
 
 def test_bench_runs_the_graph_at_the_precision_asked_for(tmp_path: Path) -> None:
-    from sleapflow.runtimes.select import cpu_has_bf16
+    from sleapflow.backends.select import cpu_has_bf16
 
     out = tmp_path / "bench.json"
     args = ["bench", "--frames", "4", "--warmup", "1", "--device", "cpu", "--no-serial",

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import sleap_io as sio
 
-from sleapflow.cli import main
+from sleapflow.cli.app import main
 from sleapflow.errors import ConfigError
 from sleapflow.predict import EventLoopError, arun_inference, run_inference
 

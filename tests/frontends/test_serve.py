@@ -24,7 +24,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 import sleapflow
-from sleapflow.io import PyAVReader
+from sleapflow.inputs import PyAVReader
 
 MODEL = "model_ckpts/minimal_instance_single_instance"
 CLIP = "datasets/small_robot.mp4"
@@ -42,7 +42,7 @@ class Server:
         full_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH"))
                                                  if p)
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from sleapflow.cli import main; sys.exit(main())",
+            [sys.executable, "-c", "import sys; from sleapflow.cli.app import main; sys.exit(main())",
              "serve", "-m", str(model), "--host", "127.0.0.1", "--port", "0", "--device", "cpu",
              *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=full_env)
         self.log: list[str] = []
@@ -119,7 +119,7 @@ def frames(assets: Path) -> list[np.ndarray]:
 @pytest.fixture(scope="module")
 def reference(assets: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[int, np.ndarray]:
     """`sleapflow track` on the same frames: frame index → (nodes, 2) points."""
-    from sleapflow.cli import main
+    from sleapflow.cli.app import main
 
     out = tmp_path_factory.mktemp("serve") / "track.slp"
     assert main(["track", "-i", str(assets / CLIP), "-m", str(assets / MODEL), "--frames",
@@ -393,7 +393,7 @@ def test_auth_off_by_default_and_on_with_a_token(servers: dict[str, Server],
 
 def test_a_non_loopback_bind_without_a_token_is_refused(assets: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    from sleapflow.cli import main
+    from sleapflow.cli.app import main
 
     # Refused while checking options, before any socket exists.
     assert main(["serve", "-m", str(assets / MODEL), "--host", "0.0.0.0"]) == 2

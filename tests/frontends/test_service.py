@@ -12,10 +12,10 @@ import pytest
 import sleap_io as sio
 
 from sleapflow.errors import ConfigError, ModelLoadError, StageError
-from sleapflow.io import PyAVReader
+from sleapflow.inputs import PyAVReader
 from sleapflow.messages import FramePrediction
 from sleapflow.runtime import MapStage, chain
-from sleapflow.service import GraphSession, open_custom_graph, open_graph
+from sleapflow.session import GraphSession, open_custom_graph, open_graph
 
 pytestmark = pytest.mark.anyio
 
@@ -35,7 +35,7 @@ def frames(assets: Path) -> list[np.ndarray]:
 @pytest.fixture(scope="module")
 def reference_preds(assets: Path, tmp_path_factory: pytest.TempPathFactory) -> sio.Labels:
     """What `sleapflow track` writes for the same frames."""
-    from sleapflow.cli import main
+    from sleapflow.cli.app import main
 
     out = tmp_path_factory.mktemp("cli") / "cli.slp"
     assert main(["track", "-i", str(assets / "datasets/small_robot.mp4"), "-m", str(assets / MODEL),

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from sleapflow.backends import installed_runtimes, make_runner, resolve_runtime
 from sleapflow.models import load_model
-from sleapflow.runtimes import installed_runtimes, make_runner, resolve_runtime
 
 from parity import compare_labels, load_reference, run_pipeline
 

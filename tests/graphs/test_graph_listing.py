@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from sleapflow.cli import main
+from sleapflow.cli.app import main
 from sleapflow.graphs import GRAPHS
 from sleapflow.graphs.build import build_graph, prepare
-from sleapflow.options import build_config
+from sleapflow.options.boundary import build_config
 from sleapflow.runtime import GraphRunner
 
 from parity import CKPT, INFERENCE_CASES, PKG, VIDEO

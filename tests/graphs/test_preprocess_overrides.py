@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from sleapflow.config import InferenceConfig
 from sleapflow.errors import ConfigError
 from sleapflow.graphs.common import BuildContext, preprocess_plan, resolve_models
 from sleapflow.graphs.topdown import _crop_size, anchor_index
+from sleapflow.options.config import InferenceConfig
 
 CKPT = "model_ckpts/minimal_instance_"
 

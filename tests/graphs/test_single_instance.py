@@ -7,9 +7,9 @@ from pathlib import Path
 import anyio
 import sleap_io as sio
 
-from sleapflow.cli import main
-from sleapflow.config import InferenceConfig
-from sleapflow.pipeline import run_to_file
+from sleapflow.cli.app import main
+from sleapflow.jobs.run import run_to_file
+from sleapflow.options.config import InferenceConfig
 
 from parity import compare_labels
 

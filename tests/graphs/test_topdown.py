@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sleapflow.cli import main
+from sleapflow.cli.app import main
 
 from parity import compare_labels, load_reference, run_pipeline
 

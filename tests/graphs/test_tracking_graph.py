@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import sleap_io as sio
 
-from sleapflow.cli import main
+from sleapflow.cli.app import main
 from sleapflow.tracking import TrackerConfig
 
 from parity import compare_labels, load_reference, run_pipeline

@@ -8,7 +8,7 @@ import av
 import numpy as np
 import pytest
 
-from sleapflow.io import PyAVReader
+from sleapflow.inputs import PyAVReader
 from sleapflow.testing import write_gray_h264
 
 

@@ -8,8 +8,8 @@ import av
 import numpy as np
 import pytest
 
-from sleapflow.gray_decode import GrayLookup
-from sleapflow.io import PyAVReader
+from sleapflow.inputs import PyAVReader
+from sleapflow.inputs.gray_decode import GrayLookup
 from sleapflow.testing import write_gray_h264
 
 

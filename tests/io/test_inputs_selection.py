@@ -8,9 +8,9 @@ import pytest
 import sleap_io as sio
 from inputs_helpers import two_video_labels
 
-from sleapflow.config import InferenceConfig, parse_frames
 from sleapflow.errors import ConfigError
-from sleapflow.io import plan_input
+from sleapflow.inputs import plan_input
+from sleapflow.options.config import InferenceConfig, parse_frames
 from sleapflow.testing import captured_logs, write_synthetic_video
 
 

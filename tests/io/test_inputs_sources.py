@@ -10,9 +10,10 @@ import pytest
 import sleap_io as sio
 from inputs_helpers import frame_pattern
 
-from sleapflow.config import InferenceConfig
 from sleapflow.errors import ConfigError, VideoDecodeError
-from sleapflow.io import InputPlan, default_output_path, open_reader, plan_input
+from sleapflow.inputs import InputPlan, open_reader, plan_input
+from sleapflow.options.config import InferenceConfig
+from sleapflow.outputs.naming import default_output_path
 from sleapflow.runtime import GraphRunner, chain
 from sleapflow.stages.decode import DecodeSource
 from sleapflow.testing import ListSink, write_synthetic_video

@@ -10,9 +10,9 @@ import pytest
 import sleap_io as sio
 from inputs_helpers import decode_all, write_video
 
-from sleapflow.config import InferenceConfig
 from sleapflow.errors import VideoDecodeError
-from sleapflow.io import PyAVReader, plan_input, probe_video
+from sleapflow.inputs import PyAVReader, plan_input, probe_video
+from sleapflow.options.config import InferenceConfig
 
 # Sparse, backward and repeated indices; the short GOPs below make most of these seeks.
 SPARSE = [0, 150, 5, 299, 101, 100, 102, 40, 280, 1, 298, 200, 199, 77, 77, 3]

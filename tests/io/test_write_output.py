@@ -15,13 +15,13 @@ import pytest
 import sleap_io as sio
 from inputs_helpers import SINGLE_INSTANCE, frame_pattern, two_video_labels
 
-from sleapflow.cli import main
-from sleapflow.config import InferenceConfig
+from sleapflow.cli.app import main
 from sleapflow.errors import ConfigError, StageError
-from sleapflow.io import default_output_path
+from sleapflow.jobs.run import build_spec, make_writer, prepare, run_to_file
 from sleapflow.messages import FramePrediction
-from sleapflow.pipeline import build_spec, make_writer, prepare, run_to_file
-from sleapflow.provenance import inference_provenance
+from sleapflow.options.config import InferenceConfig
+from sleapflow.outputs.naming import default_output_path
+from sleapflow.outputs.provenance import inference_provenance
 from sleapflow.runtime import GraphRunner, MapStage, chain
 from sleapflow.stages.decode import DecodeSource
 from sleapflow.stages.write import LabelsBuilder, SlpWriter

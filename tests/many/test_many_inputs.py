@@ -8,8 +8,8 @@ import pytest
 import sleap_io as sio
 from many_helpers import TOPDOWN, assert_same_predictions, cut_clip
 
-from sleapflow.cli import main
-from sleapflow.io.many import expand_inputs, parse_shard, shard_slice
+from sleapflow.cli.app import main
+from sleapflow.inputs.expand import expand_inputs, parse_shard, shard_slice
 
 
 @pytest.fixture(scope="module")

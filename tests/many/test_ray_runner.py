@@ -18,7 +18,7 @@ import pytest
 import sleap_io as sio
 from many_helpers import TOPDOWN, assert_same_predictions, cut_clip
 
-from sleapflow.cli import main
+from sleapflow.cli.app import main
 
 pytest.importorskip("ray", reason="the Ray extra is not installed (pip install 'sleapflow[ray]')")
 
@@ -117,7 +117,7 @@ def test_ray_run_with_a_killed_worker_equals_the_local_run(
                  "--device", "cpu", "-o", f"{local}/"]) == 0
     # Chunks of 2-3 frames: each video is cut into frame ranges, merged and tracked after.
     driver = subprocess.Popen(
-        [sys.executable, "-m", "sleapflow.cli", "track", "-i", str(clips[0]), "-i",
+        [sys.executable, "-m", "sleapflow.cli.app", "track", "-i", str(clips[0]), "-i",
          str(clips[1]), *models, "--tracking", "--device", "cpu", "-o", f"{remote}/",
          "--ray", address, "--ray_workers", "2", "--ray_chunk_frames", "3"],
         env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

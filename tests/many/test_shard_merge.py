@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import sleap_io as sio
 
-from sleapflow.cli import main
-from sleapflow.io.many import shard_slice
-from sleapflow.merge import merge_shards
+from sleapflow.cli.app import main
+from sleapflow.inputs.expand import shard_slice
+from sleapflow.jobs.merge import merge_shards
 
 
 def _coords(inst: sio.Instance) -> tuple:

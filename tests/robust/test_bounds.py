@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from sleapflow import limits
 from sleapflow.errors import ConfigError
-from sleapflow.frame_ranges import SpanSequence, parse_frames, unique_spans
-from sleapflow.journal import JournalWriter, read_records
+from sleapflow.ops import caps as limits
+from sleapflow.options.frames import SpanSequence, parse_frames, unique_spans
+from sleapflow.outputs.journal import JournalWriter, read_records
 
 
 def test_parse_frames_holds_ranges() -> None:
@@ -48,8 +48,8 @@ def test_cap_peaks_keeps_the_highest_per_group_in_raster_order() -> None:
 
 def test_crop_parts_give_the_same_predictions(assets: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Splitting every frame's crops into parts of one changes nothing in the output."""
-    from sleapflow.config import InferenceConfig
-    from sleapflow.pipeline import run_to_file
+    from sleapflow.jobs.run import run_to_file
+    from sleapflow.options.config import InferenceConfig
     from sleapflow.stages import topdown
 
     cfg = InferenceConfig(

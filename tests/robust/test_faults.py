@@ -17,7 +17,7 @@ import pytest
 import sleap_io as sio
 from media import corrupt_packets, truncate, write_intra_clip
 
-from sleapflow.cli import main
+from sleapflow.cli.app import main
 
 ROOT = Path(__file__).resolve().parents[2]
 SINGLE = "model_ckpts/minimal_instance_single_instance"
@@ -137,8 +137,8 @@ def test_frames_huge_range_is_held_as_ranges(assets: Path, clips: dict[str, Path
                                              tmp_path: Path) -> None:
     import tracemalloc
 
-    from sleapflow.config import InferenceConfig, parse_frames
-    from sleapflow.io import plan_input
+    from sleapflow.inputs import plan_input
+    from sleapflow.options.config import InferenceConfig, parse_frames
 
     tracemalloc.start()
     cfg = InferenceConfig(data_path=str(clips["good"]), model_paths=(str(assets / SINGLE),),
@@ -231,10 +231,10 @@ def test_hdf5_failing_mid_save_does_not_segfault(full_disk: Path, assets: Path,
     _fill(full_disk, leave_kib=20)
     script = (
         "import sys\n"
-        "from sleapflow import io_safety\n"
+        "from sleapflow.outputs import files as io_safety\n"
         "io_safety._reserve = lambda folder, size: None\n"
         "io_safety.ROOM_BASE = io_safety.ROOM_PER_FRAME = 0\n"
-        "from sleapflow.cli import main\n"
+        "from sleapflow.cli.app import main\n"
         f"sys.argv = ['sleapflow', 'track', '-i', {str(clips['good'])!r}, '-m', "
         f"{str(assets / SINGLE)!r}, '-o', {str(out)!r}, '--device', 'cpu', '--frames', "
         "'0-49']\n"
@@ -353,7 +353,7 @@ def test_sigint_prints_one_line_and_keeps_output(assets: Path, clips: dict[str, 
                                                  existing: tuple[Path, str]) -> None:
     out, before = existing
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "sleapflow.cli", "track", "-i",
+    proc = subprocess.Popen([sys.executable, "-m", "sleapflow.cli.app", "track", "-i",
                              str(clips["good"]), "-m", str(assets / SINGLE), "-o", str(out),
                              "--device", "cpu", "--batch_size", "1"],
                             stderr=subprocess.PIPE, text=True, env=env)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from sleapflow.cli import main
-from sleapflow.options import build_config
+from sleapflow.cli.app import main
+from sleapflow.options.boundary import build_config
 from sleapflow.testing import write_synthetic_video
 
 PACKAGE = Path(__file__).resolve().parents[2] / "sleapflow"

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import sleap_io as sio
 
-from sleapflow.cli import main
-from sleapflow.journal import read_records
+from sleapflow.cli.app import main
+from sleapflow.outputs.journal import read_records
 from sleapflow.testing import write_synthetic_video
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,7 +53,7 @@ def test_sigkill_then_resume_equals_uninterrupted(assets: Path, tmp_path: Path,
     out = tmp_path / "resumed.slp"
     journal = tmp_path / ".resumed.slp.journal"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "sleapflow.cli", *args, "-o", str(out)],
+    proc = subprocess.Popen([sys.executable, "-m", "sleapflow.cli.app", *args, "-o", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.monotonic() + 240
     while _journaled_frames(journal) < 8 and proc.poll() is None and time.monotonic() < deadline:
@@ -86,8 +86,8 @@ def test_sigkill_then_resume_equals_uninterrupted(assets: Path, tmp_path: Path,
 
 def test_mismatched_resume_is_refused(assets: Path, tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
-    from sleapflow.config import InferenceConfig
-    from sleapflow.journal import JournalWriter, fingerprint
+    from sleapflow.options.config import InferenceConfig
+    from sleapflow.outputs.journal import JournalWriter, fingerprint
 
     clip = write_synthetic_video(tmp_path / "clip.mp4", n_frames=8)
     model = str(assets / "model_ckpts/minimal_instance_single_instance")

@@ -12,10 +12,10 @@ import pytest
 import sleap_io as sio
 
 from sleapflow.errors import StageError
-from sleapflow.journal import journal_path, read_records
-from sleapflow.options import build_config
-from sleapflow.pipeline import prepare
-from sleapflow.resume import run_journaled
+from sleapflow.jobs.resume import run_journaled
+from sleapflow.jobs.run import prepare
+from sleapflow.options.boundary import build_config
+from sleapflow.outputs.journal import journal_path, read_records
 from sleapflow.testing import write_synthetic_video
 
 N_FRAMES, CRASH_AFTER = 30, 14
@@ -112,8 +112,8 @@ def test_tracker_inputs_journaled_twice_are_fed_once(tmp_path: Path) -> None:
     """The tracker runs ahead of the writer: a resume cuts the journal after its last frame
     but keeps inputs journaled before it for later frames, which the resumed run journals
     again. Each input is fed once, in order, up to the last frame; failures are deduped."""
-    from sleapflow.journal import JournalWriter, load_for_resume
     from sleapflow.messages import FramePrediction
+    from sleapflow.outputs.journal import JournalWriter, load_for_resume
 
     def pred(seq: int, x: float = 0.0) -> FramePrediction:
         return FramePrediction(seq=seq, video_id=0, frame_idx=seq,

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import sleap_io as sio
 
-from sleapflow.cli import main
+from sleapflow.cli.app import main
 
 #: Provenance keys that hold the run's own clock.
 TIMING = {"inference_start_timestamp", "inference_end_timestamp", "inference_runtime_seconds",
@@ -63,7 +63,7 @@ CASES = {
 @pytest.mark.parametrize("case", list(CASES))
 def test_streamed_slp_equals_in_memory_slp(case: str, assets: Path, tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from sleapflow import slp_stream
+    from sleapflow.outputs import slp_stream
 
     # Small slices, so the tables are written in several (by frames and by instances).
     monkeypatch.setattr(slp_stream, "CHUNK_FRAMES", 5)
@@ -121,8 +121,8 @@ def _predictions() -> list[Any]:
 def test_streamed_tables_cover_empty_frames_dropped_instances_and_tracks(
         keep_empty: bool, no_empty: bool, assets: Path, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from sleapflow import slp_stream
-    from sleapflow.journal import JournalWriter
+    from sleapflow.outputs import slp_stream
+    from sleapflow.outputs.journal import JournalWriter
     from sleapflow.stages.write import LabelsBuilder, SlpWriter
 
     videos = [sio.Video.from_filename(str(assets / "datasets" / name))

@@ -1,4 +1,4 @@
-"""The runtime owns the lifecycle: start handshake, open_graph blocks, fanned-out map workers and
+"""The runtime owns the lifecycle: start handshake, running_graph blocks, fanned-out map workers and
 item context as an exception note."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from sleapflow.errors import StageError
-from sleapflow.runtime import ItemFailure, MapStage, ReorderStage, chain, open_graph, run_graph
+from sleapflow.runtime import ItemFailure, MapStage, ReorderStage, chain, run_graph, running_graph
 from sleapflow.testing import ListSink, ListSource
 
 pytestmark = pytest.mark.anyio
@@ -65,21 +65,21 @@ async def test_error_carries_its_item_as_a_note() -> None:
     assert any("noted.crop@3 (frame 13)" in note for note in cause.__notes__)
 
 
-async def test_open_graph_block_and_stage_errors() -> None:
+async def test_running_graph_block_and_stage_errors() -> None:
     sink = ListSink()
-    async with open_graph(chain("ok", [ListSource(range(4)), sink], 2)) as graph:
+    async with running_graph(chain("ok", [ListSource(range(4)), sink], 2)) as graph:
         await graph.finished.wait()
     assert sink.items == list(range(4)) and graph.stats is not None
 
     with pytest.raises(KeyError, match="mine"):
-        async with open_graph(chain("body", [ListSource(range(4)), ListSink()], 2)):
+        async with running_graph(chain("body", [ListSource(range(4)), ListSink()], 2)):
             raise KeyError("mine")
 
     def boom(x: int) -> int:
         raise RuntimeError("stage failed")
 
     with pytest.raises(StageError, match=r"^failing\.boom: stage failed"):
-        async with open_graph(chain("failing", [ListSource(range(4)), MapStage("boom", boom),
+        async with running_graph(chain("failing", [ListSource(range(4)), MapStage("boom", boom),
                                                 ListSink()], 2)) as graph:
             await anyio.sleep_forever()
 

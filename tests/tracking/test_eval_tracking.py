@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import sleap_io as sio
 
-from sleapflow.cli import main
-from sleapflow.tracking_eval import mot
-from sleapflow.tracking_eval.labels import evaluate_labels, run_identity_evaluation
+from sleapflow.cli.app import main
+from sleapflow.evaluation import mot
+from sleapflow.evaluation.identity import evaluate_labels, run_identity_evaluation
 
 SKELETON = sio.Skeleton(["head", "tail"])
 

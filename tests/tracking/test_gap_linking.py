@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import sleap_io as sio
 
-from sleapflow.cli import main
+from sleapflow.cli.app import main
+from sleapflow.evaluation.identity import evaluate_labels
 from sleapflow.messages import FramePrediction
 from sleapflow.tracking.linking import INTERPOLATED_SCORE, GapLinker
 from sleapflow.tracking.synthetic import walking_clip
-from sleapflow.tracking_eval.labels import evaluate_labels
 
 BODY = np.array([[0.0, 0.0], [20.0, 0.0], [10.0, 8.0]])
 

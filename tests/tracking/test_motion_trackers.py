@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import sleap_io as sio
 
-from sleapflow.cli import main
+from sleapflow.cli.app import main
+from sleapflow.evaluation.identity import evaluate_labels
 from sleapflow.tracking import TrackerConfig
 from sleapflow.tracking.kalman import ConstantVelocity
 from sleapflow.tracking.motion import make_tracker
 from sleapflow.tracking.synthetic import SyntheticClip, crossing_clip, walking_clip
-from sleapflow.tracking_eval.labels import evaluate_labels
 
 
 def run_tracker(clip: SyntheticClip, cfg: TrackerConfig) -> list[list[str | None]]:

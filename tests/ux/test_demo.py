@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import sleap_io as sio
 
-from sleapflow.cli import main
+from sleapflow.cli.app import main
 from sleapflow.demo import run as demo
 from sleapflow.demo import synth
 from sleapflow.models.loader import read_model_config

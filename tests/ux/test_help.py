@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from cyclopts import Parameter
 
-from sleapflow import cli
-from sleapflow.cli import app, main
+from sleapflow.cli import app as cli
+from sleapflow.cli.app import app, main
 
 COMMANDS = sorted(name for name in app if not name.startswith("-"))
 

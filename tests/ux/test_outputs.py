@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import sleap_io as sio
 
-from sleapflow.cli import main
+from sleapflow.cli.app import main
 
 MODEL = "model_ckpts/minimal_instance_single_instance"
 CLIP = "datasets/small_robot.mp4"

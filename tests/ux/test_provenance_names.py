@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import sleap_io as sio
 
-from sleapflow.cli import main
+from sleapflow.cli.app import main
 
 from parity import CKPT, INFERENCE_CASES, VIDEO
 

@@ -1,0 +1,3 @@
+"""``sleapflow bench``: per-stage throughput of a named graph, and the forward-only limits."""
+
+__all__ = ()

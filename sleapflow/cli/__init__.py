@@ -1,0 +1,3 @@
+"""The command line (cyclopts): the app and its commands, option help, progress and reports."""
+
+__all__ = ()

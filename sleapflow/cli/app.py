@@ -1,0 +1,563 @@
+"""The cyclopts command line: ``sleapflow track | eval | eval-tracking | graphs | bench | serve``.
+
+The sync front end: it calls ``anyio.run``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
+
+import anyio
+import cyclopts
+from cyclopts import Parameter
+
+from sleapflow.bench.harness import bench_command
+from sleapflow.errors import ConfigError, SleapflowError, StageError
+from sleapflow.jobs.progress import ProgressBar
+from sleapflow.logs import configure_cli_logging, get_logger
+from sleapflow.options.help import HELP, canonical_argv, opt
+from sleapflow.serve.command import serve_command
+
+__all__ = (
+    "CandidatesMethod", "EvalMatchMethod", "Features", "MatchingMethod", "OutputFormat", "OverlapMethod",
+    "Precision", "Refinement", "Runtime", "ScoringMethod", "ScoringReduction", "VideoLayout",
+    "configure_logging", "demo", "eval_tracking", "evaluate", "graphs", "info", "main", "merge", "render",
+    "system", "track",
+)
+
+
+#: The choices of each enumerated option (cyclopts lists them in help and checks them).
+VideoLayout = Literal["channels_last", "channels_first"]
+OverlapMethod = Literal["iou", "oks"]
+Refinement = Literal["integral", "none"]
+CandidatesMethod = Literal["fixed_window", "local_queues"]
+Features = Literal["keypoints", "centroids", "bboxes", "image"]
+ScoringMethod = Literal["oks", "cosine_sim", "iou", "euclidean_dist"]
+ScoringReduction = Literal["mean", "max", "robust_quantile"]
+MatchingMethod = Literal["hungarian", "greedy"]
+EvalMatchMethod = Literal["oks", "centroid", "auto"]
+OutputFormat = Literal["slp", "analysis_h5", "csv", "nwb"]
+Runtime = Literal["auto", "torch", "onnx", "tensorrt"]
+Precision = Literal["fp32", "fp16", "bf16"]
+
+# KeyboardInterrupt must reach main()'s handler (cyclopts would exit 130 silently).
+app = cyclopts.App(name="sleapflow", help="Fast streaming inference for SLEAP / sleap-nn models.",
+                   version_flags=["--version", "-v"], suppress_keyboard_interrupt=False)
+
+
+def configure_logging(verbose: bool = False, *, quiet: bool = False) -> None:
+    configure_cli_logging(logging.DEBUG if verbose else (logging.ERROR if quiet else logging.INFO))
+
+
+@app.command
+def track(
+    *,
+    data_path: Annotated[tuple[str, ...], opt("data_path", "-i", consume_multiple=True)] = (),
+    input_list: Annotated[str | None, opt("input_list",
+                                           help="File with one input path per line.")] = None,
+    shard: Annotated[str | None, opt("shard", help="I/N: only the I-th of N slices of the inputs "
+                                     "(of the frames, for one video).")] = None,
+    skip_existing: Annotated[bool, opt("skip_existing",
+                                       help="Skip videos whose output exists and is complete.")] = False,
+    overwrite: Annotated[bool, opt("overwrite", help="Rewrite existing outputs (the default).")] = False,
+    ray: Annotated[str | None, opt("ray", help="Run on Ray workers: --ray alone starts or joins a "
+                                   "local instance, --ray ADDRESS joins a cluster.")] = None,
+    ray_workers: Annotated[int | None, opt("ray_workers",
+                                           help="Ray workers (default: GPUs, else CPUs/2).")] = None,
+    ray_chunk_frames: Annotated[int | None, opt(
+        "ray_chunk_frames", help="Ray: split longer videos into chunks of about this many "
+        "frames (default: only when there are fewer videos than workers).")] = None,
+    model_paths: Annotated[tuple[str, ...], opt("model_paths", "-m", consume_multiple=True)] = (),
+    output_path: Annotated[str | None, opt("output_path", "-o")] = None,
+    device: Annotated[str, opt("device", "-d")] = "auto",
+    batch_size: Annotated[int, opt("batch_size", "-b")] = 4,
+    max_instances: Annotated[int | None, opt("max_instances", "-n")] = None,
+    backbone_ckpt_path: Annotated[str | None, opt("backbone_ckpt_path")] = None,
+    head_ckpt_path: Annotated[str | None, opt("head_ckpt_path")] = None,
+    max_height: Annotated[int | None, opt("max_height")] = None,
+    max_width: Annotated[int | None, opt("max_width")] = None,
+    input_scale: Annotated[float | None, opt("input_scale")] = None,
+    ensure_rgb: Annotated[bool | None, opt("ensure_rgb", negative=True)] = None,
+    ensure_grayscale: Annotated[bool | None, opt("ensure_grayscale", negative=True)] = None,
+    anchor_part: Annotated[str | None, opt("anchor_part")] = None,
+    only_labeled_frames: Annotated[bool, opt("only_labeled_frames")] = False,
+    only_suggested_frames: Annotated[bool, opt("only_suggested_frames")] = False,
+    exclude_user_labeled: Annotated[bool, opt("exclude_user_labeled")] = False,
+    only_predicted_frames: Annotated[bool, opt("only_predicted_frames")] = False,
+    no_empty_frames: Annotated[bool, opt("no_empty_frames")] = False,
+    max_failed_frames: Annotated[int | None, opt(
+        "max_failed_frames", help="Fail when more frames than this cannot be decoded "
+                                  "(default: skip them all, and report them).")] = None,
+    video_index: Annotated[int | None, opt("video_index")] = None,
+    video_dataset: Annotated[str | None, opt("video_dataset")] = None,
+    video_input_format: Annotated[VideoLayout, opt("video_input_format")] = "channels_last",
+    frames: Annotated[str, opt("frames")] = "",
+    integral_patch_size: Annotated[int, opt("integral_patch_size")] = 5,
+    max_edge_length_ratio: Annotated[float, opt("max_edge_length_ratio")] = 0.25,
+    dist_penalty_weight: Annotated[float, opt("dist_penalty_weight")] = 1.0,
+    n_points: Annotated[int, opt("n_points")] = 10,
+    min_instance_peaks: Annotated[float, opt("min_instance_peaks")] = 0,
+    min_line_scores: Annotated[float, opt("min_line_scores")] = 0.25,
+    queue_maxsize: Annotated[int, opt("queue_maxsize")] = 32,
+    crop_size: Annotated[int | None, opt("crop_size")] = None,
+    peak_threshold: Annotated[float, opt("peak_threshold")] = 0.2,
+    filter_overlapping: Annotated[bool, opt("filter_overlapping")] = False,
+    filter_overlapping_method: Annotated[OverlapMethod, opt("filter_overlapping_method")] = "iou",
+    filter_overlapping_threshold: Annotated[float, opt("filter_overlapping_threshold")] = 0.8,
+    filter_min_visible_nodes: Annotated[int, opt("filter_min_visible_nodes")] = 0,
+    filter_min_visible_node_fraction: Annotated[float, opt("filter_min_visible_node_fraction")] = 0.0,
+    filter_min_mean_node_score: Annotated[float, opt("filter_min_mean_node_score")] = 0.0,
+    filter_min_instance_score: Annotated[float, opt("filter_min_instance_score")] = 0.0,
+    integral_refinement: Annotated[Refinement, opt("integral_refinement")] = "integral",
+    tracking: Annotated[bool, opt("tracking", "-t")] = False,
+    tracking_window_size: Annotated[int, opt("tracking_window_size")] = 5,
+    min_new_track_points: Annotated[int, opt("min_new_track_points")] = 0,
+    candidates_method: Annotated[CandidatesMethod, opt("candidates_method")] = "fixed_window",
+    min_match_points: Annotated[int, opt("min_match_points")] = 0,
+    features: Annotated[Features, opt("features")] = "keypoints",
+    scoring_method: Annotated[ScoringMethod, opt("scoring_method")] = "oks",
+    scoring_reduction: Annotated[ScoringReduction, opt("scoring_reduction")] = "mean",
+    robust_best_instance: Annotated[float, opt("robust_best_instance")] = 1.0,
+    track_matching_method: Annotated[MatchingMethod, opt("track_matching_method")] = "hungarian",
+    max_tracks: Annotated[int | None, opt("max_tracks")] = None,
+    use_flow: Annotated[bool, opt("use_flow")] = False,
+    of_img_scale: Annotated[float, opt("of_img_scale")] = 1.0,
+    of_window_size: Annotated[int, opt("of_window_size")] = 21,
+    of_max_levels: Annotated[int, opt("of_max_levels")] = 3,
+    oks_stddev: Annotated[float | None, opt("oks_stddev")] = None,
+    use_kalman: Annotated[bool, opt("use_kalman", help="Classic tracker: move each track's "
+                                    "candidates to a constant-velocity Kalman prediction. Needs "
+                                    "--max_tracks or --tracking_target_instance_count.")] = False,
+    kf_track_features: Annotated[str, opt("kf_track_features", help="What the Kalman filters "
+                                          "follow: centroid or keypoints.")] = "centroid",
+    kf_init_frame_count: Annotated[int, opt("kf_init_frame_count", help="Frames tracked without "
+                                            "the Kalman shift first.")] = 10,
+    kf_node_indices: Annotated[str | None, opt("kf_node_indices", help="Comma-separated node "
+                                               "indices for the Kalman centroid (default: all)."
+                                               )] = None,
+    kf_reset_gap_size: Annotated[int, opt("kf_reset_gap_size", help="Frames unseen after which "
+                                          "a track's Kalman filter is reset.")] = 5,
+    tracker_name: Annotated[str, Parameter(
+        name=["--tracker"], help="classic (sleap-nn's candidate tracker, the default), or a "
+        "motion-model tracker: sort, bytetrack or ocsort.")] = "classic",
+    track_buffer: Annotated[int, opt("track_buffer", help="Motion trackers: frames a lost track "
+                                     "is kept for re-association.")] = 30,
+    min_hits: Annotated[int, opt("min_hits", help="Motion trackers: consecutive matches before a "
+                                 "track gets an id (earlier detections stay untracked).")] = 3,
+    track_high_threshold: Annotated[float, opt("track_high_threshold", help="bytetrack: score at "
+                                               "or above which a detection is matched first."
+                                               )] = 0.5,
+    track_low_threshold: Annotated[float, opt("track_low_threshold", help="Motion trackers: "
+                                              "detections scoring at or below are ignored."
+                                              )] = 0.1,
+    new_track_threshold: Annotated[float, opt("new_track_threshold", help="Motion trackers: "
+                                              "minimum score to start a track.")] = 0.6,
+    min_match_similarity: Annotated[float, opt("min_match_similarity", help="Motion trackers: "
+                                               "minimum keypoint similarity in [0, 1] for a "
+                                               "match.")] = 0.3,
+    max_gap: Annotated[int, opt("max_gap", help="Re-link a track that ended to one starting "
+                                "within N frames (motion + pose); 0 = off.")] = 0,
+    fill_gaps: Annotated[int, opt("fill_gaps", help="Interpolate gaps of at most K frames inside "
+                                  "a track (marked with score -1); adds K frames of "
+                                  "latency.")] = 0,
+    post_connect_single_breaks: Annotated[bool, opt("post_connect_single_breaks")] = False,
+    tracking_target_instance_count: Annotated[int | None, opt("tracking_target_instance_count")] = None,
+    tracking_pre_cull_to_target: Annotated[int, opt("tracking_pre_cull_to_target")] = 0,
+    tracking_pre_cull_iou_threshold: Annotated[float, opt("tracking_pre_cull_iou_threshold")] = 0.0,
+    tracking_clean_instance_count: Annotated[int, opt("tracking_clean_instance_count")] = 0,
+    tracking_clean_iou_threshold: Annotated[float, opt("tracking_clean_iou_threshold")] = 0.0,
+    graph: Annotated[str | None, opt("graph")] = None,
+    postprocess_workers: Annotated[int, opt("postprocess_workers")] = 1,
+    torch_threads: Annotated[int | None, opt("torch_threads")] = None,
+    forward_workers: Annotated[int | None, opt("forward_workers")] = None,
+    channels_last: Annotated[bool, opt("channels_last")] = False,
+    output_format: Annotated[tuple[OutputFormat, ...],
+                             opt("output_format")] = ("slp",),
+    render: Annotated[bool, opt("render")] = False,
+    gui: Annotated[bool, opt("gui")] = False,
+    runtime: Annotated[Runtime, opt("runtime")] = "auto",
+    precision: Annotated[Precision, opt("precision")] = "fp32",
+    stats: Annotated[bool, opt("stats")] = False,
+    resume: Annotated[bool, opt("resume", help="Continue an interrupted run of the same command "
+                                               "from its journal (kept beside the output "
+                                               "after a crash, a full disk or Ctrl-C).")] = False,
+    verbose: Annotated[bool, opt("verbose")] = False,
+) -> int:
+    """Run pose inference on a video or labels file and write a .slp (sleap-nn track compatible)."""
+    options = dict(locals())
+    for key in ("stats", "verbose", "input_list", "overwrite", "ray", "ray_workers",
+                "ray_chunk_frames", "output_format", "render", "gui", "resume"):
+        del options[key]
+    from sleapflow.inputs.expand import (
+        expand_inputs,
+        output_for,
+        output_is_folder,
+        parse_shard,
+        shard_output_path,
+    )
+    from sleapflow.options.boundary import build_config
+
+    configure_logging(verbose)
+    if skip_existing and overwrite:
+        raise ConfigError("--skip_existing and --overwrite are opposites; pass one of them")
+    paths, many = expand_inputs(data_path, input_list)
+    if many and not model_paths:
+        raise ConfigError("several inputs need --model_paths/-m: track-only runs (no models) "
+                          "re-track one .slp at a time")
+    if resume and (many or ray is not None):
+        raise ConfigError("--resume continues one interrupted output; with several inputs (or "
+                          "--ray), rerun with --skip_existing to redo only the videos whose "
+                          "output is missing or incomplete")
+    options["shard"] = parse_shard(shard)
+    options["data_path"] = None if many else paths[0]
+    options["inputs"] = tuple(paths) if many or ray is not None else ()
+    cfg = build_config(**options)
+    if ray is not None:
+        from sleapflow.jobs.ray_runner import run_config
+
+        tasks = run_config(cfg, address=None if ray == "local" else ray, workers=ray_workers,
+                           chunk_frames=ray_chunk_frames)
+        return _report(tasks)
+    if many:
+        return _track_many(cfg)
+    if cfg.shard is not None and (output_path is None or output_is_folder(output_path)):
+        out = shard_output_path(cfg, cfg.shard)
+    else:
+        out = output_for(cfg, paths[0], many=False)
+    from sleapflow.jobs.track import run_track
+
+    configure_logging(verbose)
+    return run_track(options, cfg=cfg, output_path=out, output_format=output_format,
+                     render=render, gui=gui, stats=stats, resume=resume)
+
+
+def _report(tasks: list) -> int:
+    """The per-video summary; non-zero when any input failed."""
+    from sleapflow.jobs.many import summary_table
+
+    print(summary_table(tasks))
+    return 1 if any(t.status == "failed" for t in tasks) else 0
+
+
+def _track_many(cfg: Any) -> int:
+    """Several videos through one graph: the models load once, the videos are pipelined."""
+    from sleapflow.jobs.many import run_many
+    from sleapflow.jobs.run import prepare
+
+    log = get_logger("sleapflow")
+    prepared = prepare(cfg)
+    plan = prepared.plan
+    planned = [t for t in plan.tasks if t.status == "planned"]
+    log.info("starting", graph=prepared.graph_name, device=prepared.ctx.device,
+             videos=len(planned), of=len(plan.tasks), frames=len(plan.items))
+    with _lock_outputs([t.output for t in planned]), \
+            ProgressBar(len(plan.items), "Predicting...") as progress:
+        tasks = anyio.run(lambda: run_many(cfg, prepared=prepared, on_frame=progress.advance))
+    return _report(tasks)
+
+
+@contextlib.contextmanager
+def _lock_outputs(outputs: list[str]) -> Iterator[None]:
+    """Each per-video output of a many-input run is locked for the run (a second live run on
+    one of them is refused) and its stale temporary files are removed; each is still written
+    atomically as its video ends."""
+
+    from sleapflow.outputs.files import OutputLock, clean_stale_temps, resolve_target
+
+    with contextlib.ExitStack() as stack:
+        for out in outputs:
+            resolve_target(out).parent.mkdir(parents=True, exist_ok=True)
+            clean_stale_temps(out)
+            stack.enter_context(OutputLock(out))
+        yield
+
+
+@app.command
+def merge(
+    shards: Annotated[tuple[str, ...], Parameter(help="The per-shard .slp outputs of one video.",
+                                                 negative_iterable=())],
+    output_path: Annotated[str, opt("output_path", "-o", help="The merged .slp.")],
+    tracking: Annotated[bool, opt("tracking", "-t",
+                                  help="Track the merged predictions (track-only).")] = False,
+    tracking_window_size: Annotated[int, opt("tracking_window_size")] = 5,
+    min_new_track_points: Annotated[int, opt("min_new_track_points")] = 0,
+    candidates_method: Annotated[str, opt("candidates_method")] = "fixed_window",
+    min_match_points: Annotated[int, opt("min_match_points")] = 0,
+    features: Annotated[str, opt("features")] = "keypoints",
+    scoring_method: Annotated[str, opt("scoring_method")] = "oks",
+    scoring_reduction: Annotated[str, opt("scoring_reduction")] = "mean",
+    track_matching_method: Annotated[str, opt("track_matching_method")] = "hungarian",
+    max_tracks: Annotated[int | None, opt("max_tracks")] = None,
+    max_instances: Annotated[int | None, opt("max_instances", "-n")] = None,
+    post_connect_single_breaks: Annotated[bool, opt("post_connect_single_breaks")] = False,
+    tracking_target_instance_count: Annotated[int | None,
+                                              opt("tracking_target_instance_count")] = None,
+    verbose: Annotated[bool, opt("verbose")] = False,
+) -> int:
+    """Join the per-shard outputs of one video (``track --shard I/N``) into one .slp; with
+    --tracking, track the merged predictions as a single-process run would."""
+    options = dict(locals())
+    for key in ("shards", "output_path", "tracking", "verbose"):
+        del options[key]
+    from sleapflow.jobs.merge import merge_command
+
+    configure_logging(verbose)
+    labels = merge_command(shards, output_path, tracking=tracking, **options)
+    get_logger("sleapflow").info("merged", shards=len(shards),
+                                           frames=len(labels.labeled_frames), output=output_path)
+    return 0
+
+
+@app.command(name="eval")
+def evaluate(
+    *,
+    ground_truth_path: Annotated[str, opt("ground_truth_path", "-g")],
+    predicted_path: Annotated[str, opt("predicted_path", "-p")],
+    save_metrics: Annotated[str | None, opt("save_metrics", "-s")] = None,
+    oks_stddev: Annotated[float, opt("oks_stddev")] = 0.025,
+    oks_scale: Annotated[float | None, opt("oks_scale")] = None,
+    match_threshold: Annotated[float, opt("match_threshold")] = 0.0,
+    user_labels_only: Annotated[bool, opt("user_labels_only", negative=True)] = True,
+    match_method: Annotated[EvalMatchMethod, opt("match_method")] = "auto",
+    anchor_part: Annotated[str | None, opt("anchor_part")] = None,
+    verbose: Annotated[bool, opt("verbose")] = False,
+) -> int:
+    """Evaluate predictions against ground truth with sleap-nn's metrics (OKS mAP, PCK, ...)."""
+    from sleapflow.evaluation import format_summary, run_evaluation
+
+    configure_logging(verbose)
+    metrics = run_evaluation(ground_truth_path, predicted_path, oks_stddev=oks_stddev,
+                             oks_scale=oks_scale, match_threshold=match_threshold,
+                             user_labels_only=user_labels_only, save_metrics=save_metrics,
+                             match_method=match_method, anchor_part=anchor_part)
+    if metrics is None:
+        print("No predicted instances: metrics were not computed.")
+        return 0
+    print(format_summary(metrics))
+    return 0
+
+
+@app.command(name="eval-tracking")
+def eval_tracking(
+    ground_truth_path: Annotated[str, opt("ground_truth_path", "-g",
+                                          help="Tracked ground-truth .slp.")],
+    predicted_path: Annotated[str, opt("predicted_path", "-p", help="Tracked predictions .slp.")],
+    save_metrics: Annotated[str | None, opt("save_metrics", "-s",
+                                             help="Write the metrics as .json.")] = None,
+    carrier: Annotated[str, opt("carrier", help="auto or pose (instances); mask is not "
+                                "supported.")] = "auto",
+    match_threshold: Annotated[float | None, opt(
+        "match_threshold", help="Min OKS to match (default 0.5), or max centroid distance in px "
+        "for single-node skeletons (default 50).")] = None,
+    mt_threshold: Annotated[float, opt("mt_threshold", help="Coverage at/above which a GT "
+                                       "trajectory is mostly tracked (identity block).")] = 0.8,
+    ml_threshold: Annotated[float, opt("ml_threshold", help="Coverage below which a GT "
+                                       "trajectory is mostly lost (identity block).")] = 0.2,
+    user_labels_only: Annotated[bool, opt("user_labels_only", negative=True,
+                                          help="Drop predicted instances from the ground "
+                                          "truth.")] = False,
+    global_identity: Annotated[bool, Parameter(
+        name=["--global_identity"], negative=["--per_video_identity"],
+        help="Track names are identities shared across videos.")] = False,
+    oks_stddev: Annotated[float, opt("oks_stddev", help="OKS keypoint spread (> 0).")] = 0.025,
+    verbose: Annotated[bool, opt("verbose")] = False,
+) -> int:
+    """Score identity persistence of a tracked prediction (sleap-nn eval-tracking's metrics)."""
+    from sleapflow.evaluation.identity import identity_summary, mot_summary, run_identity_evaluation
+
+    configure_logging(verbose)
+    result = run_identity_evaluation(
+        ground_truth_path, predicted_path, carrier=carrier, match_threshold=match_threshold,
+        mt_threshold=mt_threshold, ml_threshold=ml_threshold, user_labels_only=user_labels_only,
+        global_identity=global_identity, save_metrics=save_metrics, oks_stddev=oks_stddev)
+    print(f"Identity: {identity_summary(result)}")
+    mot = result["mot"]
+    print(f"MOT: {mot_summary(mot)}" if "error" not in mot else f"MOT: not computed ({mot['error']})")
+    for note in result["notes"]:
+        print(f"note: {note}")
+    return 0
+
+
+@app.command
+def graphs(
+    name: Annotated[str | None, Parameter(help="Show this graph's stages and edges.")] = None,
+    /,
+    *,
+    model_paths: Annotated[tuple[str, ...], opt("model_paths", "-m", consume_multiple=True,
+                                                 help="Read these models' configs (nothing is "
+                                                      "loaded).")] = (),
+    device: Annotated[str, opt("device", "-d")] = "auto",
+    batch_size: Annotated[int, opt("batch_size", "-b")] = 4,
+    queue_maxsize: Annotated[int, opt("queue_maxsize")] = 32,
+    max_instances: Annotated[int | None, opt("max_instances", "-n")] = None,
+    tracking: Annotated[bool, opt("tracking", "-t")] = False,
+    post_connect_single_breaks: Annotated[bool, opt("post_connect_single_breaks")] = False,
+    tracking_clean_instance_count: Annotated[int, opt("tracking_clean_instance_count")] = 0,
+    filter_overlapping: Annotated[bool, opt("filter_overlapping")] = False,
+    filter_min_visible_nodes: Annotated[int, opt("filter_min_visible_nodes")] = 0,
+    filter_min_visible_node_fraction: Annotated[float, opt("filter_min_visible_node_fraction")] = 0.0,
+    filter_min_mean_node_score: Annotated[float, opt("filter_min_mean_node_score")] = 0.0,
+    filter_min_instance_score: Annotated[float, opt("filter_min_instance_score")] = 0.0,
+    postprocess_workers: Annotated[int, opt("postprocess_workers")] = 1,
+    forward_workers: Annotated[int | None, opt("forward_workers")] = None,
+    mermaid: Annotated[bool, opt("mermaid")] = False,
+) -> int:
+    """List the named graphs, or show the stages and edges one would run with these options.
+
+    The graph is built as ``track`` builds it (a dry build: no input read, no weights loaded);
+    the options are ``track``'s, and only those that change the graph's shape are taken here.
+    """
+    options = dict(locals())
+    del options["name"], options["mermaid"]
+    from sleapflow.graphs import GRAPHS
+    from sleapflow.graphs.build import dry_spec
+    from sleapflow.options.boundary import build_config
+
+    if name is None:
+        for key, decl in GRAPHS.items():
+            print(f"{key:<30} {', '.join(decl.model_types):<32} {decl.description}")
+        return 0
+    spec = dry_spec(name, build_config(**options))
+    print(spec.mermaid() if mermaid else spec.describe())
+    return 0
+
+
+app.command(bench_command, name="bench")
+app.command(serve_command, name="serve")
+
+
+def _optional_ray_address(argv: list[str]) -> list[str]:
+    """``--ray`` may stand alone (a local instance): give it the value ``local`` then."""
+    out = list(argv)
+    for i, token in enumerate(out):
+        if token == "--ray" and (i + 1 == len(out) or out[i + 1].startswith("-")):
+            out[i] = "--ray=local"
+    return out
+
+
+@app.command
+def render(
+    predictions: Annotated[str, Parameter(help=HELP["predictions"])],
+    /,
+    *,
+    output: Annotated[str | None, opt("output", "-o")] = None,
+    frames: Annotated[str, opt("frames", help="Video frames to draw, e.g. '0-100' (default: "
+                               "every predicted frame).")] = "",
+    fps: Annotated[float | None, opt("fps")] = None,
+    scale: Annotated[float, opt("scale")] = 1.0,
+    marker_size: Annotated[float, opt("marker_size")] = 4.0,
+    line_width: Annotated[float, opt("line_width")] = 2.0,
+    color_by: Annotated[Literal["auto", "track", "instance", "node"], opt("color_by")] = "auto",
+) -> int:
+    """Draw predictions over their video: an .mp4 to watch, or one frame as a .png."""
+    from sleapflow.options.config import parse_frames
+    from sleapflow.options.frames import as_spans, iter_spans
+    from sleapflow.outputs.render import render as render_labels
+
+    selection = parse_frames(frames)  # indices and inclusive ranges
+    inds = None if selection is None else list(iter_spans(as_spans(selection)))
+    out = render_labels(predictions, output, frames=inds, fps=fps, scale=scale,
+                        marker_size=marker_size, line_width=line_width, color_by=color_by,
+                        show_progress=sys.stderr.isatty())
+    print(f"Wrote {out}")
+    return 0
+
+
+@app.command
+def info(
+    model_dirs: Annotated[tuple[str, ...], Parameter(help=HELP["model_dirs"])],
+    /,
+    *,
+    json: Annotated[bool, opt("json")] = False,
+) -> int:
+    """What a model folder is: model type, skeleton, input size, heads, training."""
+    import json as json_module
+
+    from sleapflow.cli.reports import format_info, model_info
+
+    infos = [model_info(d) for d in model_dirs]
+    if json:
+        print(json_module.dumps(infos if len(infos) > 1 else infos[0], indent=2))
+    else:
+        print("\n\n".join(format_info(i) for i in infos))
+    return 0
+
+
+@app.command
+def system(*, json: Annotated[bool, opt("json")] = False) -> int:
+    """Versions of Python and the packages sleapflow uses, and the devices it can run on."""
+    import json as json_module
+
+    from sleapflow.cli.reports import format_system, system_report
+
+    report = system_report()
+    print(json_module.dumps(report, indent=2) if json else format_system(report))
+    return 0
+
+
+@app.command
+def demo(
+    *,
+    out_dir: Annotated[str, opt("out_dir", "-o")] = "sleapflow-demo",
+    device: Annotated[str, opt("device", "-d")] = "auto",
+) -> int:
+    """Predict on a generated clip with the embedded model, and draw the result: no data needed."""
+    from sleapflow.demo.run import run_demo
+
+    run_demo(out_dir, device=device)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user errors print one line and exit 2, never a traceback."""
+    code = _main(argv)
+    from sleapflow.outputs import files as io_safety
+
+    if io_safety.HDF5_POISONED and argv is None:  # the process's own entry point only
+        # A save failed inside HDF5 (a full disk): its leftover handles segfault at interpreter
+        # exit, so end here, after the error line, without that teardown.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _main(argv: list[str] | None) -> int:
+    configure_logging()
+    argv = _optional_ray_address(argv if argv is not None else sys.argv[1:])
+    try:
+        result = app(canonical_argv(argv), exit_on_error=False,
+                     print_error=False, result_action="return_value")
+    except cyclopts.CycloptsError as exc:
+        print(f"Error: {_one_line(exc)} (see --help)", file=sys.stderr)
+        return 2
+    except StageError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, SleapflowError):
+            print(f"Error: {_one_line(cause)}", file=sys.stderr)
+            return 2
+        print(f"Error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except SleapflowError as exc:
+        print(f"Error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        from sleapflow.jobs.guard import interrupted_message
+
+        print(interrupted_message(), file=sys.stderr)
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

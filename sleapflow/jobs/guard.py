@@ -1,0 +1,64 @@
+"""The command line's checks around one run's output: fail before inference, hold the lock,
+say on Ctrl-C what was kept."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sleapflow.errors import ConfigError
+from sleapflow.logs import get_logger
+from sleapflow.outputs.files import OutputLock, check_output_folder, check_output_target, clean_stale_temps
+
+__all__ = ("OutputGuard", "interrupted_message")
+
+
+log = get_logger(__name__)
+
+#: What the last guarded run would tell a user who pressed Ctrl-C (the CLI prints it).
+_STATE: dict[str, Any] = {"output": None, "journal": None, "resume_hint": None}
+
+
+def interrupted_message() -> str:
+    """One line: what an interrupted run kept and how to go on."""
+    out = _STATE["output"]
+    journal = _STATE["journal"]
+    if journal is not None and Path(journal).exists():
+        return (f"Interrupted: the frames done so far are kept in {str(journal)!r}; run the same "
+                "command with --resume to continue.")
+    if out is not None:
+        return f"Interrupted: {str(out)!r} was not written (an existing file is unchanged)."
+    return "Interrupted."
+
+
+class OutputGuard:
+    """Everything checked about the output before inference, and its lock during the run.
+
+    Zero selected frames is an error (exit 2, nothing written): an empty result never
+    replaces an existing output.
+    """
+
+    def __init__(self, output_path: str, *, n_frames: int) -> None:
+        if n_frames == 0:
+            raise ConfigError("no frames selected (every requested frame is past the end of the "
+                              "input, or the filters left none): nothing was written and an "
+                              "existing output is unchanged; check --frames")
+        check_output_target(output_path)
+        removed = clean_stale_temps(output_path)
+        if removed:
+            log.info("removed temporary files left by an earlier run that died",
+                     files=[p.name for p in removed])
+        check_output_folder(output_path, n_frames=n_frames)
+        self.output_path = output_path
+        self.lock = OutputLock(output_path)
+        _STATE.update(output=output_path, journal=None)
+
+    def set_journal(self, path: str | Path | None) -> None:
+        _STATE["journal"] = path
+
+    def __enter__(self) -> OutputGuard:
+        self.lock.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()

@@ -1,0 +1,87 @@
+"""Running a many-input plan: one graph over every video, a bad video skipped, a summary table."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from sleapflow.errors import StageError
+from sleapflow.graphs.build import PreparedRun, build_graph, prepare
+from sleapflow.inputs.expand import ManyPlan, VideoTask
+from sleapflow.logs import get_logger
+from sleapflow.options.config import InferenceConfig
+from sleapflow.runtime import run_graph
+
+__all__ = ("run_many", "summary_table")
+
+
+log = get_logger(__name__)
+
+
+def _failed_video(exc: StageError) -> int | None:
+    """The video a decode failure was reading (the decoder tags its error with the item)."""
+    item = getattr(exc.__cause__, "sleapflow_item", None)
+    return getattr(item, "video_id", None)
+
+
+async def run_many(cfg: InferenceConfig, *, prepared: PreparedRun | None = None,
+                   on_frame: Callable[[int], None] | None = None) -> list[VideoTask]:
+    """Run every input of ``cfg.inputs`` through one graph; return each input's task record.
+
+    A video that fails while it is read is marked failed; the videos not yet written then run
+    on in a new graph (the models load again once), and those already written are kept.
+    """
+    run = prepared or prepare(cfg)
+    plan = run.plan
+    assert isinstance(plan, ManyPlan)
+    tasks = plan.tasks
+    while any(t.status == "planned" for t in tasks):
+        spec = build_graph(run, output_path=None, on_frame=on_frame)
+        try:
+            await run_graph(spec)
+            break
+        except StageError as exc:
+            video_id = _failed_video(exc)
+            bad = next((t for t in tasks if t.video_id == video_id and t.status == "planned"),
+                       None)
+            if bad is None:
+                raise
+            bad.status, bad.error = "failed", str(exc.__cause__ or exc)
+            log.warning("video failed; the others go on", input=bad.path, error=bad.error)
+            run = _remaining(run, plan)
+    return tasks
+
+
+def _remaining(run: PreparedRun, plan: ManyPlan) -> PreparedRun:
+    """``run`` over the inputs still to do, as a new plan with the same task records."""
+    import dataclasses
+
+    left = ManyPlan(kind="video", source_path=None, videos=[], items=[], tasks=plan.tasks,
+                    frame_selection_method=plan.frame_selection_method)
+    for task in plan.tasks:
+        if task.status != "planned" or task.plan is None:
+            task.video_id = None  # done, failed or skipped: not in the new plan
+            continue
+        task.frames, task.seconds = 0, 0.0
+        left.join(task)
+    ctx = dataclasses.replace(run.ctx, plan=left)
+    return dataclasses.replace(run, plan=left, ctx=ctx)
+
+
+def summary_table(tasks: list[VideoTask]) -> str:
+    """Per input: status, frames, seconds, and the output path or the error."""
+    rows = [("status", "frames", "seconds", "input", "output / error")]
+    for t in tasks:
+        where = t.output if t.status in ("done", "skipped") else (t.error or "")
+        seconds = f"{t.seconds:.2f}" if t.status == "done" else "-"
+        frames = str(t.frames) if t.status == "done" else "-"
+        rows.append((t.status, frames, seconds, Path(t.path).name, where))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  ".join(r[i].ljust(widths[i]) for i in range(4)) + "  " + r[4] for r in rows]
+    done = sum(t.status == "done" for t in tasks)
+    failed = sum(t.status == "failed" for t in tasks)
+    skipped = sum(t.status == "skipped" for t in tasks)
+    lines.append(f"{done} written, {skipped} skipped, {failed} failed, of {len(tasks)} input(s)")
+    return "\n".join(lines)
+
+

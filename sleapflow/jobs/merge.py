@@ -1,0 +1,93 @@
+"""``sleapflow merge``: join the per-shard outputs of one video into one ``.slp``, then track it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import sleap_io as sio
+
+from sleapflow.errors import ConfigError
+from sleapflow.tracking.track_only import copy_instance
+
+__all__ = ("merge_command", "merge_shards")
+
+
+
+def _load(path: str) -> sio.Labels:
+    if not Path(path).is_file():
+        raise ConfigError(f"shard output not found: {path!r}")
+    try:
+        return sio.load_slp(path)
+    except Exception as exc:
+        raise ConfigError(f"cannot read shard output {path!r}: {exc}") from exc
+
+
+def merge_shards(paths: Sequence[str]) -> sio.Labels:
+    """One ``Labels`` with every frame of the shards, in frame order, on the first shard's
+    video and skeleton. The shards must be outputs for the same video with disjoint frames."""
+    if not paths:
+        raise ConfigError("sleapflow merge needs the shard outputs to join")
+    shards = [_load(p) for p in paths]
+    base = shards[0]
+    if len(base.videos) != 1:
+        raise ConfigError(f"{paths[0]!r} has {len(base.videos)} videos; merge joins the shards "
+                          "of one video")
+    video, skeleton = base.videos[0], base.skeletons[0]
+    tracks: dict[str, sio.Track] = {}
+    frames: dict[int, sio.LabeledFrame] = {}
+    processed = 0
+    for path, labels in zip(paths, shards):
+        if len(labels.videos) != 1 or Path(str(labels.videos[0].filename)).name != \
+                Path(str(video.filename)).name:
+            raise ConfigError(f"{path!r} is not an output for the video of {paths[0]!r} "
+                              f"({Path(str(video.filename)).name}); merge the shards of one video")
+        if [n.name for n in labels.skeletons[0].nodes] != [n.name for n in skeleton.nodes]:
+            raise ConfigError(f"{path!r} has another skeleton than {paths[0]!r}")
+        selection = (labels.provenance or {}).get("frame_selection") or {}
+        processed += int(selection.get("frames_processed", len(labels.labeled_frames)))
+        for lf in labels.labeled_frames:
+            if lf.frame_idx in frames:
+                raise ConfigError(f"frame {lf.frame_idx} is in {path!r} and in another shard; "
+                                  "the shards overlap (were they made with the same --shard N?)")
+            instances = []
+            for inst in lf.instances:
+                inst = copy_instance(inst)
+                inst.skeleton = skeleton
+                if inst.track is not None:
+                    name = inst.track.name
+                    inst.track = tracks.setdefault(name, sio.Track(name=name))
+                instances.append(inst)
+            frames[lf.frame_idx] = sio.LabeledFrame(video=video, frame_idx=lf.frame_idx,
+                                                    instances=instances)
+    provenance: dict[str, Any] = dict(base.provenance or {})
+    provenance["merged_from"] = [str(p) for p in paths]
+    if "frame_selection" in provenance:
+        provenance["frame_selection"] = {**provenance["frame_selection"],
+                                         "frames_processed": processed}
+    return sio.Labels(labeled_frames=[frames[f] for f in sorted(frames)], videos=[video],
+                      skeletons=[skeleton], tracks=list(tracks.values()), provenance=provenance)
+
+
+def merge_command(paths: Sequence[str], output_path: str, *, tracking: bool = False,
+                  **tracker_options: Any) -> sio.Labels:
+    """Merge ``paths`` into ``output_path``; with ``tracking``, track the merged predictions
+    with the ``track_only`` graph (the same tracker a single-process run uses)."""
+    import anyio
+
+    from sleapflow.jobs.run import prepare, run_to_file
+    from sleapflow.options.boundary import build_config
+    from sleapflow.outputs.files import check_output_path, save_slp_safely
+
+    for p in paths:
+        check_output_path(output_path, input_path=p)
+    merged = merge_shards(paths)
+
+    if not tracking:
+        save_slp_safely(merged, output_path)
+        return merged
+    cfg = build_config(tracking=True, output_path=output_path, **tracker_options)
+    prepared = prepare(cfg, input_labels=merged)
+    result = anyio.run(lambda: run_to_file(cfg, output_path=output_path, prepared=prepared))
+    return result.labels

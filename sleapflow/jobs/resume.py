@@ -1,0 +1,156 @@
+"""A journaled run and ``--resume``: the graph as ``run_to_file`` builds it, with the writer's
+frames journaled, and, when resuming, the journal's frames and the tracking stages' state
+restored first (the tracker's journaled inputs fed back through them)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import anyio
+
+from sleapflow.errors import ConfigError, StageError, VideoDecodeError
+from sleapflow.logs import get_logger
+from sleapflow.options.frames import SpanSequence
+from sleapflow.outputs.journal import (
+    JournalWriter,
+    ResumeState,
+    fingerprint,
+    journal_path,
+    load_for_resume,
+)
+
+__all__ = ("check_journal", "run_journaled")
+
+
+log = get_logger(__name__)
+
+
+def _position_after(items: Sequence[Any], video_id: int, frame_idx: int) -> int:
+    """The plan position just after the item ``(video_id, frame_idx)``."""
+    if isinstance(items, SpanSequence):
+        pos = 0
+        for start, stop in items.spans:
+            if start <= frame_idx < stop and items.make(frame_idx).video_id == video_id:
+                return pos + frame_idx - start + 1
+            pos += stop - start
+    else:
+        for pos in range(len(items) - 1, -1, -1):
+            item = items[pos]
+            if item.video_id == video_id and item.frame_idx == frame_idx:
+                return pos + 1
+    raise ConfigError(f"--resume: the journal's last frame (video {video_id}, frame {frame_idx}) "
+                      "is not among the selected frames; remove the journal to start over")
+
+
+def _replay_tracking(run: Any, state: ResumeState) -> int:
+    """Rebuild the tracking stages' state: the journaled tracker inputs are fed back, in
+    order, through the run's tracker, streaming clean-up and gap linker (their outputs are
+    dropped: the journal has them). Each is deterministic in its inputs, so every tracker kind
+    (fixed window, local queues, optical flow, the motion models) ends where the interrupted
+    run was. Optical flow and image features get each frame's image re-decoded from the
+    input. Returns the frames fed."""
+    import msgspec
+
+    from sleapflow.inputs import open_reader
+
+    track = run.track_stage
+    readers: dict[int, Any] = {}
+    fed = 0
+    try:
+        for pred in state.tracker_inputs():
+            if track.config.needs_image:
+                reader = readers.get(pred.video_id)
+                if reader is None:
+                    reader = readers[pred.video_id] = open_reader(run.plan, pred.video_id)
+                pred = msgspec.structs.replace(pred, image=reader.read(pred.frame_idx))
+            out = track(pred)
+            if run.cleanup_stage is not None:
+                out = run.cleanup_stage(out)
+            if run.link_stage is not None:
+                run.link_stage.linker.push(out)  # frames it lets go were written before
+            fed += 1
+    finally:
+        for reader in readers.values():
+            reader.close()
+    return fed
+
+
+def check_journal(output_path: str, *, resume: bool) -> None:
+    """Before any model loads: a leftover journal needs --resume (or removing)."""
+    path = journal_path(output_path)
+    if path.exists() and not resume:
+        raise ConfigError(f"an interrupted run's journal exists at {str(path)!r}: add "
+                          "--resume to continue it, or remove it to start over")
+
+
+async def run_journaled(run: Any, *, output_path: str, resume: bool,
+                        on_frame: Callable[[int], None] | None = None,
+                        on_journal: Callable[[str], None] | None = None,
+                        keep_labels: bool = True) -> Any:
+    """``run_to_file`` for the command line, journaled; with ``resume``, continue a journal.
+
+    Without ``keep_labels`` the ``.slp`` is written from the journal in slices (flat memory)
+    and the result's ``labels`` is None; with it, the in-memory ``Labels`` is built and
+    returned (other output formats and ``--render`` need it)."""
+    from sleapflow.graphs.build import build_graph, make_source, make_writer
+    from sleapflow.inputs.expand import ManyPlan
+    from sleapflow.jobs.run import RunResult
+    from sleapflow.runtime import run_graph
+
+    if isinstance(run.plan, ManyPlan):
+        raise ConfigError("a journaled run writes one output; several inputs are run with "
+                          "sleapflow.jobs.many.run_many")
+    writer = make_writer(run, output_path=output_path, on_frame=on_frame)
+    source = make_source(run)
+    spec = build_graph(run, source=source, sink=writer)  # sets run.track_stage for the journal
+    path = journal_path(output_path)
+    journaled = run.graph_name != "track_only"  # track-only re-tracks a .slp: fast, no journal
+    expected = fingerprint(run.cfg, graph=run.graph_name,
+                           model_paths=[m.path for m in run.ctx.models.values()],
+                           source_path=run.plan.source_path)
+    state: ResumeState | None = None
+    if journaled:
+        check_journal(output_path, resume=resume)
+    if journaled and path.exists():
+        state = load_for_resume(path, expected)
+    elif resume and journaled:
+        log.info("--resume: no journal to continue; starting from the first frame",
+                 journal=str(path))
+    journal: JournalWriter | None = None
+    if journaled:
+        if state is not None and state.last is not None:
+            start = _position_after(run.plan.items, state.last.video_id, state.last.frame_idx)
+            source.start, source.start_seq = start, state.next_seq
+            failures = run.decode_failures
+            failures.restore([f for f in state.failures
+                              if _position_after(run.plan.items, *f) <= start])
+            writer.resumed, writer.n_resumed = state.frames(), state.n_frames
+            writer.skip_through = state.last.seq  # frames a gap linker held are written
+            replayed = 0
+            if run.track_stage is not None:
+                replayed = await anyio.to_thread.run_sync(_replay_tracking, run, state)
+            log.info("resuming", frames_done=state.n_frames, from_position=start,
+                     tracker_frames_replayed=replayed, journal=str(path))
+            journal = JournalWriter(path, None, keep=state.intact_bytes)
+        else:
+            journal = JournalWriter(path, {**expected})
+        writer.journal = journal
+        writer.stream = not keep_labels
+        run.decode_failures.on_add = journal.add_failure
+        if run.track_stage is not None:
+            run.track_stage.on_input = journal.add_tracker_input
+        if on_journal is not None:
+            on_journal(str(path))
+    try:
+        stats = await run_graph(spec)
+    except BaseException as exc:
+        if writer.journal is not None:
+            writer.journal.close()  # kept on a crash, a full disk or Ctrl-C: --resume goes on
+            root = exc.__cause__ if isinstance(exc, StageError) else exc
+            if isinstance(root, (VideoDecodeError, ConfigError)):
+                # The input or the options are at fault: resuming would fail the same way.
+                writer.journal.path.unlink(missing_ok=True)
+        raise
+    assert writer.result is not None or writer.stream
+    return RunResult(labels=writer.result, stats=stats, output_path=output_path)
