@@ -26,9 +26,11 @@ class StageError(SleapflowError):
     """A stage of a running graph raised; the original exception is chained as ``__cause__``."""
 
     def __init__(self, message: str, *, graph: str, stage: str, seq: int | None = None,
-                 frame_idx: int | None = None) -> None:
+                 frame_idx: int | None = None, video_id: int | None = None) -> None:
         super().__init__(message)
         self.graph = graph
         self.stage = stage
         self.seq = seq
         self.frame_idx = frame_idx
+        #: The run's video the failing item belonged to, when the item says.
+        self.video_id = video_id

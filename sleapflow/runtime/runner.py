@@ -62,17 +62,20 @@ def _reraise(cause: BaseException, group: BaseExceptionGroup) -> None:
     raise cause.with_traceback(cause.__traceback__) from cause.__cause__
 
 
-def _where(item: Any) -> tuple[int | None, int | None]:
-    """The sequence number and frame index an item carries, for error messages."""
+def _where(item: Any) -> tuple[int | None, int | None, int | None]:
+    """The sequence number, frame index and video an item carries, for error messages and for
+    whoever decides what a failure costs (a many-input run fails only that video)."""
     if item is None:
-        return None, None
+        return None, None, None
     seq = getattr(item, "seq", None)
     frame_idx = getattr(item, "frame_idx", None)
-    if frame_idx is None:
-        frames = getattr(item, "frames", None)
-        if frames:
-            frame_idx = getattr(frames[0], "frame_idx", None)
-    return seq, frame_idx
+    video_id = getattr(item, "video_id", None)
+    frames = getattr(item, "frames", None)
+    if frames and frame_idx is None:
+        frame_idx = getattr(frames[0], "frame_idx", None)
+    if frames and video_id is None:
+        video_id = getattr(frames[0], "video_id", None)
+    return seq, frame_idx, video_id
 
 
 def _is_map_node(stage: Any) -> bool:
@@ -134,7 +137,7 @@ class GraphRunner:
         return self.statistics()
 
     def _stage_error(self, stage: Any, exc: Exception, item: Any) -> StageError:
-        seq, frame_idx = _where(item)
+        seq, frame_idx, video_id = _where(item)
         where = f"{self.spec.name}.{stage.name}"
         if seq is not None:
             where += f"@{seq}"
@@ -143,7 +146,7 @@ class GraphRunner:
         # The item travels with the original error too, for whoever reads its traceback.
         exc.add_note(f"sleapflow: raised by {where}")
         error = StageError(f"{where}: {exc}", graph=self.spec.name, stage=stage.name, seq=seq,
-                           frame_idx=frame_idx)
+                           frame_idx=frame_idx, video_id=video_id)
         error.__cause__ = exc
         return error
 

@@ -84,7 +84,9 @@ class DecodeSource:
                 continue
             except VideoDecodeError as exc:
                 if item.video_id not in self._readers:
-                    raise  # the video cannot be opened: nothing of it can be read
+                    # The video cannot be opened: nothing of it can be read. The item names
+                    # the video, so a many-input run fails that video alone.
+                    raise ItemFailure(item) from exc
                 # A reader that failed mid-stream is reopened (and re-positioned) next time.
                 self._readers.pop(item.video_id).close()
                 self.failures.add(item.video_id, item.frame_idx, exc)

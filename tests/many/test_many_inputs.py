@@ -156,3 +156,33 @@ def test_bad_shard_specs(text: str) -> None:
 
     with pytest.raises(ConfigError, match="--shard"):
         parse_shard(text)
+
+
+def test_a_video_failing_mid_stream_is_recorded_and_the_others_finish(
+        clips: list[Path], single_runs: dict[str, Path], assets: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """clip1 probes and opens fine; its decoder then raises at its fourth frame. That video is
+    failed, the others are written as in single runs, and the exit code is 1."""
+    from sleapflow.inputs.readers import PyAVReader
+
+    read = PyAVReader.read
+
+    def crashing_read(self: PyAVReader, frame_idx: int) -> object:
+        if Path(self.path).name == clips[1].name and frame_idx >= 3:
+            raise RuntimeError("the decoder crashed")
+        return read(self, frame_idx)
+
+    monkeypatch.setattr(PyAVReader, "read", crashing_read)
+    models = [a for m in TOPDOWN for a in ("-m", str(assets / m))]
+    rc = main(["track", "-i", str(clips[0]), "-i", str(clips[1]), "-i", str(clips[2]), *models,
+               "--tracking", "--device", "cpu", "--batch_size", "2", "-o", f"{tmp_path}/"])
+    printed = capsys.readouterr().out
+    assert rc == 1
+    failed = [ln for ln in printed.splitlines() if ln.startswith("failed")]
+    assert len(failed) == 1 and clips[1].name in failed[0] and "the decoder crashed" in failed[0]
+    assert "2 written, 0 skipped, 1 failed, of 3 input(s)" in printed
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".slp") == \
+        [f"{clips[0].stem}.predictions.slp", f"{clips[2].stem}.predictions.slp"]
+    for clip in (clips[0], clips[2]):
+        assert_same_predictions(sio.load_slp(str(tmp_path / f"{clip.stem}.predictions.slp")),
+                                sio.load_slp(str(single_runs[clip.stem])))

@@ -19,6 +19,7 @@ class Item:
     def __init__(self, seq: int) -> None:
         self.seq = seq
         self.frame_idx = 10 + seq
+        self.video_id = seq % 2
 
 
 async def test_run_graph_reports_started_after_every_setup() -> None:
@@ -63,6 +64,9 @@ async def test_error_carries_its_item_as_a_note() -> None:
     assert isinstance(cause, ValueError)
     assert not hasattr(cause, "sleapflow_item")
     assert any("noted.crop@3 (frame 13)" in note for note in cause.__notes__)
+    # Where it failed, as fields: a many-input run fails only the video named here.
+    assert (info.value.stage, info.value.seq, info.value.frame_idx, info.value.video_id) == \
+        ("crop", 3, 13, 1)
 
 
 async def test_running_graph_block_and_stage_errors() -> None:
