@@ -108,6 +108,9 @@ class BuildContext:
     tracker: TrackerConfig | None = None
     #: The resolved network runtime (None: torch, e.g. a dry build or a track-only run).
     runtime: RuntimeChoice | None = None
+    #: What loads a model for a forward stage (``load_model``; a worker that keeps its models
+    #: loaded passes a :class:`~sleapflow.models.loader.ModelCache`).
+    model_loader: Callable[..., Any] = load_model
 
     @property
     def keep_images(self) -> bool:
@@ -198,9 +201,9 @@ def model_forward_stage(ctx: BuildContext, ref: ModelRef, *, name: str = "forwar
     device = ctx.device
 
     def load() -> Any:
-        return load_model(ref.path, device,
-                          backbone_ckpt_path=cfg.backbone_ckpt_path if overrides else None,
-                          head_ckpt_path=cfg.head_ckpt_path if overrides else None)
+        return ctx.model_loader(ref.path, device,
+                                backbone_ckpt_path=cfg.backbone_ckpt_path if overrides else None,
+                                head_ckpt_path=cfg.head_ckpt_path if overrides else None)
 
     # One forward at a time per accelerator; on the CPU each model gets its own slots, so a
     # top-down graph's two models, and several batches of one model, run on different cores.

@@ -15,7 +15,7 @@ from sleapflow.models.normalise import config_from_yaml
 from sleapflow.models.schema import ModelConfig
 
 __all__ = (
-    "LoadedModel", "apply_overrides", "load_model", "load_state_strict", "read_model_config",
+    "LoadedModel", "ModelCache", "apply_overrides", "load_model", "load_state_strict", "read_model_config",
     "resolve_model_dir",
 )
 
@@ -269,3 +269,26 @@ def load_model(
     net.requires_grad_(False)
     net.to(dev)
     return LoadedModel(path=model_dir, config=cfg, module=net)
+
+
+class ModelCache:
+    """A :func:`load_model` that loads each (model, device, overrides) once and hands the same
+    loaded model to every later call: a long-lived worker (a Ray actor) injects it into the
+    graphs it builds, so their forward stages reuse what it loaded."""
+
+    def __init__(self) -> None:
+        self._loaded: dict[tuple[str, str, str | None, str | None], LoadedModel] = {}
+
+    def __call__(self, path: str | Path, device: str | torch.device = "cpu", *,
+                 backbone_ckpt_path: str | Path | None = None,
+                 head_ckpt_path: str | Path | None = None) -> LoadedModel:
+        key = (str(path), str(device), None if backbone_ckpt_path is None else str(backbone_ckpt_path),
+               None if head_ckpt_path is None else str(head_ckpt_path))
+        model = self._loaded.get(key)
+        if model is None:
+            model = self._loaded[key] = load_model(path, device, backbone_ckpt_path=backbone_ckpt_path,
+                                                   head_ckpt_path=head_ckpt_path)
+        return model
+
+    def __len__(self) -> int:
+        return len(self._loaded)

@@ -143,3 +143,31 @@ def test_missing_checkpoint(tmp_path: Path, ckpts: Path) -> None:
 def test_bad_device(ckpts: Path) -> None:
     with pytest.raises(ConfigError, match="device"):
         load_model(ckpts / "minimal_instance_centroid", device="nonsense")
+
+
+def test_a_model_cache_injected_into_runs_loads_each_model_once(assets: Path) -> None:
+    """What a Ray worker does: every run it prepares gets its cache, so the second run's
+    forward stage takes the model the first one loaded."""
+    import anyio
+
+    from sleapflow.jobs.run import prepare_job, run_to_file
+    from sleapflow.models.loader import ModelCache
+    from sleapflow.options.boundary import build_config
+
+    cache = ModelCache()
+    asked: list[str] = []
+
+    def loader(path: object, device: object, **overrides: object) -> object:
+        asked.append(str(path))
+        return cache(path, device, **overrides)  # type: ignore[arg-type]
+
+    model = assets / "model_ckpts/minimal_instance_single_instance"
+    cfg = build_config(data_path=str(assets / "datasets/small_robot.mp4"), model_paths=[str(model)],
+                       frames="0-3", device="cpu", runtime="torch")
+    outputs = []
+    for _ in range(2):
+        run = prepare_job(cfg, announce=False, model_loader=loader)
+        outputs.append(anyio.run(lambda run=run: run_to_file(cfg, output_path=None, prepared=run)))
+    assert asked == [str(model)] * 2 and len(cache) == 1
+    assert cache(model, "cpu") is cache(str(model), "cpu")
+    assert [len(o.labels.labeled_frames) for o in outputs] == [4, 4]
