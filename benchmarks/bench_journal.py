@@ -113,10 +113,9 @@ def rss(frames: int, in_memory: bool) -> None:
             builder.count(pred(i))
         journal_rss = peak()
         size = journal.path.stat().st_size
-        writer = SlpWriter(builder, output_path=out)
-        writer.journal, writer.stream = journal, True
+        writer = SlpWriter(builder, output_path=out, journal=journal, stream=True)
         t0 = time.perf_counter()
-        writer._finish()
+        writer.finish()
         write_s = time.perf_counter() - t0
         stream_rss = peak()
         assert len(sio.load_slp(str(out), open_videos=False)) == frames
@@ -178,9 +177,8 @@ def writer_cost(frames: int, rounds: int) -> None:
                         if journal.add(p):
                             journal.sync()
                         builder.count(p)
-                    writer = SlpWriter(builder, output_path=out)
-                    writer.journal, writer.stream = journal, True
-                    writer._finish()
+                    writer = SlpWriter(builder, output_path=out, journal=journal, stream=True)
+                    writer.finish()
                 costs[mode].append((time.perf_counter() - start) / frames * 1e6)
             load.append(os.getloadavg()[0])
     for mode, us in costs.items():

@@ -14,6 +14,7 @@ from sleapflow.logs import get_logger
 from sleapflow.options.frames import SpanSequence
 from sleapflow.outputs.journal import (
     JournalWriter,
+    ResumedFrames,
     ResumeState,
     fingerprint,
     journal_path,
@@ -90,58 +91,73 @@ async def run_journaled(run: Any, *, output_path: str, resume: bool,
                         keep_labels: bool = True) -> Any:
     """``run_to_file`` for the command line, journaled; with ``resume``, continue a journal.
 
+    The journal, the resume point and the journal's frames are decided first and handed to the
+    source, the tracker and the writer as they are built; nothing is set on a stage after.
     Without ``keep_labels`` the ``.slp`` is written from the journal in slices (flat memory)
     and the result's ``labels`` is None; with it, the in-memory ``Labels`` is built and
     returned (other output formats and ``--render`` need it)."""
     from sleapflow.graphs.build import build_graph, make_source, make_writer
     from sleapflow.inputs.expand import ManyPlan
-    from sleapflow.jobs.run import RunResult
-    from sleapflow.runtime import run_graph
+    from sleapflow.outputs.files import check_output_path
 
     if isinstance(run.plan, ManyPlan):
         raise ConfigError("a journaled run writes one output; several inputs are run with "
                           "sleapflow.jobs.many.run_many")
-    writer = make_writer(run, output_path=output_path, on_frame=on_frame)
-    source = make_source(run)
-    spec = build_graph(run, source=source, sink=writer)  # sets run.track_stage for the journal
-    path = journal_path(output_path)
     journaled = run.graph_name != "track_only"  # track-only re-tracks a .slp: fast, no journal
+    if not journaled:
+        return await _run(run, make_writer(run, output_path=output_path, on_frame=on_frame),
+                          make_source(run), None, output_path)
+    # The output's own checks come before a journal is created for it.
+    check_output_path(output_path, input_path=run.plan.source_path)
+    path = journal_path(output_path)
     expected = fingerprint(run.cfg, graph=run.graph_name,
                            model_paths=[m.path for m in run.ctx.models.values()],
                            source_path=run.plan.source_path)
+    check_journal(output_path, resume=resume)
     state: ResumeState | None = None
-    if journaled:
-        check_journal(output_path, resume=resume)
-    if journaled and path.exists():
+    if path.exists():
         state = load_for_resume(path, expected)
-    elif resume and journaled:
+    elif resume:
         log.info("--resume: no journal to continue; starting from the first frame",
                  journal=str(path))
-    journal: JournalWriter | None = None
-    if journaled:
-        if state is not None and state.last is not None:
-            start = _position_after(run.plan.items, state.last.video_id, state.last.frame_idx)
-            source.start, source.start_seq = start, state.next_seq
-            failures = run.decode_failures
-            failures.restore([f for f in state.failures
-                              if _position_after(run.plan.items, *f) <= start])
-            writer.resumed, writer.n_resumed = state.frames(), state.n_frames
-            writer.skip_through = state.last.seq  # frames a gap linker held are written
-            replayed = 0
-            if run.track_stage is not None:
-                replayed = await anyio.to_thread.run_sync(_replay_tracking, run, state)
-            log.info("resuming", frames_done=state.n_frames, from_position=start,
-                     tracker_frames_replayed=replayed, journal=str(path))
-            journal = JournalWriter(path, None, keep=state.intact_bytes)
-        else:
-            journal = JournalWriter(path, {**expected})
-        writer.journal = journal
-        writer.stream = not keep_labels
-        run.decode_failures.on_add = journal.add_failure
+    start = next_seq = 0
+    resumed = None
+    if state is not None and state.last is not None:
+        start = _position_after(run.plan.items, state.last.video_id, state.last.frame_idx)
+        next_seq = state.next_seq
+        run.decode_failures.restore([f for f in state.failures
+                                     if _position_after(run.plan.items, *f) <= start])
+        resumed = ResumedFrames(frames=state.frames(), count=state.n_frames,
+                                last_seq=state.last.seq)  # frames a gap linker held are written
+        journal = JournalWriter(path, None, keep=state.intact_bytes)
+    else:
+        journal = JournalWriter(path, {**expected})
+    run.decode_failures.on_add = journal.add_failure
+    writer = make_writer(run, output_path=output_path, on_frame=on_frame, journal=journal,
+                         resumed=resumed, stream=not keep_labels)
+    spec = build_graph(run, source=make_source(run, start=start, start_seq=next_seq), sink=writer,
+                       tracker_inputs=journal.add_tracker_input)
+    if resumed is not None:
+        assert state is not None
+        replayed = 0
         if run.track_stage is not None:
-            run.track_stage.on_input = journal.add_tracker_input
-        if on_journal is not None:
-            on_journal(str(path))
+            replayed = await anyio.to_thread.run_sync(_replay_tracking, run, state)
+        log.info("resuming", frames_done=state.n_frames, from_position=start,
+                 tracker_frames_replayed=replayed, journal=str(path))
+    if on_journal is not None:
+        on_journal(str(path))
+    return await _run(run, writer, None, spec, output_path)
+
+
+async def _run(run: Any, writer: Any, source: Any, spec: Any, output_path: str) -> Any:
+    """Run ``spec`` (or ``run``'s graph between ``source`` and ``writer``); a journal survives a
+    failure that ``--resume`` can go on from."""
+    from sleapflow.graphs.build import build_graph
+    from sleapflow.jobs.run import RunResult
+    from sleapflow.runtime import run_graph
+
+    if spec is None:
+        spec = build_graph(run, source=source, sink=writer)
     try:
         stats = await run_graph(spec)
     except BaseException as exc:

@@ -20,7 +20,8 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +33,30 @@ from sleapflow.messages import FramePrediction
 from sleapflow.outputs.files import OutputWriteError, describe_os_error, resolve_target
 
 __all__ = (
-    "FSYNC_FRAMES", "FSYNC_SECONDS", "VERSION", "JournalWriter", "ResumeState", "decode_frame",
-    "encode_frame", "fingerprint", "journal_frames", "journal_path", "load_for_resume", "read_records",
+    "FSYNC_FRAMES",
+    "FSYNC_SECONDS",
+    "VERSION",
+    "JournalWriter",
+    "ResumeState",
+    "ResumedFrames",
+    "decode_frame",
+    "encode_frame",
+    "fingerprint",
+    "journal_frames",
+    "journal_path",
+    "load_for_resume",
+    "read_records",
 )
+
+
+@dataclass(frozen=True)
+class ResumedFrames:
+    """What a resumed run's writer starts from: the journal's frames (an iterable read once, in a
+    worker thread), how many there are, and the last journaled seq."""
+
+    frames: Iterable[FramePrediction]
+    count: int
+    last_seq: int
 
 
 #: 2: tracker records hold the tracker's input frames (1 held its fixed window).

@@ -35,7 +35,8 @@ class TrackFrames:
     """
 
     def __init__(self, config: TrackerConfig, *, feed_empty_frames: bool,
-                 prefer_user: bool = False, per_video: bool = False) -> None:
+                 prefer_user: bool = False, per_video: bool = False,
+                 on_input: Callable[[FramePrediction], None] | None = None) -> None:
         self.tracker = make_tracker(config)
         self.config = config
         self.feed_empty_frames = feed_empty_frames
@@ -44,7 +45,7 @@ class TrackFrames:
         self._video_id: int | None = None
         #: Called with each frame as it arrives (the journal keeps the tracker's inputs this
         #: way: ``--resume`` feeds them back through a fresh tracker).
-        self.on_input: Callable[[FramePrediction], None] | None = None
+        self.on_input = on_input
 
     def __call__(self, pred: FramePrediction) -> FramePrediction:
         if self.on_input is not None:

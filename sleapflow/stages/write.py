@@ -20,11 +20,15 @@ from sleapflow.outputs.files import (
     save_slp_safely,
     write_atomically,
 )
+from sleapflow.outputs.journal import ResumedFrames
 from sleapflow.outputs.slp_stream import FrameTally, kept_instances, video_row_ids, write_tables
 from sleapflow.runtime.graph import Role
 from sleapflow.tracking.track_only import copy_instance
 
-__all__ = ("LabelsBuilder", "SlpWriter", "check_output_path", "save_labels_atomically", "write_atomically")
+__all__ = (
+    "LabelsBuilder", "SlpWriter", "check_output_path", "save_labels_atomically",
+    "write_atomically",
+)
 
 
 def save_labels_atomically(labels: sio.Labels, path: str | Path) -> None:
@@ -170,7 +174,9 @@ class SlpWriter:
     def __init__(self, builder: LabelsBuilder, *, output_path: str | Path | None,
                  provenance: Callable[[sio.Labels], dict[str, Any]] | None = None,
                  no_empty_frames: bool = False, on_frame: Callable[[int], None] | None = None,
-                 input_path: str | Path | None = None, name: str = "write") -> None:
+                 input_path: str | Path | None = None, name: str = "write",
+                 journal: Any = None, resumed: ResumedFrames | None = None,
+                 stream: bool = False) -> None:
         if output_path is not None:
             check_output_path(output_path, input_path=input_path)
         self.name = name
@@ -182,15 +188,17 @@ class SlpWriter:
         self.result: sio.Labels | None = None
         #: Crash-safe output (``sleapflow.jobs.resume``): every frame is journaled before it is kept,
         #: and ``resumed`` frames (read back from a journal) come first.
-        self.journal: Any = None
-        self.resumed: Any = ()
-        self.n_resumed = 0
+        self.journal: Any = journal
+        self.resumed: Any = resumed.frames if resumed is not None else ()
+        self.n_resumed = resumed.count if resumed is not None else 0
         #: A resumed run's last journaled seq: frames up to it that arrive again (a gap linker
         #: rebuilt from the journal lets them go) are already in the journal.
-        self.skip_through = -1
+        self.skip_through = resumed.last_seq if resumed is not None else -1
         #: With a journal: count the frames instead of keeping them, and write the ``.slp``
         #: from the journal at the end (flat memory; ``result`` is then None).
-        self.stream = False
+        if stream and journal is None:
+            raise ValueError("a streamed .slp is written from its journal: pass journal=")
+        self.stream = stream
 
     def finish(self) -> sio.Labels | None:
         """The end-of-run work (blocking: call it in a worker thread): build the ``Labels`` and

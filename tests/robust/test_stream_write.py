@@ -135,17 +135,17 @@ def test_streamed_tables_cover_empty_frames_dropped_instances_and_tracks(
         builder = LabelsBuilder(videos, skeleton, keep_empty_frames=keep_empty,
                                 track_order=("track_unused", "track_a"))
         out = tmp_path / f"{mode}.slp"
-        writer = SlpWriter(builder, output_path=out, no_empty_frames=no_empty)
-        if mode == "streamed":
-            writer.journal = JournalWriter(tmp_path / f".{out.name}.journal", {"graph": "t"})
-            writer.stream = True
+        streamed = mode == "streamed"
+        journal = JournalWriter(tmp_path / f".{out.name}.journal", {"graph": "t"}) if streamed else None
+        writer = SlpWriter(builder, output_path=out, no_empty_frames=no_empty, journal=journal,
+                           stream=streamed)
         for pred in _predictions():
             if mode == "streamed":
                 writer.journal.add(pred)
                 builder.count(pred)
             else:
                 builder.add(pred)
-        result = writer._finish()
+        result = writer.finish()
         assert (result is None) == (mode == "streamed")  # only the in-memory path has Labels
         outputs[mode] = out
     a, b = contents(outputs["streamed"]), contents(outputs["in_memory"])
