@@ -28,8 +28,9 @@ import numpy as np
 import sleap_io as sio
 
 from sleapflow.errors import ConfigError, SleapflowError
-from sleapflow.graphs.build import PreparedRun, RawOptions, build_graph, prepare
-from sleapflow.jobs.run import default_output_path, run_to_file
+from sleapflow.graphs.build import PreparedRun, RawOptions, build_graph
+from sleapflow.jobs.guard import OutputGuard
+from sleapflow.jobs.run import default_output_path, prepare_job, run_to_file
 from sleapflow.options.boundary import build_config
 from sleapflow.options.config import InferenceConfig
 from sleapflow.runtime import run_graph
@@ -70,7 +71,7 @@ def _prepare(call: _Call) -> PreparedRun:
                             ("input_video", call.input_video, sio.Video)):
         if obj is not None and not isinstance(obj, kind):
             raise ConfigError(f"{name} must be a sleap_io.{kind.__name__} (got {type(obj).__name__})")
-    return prepare(call.cfg, input_labels=call.input_labels, input_video=call.input_video)
+    return prepare_job(call.cfg, input_labels=call.input_labels, input_video=call.input_video)
 
 
 async def _execute(call: _Call) -> sio.Labels | list[dict[str, np.ndarray]]:
@@ -80,7 +81,9 @@ async def _execute(call: _Call) -> sio.Labels | list[dict[str, np.ndarray]]:
         return await run_raw(run, call.raw)
     # The reference always saves: beside the input, or ./results.predictions.slp.
     output_path = call.output_path or default_output_path(call.cfg, run.plan)
-    result = await run_to_file(call.cfg, output_path=output_path, prepared=run)
+    # Checked and locked as every front end's output is, before any weights load.
+    with OutputGuard(output_path, n_frames=len(run.plan.items)):
+        result = await run_to_file(call.cfg, output_path=output_path, prepared=run)
     return result.labels
 
 

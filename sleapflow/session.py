@@ -26,18 +26,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AsyncExitStack
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
 import anyio
 import numpy as np
+import sleap_io as sio
 from anyio import BrokenResourceError, ClosedResourceError, EndOfStream
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from sleapflow.errors import ConfigError, SleapflowError
-from sleapflow.graphs.build import PreparedRun, build_graph, make_source, prepare
+from sleapflow.graphs.build import PreparedRun, build_graph, make_source, run_provenance
 from sleapflow.inputs import InputPlan
+from sleapflow.jobs.run import prepare_job
 from sleapflow.messages import Frame, FramePrediction
 from sleapflow.options.boundary import build_config
 from sleapflow.options.config import InferenceConfig
@@ -137,6 +140,8 @@ class GraphSession:
         self._next_frame_idx = 0
         self._input_closed = False
         self._stage_ends: list[Any] = []
+        self._started = datetime.now()
+        self._answered = 0
 
     # ---- public API ------------------------------------------------------------------------
 
@@ -157,6 +162,16 @@ class GraphSession:
         if self.runner is None:
             raise SleapflowError("the graph is not open")
         return self.runner.statistics()
+
+    def provenance(self) -> dict[str, Any]:
+        """The provenance a file written from this session's results so far would record: the
+        same keys ``track`` and ``run_inference`` write (``frames_processed`` counts the results
+        read)."""
+        if self.run is None:
+            raise SleapflowError("provenance(): only a graph opened by open_graph records one")
+        labels = sio.Labels(videos=list(self.run.plan.videos))
+        return run_provenance(self.run, labels, started=self._started,
+                              frames_processed=self._answered)
 
     async def push(self, image: Any, *, frame_idx: int | None = None, video_id: int = 0,
                    copy: bool = True) -> None:
@@ -196,7 +211,7 @@ class GraphSession:
         if self._results_receive is None:
             raise SleapflowError("the graph is not open; use `async with open_graph(...)`")
         try:
-            return await self._results_receive.receive()
+            result = await self._results_receive.receive()
         except EndOfStream:
             # The sink is done; the graph ends right after. Waiting lets a failure that ended the
             # stream come out as the error instead of looking like a normal end.
@@ -205,6 +220,8 @@ class GraphSession:
             raise StopAsyncIteration from None
         except ClosedResourceError:
             raise StopAsyncIteration from None
+        self._answered += 1
+        return result  # type: ignore[no-any-return]
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -244,6 +261,7 @@ class GraphSession:
             # starting never ran some of them.
             stack.callback(self._close_streams)
             spec = self._build()
+            self._started = datetime.now()
             self._graph = await stack.enter_async_context(running_graph(spec))
             self.runner = self._graph.runner
             stack.callback(self._stop)
@@ -258,9 +276,9 @@ class GraphSession:
 
 def _prepare_for(cfg: InferenceConfig, push: bool) -> PreparedRun:
     if not push:
-        return prepare(cfg)
+        return prepare_job(cfg)
     plan = InputPlan(kind="push", source_path="<pushed frames>", videos=[], items=[])
-    run = prepare(cfg, plan=plan)
+    run = prepare_job(cfg, plan=plan)
     if run.graph.needs_ground_truth:
         raise ConfigError(f"the {run.graph_name} graph reads ground-truth instances from a .slp "
                           "input; open it with source=<labels.slp> instead of pushing frames")

@@ -5,14 +5,11 @@ The sync front end: it calls ``anyio.run``.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
-from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-import anyio
 import cyclopts
 from cyclopts import Parameter
 
@@ -246,35 +243,9 @@ def _report(tasks: list) -> int:
 
 def _track_many(cfg: Any) -> int:
     """Several videos through one graph: the models load once, the videos are pipelined."""
-    from sleapflow.jobs.many import run_many
-    from sleapflow.jobs.run import prepare
+    from sleapflow.jobs.many import track_many
 
-    log = get_logger("sleapflow")
-    prepared = prepare(cfg)
-    plan = prepared.plan
-    planned = [t for t in plan.tasks if t.status == "planned"]
-    log.info("starting", graph=prepared.graph_name, device=prepared.ctx.device,
-             videos=len(planned), of=len(plan.tasks), frames=len(plan.items))
-    with _lock_outputs([t.output for t in planned]), \
-            ProgressBar(len(plan.items), "Predicting...") as progress:
-        tasks = anyio.run(lambda: run_many(cfg, prepared=prepared, on_frame=progress.advance))
-    return _report(tasks)
-
-
-@contextlib.contextmanager
-def _lock_outputs(outputs: list[str]) -> Iterator[None]:
-    """Each per-video output of a many-input run is locked for the run (a second live run on
-    one of them is refused) and its stale temporary files are removed; each is still written
-    atomically as its video ends."""
-
-    from sleapflow.outputs.files import OutputLock, clean_stale_temps, resolve_target
-
-    with contextlib.ExitStack() as stack:
-        for out in outputs:
-            resolve_target(out).parent.mkdir(parents=True, exist_ok=True)
-            clean_stale_temps(out)
-            stack.enter_context(OutputLock(out))
-        yield
+    return _report(track_many(cfg, progress=ProgressBar))
 
 
 @app.command
@@ -304,10 +275,12 @@ def merge(
     options = dict(locals())
     for key in ("shards", "output_path", "tracking", "verbose"):
         del options[key]
+    from sleapflow.jobs.guard import OutputGuard
     from sleapflow.jobs.merge import merge_command
 
     configure_logging(verbose)
-    labels = merge_command(shards, output_path, tracking=tracking, **options)
+    with OutputGuard(output_path, n_frames=len(shards)):  # checked and locked, as track's
+        labels = merge_command(shards, output_path, tracking=tracking, **options)
     get_logger("sleapflow").info("merged", shards=len(shards),
                                            frames=len(labels.labeled_frames), output=output_path)
     return 0

@@ -36,8 +36,10 @@ from sleapflow.inputs import InputPlan, WorkItem, plan_input
 from sleapflow.inputs.expand import ManyPlan, VideoTask, plan_many, shard_frames_plan, single_config
 from sleapflow.inputs.media_faults import DecodeFailures
 from sleapflow.logs import get_logger
+from sleapflow.messages import FramePrediction
 from sleapflow.options.config import InferenceConfig
 from sleapflow.options.tracker import TrackerConfig
+from sleapflow.outputs.journal import ResumedFrames
 from sleapflow.outputs.provenance import add_seed_names, inference_provenance, tracking_only_provenance
 from sleapflow.runtime import GraphSpec, MapStage, chain
 from sleapflow.runtime.adapters import CollectSink
@@ -50,7 +52,7 @@ from sleapflow.stages.write import LabelsBuilder, SlpWriter
 
 __all__ = (
     "INFERENCE_CONFIG_KEYS", "PreparedRun", "RawOptions", "build_graph", "dry_spec",
-    "inference_tracker_config", "make_source", "make_writer", "prepare", "select_runtime",
+    "inference_tracker_config", "make_source", "make_writer", "prepare", "run_provenance", "select_runtime",
 )
 
 log = get_logger(__name__)
@@ -103,12 +105,14 @@ class PreparedRun:
 
 def prepare(cfg: InferenceConfig, *, plan: InputPlan | None = None,
             input_labels: sio.Labels | None = None,
-            input_video: sio.Video | None = None) -> PreparedRun:
+            input_video: sio.Video | None = None,
+            model_loader: Callable[..., Any] | None = None) -> PreparedRun:
     """Resolve device, models, graph and input; everything here fails fast with a clear error.
 
     ``plan`` lets a caller that supplies its own source (frames pushed by an embedding service)
     skip input planning, which needs ``cfg.data_path``. ``input_labels`` / ``input_video`` are
     ``run_inference``'s in-memory inputs (they win over ``cfg.data_path``, in that order).
+    ``model_loader`` replaces ``load_model`` for the forward stages (a worker's model cache).
     """
     if not cfg.model_paths:
         if not cfg.tracking:
@@ -125,7 +129,10 @@ def prepare(cfg: InferenceConfig, *, plan: InputPlan | None = None,
                               video=input_video)
         if cfg.shard is not None and not cfg.inputs:
             plan = shard_frames_plan(plan, cfg.shard)  # one video: the I-th of N frame ranges
-    return PreparedRun(cfg=cfg, graph=graph, ctx=_context(cfg, graph, models, plan), plan=plan)
+    ctx = _context(cfg, graph, models, plan)
+    if model_loader is not None:
+        ctx = dataclasses.replace(ctx, model_loader=model_loader)
+    return PreparedRun(cfg=cfg, graph=graph, ctx=ctx, plan=plan)
 
 
 def _context(cfg: InferenceConfig, graph: GraphDecl, models: dict[str, ModelRef],
@@ -209,7 +216,8 @@ def _prepare_track_only(cfg: InferenceConfig, *, labels: sio.Labels | None = Non
 # --------------------------------------------------------------------------------------------
 
 
-def _post_stages(run: PreparedRun) -> list[Any]:
+def _post_stages(run: PreparedRun,
+                 tracker_inputs: Callable[[FramePrediction], None] | None = None) -> list[Any]:
     """Filtering and tracking, shared by every graph, after its own stages."""
     opts = run.cfg.filters
     from_labels = run.graph.from_labels
@@ -230,7 +238,7 @@ def _post_stages(run: PreparedRun) -> list[Any]:
     if tracker is not None:
         per_video = isinstance(run.plan, ManyPlan)
         track = TrackFrames(tracker, feed_empty_frames=run.graph.keep_empty_frames,
-                            prefer_user=from_labels, per_video=per_video)
+                            prefer_user=from_labels, per_video=per_video, on_input=tracker_inputs)
         run.track_stage = track
         stages.append(MapStage("track", track, requires_order=True))
         cleanup = CleanUpTracks(tracker, per_video=per_video)
@@ -244,23 +252,29 @@ def _post_stages(run: PreparedRun) -> list[Any]:
     return stages
 
 
-def make_source(run: PreparedRun) -> Any:
-    """The source the graph's input needs: the decoder, or the labels' frames for track-only."""
+def make_source(run: PreparedRun, *, start: int = 0, start_seq: int = 0) -> Any:
+    """The source the graph's input needs: the decoder, or the labels' frames for track-only.
+    A resumed run's decoder starts at plan position ``start``, numbering frames from
+    ``start_seq``."""
     if run.graph.from_labels:
         assert run.plan.labels is not None and run.ctx.tracker is not None
         return LabelsTrackSource(run.plan.labels, run.ctx.tracker,
                                  video_index=run.cfg.video_index, frames=run.cfg.frames)
-    return DecodeSource(run.plan, limiter=run.ctx.cpu_limiter, failures=run.decode_failures)
+    return DecodeSource(run.plan, limiter=run.ctx.cpu_limiter, failures=run.decode_failures,
+                        start=start, start_seq=start_seq)
 
 
 def build_graph(run: PreparedRun, *, source: Any = None, sink: Any = None,
                 raw: RawOptions | None = None, output_path: str | None = None,
-                on_frame: Callable[[int], None] | None = None) -> GraphSpec:
+                on_frame: Callable[[int], None] | None = None,
+                tracker_inputs: Callable[[FramePrediction], None] | None = None) -> GraphSpec:
     """The complete graph of ``run``: its source, model stages, post stages and sink.
 
     ``source`` / ``sink`` replace the defaults (the input's source; the ``.slp`` writer to
     ``output_path``, or with ``raw`` a sink that keeps the raw-array dicts). ``raw`` builds the
     graph's raw-array variant, which ends at the raw dicts (no filter, no tracker).
+    ``tracker_inputs`` is given every frame the tracker takes (the journal keeps them, so a
+    resumed run can rebuild the tracker's state).
     """
     if raw is not None and not run.graph.has_raw:
         raise ConfigError(
@@ -274,7 +288,7 @@ def build_graph(run: PreparedRun, *, source: Any = None, sink: Any = None,
                 make_writer(run, output_path=output_path, on_frame=on_frame))
     middle = run.graph.build(run.ctx, raw)
     if raw is None:
-        middle = [*middle, *_post_stages(run)]
+        middle = [*middle, *_post_stages(run, tracker_inputs)]
     stages = [source, *middle, sink]
     sizes = edge_bounds(stages, items=run.ctx.execution.queue_maxsize,
                         batches=run.ctx.batch_maxsize)
@@ -284,8 +298,29 @@ def build_graph(run: PreparedRun, *, source: Any = None, sink: Any = None,
     return chain(run.graph_name, stages, sizes, description=description, meta=meta)
 
 
+def run_provenance(run: PreparedRun, labels: sio.Labels, *, started: datetime,
+                   frames_processed: int) -> dict[str, Any]:
+    """The provenance an inference run's output records (sleap-nn's keys and the seed's names;
+    ``labels`` is the output, or a ``Labels`` of the run's videos where no file is written)."""
+    cfg_dict = run.cfg.to_dict()
+    tracker = run.ctx.tracker
+    plan = run.plan
+    return add_seed_names(inference_provenance(
+        started=started, finished=datetime.now(),
+        model_paths=[m.path for m in run.ctx.models.values()], graph=run.graph_name,
+        source_file=plan.source_path, input_labels=plan.labels,
+        frame_selection_method=plan.frame_selection_method,
+        frames_processed=frames_processed,
+        inference_config={k: cfg_dict.get(k) for k in INFERENCE_CONFIG_KEYS},
+        tracking_config=tracker.legacy_provenance() if tracker is not None else None,
+        device=run.ctx.device,
+        runtime=run.ctx.runtime.as_dict() if run.ctx.runtime is not None else None)
+        | run.decode_failures.provenance(), labels)
+
+
 def make_writer(run: PreparedRun, *, output_path: str | None,
-                on_frame: Callable[[int], None] | None = None) -> Any:
+                on_frame: Callable[[int], None] | None = None, journal: Any = None,
+                resumed: ResumedFrames | None = None, stream: bool = False) -> Any:
     """The ``.slp`` sink of ``run``, with the provenance its graph records (with several
     inputs: one writer per video, each output written as its video ends)."""
     started = datetime.now()
@@ -318,22 +353,11 @@ def make_writer(run: PreparedRun, *, output_path: str | None,
                                 track_order=run.graph.track_order(run.ctx))
 
         def provenance(out: sio.Labels) -> dict[str, Any]:
-            cfg_dict = run.cfg.to_dict()
-            return add_seed_names(inference_provenance(
-                started=started, finished=datetime.now(),
-                model_paths=[m.path for m in run.ctx.models.values()], graph=run.graph_name,
-                source_file=plan.source_path, input_labels=plan.labels,
-                frame_selection_method=plan.frame_selection_method,
-                frames_processed=len(out.labeled_frames),
-                inference_config={k: cfg_dict.get(k) for k in INFERENCE_CONFIG_KEYS},
-                tracking_config=tracker.legacy_provenance() if tracker is not None else None,
-                device=run.ctx.device,
-                runtime=run.ctx.runtime.as_dict() if run.ctx.runtime is not None else None)
-            | run.decode_failures.provenance(), out)
+            return run_provenance(run, out, started=started, frames_processed=len(out.labeled_frames))
 
     return SlpWriter(builder, output_path=output_path, provenance=provenance,
                      no_empty_frames=run.cfg.no_empty_frames, on_frame=on_frame,
-                     input_path=plan.source_path)
+                     input_path=plan.source_path, journal=journal, resumed=resumed, stream=stream)
 
 
 # --------------------------------------------------------------------------------------------

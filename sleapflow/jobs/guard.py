@@ -3,6 +3,8 @@ say on Ctrl-C what was kept."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +12,7 @@ from sleapflow.errors import ConfigError
 from sleapflow.logs import get_logger
 from sleapflow.outputs.files import OutputLock, check_output_folder, check_output_target, clean_stale_temps
 
-__all__ = ("OutputGuard", "interrupted_message")
+__all__ = ("OutputGuard", "guarded_outputs", "interrupted_message")
 
 
 log = get_logger(__name__)
@@ -62,3 +64,16 @@ class OutputGuard:
 
     def __exit__(self, *exc: object) -> None:
         self.lock.release()
+
+
+@contextlib.contextmanager
+def guarded_outputs(outputs: Sequence[tuple[str, int]]) -> Iterator[list[OutputGuard]]:
+    """Every output of a run that writes several (``(path, frames)`` each): all are checked
+    before inference (a device node, an unwritable folder or no room fails the run before any
+    weights load) and each is locked for the run; each is still written atomically when its
+    video ends."""
+    guards = [OutputGuard(path, n_frames=max(1, n_frames)) for path, n_frames in outputs]
+    with contextlib.ExitStack() as stack:
+        for guard in guards:
+            stack.enter_context(guard)
+        yield guards

@@ -8,20 +8,42 @@ from pathlib import Path
 from sleapflow.errors import StageError
 from sleapflow.graphs.build import PreparedRun, build_graph, prepare
 from sleapflow.inputs.expand import ManyPlan, VideoTask
+from sleapflow.jobs.guard import guarded_outputs
+from sleapflow.jobs.progress import Progress, ProgressBar
+from sleapflow.jobs.run import prepare_job
 from sleapflow.logs import get_logger
 from sleapflow.options.config import InferenceConfig
 from sleapflow.runtime import run_graph
 
-__all__ = ("run_many", "summary_table")
+__all__ = ("run_many", "summary_table", "track_many")
 
 
 log = get_logger(__name__)
 
 
-def _failed_video(exc: StageError) -> int | None:
-    """The video a decode failure was reading (the decoder tags its error with the item)."""
-    item = getattr(exc.__cause__, "sleapflow_item", None)
-    return getattr(item, "video_id", None)
+def _failed_video(exc: StageError, source: str) -> int | None:
+    """The video whose reading failed: only the source's failures are a video's own (the
+    decoder names the item it failed on); any other stage's failure stops the run."""
+    return exc.video_id if exc.stage == source else None
+
+
+def track_many(cfg: InferenceConfig, *,
+               progress: Callable[[int, str], Progress] | None = None) -> list[VideoTask]:
+    """``sleapflow track`` with several inputs: the start line, every output checked and locked
+    before any weights load, then :func:`run_many` with a progress display; returns each input's
+    task record (done, skipped or failed)."""
+    import anyio
+
+    run = prepare_job(cfg)
+    plan = run.plan
+    assert isinstance(plan, ManyPlan)
+    planned = [t for t in plan.tasks if t.status == "planned"]
+    log.info("starting", graph=run.graph_name, device=run.ctx.device, videos=len(planned),
+             of=len(plan.tasks), frames=len(plan.items))
+    outputs = [(t.output, len(t.plan.items) if t.plan is not None else 0) for t in planned]
+    display = (progress or ProgressBar)(len(plan.items), "Predicting...")
+    with guarded_outputs(outputs), display:
+        return anyio.run(lambda: run_many(cfg, prepared=run, on_frame=display.advance))
 
 
 async def run_many(cfg: InferenceConfig, *, prepared: PreparedRun | None = None,
@@ -41,7 +63,7 @@ async def run_many(cfg: InferenceConfig, *, prepared: PreparedRun | None = None,
             await run_graph(spec)
             break
         except StageError as exc:
-            video_id = _failed_video(exc)
+            video_id = _failed_video(exc, spec.stages[0].name)
             bad = next((t for t in tasks if t.video_id == video_id and t.status == "planned"),
                        None)
             if bad is None:

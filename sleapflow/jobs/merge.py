@@ -9,9 +9,10 @@ from typing import Any
 import sleap_io as sio
 
 from sleapflow.errors import ConfigError
+from sleapflow.outputs.provenance import add_seed_names
 from sleapflow.tracking.track_only import copy_instance
 
-__all__ = ("merge_command", "merge_shards")
+__all__ = ("merge_command", "merge_shards", "merged_provenance")
 
 
 
@@ -61,13 +62,38 @@ def merge_shards(paths: Sequence[str]) -> sio.Labels:
                 instances.append(inst)
             frames[lf.frame_idx] = sio.LabeledFrame(video=video, frame_idx=lf.frame_idx,
                                                     instances=instances)
-    provenance: dict[str, Any] = dict(base.provenance or {})
-    provenance["merged_from"] = [str(p) for p in paths]
-    if "frame_selection" in provenance:
-        provenance["frame_selection"] = {**provenance["frame_selection"],
-                                         "frames_processed": processed}
-    return sio.Labels(labeled_frames=[frames[f] for f in sorted(frames)], videos=[video],
-                      skeletons=[skeleton], tracks=list(tracks.values()), provenance=provenance)
+    merged = sio.Labels(labeled_frames=[frames[f] for f in sorted(frames)], videos=[video],
+                        skeletons=[skeleton], tracks=list(tracks.values()))
+    merged.provenance = merged_provenance(shards, paths, merged, frames_processed=processed)
+    return merged
+
+
+def merged_provenance(shards: Sequence[sio.Labels], paths: Sequence[str], merged: sio.Labels, *,
+                      frames_processed: int, tracking_config: dict[str, Any] | None = None
+                      ) -> dict[str, Any]:
+    """The provenance of the whole video from its shards': the first shard's settings, the run
+    spanning all of them (first start, last end, summed run time), every shard's frames and
+    decode failures counted, the shards' paths under ``merged_from``, and with
+    ``tracking_config`` the tracker that ran after the merge. The seed's top-level names are
+    derived again from these, so the keys are those of a single run of the video."""
+    provs = [dict(s.provenance or {}) for s in shards]
+    out = {k: v for k, v in provs[0].items() if k != "filename"}  # sleap-io adds it on saving
+    out["merged_from"] = [str(p) for p in paths]
+    if "frame_selection" in out:
+        out["frame_selection"] = {**out["frame_selection"], "frames_processed": frames_processed}
+    starts = [p["inference_start_timestamp"] for p in provs if "inference_start_timestamp" in p]
+    ends = [p["inference_end_timestamp"] for p in provs if "inference_end_timestamp" in p]
+    if starts and ends:
+        out["inference_start_timestamp"], out["inference_end_timestamp"] = min(starts), max(ends)
+        out["inference_runtime_seconds"] = sum(float(p.get("inference_runtime_seconds") or 0.0)
+                                               for p in provs)
+    if any("frames_failed" in p for p in provs):
+        out["frames_failed"] = sum(int(p.get("frames_failed") or 0) for p in provs)
+        out["frames_failed_indices"] = sorted({int(f) for p in provs
+                                               for f in p.get("frames_failed_indices") or []})
+    if tracking_config is not None:
+        out["tracking_config"] = dict(tracking_config)
+    return add_seed_names(out, merged)
 
 
 def merge_command(paths: Sequence[str], output_path: str, *, tracking: bool = False,
@@ -76,7 +102,7 @@ def merge_command(paths: Sequence[str], output_path: str, *, tracking: bool = Fa
     with the ``track_only`` graph (the same tracker a single-process run uses)."""
     import anyio
 
-    from sleapflow.jobs.run import prepare, run_to_file
+    from sleapflow.jobs.run import prepare_job, run_to_file
     from sleapflow.options.boundary import build_config
     from sleapflow.outputs.files import check_output_path, save_slp_safely
 
@@ -88,6 +114,16 @@ def merge_command(paths: Sequence[str], output_path: str, *, tracking: bool = Fa
         save_slp_safely(merged, output_path)
         return merged
     cfg = build_config(tracking=True, output_path=output_path, **tracker_options)
-    prepared = prepare(cfg, input_labels=merged)
-    result = anyio.run(lambda: run_to_file(cfg, output_path=output_path, prepared=prepared))
-    return result.labels
+    prepared = prepare_job(cfg, input_labels=merged)
+    result = anyio.run(lambda: run_to_file(cfg, output_path=None, prepared=prepared))
+    tracked = result.labels
+    assert tracked is not None and prepared.ctx.tracker is not None
+    # The output is the video's inference output, tracked: its provenance is the shards',
+    # merged, with the tracker that ran (the keys of a single tracked run).
+    frames = merged.provenance.get("frame_selection", {}).get("frames_processed",
+                                                              len(merged.labeled_frames))
+    tracked.provenance = merged_provenance(
+        [merged], merged.provenance.get("merged_from", []), tracked, frames_processed=frames,
+        tracking_config=prepared.ctx.tracker.legacy_provenance())
+    save_slp_safely(tracked, output_path)
+    return tracked

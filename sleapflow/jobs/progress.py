@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from sleapflow.logs import get_logger
 
-__all__ = ("INTERVAL_S", "GuiProgress", "Progress", "ProgressBar", "start_line")
+__all__ = ("INTERVAL_S", "GuiProgress", "Progress", "ProgressBar", "announce", "start_line")
 
 
 log = get_logger("sleapflow")
@@ -113,6 +113,13 @@ class GuiProgress:
         if now - self._last >= INTERVAL_S or (self.total and self.done >= self.total):
             self._last = now
             self._emit()
+
+
+def announce(*, graph: str, device: str, runtime: str | None) -> str:
+    """Log the start line of a run (every front end starts its runs with it); returns it."""
+    line = start_line(graph=graph, device=device, runtime=runtime or "none")
+    log.info(line)
+    return line
 
 
 def start_line(*, graph: str, device: str, runtime: str = "torch") -> str:

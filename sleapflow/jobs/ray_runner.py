@@ -23,6 +23,8 @@ import msgspec
 
 from sleapflow.errors import ConfigError, SleapflowError
 from sleapflow.inputs.expand import VideoTask, output_for, output_is_complete, shard_slice, single_config
+from sleapflow.jobs.guard import guarded_outputs
+from sleapflow.jobs.progress import announce
 from sleapflow.logs import get_logger
 from sleapflow.options.config import InferenceConfig
 
@@ -68,23 +70,16 @@ class _Worker:
     """A Ray actor: loads the models once and runs one graph per task with them."""
 
     def __init__(self, model_paths: Sequence[str], device: str) -> None:
-        import functools
-
-        import sleapflow.graphs.common as common
-        from sleapflow.models import load_model
-
-        # This process belongs to the actor alone: every graph it builds reuses the models
-        # loaded here instead of loading them per task.
-        cached = functools.lru_cache(maxsize=None)(
-            lambda path, dev, backbone_ckpt_path=None, head_ckpt_path=None: load_model(
-                path, dev, backbone_ckpt_path=backbone_ckpt_path, head_ckpt_path=head_ckpt_path))
-        common.load_model = lambda path, dev, **kw: cached(str(path), dev, **kw)
         from sleapflow.backends.device import resolve_device
         from sleapflow.graphs.common import resolve_models
+        from sleapflow.models.loader import ModelCache
 
+        # This process belongs to the actor alone: every graph it builds is given this cache,
+        # so each task reuses the models loaded here instead of loading them again.
+        self.models = ModelCache()
         dev = resolve_device(device)
         for ref in resolve_models(tuple(model_paths)).values():
-            common.load_model(ref.path, dev)
+            self.models(ref.path, dev)
 
     def pid(self) -> int:
         return os.getpid()
@@ -93,6 +88,7 @@ class _Worker:
         """Run ``task`` to its output; report frames done to ``progress`` as they pass."""
         import anyio
 
+        from sleapflow.graphs.build import prepare
         from sleapflow.jobs.run import run_to_file
 
         done = 0
@@ -107,7 +103,9 @@ class _Worker:
                 progress.set.remote(task.key, done)
 
         start = time.perf_counter()
-        anyio.run(lambda: run_to_file(task.cfg, output_path=task.output, on_frame=on_frame))
+        prepared = prepare(task.cfg, model_loader=self.models)
+        anyio.run(lambda: run_to_file(task.cfg, output_path=task.output, on_frame=on_frame,
+                                      prepared=prepared))
         progress.set.remote(task.key, done)
         return done, time.perf_counter() - start
 
@@ -216,6 +214,38 @@ def run_config(cfg: InferenceConfig, *, address: str | None = None, workers: int
     tasks = _chunk(planned, max(1, chunk_frames or 2**62))
     if not tasks:
         return videos
+    # Every output is checked before the cluster is touched, and locked until its video ends.
+    with guarded_outputs([(video.output, len(frames)) for video, _, frames in planned]):
+        return _run_on_ray(ray, cfg, address, videos, planned, tasks, workers=workers,
+                           chunk_frames=chunk_frames)
+
+
+def _announce(cfg: InferenceConfig, first: InferenceConfig, gpus: int, n_workers: int) -> None:
+    """The start line, for the workers' device (their runtime is resolved where they run)."""
+    from sleapflow.graphs.build import prepare
+
+    runtime: str | None
+    if gpus:
+        run = None
+        device, runtime = f"cuda (x{n_workers} ray workers)", f"{cfg.runtime} (per worker)"
+    else:
+        run = prepare(msgspec.structs.replace(first, device="cpu"))
+        device = f"cpu (x{n_workers} ray workers)"
+        runtime = run.ctx.runtime.name if run.ctx.runtime is not None else None
+    graph = run.graph_name if run is not None else _graph_name(cfg)
+    announce(graph=graph, device=device, runtime=runtime)
+
+
+def _graph_name(cfg: InferenceConfig) -> str:
+    from sleapflow.graphs import select_graph
+    from sleapflow.graphs.common import resolve_models
+
+    return select_graph(list(resolve_models(cfg.model_paths)), cfg.graph)
+
+
+def _run_on_ray(ray: Any, cfg: InferenceConfig, address: str | None, videos: list[VideoTask],
+                planned: list[_Planned], tasks: list[_Task], *, workers: int | None,
+                chunk_frames: int | None) -> list[VideoTask]:
     _connect(ray, address)
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0)) if cfg.device != "cpu" else 0
@@ -225,6 +255,7 @@ def run_config(cfg: InferenceConfig, *, address: str | None = None, workers: int
         total = sum(t.n_frames for t in tasks)
         tasks = _chunk(planned, max(1, -(-total // (CHUNKS_PER_WORKER * n_workers))))
     cpus = max(1, int(resources.get("CPU", 1)) // n_workers) if not gpus else 1
+    _announce(cfg, planned[0].single, gpus, n_workers)
     if not gpus and cfg.torch_threads is None:
         # Each actor computes on its share of the cores, not on all of them.
         for task in tasks:

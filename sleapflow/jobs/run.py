@@ -14,13 +14,26 @@ import sleap_io as sio
 
 from sleapflow.graphs.build import PreparedRun, build_graph, make_writer, prepare
 from sleapflow.inputs import InputPlan
+from sleapflow.jobs.progress import announce as announce_start
 from sleapflow.options.config import InferenceConfig
 from sleapflow.outputs.naming import default_output_path as inputs_default_output_path
 from sleapflow.runtime import GraphSpec, GraphStats, run_graph
 
 __all__ = (
-    "PreparedRun", "RunResult", "build_spec", "default_output_path", "make_writer", "prepare", "run_to_file",
+    "PreparedRun", "RunResult", "build_spec", "default_output_path", "make_writer", "prepare", "prepare_job",
+    "run_to_file",
 )
+
+
+def prepare_job(cfg: InferenceConfig, *, announce: bool = True, **inputs: Any) -> PreparedRun:
+    """:func:`prepare` a run (models, graph, input; no weights load) and log its start line, as
+    every front end does before its first frame (``inputs``: ``plan``, ``input_labels``,
+    ``input_video``, as ``prepare`` takes them)."""
+    run = prepare(cfg, **inputs)
+    if announce:
+        announce_start(graph=run.graph_name, device=run.ctx.device,
+                       runtime=run.ctx.runtime.name if run.ctx.runtime is not None else None)
+    return run
 
 
 def build_spec(run: PreparedRun, source: Any, sink: Any) -> GraphSpec:

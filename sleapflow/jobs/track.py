@@ -9,7 +9,7 @@ from typing import Any
 
 import anyio
 
-from sleapflow.jobs.progress import GuiProgress, ProgressBar, start_line
+from sleapflow.jobs.progress import GuiProgress, ProgressBar
 from sleapflow.logs import get_logger
 from sleapflow.options.config import InferenceConfig
 from sleapflow.outputs.export import check_formats, export, format_path
@@ -27,7 +27,7 @@ def run_track(options: dict[str, Any], *, cfg: InferenceConfig | None = None,
     start line (the caller sets how much is logged)."""
     from sleapflow.jobs.guard import OutputGuard
     from sleapflow.jobs.resume import check_journal, run_journaled
-    from sleapflow.jobs.run import default_output_path, prepare, run_to_file
+    from sleapflow.jobs.run import default_output_path, prepare_job, run_to_file
     from sleapflow.options.boundary import build_config
 
     log = get_logger("sleapflow")
@@ -35,15 +35,11 @@ def run_track(options: dict[str, Any], *, cfg: InferenceConfig | None = None,
     if cfg is None:
         cfg = build_config(**options)
     out = output_path or options.get("output_path") or default_output_path(cfg)
-    prepared = prepare(cfg)
+    prepared = prepare_job(cfg, announce=not quiet)
     guard = OutputGuard(out, n_frames=len(prepared.plan.items))  # before any weights load
     journaled = "slp" in formats and prepared.graph_name != "track_only"
     if journaled:
         check_journal(out, resume=resume)
-    if not quiet:
-        print(start_line(graph=prepared.graph_name, device=prepared.ctx.device,
-                     runtime=prepared.ctx.runtime.name if prepared.ctx.runtime else cfg.runtime),
-              file=sys.stderr)
     log.info("starting", graph=prepared.graph_name, device=prepared.ctx.device,
              runtime=prepared.ctx.runtime.name if prepared.ctx.runtime else None,
              frames=len(prepared.plan.items), output=out)
