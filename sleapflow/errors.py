@@ -1,9 +1,15 @@
-"""The flat error hierarchy every user-facing failure is translated into."""
+"""The flat error hierarchy every user-facing failure is translated into.
+
+Every error sleapflow raises on purpose is defined here (a test checks it), so callers can
+catch by type, and front ends can choose their answer by type.
+"""
 
 from __future__ import annotations
 
-__all__ = ("ConfigError", "ModelLoadError", "SleapflowError", "StageError", "VideoDecodeError")
-
+__all__ = (
+    "ConfigError", "EventLoopError", "FrameDecodeError", "ModelLoadError", "OutputWriteError",
+    "SleapflowError", "StageError", "VideoDecodeError",
+)
 
 
 class SleapflowError(Exception):
@@ -20,6 +26,21 @@ class ModelLoadError(SleapflowError):
 
 class VideoDecodeError(SleapflowError):
     """An input video, image sequence or labels file cannot be read."""
+
+
+class FrameDecodeError(VideoDecodeError):
+    """One frame cannot be decoded (its packets are corrupt); the run skips it and goes on."""
+
+
+class OutputWriteError(SleapflowError, OSError):
+    """The output (or its journal) could not be written: no space, read-only, permission.
+
+    An ``OSError`` too, for callers that handle file-system failures as such.
+    """
+
+
+class EventLoopError(SleapflowError, RuntimeError):
+    """``run_inference`` was called from inside a running event loop."""
 
 
 class StageError(SleapflowError):

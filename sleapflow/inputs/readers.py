@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import sleap_io as sio
 
-from sleapflow.errors import VideoDecodeError
-from sleapflow.inputs.media_faults import FrameDecodeError, open_advice
+from sleapflow.errors import FrameDecodeError, VideoDecodeError
+from sleapflow.inputs.media_faults import open_advice
 from sleapflow.logs import get_logger
 from sleapflow.messages import InputPlan
 
