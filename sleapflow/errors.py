@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = (
-    "BackendError", "ConfigError", "EventLoopError", "FrameDecodeError", "ModelLoadError", "OutputWriteError",
-    "SleapflowError", "StageError", "VideoDecodeError",
+    "BackendError", "ConfigError", "EventLoopError", "FrameDecodeError", "InputNotFoundError",
+    "ModelLoadError", "OutputWriteError", "SleapflowError", "StageError", "VideoDecodeError",
 )
 
 
@@ -43,6 +43,15 @@ class VideoDecodeError(SleapflowError):
 
 class FrameDecodeError(VideoDecodeError):
     """One frame cannot be decoded (its packets are corrupt); the run skips it and goes on."""
+
+
+class InputNotFoundError(ConfigError, VideoDecodeError):
+    """An input path (a video, an image pattern, a labels file, a shard output) does not exist.
+
+    Its own type so front ends can answer it by type (serve: HTTP 404). It is both a
+    :class:`ConfigError`, as a wrong ``--data_path`` was before, and a :class:`VideoDecodeError`,
+    as an unreadable labels file is, so handlers of either keep catching it.
+    """
 
 
 class OutputWriteError(SleapflowError, OSError):
