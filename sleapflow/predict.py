@@ -27,7 +27,7 @@ import anyio.lowlevel
 import numpy as np
 import sleap_io as sio
 
-from sleapflow.errors import ConfigError, SleapflowError
+from sleapflow.errors import ConfigError, EventLoopError
 from sleapflow.graphs.build import PreparedRun, RawOptions, build_graph
 from sleapflow.jobs.guard import OutputGuard
 from sleapflow.jobs.run import default_output_path, prepare_job, run_to_file
@@ -35,11 +35,7 @@ from sleapflow.options.boundary import build_config
 from sleapflow.options.config import InferenceConfig
 from sleapflow.runtime import run_graph
 
-__all__ = ("EventLoopError", "RawOptions", "arun_inference", "build_config", "run_inference", "run_raw")
-
-
-class EventLoopError(SleapflowError, RuntimeError):
-    """``run_inference`` was called from inside a running event loop."""
+__all__ = ("RawOptions", "arun_inference", "build_config", "run_inference", "run_raw")
 
 
 async def run_raw(run: PreparedRun, options: RawOptions) -> list[dict[str, np.ndarray]]:

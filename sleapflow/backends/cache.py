@@ -8,10 +8,11 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from sleapflow.errors import BackendError
 from sleapflow.logs import get_logger
 
 __all__ = ("EXPORT_FORMAT", "CorruptEntry", "ExportCache", "cache_root", "entry_key", "module_digest")
@@ -98,6 +99,17 @@ class ExportCache:
     def entry_dir(self, key: str) -> Path:
         return self.dir / key
 
+    @contextlib.contextmanager
+    def _os_errors(self, doing: str) -> Iterator[None]:
+        """The cache's own file-system failures (permission, a full disk) as BackendError."""
+        try:
+            yield
+        except OSError as exc:
+            raise BackendError(
+                f"export cache {str(self.dir)!r}: cannot {doing}: {exc.strerror or exc}; set "
+                "SLEAPFLOW_CACHE_DIR to a writable folder with room, or use --runtime torch"
+            ) from exc
+
     def _verify_record(self, key: str, artifact: str) -> tuple[Path, dict[str, Any]]:
         folder = self.entry_dir(key)
         try:
@@ -137,23 +149,25 @@ class ExportCache:
         A corrupt entry (bad checksum, unreadable record, failed ``check``) is discarded and
         reported as a miss, so the caller rebuilds it.
         """
-        try:
-            return self._verified(key, artifact, check)
-        except FileNotFoundError:
-            return None
-        except CorruptEntry as exc:
-            log.warning("export cache entry is corrupt; rebuilding", key=key, reason=str(exc))
-            self.discard(key)
-            return None
+        with self._os_errors("read an entry"):
+            try:
+                return self._verified(key, artifact, check)
+            except FileNotFoundError:
+                return None
+            except CorruptEntry as exc:
+                log.warning("export cache entry is corrupt; rebuilding", key=key, reason=str(exc))
+                self.discard(key)
+                return None
 
     def discard(self, key: str) -> None:
         """Move a bad entry out of the way atomically, then delete it (racing removers are fine)."""
         folder = self.entry_dir(key)
         trash = self.dir / f".trash-{key}-{uuid.uuid4().hex}"
-        try:
-            os.rename(folder, trash)
-        except FileNotFoundError:
-            return
+        with self._os_errors("remove a bad entry"):
+            try:
+                os.rename(folder, trash)
+            except FileNotFoundError:
+                return
         shutil.rmtree(trash, ignore_errors=True)
 
     def get_or_build(self, key: str, artifact: str, build: Callable[[Path], None], *,
@@ -162,23 +176,28 @@ class ExportCache:
         """The verified artifact for ``key``, building it with ``build(path)`` on a miss.
 
         ``check(path)`` is an extra test of a cached artifact (e.g. that the runtime can parse
-        it); raising there marks the entry corrupt. Returns (path, built_here).
+        it); raising there marks the entry corrupt. Returns (path, built_here). The cache's own
+        file-system failures (and ``build``'s OSErrors) raise :class:`BackendError`; ``build``'s
+        other errors pass through.
         """
         last: Exception | None = None
         for _ in range(_ATTEMPTS):
-            try:
-                return self._verified(key, artifact, check)[0], False
-            except FileNotFoundError:
-                pass
-            except CorruptEntry as exc:
-                log.warning("export cache entry is corrupt; rebuilding", key=key, reason=str(exc))
-                last = exc
-                self.discard(key)
-            if self._build(key, artifact, build, meta or {}):
-                return self.entry_dir(key) / artifact, True
+            with self._os_errors("read an entry"):
+                try:
+                    return self._verified(key, artifact, check)[0], False
+                except FileNotFoundError:
+                    pass
+                except CorruptEntry as exc:
+                    log.warning("export cache entry is corrupt; rebuilding", key=key, reason=str(exc))
+                    last = exc
+                    self.discard(key)
+            with self._os_errors("write an entry"):
+                if self._build(key, artifact, build, meta or {}):
+                    return self.entry_dir(key) / artifact, True
             # Another process renamed its entry in first: loop to verify and use that one.
-        raise RuntimeError(f"export cache {self.dir}: could not build a valid entry for {key} "
-                           f"({last})")
+        raise BackendError(f"export cache {str(self.dir)!r}: no valid entry for {key} after "
+                           f"{_ATTEMPTS} builds ({last}); delete {str(self.entry_dir(key))!r} and "
+                           "run again, or use --runtime torch")
 
     def _build(self, key: str, artifact: str, build: Callable[[Path], None],
                meta: Mapping[str, Any]) -> bool:

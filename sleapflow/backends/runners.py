@@ -9,8 +9,9 @@ from typing import Any, Protocol
 
 import torch
 
-from sleapflow.backends.cache import ExportCache, entry_key, module_digest
+from sleapflow.backends.cache import CorruptEntry, ExportCache, entry_key, module_digest
 from sleapflow.backends.select import RuntimeChoice
+from sleapflow.errors import BackendError, ConfigError
 from sleapflow.logs import get_logger
 from sleapflow.models.inference_opt import prepare_for_inference
 from sleapflow.ops.preprocess import normalize
@@ -158,13 +159,29 @@ class _HeadTuple(torch.nn.Module):
 
 def export_onnx(module: torch.nn.Module, example: torch.Tensor, names: list[str], path: Any) -> None:
     """``torch.onnx.export`` with a dynamic batch axis; the tracer's shape warnings are expected
-    (padding is computed from H, W, which the cache key pins) and silenced."""
+    (padding is computed from H, W, which the cache key pins) and silenced.
+
+    Raises :class:`BackendError` when torch cannot export the module (an operator without an
+    ONNX form, a tracer failure): the model still runs under torch.
+    """
     axes = {"x": {0: "batch"}, **{n: {0: "batch"} for n in names}}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(_HeadTuple(module, names).eval(), (example,), str(path), dynamo=False,
-                          input_names=["x"], output_names=names, dynamic_axes=axes,
-                          opset_version=OPSET, do_constant_folding=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(_HeadTuple(module, names).eval(), (example,), str(path), dynamo=False,
+                              input_names=["x"], output_names=names, dynamic_axes=axes,
+                              opset_version=OPSET, do_constant_folding=True)
+    except Exception as exc:  # torch.onnx raises many types (its own, RuntimeError, TypeError...)
+        raise BackendError(
+            f"cannot export this model to ONNX (opset {OPSET}): {type(exc).__name__}: "
+            f"{_first_line(exc)}; run it with --runtime torch") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    # torch.onnx errors carry whole graph dumps after their first line; the message goes on
+    # after it, so its closing full stop goes.
+    text = str(exc).strip()
+    return text.splitlines()[0].rstrip(" .") if text else type(exc).__name__
 
 
 class _Exported:
@@ -229,7 +246,7 @@ class _ExportingRunner:
         names, out_shapes = record.get("heads"), record.get("out_shapes")
         try:
             if not isinstance(names, list) or not isinstance(out_shapes, dict):
-                raise ValueError("its record names no heads")
+                raise CorruptEntry("its record names no heads")
             session = self._open(_Exported(path, names,
                                            {k: tuple(v) for k, v in out_shapes.items()}))
         except Exception as exc:
@@ -250,7 +267,7 @@ class _ExportingRunner:
         if worst > EXPORT_TOLERANCE:
             # Cache hits trust an entry without this check, so a failing one must go.
             self.cache.discard(self.exports[shape][0])
-            raise RuntimeError(
+            raise BackendError(
                 f"the {self.name} export of this model differs from torch by {worst:.2e} on "
                 f"its first batch (limit {EXPORT_TOLERANCE}); use --runtime torch")
         return session
@@ -313,7 +330,11 @@ class _OrtSession:
     def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         names = self.exported.names
         if self.device.type == "cpu":
-            outs = self.session.run(names, {"x": x.numpy()})
+            try:
+                outs = self.session.run(names, {"x": x.numpy()})
+            except Exception as exc:  # onnxruntime's own exception types
+                raise BackendError(f"ONNX Runtime failed on a batch of shape {tuple(x.shape)}: "
+                                   f"{_first_line(exc)}; use --runtime torch") from exc
             return {k: torch.from_numpy(v) for k, v in zip(names, outs)}
         # CUDA: bind torch's device memory in and out, so the maps never visit the host.
         batch = x.shape[0]
@@ -325,7 +346,11 @@ class _OrtSession:
         for k, t in out.items():
             binding.bind_output(k, "cuda", index, _np_float32(), tuple(t.shape), t.data_ptr())
         torch.cuda.current_stream(self.device).synchronize()  # x is ready before ORT reads it
-        self.session.run_with_iobinding(binding)
+        try:
+            self.session.run_with_iobinding(binding)
+        except Exception as exc:  # onnxruntime's own exception types
+            raise BackendError(f"ONNX Runtime (CUDA) failed on a batch of shape {tuple(x.shape)}: "
+                               f"{_first_line(exc)}; use --runtime torch") from exc
         return out
 
 
@@ -365,7 +390,11 @@ class OnnxRunner(_ExportingRunner):
                                     "CPUExecutionProvider"]
         else:
             providers = ["CPUExecutionProvider"]
-        session = ort.InferenceSession(str(exported.path), opts, providers=providers)
+        try:
+            session = ort.InferenceSession(str(exported.path), opts, providers=providers)
+        except Exception as exc:  # onnxruntime's own exception types
+            raise BackendError(f"ONNX Runtime cannot load the export {str(exported.path)!r}: "
+                               f"{_first_line(exc)}; use --runtime torch") from exc
         return _OrtSession(session, exported, self.device)
 
 
@@ -413,7 +442,8 @@ class TensorRTRunner(_ExportingRunner):
             parser = trt.OnnxParser(network, trt_logger)
             if not parser.parse_from_file(str(exported.path)):
                 errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-                raise RuntimeError(f"TensorRT cannot parse the ONNX export: {errors}")
+                raise BackendError(f"TensorRT cannot parse the ONNX export of this model: {errors}; "
+                                   "use --runtime onnx or --runtime torch")
             config = builder.create_builder_config()
             if self.precision == "fp16":
                 config.set_flag(trt.BuilderFlag.FP16)
@@ -423,7 +453,8 @@ class TensorRTRunner(_ExportingRunner):
             config.add_optimization_profile(profile)
             engine = builder.build_serialized_network(network, config)
             if engine is None:
-                raise RuntimeError("TensorRT failed to build an engine for this model")
+                raise BackendError("TensorRT failed to build an engine for this model (its log above "
+                                   "says why); use --runtime onnx or --runtime torch")
             with open(path, "wb") as f:
                 f.write(bytes(engine))
 
@@ -433,7 +464,8 @@ class TensorRTRunner(_ExportingRunner):
         with open(path, "rb") as f:
             engine = runtime.deserialize_cuda_engine(f.read())
         if engine is None:
-            raise RuntimeError(f"TensorRT cannot load the cached engine {path}; delete it")
+            raise BackendError(f"TensorRT cannot load the cached engine {str(path)!r}; delete its "
+                               "folder (it is rebuilt on the next run), or use --runtime torch")
         return _TrtSession(engine, exported, self.device, self.max_batch)
 
 
@@ -460,7 +492,8 @@ class _TrtSession:
             for k, t in out.items():
                 self.context.set_tensor_address(k, t.data_ptr())
             if not self.context.execute_async_v3(stream.cuda_stream):
-                raise RuntimeError("TensorRT execution failed")
+                raise BackendError(f"TensorRT failed to run a batch of shape {tuple(x.shape)}; "
+                                   "use --runtime torch")
             stream.synchronize()
         return out
 
@@ -500,4 +533,4 @@ def make_runner(choice: RuntimeChoice, module: torch.nn.Module, device: torch.de
     if choice.name == "tensorrt":
         return TensorRTRunner(module, dev, threads=threads, precision=choice.precision,
                               cache=cache, max_batch=max_batch)
-    raise ValueError(f"unknown runtime {choice.name!r}")
+    raise ConfigError(f"unknown runtime {choice.name!r}; choose torch, onnx or tensorrt")

@@ -487,7 +487,8 @@ def demo(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: user errors print one line and exit 2, never a traceback."""
+    """Entry point: errors print one ``Error:`` line, never a traceback, and exit 2 for a user
+    error or 1 for a run-time failure (:attr:`~sleapflow.errors.SleapflowError.exit_code`)."""
     code = _main(argv)
     from sleapflow.outputs import files as io_safety
 
@@ -514,16 +515,12 @@ def _main(argv: list[str] | None) -> int:
     except cyclopts.CycloptsError as exc:
         print(f"Error: {_one_line(exc)} (see --help)", file=sys.stderr)
         return 2
-    except StageError as exc:
-        cause = exc.__cause__
-        if isinstance(cause, SleapflowError):
-            print(f"Error: {_one_line(cause)}", file=sys.stderr)
-            return 2
-        print(f"Error: {_one_line(exc)}", file=sys.stderr)
-        return 1
     except SleapflowError as exc:
-        print(f"Error: {_one_line(exc)}", file=sys.stderr)
-        return 2
+        # A stage that raised one of ours is reported as that error, not as "stage X failed".
+        cause = exc.__cause__
+        shown = cause if isinstance(exc, StageError) and isinstance(cause, SleapflowError) else exc
+        print(f"Error: {_one_line(shown)}", file=sys.stderr)
+        return shown.exit_code
     except KeyboardInterrupt:
         from sleapflow.jobs.guard import interrupted_message
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import sleap_io as sio
 
-from sleapflow.errors import ConfigError, VideoDecodeError
+from sleapflow.errors import ConfigError
 from sleapflow.evaluation.files import format_summary, headline, load_metrics, save_metrics, write_metrics
 from sleapflow.evaluation.matching import (
     compute_distance_match_score,
@@ -33,6 +33,7 @@ from sleapflow.evaluation.matching import (
 from sleapflow.evaluation.metrics import Evaluator
 from sleapflow.logs import get_logger
 from sleapflow.ops.oks import compute_instance_area, compute_oks
+from sleapflow.outputs.slp_read import read_slp
 
 __all__ = (
     "CENTROID_DEFAULT_THRESHOLD", "MATCH_METHODS", "Evaluator", "compute_distance_match_score",
@@ -51,12 +52,7 @@ CENTROID_DEFAULT_THRESHOLD = 50.0
 
 def load_labels(path: str | Path, what: str) -> sio.Labels:
     logger.info(f"loading {what} labels", path=str(path))
-    if not Path(path).exists():
-        raise VideoDecodeError(f"The {what} file {path} does not exist.")
-    try:
-        labels = sio.load_slp(str(path))
-    except Exception as exc:  # sleap-io/h5py raise many types; all mean "unreadable"
-        raise VideoDecodeError(f"Cannot read the {what} file {path}: {exc}") from exc
+    labels = read_slp(path, f"{what} file")
     logger.info(
         f"{what} loaded", videos=len(labels.videos), frames=len(labels.labeled_frames)
     )

@@ -41,6 +41,7 @@ from sleapflow.options.config import InferenceConfig
 from sleapflow.options.tracker import TrackerConfig
 from sleapflow.outputs.journal import ResumedFrames
 from sleapflow.outputs.provenance import add_seed_names, inference_provenance, tracking_only_provenance
+from sleapflow.outputs.slp_read import read_slp
 from sleapflow.runtime import GraphSpec, MapStage, chain
 from sleapflow.runtime.adapters import CollectSink
 from sleapflow.runtime.graph import edge_bounds
@@ -193,12 +194,7 @@ def _prepare_track_only(cfg: InferenceConfig, *, labels: sio.Labels | None = Non
             raise ConfigError("tracking without models needs a .slp input (its instances are "
                               f"tracked); got {cfg.data_path!r}. Pass --model_paths to run "
                               "inference and tracking on a video")
-        if not Path(cfg.data_path).exists():
-            raise ConfigError(f"input not found: {cfg.data_path!r}")
-        try:
-            labels = sio.load_slp(str(cfg.data_path))
-        except Exception as exc:
-            raise ConfigError(f"cannot read labels file {cfg.data_path!r}: {exc}") from exc
+        labels = read_slp(cfg.data_path, "input")
     tracker = resolve_track_only_config(cfg.tracker, cfg.max_instances)
     video_ids = {id(v): i for i, v in enumerate(labels.videos)}
     items = [WorkItem(video_ids[id(lf.video)], lf.frame_idx)

@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
-import sleap_io as sio
 
-from sleapflow.errors import ConfigError, SleapflowError
+from sleapflow.errors import ConfigError, SleapflowError, VideoDecodeError
 from sleapflow.inputs.selection import IMAGE_SUFFIXES, VIDEO_SUFFIXES, InputPlan, WorkItem, plan_input
 from sleapflow.logs import get_logger
 from sleapflow.options.config import InferenceConfig
 from sleapflow.outputs.naming import default_output_path
+from sleapflow.outputs.slp_read import read_slp
 
 __all__ = (
     "ManyPlan", "VideoTask", "expand_inputs", "output_for", "output_is_complete", "output_is_folder",
@@ -172,8 +172,8 @@ def output_is_complete(path: str, n_frames: int) -> bool:
     if not Path(path).is_file():
         return False
     try:
-        labels = sio.load_slp(path, open_videos=False)
-    except Exception:
+        labels = read_slp(path, "output", open_videos=False)
+    except VideoDecodeError:  # unreadable, so not a finished output
         return False
     selection = (labels.provenance or {}).get("frame_selection") or {}
     done = selection.get("frames_processed")

@@ -7,12 +7,8 @@ from typing import Any
 
 from sleapflow.errors import VideoDecodeError
 
-__all__ = ("DecodeFailures", "FrameDecodeError", "open_advice", "summarize_indices")
+__all__ = ("DecodeFailures", "open_advice", "summarize_indices")
 
-
-
-class FrameDecodeError(VideoDecodeError):
-    """One frame cannot be decoded (its packets are corrupt); the run skips it and goes on."""
 
 
 def open_advice(exc: BaseException, path: str = "") -> str:

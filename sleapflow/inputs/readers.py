@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import sleap_io as sio
 
-from sleapflow.errors import VideoDecodeError
-from sleapflow.inputs.media_faults import FrameDecodeError, open_advice
+from sleapflow.errors import FrameDecodeError, VideoDecodeError
+from sleapflow.inputs.media_faults import open_advice
 from sleapflow.logs import get_logger
 from sleapflow.messages import InputPlan
 
@@ -106,7 +106,7 @@ class PyAVReader:
         # pixels either way).
         self._rgb = VideoReformatter()
         self._open()
-        first = self._next_frame()
+        first = self._first_frame()
         if first is None:
             self.close()
             raise VideoDecodeError(f"video {path!r} has no decodable frames")
@@ -150,6 +150,20 @@ class PyAVReader:
         self._next_idx = 0
         self._after_seek = False
         self._resync = False
+
+    def _first_frame(self) -> Any:
+        """The first frame, which fixes the video's numbering and colour: a file whose first
+        packets do not decode is refused here (later corrupt frames are skipped instead)."""
+        import av
+
+        try:
+            return self._next_frame()
+        except av.error.FFmpegError as exc:
+            self.close()
+            raise VideoDecodeError(
+                f"cannot decode the first frame of {self.path!r}: {exc}; the start of the file is "
+                "corrupt: re-encode it (ffmpeg -i IN OUT.mp4 drops frames it cannot decode)"
+            ) from exc
 
     def _to_rgb(self, frame: Any) -> np.ndarray:
         return self._rgb.reformat(frame, format="rgb24").to_ndarray()

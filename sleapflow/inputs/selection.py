@@ -15,14 +15,15 @@ from typing import Any
 import numpy as np
 import sleap_io as sio
 
-from sleapflow.errors import ConfigError, VideoDecodeError
+from sleapflow.errors import ConfigError, InputNotFoundError, VideoDecodeError
 from sleapflow.inputs.readers import probe_video, video_name
 from sleapflow.logs import get_logger
 from sleapflow.messages import InputPlan, WorkItem
 from sleapflow.options import frames as fr
 from sleapflow.options.config import InferenceConfig
+from sleapflow.outputs.slp_read import read_slp
 
-__all__ = ("HDF5_SUFFIXES", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "load_labels", "plan_input")
+__all__ = ("HDF5_SUFFIXES", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "plan_input")
 
 
 log = get_logger(__name__)
@@ -144,11 +145,11 @@ def plan_input(cfg: InferenceConfig, *, need_ground_truth: bool = False,
         return _plan_image_glob(cfg, raw, need_ground_truth)
     path = Path(raw)
     if not path.exists():
-        raise ConfigError(f"input not found: {raw!r}")
+        raise InputNotFoundError(f"input not found: {raw!r}")
     if path.name.lower().endswith(".slp"):
         if path.is_dir():
             raise ConfigError(f"{raw!r} is a folder, not a .slp labels file")
-        return _plan_labels(cfg, load_labels(path), raw, need_ground_truth)
+        return _plan_labels(cfg, read_slp(path), raw, need_ground_truth)
     _check_video_input(cfg, path.name, need_ground_truth)
     suffix = path.suffix.lower()
     if path.is_dir():
@@ -181,13 +182,6 @@ def _check_video_input(cfg: InferenceConfig, name: str, need_gt: bool) -> None:
                     "subset a video)", ignored=flags, input=name)
 
 
-def load_labels(path: Path) -> sio.Labels:
-    try:
-        return sio.load_slp(str(path))
-    except Exception as exc:
-        raise VideoDecodeError(f"cannot read labels file {str(path)!r}: {exc}") from exc
-
-
 def _find_images(folder: Path) -> list[str]:
     """Images in a folder, sorted by name as sleap-io sorts them (suffix case ignored)."""
     return sorted(p.as_posix() for p in folder.iterdir()
@@ -198,7 +192,7 @@ def _plan_image_glob(cfg: InferenceConfig, pattern: str, need_gt: bool) -> Input
     images = sorted(Path(p).as_posix() for p in glob.glob(pattern)
                     if Path(p).suffix.lower() in IMAGE_SUFFIXES and Path(p).is_file())
     if not images:
-        raise ConfigError(f"input not found: no images match {pattern!r}")
+        raise InputNotFoundError(f"input not found: no images match {pattern!r}")
     _check_video_input(cfg, pattern, need_gt)
     return _plan_sio_video(cfg, images, pattern, "images")
 
@@ -280,7 +274,7 @@ def _plan_video_object(cfg: InferenceConfig, video: sio.Video, need_gt: bool) ->
         isinstance(video.filename, str) and Path(video.filename).suffix.lower() in VIDEO_SUFFIXES)
     if is_media:
         if not isinstance(video.filename, str) or not Path(video.filename).is_file():
-            raise ConfigError(f"input video not found: {name!r}")
+            raise InputNotFoundError(f"input video not found: {name!r}")
         info = probe_video(video.filename)
         items = _work_items(_select_video_frames(cfg.frames, None, info.n_frames, name))
         kind = "video"

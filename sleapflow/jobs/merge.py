@@ -10,19 +10,11 @@ import sleap_io as sio
 
 from sleapflow.errors import ConfigError
 from sleapflow.outputs.provenance import add_seed_names
+from sleapflow.outputs.slp_read import read_slp
 from sleapflow.tracking.track_only import copy_instance
 
 __all__ = ("merge_command", "merge_shards", "merged_provenance")
 
-
-
-def _load(path: str) -> sio.Labels:
-    if not Path(path).is_file():
-        raise ConfigError(f"shard output not found: {path!r}")
-    try:
-        return sio.load_slp(path)
-    except Exception as exc:
-        raise ConfigError(f"cannot read shard output {path!r}: {exc}") from exc
 
 
 def merge_shards(paths: Sequence[str]) -> sio.Labels:
@@ -30,7 +22,7 @@ def merge_shards(paths: Sequence[str]) -> sio.Labels:
     video and skeleton. The shards must be outputs for the same video with disjoint frames."""
     if not paths:
         raise ConfigError("sleapflow merge needs the shard outputs to join")
-    shards = [_load(p) for p in paths]
+    shards = [read_slp(p, "shard output") for p in paths]
     base = shards[0]
     if len(base.videos) != 1:
         raise ConfigError(f"{paths[0]!r} has {len(base.videos)} videos; merge joins the shards "

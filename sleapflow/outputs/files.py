@@ -13,19 +13,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sleapflow.errors import ConfigError, SleapflowError
+from sleapflow.errors import ConfigError, OutputWriteError
 
 __all__ = (
-    "HDF5_POISONED", "ROOM_BASE", "ROOM_PER_FRAME", "SCRATCH_FOLDERS", "OutputLock", "OutputWriteError",
+    "HDF5_POISONED", "ROOM_BASE", "ROOM_PER_FRAME", "SCRATCH_FOLDERS", "OutputLock",
     "check_output_folder", "check_output_path", "check_output_target", "clean_stale_temps",
     "describe_os_error", "estimate_slp_bytes", "estimate_slp_rows_bytes", "pid_alive", "resolve_target",
     "save_h5_safely", "save_slp_safely", "temp_path_for", "write_atomically",
 )
-
-
-
-class OutputWriteError(SleapflowError, OSError):
-    """The output (or its journal) could not be written: no space, read-only, permission."""
 
 
 #: Set once an HDF5 save failed mid-write. The HDF5 library is then left with handles it can

@@ -28,9 +28,9 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from sleapflow.errors import ConfigError
+from sleapflow.errors import ConfigError, OutputWriteError
 from sleapflow.messages import FramePrediction
-from sleapflow.outputs.files import OutputWriteError, describe_os_error, resolve_target
+from sleapflow.outputs.files import describe_os_error, resolve_target
 
 __all__ = (
     "FSYNC_FRAMES",

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import sleap_io as sio
 
+from sleapflow.errors import VideoDecodeError
 from sleapflow.messages import InputPlan
 from sleapflow.options.config import InferenceConfig
+from sleapflow.outputs.slp_read import read_slp
 
 __all__ = ("default_output_path",)
 
@@ -58,10 +60,10 @@ def default_output_path(cfg: InferenceConfig, plan: InputPlan | None = None) -> 
             video = plan.videos[0]
         else:
             try:
-                labels = sio.load_slp(raw, open_videos=False)
+                labels = read_slp(raw, open_videos=False)
                 if 0 <= cfg.video_index < len(labels.videos):
                     video = labels.videos[cfg.video_index]
-            except Exception:  # an unreadable input fails later, with a clearer error
+            except VideoDecodeError:  # an unreadable input fails in planning, with this error
                 video = None
         if video is not None:
             name = _video_stem(video, cfg.video_index, raw)

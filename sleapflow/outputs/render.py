@@ -10,6 +10,7 @@ import sleap_io as sio
 
 from sleapflow.errors import ConfigError
 from sleapflow.outputs.files import write_atomically
+from sleapflow.outputs.slp_read import read_slp
 
 __all__ = ("default_render_path", "render")
 
@@ -41,13 +42,7 @@ def render(predictions: str | Path | sio.Labels, output: str | Path | None = Non
         if output is None:
             raise ConfigError("render: give an output path when passing Labels")
     else:
-        path = Path(predictions)
-        if not path.is_file():
-            raise ConfigError(f"render: predictions file {str(path)!r} does not exist")
-        try:
-            labels = sio.load_slp(path.as_posix())
-        except Exception as exc:
-            raise ConfigError(f"render: cannot read {str(path)!r} as a .slp file ({exc})") from None
+        labels = read_slp(predictions, "predictions file")
     out = Path(output) if output is not None else default_render_path(predictions)  # type: ignore[arg-type]
     if not labels.videos:
         raise ConfigError("render: the predictions file has no video to draw on")

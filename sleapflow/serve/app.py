@@ -23,7 +23,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from sleapflow.errors import SleapflowError
+from sleapflow.errors import InputNotFoundError, SleapflowError
 from sleapflow.inputs import open_reader, plan_input
 from sleapflow.options.config import InferenceConfig, parse_frames
 from sleapflow.serve.codec import (
@@ -185,9 +185,10 @@ class Service:
             cfg = InferenceConfig(data_path=str(path), frames=selection,
                                   video_index=req.video_index)
             plan = await anyio.to_thread.run_sync(plan_input, cfg)
+        except InputNotFoundError as exc:
+            raise BadRequest(404, "bad_video", str(exc)) from None
         except SleapflowError as exc:
-            status = 404 if "not found" in str(exc) else 400
-            raise BadRequest(status, "bad_video", str(exc)) from None
+            raise BadRequest(400, "bad_video", str(exc)) from None
         stream = _VideoStream(self, plan)
         try:
             await stream.admit_first()

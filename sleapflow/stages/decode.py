@@ -9,9 +9,9 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 
-from sleapflow.errors import VideoDecodeError
+from sleapflow.errors import FrameDecodeError, VideoDecodeError
 from sleapflow.inputs import InputPlan, WorkItem, open_reader
-from sleapflow.inputs.media_faults import DecodeFailures, FrameDecodeError
+from sleapflow.inputs.media_faults import DecodeFailures
 from sleapflow.logs import get_logger
 from sleapflow.messages import Frame
 from sleapflow.runtime.graph import Role

@@ -11,9 +11,9 @@ import numpy as np
 import sleap_io as sio
 from anyio.abc import TaskStatus
 
+from sleapflow.errors import OutputWriteError
 from sleapflow.messages import FramePrediction
 from sleapflow.outputs.files import (
-    OutputWriteError,
     check_output_path,
     estimate_slp_rows_bytes,
     save_h5_safely,

@@ -10,9 +10,9 @@ import anyio
 import msgspec
 from anyio.abc import TaskStatus
 
+from sleapflow.errors import OutputWriteError
 from sleapflow.inputs.expand import ManyPlan, VideoTask
 from sleapflow.logs import get_logger
-from sleapflow.outputs.files import OutputWriteError
 from sleapflow.runtime.graph import Role
 
 __all__ = ("ManyWriter",)

@@ -15,6 +15,7 @@ import torch
 from sleapflow.backends import resolve_runtime
 from sleapflow.backends.cache import ExportCache, cache_root
 from sleapflow.backends.runners import OnnxRunner, TorchRunner
+from sleapflow.errors import BackendError
 from sleapflow.models import load_model
 from sleapflow.testing import write_synthetic_model
 
@@ -188,7 +189,7 @@ def test_an_export_that_fails_its_first_check_is_not_kept(models: dict[str, Path
 
     monkeypatch.setattr(runners, "EXPORT_TOLERANCE", -1.0)  # every export "differs" from torch
     bad = _onnx(models["a"], tmp_path)
-    with pytest.raises(RuntimeError, match="differs from torch"):
+    with pytest.raises(BackendError, match="differs from torch"):
         bad(_batch())
     # The failed entry is gone, so no later run can take it from the cache unchecked.
     assert not [p for p in (tmp_path / "onnx").iterdir() if not p.name.startswith(".")]

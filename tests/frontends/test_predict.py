@@ -10,8 +10,8 @@ import pytest
 import sleap_io as sio
 
 from sleapflow.cli.app import main
-from sleapflow.errors import ConfigError
-from sleapflow.predict import EventLoopError, arun_inference, run_inference
+from sleapflow.errors import ConfigError, EventLoopError
+from sleapflow.predict import arun_inference, run_inference
 
 MODEL = "model_ckpts/minimal_instance_single_instance"
 

@@ -349,6 +349,22 @@ def test_missing_moov_cannot_open_with_advice(assets: Path, clips: dict[str, Pat
     assert sha(out) == before
 
 
+def test_corrupt_first_frame_is_one_error_line(assets: Path, clips: dict[str, Path], tmp_path: Path,
+                                               existing: tuple[Path, str],
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    # PyAV's error on the first packet used to escape untranslated (a traceback).
+    head = tmp_path / "bad_start.mp4"
+    shutil.copy(clips["good"], head)
+    corrupt_packets(head, [0])
+    out, before = existing
+    code, err = track(["-i", str(head), "-m", str(assets / SINGLE), "-o", str(out)], capsys)
+    assert code == 2
+    (line,) = error_lines(err)
+    assert "cannot decode the first frame" in line and "bad_start.mp4" in line
+    assert "Traceback" not in err
+    assert sha(out) == before
+
+
 def test_sigint_prints_one_line_and_keeps_output(assets: Path, clips: dict[str, Path],
                                                  existing: tuple[Path, str]) -> None:
     out, before = existing
