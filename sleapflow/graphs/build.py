@@ -236,11 +236,11 @@ def _post_stages(run: PreparedRun,
         track = TrackFrames(tracker, feed_empty_frames=run.graph.keep_empty_frames,
                             prefer_user=from_labels, per_video=per_video, on_input=tracker_inputs)
         run.track_stage = track
-        stages.append(MapStage("track", track, requires_order=True))
+        stages.append(track)
         cleanup = CleanUpTracks(tracker, per_video=per_video)
         if cleanup.enabled:
             run.cleanup_stage = cleanup
-            stages.append(MapStage("track_cleanup", cleanup, requires_order=True))
+            stages.append(cleanup)
         if tracker.max_gap or tracker.fill_gaps:
             run.link_stage = LinkGapsStage(tracker.max_gap, tracker.fill_gaps,
                                            tracker.min_match_similarity)

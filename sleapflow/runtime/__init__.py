@@ -1,6 +1,13 @@
 """How graphs execute: graph declarations, the runner, metered streams and statistics."""
 
-from sleapflow.runtime.adapters import BatchStage, CollectSink, MapStage, ReorderStage
+from sleapflow.runtime.adapters import (
+    BatchStage,
+    CollectSink,
+    KeyedStage,
+    MapStage,
+    ReorderStage,
+    video_key,
+)
 from sleapflow.runtime.graph import Edge, GraphSpec, Stage, chain, edge_bounds, validate
 from sleapflow.runtime.runner import GraphRunner, ItemFailure, run_graph
 from sleapflow.runtime.scope import RunningGraph, running_graph
@@ -8,7 +15,7 @@ from sleapflow.runtime.serial import run_serial
 from sleapflow.runtime.stats import GraphStats, StageStats
 
 __all__ = (
-    "BatchStage", "CollectSink", "Edge", "GraphRunner", "GraphSpec", "GraphStats", "ItemFailure", "MapStage",
-    "ReorderStage", "RunningGraph", "Stage", "StageStats", "chain", "edge_bounds", "run_graph", "run_serial",
-    "running_graph", "validate",
+    "BatchStage", "CollectSink", "Edge", "GraphRunner", "GraphSpec", "GraphStats", "ItemFailure",
+    "KeyedStage", "MapStage", "ReorderStage", "RunningGraph", "Stage", "StageStats", "chain", "edge_bounds",
+    "run_graph", "run_serial", "running_graph", "validate", "video_key",
 )

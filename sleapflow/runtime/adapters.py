@@ -1,9 +1,10 @@
-"""The closed set of adapters that turn pure callables into graph nodes: map, batch, reorder, collect."""
+"""The closed set of adapters that turn pure callables into graph nodes: map, keyed map, batch,
+reorder, collect."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable, Iterable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import anyio
 from anyio import CapacityLimiter, EndOfStream
@@ -11,8 +12,13 @@ from anyio.abc import TaskStatus
 
 from sleapflow.runtime.graph import Emits, Role
 
-__all__ = ("BatchStage", "Batcher", "CollectSink", "MapStage", "ReorderStage", "Reorderer")
+__all__ = (
+    "NO_KEY", "BatchStage", "Batcher", "CollectSink", "KeyedStage", "MapStage", "ReorderStage",
+    "Reorderer", "S", "video_key",
+)
 
+#: The state type of a :class:`KeyedStage`.
+S = TypeVar("S")
 
 
 class MapStage:
@@ -62,6 +68,110 @@ class MapStage:
     def results(self, result: Any) -> Iterable[Any]:
         """What one call sends on: its result, or each of its results with ``flatten``."""
         return result if self.flatten else (result,)
+
+
+def video_key(item: Any) -> Hashable:
+    """The default key of a :class:`KeyedStage`: the video an item belongs to."""
+    return item.video_id
+
+
+class _NoKey:
+    """The key of a :class:`KeyedStage` before its first item and after a flush."""
+
+    def __repr__(self) -> str:
+        return "NO_KEY"
+
+
+#: No key owns the held state yet (nothing has come, or the last key was flushed).
+NO_KEY: Hashable = _NoKey()
+
+
+class KeyedStage(Generic[S]):
+    """A stateful map node with one state per key (by default per ``video_id``).
+
+    ``make_state()`` makes a fresh state; ``fn(state, item)`` works one item against it and
+    returns one result (or, with ``flatten``, an iterable of zero or more results). Items of
+    one key follow one another (videos of a many-input run do), so one state is held at a
+    time: when the key changes, ``flush(state)`` lets out what the old key's state still holds
+    (zero or more items), the state is dropped and the new key starts from ``make_state()``;
+    at the end of the stream the last key is flushed the same way. No state crosses from one
+    key to the next, and items leave in the order they came.
+
+    The state lives in named attributes (:attr:`state`, :attr:`key_now`), not in a coroutine
+    frame, so a caller may feed items outside a graph with :meth:`push` / :meth:`finish` (the
+    serial loop; a resume replaying a journal before the graph runs) and the graph then goes
+    on from there. A state made before any item (:meth:`current`) belongs to the first key
+    that comes. With ``offload`` (the default) each item's work, and each flush, runs in a
+    worker thread under ``limiter`` so the event loop only routes.
+    """
+
+    role: Role = "stage"
+    preserves_order = True
+    restores_order = False
+    #: Results are items of the unit that came in (a flattening keyed stage lets frames out).
+    emits: Emits | None = None
+
+    def __init__(self, name: str, make_state: Callable[[], S], fn: Callable[[S, Any], Any], *,
+                 key: Callable[[Any], Hashable] = video_key,
+                 flush: Callable[[S], Iterable[Any]] | None = None, flatten: bool = False,
+                 offload: bool = True, limiter: CapacityLimiter | None = None,
+                 requires_order: bool = True) -> None:
+        self.name = name
+        self.make_state = make_state
+        self.fn = fn
+        self.key = key
+        self.flush = flush
+        self.flatten = flatten
+        self.offload = offload
+        self.limiter = limiter
+        #: Order-sensitive by default: a key's items must come in sequence, and keys one after
+        #: another.
+        self.requires_order = requires_order
+        #: The state of :attr:`key_now`; None before it is made and after a flush.
+        self.state: S | None = None
+        #: The key whose items :attr:`state` has seen (:data:`NO_KEY` when none has).
+        self.key_now: Hashable = NO_KEY
+
+    def current(self) -> S:
+        """The held state, made now if there is none."""
+        if self.state is None:
+            self.state = self.make_state()
+        return self.state
+
+    def push(self, item: Any) -> list[Any]:
+        """Take the next item; return what leaves now: the old key's flushed items first when
+        ``item`` starts a new key, then the item's own results."""
+        key = self.key(item)
+        out: list[Any] = []
+        if self.key_now is not NO_KEY and key != self.key_now:
+            out.extend(self.finish())
+        self.key_now = key
+        result = self.fn(self.current(), item)
+        out.extend(result if self.flatten else (result,))
+        return out
+
+    def finish(self) -> list[Any]:
+        """Flush the held state and drop it (a key has ended, or the stream has); return the
+        items the flush lets out."""
+        state, self.state, self.key_now = self.state, None, NO_KEY
+        if state is None or self.flush is None:
+            return []
+        return list(self.flush(state))
+
+    async def _work(self, fn: Callable[..., list[Any]], *args: Any) -> list[Any]:
+        if self.offload:
+            return await anyio.to_thread.run_sync(fn, *args, limiter=self.limiter)
+        return fn(*args)
+
+    async def run(self, inbox: Any, outbox: Any, *,
+                  task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with inbox, outbox:
+            task_status.started()
+            async for item in inbox:
+                for out in await self._work(self.push, item):
+                    await outbox.send(out)
+            for out in await self._work(self.finish):
+                await outbox.send(out)
 
 
 class Batcher:

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from sleapflow.runtime.adapters import BatchStage, MapStage, ReorderStage
+from sleapflow.runtime.adapters import BatchStage, KeyedStage, MapStage, ReorderStage
 
 __all__ = ("OnCall", "iter_serial", "run_serial", "setup_serial")
 
@@ -41,6 +41,14 @@ def _step(stage: Any, upstream: Iterable[Any], on_call: OnCall | None) -> Iterat
             yield from batcher.add(item)
         if batcher.pending:
             yield batcher.flush()
+    elif isinstance(stage, KeyedStage):
+        for item in upstream:
+            start = clock()
+            out = stage.push(item)
+            if on_call is not None:
+                on_call(stage, item, clock() - start)
+            yield from out
+        yield from stage.finish()
     elif isinstance(stage, ReorderStage):
         reorder = stage.reorderer()
         for item in upstream:
@@ -53,7 +61,7 @@ def _step(stage: Any, upstream: Iterable[Any], on_call: OnCall | None) -> Iterat
 
 def iter_serial(items: Iterable[Any], stages: Sequence[Any], *,
                 on_call: OnCall | None = None) -> Iterator[Any]:
-    """Items through ``stages`` (map, batch and reorder nodes) lazily, one call at a time."""
+    """Items through ``stages`` (map, keyed, batch and reorder nodes) lazily, one call at a time."""
     stream: Iterable[Any] = items
     for stage in stages:
         stream = _step(stage, stream, on_call)

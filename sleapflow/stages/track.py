@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from functools import partial
 from typing import Any
 
-import anyio
 import msgspec
 import numpy as np
-from anyio.abc import TaskStatus
 
 from sleapflow.messages import FramePrediction
-from sleapflow.runtime.graph import Role
+from sleapflow.runtime.adapters import KeyedStage, video_key
 from sleapflow.tracking import UNASSIGNED, PostTrackingCleanup, TrackerConfig
 from sleapflow.tracking.linking import GapLinker
 from sleapflow.tracking.motion import UNTRACKED, make_tracker
@@ -20,40 +19,54 @@ from sleapflow.tracking.track_only import copy_instance
 __all__ = ("CleanUpTracks", "LinkGapsStage", "TrackFrames")
 
 
+def _whole_stream(item: Any) -> Hashable:
+    """One key for every item: the state lives as long as the stream (a one-video run, or a
+    .slp input whose videos are tracked as one stream, as the reference does)."""
+    return None
 
-class TrackFrames:
+
+class TrackFrames(KeyedStage[Any]):
     """Assigns ``track_{id}`` tracks to each frame's instances, in frame order.
 
-    State lives in the :class:`Tracker` (bounded by its window). Frames without instances are
-    fed only when ``feed_empty_frames`` (the reference's top-down runs never feed them). With
-    ``prefer_user`` (track-only), a frame's user instances are tracked when it has any, its
-    predicted ones then pass through untouched. Motion-model trackers report detections they
-    leave without a track as ``UNTRACKED``: those leave with no track (a track-only input's old
-    track is cleared), never dropped. With ``per_video`` (many-input runs, whose videos follow
-    one another) the tracker starts afresh at each new ``video_id``, so no track crosses from
-    one video to the next.
+    A keyed stage whose state is a tracker (bounded by its window). Frames without instances
+    are fed only when ``feed_empty_frames`` (the reference's top-down runs never feed them).
+    With ``prefer_user`` (track-only), a frame's user instances are tracked when it has any,
+    its predicted ones then pass through untouched. Motion-model trackers report detections
+    they leave without a track as ``UNTRACKED``: those leave with no track (a track-only
+    input's old track is cleared), never dropped. With ``per_video`` (many-input runs, whose
+    videos follow one another) the tracker starts afresh at each new ``video_id``, so no track
+    crosses from one video to the next; without it one tracker sees the whole stream.
     """
 
     def __init__(self, config: TrackerConfig, *, feed_empty_frames: bool,
-                 prefer_user: bool = False, per_video: bool = False,
+                 prefer_user: bool = False, per_video: bool = False, name: str = "track",
                  on_input: Callable[[FramePrediction], None] | None = None) -> None:
-        self.tracker = make_tracker(config)
+        super().__init__(name, partial(make_tracker, config), self.track,
+                         key=video_key if per_video else _whole_stream)
         self.config = config
         self.feed_empty_frames = feed_empty_frames
         self.prefer_user = prefer_user
         self.per_video = per_video
-        self._video_id: int | None = None
+        self.current()  # made now, as the first frame's: a bad tracker config fails the build
         #: Called with each frame as it arrives (the journal keeps the tracker's inputs this
         #: way: ``--resume`` feeds them back through a fresh tracker).
         self.on_input = on_input
 
+    @property
+    def tracker(self) -> Any:
+        """The tracker of the current video."""
+        return self.current()
+
     def __call__(self, pred: FramePrediction) -> FramePrediction:
+        """One frame through the tracker of its video, outside a graph (a resume replays the
+        journaled frames this way before the graph goes on)."""
+        (out,) = self.push(pred)
+        return out
+
+    def track(self, tracker: Any, pred: FramePrediction) -> FramePrediction:
+        """The keyed work: ``pred`` tracked by ``tracker``, its video's tracker."""
         if self.on_input is not None:
             self.on_input(pred)
-        if self.per_video and pred.video_id != self._video_id:
-            if self._video_id is not None:
-                self.tracker = make_tracker(self.config)
-            self._video_id = pred.video_id
         untouched: tuple = ()
         if self.prefer_user and pred.is_user is not None and np.asarray(pred.is_user).any():
             is_user = np.asarray(pred.is_user)
@@ -63,9 +76,9 @@ class TrackFrames:
         if pred.n_instances == 0 and not self.feed_empty_frames:
             return pred
         image = pred.image if self.config.needs_image else None
-        result = self.tracker.track(np.asarray(pred.points, dtype=np.float64),
-                                    np.asarray(pred.instance_scores, dtype=np.float64),
-                                    frame_idx=pred.frame_idx, image=image)
+        result = tracker.track(np.asarray(pred.points, dtype=np.float64),
+                               np.asarray(pred.instance_scores, dtype=np.float64),
+                               frame_idx=pred.frame_idx, image=image)
         names: list[str | None] = []
         for track_id, old in zip(result.track_ids.tolist(), self._old_names(pred, result.indices)):
             if track_id == UNTRACKED:
@@ -92,24 +105,35 @@ class TrackFrames:
         return [pred.track_names[i] for i in indices.tolist()]
 
 
-class CleanUpTracks:
-    """sleap-nn's post-tracking cull and single-break repair, applied frame by frame in order."""
+class CleanUpTracks(KeyedStage[PostTrackingCleanup]):
+    """sleap-nn's post-tracking cull and single-break repair, applied frame by frame in order.
 
-    def __init__(self, config: TrackerConfig, *, per_video: bool = False) -> None:
+    A keyed stage whose state is the clean-up's memory of recent frames; with ``per_video`` it
+    starts afresh at each new ``video_id``, like the tracker before it.
+    """
+
+    def __init__(self, config: TrackerConfig, *, per_video: bool = False,
+                 name: str = "track_cleanup") -> None:
+        super().__init__(name, partial(PostTrackingCleanup, config), self.clean_up,
+                         key=video_key if per_video else _whole_stream)
         self.config = config
-        self.cleanup = PostTrackingCleanup(config)
         self.per_video = per_video
-        self._video_id: int | None = None
+        #: Whether any step runs (the stage is left out of the graph otherwise); making the
+        #: first state here also fails the build on a bad config.
+        self.enabled: bool = self.current().enabled
 
     @property
-    def enabled(self) -> bool:
-        return self.cleanup.enabled
+    def cleanup(self) -> PostTrackingCleanup:
+        """The clean-up of the current video."""
+        return self.current()
 
     def __call__(self, pred: FramePrediction) -> FramePrediction:
-        if self.per_video and pred.video_id != self._video_id:
-            if self._video_id is not None:
-                self.cleanup = PostTrackingCleanup(self.config)
-            self._video_id = pred.video_id
+        """One frame through the clean-up of its video, outside a graph (a resume)."""
+        (out,) = self.push(pred)
+        return out
+
+    def clean_up(self, cleanup: PostTrackingCleanup, pred: FramePrediction) -> FramePrediction:
+        """The keyed work: ``pred`` culled and repaired by ``cleanup``, its video's clean-up."""
         n_untouched = len(pred.untouched)
         if pred.n_instances + n_untouched == 0:
             return pred
@@ -125,7 +149,7 @@ class CleanUpTracks:
             scores = np.concatenate([[float(getattr(i, "score", 1.0)) for i in pred.untouched], scores])
             keys = [i.track.name if i.track else None for i in pred.untouched] + keys
             is_predicted = np.concatenate([np.ones(n_untouched, dtype=bool), is_predicted])
-        kept, new_keys = self.cleanup(points, scores, is_predicted, keys)
+        kept, new_keys = cleanup(points, scores, is_predicted, keys)
         kept = np.asarray(kept, dtype=np.int64)
         untouched_kept = tuple(pred.untouched[i] for i in kept.tolist() if i < n_untouched)
         mine = kept[kept >= n_untouched] - n_untouched
@@ -133,33 +157,18 @@ class CleanUpTracks:
         return pred.subset(mine, track_names=names, untouched=untouched_kept)
 
 
-class LinkGapsStage:
-    """The streaming stage around :class:`GapLinker` (order in, order out, flush at the end)."""
-
-    role: Role = "stage"
-    preserves_order = True
-    requires_order = True
-    restores_order = False
+class LinkGapsStage(KeyedStage[GapLinker]):
+    """The streaming stage around :class:`GapLinker`: order in, order out; the frames a video's
+    linker holds back leave when the next video starts (no link crosses videos) and at the end
+    of the stream."""
 
     def __init__(self, max_gap: int, fill_gaps: int, min_similarity: float = 0.3, *,
                  name: str = "link_gaps") -> None:
-        self.name = name
-        self._settings = (max_gap, fill_gaps, min_similarity)
-        self.linker = GapLinker(*self._settings)
+        super().__init__(name, partial(GapLinker, max_gap, fill_gaps, min_similarity),
+                         GapLinker.push, flush=GapLinker.flush, flatten=True)
+        self.current()  # made now: a resume pushes its replayed frames into it
 
-    async def run(self, inbox: Any, outbox: Any, *,
-                  task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        async with inbox, outbox:
-            task_status.started()
-            video_id: int | None = None
-            async for item in inbox:
-                if video_id is not None and item.video_id != video_id:
-                    # Videos follow one another in a many-input run: no link crosses them.
-                    for out in self.linker.flush():
-                        await outbox.send(out)
-                    self.linker = GapLinker(*self._settings)
-                video_id = item.video_id
-                for out in await anyio.to_thread.run_sync(self.linker.push, item):
-                    await outbox.send(out)
-            for out in self.linker.flush():
-                await outbox.send(out)
+    @property
+    def linker(self) -> GapLinker:
+        """The gap linker of the current video."""
+        return self.current()
