@@ -52,8 +52,9 @@ from sleapflow.stages.track import CleanUpTracks, LinkGapsStage, TrackFrames
 from sleapflow.stages.write import LabelsBuilder, SlpWriter
 
 __all__ = (
-    "INFERENCE_CONFIG_KEYS", "PreparedRun", "RawOptions", "build_graph", "dry_spec",
+    "INFERENCE_CONFIG_KEYS", "PreparedRun", "RawOptions", "TrackingStages", "build_graph", "dry_spec",
     "inference_tracker_config", "make_source", "make_writer", "prepare", "run_provenance", "select_runtime",
+    "tracking_stages",
 )
 
 log = get_logger(__name__)
@@ -82,12 +83,6 @@ class PreparedRun:
     #: The run's record of undecodable frames, shared by the decoder, the provenance and the
     #: journal (``--max_failed_frames`` bounds it).
     decode_failures: DecodeFailures = field(default_factory=DecodeFailures)
-    #: Set when the graph is built: the tracker stage (the journal hooks into it for
-    #: ``--resume``).
-    track_stage: TrackFrames | None = None
-    #: The tracking stages after the tracker, when present (a resume feeds them too).
-    cleanup_stage: CleanUpTracks | None = None
-    link_stage: LinkGapsStage | None = None
 
     def __post_init__(self) -> None:
         if self.decode_failures.max_failed is None:
@@ -235,17 +230,32 @@ def _post_stages(run: PreparedRun,
         per_video = isinstance(run.plan, ManyPlan)
         track = TrackFrames(tracker, feed_empty_frames=run.graph.keep_empty_frames,
                             prefer_user=from_labels, per_video=per_video, on_input=tracker_inputs)
-        run.track_stage = track
         stages.append(track)
         cleanup = CleanUpTracks(tracker, per_video=per_video)
         if cleanup.enabled:
-            run.cleanup_stage = cleanup
             stages.append(cleanup)
         if tracker.max_gap or tracker.fill_gaps:
-            run.link_stage = LinkGapsStage(tracker.max_gap, tracker.fill_gaps,
-                                           tracker.min_match_similarity)
-            stages.append(run.link_stage)
+            stages.append(LinkGapsStage(tracker.max_gap, tracker.fill_gaps,
+                                        tracker.min_match_similarity))
     return stages
+
+
+@dataclass(frozen=True)
+class TrackingStages:
+    """A built graph's tracking stages (a resume feeds the journaled tracker inputs to them)."""
+
+    track: TrackFrames | None
+    cleanup: CleanUpTracks | None
+    link: LinkGapsStage | None
+
+
+def tracking_stages(spec: GraphSpec) -> TrackingStages:
+    """The tracker, clean-up and gap-linking stages of ``spec``, where it has them."""
+    def first(kind: type) -> Any:
+        return next((s for s in spec.stages if isinstance(s, kind)), None)
+
+    return TrackingStages(track=first(TrackFrames), cleanup=first(CleanUpTracks),
+                          link=first(LinkGapsStage))
 
 
 def make_source(run: PreparedRun, *, start: int = 0, start_seq: int = 0) -> Any:

@@ -44,7 +44,7 @@ def _position_after(items: Sequence[Any], video_id: int, frame_idx: int) -> int:
                       "is not among the selected frames; remove the journal to start over")
 
 
-def _replay_tracking(run: Any, state: ResumeState) -> int:
+def _replay_tracking(run: Any, stages: Any, state: ResumeState) -> int:
     """Rebuild the tracking stages' state: the journaled tracker inputs are fed back, in
     order, through the run's tracker, streaming clean-up and gap linker (their outputs are
     dropped: the journal has them). Each is deterministic in its inputs, so every tracker kind
@@ -55,7 +55,7 @@ def _replay_tracking(run: Any, state: ResumeState) -> int:
 
     from sleapflow.inputs import open_reader
 
-    track = run.track_stage
+    track = stages.track
     readers: dict[int, Any] = {}
     fed = 0
     try:
@@ -66,10 +66,10 @@ def _replay_tracking(run: Any, state: ResumeState) -> int:
                     reader = readers[pred.video_id] = open_reader(run.plan, pred.video_id)
                 pred = msgspec.structs.replace(pred, image=reader.read(pred.frame_idx))
             out = track(pred)
-            if run.cleanup_stage is not None:
-                out = run.cleanup_stage(out)
-            if run.link_stage is not None:
-                run.link_stage.linker.push(out)  # frames it lets go were written before
+            if stages.cleanup is not None:
+                out = stages.cleanup(out)
+            if stages.link is not None:
+                stages.link.linker.push(out)  # frames it lets go were written before
             fed += 1
     finally:
         for reader in readers.values():
@@ -96,7 +96,7 @@ async def run_journaled(run: Any, *, output_path: str, resume: bool,
     Without ``keep_labels`` the ``.slp`` is written from the journal in slices (flat memory)
     and the result's ``labels`` is None; with it, the in-memory ``Labels`` is built and
     returned (other output formats and ``--render`` need it)."""
-    from sleapflow.graphs.build import build_graph, make_source, make_writer
+    from sleapflow.graphs.build import build_graph, make_source, make_writer, tracking_stages
     from sleapflow.inputs.expand import ManyPlan
     from sleapflow.outputs.files import check_output_path
 
@@ -140,8 +140,9 @@ async def run_journaled(run: Any, *, output_path: str, resume: bool,
     if resumed is not None:
         assert state is not None
         replayed = 0
-        if run.track_stage is not None:
-            replayed = await anyio.to_thread.run_sync(_replay_tracking, run, state)
+        stages = tracking_stages(spec)
+        if stages.track is not None:
+            replayed = await anyio.to_thread.run_sync(_replay_tracking, run, stages, state)
         log.info("resuming", frames_done=state.n_frames, from_position=start,
                  tracker_frames_replayed=replayed, journal=str(path))
     if on_journal is not None:

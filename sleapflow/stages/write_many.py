@@ -70,7 +70,9 @@ class ManyWriter:
                         await self._finish(current)
                     current = arrived
                 task = self._tasks[arrived]
-                self.writers[arrived].builder.add(msgspec.structs.replace(pred, video_id=0))
+                # Building sleap-io objects is CPU work: off the event loop, as the writer's own.
+                await anyio.to_thread.run_sync(self.writers[arrived].builder.add,
+                                               msgspec.structs.replace(pred, video_id=0))
                 task.frames += 1
                 if self.on_frame is not None:
                     self.on_frame(1)
