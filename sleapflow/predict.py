@@ -70,15 +70,22 @@ def _prepare(call: _Call) -> PreparedRun:
     return prepare_job(call.cfg, input_labels=call.input_labels, input_video=call.input_video)
 
 
+def _guard_output(call: _Call, run: PreparedRun) -> tuple[str, OutputGuard]:
+    """The output and its guard: checked (target, folder, room) as every front end's output is,
+    before any weights load. The reference always saves: beside the input, or
+    ./results.predictions.slp."""
+    output_path = call.output_path or default_output_path(call.cfg, run.plan)
+    return output_path, OutputGuard(output_path, n_frames=len(run.plan.items))
+
+
 async def _execute(call: _Call) -> sio.Labels | list[dict[str, np.ndarray]]:
-    # Planning reads configs, opens the video and may load a .slp: keep it off the event loop.
+    # Planning reads configs, opens the video and may load a .slp; naming and checking the
+    # output touch the file system: all off the event loop.
     run = await anyio.to_thread.run_sync(_prepare, call)
     if not call.make_labels:
         return await run_raw(run, call.raw)
-    # The reference always saves: beside the input, or ./results.predictions.slp.
-    output_path = call.output_path or default_output_path(call.cfg, run.plan)
-    # Checked and locked as every front end's output is, before any weights load.
-    with OutputGuard(output_path, n_frames=len(run.plan.items)):
+    output_path, guard = await anyio.to_thread.run_sync(_guard_output, call, run)
+    with guard:  # the lock: one small file
         result = await run_to_file(call.cfg, output_path=output_path, prepared=run)
     return result.labels
 

@@ -15,7 +15,7 @@ the pace of the slowest stage and memory stays flat. Results come out in input o
 :class:`~sleapflow.messages.FramePrediction` per frame (frames without detections included).
 
 The graph is the very one ``sleapflow track`` builds (:func:`sleapflow.graphs.build.build_graph`), run
-by :func:`sleapflow.runtime.open_graph`; only the source and the sink differ. That context
+by :func:`sleapflow.runtime.running_graph`; only the source and the sink differ. That context
 manager owns the task group the graph runs in: leaving the block early is a clean stop
 (no more input, results no longer wanted: the runner's quiet-stop path), nothing outlives the
 block, and a failing stage comes out of the block as one :class:`~sleapflow.errors.StageError`.

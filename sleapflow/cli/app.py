@@ -228,7 +228,6 @@ def track(
         out = output_for(cfg, paths[0], many=False)
     from sleapflow.jobs.track import run_track
 
-    configure_logging(verbose)
     return run_track(options, cfg=cfg, output_path=out, output_format=output_format,
                      render=render, gui=gui, stats=stats, resume=resume)
 

@@ -1,5 +1,5 @@
-"""The command line's checks around one run's output: fail before inference, hold the lock,
-say on Ctrl-C what was kept."""
+"""The checks around a run's outputs, for every front end that writes: fail before inference,
+hold the lock, say on Ctrl-C what was kept."""
 
 from __future__ import annotations
 
@@ -72,7 +72,11 @@ def guarded_outputs(outputs: Sequence[tuple[str, int]]) -> Iterator[list[OutputG
     before inference (a device node, an unwritable folder or no room fails the run before any
     weights load) and each is locked for the run; each is still written atomically when its
     video ends."""
+    # A video with no selected frame is not an error of the whole run: its writer fails it
+    # alone at the end (an existing output of it is left unchanged), so it is checked as one.
     guards = [OutputGuard(path, n_frames=max(1, n_frames)) for path, n_frames in outputs]
+    # On Ctrl-C the summary cannot name one output: each was written, or not, as its video ended.
+    _STATE.update(output=None, journal=None)
     with contextlib.ExitStack() as stack:
         for guard in guards:
             stack.enter_context(guard)

@@ -61,13 +61,11 @@ def merge_shards(paths: Sequence[str]) -> sio.Labels:
 
 
 def merged_provenance(shards: Sequence[sio.Labels], paths: Sequence[str], merged: sio.Labels, *,
-                      frames_processed: int, tracking_config: dict[str, Any] | None = None
-                      ) -> dict[str, Any]:
+                      frames_processed: int) -> dict[str, Any]:
     """The provenance of the whole video from its shards': the first shard's settings, the run
     spanning all of them (first start, last end, summed run time), every shard's frames and
-    decode failures counted, the shards' paths under ``merged_from``, and with
-    ``tracking_config`` the tracker that ran after the merge. The seed's top-level names are
-    derived again from these, so the keys are those of a single run of the video."""
+    decode failures counted, and the shards' paths under ``merged_from``. The seed's top-level
+    names are derived again from these, so the keys are those of a single run of the video."""
     provs = [dict(s.provenance or {}) for s in shards]
     out = {k: v for k, v in provs[0].items() if k != "filename"}  # sleap-io adds it on saving
     out["merged_from"] = [str(p) for p in paths]
@@ -83,8 +81,6 @@ def merged_provenance(shards: Sequence[sio.Labels], paths: Sequence[str], merged
         out["frames_failed"] = sum(int(p.get("frames_failed") or 0) for p in provs)
         out["frames_failed_indices"] = sorted({int(f) for p in provs
                                                for f in p.get("frames_failed_indices") or []})
-    if tracking_config is not None:
-        out["tracking_config"] = dict(tracking_config)
     return add_seed_names(out, merged)
 
 
@@ -112,10 +108,8 @@ def merge_command(paths: Sequence[str], output_path: str, *, tracking: bool = Fa
     assert tracked is not None and prepared.ctx.tracker is not None
     # The output is the video's inference output, tracked: its provenance is the shards',
     # merged, with the tracker that ran (the keys of a single tracked run).
-    frames = merged.provenance.get("frame_selection", {}).get("frames_processed",
-                                                              len(merged.labeled_frames))
-    tracked.provenance = merged_provenance(
-        [merged], merged.provenance.get("merged_from", []), tracked, frames_processed=frames,
-        tracking_config=prepared.ctx.tracker.legacy_provenance())
+    tracked.provenance = add_seed_names(
+        {**merged.provenance, "tracking_config": dict(prepared.ctx.tracker.legacy_provenance())},
+        tracked)
     save_slp_safely(tracked, output_path)
     return tracked

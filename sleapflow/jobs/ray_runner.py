@@ -220,27 +220,21 @@ def run_config(cfg: InferenceConfig, *, address: str | None = None, workers: int
                            chunk_frames=chunk_frames)
 
 
-def _announce(cfg: InferenceConfig, first: InferenceConfig, gpus: int, n_workers: int) -> None:
-    """The start line, for the workers' device (their runtime is resolved where they run)."""
-    from sleapflow.graphs.build import prepare
-
-    runtime: str | None
-    if gpus:
-        run = None
-        device, runtime = f"cuda (x{n_workers} ray workers)", f"{cfg.runtime} (per worker)"
-    else:
-        run = prepare(msgspec.structs.replace(first, device="cpu"))
-        device = f"cpu (x{n_workers} ray workers)"
-        runtime = run.ctx.runtime.name if run.ctx.runtime is not None else None
-    graph = run.graph_name if run is not None else _graph_name(cfg)
-    announce(graph=graph, device=device, runtime=runtime)
-
-
-def _graph_name(cfg: InferenceConfig) -> str:
-    from sleapflow.graphs import select_graph
+def _announce(cfg: InferenceConfig, gpus: int, n_workers: int) -> None:
+    """The start line, for the workers' device: read from the models' configs (no input is
+    probed again); on GPUs each worker resolves its runtime where it runs."""
+    from sleapflow.graphs import GRAPHS, select_graph
+    from sleapflow.graphs.build import select_runtime
     from sleapflow.graphs.common import resolve_models
 
-    return select_graph(list(resolve_models(cfg.model_paths)), cfg.graph)
+    models = resolve_models(cfg.model_paths)
+    graph = select_graph(list(models), cfg.graph)
+    workers = f"x{n_workers} ray workers"
+    if gpus:
+        device, runtime = f"cuda ({workers})", f"{cfg.runtime} (per worker)"
+    else:
+        device, runtime = f"cpu ({workers})", select_runtime(cfg, GRAPHS[graph], models, "cpu").name
+    announce(graph=graph, device=device, runtime=runtime)
 
 
 def _run_on_ray(ray: Any, cfg: InferenceConfig, address: str | None, videos: list[VideoTask],
@@ -255,7 +249,7 @@ def _run_on_ray(ray: Any, cfg: InferenceConfig, address: str | None, videos: lis
         total = sum(t.n_frames for t in tasks)
         tasks = _chunk(planned, max(1, -(-total // (CHUNKS_PER_WORKER * n_workers))))
     cpus = max(1, int(resources.get("CPU", 1)) // n_workers) if not gpus else 1
-    _announce(cfg, planned[0].single, gpus, n_workers)
+    _announce(cfg, gpus, n_workers)
     if not gpus and cfg.torch_threads is None:
         # Each actor computes on its share of the cores, not on all of them.
         for task in tasks:

@@ -69,7 +69,7 @@ def _replay_tracking(run: Any, stages: Any, state: ResumeState) -> int:
             if stages.cleanup is not None:
                 out = stages.cleanup(out)
             if stages.link is not None:
-                stages.link.linker.push(out)  # frames it lets go were written before
+                stages.link.push(out)  # frames it lets go were written before
             fed += 1
     finally:
         for reader in readers.values():
@@ -103,10 +103,9 @@ async def run_journaled(run: Any, *, output_path: str, resume: bool,
     if isinstance(run.plan, ManyPlan):
         raise ConfigError("a journaled run writes one output; several inputs are run with "
                           "sleapflow.jobs.many.run_many")
-    journaled = run.graph_name != "track_only"  # track-only re-tracks a .slp: fast, no journal
-    if not journaled:
-        return await _run(run, make_writer(run, output_path=output_path, on_frame=on_frame),
-                          make_source(run), None, output_path)
+    if run.graph_name == "track_only":  # re-tracking a .slp is fast: no journal
+        writer = make_writer(run, output_path=output_path, on_frame=on_frame)
+        return await _run(build_graph(run, sink=writer), writer, output_path)
     # The output's own checks come before a journal is created for it.
     check_output_path(output_path, input_path=run.plan.source_path)
     path = journal_path(output_path)
@@ -132,33 +131,35 @@ async def run_journaled(run: Any, *, output_path: str, resume: bool,
         journal = JournalWriter(path, None, keep=state.intact_bytes)
     else:
         journal = JournalWriter(path, {**expected})
-    run.decode_failures.on_add = journal.add_failure
-    writer = make_writer(run, output_path=output_path, on_frame=on_frame, journal=journal,
-                         resumed=resumed, stream=not keep_labels)
-    spec = build_graph(run, source=make_source(run, start=start, start_seq=next_seq), sink=writer,
-                       tracker_inputs=journal.add_tracker_input)
-    if resumed is not None:
-        assert state is not None
-        replayed = 0
-        stages = tracking_stages(spec)
-        if stages.track is not None:
-            replayed = await anyio.to_thread.run_sync(_replay_tracking, run, stages, state)
-        log.info("resuming", frames_done=state.n_frames, from_position=start,
-                 tracker_frames_replayed=replayed, journal=str(path))
+    try:
+        run.decode_failures.on_add = journal.add_failure
+        writer = make_writer(run, output_path=output_path, on_frame=on_frame, journal=journal,
+                             resumed=resumed, stream=not keep_labels)
+        spec = build_graph(run, source=make_source(run, start=start, start_seq=next_seq),
+                           sink=writer, tracker_inputs=journal.add_tracker_input)
+        if state is not None and resumed is not None:
+            replayed = 0
+            stages = tracking_stages(spec)
+            if stages.track is not None:
+                replayed = await anyio.to_thread.run_sync(_replay_tracking, run, stages, state)
+            log.info("resuming", frames_done=state.n_frames, from_position=start,
+                     tracker_frames_replayed=replayed, journal=str(path))
+    except BaseException:
+        journal.close()
+        if resumed is None:
+            journal.path.unlink(missing_ok=True)  # a journal of no frame: nothing to resume
+        raise
     if on_journal is not None:
         on_journal(str(path))
-    return await _run(run, writer, None, spec, output_path)
+    return await _run(spec, writer, output_path)
 
 
-async def _run(run: Any, writer: Any, source: Any, spec: Any, output_path: str) -> Any:
-    """Run ``spec`` (or ``run``'s graph between ``source`` and ``writer``); a journal survives a
-    failure that ``--resume`` can go on from."""
-    from sleapflow.graphs.build import build_graph
+async def _run(spec: Any, writer: Any, output_path: str) -> Any:
+    """Run ``spec`` to ``writer``'s output; a journal survives a failure that ``--resume`` can go
+    on from."""
     from sleapflow.jobs.run import RunResult
     from sleapflow.runtime import run_graph
 
-    if spec is None:
-        spec = build_graph(run, source=source, sink=writer)
     try:
         stats = await run_graph(spec)
     except BaseException as exc:

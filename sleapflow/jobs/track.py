@@ -1,5 +1,6 @@
-"""What ``sleapflow track`` does around the run: the start banner, the progress display (a bar,
-or ``--gui`` JSON lines), then the extra output formats and the ``--render`` preview."""
+"""What ``sleapflow track`` does around a one-output run: the output guard and journal, the
+progress display (a bar, or ``--gui`` JSON lines), then the extra output formats and the
+``--render`` preview."""
 
 from __future__ import annotations
 

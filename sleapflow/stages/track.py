@@ -52,11 +52,6 @@ class TrackFrames(KeyedStage[Any]):
         #: way: ``--resume`` feeds them back through a fresh tracker).
         self.on_input = on_input
 
-    @property
-    def tracker(self) -> Any:
-        """The tracker of the current video."""
-        return self.current()
-
     def __call__(self, pred: FramePrediction) -> FramePrediction:
         """One frame through the tracker of its video, outside a graph (a resume replays the
         journaled frames this way before the graph goes on)."""
@@ -122,11 +117,6 @@ class CleanUpTracks(KeyedStage[PostTrackingCleanup]):
         #: first state here also fails the build on a bad config.
         self.enabled: bool = self.current().enabled
 
-    @property
-    def cleanup(self) -> PostTrackingCleanup:
-        """The clean-up of the current video."""
-        return self.current()
-
     def __call__(self, pred: FramePrediction) -> FramePrediction:
         """One frame through the clean-up of its video, outside a graph (a resume)."""
         (out,) = self.push(pred)
@@ -166,9 +156,3 @@ class LinkGapsStage(KeyedStage[GapLinker]):
                  name: str = "link_gaps") -> None:
         super().__init__(name, partial(GapLinker, max_gap, fill_gaps, min_similarity),
                          GapLinker.push, flush=GapLinker.flush, flatten=True)
-        self.current()  # made now: a resume pushes its replayed frames into it
-
-    @property
-    def linker(self) -> GapLinker:
-        """The gap linker of the current video."""
-        return self.current()

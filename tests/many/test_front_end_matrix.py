@@ -137,7 +137,9 @@ def test_shards_merged(clips: list[Path], single: dict[str, sio.Labels], assets:
     assert len([ln for ln in capsys.readouterr().err.splitlines() if "| graph track_only" in ln]) == 1
     labels = sio.load_slp(str(merged))
     assert assert_same_predictions(labels, single[clip.stem]) > 0
-    assert set(labels.provenance) >= set(single[clip.stem].provenance) - {"model_paths"}
+    # The whole video's provenance: a single run's keys, and the shards it came from.
+    assert set(labels.provenance) == set(single[clip.stem].provenance) | {"merged_from"}
+    assert labels.provenance["frame_selection"]["frames_processed"] == len(labels.labeled_frames)
 
 
 @pytest.mark.timeout(600)

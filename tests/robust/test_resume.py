@@ -102,3 +102,27 @@ def test_mismatched_resume_is_refused(assets: Path, tmp_path: Path,
     assert rc == 2
     (line,) = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("Error:")]
     assert "different run" in line and "--peak_threshold" in line
+
+
+def test_a_graph_that_fails_to_build_leaves_no_journal(assets: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """The journal is made before the graph (its stages take it in their constructors); a build
+    that fails must not leave a journal of no frame behind, or the next run would ask for
+    --resume."""
+    import sleapflow.graphs.build as build
+
+    clip = write_synthetic_video(tmp_path / "clip.mp4", n_frames=4)
+    model = str(assets / "model_ckpts/minimal_instance_single_instance")
+    out = tmp_path / "out.slp"
+
+    def broken_build(*args: object, **kwargs: object) -> None:
+        raise build.ConfigError("the graph could not be built")
+
+    monkeypatch.setattr(build, "build_graph", broken_build)
+    argv = ["track", "-i", str(clip), "-m", model, "--device", "cpu", "-o", str(out)]
+    assert main(argv) == 2
+    assert "the graph could not be built" in capsys.readouterr().err
+    assert not (tmp_path / ".out.slp.journal").exists() and not out.exists()
+    monkeypatch.undo()
+    assert main(argv) == 0 and out.exists()  # no leftover journal stops the next run
