@@ -24,7 +24,7 @@ MODEL = SHARED / "assets/model_ckpts/minimal_instance_single_instance"
 
 def overhead(rounds: int) -> None:
     """A/B of the same prepared command (single instance, all 166 frames of small_robot):
-    ``run_to_file`` (no journal, Labels built in memory, sleap-io's save) against the journaled
+    ``run_job`` without a journal (no journal, Labels built in memory, sleap-io's save) against the journaled
     run ``sleapflow track -o X.slp`` does (journal, .slp written from it), in ABBA order so a
     drifting machine load cancels; reports each mode's median and the median paired ratio, of
     wall time and of the process's CPU time (user + system, all threads: far less sensitive
@@ -32,8 +32,7 @@ def overhead(rounds: int) -> None:
     import os
     import statistics
 
-    from sleapflow.jobs.resume import run_journaled
-    from sleapflow.jobs.run import prepare, run_to_file
+    from sleapflow.jobs.job import plan_job, run_job
     from sleapflow.options.config import InferenceConfig
 
     cfg = InferenceConfig(data_path=str(VIDEO), model_paths=(str(MODEL),), device="cpu")
@@ -49,15 +48,10 @@ def overhead(rounds: int) -> None:
         for r in range(rounds):
             order = ("plain", "journaled") if r % 2 == 0 else ("journaled", "plain")
             for mode in order:
-                run = prepare(cfg)
                 out = str(Path(tmp) / f"{mode}.slp")
+                job = plan_job(cfg, output=out, journal=mode == "journaled", announce=False)
                 start, start_cpu = time.perf_counter(), cpu_s()
-                if mode == "plain":
-                    anyio.run(lambda run=run, out=out: run_to_file(cfg, output_path=out,
-                                                                   prepared=run))
-                else:
-                    anyio.run(lambda run=run, out=out: run_journaled(
-                        run, output_path=out, resume=False, keep_labels=False))
+                anyio.run(run_job, job)
                 times[mode].append(time.perf_counter() - start)
                 cpu[mode].append(cpu_s() - start_cpu)
             load.append(os.getloadavg()[0])

@@ -5,9 +5,9 @@ Same keywords, defaults and return shapes as ``sleap_nn.legacy_predict.run_infer
 input as ``<input>.predictions.slp``, as the reference does); ``make_labels=False`` returns the
 reference's list of per-batch dicts of numpy arrays and writes nothing.
 
-Both run the graphs the CLI runs, through the same :class:`~sleapflow.runtime.GraphRunner`:
-``make_labels=True`` is exactly ``sleapflow track``'s path (:func:`sleapflow.jobs.run.run_to_file`);
-``make_labels=False`` runs the graph's raw-array variant (its declaration builds it, see
+Both are the job ``sleapflow track`` runs (:func:`sleapflow.jobs.job.plan_job` /
+:func:`~sleapflow.jobs.job.run_job`), not journaled: ``make_labels=True`` writes and returns the
+labels; ``make_labels=False`` runs the graph's raw-array variant (its declaration builds it, see
 :func:`sleapflow.graphs.build.build_graph`): the post-forward stages end in a *raw-dict stage*
 that packs each batch the way the reference's ``make_labels=False`` does. A graph without one
 refuses ``make_labels=False`` clearly.
@@ -28,21 +28,12 @@ import numpy as np
 import sleap_io as sio
 
 from sleapflow.errors import ConfigError, EventLoopError
-from sleapflow.graphs.build import PreparedRun, RawOptions, build_graph
-from sleapflow.jobs.guard import OutputGuard
-from sleapflow.jobs.run import default_output_path, prepare_job, run_to_file
+from sleapflow.graphs.build import RawOptions
+from sleapflow.jobs.job import Job, plan_job, run_job
 from sleapflow.options.boundary import build_config
 from sleapflow.options.config import InferenceConfig
-from sleapflow.runtime import run_graph
 
-__all__ = ("RawOptions", "arun_inference", "build_config", "run_inference", "run_raw")
-
-
-async def run_raw(run: PreparedRun, options: RawOptions) -> list[dict[str, np.ndarray]]:
-    """Run the graph's raw variant over the whole input and return its dicts in order."""
-    spec = build_graph(run, raw=options)
-    await run_graph(spec)
-    return spec.stages[-1].items
+__all__ = ("RawOptions", "arun_inference", "build_config", "run_inference")
 
 
 # --------------------------------------------------------------------------------------------
@@ -62,31 +53,27 @@ class _Call:
     input_video: sio.Video | None
 
 
-def _prepare(call: _Call) -> PreparedRun:
+def _plan(call: _Call) -> Job:
+    """The job of one call, planned and its output checked (as every front end's output is)
+    before any weights load. The reference always saves: to ``output_path``, beside the input,
+    or ./results.predictions.slp."""
     for name, obj, kind in (("input_labels", call.input_labels, sio.Labels),
                             ("input_video", call.input_video, sio.Video)):
         if obj is not None and not isinstance(obj, kind):
             raise ConfigError(f"{name} must be a sleap_io.{kind.__name__} (got {type(obj).__name__})")
-    return prepare_job(call.cfg, input_labels=call.input_labels, input_video=call.input_video)
-
-
-def _guard_output(call: _Call, run: PreparedRun) -> tuple[str, OutputGuard]:
-    """The output and its guard: checked (target, folder, room) as every front end's output is,
-    before any weights load. The reference always saves: beside the input, or
-    ./results.predictions.slp."""
-    output_path = call.output_path or default_output_path(call.cfg, run.plan)
-    return output_path, OutputGuard(output_path, n_frames=len(run.plan.items))
+    return plan_job(call.cfg, output=call.output_path if call.make_labels else None,
+                    name_output=call.make_labels, raw=None if call.make_labels else call.raw,
+                    input_labels=call.input_labels, input_video=call.input_video)
 
 
 async def _execute(call: _Call) -> sio.Labels | list[dict[str, np.ndarray]]:
-    # Planning reads configs, opens the video and may load a .slp; naming and checking the
-    # output touch the file system: all off the event loop.
-    run = await anyio.to_thread.run_sync(_prepare, call)
-    if not call.make_labels:
-        return await run_raw(run, call.raw)
-    output_path, guard = await anyio.to_thread.run_sync(_guard_output, call, run)
-    with guard:  # the lock: one small file
-        result = await run_to_file(call.cfg, output_path=output_path, prepared=run)
+    # Planning reads configs, opens the video, may load a .slp and checks the output on the
+    # file system: off the event loop.
+    job = await anyio.to_thread.run_sync(_plan, call)
+    result = await run_job(job)
+    if result.raw is not None:
+        return result.raw
+    assert result.labels is not None
     return result.labels
 
 

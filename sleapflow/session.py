@@ -14,8 +14,9 @@ stream). ``push`` waits while the graph's bounded queues are full, so a fast pro
 the pace of the slowest stage and memory stays flat. Results come out in input order, one
 :class:`~sleapflow.messages.FramePrediction` per frame (frames without detections included).
 
-The graph is the very one ``sleapflow track`` builds (:func:`sleapflow.graphs.build.build_graph`), run
-by :func:`sleapflow.runtime.running_graph`; only the source and the sink differ. That context
+The graph is the job ``sleapflow track`` plans (:func:`sleapflow.jobs.job.plan_job`, its graph from
+:func:`~sleapflow.jobs.job.job_spec`), opened by :func:`sleapflow.runtime.running_graph` instead
+of run to its end; only the source and the sink differ. That context
 manager owns the task group the graph runs in: leaving the block early is a clean stop
 (no more input, results no longer wanted: the runner's quiet-stop path), nothing outlives the
 block, and a failing stage comes out of the block as one :class:`~sleapflow.errors.StageError`.
@@ -38,9 +39,9 @@ from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from sleapflow.errors import ConfigError, SleapflowError
-from sleapflow.graphs.build import PreparedRun, build_graph, make_source, run_provenance
+from sleapflow.graphs.build import PreparedRun, make_source, run_provenance
 from sleapflow.inputs import InputPlan
-from sleapflow.jobs.run import prepare_job
+from sleapflow.jobs.job import Job, job_spec, plan_job
 from sleapflow.messages import Frame, FramePrediction
 from sleapflow.options.boundary import build_config
 from sleapflow.options.config import InferenceConfig
@@ -274,15 +275,16 @@ class GraphSession:
         return await self._exit.__aexit__(exc_type, exc, tb)
 
 
-def _prepare_for(cfg: InferenceConfig, push: bool) -> PreparedRun:
+def _plan_for(cfg: InferenceConfig, push: bool) -> Job:
+    """The session's job: nothing written (its sink hands results to the caller)."""
     if not push:
-        return prepare_job(cfg)
+        return plan_job(cfg)
     plan = InputPlan(kind="push", source_path="<pushed frames>", videos=[], items=[])
-    run = prepare_job(cfg, plan=plan)
-    if run.graph.needs_ground_truth:
-        raise ConfigError(f"the {run.graph_name} graph reads ground-truth instances from a .slp "
-                          "input; open it with source=<labels.slp> instead of pushing frames")
-    return run
+    job = plan_job(cfg, plan=plan)
+    if job.run.graph.needs_ground_truth:
+        raise ConfigError(f"the {job.run.graph_name} graph reads ground-truth instances from a "
+                          ".slp input; open it with source=<labels.slp> instead of pushing frames")
+    return job
 
 
 class _FileOrPushSession(GraphSession):
@@ -293,12 +295,12 @@ class _FileOrPushSession(GraphSession):
         self.cfg = cfg
 
     async def __aenter__(self) -> GraphSession:
-        run = await anyio.to_thread.run_sync(_prepare_for, self.cfg, self._push_mode)
-        self.run = run
+        job = await anyio.to_thread.run_sync(_plan_for, self.cfg, self._push_mode)
+        self.run = job.run
 
         def make_spec() -> tuple[SpecFactory, Any]:
-            source = None if self._push_mode else make_source(run)
-            return (lambda src, sink: build_graph(run, source=src, sink=sink)), source
+            source = None if self._push_mode else make_source(job.run)
+            return (lambda src, sink: job_spec(job, source=src, sink=sink)), source
 
         self._make_spec = make_spec
         return await super().__aenter__()

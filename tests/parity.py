@@ -135,14 +135,14 @@ def run_pipeline(**options: object) -> sio.Labels:
     """Run a graph in-process on CPU and return its labels (no output file)."""
     import anyio
 
-    from sleapflow.jobs.run import run_to_file
+    from sleapflow.jobs.job import plan_job, run_job
     from sleapflow.options.config import InferenceConfig, parse_frames
 
     frames = options.pop("frames", None)
     device = str(options.pop("device_override", "cpu"))
     cfg = InferenceConfig(device=device, frames=parse_frames(frames) if isinstance(frames, str) else None,
                           **options)  # type: ignore[arg-type]
-    return anyio.run(lambda: run_to_file(cfg, output_path=None)).labels
+    return anyio.run(run_job, plan_job(cfg)).labels
 
 
 def load_reference(reference_dir: object, name: str) -> sio.Labels:

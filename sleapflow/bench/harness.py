@@ -2,12 +2,14 @@
 
 One benchmark does three measurements of the same graph on the same frames:
 
-1. **The graph**, built by :func:`sleapflow.graphs.build.build_graph` and run by the one
-   :class:`~sleapflow.runtime.GraphRunner`, writing a ``.slp`` like ``sleapflow track``. A
+1. **The graph**: ``sleapflow track``'s job (:func:`sleapflow.jobs.job.plan_job`, run by
+   :func:`~sleapflow.jobs.job.run_job` and its one :class:`~sleapflow.runtime.GraphRunner`),
+   writing a ``.slp``. A
    statistics snapshot taken when the writer has seen the warm-up frames is subtracted from the
    final one, so model loading and first-batch costs are excluded. Per stage: items/s, busy,
    starved (waiting on input), blocked (waiting on the next stage) and peak queue depth.
-2. **A serial baseline**: the same stage callables (fresh instances from the same graph
+2. **A serial baseline** (a measurement, not a way to run a job: it writes nothing a user
+   keeps): the same stage callables (fresh instances from the same graph
    declaration, same settings, torch threads included) called one after another in a plain
    loop: what overlapping the stages buys.
 3. **The forward limit**: the time the serial loop spent in the forward pass(es) alone, i.e. the
@@ -158,8 +160,8 @@ def serial_loop(run: Any, *, warmup: int, output_path: str | None,
     """
     import torch
 
+    from sleapflow.graphs.build import make_writer
     from sleapflow.graphs.common import is_forward
-    from sleapflow.jobs.run import make_writer
     from sleapflow.runtime.serial import iter_serial, setup_serial
 
     middle = run.graph.build(run.ctx, None)
@@ -209,14 +211,18 @@ def serial_loop(run: Any, *, warmup: int, output_path: str | None,
 # --------------------------------------------------------------------------------------------
 
 
-async def _graph_run(run: Any, *, warmup: int, output_path: str) -> tuple[Any, Any, int]:
-    """Run the graph as ``track`` does; return (final stats, warm-up snapshot, frames seen)."""
-    from sleapflow.graphs.build import build_graph
+async def _graph_run(job: Any, *, warmup: int) -> tuple[Any, Any, int]:
+    """Run the job as ``track`` does; return (final stats, warm-up snapshot, frames seen)."""
+    from sleapflow.jobs.job import run_job
     from sleapflow.runtime import GraphRunner
 
     seen = 0
     snapshot: Any = None
     runner: GraphRunner | None = None
+
+    def on_runner(started: GraphRunner) -> None:
+        nonlocal runner
+        runner = started
 
     def on_frame(n: int) -> None:
         nonlocal seen, snapshot
@@ -224,9 +230,8 @@ async def _graph_run(run: Any, *, warmup: int, output_path: str) -> tuple[Any, A
         if snapshot is None and seen >= warmup and runner is not None:
             snapshot = runner.statistics()
 
-    runner = GraphRunner(build_graph(run, output_path=output_path, on_frame=on_frame))
-    final = await runner.run()
-    return final, snapshot, seen
+    result = await run_job(job, on_frame=on_frame, on_runner=on_runner)
+    return result.stats, snapshot, seen
 
 
 # --------------------------------------------------------------------------------------------
@@ -391,7 +396,8 @@ def run_bench(graph: str = "single_instance", *, data: str | None = None,
     import anyio
 
     from sleapflow.errors import ConfigError
-    from sleapflow.jobs.run import prepare
+    from sleapflow.graphs.build import prepare
+    from sleapflow.jobs.job import plan_job
     from sleapflow.options.config import InferenceConfig
 
     if frames < 1 or warmup < 0 or repeat < 1:
@@ -422,16 +428,15 @@ def run_bench(graph: str = "single_instance", *, data: str | None = None,
         serial_runs: list[SerialResult] = []
         run: Any = None
         for _ in range(repeat):
-            # A fresh prepare each time: new stage objects, the model loaded again, as a new run.
-            run = prepare(cfg)
+            # A fresh job each time: new stage objects, the model loaded again, as a new run.
+            job = plan_job(cfg, output=str(tmp / "bench.predictions.slp"), announce=False)
+            run = job.run
             _maybe_noop(run, runtime)
             items = run.plan.items[:frames]
             run.plan.items = items
             if len(items) <= warmup:
                 raise ConfigError(f"{data} gives {len(items)} frames; need more than --warmup {warmup}")
-            final, snapshot, seen = anyio.run(
-                lambda run=run: _graph_run(run, warmup=warmup,
-                                           output_path=str(tmp / "bench.predictions.slp")))
+            final, snapshot, seen = anyio.run(lambda job=job: _graph_run(job, warmup=warmup))
             measured = final.minus(snapshot) if snapshot is not None else final
             fps = (seen - warmup) / measured.wall_s if measured.wall_s > 0 else 0.0
             graph_runs.append((measured, seen, fps))

@@ -8,14 +8,13 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import cyclopts
 from cyclopts import Parameter
 
 from sleapflow.bench.harness import bench_command
 from sleapflow.errors import ConfigError, SleapflowError, StageError
-from sleapflow.jobs.progress import ProgressBar
 from sleapflow.logs import configure_cli_logging, get_logger
 from sleapflow.options.help import HELP, canonical_argv, opt
 from sleapflow.serve.command import serve_command
@@ -217,19 +216,22 @@ def track(
     if ray is not None:
         from sleapflow.jobs.ray_runner import run_config
 
-        tasks = run_config(cfg, address=None if ray == "local" else ray, workers=ray_workers,
-                           chunk_frames=ray_chunk_frames)
-        return _report(tasks)
-    if many:
-        return _track_many(cfg)
-    if cfg.shard is not None and (output_path is None or output_is_folder(output_path)):
-        out = shard_output_path(cfg, cfg.shard)
-    else:
-        out = output_for(cfg, paths[0], many=False)
-    from sleapflow.jobs.track import run_track
+        return _report(run_config(cfg, address=None if ray == "local" else ray,
+                                  workers=ray_workers, chunk_frames=ray_chunk_frames))
+    out = None
+    if not many:
+        if cfg.shard is not None and (output_path is None or output_is_folder(output_path)):
+            out = shard_output_path(cfg, cfg.shard)
+        else:
+            out = output_for(cfg, paths[0], many=False)
+    from sleapflow.jobs.job import plan_job, run_job_with_progress
 
-    return run_track(options, cfg=cfg, output_path=out, output_format=output_format,
-                     render=render, gui=gui, stats=stats, resume=resume)
+    job = plan_job(cfg, output=out, formats=output_format, render=render, journal=True,
+                   resume=resume)
+    result = run_job_with_progress(job, gui=gui)
+    if stats:
+        print(result.stats.table(), file=sys.stderr if gui else sys.stdout)
+    return _report(result.tasks) if many else 0
 
 
 def _report(tasks: list) -> int:
@@ -238,13 +240,6 @@ def _report(tasks: list) -> int:
 
     print(summary_table(tasks))
     return 1 if any(t.status == "failed" for t in tasks) else 0
-
-
-def _track_many(cfg: Any) -> int:
-    """Several videos through one graph: the models load once, the videos are pipelined."""
-    from sleapflow.jobs.many import track_many
-
-    return _report(track_many(cfg, progress=ProgressBar))
 
 
 @app.command

@@ -50,14 +50,16 @@ def run_demo(out_dir: str | Path = "sleapflow-demo", *, device: str = "auto",
     """Generate the clip, predict on it with the embedded model through ``track``, render the
     overlay (mp4 + PNG), score the predictions and say what to open."""
     from sleapflow.evaluation import run_evaluation
-    from sleapflow.jobs.track import run_track
+    from sleapflow.jobs.job import plan_job, run_job_with_progress
+    from sleapflow.options.boundary import build_config
     from sleapflow.outputs.render import render
 
     out = Path(out_dir).resolve()
     clip, truth = write_demo_clip(out, n_frames=n_frames)
     predictions = out / "demo_clip.predictions.slp"
-    run_track({"data_path": str(clip), "model_paths": (str(MODEL_DIR),),
-               "output_path": str(predictions), "device": device}, render=True, quiet=quiet)
+    cfg = build_config(data_path=str(clip), model_paths=(str(MODEL_DIR),), device=device)
+    run_job_with_progress(plan_job(cfg, output=str(predictions), render=True, journal=True,
+                                   announce=not quiet))
     video = predictions.with_suffix(".mp4")
     picture = render(predictions, predictions.with_suffix(".png"),
                      frames=[min(PICTURE_FRAME, n_frames - 1)], scale=2.0, marker_size=3.0)

@@ -12,7 +12,7 @@ from sleapflow.errors import ConfigError
 from sleapflow.logs import get_logger
 from sleapflow.outputs.files import OutputLock, check_output_folder, check_output_target, clean_stale_temps
 
-__all__ = ("OutputGuard", "guarded_outputs", "interrupted_message")
+__all__ = ("OutputGuard", "guarded_outputs", "interrupted_message", "output_guards")
 
 
 log = get_logger(__name__)
@@ -66,15 +66,19 @@ class OutputGuard:
         self.lock.release()
 
 
-@contextlib.contextmanager
-def guarded_outputs(outputs: Sequence[tuple[str, int]]) -> Iterator[list[OutputGuard]]:
-    """Every output of a run that writes several (``(path, frames)`` each): all are checked
-    before inference (a device node, an unwritable folder or no room fails the run before any
-    weights load) and each is locked for the run; each is still written atomically when its
-    video ends."""
+def output_guards(outputs: Sequence[tuple[str, int]]) -> list[OutputGuard]:
+    """The guards of a run that writes several outputs (``(path, frames)`` each), all checked
+    now: a device node, an unwritable folder or no room fails the run before any weights
+    load."""
     # A video with no selected frame is not an error of the whole run: its writer fails it
     # alone at the end (an existing output of it is left unchanged), so it is checked as one.
-    guards = [OutputGuard(path, n_frames=max(1, n_frames)) for path, n_frames in outputs]
+    return [OutputGuard(path, n_frames=max(1, n_frames)) for path, n_frames in outputs]
+
+
+@contextlib.contextmanager
+def guarded_outputs(guards: Sequence[OutputGuard]) -> Iterator[Sequence[OutputGuard]]:
+    """Each of several outputs locked for the run; each is still written atomically when its
+    video ends."""
     # On Ctrl-C the summary cannot name one output: each was written, or not, as its video ended.
     _STATE.update(output=None, journal=None)
     with contextlib.ExitStack() as stack:

@@ -1,4 +1,4 @@
-"""Running a many-input plan: one graph over every video, a bad video skipped, a summary table."""
+"""A many-input job's run step: one graph over every video, a failed video skipped, a summary table."""
 
 from __future__ import annotations
 
@@ -6,16 +6,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sleapflow.errors import StageError
-from sleapflow.graphs.build import PreparedRun, build_graph, prepare
+from sleapflow.graphs.build import PreparedRun, build_graph
 from sleapflow.inputs.expand import ManyPlan, VideoTask
-from sleapflow.jobs.guard import guarded_outputs
-from sleapflow.jobs.progress import Progress, ProgressBar
-from sleapflow.jobs.run import prepare_job
 from sleapflow.logs import get_logger
-from sleapflow.options.config import InferenceConfig
-from sleapflow.runtime import run_graph
+from sleapflow.runtime import GraphRunner, GraphStats
 
-__all__ = ("run_many", "summary_table", "track_many")
+__all__ = ("run_many", "summary_table")
 
 
 log = get_logger(__name__)
@@ -27,43 +23,28 @@ def _failed_video(exc: StageError, source: str) -> int | None:
     return exc.video_id if exc.stage == source else None
 
 
-def track_many(cfg: InferenceConfig, *,
-               progress: Callable[[int, str], Progress] | None = None) -> list[VideoTask]:
-    """``sleapflow track`` with several inputs: the start line, every output checked and locked
-    before any weights load, then :func:`run_many` with a progress display; returns each input's
-    task record (done, skipped or failed)."""
-    import anyio
-
-    run = prepare_job(cfg)
-    plan = run.plan
-    assert isinstance(plan, ManyPlan)
-    planned = [t for t in plan.tasks if t.status == "planned"]
-    log.info("starting", graph=run.graph_name, device=run.ctx.device, videos=len(planned),
-             of=len(plan.tasks), frames=len(plan.items))
-    outputs = [(t.output, len(t.plan.items) if t.plan is not None else 0) for t in planned]
-    display = (progress or ProgressBar)(len(plan.items), "Predicting...")
-    with guarded_outputs(outputs), display:
-        return anyio.run(lambda: run_many(cfg, prepared=run, on_frame=display.advance))
-
-
-async def run_many(cfg: InferenceConfig, *, prepared: PreparedRun | None = None,
-                   on_frame: Callable[[int], None] | None = None) -> list[VideoTask]:
-    """Run every input of ``cfg.inputs`` through one graph; return each input's task record.
+async def run_many(run: PreparedRun, *, on_frame: Callable[[int], None] | None = None,
+                   on_runner: Callable[[GraphRunner], None] | None = None
+                   ) -> tuple[list[VideoTask], GraphStats]:
+    """Run every input of a many-input job through one graph; return each input's task record
+    and the last graph's statistics.
 
     A video that fails while it is read is marked failed; the videos not yet written then run
     on in a new graph (the models load again once), and those already written are kept.
     """
-    run = prepared or prepare(cfg)
     plan = run.plan
     assert isinstance(plan, ManyPlan)
     tasks = plan.tasks
+    stats = GraphStats(graph=run.graph_name, stages=(), wall_s=0.0)  # every input skipped
     while any(t.status == "planned" for t in tasks):
-        spec = build_graph(run, output_path=None, on_frame=on_frame)
+        runner = GraphRunner(build_graph(run, output_path=None, on_frame=on_frame))
+        if on_runner is not None:
+            on_runner(runner)
         try:
-            await run_graph(spec)
+            stats = await runner.run()
             break
         except StageError as exc:
-            video_id = _failed_video(exc, spec.stages[0].name)
+            video_id = _failed_video(exc, runner.spec.stages[0].name)
             bad = next((t for t in tasks if t.video_id == video_id and t.status == "planned"),
                        None)
             if bad is None:
@@ -71,7 +52,7 @@ async def run_many(cfg: InferenceConfig, *, prepared: PreparedRun | None = None,
             bad.status, bad.error = "failed", str(exc.__cause__ or exc)
             log.warning("video failed; the others go on", input=bad.path, error=bad.error)
             run = _remaining(run, plan)
-    return tasks
+    return tasks, stats
 
 
 def _remaining(run: PreparedRun, plan: ManyPlan) -> PreparedRun:

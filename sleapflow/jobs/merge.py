@@ -90,7 +90,7 @@ def merge_command(paths: Sequence[str], output_path: str, *, tracking: bool = Fa
     with the ``track_only`` graph (the same tracker a single-process run uses)."""
     import anyio
 
-    from sleapflow.jobs.run import prepare_job, run_to_file
+    from sleapflow.jobs.job import plan_job, run_job
     from sleapflow.options.boundary import build_config
     from sleapflow.outputs.files import check_output_path, save_slp_safely
 
@@ -102,14 +102,15 @@ def merge_command(paths: Sequence[str], output_path: str, *, tracking: bool = Fa
         save_slp_safely(merged, output_path)
         return merged
     cfg = build_config(tracking=True, output_path=output_path, **tracker_options)
-    prepared = prepare_job(cfg, input_labels=merged)
-    result = anyio.run(lambda: run_to_file(cfg, output_path=None, prepared=prepared))
+    job = plan_job(cfg, input_labels=merged)  # tracked in memory; saved below with the shards'
+    result = anyio.run(run_job, job)          # provenance
     tracked = result.labels
-    assert tracked is not None and prepared.ctx.tracker is not None
+    tracker = job.run.ctx.tracker
+    assert tracked is not None and tracker is not None
     # The output is the video's inference output, tracked: its provenance is the shards',
     # merged, with the tracker that ran (the keys of a single tracked run).
     tracked.provenance = add_seed_names(
-        {**merged.provenance, "tracking_config": dict(prepared.ctx.tracker.legacy_provenance())},
+        {**merged.provenance, "tracking_config": dict(tracker.legacy_provenance())},
         tracked)
     save_slp_safely(tracked, output_path)
     return tracked

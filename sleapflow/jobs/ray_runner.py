@@ -23,7 +23,7 @@ import msgspec
 
 from sleapflow.errors import ConfigError, SleapflowError
 from sleapflow.inputs.expand import VideoTask, output_for, output_is_complete, shard_slice, single_config
-from sleapflow.jobs.guard import guarded_outputs
+from sleapflow.jobs.guard import guarded_outputs, output_guards
 from sleapflow.jobs.progress import announce
 from sleapflow.logs import get_logger
 from sleapflow.options.config import InferenceConfig
@@ -88,8 +88,7 @@ class _Worker:
         """Run ``task`` to its output; report frames done to ``progress`` as they pass."""
         import anyio
 
-        from sleapflow.graphs.build import prepare
-        from sleapflow.jobs.run import run_to_file
+        from sleapflow.jobs.job import plan_job, run_job
 
         done = 0
         last = 0.0
@@ -103,9 +102,11 @@ class _Worker:
                 progress.set.remote(task.key, done)
 
         start = time.perf_counter()
-        prepared = prepare(task.cfg, model_loader=self.models)
-        anyio.run(lambda: run_to_file(task.cfg, output_path=task.output, on_frame=on_frame,
-                                      prepared=prepared))
+        # The driver checked and locked the video's output and logged the start line; the
+        # worker's job is the same job with this actor's model cache.
+        job = plan_job(task.cfg, output=task.output, guard=False, announce=False,
+                       model_loader=self.models)
+        anyio.run(lambda: run_job(job, on_frame=on_frame))
         progress.set.remote(task.key, done)
         return done, time.perf_counter() - start
 
@@ -215,7 +216,8 @@ def run_config(cfg: InferenceConfig, *, address: str | None = None, workers: int
     if not tasks:
         return videos
     # Every output is checked before the cluster is touched, and locked until its video ends.
-    with guarded_outputs([(video.output, len(frames)) for video, _, frames in planned]):
+    with guarded_outputs(output_guards([(video.output, len(frames))
+                                       for video, _, frames in planned])):
         return _run_on_ray(ray, cfg, address, videos, planned, tasks, workers=workers,
                            chunk_frames=chunk_frames)
 

@@ -1,6 +1,6 @@
-"""A journaled run and ``--resume``: the graph as ``run_to_file`` builds it, with the writer's
-frames journaled, and, when resuming, the journal's frames and the tracking stages' state
-restored first (the tracker's journaled inputs fed back through them)."""
+"""A journaled run and ``--resume`` (the job's ``.slp`` written as :func:`sleapflow.jobs.job.run_job`
+writes it, every frame journaled first); when resuming, the journal's frames and the tracking
+stages' state are restored before the first frame (the tracker's journaled inputs fed back)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
+import sleap_io as sio
 
 from sleapflow.errors import ConfigError, StageError, VideoDecodeError
 from sleapflow.logs import get_logger
@@ -20,6 +21,7 @@ from sleapflow.outputs.journal import (
     journal_path,
     load_for_resume,
 )
+from sleapflow.runtime import GraphRunner, GraphStats
 
 __all__ = ("check_journal", "run_journaled")
 
@@ -88,8 +90,11 @@ def check_journal(output_path: str, *, resume: bool) -> None:
 async def run_journaled(run: Any, *, output_path: str, resume: bool,
                         on_frame: Callable[[int], None] | None = None,
                         on_journal: Callable[[str], None] | None = None,
-                        keep_labels: bool = True) -> Any:
-    """``run_to_file`` for the command line, journaled; with ``resume``, continue a journal.
+                        keep_labels: bool = True,
+                        on_runner: Callable[[GraphRunner], None] | None = None
+                        ) -> tuple[sio.Labels | None, GraphStats]:
+    """The job's ``.slp``, journaled; with ``resume``, continue a journal. Returns the labels
+    (None without ``keep_labels``) and the run's statistics.
 
     The journal, the resume point and the journal's frames are decided first and handed to the
     source, the tracker and the writer as they are built; nothing is set on a stage after.
@@ -101,11 +106,11 @@ async def run_journaled(run: Any, *, output_path: str, resume: bool,
     from sleapflow.outputs.files import check_output_path
 
     if isinstance(run.plan, ManyPlan):
-        raise ConfigError("a journaled run writes one output; several inputs are run with "
-                          "sleapflow.jobs.many.run_many")
+        raise ConfigError("a journaled run writes one output; several inputs write theirs as "
+                          "each video ends")
     if run.graph_name == "track_only":  # re-tracking a .slp is fast: no journal
         writer = make_writer(run, output_path=output_path, on_frame=on_frame)
-        return await _run(build_graph(run, sink=writer), writer, output_path)
+        return await _run(build_graph(run, sink=writer), writer, on_runner)
     # The output's own checks come before a journal is created for it.
     check_output_path(output_path, input_path=run.plan.source_path)
     path = journal_path(output_path)
@@ -151,17 +156,18 @@ async def run_journaled(run: Any, *, output_path: str, resume: bool,
         raise
     if on_journal is not None:
         on_journal(str(path))
-    return await _run(spec, writer, output_path)
+    return await _run(spec, writer, on_runner)
 
 
-async def _run(spec: Any, writer: Any, output_path: str) -> Any:
+async def _run(spec: Any, writer: Any, on_runner: Callable[[GraphRunner], None] | None
+               ) -> tuple[sio.Labels | None, GraphStats]:
     """Run ``spec`` to ``writer``'s output; a journal survives a failure that ``--resume`` can go
     on from."""
-    from sleapflow.jobs.run import RunResult
-    from sleapflow.runtime import run_graph
-
+    runner = GraphRunner(spec)
+    if on_runner is not None:
+        on_runner(runner)
     try:
-        stats = await run_graph(spec)
+        stats = await runner.run()
     except BaseException as exc:
         if writer.journal is not None:
             writer.journal.close()  # kept on a crash, a full disk or Ctrl-C: --resume goes on
@@ -171,4 +177,4 @@ async def _run(spec: Any, writer: Any, output_path: str) -> Any:
                 writer.journal.path.unlink(missing_ok=True)
         raise
     assert writer.result is not None or writer.stream
-    return RunResult(labels=writer.result, stats=stats, output_path=output_path)
+    return writer.result, stats

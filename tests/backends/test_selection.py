@@ -74,7 +74,7 @@ def test_cli_rejects_bad_runtime_with_one_line(assets: Path, tmp_path: Path,
 
 
 def test_auto_sees_legacy_models(assets: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from sleapflow.jobs.run import prepare
+    from sleapflow.graphs.build import prepare
     from sleapflow.options.config import InferenceConfig
 
     # An exclusion for legacy top-down only: auto must see that these .h5 models are legacy.

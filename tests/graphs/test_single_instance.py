@@ -8,7 +8,7 @@ import anyio
 import sleap_io as sio
 
 from sleapflow.cli.app import main
-from sleapflow.jobs.run import run_to_file
+from sleapflow.jobs.job import plan_job, run_job
 from sleapflow.options.config import InferenceConfig
 
 from parity import compare_labels
@@ -35,7 +35,7 @@ def test_slp_input_matches_reference(assets: Path, reference: Path, tmp_path: Pa
     cfg = InferenceConfig(data_path=str(assets / "datasets/small_robot_minimal.slp"),
                           model_paths=(str(assets / "model_ckpts/minimal_instance_single_instance"),),
                           device="cpu")
-    result = anyio.run(lambda: run_to_file(cfg, output_path=str(tmp_path / "o.slp")))
+    result = anyio.run(run_job, plan_job(cfg, output=str(tmp_path / "o.slp")))
     ref = sio.load_slp(str(reference / "single_instance__small_robot_minimal.slp"), open_videos=False)
     report = compare_labels(result.labels, ref)
     report.assert_ok()

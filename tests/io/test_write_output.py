@@ -17,7 +17,8 @@ from inputs_helpers import SINGLE_INSTANCE, frame_pattern, two_video_labels
 
 from sleapflow.cli.app import main
 from sleapflow.errors import ConfigError, StageError
-from sleapflow.jobs.run import build_spec, make_writer, prepare, run_to_file
+from sleapflow.graphs.build import build_graph, make_writer, prepare
+from sleapflow.jobs.job import plan_job, run_job
 from sleapflow.messages import FramePrediction
 from sleapflow.options.config import InferenceConfig
 from sleapflow.outputs.naming import default_output_path
@@ -41,7 +42,7 @@ def model(assets: Path) -> str:
 
 
 def run(cfg: InferenceConfig, out: Path | None) -> sio.Labels:
-    result = anyio.run(lambda: run_to_file(cfg, output_path=None if out is None else str(out)))
+    result = anyio.run(run_job, plan_job(cfg, output=None if out is None else str(out)))
     return result.labels
 
 
@@ -215,7 +216,7 @@ def test_failing_stage_leaves_existing_output_untouched(assets: Path, reference:
         return frame
 
     # Ordinary run plumbing with one extra stage between the decoder and the graph's stages.
-    spec = build_spec(prepared, DecodeSource(prepared.plan), writer)
+    spec = build_graph(prepared, source=DecodeSource(prepared.plan), sink=writer)
     stages = [spec.stages[0], MapStage("fault", boom), *spec.stages[1:]]
     sizes = [2] + [e.maxsize for e in spec.edges]
     with pytest.raises(StageError, match="injected fault") as info:

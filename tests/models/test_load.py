@@ -150,7 +150,7 @@ def test_a_model_cache_injected_into_runs_loads_each_model_once(assets: Path) ->
     forward stage takes the model the first one loaded."""
     import anyio
 
-    from sleapflow.jobs.run import prepare_job, run_to_file
+    from sleapflow.jobs.job import plan_job, run_job
     from sleapflow.models.loader import ModelCache
     from sleapflow.options.boundary import build_config
 
@@ -166,8 +166,7 @@ def test_a_model_cache_injected_into_runs_loads_each_model_once(assets: Path) ->
                        frames="0-3", device="cpu", runtime="torch")
     outputs = []
     for _ in range(2):
-        run = prepare_job(cfg, announce=False, model_loader=loader)
-        outputs.append(anyio.run(lambda run=run: run_to_file(cfg, output_path=None, prepared=run)))
+        outputs.append(anyio.run(run_job, plan_job(cfg, announce=False, model_loader=loader)))
     assert asked == [str(model)] * 2 and len(cache) == 1
     assert cache(model, "cpu") is cache(str(model), "cpu")
     assert [len(o.labels.labeled_frames) for o in outputs] == [4, 4]

@@ -48,7 +48,7 @@ def test_cap_peaks_keeps_the_highest_per_group_in_raster_order() -> None:
 
 def test_crop_parts_give_the_same_predictions(assets: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Splitting every frame's crops into parts of one changes nothing in the output."""
-    from sleapflow.jobs.run import run_to_file
+    from sleapflow.jobs.job import plan_job, run_job
     from sleapflow.options.config import InferenceConfig
     from sleapflow.stages import topdown
 
@@ -59,7 +59,7 @@ def test_crop_parts_give_the_same_predictions(assets: Path, monkeypatch: pytest.
         frames=((0, 3),))
 
     def points() -> list[np.ndarray]:
-        labels = anyio.run(lambda: run_to_file(cfg, output_path=None)).labels
+        labels = anyio.run(run_job, plan_job(cfg)).labels
         return [inst.numpy() for lf in labels for inst in lf.instances]
 
     whole = points()

@@ -12,8 +12,7 @@ import pytest
 import sleap_io as sio
 
 from sleapflow.errors import StageError
-from sleapflow.jobs.resume import run_journaled
-from sleapflow.jobs.run import prepare
+from sleapflow.jobs.job import plan_job, run_job
 from sleapflow.options.boundary import build_config
 from sleapflow.outputs.journal import journal_path, read_records
 from sleapflow.testing import write_synthetic_video
@@ -54,9 +53,11 @@ def _run(cfg: Any, out: Path, *, resume: bool = False, crash_after: int | None =
         if crash_after is not None and done[0] >= crash_after:
             raise Crash
 
-    run = prepare(cfg)
-    return anyio.run(lambda: run_journaled(run, output_path=str(out), resume=resume,
-                                           on_frame=on_frame, keep_labels=keep_labels))
+    # Another output format keeps the labels in memory (the .slp alone is written from the
+    # journal).
+    job = plan_job(cfg, output=str(out), journal=True, resume=resume, announce=False,
+                   formats=("slp", "csv") if keep_labels else ("slp",))
+    return anyio.run(lambda: run_job(job, on_frame=on_frame))
 
 
 def _tracks(path: Path) -> list[tuple[int, list[tuple[Any, ...]]]]:

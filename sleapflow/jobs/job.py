@@ -1,0 +1,258 @@
+"""One job, one run path: :func:`plan_job` turns options into a :class:`Job`, :func:`run_job` runs it.
+
+Every front end is this job with a different source or sink: ``track`` with one input or many,
+a Ray worker's share, ``merge --tracking``, ``run_inference`` (the ``.slp`` or the raw arrays),
+the benchmark, and the push-fed session of ``open_graph``/``serve`` (which opens
+:func:`job_spec`'s graph instead of running it to the end). So the output checks, room and
+lock, the journal and ``--resume``, the start line, provenance, exports, ``--render`` and the
+closing log line happen here, once, for all of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import sleap_io as sio
+
+from sleapflow.errors import ConfigError
+from sleapflow.graphs.build import PreparedRun, RawOptions, build_graph, prepare
+from sleapflow.inputs import InputPlan
+from sleapflow.inputs.expand import ManyPlan, VideoTask
+from sleapflow.jobs.guard import OutputGuard, guarded_outputs, output_guards
+from sleapflow.jobs.progress import announce as announce_start
+from sleapflow.logs import get_logger
+from sleapflow.options.config import InferenceConfig
+from sleapflow.outputs.export import check_formats, export, format_path
+from sleapflow.outputs.naming import default_output_path
+from sleapflow.runtime import GraphRunner, GraphSpec, GraphStats
+
+__all__ = ("Job", "JobResult", "job_spec", "plan_job", "run_job", "run_job_with_progress")
+
+
+log = get_logger("sleapflow")
+
+
+@dataclass
+class Job:
+    """A planned run: its models, input and graph (no weights loaded yet), where its results go,
+    and what happens around it. Made by :func:`plan_job`; run by :func:`run_job`."""
+
+    run: PreparedRun
+    #: The ``.slp`` to write (other formats and the render go beside it); None: nothing is
+    #: written and the labels are returned. With several inputs each has its own output.
+    output: str | None = None
+    #: Output formats: ``slp`` and any of ``analysis_h5``, ``csv``, ``nwb``.
+    formats: tuple[str, ...] = ("slp",)
+    render: bool = False
+    #: Journal the ``.slp`` as it is written, so a crash, a full disk or Ctrl-C can be resumed.
+    journal: bool = False
+    resume: bool = False
+    #: The graph's raw-array variant: the job returns ``run_inference(make_labels=False)``'s dicts.
+    raw: RawOptions | None = None
+    #: The outputs' checks (made when planned, before any weights load) and locks (held while
+    #: the job runs); empty when the caller guards them (a Ray worker: its driver does).
+    guards: list[OutputGuard] = field(default_factory=list)
+
+    @property
+    def plan(self) -> InputPlan:
+        return self.run.plan
+
+    @property
+    def frames(self) -> int:
+        return len(self.run.plan.items)
+
+
+@dataclass
+class JobResult:
+    """What a job made."""
+
+    #: The output's labels; None when the ``.slp`` was written from the journal without
+    #: building them (flat memory), with several inputs, and for a raw job.
+    labels: sio.Labels | None
+    stats: GraphStats
+    #: Every file written, in the order written.
+    outputs: list[Path] = field(default_factory=list)
+    #: With several inputs: each input's record (done, skipped or failed).
+    tasks: list[VideoTask] = field(default_factory=list)
+    #: A raw job's per-batch dicts of arrays.
+    raw: list[dict[str, Any]] | None = None
+
+    @property
+    def failed(self) -> list[VideoTask]:
+        return [t for t in self.tasks if t.status == "failed"]
+
+
+def plan_job(cfg: InferenceConfig, *, output: str | None = None, name_output: bool = False,
+             formats: Sequence[str] = ("slp",), render: bool = False, journal: bool = False,
+             resume: bool = False, raw: RawOptions | None = None, guard: bool = True,
+             announce: bool = True, plan: InputPlan | None = None,
+             input_labels: sio.Labels | None = None, input_video: sio.Video | None = None,
+             model_loader: Callable[..., Any] | None = None) -> Job:
+    """Everything a job needs decided before any weights load, and checked so it fails fast.
+
+    Resolves device, models, graph and input (:func:`sleapflow.graphs.build.prepare`; ``plan``,
+    ``input_labels``, ``input_video`` and ``model_loader`` as it takes them), logs the start
+    line (``announce``); without ``output``, ``name_output`` names it as ``sleap-nn track``
+    does (``<input without its last suffix>.predictions.slp``). Checks the output formats and
+    every output (a device node, an unwritable folder, no room, zero selected frames, a
+    leftover journal without ``resume``).
+    """
+    formats = check_formats(formats)
+    if raw is not None and output is not None:
+        raise ConfigError("a raw-array job writes no file; leave out the output")
+    run = prepare(cfg, plan=plan, input_labels=input_labels, input_video=input_video,
+                  model_loader=model_loader)
+    if announce:
+        announce_start(graph=run.graph_name, device=run.ctx.device,
+                       runtime=run.ctx.runtime.name if run.ctx.runtime is not None else None)
+    many = isinstance(run.plan, ManyPlan)
+    if output is None and name_output and not many and raw is None:
+        output = default_output_path(cfg, run.plan)
+    if many and "slp" not in formats:
+        raise ConfigError("with several inputs each video's .slp is written as it ends: keep "
+                          "slp among --output_format (the other formats go beside it)")
+    if render and (many or output is None):
+        raise ConfigError("--render draws one run's output beside it: give one input and an "
+                          "output, or draw each output with sleapflow render")
+    journal = journal and not many and run.graph_name != "track_only" and "slp" in formats \
+        and output is not None
+    job = Job(run=run, output=output, formats=formats, render=render, journal=journal,
+              resume=resume, raw=raw)
+    if guard:
+        job.guards = _guards(job)
+    if journal:
+        from sleapflow.jobs.resume import check_journal
+
+        assert output is not None
+        check_journal(output, resume=resume)
+    return job
+
+
+def _guards(job: Job) -> list[OutputGuard]:
+    plan = job.run.plan
+    if isinstance(plan, ManyPlan):
+        return output_guards([(t.output, len(t.plan.items) if t.plan is not None else 0)
+                              for t in plan.tasks if t.status == "planned"])
+    if job.output is None:
+        return []
+    return [OutputGuard(job.output, n_frames=job.frames)]
+
+
+def job_spec(job: Job, *, source: Any = None, sink: Any = None,
+             on_frame: Callable[[int], None] | None = None) -> GraphSpec:
+    """The job's complete graph; ``source``/``sink`` replace the input's source and the
+    ``.slp`` writer (a session's pushed frames and its results)."""
+    return build_graph(job.run, source=source, sink=sink, raw=job.raw,
+                       output_path=job.output if "slp" in job.formats else None,
+                       on_frame=on_frame)
+
+
+async def run_job(job: Job, *, on_frame: Callable[[int], None] | None = None,
+                  on_runner: Callable[[GraphRunner], None] | None = None) -> JobResult:
+    """Run ``job`` to its end: its outputs locked, journaled when asked, then exported and
+    rendered. ``on_frame`` is told the frames written as they pass (a progress display);
+    ``on_runner`` gets the runner before it starts (the benchmark's warm-up snapshot)."""
+    log.info("starting", graph=job.run.graph_name, device=job.run.ctx.device,
+             frames=job.frames, output=job.output)
+    with contextlib.ExitStack() as stack:
+        if len(job.guards) > 1 or isinstance(job.plan, ManyPlan):
+            stack.enter_context(guarded_outputs(job.guards))
+        elif job.guards:
+            stack.enter_context(job.guards[0])
+        if job.raw is not None:
+            spec = job_spec(job)
+            stats = await _run(spec, on_runner)
+            return JobResult(labels=None, stats=stats, raw=spec.stages[-1].items)
+        if isinstance(job.plan, ManyPlan):
+            from sleapflow.jobs.many import run_many
+
+            tasks, stats = await run_many(job.run, on_frame=on_frame, on_runner=on_runner)
+            written = [Path(t.output) for t in tasks if t.status == "done"]
+            written += await _export_each(job, [t for t in tasks if t.status == "done"])
+            result = JobResult(labels=None, stats=stats, outputs=written, tasks=tasks)
+        elif job.journal:
+            from sleapflow.jobs.resume import run_journaled
+
+            assert job.output is not None
+            set_journal = job.guards[0].set_journal if job.guards else None
+            labels, stats = await run_journaled(
+                job.run, output_path=job.output, resume=job.resume, on_frame=on_frame,
+                on_journal=set_journal, keep_labels=bool(_others(job) or job.render),
+                on_runner=on_runner)
+            result = JobResult(labels=labels, stats=stats, outputs=[Path(job.output)])
+        else:
+            spec = job_spec(job, on_frame=on_frame)
+            stats = await _run(spec, on_runner)
+            labels = spec.stages[-1].result
+            written = [Path(job.output)] if job.output and "slp" in job.formats else []
+            result = JobResult(labels=labels, stats=stats, outputs=written)
+        if not isinstance(job.plan, ManyPlan) and job.output is not None:
+            result.outputs += await anyio.to_thread.run_sync(_export, job, result.labels)
+    frames = sum(t.frames for t in result.tasks) if result.tasks else (
+        len(result.labels.labeled_frames) if result.labels is not None else job.frames)
+    wall = result.stats.wall_s
+    log.info("done", frames=frames, seconds=round(wall, 2),
+             fps=round(frames / wall, 1) if wall > 0 else None,
+             output=", ".join(str(p) for p in result.outputs) or None)
+    return result
+
+
+async def _run(spec: GraphSpec, on_runner: Callable[[GraphRunner], None] | None) -> GraphStats:
+    runner = GraphRunner(spec)
+    if on_runner is not None:
+        on_runner(runner)
+    return await runner.run()
+
+
+def _others(job: Job) -> list[str]:
+    return [f for f in job.formats if f != "slp"]
+
+
+def _export(job: Job, labels: sio.Labels | None) -> list[Path]:
+    """The other formats and the render, beside the ``.slp`` path."""
+    assert job.output is not None
+    written: list[Path] = []
+    if _others(job) or job.render:
+        assert labels is not None, "the labels are kept when other outputs need them"
+    if _others(job):
+        written += export(labels, job.output, _others(job))
+    if job.render:
+        from sleapflow.outputs.render import render as render_labels
+
+        written.append(render_labels(labels, format_path(job.output, "slp").with_suffix(".mp4")))
+    return written
+
+
+async def _export_each(job: Job, done: list[VideoTask]) -> list[Path]:
+    """Several inputs: each written ``.slp`` read back, one at a time, for the other formats."""
+    if not _others(job):
+        return []
+
+    def one(task: VideoTask) -> list[Path]:
+        from sleapflow.outputs.slp_read import read_slp
+
+        return export(read_slp(task.output, "output"), task.output, _others(job))
+
+    written: list[Path] = []
+    for task in done:
+        written += await anyio.to_thread.run_sync(one, task)
+    return written
+
+
+
+def run_job_with_progress(job: Job, *, gui: bool = False) -> JobResult:
+    """:func:`run_job` from synchronous code with a progress display: a bar on a terminal (a
+    log line per 10% elsewhere), or with ``gui`` sleap-nn's JSON lines on stdout."""
+    from functools import partial
+
+    from sleapflow.jobs.progress import GuiProgress, ProgressBar
+
+    label = "Tracking..." if job.run.graph_name == "track_only" else "Predicting..."
+    display = (GuiProgress if gui else ProgressBar)(job.frames, label)
+    with display:
+        return anyio.run(partial(run_job, job, on_frame=display.advance))
