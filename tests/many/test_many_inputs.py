@@ -186,3 +186,33 @@ def test_a_video_failing_mid_stream_is_recorded_and_the_others_finish(
     for clip in (clips[0], clips[2]):
         assert_same_predictions(sio.load_slp(str(tmp_path / f"{clip.stem}.predictions.slp")),
                                 sio.load_slp(str(single_runs[clip.stem])))
+
+
+def test_other_output_formats_are_written_for_every_input(
+        clips: list[Path], single_runs: dict[str, Path], assets: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """--output_format reaches several inputs as it does one: each video's .csv beside its .slp,
+    with the rows of its single run's; --render and dropping slp are refused before any work."""
+    import csv
+
+    def rows_of(path: Path) -> list[list[str]]:
+        with path.open(newline="") as f:
+            return list(csv.reader(f))
+
+    models = [a for m in TOPDOWN for a in ("-m", str(assets / m))]
+    inputs = ["-i", str(clips[0]), "-i", str(clips[1])]
+    assert main(["track", *inputs, *models, "--tracking", "--device", "cpu",
+                 "--output_format", "slp", "--output_format", "csv", "-o", f"{tmp_path}/"]) == 0
+    for clip in clips[:2]:
+        rows = rows_of(tmp_path / f"{clip.stem}.predictions.csv")
+        expected = tmp_path / f"{clip.stem}.single.csv"
+        sio.save_csv(sio.load_slp(str(single_runs[clip.stem])), str(expected))
+        reference = rows_of(expected)
+        assert len(rows) == len(reference) > 1 and rows[0] == reference[0]
+    capsys.readouterr()
+    refused = tmp_path / "refused"
+    for extra in (["--render"], ["--output_format", "csv"]):
+        rc = main(["track", *inputs, *models, "--device", "cpu", *extra, "-o", f"{refused}/"])
+        err = capsys.readouterr().err
+        assert rc == 2 and "Error:" in err and "Traceback" not in err
+    assert not refused.exists() or not any(refused.iterdir())
