@@ -159,6 +159,15 @@ async def run_job(job: Job, *, on_frame: Callable[[int], None] | None = None,
     ``on_runner`` gets the runner before it starts (the benchmark's warm-up snapshot)."""
     log.info("starting", graph=job.run.graph_name, device=job.run.ctx.device,
              frames=job.frames, output=job.output)
+    written_frames = 0
+
+    def counted(n: int) -> None:
+        nonlocal written_frames
+        written_frames += n
+        if caller_on_frame is not None:
+            caller_on_frame(n)
+
+    caller_on_frame, on_frame = on_frame, counted
     with contextlib.ExitStack() as stack:
         if len(job.guards) > 1 or isinstance(job.plan, ManyPlan):
             stack.enter_context(guarded_outputs(job.guards))
@@ -193,11 +202,9 @@ async def run_job(job: Job, *, on_frame: Callable[[int], None] | None = None,
             result = JobResult(labels=labels, stats=stats, outputs=written)
         if not isinstance(job.plan, ManyPlan) and job.output is not None:
             result.outputs += await anyio.to_thread.run_sync(_export, job, result.labels)
-    frames = sum(t.frames for t in result.tasks) if result.tasks else (
-        len(result.labels.labeled_frames) if result.labels is not None else job.frames)
     wall = result.stats.wall_s
-    log.info("done", frames=frames, seconds=round(wall, 2),
-             fps=round(frames / wall, 1) if wall > 0 else None,
+    log.info("done", frames=written_frames, seconds=round(wall, 2),
+             fps=round(written_frames / wall, 1) if wall > 0 else None,
              output=", ".join(str(p) for p in result.outputs) or None)
     return result
 
