@@ -1,4 +1,4 @@
-"""Frozen msgspec configs for every inference option, and the sub-configs each part reads.
+"""Frozen msgspec configs for every inference option (each declared once, here), and the sub-configs.
 
 No torch and no tracker here: this module is imported by everything that takes options.
 """

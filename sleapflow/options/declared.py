@@ -1,14 +1,13 @@
-"""Every front end's options, derived from the one declaration of each option: the config fields.
+"""Every front end's options, derived from the one declaration of each option: the config fields."""
 
-A field of :class:`~sleapflow.options.config.InferenceConfig` (or of the
-:class:`~sleapflow.options.tracker.TrackerConfig` sub-config, whose options front ends take flat)
-is an option when its ``Annotated`` type carries an :func:`~sleapflow.options.spelling.opt`
-(command-line spelling and help) and a :class:`~sleapflow.options.role.Role`. From those this
-module derives the command line's option dataclasses (cyclopts flattens them), keyword
-signatures (``run_inference``), the provenance record's keys, the options a resume may change and
-the tracker's flat keywords, so an option added to the config reaches every front end with no
-other edit.
-"""
+# A field of :class:`~sleapflow.options.config.InferenceConfig` (or of the
+# :class:`~sleapflow.options.tracker.TrackerConfig` sub-config, whose options front ends take flat)
+# is an option when its ``Annotated`` type carries an :func:`~sleapflow.options.spelling.opt`
+# (command-line spelling and help) and a :class:`~sleapflow.options.role.Role`. From those this
+# module derives the command line's option dataclasses (cyclopts flattens them), keyword
+# signatures (``run_inference``), the provenance record's keys, the options a resume may change and
+# the tracker's flat keywords, so an option added to the config reaches every front end with no
+# other edit.
 
 from __future__ import annotations
 

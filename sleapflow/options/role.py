@@ -6,12 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ("FRONTS", "SLEAPFLOW", "SLEAP_NN", "TRACK_ONLY", "Front", "Group", "Role")
+__all__ = ("FRONTS", "SLEAPFLOW", "SLEAP_NN", "TRACK_ONLY", "Group", "Role")
 
 
 #: The front ends that take inference options: ``sleapflow track``, ``run_inference``,
 #: ``sleapflow serve`` and ``open_graph``.
-Front = Literal["track", "run_inference", "serve", "open_graph"]
 FRONTS: frozenset[str] = frozenset({"track", "run_inference", "serve", "open_graph"})
 
 #: sleap-nn's own options: ``track`` and ``run_inference`` take them, as does ``open_graph``.

@@ -32,8 +32,10 @@ FEATURES: tuple[str, ...] = get_args(Features)
 SCORING_METHODS: tuple[str, ...] = get_args(ScoringMethod)
 SCORING_REDUCTIONS: tuple[str, ...] = get_args(ScoringReduction)
 MATCHING_METHODS: tuple[str, ...] = get_args(MatchingMethod)
-# Kalman features and tracker names are plain text on the command line: a bad one gets
-# TrackerConfig's own message, which names the choices.
+# The fields with choices stay ``str`` in the struct, so that decoding a config with a bad value
+# raises TrackerConfig's own ConfigError (which names the choices, and says why "masks" is not
+# one) rather than msgspec's; the command line takes the Literal types (cli_type), so its help
+# lists the choices. Kalman features and tracker names are plain text there too.
 KALMAN_FEATURES = ("centroid", "keypoints")
 TRACKERS = ("classic", "sort", "bytetrack", "ocsort")
 
@@ -107,26 +109,26 @@ class TrackerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
         "min_new_track_points", help="An unmatched animal starts a new track only with at least "
                                      "this many body parts."),
         Role("tracking")] = 0
-    candidates_method: Annotated[CandidatesMethod, opt(
+    candidates_method: Annotated[str, opt(
         "candidates_method", help="Which past animals a detection may match: fixed_window (the "
                                   "last frames) or local_queues (the last appearances of each "
                                   "track)."),
-        Role("tracking")] = "fixed_window"
+        Role("tracking", cli_type=CandidatesMethod)] = "fixed_window"
     min_match_points: Annotated[int, opt(
         "min_match_points", help="Body parts two detections must share to be compared."),
         Role("tracking")] = 0
-    features: Annotated[Features, opt(
+    features: Annotated[str, opt(
         "features", help="What is compared between frames: keypoints, centroids, bboxes or image "
                          "(appearance)."),
-        Role("tracking")] = "keypoints"
-    scoring_method: Annotated[ScoringMethod, opt(
+        Role("tracking", cli_type=Features)] = "keypoints"
+    scoring_method: Annotated[str, opt(
         "scoring_method", help="How similar two detections are: oks, cosine_sim, iou or "
                                "euclidean_dist."),
-        Role("tracking")] = "oks"
-    scoring_reduction: Annotated[ScoringReduction, opt(
+        Role("tracking", cli_type=ScoringMethod)] = "oks"
+    scoring_reduction: Annotated[str, opt(
         "scoring_reduction", help="How scores against a track's past detections are combined: "
                                   "mean, max or robust_quantile."),
-        Role("tracking")] = "mean"
+        Role("tracking", cli_type=ScoringReduction)] = "mean"
     robust_best_instance: Annotated[float, opt(
         "robust_best_instance", help="With robust_quantile: the quantile used (1.0 = the best "
                                      "match)."),
@@ -135,10 +137,10 @@ class TrackerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
         "oks_stddev", help="Spread (standard deviation) of keypoint similarity, as a fraction of "
                            "the animal's size."),
         Role("tracking")] = None
-    track_matching_method: Annotated[MatchingMethod, opt(
+    track_matching_method: Annotated[str, opt(
         "track_matching_method", help="How detections are assigned to tracks: hungarian (best "
                                       "overall) or greedy (best first)."),
-        Role("tracking")] = "hungarian"
+        Role("tracking", cli_type=MatchingMethod)] = "hungarian"
     max_tracks: Annotated[int | None, opt(
         "max_tracks", help="At most this many tracks (animals) in the whole video. Default: no "
                            "limit."),
