@@ -18,6 +18,7 @@ refuses ``make_labels=False`` clearly.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -32,6 +33,7 @@ from sleapflow.graphs.build import RawOptions
 from sleapflow.jobs.job import Job, plan_job, run_job
 from sleapflow.options.boundary import build_config
 from sleapflow.options.config import InferenceConfig
+from sleapflow.options.declared import front_options, keyword_signature
 
 __all__ = ("RawOptions", "arun_inference", "build_config", "run_inference")
 
@@ -85,86 +87,7 @@ def _in_event_loop() -> bool:
     return True
 
 
-def run_inference(
-    data_path: str | None = None,
-    input_labels: sio.Labels | None = None,
-    input_video: sio.Video | None = None,
-    model_paths: list[str] | None = None,
-    backbone_ckpt_path: str | None = None,
-    head_ckpt_path: str | None = None,
-    max_instances: int | None = None,
-    max_width: int | None = None,
-    max_height: int | None = None,
-    ensure_rgb: bool | None = None,
-    input_scale: float | None = None,
-    ensure_grayscale: bool | None = None,
-    anchor_part: str | None = None,
-    only_labeled_frames: bool = False,
-    only_suggested_frames: bool = False,
-    exclude_user_labeled: bool = False,
-    only_predicted_frames: bool = False,
-    no_empty_frames: bool = False,
-    batch_size: int = 4,
-    queue_maxsize: int = 32,
-    video_index: int | None = None,
-    video_dataset: str | None = None,
-    video_input_format: str = "channels_last",
-    frames: list[int] | str | None = None,
-    crop_size: int | None = None,
-    peak_threshold: float | list[float] = 0.2,
-    filter_overlapping: bool = False,
-    filter_overlapping_method: str = "iou",
-    filter_overlapping_threshold: float = 0.8,
-    filter_min_visible_nodes: int = 0,
-    filter_min_visible_node_fraction: float = 0.0,
-    filter_min_mean_node_score: float = 0.0,
-    filter_min_instance_score: float = 0.0,
-    integral_refinement: str | None = "integral",
-    integral_patch_size: int = 5,
-    return_confmaps: bool = False,
-    return_pafs: bool = False,
-    return_paf_graph: bool = False,
-    max_edge_length_ratio: float = 0.25,
-    dist_penalty_weight: float = 1.0,
-    n_points: int = 10,
-    min_instance_peaks: int | float = 0,
-    min_line_scores: float = 0.25,
-    return_class_maps: bool = False,
-    return_class_vectors: bool = False,
-    make_labels: bool = True,
-    output_path: str | None = None,
-    device: str = "auto",
-    tracking: bool = False,
-    tracking_window_size: int = 5,
-    min_new_track_points: int = 0,
-    candidates_method: str = "fixed_window",
-    min_match_points: int = 0,
-    features: str = "keypoints",
-    scoring_method: str = "oks",
-    scoring_reduction: str = "mean",
-    robust_best_instance: float = 1.0,
-    oks_stddev: float | None = None,
-    track_matching_method: str = "hungarian",
-    max_tracks: int | None = None,
-    use_flow: bool = False,
-    of_img_scale: float = 1.0,
-    of_window_size: int = 21,
-    of_max_levels: int = 3,
-    use_kalman: bool = False,
-    kf_track_features: str = "centroid",
-    kf_init_frame_count: int = 10,
-    kf_node_indices: list[int] | None = None,
-    kf_reset_gap_size: int = 5,
-    post_connect_single_breaks: bool = False,
-    tracking_target_instance_count: int | None = None,
-    tracking_pre_cull_to_target: int = 0,
-    tracking_pre_cull_iou_threshold: float = 0,
-    tracking_clean_instance_count: int = 0,
-    tracking_clean_iou_threshold: float = 0,
-    gui: bool = False,
-    runtime: str = "auto",
-    precision: str = "fp32",
-) -> sio.Labels | list[dict[str, np.ndarray]]:
+def run_inference(*args: Any, **kwargs: Any) -> sio.Labels | list[dict[str, np.ndarray]]:
     """Run pose inference; sleap-nn's ``run_inference`` keywords, defaults and return values.
 
     Returns an ``sio.Labels`` (also written to ``output_path``, default
@@ -172,12 +95,18 @@ def run_inference(
     with one dict of numpy arrays per batch (the reference's keys and dtypes) and nothing is
     written. Inputs: ``input_labels`` wins over ``input_video``, which wins over
     ``data_path``. ``gui`` is accepted and ignored (sleapflow prints no progress here).
-    ``runtime`` (auto, torch, onnx, tensorrt) and ``precision`` are sleapflow's own.
+    ``runtime`` (auto, torch, onnx, tensorrt) and ``precision`` are sleapflow's own. Lists are
+    taken where the signature says tuple, ``frames`` may also be text (``"0-100,200"``),
+    ``peak_threshold`` a ``[centroid, instance]`` pair and ``kf_node_indices`` text (``"0,1"``).
+
+    The signature (``inspect.signature(run_inference)``) is derived from the options' one
+    declaration (:mod:`sleapflow.options.declared`); an unknown keyword is a
+    :class:`ConfigError`.
 
     Raises :class:`EventLoopError` when called from a running event loop: use
     ``await arun_inference(...)`` or :func:`sleapflow.session.open_graph` there.
     """
-    call = _resolve_call(dict(locals()))
+    call = _resolve_call(_arguments("run_inference", args, kwargs))
     if _in_event_loop():
         raise EventLoopError(
             "run_inference() cannot run inside a running event loop (it starts its own); from "
@@ -189,24 +118,48 @@ def run_inference(
 
 async def arun_inference(**kwargs: Any) -> sio.Labels | list[dict[str, np.ndarray]]:
     """:func:`run_inference` for async callers (same keywords); runs in the caller's event loop."""
-    unknown = sorted(set(kwargs) - set(_RUN_INFERENCE_DEFAULTS))
-    if unknown:
-        raise ConfigError(f"arun_inference: unknown argument(s) {', '.join(unknown)}")
-    return await _execute(_resolve_call({**_RUN_INFERENCE_DEFAULTS, **kwargs}))
+    return await _execute(_resolve_call(_arguments("arun_inference", (), kwargs)))
 
 
-def _run_inference_defaults() -> dict[str, Any]:
-    import inspect
+def _own(name: str, default: Any, annotation: Any) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default,
+                             annotation=annotation)
 
-    return {name: p.default for name, p in inspect.signature(run_inference).parameters.items()}
-
-
-_RUN_INFERENCE_DEFAULTS = _run_inference_defaults()
 
 _RAW_KEYS = ("return_confmaps", "return_pafs", "return_paf_graph", "return_class_maps",
              "return_class_vectors")
-#: Keywords that are not options of the graph: what to do with it and its result.
-_NOT_CONFIG = {"input_labels", "input_video", "make_labels", "gui", *_RAW_KEYS}
+
+#: run_inference's own keywords (the input and what to do with the result; not options of the
+#: graph), each placed after the option sleap-nn lists it after, so that the signature keeps
+#: sleap-nn's order: positional calls bind as they do there.
+_OWN: dict[str | None, list[inspect.Parameter]] = {
+    None: [_own("data_path", None, str | None), _own("input_labels", None, sio.Labels | None),
+           _own("input_video", None, sio.Video | None)],
+    "integral_patch_size": [_own(k, False, bool) for k in _RAW_KEYS[:3]],
+    "min_line_scores": [*(_own(k, False, bool) for k in _RAW_KEYS[3:]),
+                        _own("make_labels", True, bool)],
+    "tracking_clean_iou_threshold": [_own("gui", False, bool)],
+}
+
+_SIGNATURE = keyword_signature("run_inference", own=_OWN,
+                               return_annotation=sio.Labels | list[dict[str, np.ndarray]])
+run_inference.__signature__ = _SIGNATURE  # type: ignore[attr-defined]
+
+#: The keywords that become the config: the declared options and the input path.
+_CONFIG_KEYS = ("data_path", *(o.keyword for o in front_options("run_inference")))
+
+
+def _arguments(caller: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Every keyword of the signature, bound to what was given or to its default."""
+    unknown = sorted(set(kwargs) - set(_SIGNATURE.parameters))
+    if unknown:
+        raise ConfigError(f"{caller}: unknown argument(s) {', '.join(unknown)}")
+    try:
+        bound = _SIGNATURE.bind(*args, **kwargs)
+    except TypeError as exc:  # too many positional arguments, or one given twice
+        raise ConfigError(f"{caller}: {exc}") from None
+    bound.apply_defaults()
+    return dict(bound.arguments)
 
 
 def _resolve_call(args: dict[str, Any]) -> _Call:
@@ -227,7 +180,7 @@ def _resolve_call(args: dict[str, Any]) -> _Call:
     if args["data_path"] is None and args["input_labels"] is None and args["input_video"] is None:
         raise ConfigError("pass data_path (a video, .slp, HDF5 or image folder), input_labels or "
                           "input_video")
-    cfg = build_config(**{k: v for k, v in args.items() if k not in _NOT_CONFIG})
+    cfg = build_config(**{k: args[k] for k in _CONFIG_KEYS})
     return _Call(cfg=cfg, raw=RawOptions(**{k: bool(args[k]) for k in _RAW_KEYS}),
                  make_labels=make_labels, output_path=args["output_path"],
                  input_labels=args["input_labels"], input_video=args["input_video"])

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
 import cyclopts
 from cyclopts import Parameter
@@ -16,30 +16,20 @@ from cyclopts import Parameter
 from sleapflow.bench.harness import bench_command
 from sleapflow.errors import ConfigError, SleapflowError, StageError
 from sleapflow.logs import configure_cli_logging, get_logger
+from sleapflow.options.declared import cli_options, option_values
 from sleapflow.options.help import HELP, canonical_argv, opt
 from sleapflow.serve.command import serve_command
 
 __all__ = (
-    "CandidatesMethod", "EvalMatchMethod", "Features", "MatchingMethod", "OutputFormat", "OverlapMethod",
-    "Precision", "Refinement", "Runtime", "ScoringMethod", "ScoringReduction", "VideoLayout",
-    "configure_logging", "demo", "eval_tracking", "evaluate", "graphs", "info", "main", "merge", "render",
-    "system", "track",
+    "EvalMatchMethod", "GraphsOptions", "MergeOptions", "OutputFormat", "TrackOptions", "configure_logging",
+    "demo", "eval_tracking", "evaluate", "graphs", "info", "main", "merge", "render", "system", "track",
 )
 
 
-#: The choices of each enumerated option (cyclopts lists them in help and checks them).
-VideoLayout = Literal["channels_last", "channels_first"]
-OverlapMethod = Literal["iou", "oks"]
-Refinement = Literal["integral", "none"]
-CandidatesMethod = Literal["fixed_window", "local_queues"]
-Features = Literal["keypoints", "centroids", "bboxes", "image"]
-ScoringMethod = Literal["oks", "cosine_sim", "iou", "euclidean_dist"]
-ScoringReduction = Literal["mean", "max", "robust_quantile"]
-MatchingMethod = Literal["hungarian", "greedy"]
+#: The choices of the commands' own enumerated options (cyclopts lists them in help and checks
+#: them); the inference options' choices are their declared Literal types.
 EvalMatchMethod = Literal["oks", "centroid", "auto"]
 OutputFormat = Literal["slp", "analysis_h5", "csv", "nwb"]
-Runtime = Literal["auto", "torch", "onnx", "tensorrt"]
-Precision = Literal["fp32", "fp16", "bf16"]
 
 # KeyboardInterrupt must reach main()'s handler (cyclopts would exit 130 silently).
 app = cyclopts.App(name="sleapflow", help="Fast streaming inference for SLEAP / sleap-nn models.",
@@ -50,16 +40,36 @@ def configure_logging(verbose: bool = False, *, quiet: bool = False) -> None:
     configure_cli_logging(logging.DEBUG if verbose else (logging.ERROR if quiet else logging.INFO))
 
 
+# The inference options of each command are the declared ones (sleapflow.options.config): track
+# takes every option its role offers to "track"; merge and graphs take the few they use. What
+# follows each is the command's own (inputs, Ray, output formats, reporting): not inference
+# options, so declared here.
+if TYPE_CHECKING:
+    TrackOptions: TypeAlias = Any
+    MergeOptions: TypeAlias = Any
+    GraphsOptions: TypeAlias = Any
+else:
+    TrackOptions = cli_options("track")
+    MergeOptions = cli_options("track", class_name="MergeOptions", names=(
+        "tracking", "tracking_window_size", "min_new_track_points", "candidates_method",
+        "min_match_points", "features", "scoring_method", "scoring_reduction", "track_matching_method",
+        "max_tracks", "max_instances", "post_connect_single_breaks", "tracking_target_instance_count"))
+    GraphsOptions = cli_options("track", class_name="GraphsOptions", names=(
+        "model_paths", "device", "batch_size", "queue_maxsize", "max_instances", "tracking",
+        "post_connect_single_breaks", "tracking_clean_instance_count", "filter_overlapping",
+        "filter_min_visible_nodes", "filter_min_visible_node_fraction", "filter_min_mean_node_score",
+        "filter_min_instance_score", "postprocess_workers", "forward_workers"))
+
+
 @app.command
 def track(
     *,
+    # The input is track's own: repeatable, or a list file (run_inference and open_graph name
+    # theirs differently), so it is not a declared option.
     data_path: Annotated[tuple[str, ...], opt("data_path", "-i", consume_multiple=True)] = (),
     input_list: Annotated[str | None, opt("input_list",
                                            help="File with one input path per line.")] = None,
-    shard: Annotated[str | None, opt("shard", help="I/N: only the I-th of N slices of the inputs "
-                                     "(of the frames, for one video).")] = None,
-    skip_existing: Annotated[bool, opt("skip_existing",
-                                       help="Skip videos whose output exists and is complete.")] = False,
+    inference: Annotated[TrackOptions, Parameter(name="*")] = TrackOptions(),  # noqa: B008
     overwrite: Annotated[bool, opt("overwrite", help="Rewrite existing outputs (the default).")] = False,
     ray: Annotated[str | None, opt("ray", help="Run on Ray workers: --ray alone starts or joins a "
                                    "local instance, --ray ADDRESS joins a cluster.")] = None,
@@ -68,127 +78,18 @@ def track(
     ray_chunk_frames: Annotated[int | None, opt(
         "ray_chunk_frames", help="Ray: split longer videos into chunks of about this many "
         "frames (default: only when there are fewer videos than workers).")] = None,
-    model_paths: Annotated[tuple[str, ...], opt("model_paths", "-m", consume_multiple=True)] = (),
-    output_path: Annotated[str | None, opt("output_path", "-o")] = None,
-    device: Annotated[str, opt("device", "-d")] = "auto",
-    batch_size: Annotated[int, opt("batch_size", "-b")] = 4,
-    max_instances: Annotated[int | None, opt("max_instances", "-n")] = None,
-    backbone_ckpt_path: Annotated[str | None, opt("backbone_ckpt_path")] = None,
-    head_ckpt_path: Annotated[str | None, opt("head_ckpt_path")] = None,
-    max_height: Annotated[int | None, opt("max_height")] = None,
-    max_width: Annotated[int | None, opt("max_width")] = None,
-    input_scale: Annotated[float | None, opt("input_scale")] = None,
-    ensure_rgb: Annotated[bool | None, opt("ensure_rgb", negative=True)] = None,
-    ensure_grayscale: Annotated[bool | None, opt("ensure_grayscale", negative=True)] = None,
-    anchor_part: Annotated[str | None, opt("anchor_part")] = None,
-    only_labeled_frames: Annotated[bool, opt("only_labeled_frames")] = False,
-    only_suggested_frames: Annotated[bool, opt("only_suggested_frames")] = False,
-    exclude_user_labeled: Annotated[bool, opt("exclude_user_labeled")] = False,
-    only_predicted_frames: Annotated[bool, opt("only_predicted_frames")] = False,
-    no_empty_frames: Annotated[bool, opt("no_empty_frames")] = False,
-    max_failed_frames: Annotated[int | None, opt(
-        "max_failed_frames", help="Fail when more frames than this cannot be decoded "
-                                  "(default: skip them all, and report them).")] = None,
-    video_index: Annotated[int | None, opt("video_index")] = None,
-    video_dataset: Annotated[str | None, opt("video_dataset")] = None,
-    video_input_format: Annotated[VideoLayout, opt("video_input_format")] = "channels_last",
-    frames: Annotated[str, opt("frames")] = "",
-    integral_patch_size: Annotated[int, opt("integral_patch_size")] = 5,
-    max_edge_length_ratio: Annotated[float, opt("max_edge_length_ratio")] = 0.25,
-    dist_penalty_weight: Annotated[float, opt("dist_penalty_weight")] = 1.0,
-    n_points: Annotated[int, opt("n_points")] = 10,
-    min_instance_peaks: Annotated[float, opt("min_instance_peaks")] = 0,
-    min_line_scores: Annotated[float, opt("min_line_scores")] = 0.25,
-    queue_maxsize: Annotated[int, opt("queue_maxsize")] = 32,
-    crop_size: Annotated[int | None, opt("crop_size")] = None,
-    peak_threshold: Annotated[float, opt("peak_threshold")] = 0.2,
-    filter_overlapping: Annotated[bool, opt("filter_overlapping")] = False,
-    filter_overlapping_method: Annotated[OverlapMethod, opt("filter_overlapping_method")] = "iou",
-    filter_overlapping_threshold: Annotated[float, opt("filter_overlapping_threshold")] = 0.8,
-    filter_min_visible_nodes: Annotated[int, opt("filter_min_visible_nodes")] = 0,
-    filter_min_visible_node_fraction: Annotated[float, opt("filter_min_visible_node_fraction")] = 0.0,
-    filter_min_mean_node_score: Annotated[float, opt("filter_min_mean_node_score")] = 0.0,
-    filter_min_instance_score: Annotated[float, opt("filter_min_instance_score")] = 0.0,
-    integral_refinement: Annotated[Refinement, opt("integral_refinement")] = "integral",
-    tracking: Annotated[bool, opt("tracking", "-t")] = False,
-    tracking_window_size: Annotated[int, opt("tracking_window_size")] = 5,
-    min_new_track_points: Annotated[int, opt("min_new_track_points")] = 0,
-    candidates_method: Annotated[CandidatesMethod, opt("candidates_method")] = "fixed_window",
-    min_match_points: Annotated[int, opt("min_match_points")] = 0,
-    features: Annotated[Features, opt("features")] = "keypoints",
-    scoring_method: Annotated[ScoringMethod, opt("scoring_method")] = "oks",
-    scoring_reduction: Annotated[ScoringReduction, opt("scoring_reduction")] = "mean",
-    robust_best_instance: Annotated[float, opt("robust_best_instance")] = 1.0,
-    track_matching_method: Annotated[MatchingMethod, opt("track_matching_method")] = "hungarian",
-    max_tracks: Annotated[int | None, opt("max_tracks")] = None,
-    use_flow: Annotated[bool, opt("use_flow")] = False,
-    of_img_scale: Annotated[float, opt("of_img_scale")] = 1.0,
-    of_window_size: Annotated[int, opt("of_window_size")] = 21,
-    of_max_levels: Annotated[int, opt("of_max_levels")] = 3,
-    oks_stddev: Annotated[float | None, opt("oks_stddev")] = None,
-    use_kalman: Annotated[bool, opt("use_kalman", help="Classic tracker: move each track's "
-                                    "candidates to a constant-velocity Kalman prediction. Needs "
-                                    "--max_tracks or --tracking_target_instance_count.")] = False,
-    kf_track_features: Annotated[str, opt("kf_track_features", help="What the Kalman filters "
-                                          "follow: centroid or keypoints.")] = "centroid",
-    kf_init_frame_count: Annotated[int, opt("kf_init_frame_count", help="Frames tracked without "
-                                            "the Kalman shift first.")] = 10,
-    kf_node_indices: Annotated[str | None, opt("kf_node_indices", help="Comma-separated node "
-                                               "indices for the Kalman centroid (default: all)."
-                                               )] = None,
-    kf_reset_gap_size: Annotated[int, opt("kf_reset_gap_size", help="Frames unseen after which "
-                                          "a track's Kalman filter is reset.")] = 5,
-    tracker_name: Annotated[str, Parameter(
-        name=["--tracker"], help="classic (sleap-nn's candidate tracker, the default), or a "
-        "motion-model tracker: sort, bytetrack or ocsort.")] = "classic",
-    track_buffer: Annotated[int, opt("track_buffer", help="Motion trackers: frames a lost track "
-                                     "is kept for re-association.")] = 30,
-    min_hits: Annotated[int, opt("min_hits", help="Motion trackers: consecutive matches before a "
-                                 "track gets an id (earlier detections stay untracked).")] = 3,
-    track_high_threshold: Annotated[float, opt("track_high_threshold", help="bytetrack: score at "
-                                               "or above which a detection is matched first."
-                                               )] = 0.5,
-    track_low_threshold: Annotated[float, opt("track_low_threshold", help="Motion trackers: "
-                                              "detections scoring at or below are ignored."
-                                              )] = 0.1,
-    new_track_threshold: Annotated[float, opt("new_track_threshold", help="Motion trackers: "
-                                              "minimum score to start a track.")] = 0.6,
-    min_match_similarity: Annotated[float, opt("min_match_similarity", help="Motion trackers: "
-                                               "minimum keypoint similarity in [0, 1] for a "
-                                               "match.")] = 0.3,
-    max_gap: Annotated[int, opt("max_gap", help="Re-link a track that ended to one starting "
-                                "within N frames (motion + pose); 0 = off.")] = 0,
-    fill_gaps: Annotated[int, opt("fill_gaps", help="Interpolate gaps of at most K frames inside "
-                                  "a track (marked with score -1); adds K frames of "
-                                  "latency.")] = 0,
-    post_connect_single_breaks: Annotated[bool, opt("post_connect_single_breaks")] = False,
-    tracking_target_instance_count: Annotated[int | None, opt("tracking_target_instance_count")] = None,
-    tracking_pre_cull_to_target: Annotated[int, opt("tracking_pre_cull_to_target")] = 0,
-    tracking_pre_cull_iou_threshold: Annotated[float, opt("tracking_pre_cull_iou_threshold")] = 0.0,
-    tracking_clean_instance_count: Annotated[int, opt("tracking_clean_instance_count")] = 0,
-    tracking_clean_iou_threshold: Annotated[float, opt("tracking_clean_iou_threshold")] = 0.0,
-    graph: Annotated[str | None, opt("graph")] = None,
-    postprocess_workers: Annotated[int, opt("postprocess_workers")] = 1,
-    torch_threads: Annotated[int | None, opt("torch_threads")] = None,
-    forward_workers: Annotated[int | None, opt("forward_workers")] = None,
-    channels_last: Annotated[bool, opt("channels_last")] = False,
     output_format: Annotated[tuple[OutputFormat, ...],
                              opt("output_format")] = ("slp",),
     render: Annotated[bool, opt("render")] = False,
     gui: Annotated[bool, opt("gui")] = False,
-    runtime: Annotated[Runtime, opt("runtime")] = "auto",
-    precision: Annotated[Precision, opt("precision")] = "fp32",
     stats: Annotated[bool, opt("stats")] = False,
-    resume: Annotated[bool, opt("resume", help="Continue an interrupted run of the same command "
-                                               "from its journal (kept beside the output "
-                                               "after a crash, a full disk or Ctrl-C).")] = False,
     verbose: Annotated[bool, opt("verbose")] = False,
 ) -> int:
     """Run pose inference on a video or labels file and write a .slp (sleap-nn track compatible)."""
-    options = dict(locals())
-    for key in ("stats", "verbose", "input_list", "overwrite", "ray", "ray_workers",
-                "ray_chunk_frames", "output_format", "render", "gui", "resume"):
-        del options[key]
+    options = {"data_path": data_path, **option_values(inference)}
+    resume = options.pop("resume")  # the job's, not the config's: plan_job takes it
+    model_paths, output_path = options["model_paths"], options["output_path"]
+    shard, skip_existing = options["shard"], options["skip_existing"]
     from sleapflow.inputs.expand import (
         expand_inputs,
         output_for,
@@ -247,28 +148,13 @@ def merge(
     shards: Annotated[tuple[str, ...], Parameter(help="The per-shard .slp outputs of one video.",
                                                  negative_iterable=())],
     output_path: Annotated[str, opt("output_path", "-o", help="The merged .slp.")],
-    tracking: Annotated[bool, opt("tracking", "-t",
-                                  help="Track the merged predictions (track-only).")] = False,
-    tracking_window_size: Annotated[int, opt("tracking_window_size")] = 5,
-    min_new_track_points: Annotated[int, opt("min_new_track_points")] = 0,
-    candidates_method: Annotated[str, opt("candidates_method")] = "fixed_window",
-    min_match_points: Annotated[int, opt("min_match_points")] = 0,
-    features: Annotated[str, opt("features")] = "keypoints",
-    scoring_method: Annotated[str, opt("scoring_method")] = "oks",
-    scoring_reduction: Annotated[str, opt("scoring_reduction")] = "mean",
-    track_matching_method: Annotated[str, opt("track_matching_method")] = "hungarian",
-    max_tracks: Annotated[int | None, opt("max_tracks")] = None,
-    max_instances: Annotated[int | None, opt("max_instances", "-n")] = None,
-    post_connect_single_breaks: Annotated[bool, opt("post_connect_single_breaks")] = False,
-    tracking_target_instance_count: Annotated[int | None,
-                                              opt("tracking_target_instance_count")] = None,
+    tracker: Annotated[MergeOptions, Parameter(name="*")] = MergeOptions(),  # noqa: B008
     verbose: Annotated[bool, opt("verbose")] = False,
 ) -> int:
     """Join the per-shard outputs of one video (``track --shard I/N``) into one .slp; with
     --tracking, track the merged predictions as a single-process run would."""
-    options = dict(locals())
-    for key in ("shards", "output_path", "tracking", "verbose"):
-        del options[key]
+    options = option_values(tracker)
+    tracking = options.pop("tracking")
     from sleapflow.jobs.guard import OutputGuard
     from sleapflow.jobs.merge import merge_command
 
@@ -355,23 +241,7 @@ def graphs(
     name: Annotated[str | None, Parameter(help="Show this graph's stages and edges.")] = None,
     /,
     *,
-    model_paths: Annotated[tuple[str, ...], opt("model_paths", "-m", consume_multiple=True,
-                                                 help="Read these models' configs (nothing is "
-                                                      "loaded).")] = (),
-    device: Annotated[str, opt("device", "-d")] = "auto",
-    batch_size: Annotated[int, opt("batch_size", "-b")] = 4,
-    queue_maxsize: Annotated[int, opt("queue_maxsize")] = 32,
-    max_instances: Annotated[int | None, opt("max_instances", "-n")] = None,
-    tracking: Annotated[bool, opt("tracking", "-t")] = False,
-    post_connect_single_breaks: Annotated[bool, opt("post_connect_single_breaks")] = False,
-    tracking_clean_instance_count: Annotated[int, opt("tracking_clean_instance_count")] = 0,
-    filter_overlapping: Annotated[bool, opt("filter_overlapping")] = False,
-    filter_min_visible_nodes: Annotated[int, opt("filter_min_visible_nodes")] = 0,
-    filter_min_visible_node_fraction: Annotated[float, opt("filter_min_visible_node_fraction")] = 0.0,
-    filter_min_mean_node_score: Annotated[float, opt("filter_min_mean_node_score")] = 0.0,
-    filter_min_instance_score: Annotated[float, opt("filter_min_instance_score")] = 0.0,
-    postprocess_workers: Annotated[int, opt("postprocess_workers")] = 1,
-    forward_workers: Annotated[int | None, opt("forward_workers")] = None,
+    options: Annotated[GraphsOptions, Parameter(name="*")] = GraphsOptions(),  # noqa: B008
     mermaid: Annotated[bool, opt("mermaid")] = False,
 ) -> int:
     """List the named graphs, or show the stages and edges one would run with these options.
@@ -379,8 +249,6 @@ def graphs(
     The graph is built as ``track`` builds it (a dry build: no input read, no weights loaded);
     the options are ``track``'s, and only those that change the graph's shape are taken here.
     """
-    options = dict(locals())
-    del options["name"], options["mermaid"]
     from sleapflow.graphs import GRAPHS
     from sleapflow.graphs.build import dry_spec
     from sleapflow.options.boundary import build_config
@@ -389,7 +257,7 @@ def graphs(
         for key, decl in GRAPHS.items():
             print(f"{key:<30} {', '.join(decl.model_types):<32} {decl.description}")
         return 0
-    spec = dry_spec(name, build_config(**options))
+    spec = dry_spec(name, build_config(**option_values(options)))
     print(spec.mermaid() if mermaid else spec.describe())
     return 0
 

@@ -38,6 +38,7 @@ from sleapflow.inputs.media_faults import DecodeFailures
 from sleapflow.logs import get_logger
 from sleapflow.messages import FramePrediction
 from sleapflow.options.config import InferenceConfig
+from sleapflow.options.declared import provenance_keys
 from sleapflow.options.tracker import TrackerConfig
 from sleapflow.outputs.journal import ResumedFrames
 from sleapflow.outputs.provenance import add_seed_names, inference_provenance, tracking_only_provenance
@@ -59,13 +60,8 @@ __all__ = (
 
 log = get_logger(__name__)
 
-INFERENCE_CONFIG_KEYS = (
-    "peak_threshold", "filter_overlapping", "filter_overlapping_method",
-    "filter_overlapping_threshold", "filter_min_visible_nodes", "filter_min_visible_node_fraction",
-    "filter_min_mean_node_score", "filter_min_instance_score", "integral_refinement",
-    "integral_patch_size", "batch_size", "max_instances", "crop_size", "input_scale", "anchor_part",
-    "queue_maxsize", "runtime", "precision",
-)
+#: The options provenance records in ``inference_config``, in sleap-nn's order (their roles say).
+INFERENCE_CONFIG_KEYS = provenance_keys()
 
 #: The model whose skeleton labels the output: the instance model when there is one.
 _PRIMARY_ORDER = ("centered_instance", "multi_class_topdown", "single_instance", "bottomup",

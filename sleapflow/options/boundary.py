@@ -9,24 +9,23 @@ from typing import Any
 
 from sleapflow.errors import ConfigError
 from sleapflow.options.config import InferenceConfig, parse_frames
+from sleapflow.options.declared import tracker_keywords
 from sleapflow.options.tracker import TrackerConfig, parse_node_indices
 
 __all__ = ("TRACKER_KEYS", "build_config", "tracker_config")
 
 
-#: sleap-nn's tracking keywords that are spelled differently from ``TrackerConfig``'s fields.
-_TRACKER_RENAMES = {"tracking_window_size": "window_size", "tracker_name": "tracker"}
+#: Each flat tracking keyword (sleap-nn's spelling: ``tracking_window_size``) to its
+#: ``TrackerConfig`` field (``window_size``), from the tracker's declared options.
+_TRACKER_FIELDS = tracker_keywords()
 
 #: Every flat tracking keyword an option set may carry (sleap-nn's spelling).
-TRACKER_KEYS: tuple[str, ...] = tuple(
-    {v: k for k, v in _TRACKER_RENAMES.items()}.get(name, name)
-    for name in TrackerConfig.__struct_fields__
-)
+TRACKER_KEYS: tuple[str, ...] = tuple(_TRACKER_FIELDS)
 
 
 def tracker_config(options: dict[str, Any]) -> TrackerConfig:
     """A ``TrackerConfig`` from flat sleap-nn tracking keywords (lists become tuples)."""
-    fields = {_TRACKER_RENAMES.get(k, k): v for k, v in options.items()}
+    fields = {_TRACKER_FIELDS.get(k, k): v for k, v in options.items()}
     nodes = fields.get("kf_node_indices")
     if isinstance(nodes, str):
         fields["kf_node_indices"] = parse_node_indices(nodes)

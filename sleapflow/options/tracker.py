@@ -5,25 +5,37 @@ it is used (often on the second processed frame), every option is checked here, 
 struct is built or decoded, and the error names the option, the bad value and the choices.
 """
 
-from __future__ import annotations
-
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 
 from sleapflow.errors import ConfigError
+from sleapflow.options.role import SLEAPFLOW, Role
+from sleapflow.options.spelling import opt
+
+# No ``from __future__ import annotations``: the fields' markers are built once (see config.py).
 
 __all__ = (
     "CANDIDATE_METHODS", "FEATURES", "KALMAN_FEATURES", "MATCHING_METHODS", "SCORING_METHODS",
-    "SCORING_REDUCTIONS", "TRACKERS", "TrackerConfig", "parse_node_indices",
+    "SCORING_REDUCTIONS", "TRACKERS", "CandidatesMethod", "Features", "MatchingMethod", "ScoringMethod",
+    "ScoringReduction", "TrackerConfig", "parse_node_indices",
 )
 
 
-CANDIDATE_METHODS = ("fixed_window", "local_queues")
-FEATURES = ("keypoints", "centroids", "bboxes", "image")
-SCORING_METHODS = ("oks", "cosine_sim", "iou", "euclidean_dist")
-SCORING_REDUCTIONS = ("mean", "max", "robust_quantile")
-MATCHING_METHODS = ("hungarian", "greedy")
+CandidatesMethod = Literal["fixed_window", "local_queues"]
+Features = Literal["keypoints", "centroids", "bboxes", "image"]
+ScoringMethod = Literal["oks", "cosine_sim", "iou", "euclidean_dist"]
+ScoringReduction = Literal["mean", "max", "robust_quantile"]
+MatchingMethod = Literal["hungarian", "greedy"]
+CANDIDATE_METHODS: tuple[str, ...] = get_args(CandidatesMethod)
+FEATURES: tuple[str, ...] = get_args(Features)
+SCORING_METHODS: tuple[str, ...] = get_args(ScoringMethod)
+SCORING_REDUCTIONS: tuple[str, ...] = get_args(ScoringReduction)
+MATCHING_METHODS: tuple[str, ...] = get_args(MatchingMethod)
+# The fields with choices stay ``str`` in the struct, so that decoding a config with a bad value
+# raises TrackerConfig's own ConfigError (which names the choices, and says why "masks" is not
+# one) rather than msgspec's; the command line takes the Literal types (cli_type), so its help
+# lists the choices. Kalman features and tracker names are plain text there too.
 KALMAN_FEATURES = ("centroid", "keypoints")
 TRACKERS = ("classic", "sort", "bytetrack", "ocsort")
 
@@ -75,7 +87,9 @@ def parse_node_indices(text: str | None) -> tuple[int, ...] | None:
 class TrackerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """Every tracking option of ``sleap-nn track`` (same names and defaults as the CLI).
 
-    ``window_size`` is ``--tracking_window_size`` on the command line. ``tracking_*`` options and
+    Fields are declared as :class:`~sleapflow.options.config.InferenceConfig`'s are, in sleap-nn
+    ``run_inference``'s keyword order; front ends take them flat. ``window_size`` is
+    ``--tracking_window_size`` on the command line. ``tracking_*`` options and
     ``post_connect_single_breaks`` drive the pre-tracking cull and the post-tracking clean-up
     (:mod:`sleapflow.tracking.cleanup`). Kalman options are accepted so configs written for
     sleap-nn decode.
@@ -87,41 +101,140 @@ class TrackerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     (:mod:`sleapflow.tracking.linking`).
     """
 
-    window_size: int = 5
-    min_new_track_points: int = 0
-    candidates_method: str = "fixed_window"
-    min_match_points: int = 0
-    features: str = "keypoints"
-    scoring_method: str = "oks"
-    scoring_reduction: str = "mean"
-    robust_best_instance: float = 1.0
-    track_matching_method: str = "hungarian"
-    max_tracks: int | None = None
-    use_flow: bool = False
-    of_img_scale: float = 1.0
-    of_window_size: int = 21
-    of_max_levels: int = 3
-    oks_stddev: float | None = None
-    use_kalman: bool = False
-    kf_track_features: str = "centroid"
-    kf_init_frame_count: int = 10
-    kf_node_indices: tuple[int, ...] | None = None
-    kf_reset_gap_size: int = 5
-    tracking_target_instance_count: int | None = None
-    tracking_pre_cull_to_target: int = 0
-    tracking_pre_cull_iou_threshold: float = 0.0
-    tracking_clean_instance_count: int = 0
-    tracking_clean_iou_threshold: float = 0.0
-    post_connect_single_breaks: bool = False
-    tracker: str = "classic"
-    track_buffer: int = 30
-    min_hits: int = 3
-    track_high_threshold: float = 0.5
-    track_low_threshold: float = 0.1
-    new_track_threshold: float = 0.6
-    min_match_similarity: float = 0.3
-    max_gap: int = 0
-    fill_gaps: int = 0
+    window_size: Annotated[int, opt(
+        "tracking_window_size", help="Past frames compared against when matching animals to "
+                                     "tracks."),
+        Role("tracking")] = 5
+    min_new_track_points: Annotated[int, opt(
+        "min_new_track_points", help="An unmatched animal starts a new track only with at least "
+                                     "this many body parts."),
+        Role("tracking")] = 0
+    candidates_method: Annotated[str, opt(
+        "candidates_method", help="Which past animals a detection may match: fixed_window (the "
+                                  "last frames) or local_queues (the last appearances of each "
+                                  "track)."),
+        Role("tracking", cli_type=CandidatesMethod)] = "fixed_window"
+    min_match_points: Annotated[int, opt(
+        "min_match_points", help="Body parts two detections must share to be compared."),
+        Role("tracking")] = 0
+    features: Annotated[str, opt(
+        "features", help="What is compared between frames: keypoints, centroids, bboxes or image "
+                         "(appearance)."),
+        Role("tracking", cli_type=Features)] = "keypoints"
+    scoring_method: Annotated[str, opt(
+        "scoring_method", help="How similar two detections are: oks, cosine_sim, iou or "
+                               "euclidean_dist."),
+        Role("tracking", cli_type=ScoringMethod)] = "oks"
+    scoring_reduction: Annotated[str, opt(
+        "scoring_reduction", help="How scores against a track's past detections are combined: "
+                                  "mean, max or robust_quantile."),
+        Role("tracking", cli_type=ScoringReduction)] = "mean"
+    robust_best_instance: Annotated[float, opt(
+        "robust_best_instance", help="With robust_quantile: the quantile used (1.0 = the best "
+                                     "match)."),
+        Role("tracking")] = 1.0
+    oks_stddev: Annotated[float | None, opt(
+        "oks_stddev", help="Spread (standard deviation) of keypoint similarity, as a fraction of "
+                           "the animal's size."),
+        Role("tracking")] = None
+    track_matching_method: Annotated[str, opt(
+        "track_matching_method", help="How detections are assigned to tracks: hungarian (best "
+                                      "overall) or greedy (best first)."),
+        Role("tracking", cli_type=MatchingMethod)] = "hungarian"
+    max_tracks: Annotated[int | None, opt(
+        "max_tracks", help="At most this many tracks (animals) in the whole video. Default: no "
+                           "limit."),
+        Role("tracking")] = None
+    use_flow: Annotated[bool, opt(
+        "use_flow", help="Predict where each animal moved with optical flow before matching."),
+        Role("tracking")] = False
+    of_img_scale: Annotated[float, opt(
+        "of_img_scale", help="Optical flow: scale frames by this before computing flow (smaller "
+                             "is faster)."),
+        Role("tracking")] = 1.0
+    of_window_size: Annotated[int, opt(
+        "of_window_size", help="Optical flow: search window in pixels."),
+        Role("tracking")] = 21
+    of_max_levels: Annotated[int, opt(
+        "of_max_levels", help="Optical flow: pyramid levels (more follows faster motion)."),
+        Role("tracking")] = 3
+    use_kalman: Annotated[bool, opt(
+        "use_kalman", help="Classic tracker: move each track's candidates to a constant-velocity "
+                           "Kalman prediction. Needs --max_tracks or "
+                           "--tracking_target_instance_count."),
+        Role("tracking")] = False
+    kf_track_features: Annotated[str, opt(
+        "kf_track_features", help="What the Kalman filters follow: centroid or keypoints."),
+        Role("tracking")] = "centroid"
+    kf_init_frame_count: Annotated[int, opt(
+        "kf_init_frame_count", help="Frames tracked without the Kalman shift first."),
+        Role("tracking")] = 10
+    kf_node_indices: Annotated[tuple[int, ...] | None, opt(
+        "kf_node_indices", help="Comma-separated node indices for the Kalman centroid (default: "
+                                "all)."),
+        Role("tracking", cli_type=str | None)] = None
+    kf_reset_gap_size: Annotated[int, opt(
+        "kf_reset_gap_size", help="Frames unseen after which a track's Kalman filter is reset."),
+        Role("tracking")] = 5
+    post_connect_single_breaks: Annotated[bool, opt(
+        "post_connect_single_breaks", help="After tracking, join a track that breaks for one "
+                                           "frame when only one track is missing."),
+        Role("tracking")] = False
+    tracking_target_instance_count: Annotated[int | None, opt(
+        "tracking_target_instance_count", help="How many animals are expected per frame (used by "
+                                               "the clean-up options)."),
+        Role("tracking")] = None
+    tracking_pre_cull_to_target: Annotated[int, opt(
+        "tracking_pre_cull_to_target", help="Before tracking, keep only the expected number of "
+                                            "animals per frame (0 = off)."),
+        Role("tracking")] = 0
+    tracking_pre_cull_iou_threshold: Annotated[float, opt(
+        "tracking_pre_cull_iou_threshold", help="Before tracking, remove detections overlapping "
+                                                "more than this (0 = off)."),
+        Role("tracking")] = 0.0
+    tracking_clean_instance_count: Annotated[int, opt(
+        "tracking_clean_instance_count", help="After tracking, keep at most this many animals "
+                                              "per frame (0 = off)."),
+        Role("tracking")] = 0
+    tracking_clean_iou_threshold: Annotated[float, opt(
+        "tracking_clean_iou_threshold", help="After tracking, remove instances overlapping more "
+                                             "than this (0 = off)."),
+        Role("tracking")] = 0.0
+    # sleapflow's own tracking options (not in sleap-nn's run_inference).
+    tracker: Annotated[str, opt(
+        "tracker", help="classic (sleap-nn's candidate tracker, the default), or a motion-model "
+                        "tracker: sort, bytetrack or ocsort."),
+        Role("tracking", fronts=SLEAPFLOW, keyword="tracker_name")] = "classic"
+    track_buffer: Annotated[int, opt(
+        "track_buffer", help="Motion trackers: frames a lost track is kept for re-association."),
+        Role("tracking", fronts=SLEAPFLOW)] = 30
+    min_hits: Annotated[int, opt(
+        "min_hits", help="Motion trackers: consecutive matches before a track gets an id "
+                         "(earlier detections stay untracked)."),
+        Role("tracking", fronts=SLEAPFLOW)] = 3
+    track_high_threshold: Annotated[float, opt(
+        "track_high_threshold", help="bytetrack: score at or above which a detection is matched "
+                                     "first."),
+        Role("tracking", fronts=SLEAPFLOW)] = 0.5
+    track_low_threshold: Annotated[float, opt(
+        "track_low_threshold", help="Motion trackers: detections scoring at or below are "
+                                    "ignored."),
+        Role("tracking", fronts=SLEAPFLOW)] = 0.1
+    new_track_threshold: Annotated[float, opt(
+        "new_track_threshold", help="Motion trackers: minimum score to start a track."),
+        Role("tracking", fronts=SLEAPFLOW)] = 0.6
+    min_match_similarity: Annotated[float, opt(
+        "min_match_similarity", help="Motion trackers: minimum keypoint similarity in [0, 1] for "
+                                     "a match."),
+        Role("tracking", fronts=SLEAPFLOW)] = 0.3
+    max_gap: Annotated[int, opt(
+        "max_gap", help="Re-link a track that ended to one starting within N frames (motion + "
+                        "pose); 0 = off."),
+        Role("tracking", fronts=SLEAPFLOW)] = 0
+    fill_gaps: Annotated[int, opt(
+        "fill_gaps", help="Interpolate gaps of at most K frames inside a track (marked with score "
+                          "-1); adds K frames of latency."),
+        Role("tracking", fronts=SLEAPFLOW)] = 0
 
     def __post_init__(self) -> None:
         self.validate()

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+import typing
+from functools import cache
 from typing import Any
 
 import msgspec
+from cyclopts import Parameter
 
 from sleapflow.errors import ConfigError
 from sleapflow.options.frames import MAX_FRAME_INDEX
@@ -17,29 +20,33 @@ __all__ = ("MAX_INT_OPTION", "check_numbers")
 #: otherwise overflow a tensor shape or an HDF5 field long after inference started.
 MAX_INT_OPTION = 2**31 - 1
 
-#: Struct fields whose command-line name differs from the field name.
-_CLI_NAMES = {"window_size": "tracking_window_size"}
+
+@cache
+def _flags(struct: type) -> dict[str, str]:
+    """Each field's command-line name, from its declaration (``window_size`` is
+    ``--tracking_window_size``); a field declared without one is ``--FIELD``."""
+    out = {}
+    for field, hint in typing.get_type_hints(struct, include_extras=True).items():
+        params = [m for m in getattr(hint, "__metadata__", ()) if isinstance(m, Parameter)]
+        out[field] = str(params[0].name[0]) if params else f"--{field}"  # type: ignore[index]
+    return out
 
 
-def _name(field: str) -> str:
-    return "--" + _CLI_NAMES.get(field, field)
-
-
-def _check_value(field: str, value: Any) -> None:
+def _check_value(field: str, value: Any, flag: str) -> None:
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise ConfigError(f"{_name(field)} must be a finite number (got {value!r})")
+            raise ConfigError(f"{flag} must be a finite number (got {value!r})")
     elif isinstance(value, int):
         if abs(value) > MAX_INT_OPTION:
-            raise ConfigError(f"{_name(field)} is out of range (got {value}; at most "
+            raise ConfigError(f"{flag} is out of range (got {value}; at most "
                               f"{MAX_INT_OPTION})")
     elif isinstance(value, msgspec.Struct):
         check_numbers(value)
     elif isinstance(value, (tuple, list)) and field != "frames":
         for item in value:
-            _check_value(field, item)
+            _check_value(field, item, flag)
 
 
 def _check_frames(frames: Any) -> None:
@@ -52,9 +59,10 @@ def _check_frames(frames: Any) -> None:
 
 def check_numbers(config: msgspec.Struct) -> None:
     """Refuse NaN/inf floats and out-of-range integers in ``config`` and its nested structs."""
+    flags = _flags(type(config))
     for field in config.__struct_fields__:
         value = getattr(config, field)
         if field == "frames" and value is not None:
             _check_frames(value)
             continue
-        _check_value(field, value)
+        _check_value(field, value, flags[field])

@@ -30,6 +30,7 @@ import numpy as np
 
 from sleapflow.errors import ConfigError, OutputWriteError
 from sleapflow.messages import FramePrediction
+from sleapflow.options.declared import neutral_options
 from sleapflow.outputs.files import describe_os_error, resolve_target
 
 __all__ = (
@@ -65,9 +66,8 @@ FSYNC_FRAMES = 256
 FSYNC_SECONDS = 5.0
 _HEAD = struct.Struct("<II")
 
-#: Options that do not change the predictions: a resume may differ in these.
-_NEUTRAL_OPTIONS = {"output_path", "queue_maxsize", "postprocess_workers", "torch_threads",
-                    "forward_workers", "device", "max_failed_frames", "resume"}
+#: Options that do not change the predictions: a resume may differ in these (their roles say).
+_NEUTRAL_OPTIONS = neutral_options()
 
 
 def journal_path(output_path: str | Path) -> Path:

@@ -25,7 +25,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from sleapflow.errors import InputNotFoundError, SleapflowError
 from sleapflow.inputs import open_reader, plan_input
-from sleapflow.options.config import InferenceConfig, parse_frames
+from sleapflow.options.boundary import build_config
 from sleapflow.serve.codec import (
     BadRequest,
     ErrorBody,
@@ -178,12 +178,9 @@ class Service:
             if not path.resolve().is_relative_to(root):
                 raise BadRequest(403, "outside_root", f"{req.path!r} is outside the served folder "
                                                       "(--video_root)")
-        frames = req.frames if isinstance(req.frames, list) else None
         try:
-            selection = parse_frames(req.frames) if isinstance(req.frames, str) else (
-                tuple(frames) if frames is not None else None)
-            cfg = InferenceConfig(data_path=str(path), frames=selection,
-                                  video_index=req.video_index)
+            # The one boundary: frames as text ("0-99,200") or a list, checked as track's are.
+            cfg = build_config(data_path=str(path), frames=req.frames, video_index=req.video_index)
             plan = await anyio.to_thread.run_sync(plan_input, cfg)
         except InputNotFoundError as exc:
             raise BadRequest(404, "bad_video", str(exc)) from None

@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
+
+from cyclopts import Parameter
 
 from sleapflow.errors import ConfigError
+from sleapflow.options.declared import cli_options, option_values
 from sleapflow.options.help import opt as _opt
 
-__all__ = ("serve_command",)
+__all__ = ("ServeOptions", "serve_command")
 
+
+# The model options (-m, device, batching, peaks...) are the inference options whose role offers
+# them to "serve", with serve's own defaults (batches of 8, a 5 ms wait, short queues): declared
+# once, in sleapflow.options.config. The server's own settings follow, by hand: they are not
+# inference options.
+if TYPE_CHECKING:
+    ServeOptions: TypeAlias = Any
+else:
+    ServeOptions = cli_options("serve")
 
 
 def serve_command(
     *,
-    model_paths: Annotated[tuple[str, ...], _opt("model_paths", "-m", consume_multiple=True)] = (),
+    model: Annotated[ServeOptions, Parameter(name="*")] = ServeOptions(),  # noqa: B008
     host: Annotated[str, _opt("host", help="Address to listen on (loopback by default).")]
     = "127.0.0.1",
     port: Annotated[int, _opt("port", help="Port (0: any free port, printed at start).")] = 8000,
@@ -22,12 +34,6 @@ def serve_command(
                                                     "(default: $SLEAPFLOW_SERVE_TOKEN).")] = None,
     insecure: Annotated[bool, _opt("insecure", help="Allow a non-loopback address without a "
                                                     "token.")] = False,
-    device: Annotated[str, _opt("device", "-d", help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    batch_size: Annotated[int, _opt("batch_size", "-b", help="Largest batch of frames, across "
-                                                              "clients.")] = 8,
-    max_batch_delay_ms: Annotated[float, _opt("max_batch_delay_ms",
-                                              help="Longest a batch waits for more frames.")] = 5.0,
-    queue_maxsize: Annotated[int, _opt("queue_maxsize", help="Frames queued between stages.")] = 16,
     max_pending: Annotated[int, _opt("max_pending", help="Frames held at once over all "
                                                          "clients.")] = 64,
     queue_wait_ms: Annotated[float, _opt("queue_wait_ms", help="Wait for room before "
@@ -43,13 +49,6 @@ def serve_command(
                                                               "inside this folder.")] = None,
     graceful_timeout_s: Annotated[float, _opt("graceful_timeout_s", help="SIGTERM: seconds to "
                                                                          "finish requests.")] = 30.0,
-    peak_threshold: Annotated[float, _opt("peak_threshold")] = 0.2,
-    max_instances: Annotated[int | None, _opt("max_instances", "-n")] = None,
-    integral_refinement: Annotated[str, _opt("integral_refinement",
-                                             help="'integral' or 'none'.")] = "integral",
-    forward_workers: Annotated[int | None, _opt("forward_workers",
-                                                help="Batches in flight per model (CPU).")] = None,
-    torch_threads: Annotated[int | None, _opt("torch_threads")] = None,
     verbose: Annotated[bool, _opt("verbose", help="Log every request.")] = False,
 ) -> int:
     """Serve pose estimation over HTTP and websockets, batching frames across clients."""
@@ -64,10 +63,8 @@ def serve_command(
     from sleapflow.serve.config import TOKEN_ENV, ServeConfig
     from sleapflow.serve.server import serve
 
-    options = {"device": device, "batch_size": batch_size, "max_batch_delay_ms": max_batch_delay_ms,
-               "queue_maxsize": queue_maxsize, "peak_threshold": peak_threshold,
-               "max_instances": max_instances, "integral_refinement": integral_refinement,
-               "forward_workers": forward_workers, "torch_threads": torch_threads}
+    options = option_values(model)
+    model_paths = options.pop("model_paths")
     build_config(model_paths=model_paths, **options)  # bad inference options fail before binding
     cfg = ServeConfig(
         model_paths=tuple(model_paths), host=host, port=port,

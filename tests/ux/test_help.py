@@ -3,6 +3,7 @@ name); the hyphenated spellings still parse, and ``-m A B`` gives two models."""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import re
 import typing
@@ -18,14 +19,26 @@ COMMANDS = sorted(name for name in app if not name.startswith("-"))
 
 
 def _parameters(command: str) -> dict[str, Parameter]:
+    """Each option of ``command``: its own parameters, and the fields of a flattened
+    (``Parameter(name="*")``) options dataclass, which is how the declared inference options
+    reach a command."""
     func = app[command].default_command
     assert func is not None
-    hints = typing.get_type_hints(func, include_extras=True)
+    return _annotated(func, command)
+
+
+def _annotated(obj: object, where: str) -> dict[str, Parameter]:
+    hints = typing.get_type_hints(obj, include_extras=True)
+    names = ([f.name for f in dataclasses.fields(obj)] if dataclasses.is_dataclass(obj)  # type: ignore[arg-type]
+             else list(inspect.signature(obj).parameters))  # type: ignore[arg-type]
     out = {}
-    for name in inspect.signature(func).parameters:
+    for name in names:
         meta = [m for m in getattr(hints[name], "__metadata__", ()) if isinstance(m, Parameter)]
-        assert meta, f"{command} {name}: no Parameter"
-        out[name] = meta[0]
+        assert meta, f"{where} {name}: no Parameter"
+        if meta[0].name == ("*",):
+            out.update(_annotated(hints[name].__origin__, f"{where} {name}"))
+        else:
+            out[name] = meta[0]
     return out
 
 
