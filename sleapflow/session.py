@@ -45,6 +45,7 @@ from sleapflow.jobs.job import Job, job_spec, plan_job
 from sleapflow.messages import Frame, FramePrediction
 from sleapflow.options.boundary import build_config
 from sleapflow.options.config import InferenceConfig
+from sleapflow.options.declared import front_options
 from sleapflow.runtime import GraphRunner, GraphSpec, GraphStats, RunningGraph, running_graph
 from sleapflow.runtime.graph import Role
 
@@ -306,18 +307,29 @@ class _FileOrPushSession(GraphSession):
         return await super().__aenter__()
 
 
+#: What open_graph takes: its declared options, and a whole tracker config.
+_OPEN_GRAPH_OPTIONS = frozenset({"tracker", *(o.keyword for o in front_options("open_graph"))})
+
+
 def open_graph(model_paths: list[str] | tuple[str, ...] | str, *, source: str | None = None,
                **options: Any) -> GraphSession:
     """Open the graph the CLI would run for these models, as an async context manager.
 
     ``source`` is a video, ``.slp``, HDF5 or image folder to read frames from; without it, frames
-    are pushed with ``await graph.push(image)``. ``options`` are ``sleapflow track`` /
-    ``run_inference`` options (``device``, ``batch_size``, ``queue_maxsize``, ``peak_threshold``,
-    ``frames`` ...). Bad options raise :class:`~sleapflow.errors.ConfigError` here, before
-    anything runs.
+    are pushed with ``await graph.push(image)``. ``options`` are the options declared for
+    ``open_graph`` (:func:`sleapflow.options.declared.front_options`): ``sleapflow track``'s
+    inference options (``device``, ``batch_size``, ``queue_maxsize``, ``peak_threshold``,
+    ``frames``, the tracker's ...) and ``max_batch_delay_ms``; a whole ``tracker=TrackerConfig``
+    is taken too. Bad or unknown options raise :class:`~sleapflow.errors.ConfigError` here,
+    before anything runs.
     """
     if "data_path" in options:
         raise ConfigError("open_graph: pass the input as source=, not data_path=")
+    unknown = sorted(set(options) - _OPEN_GRAPH_OPTIONS)
+    if unknown:
+        raise ConfigError(f"open_graph: unknown option(s) {', '.join(unknown)} (a session writes "
+                          "no file, so output options are not among them); see "
+                          "sleapflow.options.declared.front_options('open_graph')")
     cfg = build_config(model_paths=model_paths, data_path=source, **options)
     return _FileOrPushSession(cfg, push=source is None)
 

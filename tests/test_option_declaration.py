@@ -161,15 +161,20 @@ def test_every_declared_flag_has_a_hyphenated_spelling() -> None:
 
 
 def test_track_command_line_reaches_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import sleapflow.jobs.track as jobs_track
+    import sleapflow.jobs.job as jobs_job
 
     seen: dict[str, Any] = {}
 
-    def fake_run_track(options: dict[str, Any], *, cfg: InferenceConfig, **kwargs: Any) -> int:
-        seen.update(cfg=cfg, options=options, kwargs=kwargs)
-        return 0
+    def fake_plan_job(cfg: InferenceConfig, **kwargs: Any) -> str:
+        seen.update(cfg=cfg, kwargs=kwargs)
+        return "planned"
 
-    monkeypatch.setattr(jobs_track, "run_track", fake_run_track)
+    def fake_run(job: Any, **kwargs: Any) -> Any:
+        assert job == "planned"
+        return jobs_job.JobResult(labels=None, stats=None)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(jobs_job, "plan_job", fake_plan_job)
+    monkeypatch.setattr(jobs_job, "run_job_with_progress", fake_run)
     video = tmp_path / "clip.mp4"
     video.write_bytes(b"")
     assert main(["track", "-i", str(video), "-m", "model", "--batch-size", "7", "-n", "2",
@@ -181,7 +186,7 @@ def test_track_command_line_reaches_the_config(tmp_path: Path, monkeypatch: pyte
     assert (cfg.integral_refinement, cfg.tracker.kf_node_indices, cfg.ensure_rgb) == (None, (0, 1), False)
     assert (cfg.tracker.tracker, cfg.peak_threshold, cfg.model_paths) == ("sort", 0.3, ("model",))
     assert cfg.video_input_format == "channels_first" and cfg.queue_maxsize == 32
-    assert seen["kwargs"]["resume"] is True and "resume" not in seen["options"]
+    assert seen["kwargs"]["resume"] is True and cfg.resume is False  # the job's, not the config's
 
 
 def test_run_inference_keywords_reach_the_config(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -191,6 +191,9 @@ async def test_a_model_that_fails_to_load_fails_on_entry(assets: Path, tmp_path:
 async def test_bad_options_and_frames_are_refused_clearly(assets: Path) -> None:
     with pytest.raises(ConfigError, match="batch_size"):
         open_graph([str(assets / MODEL)], batch_size=0)
+    for stray in ({"output_path": "x.slp"}, {"batch_sise": 2}):  # writes nothing; a typo
+        with pytest.raises(ConfigError, match=f"unknown option.*{next(iter(stray))}"):
+            open_graph([str(assets / MODEL)], **stray)
     with pytest.raises(ConfigError, match="input not found"):
         async with open_graph([str(assets / MODEL)], source=str(assets / "nope.mp4")):
             pytest.fail("the block must not run")
