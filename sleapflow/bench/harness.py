@@ -35,11 +35,12 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
 
 import msgspec
 from cyclopts import Parameter
 
+from sleapflow.options.declared import cli_options, option, option_values
 from sleapflow.options.help import opt
 from sleapflow.testing import SYNTHETIC_GRAPHS, write_default_clip, write_synthetic_model
 
@@ -383,7 +384,9 @@ def _median_index(values: list[float]) -> int:
 
 def run_bench(graph: str = "single_instance", *, data: str | None = None,
               models: tuple[str, ...] = (), frames: int = 200, warmup: int = 20,
-              batch_size: int = 4, queue_maxsize: int = 32, device: str = "auto",
+              batch_size: int = option("batch_size").default,
+              queue_maxsize: int = option("queue_maxsize").default,
+              device: str = option("device").default,
               torch_threads: int | None = None, serial: bool = True, repeat: int = 1,
               workdir: str | Path | None = None, runtime: str = "auto",
               precision: str = "fp32") -> BenchRecord:
@@ -560,6 +563,15 @@ def format_table(record: BenchRecord) -> str:
     return "\n".join(rows)
 
 
+#: The inference options ``bench`` shares with ``track``: their declaration's spelling, help and
+#: defaults (:mod:`sleapflow.options.declared`).
+if TYPE_CHECKING:
+    BenchOptions: TypeAlias = Any
+else:
+    BenchOptions = cli_options("track", class_name="BenchOptions",
+                               names=("batch_size", "queue_maxsize", "device"))
+
+
 def bench_command(
     graph: Annotated[str, Parameter(help="Named graph to measure (see `sleapflow graphs`).")]
     = "single_instance",
@@ -572,9 +584,7 @@ def bench_command(
                                                      "realistic-size model).")] = (),
     frames: Annotated[int, Parameter(help="Frames to run, warm-up included.")] = 200,
     warmup: Annotated[int, Parameter(help="Frames excluded from the measurement.")] = 20,
-    batch_size: Annotated[int, opt("batch_size", "-b")] = 4,
-    queue_maxsize: Annotated[int, opt("queue_maxsize")] = 32,
-    device: Annotated[str, opt("device", "-d")] = "auto",
+    execution: Annotated[BenchOptions, Parameter(name="*")] = BenchOptions(),  # noqa: B008
     torch_threads: Annotated[int | None, opt("torch_threads",
                                              help="torch threads per forward worker "
                                              "(default: 1 per core's worker on CPU).")] = None,
@@ -597,9 +607,8 @@ def bench_command(
 ) -> int:
     """Per-stage throughput of a graph vs a serial loop and the forward-pass limit."""
     record = run_bench(graph, data=data, models=tuple(model), frames=frames, warmup=warmup,
-                       batch_size=batch_size, queue_maxsize=queue_maxsize, device=device,
-                       torch_threads=torch_threads, serial=serial, repeat=repeat, runtime=runtime,
-                       precision=precision)
+                       **option_values(execution), torch_threads=torch_threads, serial=serial,
+                       repeat=repeat, runtime=runtime, precision=precision)
     print(f"graph {record.graph} on {record.device} ({record.device_name}), runtime "
           f"{record.runtime}, torch "
           f"{record.versions.get('torch')}, batch {record.batch_size}, frames {record.frame_shape}"
