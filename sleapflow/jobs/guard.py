@@ -53,6 +53,7 @@ class OutputGuard:
         check_output_folder(output_path, n_frames=n_frames)
         self.output_path = output_path
         self.lock = OutputLock(output_path)
+        self.lock.check_free()
         _STATE.update(output=output_path, journal=None)
 
     def set_journal(self, path: str | Path | None) -> None:

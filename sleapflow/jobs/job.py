@@ -27,7 +27,7 @@ from sleapflow.jobs.guard import OutputGuard, guarded_outputs, output_guards
 from sleapflow.jobs.progress import announce as announce_start
 from sleapflow.logs import get_logger
 from sleapflow.options.config import InferenceConfig
-from sleapflow.outputs.export import check_formats, export, format_path
+from sleapflow.outputs.export import check_formats, export, format_path, slp_output
 from sleapflow.outputs.naming import default_output_path
 from sleapflow.runtime import GraphRunner, GraphSpec, GraphStats
 
@@ -113,6 +113,8 @@ def plan_job(cfg: InferenceConfig, *, output: str | None = None, name_output: bo
     many = isinstance(run.plan, ManyPlan)
     if output is None and name_output and not many and raw is None:
         output = default_output_path(cfg, run.plan)
+    if output is not None and "slp" in formats:
+        output = slp_output(output)
     if many and "slp" not in formats:
         raise ConfigError("with several inputs each video's .slp is written as it ends: keep "
                           "slp among --output_format (the other formats go beside it)")

@@ -12,7 +12,7 @@ import sleap_io as sio
 from sleapflow.errors import ConfigError
 from sleapflow.outputs.files import write_atomically
 
-__all__ = ("FORMATS", "SUFFIXES", "check_formats", "export", "format_path")
+__all__ = ("FORMATS", "SUFFIXES", "check_formats", "export", "format_path", "slp_output")
 
 
 #: Format name → the suffix that replaces ``.slp`` in the output's name.
@@ -31,11 +31,25 @@ def check_formats(formats: Sequence[str]) -> tuple[str, ...]:
     return tuple(out) or ("slp",)
 
 
-def format_path(slp_path: str | Path, fmt: str) -> Path:
-    """Where format ``fmt`` goes for the ``.slp`` path ``slp_path`` (``x.slp`` → ``x.csv``)."""
-    path = Path(slp_path)
-    stem = path.name[: -len(".slp")] if path.name.endswith(".slp") else path.name
+def format_path(output: str | Path, fmt: str) -> Path:
+    """Where format ``fmt`` goes for the output path ``output``: its name with the suffix of any
+    format replaced (``x.slp`` or ``x.csv`` → ``x.csv``, ``x.analysis.h5``), so ``-o x.csv
+    --output_format csv`` writes ``x.csv``; a name with another suffix keeps it
+    (``x.out`` → ``x.out.csv``)."""
+    path = Path(output)
+    stem = path.name
+    for suffix in sorted(SUFFIXES.values(), key=len, reverse=True):
+        if stem.endswith(suffix) and len(stem) > len(suffix):
+            stem = stem[: -len(suffix)]
+            break
     return path.with_name(stem + SUFFIXES[fmt])
+
+
+def slp_output(output: str) -> str:
+    """The ``.slp`` a run writes for ``-o output``: ``output`` itself, unless it names another
+    format's file (``-o x.csv --output_format slp --output_format csv`` writes ``x.slp``)."""
+    others = [s for f, s in SUFFIXES.items() if f != "slp"]
+    return str(format_path(output, "slp")) if output.endswith(tuple(others)) else output
 
 
 def _writer(labels: sio.Labels, fmt: str) -> Callable[[Path], None]:

@@ -354,12 +354,7 @@ class OutputLock:
             try:
                 fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             except FileExistsError:
-                holder = self._holder()
-                if holder is not None and holder != os.getpid() and pid_alive(holder):
-                    raise ConfigError(
-                        f"--output_path {self.shown!r} is being written by another sleapflow run "
-                        f"(pid {holder}); wait for it to finish or choose another output. If no "
-                        f"such run exists, remove {str(self.path)!r}") from None
+                self.check_free()
                 self.path.unlink(missing_ok=True)  # stale: its process is gone
                 continue
             except OSError as exc:
@@ -370,6 +365,16 @@ class OutputLock:
             self.held = True
             return self
         raise ConfigError(f"cannot take the output lock {str(self.path)!r}; remove it and retry")
+
+    def check_free(self) -> None:
+        """Refuse now if another live run holds the lock (before anything else is said about
+        the output: its journal, say, is that run's, not an interrupted one's)."""
+        holder = self._holder()
+        if holder is not None and holder != os.getpid() and pid_alive(holder):
+            raise ConfigError(
+                f"--output_path {self.shown!r} is being written by another sleapflow run "
+                f"(pid {holder}); wait for it to finish or choose another output. If no "
+                f"such run exists, remove {str(self.path)!r}")
 
     def _holder(self) -> int | None:
         try:

@@ -111,11 +111,28 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         out.append("the input file (path, size or modification time)")
     if old.get("models") != new.get("models"):
         out.append("the models")
-    o_opts, n_opts = old.get("options", {}), new.get("options", {})
+    o_opts, n_opts = _flat_options(old.get("options", {})), _flat_options(new.get("options", {}))
     changed = sorted(k for k in set(o_opts) | set(n_opts) if o_opts.get(k) != n_opts.get(k))
     if changed:
-        out.append("options " + ", ".join(f"--{k}" for k in changed[:6]))
+        out.append("options " + ", ".join(f"{k} ({o_opts.get(k)!r} then, {n_opts.get(k)!r} now)"
+                                          for k in changed[:6]))
     return out
+
+
+def _flat_options(options: dict[str, Any]) -> dict[str, Any]:
+    """A fingerprint's options by their command-line spelling, the tracker's sub-config
+    flattened (``--max_tracks``, not ``--tracker``)."""
+    from sleapflow.options.declared import declared
+
+    flags = {(o.within, o.field): o.flag for o in declared()}
+    flat: dict[str, Any] = {}
+    for key, value in options.items():
+        if isinstance(value, dict) and any(within == key for within, _ in flags):
+            for inner, v in value.items():
+                flat[flags.get((key, inner), f"--{inner}")] = v
+        else:
+            flat[flags.get((None, key), f"--{key}")] = value
+    return flat
 
 
 def _arr(value: Any) -> Any:

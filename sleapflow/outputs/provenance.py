@@ -208,7 +208,9 @@ def add_seed_names(prov: dict[str, Any], labels: sio.Labels) -> dict[str, Any]:
                 names[key] = upstream[key]
     for key, value in (prov.get("tracking_config") or {}).items():
         names[f"tracker_{key}"] = value
-    out.update({k: v for k, v in names.items() if v is not None})
+    # Every documented name is written, null where the value is unknown or unset (no
+    # --max_instances limit, no CUDA), so a reader finds the key it was told to read.
+    out.update(names)
     return out
 
 

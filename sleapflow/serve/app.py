@@ -186,6 +186,10 @@ class Service:
             raise BadRequest(404, "bad_video", str(exc)) from None
         except SleapflowError as exc:
             raise BadRequest(400, "bad_video", str(exc)) from None
+        if not plan.items:
+            # What track calls an error is one here too, not an empty 200.
+            raise BadRequest(400, "no_frames", "no frames selected: every requested frame is past "
+                                               "the end of the video (or the selection is empty)")
         stream = _VideoStream(self, plan)
         try:
             await stream.admit_first()

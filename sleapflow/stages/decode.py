@@ -55,7 +55,6 @@ class DecodeSource:
         self.chunk = max(1, chunk)
         self.limiter = limiter
         self._readers: OrderedDict[int, Any] = OrderedDict()
-        self.skipped: list[tuple[int, int]] = []
 
     def _reader(self, video_id: int) -> Any:
         reader = self._readers.get(video_id)
@@ -95,7 +94,12 @@ class DecodeSource:
                 # Lets the runner name the frame in the StageError.
                 raise ItemFailure(item) from exc
             if image is None:
-                self.skipped.append((item.video_id, item.frame_idx))
+                # A frame the input was planned with but its stream ends before or skips (a
+                # truncated or damaged file): a failed frame like a corrupt one, counted in the
+                # provenance and against --max_failed_frames.
+                self.failures.add(item.video_id, item.frame_idx, FrameDecodeError(
+                    f"frame {item.frame_idx} is missing from the video's stream (the file is "
+                    "truncated or damaged)"))
                 continue
             out.append((item, image))
         return out
@@ -121,6 +125,4 @@ class DecodeSource:
             if self.failures.count:
                 log.warning("frames failed to decode; skipped", count=self.failures.count,
                             frames=self.failures.summary(), first_error=self.failures.first_error)
-            if self.skipped:
-                log.warning("frames could not be decoded; skipped", count=len(self.skipped),
-                            first=[f"video {v} frame {f}" for v, f in self.skipped[:5]])
+

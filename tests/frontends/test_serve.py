@@ -314,7 +314,7 @@ def test_a_client_that_disconnects_stops_its_share_of_the_work(
 
 def test_malformed_requests_get_a_4xx_naming_the_problem_and_disturb_no_one(
         servers: dict[str, Server], frames: list[np.ndarray],
-        reference: dict[int, np.ndarray], tmp_path: Path) -> None:
+        reference: dict[int, np.ndarray], tmp_path: Path, assets: Path) -> None:
     url = servers["open"].url
     good = [frames[i].tobytes() for i in range(N_FRAMES)]
     other: dict[str, list[dict[str, Any]]] = {}
@@ -345,6 +345,9 @@ def test_malformed_requests_get_a_4xx_naming_the_problem_and_disturb_no_one(
         ("/v1/videos", {"json": {"path": str(tmp_path / "missing.mp4")}}, 404, "bad_video",
          "not found"),
         ("/v1/videos", {"json": {"path": "x.mp4", "frames": "9-1"}}, 400, "bad_video", "frames"),
+        # What track calls an error (no frame selected) is one here too, not an empty 200.
+        ("/v1/videos", {"json": {"path": str(assets / CLIP), "frames": "100000-100005"}}, 400,
+         "no_frames", "past the end"),
     ]
     with httpx.Client(base_url=url, timeout=60) as client:
         for path, kwargs, status, code, words in cases:

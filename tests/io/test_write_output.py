@@ -114,6 +114,14 @@ def test_video_input_output_video_and_provenance(assets: Path, tmp_path: Path) -
     assert config["peak_threshold"] == 0.0 and config["batch_size"] == 4
     assert config["integral_refinement"] == "integral"
     assert "max_instances" not in config  # None values are left out, as in the reference
+    # The documented top-level names are all there, null where unset.
+    documented = ("timestamp_start", "timestamp_end", "runtime_sec", "sleap_io_version",
+                  "torch_version", "model_paths", "model_type", "head_type", "source_path",
+                  "source_video_paths", "frame_selection_method", "frames_predicted",
+                  "total_frames", "peak_threshold", "batch_size", "integral_refinement",
+                  "max_instances", "device", "python_version", "cuda_version", "gpu_names")
+    assert set(documented) <= set(prov)
+    assert prov["max_instances"] is None and prov["batch_size"] == 4
     assert "tracking_config" not in prov
     assert prov["device"] == "cpu"
     assert set(prov["system_info"]) >= {"python_version", "platform", "pytorch_version",

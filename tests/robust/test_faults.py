@@ -275,17 +275,21 @@ def test_second_live_run_on_one_output_is_refused(assets: Path, clips: dict[str,
     out, before = existing
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     lock = out.parent / f".{out.name}.lock"
+    journal = out.parent / f".{out.name}.journal"  # the live run's, as it writes
     try:
         lock.write_text(f"{holder.pid}\n")
+        journal.write_bytes(b"frames of the live run")
         code, err = track(["-i", str(clips["good"]), "-m", str(assets / SINGLE), "-o", str(out),
                            "--frames", "0-3"], capsys)
         assert code == 2
         (line,) = error_lines(err)
-        assert f"pid {holder.pid}" in line
-        assert sha(out) == before
+        # The run that is writing is named, not taken for an interrupted one (--resume).
+        assert f"pid {holder.pid}" in line and "--resume" not in line
+        assert sha(out) == before and journal.read_bytes() == b"frames of the live run"
     finally:
         holder.kill()
         holder.wait()
+        journal.unlink(missing_ok=True)
     # The holder is gone: its lock is stale and taken over.
     code, _ = track(["-i", str(clips["good"]), "-m", str(assets / SINGLE), "-o", str(out),
                      "--frames", "0-3"], capsys)
@@ -333,8 +337,20 @@ def test_truncated_tail_predicts_what_is_there(assets: Path, clips: dict[str, Pa
     code, err = track(["-i", str(clips["truncated"]), "-m", str(assets / SINGLE), "-o", str(out),
                        "--peak_threshold", "0"], capsys)
     assert code == 0 and error_lines(err) == []
-    n = len(sio.load_slp(str(out)))
+    labels = sio.load_slp(str(out))
+    n = len(labels)
     assert 5 < n < 40
+    # The frames the file promised but no longer holds are failed frames, as corrupt ones are:
+    # counted in the provenance, named in the warning, and held to --max_failed_frames.
+    missing = sorted(set(range(40)) - {lf.frame_idx for lf in labels})
+    assert labels.provenance["frames_failed"] == len(missing) == 40 - n
+    assert labels.provenance["frames_failed_indices"] == missing
+    assert any("failed to decode" in ln and f"count={40 - n}" in ln for ln in err.splitlines())
+    before = sha(out)
+    code, err = track(["-i", str(clips["truncated"]), "-m", str(assets / SINGLE), "-o", str(out),
+                       "--max_failed_frames", "2"], capsys)
+    assert code == 2 and "--max_failed_frames 2" in error_lines(err)[0]
+    assert sha(out) == before and leftovers(tmp_path) == []
 
 
 def test_missing_moov_cannot_open_with_advice(assets: Path, clips: dict[str, Path],

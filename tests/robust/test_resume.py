@@ -86,22 +86,25 @@ def test_sigkill_then_resume_equals_uninterrupted(assets: Path, tmp_path: Path,
 
 def test_mismatched_resume_is_refused(assets: Path, tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
-    from sleapflow.options.config import InferenceConfig
     from sleapflow.outputs.journal import JournalWriter, fingerprint
 
     clip = write_synthetic_video(tmp_path / "clip.mp4", n_frames=8)
     model = str(assets / "model_ckpts/minimal_instance_single_instance")
-    cfg = InferenceConfig(data_path=str(clip), model_paths=(model,), device="cpu",
-                          peak_threshold=0.5)
+    from sleapflow.options.boundary import build_config
+
+    cfg = build_config(data_path=str(clip), model_paths=(model,), device="cpu",
+                       peak_threshold=0.5, max_tracks=3)
     out = tmp_path / "out.slp"
     header = fingerprint(cfg, graph="single_instance", model_paths=[model],
                          source_path=str(clip))
     JournalWriter(tmp_path / ".out.slp.journal", header).close()
     rc = main(["track", "-i", str(clip), "-m", model, "--device", "cpu", "-o", str(out),
-               "--peak_threshold", "0.3", "--resume"])
+               "--peak_threshold", "0.3", "--max_tracks", "2", "--resume"])
     assert rc == 2
     (line,) = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("Error:")]
-    assert "different run" in line and "--peak_threshold" in line
+    assert "different run" in line and "--peak_threshold (0.5 then, 0.3 now)" in line
+    # A tracker option is named as typed, not as the sub-config that holds it.
+    assert "--max_tracks (3 then, 2 now)" in line and "--tracker " not in line
 
 
 def test_a_graph_that_fails_to_build_leaves_no_journal(assets: Path, tmp_path: Path,

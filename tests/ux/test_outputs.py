@@ -134,6 +134,20 @@ def test_only_other_formats_leave_no_slp(assets: Path, tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*tmp*"))  # the temporary files were renamed away
 
 
+def test_an_output_named_for_its_format_is_that_file(assets: Path, tmp_path: Path) -> None:
+    """-o x.csv --output_format csv writes x.csv (not x.csv.csv); with slp too, the .slp is x.slp."""
+    base = ["track", "-i", str(assets / CLIP), "-m", str(assets / MODEL), "--frames", "0-1",
+            "--device", "cpu"]
+    assert main([*base, "-o", str(tmp_path / "only.csv"), "--output_format", "csv"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["only.csv"]
+    both = tmp_path / "both"
+    both.mkdir()
+    assert main([*base, "-o", str(both / "x.csv"), "--output_format", "slp",
+                 "--output_format", "csv"]) == 0
+    assert sorted(p.name for p in both.iterdir()) == ["x.csv", "x.slp"]
+    assert len(sio.load_slp(str(both / "x.slp")).labeled_frames) == 2
+
+
 def test_info_and_system(assets: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info", str(assets / MODEL), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
