@@ -121,6 +121,13 @@ def track(
                                   workers=ray_workers, chunk_frames=ray_chunk_frames))
     out = None
     if not many:
+        if cfg.shard is not None and cfg.shard[1] > 1 and output_path is not None \
+                and not output_is_folder(output_path):
+            raise ConfigError(f"--shard {cfg.shard[0]}/{cfg.shard[1]} with -o {output_path!r}: "
+                              "every shard of this video would write that one file, each "
+                              "replacing the last. Give a folder (-o DIR/) or leave -o out: "
+                              "each shard then writes <video>.shard-I-of-N.predictions.slp, "
+                              "which sleapflow merge joins")
         if cfg.shard is not None and (output_path is None or output_is_folder(output_path)):
             out = shard_output_path(cfg, cfg.shard)
         else:
@@ -149,6 +156,9 @@ def merge(
                                                  negative_iterable=())],
     output_path: Annotated[str, opt("output_path", "-o", help="The merged .slp.")],
     tracker: Annotated[MergeOptions, Parameter(name="*")] = MergeOptions(),  # noqa: B008
+    allow_partial: Annotated[bool, opt("allow_partial", help="Merge even when shards of the "
+                                       "--shard run are missing (their frames are then absent; "
+                                       "by default that is an error naming them).")] = False,
     verbose: Annotated[bool, opt("verbose")] = False,
 ) -> int:
     """Join the per-shard outputs of one video (``track --shard I/N``) into one .slp; with
@@ -160,7 +170,8 @@ def merge(
 
     configure_logging(verbose)
     with OutputGuard(output_path, n_frames=len(shards)):  # checked and locked, as track's
-        labels = merge_command(shards, output_path, tracking=tracking, **options)
+        labels = merge_command(shards, output_path, tracking=tracking,
+                               allow_partial=allow_partial, **options)
     get_logger("sleapflow").info("merged", shards=len(shards),
                                            frames=len(labels.labeled_frames), output=output_path)
     return 0
@@ -288,6 +299,10 @@ def render(
     marker_size: Annotated[float, opt("marker_size")] = 4.0,
     line_width: Annotated[float, opt("line_width")] = 2.0,
     color_by: Annotated[Literal["auto", "track", "instance", "node"], opt("color_by")] = "auto",
+    palette: Annotated[Literal["standard", "distinct", "rainbow", "warm", "cool", "pastel",
+                               "seaborn", "tableau10", "viridis"], opt("palette")] = "standard",
+    trail_length: Annotated[int, opt("trail_length")] = 0,
+    show_names: Annotated[bool, opt("show_names", negative=True)] = True,
 ) -> int:
     """Draw predictions over their video: an .mp4 to watch, or one frame as a .png."""
     from sleapflow.options.config import parse_frames
@@ -298,6 +313,7 @@ def render(
     inds = None if selection is None else list(iter_spans(as_spans(selection)))
     out = render_labels(predictions, output, frames=inds, fps=fps, scale=scale,
                         marker_size=marker_size, line_width=line_width, color_by=color_by,
+                        palette=palette, trail_length=trail_length, show_names=show_names,
                         show_progress=sys.stderr.isatty())
     print(f"Wrote {out}")
     return 0

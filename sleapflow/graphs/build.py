@@ -317,7 +317,14 @@ def run_provenance(run: PreparedRun, labels: sio.Labels, *, started: datetime,
         tracking_config=tracker.legacy_provenance() if tracker is not None else None,
         device=run.ctx.device,
         runtime=run.ctx.runtime.as_dict() if run.ctx.runtime is not None else None)
-        | run.decode_failures.provenance(), labels)
+        | run.decode_failures.provenance() | _shard_provenance(run.cfg), labels)
+
+
+def _shard_provenance(cfg: InferenceConfig) -> dict[str, Any]:
+    """A frame-range shard of one video records which (``merge`` checks the set is whole)."""
+    if cfg.shard is None or cfg.inputs:
+        return {}
+    return {"shard": list(cfg.shard)}
 
 
 def make_writer(run: PreparedRun, *, output_path: str | None,

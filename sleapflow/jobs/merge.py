@@ -9,17 +9,56 @@ from typing import Any
 import sleap_io as sio
 
 from sleapflow.errors import ConfigError
+from sleapflow.logs import get_logger
 from sleapflow.outputs.provenance import add_seed_names
 from sleapflow.outputs.slp_read import read_slp
 from sleapflow.tracking.track_only import copy_instance
 
-__all__ = ("merge_command", "merge_shards", "merged_provenance")
+__all__ = ("check_shard_set", "merge_command", "merge_shards", "merged_provenance")
 
 
+log = get_logger(__name__)
 
-def merge_shards(paths: Sequence[str]) -> sio.Labels:
+
+def check_shard_set(paths: Sequence[str], shards: Sequence[sio.Labels], *,
+                    allow_partial: bool = False) -> None:
+    """Shards made by ``track --shard I/N`` record ``[I, N]``: they must be one set (the same N,
+    no shard twice) and, unless ``allow_partial``, a whole one. Outputs that do not record it
+    (Ray's chunks, older files) are not checked."""
+    recorded = [(path, (labels.provenance or {}).get("shard")) for path, labels in zip(paths, shards)]
+    marks = [(path, tuple(mark)) for path, mark in recorded if mark is not None]
+    if not marks:
+        return
+    if len(marks) < len(recorded):
+        unmarked = next(path for path, mark in recorded if mark is None)
+        raise ConfigError(f"{unmarked!r} is not a --shard output, but {marks[0][0]!r} is; merge "
+                          "the shards of one --shard run")
+    counts = {n for _, (_, n) in marks}
+    if len(counts) > 1:
+        raise ConfigError(f"the shards come from runs with different --shard N ({sorted(counts)}); "
+                          "merge the shards of one run")
+    n = counts.pop()
+    seen: dict[int, str] = {}
+    for path, (i, _) in marks:
+        if i in seen:
+            if Path(path).resolve() == Path(seen[i]).resolve():
+                raise ConfigError(f"{path!r} is given twice; give each shard once")
+            raise ConfigError(f"{path!r} and {seen[i]!r} are both shard {i} of {n}; give each "
+                              "shard once")
+        seen[i] = path
+    missing = [i for i in range(1, n + 1) if i not in seen]
+    if missing and not allow_partial:
+        raise ConfigError(f"shard(s) {', '.join(map(str, missing))} of {n} are missing: the "
+                          "merged output would lack their frames. Give every shard, or pass "
+                          "--allow_partial to merge these anyway")
+    if missing:
+        log.warning("merging an incomplete set of shards", missing=missing, of=n)
+
+
+def merge_shards(paths: Sequence[str], *, allow_partial: bool = False) -> sio.Labels:
     """One ``Labels`` with every frame of the shards, in frame order, on the first shard's
-    video and skeleton. The shards must be outputs for the same video with disjoint frames."""
+    video and skeleton. The shards must be outputs for the same video with disjoint frames,
+    and every shard of their run unless ``allow_partial``."""
     if not paths:
         raise ConfigError("sleapflow merge needs the shard outputs to join")
     shards = [read_slp(p, "shard output") for p in paths]
@@ -38,6 +77,8 @@ def merge_shards(paths: Sequence[str]) -> sio.Labels:
                               f"({Path(str(video.filename)).name}); merge the shards of one video")
         if [n.name for n in labels.skeletons[0].nodes] != [n.name for n in skeleton.nodes]:
             raise ConfigError(f"{path!r} has another skeleton than {paths[0]!r}")
+    check_shard_set(paths, shards, allow_partial=allow_partial)
+    for path, labels in zip(paths, shards):
         selection = (labels.provenance or {}).get("frame_selection") or {}
         processed += int(selection.get("frames_processed", len(labels.labeled_frames)))
         for lf in labels.labeled_frames:
@@ -67,7 +108,8 @@ def merged_provenance(shards: Sequence[sio.Labels], paths: Sequence[str], merged
     decode failures counted, and the shards' paths under ``merged_from``. The seed's top-level
     names are derived again from these, so the keys are those of a single run of the video."""
     provs = [dict(s.provenance or {}) for s in shards]
-    out = {k: v for k, v in provs[0].items() if k != "filename"}  # sleap-io adds it on saving
+    # sleap-io adds "filename" on saving; "shard" names one shard, and this is the whole video.
+    out = {k: v for k, v in provs[0].items() if k not in ("filename", "shard")}
     out["merged_from"] = [str(p) for p in paths]
     if "frame_selection" in out:
         out["frame_selection"] = {**out["frame_selection"], "frames_processed": frames_processed}
@@ -85,7 +127,7 @@ def merged_provenance(shards: Sequence[sio.Labels], paths: Sequence[str], merged
 
 
 def merge_command(paths: Sequence[str], output_path: str, *, tracking: bool = False,
-                  **tracker_options: Any) -> sio.Labels:
+                  allow_partial: bool = False, **tracker_options: Any) -> sio.Labels:
     """Merge ``paths`` into ``output_path``; with ``tracking``, track the merged predictions
     with the ``track_only`` graph (the same tracker a single-process run uses)."""
     import anyio
@@ -96,7 +138,7 @@ def merge_command(paths: Sequence[str], output_path: str, *, tracking: bool = Fa
 
     for p in paths:
         check_output_path(output_path, input_path=p)
-    merged = merge_shards(paths)
+    merged = merge_shards(paths, allow_partial=allow_partial)
 
     if not tracking:
         save_slp_safely(merged, output_path)

@@ -51,11 +51,16 @@ HELP: dict[str, str] = {
     # --- render
     "predictions": "Predictions file (.slp) to draw; its video must be where the file says.",
     "output": "Output file: .mp4 for a video, .png for one frame (default: PREDICTIONS.mp4).",
-    "fps": "Frame rate of the rendered video (default: the source video's).",
+    "fps": "Frame rate of the rendered video (default: the source video's own).",
     "scale": "Scale the picture by this factor (0.5 = half size, faster).",
     "marker_size": "Radius of the body-part dots, in pixels.",
     "line_width": "Width of the skeleton's lines, in pixels.",
-    "color_by": "Colour per track, instance or node; auto picks track when there are tracks.",
+    "color_by": "Colour per track, instance or node; auto picks track when there are tracks. "
+                "A track (or class) keeps its colour in every frame and every output.",
+    "palette": "The colours: standard, distinct, rainbow, warm, cool, pastel, seaborn, "
+               "tableau10 or viridis.",
+    "trail_length": "Draw each animal's positions over the last N frames (0 = no trails).",
+    "show_names": "Write each animal's track (or class) name beside it.",
     # --- info / demo
     "model_dirs": "One or more model folders to describe.",
     "json": "Print as JSON instead of text.",
