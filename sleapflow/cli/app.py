@@ -18,6 +18,7 @@ from sleapflow.errors import ConfigError, SleapflowError, StageError
 from sleapflow.logs import configure_cli_logging, get_logger
 from sleapflow.options.declared import cli_options, option_values
 from sleapflow.options.help import HELP, canonical_argv, opt
+from sleapflow.options.validation import MAX_INT_OPTION
 from sleapflow.serve.command import serve_command
 
 __all__ = (
@@ -100,6 +101,10 @@ def track(
     from sleapflow.options.boundary import build_config
 
     configure_logging(verbose)
+    for flag, value in (("--ray_workers", ray_workers), ("--ray_chunk_frames", ray_chunk_frames)):
+        if value is not None and not 1 <= value <= MAX_INT_OPTION:
+            raise ConfigError(f"{flag} must be a whole number between 1 and {MAX_INT_OPTION} "
+                              f"(got {value})")
     if skip_existing and overwrite:
         raise ConfigError("--skip_existing and --overwrite are opposites; pass one of them")
     paths, many = expand_inputs(data_path, input_list)

@@ -53,8 +53,19 @@ from sleapflow.stages.track import CleanUpTracks, LinkGapsStage, TrackFrames
 from sleapflow.stages.write import LabelsBuilder, SlpWriter
 
 __all__ = (
-    "INFERENCE_CONFIG_KEYS", "PreparedRun", "RawOptions", "TrackingStages", "build_graph", "dry_spec",
-    "inference_tracker_config", "make_source", "make_writer", "prepare", "run_provenance", "select_runtime",
+    "INFERENCE_CONFIG_KEYS",
+    "PreparedRun",
+    "RawOptions",
+    "TrackingStages",
+    "build_graph",
+    "check_node_options",
+    "dry_spec",
+    "inference_tracker_config",
+    "make_source",
+    "make_writer",
+    "prepare",
+    "run_provenance",
+    "select_runtime",
     "tracking_stages",
 )
 
@@ -124,7 +135,21 @@ def prepare(cfg: InferenceConfig, *, plan: InputPlan | None = None,
     ctx = _context(cfg, graph, models, plan)
     if model_loader is not None:
         ctx = dataclasses.replace(ctx, model_loader=model_loader)
-    return PreparedRun(cfg=cfg, graph=graph, ctx=ctx, plan=plan)
+    run = PreparedRun(cfg=cfg, graph=graph, ctx=ctx, plan=plan)
+    check_node_options(cfg, tuple(run.primary_config().skeleton.node_names))
+    return run
+
+
+def check_node_options(cfg: InferenceConfig, nodes: tuple[str, ...]) -> None:
+    """Options that name nodes, checked against the skeleton as soon as it is read (before any
+    weights load): an unknown one would otherwise be ignored without a word."""
+    if cfg.anchor_part is not None and cfg.anchor_part not in nodes:
+        raise ConfigError(f"--anchor_part {cfg.anchor_part!r} is not a node of the skeleton; its "
+                          f"nodes are {', '.join(nodes)}")
+    indices = cfg.tracker.kf_node_indices
+    if cfg.tracking and indices and max(indices) >= len(nodes):
+        raise ConfigError(f"--kf_node_indices {','.join(map(str, indices))}: the skeleton has "
+                          f"{len(nodes)} nodes (indices 0 to {len(nodes) - 1})")
 
 
 def _context(cfg: InferenceConfig, graph: GraphDecl, models: dict[str, ModelRef],
@@ -187,6 +212,8 @@ def _prepare_track_only(cfg: InferenceConfig, *, labels: sio.Labels | None = Non
                               "inference and tracking on a video")
         labels = read_slp(cfg.data_path, "input")
     tracker = resolve_track_only_config(cfg.tracker, cfg.max_instances)
+    if labels.skeletons:
+        check_node_options(cfg, tuple(labels.skeletons[0].node_names))
     video_ids = {id(v): i for i, v in enumerate(labels.videos)}
     items = [WorkItem(video_ids[id(lf.video)], lf.frame_idx)
              for lf in select_frames(labels, video_index=cfg.video_index, frames=cfg.frames)]

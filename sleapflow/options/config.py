@@ -203,15 +203,15 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     max_instances: Annotated[int | None, opt(
         "max_instances", "-n", help="Keep at most this many animals per frame (the best scoring "
                                     "ones). Default: no limit."),
-        Role("peaks", provenance=11, fronts=SLEAP_NN | {"serve"})] = None
+        Role("peaks", provenance=11, fronts=SLEAP_NN | {"serve"}, bounds=(1, 10_000))] = None
     max_width: Annotated[int | None, opt(
         "max_width", help="Pad or resize frames to this width before the network (default: the "
                           "model's training setting)."),
-        Role("preprocessing")] = None
+        Role("preprocessing", bounds=(1, 32_768))] = None
     max_height: Annotated[int | None, opt(
         "max_height", help="Pad or resize frames to this height before the network (default: the "
                            "model's training setting)."),
-        Role("preprocessing")] = None
+        Role("preprocessing", bounds=(1, 32_768))] = None
     ensure_rgb: Annotated[bool | None, opt(
         "ensure_rgb", negative=True, help="Convert frames to 3-channel colour before the network "
                                           "(default: as the model was trained)."),
@@ -219,7 +219,7 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     input_scale: Annotated[float | None, opt(
         "input_scale", help="Scale frames by this factor before the network (default: the model's "
                             "training setting)."),
-        Role("preprocessing", provenance=13)] = None
+        Role("preprocessing", provenance=13, bounds=(0.001, 100.0))] = None
     ensure_grayscale: Annotated[bool | None, opt(
         "ensure_grayscale", negative=True, help="Convert frames to 1-channel grayscale before the "
                                                 "network (default: as the model was trained)."),
@@ -248,18 +248,19 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     max_failed_frames: Annotated[int | None, opt(
         "max_failed_frames", help="Fail when more frames than this cannot be decoded (default: "
                                   "skip them all, and report them)."),
-        Role("input", changes_results=False, fronts=SLEAPFLOW)] = None
+        Role("input", changes_results=False, fronts=SLEAPFLOW, bounds=(0, None))] = None
     batch_size: Annotated[int, opt(
         "batch_size", "-b", help="Frames sent through the network at once. Larger is faster on a "
                                  "GPU and uses more memory."),
-        Role("execution", provenance=10, fronts=SLEAP_NN | {"serve"}, defaults={"serve": 8})] = 4
+        Role("execution", provenance=10, fronts=SLEAP_NN | {"serve"}, defaults={"serve": 8},
+             bounds=(1, 4096))] = 4
     queue_maxsize: Annotated[int, opt(
         "queue_maxsize", help="Items each stage may hold waiting for the next one; bounds memory."),
         Role("execution", changes_results=False, provenance=15, fronts=SLEAP_NN | {"serve"},
-             defaults={"serve": 16})] = 32
+             defaults={"serve": 16}, bounds=(1, 65_536))] = 32
     video_index: Annotated[int | None, opt(
         "video_index", help="With a multi-video .slp input: predict on this video only (0-based)."),
-        Role("input")] = None
+        Role("input", bounds=(0, None))] = None
     video_dataset: Annotated[str | None, opt(
         "video_dataset", help="With an HDF5 video input: the dataset that holds the frames."),
         Role("input")] = None
@@ -276,11 +277,11 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     crop_size: Annotated[int | None, opt(
         "crop_size", help="Top-down: side of the square crop around each animal, in pixels "
                           "(default: the model's training setting)."),
-        Role("preprocessing", provenance=12)] = None
+        Role("preprocessing", provenance=12, bounds=(1, 32_768))] = None
     peak_threshold: Annotated[float | tuple[float, float], opt(
         "peak_threshold", help="Confidence (0-1) a body part needs to be reported; lower finds "
                                "more points, including wrong ones."),
-        Role("peaks", provenance=0, fronts=SLEAP_NN | {"serve"}, cli_type=float)] = 0.2
+        Role("peaks", provenance=0, fronts=SLEAP_NN | {"serve"}, cli_type=float, bounds=(0.0, 1.0))] = 0.2
     filter_overlapping: Annotated[bool, opt(
         "filter_overlapping", help="Remove duplicate detections of the same animal."),
         Role("filters", provenance=1)] = False
@@ -291,21 +292,21 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     filter_overlapping_threshold: Annotated[float, opt(
         "filter_overlapping_threshold", help="Overlap above which the lower scoring of two "
                                              "detections is removed."),
-        Role("filters", provenance=3)] = 0.8
+        Role("filters", provenance=3, bounds=(0.0, 1.0))] = 0.8
     filter_min_visible_nodes: Annotated[int, opt(
         "filter_min_visible_nodes", help="Drop animals with fewer found body parts than this."),
-        Role("filters", provenance=4)] = 0
+        Role("filters", provenance=4, bounds=(0, None))] = 0
     filter_min_visible_node_fraction: Annotated[float, opt(
         "filter_min_visible_node_fraction", help="Drop animals with a smaller fraction of their "
                                                  "body parts found than this (0-1)."),
-        Role("filters", provenance=5)] = 0.0
+        Role("filters", provenance=5, bounds=(0.0, 1.0))] = 0.0
     filter_min_mean_node_score: Annotated[float, opt(
         "filter_min_mean_node_score", help="Drop animals whose body parts' mean confidence is "
                                            "below this."),
-        Role("filters", provenance=6)] = 0.0
+        Role("filters", provenance=6, bounds=(0.0, None))] = 0.0
     filter_min_instance_score: Annotated[float, opt(
         "filter_min_instance_score", help="Drop animals whose overall score is below this."),
-        Role("filters", provenance=7)] = 0.0
+        Role("filters", provenance=7, bounds=(0.0, None))] = 0.0
     integral_refinement: Annotated[Refinement, opt(
         "integral_refinement", help="Sub-pixel refinement of each body part: integral (finer) or "
                                     "none."),
@@ -313,26 +314,26 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
              cli_type=Literal["integral", "none"])] = "integral"
     integral_patch_size: Annotated[int, opt(
         "integral_patch_size", help="Pixels around each peak used by the integral refinement."),
-        Role("peaks", provenance=9)] = 5
+        Role("peaks", provenance=9, bounds=(1, 101))] = 5
     max_edge_length_ratio: Annotated[float, opt(
         "max_edge_length_ratio", help="Bottom-up: the longest a body edge may be, as a fraction "
                                       "of the frame's larger side."),
-        Role("grouping")] = 0.25
+        Role("grouping", bounds=(0.0, None))] = 0.25
     dist_penalty_weight: Annotated[float, opt(
         "dist_penalty_weight", help="Bottom-up: how strongly long edges are penalised when "
                                     "joining body parts into animals."),
-        Role("grouping")] = 1.0
+        Role("grouping", bounds=(0.0, None))] = 1.0
     n_points: Annotated[int, opt(
         "n_points", help="Bottom-up: points sampled along each candidate edge to score it."),
-        Role("grouping")] = 10
+        Role("grouping", bounds=(1, 1000))] = 10
     min_instance_peaks: Annotated[float, opt(
         "min_instance_peaks", help="Bottom-up: an animal needs at least this many body parts (or "
                                    "this fraction when below 1)."),
-        Role("grouping")] = 0
+        Role("grouping", bounds=(0.0, None))] = 0
     min_line_scores: Annotated[float, opt(
         "min_line_scores", help="Bottom-up: the lowest score an edge may have to join two body "
                                 "parts."),
-        Role("grouping")] = 0.25
+        Role("grouping", bounds=(-1.0, 1.0))] = 0.25
     output_path: Annotated[str | None, opt(
         "output_path", "-o", help="Where to write the predictions (.slp). Default: next to the "
                                   "input, named INPUT.predictions.slp. With several inputs, a "
@@ -362,15 +363,15 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
         Role("execution", fronts=SLEAPFLOW)] = None
     postprocess_workers: Annotated[int, opt(
         "postprocess_workers", help="Threads that join bottom-up body parts into animals."),
-        Role("execution", changes_results=False, fronts=SLEAPFLOW)] = 1
+        Role("execution", changes_results=False, fronts=SLEAPFLOW, bounds=(1, 64))] = 1
     torch_threads: Annotated[int | None, opt(
         "torch_threads", help="CPU threads the network may use (default: torch's choice)."),
-        Role("execution", changes_results=False, fronts=SLEAPFLOW | {"serve"})] = None
+        Role("execution", changes_results=False, fronts=SLEAPFLOW | {"serve"}, bounds=(1, 1024))] = None
     #: Batches each model computes at once on the CPU (default: an equal share of the cores).
     forward_workers: Annotated[int | None, opt(
         "forward_workers", help="On the CPU: batches in flight per model at once (default: one "
                                 "per core)."),
-        Role("execution", changes_results=False, fronts=SLEAPFLOW | {"serve"})] = None
+        Role("execution", changes_results=False, fronts=SLEAPFLOW | {"serve"}, bounds=(1, 64))] = None
     #: Faster CPU convolutions in channels-last memory; not bit-identical to the reference.
     channels_last: Annotated[bool, opt(
         "channels_last", help="Faster CPU convolutions; results differ from sleap-nn in the last "
@@ -381,7 +382,8 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     max_batch_delay_ms: Annotated[float | None, opt(
         "max_batch_delay_ms", help="Longest a batch waits for more frames after its first one, "
                                    "in milliseconds (default: until it is full)."),
-        Role("execution", fronts=frozenset({"serve", "open_graph"}), defaults={"serve": 5.0})] = None
+        Role("execution", fronts=frozenset({"serve", "open_graph"}), defaults={"serve": 5.0},
+             bounds=(0.0, 60_000.0))] = None
     #: Network runtime: auto, torch, onnx or tensorrt (see sleapflow.backends).
     runtime: Annotated[Runtime, opt(
         "runtime", help="How the network is run: auto (the fastest runtime that matches the "
@@ -398,23 +400,6 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
 
     def __post_init__(self) -> None:
         check_numbers(self)
-        _check_positive("batch_size", self.batch_size)
-        _check_positive("queue_maxsize", self.queue_maxsize)
-        _check_positive("integral_patch_size", self.integral_patch_size)
-        _check_positive("n_points", self.n_points)
-        _check_positive("postprocess_workers", self.postprocess_workers)
-        if self.max_instances is not None:
-            _check_positive("max_instances", self.max_instances)
-        if self.max_failed_frames is not None and self.max_failed_frames < 0:
-            raise ConfigError(f"--max_failed_frames must be >= 0 (got {self.max_failed_frames})")
-        for name in ("max_height", "max_width", "crop_size"):
-            value = getattr(self, name)
-            if value is not None:
-                _check_positive(name, value)
-        if self.max_batch_delay_ms is not None and not self.max_batch_delay_ms >= 0:
-            raise ConfigError(f"--max_batch_delay_ms must be >= 0 (got {self.max_batch_delay_ms})")
-        if self.input_scale is not None and not self.input_scale > 0:
-            raise ConfigError(f"--input_scale must be > 0 (got {self.input_scale})")
         if self.integral_refinement not in ("integral", None):
             raise ConfigError(
                 f"--integral_refinement must be 'integral' or 'none' (got {self.integral_refinement!r})"
@@ -489,11 +474,6 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
 
     def to_dict(self) -> dict[str, Any]:
         return msgspec.to_builtins(self)
-
-
-def _check_positive(name: str, value: int) -> None:
-    if isinstance(value, bool) or value < 1:
-        raise ConfigError(f"--{name} must be a positive integer (got {value!r})")
 
 
 def parse_frames(text: str | None) -> tuple[int | tuple[int, int], ...] | None:

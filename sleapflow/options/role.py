@@ -39,6 +39,7 @@ class Role:
     differs from the config's (text that :func:`~sleapflow.options.boundary.build_config`
     parses). ``keyword``: the flat keyword where it is not the option's name (the tracker's
     ``--tracker`` is ``tracker_name=``, since ``tracker`` is the config's tracker sub-config).
+    ``bounds``: the range a numeric option's values must lie in.
     """
 
     group: Group
@@ -48,6 +49,9 @@ class Role:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     cli_type: Any = None
     keyword: str | None = None
+    #: The valid range, inclusive (``None``: open at that end), checked on every construction of
+    #: the config, before any model loads; a pair (``peak_threshold``) is checked per value.
+    bounds: tuple[float | None, float | None] | None = None
 
     def __post_init__(self) -> None:
         unknown = (set(self.fronts) | set(self.defaults)) - FRONTS

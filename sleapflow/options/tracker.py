@@ -12,6 +12,7 @@ import msgspec
 from sleapflow.errors import ConfigError
 from sleapflow.options.role import SLEAPFLOW, Role
 from sleapflow.options.spelling import opt
+from sleapflow.options.validation import check_bounds
 
 # No ``from __future__ import annotations``: the fields' markers are built once (see config.py).
 
@@ -66,13 +67,6 @@ def _choice(option: str, value: str, choices: tuple[str, ...]) -> None:
     )
 
 
-def _at_least(option: str, value: float | None, minimum: float, *, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if value is None or value < minimum:
-        raise ConfigError(f"Invalid {option}={value!r}; it must be >= {minimum}.")
-
-
 def parse_node_indices(text: str | None) -> tuple[int, ...] | None:
     """``--kf_node_indices "0,1,2"`` → ``(0, 1, 2)``; empty or None → None (all nodes)."""
     if text is None or not text.strip():
@@ -104,11 +98,11 @@ class TrackerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     window_size: Annotated[int, opt(
         "tracking_window_size", help="Past frames compared against when matching animals to "
                                      "tracks."),
-        Role("tracking")] = 5
+        Role("tracking", bounds=(1, 10_000))] = 5
     min_new_track_points: Annotated[int, opt(
         "min_new_track_points", help="An unmatched animal starts a new track only with at least "
                                      "this many body parts."),
-        Role("tracking")] = 0
+        Role("tracking", bounds=(0, None))] = 0
     candidates_method: Annotated[str, opt(
         "candidates_method", help="Which past animals a detection may match: fixed_window (the "
                                   "last frames) or local_queues (the last appearances of each "
@@ -116,7 +110,7 @@ class TrackerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
         Role("tracking", cli_type=CandidatesMethod)] = "fixed_window"
     min_match_points: Annotated[int, opt(
         "min_match_points", help="Body parts two detections must share to be compared."),
-        Role("tracking")] = 0
+        Role("tracking", bounds=(0, None))] = 0
     features: Annotated[str, opt(
         "features", help="What is compared between frames: keypoints, centroids, bboxes or image "
                          "(appearance)."),
@@ -132,11 +126,11 @@ class TrackerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     robust_best_instance: Annotated[float, opt(
         "robust_best_instance", help="With robust_quantile: the quantile used (1.0 = the best "
                                      "match)."),
-        Role("tracking")] = 1.0
+        Role("tracking", bounds=(0.0, 1.0))] = 1.0
     oks_stddev: Annotated[float | None, opt(
         "oks_stddev", help="Spread (standard deviation) of keypoint similarity, as a fraction of "
                            "the animal's size."),
-        Role("tracking")] = None
+        Role("tracking", bounds=(1e-06, None))] = None
     track_matching_method: Annotated[str, opt(
         "track_matching_method", help="How detections are assigned to tracks: hungarian (best "
                                       "overall) or greedy (best first)."),
@@ -144,20 +138,20 @@ class TrackerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     max_tracks: Annotated[int | None, opt(
         "max_tracks", help="At most this many tracks (animals) in the whole video. Default: no "
                            "limit."),
-        Role("tracking")] = None
+        Role("tracking", bounds=(1, 10_000))] = None
     use_flow: Annotated[bool, opt(
         "use_flow", help="Predict where each animal moved with optical flow before matching."),
         Role("tracking")] = False
     of_img_scale: Annotated[float, opt(
         "of_img_scale", help="Optical flow: scale frames by this before computing flow (smaller "
                              "is faster)."),
-        Role("tracking")] = 1.0
+        Role("tracking", bounds=(0.01, 10.0))] = 1.0
     of_window_size: Annotated[int, opt(
         "of_window_size", help="Optical flow: search window in pixels."),
-        Role("tracking")] = 21
+        Role("tracking", bounds=(3, 1001))] = 21
     of_max_levels: Annotated[int, opt(
         "of_max_levels", help="Optical flow: pyramid levels (more follows faster motion)."),
-        Role("tracking")] = 3
+        Role("tracking", bounds=(0, 16))] = 3
     use_kalman: Annotated[bool, opt(
         "use_kalman", help="Classic tracker: move each track's candidates to a constant-velocity "
                            "Kalman prediction. Needs --max_tracks or "
@@ -168,14 +162,14 @@ class TrackerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
         Role("tracking")] = "centroid"
     kf_init_frame_count: Annotated[int, opt(
         "kf_init_frame_count", help="Frames tracked without the Kalman shift first."),
-        Role("tracking")] = 10
+        Role("tracking", bounds=(0, None))] = 10
     kf_node_indices: Annotated[tuple[int, ...] | None, opt(
         "kf_node_indices", help="Comma-separated node indices for the Kalman centroid (default: "
                                 "all)."),
         Role("tracking", cli_type=str | None)] = None
     kf_reset_gap_size: Annotated[int, opt(
         "kf_reset_gap_size", help="Frames unseen after which a track's Kalman filter is reset."),
-        Role("tracking")] = 5
+        Role("tracking", bounds=(0, None))] = 5
     post_connect_single_breaks: Annotated[bool, opt(
         "post_connect_single_breaks", help="After tracking, join a track that breaks for one "
                                            "frame when only one track is missing."),
@@ -183,23 +177,23 @@ class TrackerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     tracking_target_instance_count: Annotated[int | None, opt(
         "tracking_target_instance_count", help="How many animals are expected per frame (used by "
                                                "the clean-up options)."),
-        Role("tracking")] = None
+        Role("tracking", bounds=(0, 10_000))] = None
     tracking_pre_cull_to_target: Annotated[int, opt(
         "tracking_pre_cull_to_target", help="Before tracking, keep only the expected number of "
                                             "animals per frame (0 = off)."),
-        Role("tracking")] = 0
+        Role("tracking", bounds=(0, None))] = 0
     tracking_pre_cull_iou_threshold: Annotated[float, opt(
         "tracking_pre_cull_iou_threshold", help="Before tracking, remove detections overlapping "
                                                 "more than this (0 = off)."),
-        Role("tracking")] = 0.0
+        Role("tracking", bounds=(0.0, 1.0))] = 0.0
     tracking_clean_instance_count: Annotated[int, opt(
         "tracking_clean_instance_count", help="After tracking, keep at most this many animals "
                                               "per frame (0 = off)."),
-        Role("tracking")] = 0
+        Role("tracking", bounds=(0, None))] = 0
     tracking_clean_iou_threshold: Annotated[float, opt(
         "tracking_clean_iou_threshold", help="After tracking, remove instances overlapping more "
                                              "than this (0 = off)."),
-        Role("tracking")] = 0.0
+        Role("tracking", bounds=(0.0, 1.0))] = 0.0
     # sleapflow's own tracking options (not in sleap-nn's run_inference).
     tracker: Annotated[str, opt(
         "tracker", help="classic (sleap-nn's candidate tracker, the default), or a motion-model "
@@ -207,40 +201,41 @@ class TrackerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
         Role("tracking", fronts=SLEAPFLOW, keyword="tracker_name")] = "classic"
     track_buffer: Annotated[int, opt(
         "track_buffer", help="Motion trackers: frames a lost track is kept for re-association."),
-        Role("tracking", fronts=SLEAPFLOW)] = 30
+        Role("tracking", fronts=SLEAPFLOW, bounds=(1, None))] = 30
     min_hits: Annotated[int, opt(
         "min_hits", help="Motion trackers: consecutive matches before a track gets an id "
                          "(earlier detections stay untracked)."),
-        Role("tracking", fronts=SLEAPFLOW)] = 3
+        Role("tracking", fronts=SLEAPFLOW, bounds=(1, None))] = 3
     track_high_threshold: Annotated[float, opt(
         "track_high_threshold", help="bytetrack: score at or above which a detection is matched "
                                      "first."),
-        Role("tracking", fronts=SLEAPFLOW)] = 0.5
+        Role("tracking", fronts=SLEAPFLOW, bounds=(0.0, 1.0))] = 0.5
     track_low_threshold: Annotated[float, opt(
         "track_low_threshold", help="Motion trackers: detections scoring at or below are "
                                     "ignored."),
-        Role("tracking", fronts=SLEAPFLOW)] = 0.1
+        Role("tracking", fronts=SLEAPFLOW, bounds=(0.0, 1.0))] = 0.1
     new_track_threshold: Annotated[float, opt(
         "new_track_threshold", help="Motion trackers: minimum score to start a track."),
-        Role("tracking", fronts=SLEAPFLOW)] = 0.6
+        Role("tracking", fronts=SLEAPFLOW, bounds=(0.0, 1.0))] = 0.6
     min_match_similarity: Annotated[float, opt(
         "min_match_similarity", help="Motion trackers: minimum keypoint similarity in [0, 1] for "
                                      "a match."),
-        Role("tracking", fronts=SLEAPFLOW)] = 0.3
+        Role("tracking", fronts=SLEAPFLOW, bounds=(0.0, 1.0))] = 0.3
     max_gap: Annotated[int, opt(
         "max_gap", help="Re-link a track that ended to one starting within N frames (motion + "
                         "pose); 0 = off."),
-        Role("tracking", fronts=SLEAPFLOW)] = 0
+        Role("tracking", fronts=SLEAPFLOW, bounds=(0, None))] = 0
     fill_gaps: Annotated[int, opt(
         "fill_gaps", help="Interpolate gaps of at most K frames inside a track (marked with score "
                           "-1); adds K frames of latency."),
-        Role("tracking", fronts=SLEAPFLOW)] = 0
+        Role("tracking", fronts=SLEAPFLOW, bounds=(0, 10_000))] = 0
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for the first invalid option (called on every construction)."""
+        check_bounds(self)
         _choice("candidates_method", self.candidates_method, CANDIDATE_METHODS)
         _choice("features", self.features, FEATURES)
         _choice("scoring_method", self.scoring_method, SCORING_METHODS)
@@ -273,40 +268,10 @@ class TrackerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
                 or len(set(self.kf_node_indices)) != len(self.kf_node_indices)):
             raise ConfigError(f"Invalid kf_node_indices={list(self.kf_node_indices)!r}; give "
                               "distinct node indices >= 0, e.g. 0,1,2.")
-        _at_least("kf_init_frame_count", self.kf_init_frame_count, 0)
-        _at_least("kf_reset_gap_size", self.kf_reset_gap_size, 0)
-        _at_least("track_buffer", self.track_buffer, 1)
-        _at_least("min_hits", self.min_hits, 1)
-        _at_least("max_gap", self.max_gap, 0)
-        _at_least("fill_gaps", self.fill_gaps, 0)
-        for name in ("track_high_threshold", "track_low_threshold", "new_track_threshold",
-                     "min_match_similarity"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ConfigError(f"Invalid {name}={value!r}; it must be in [0, 1].")
         if self.track_low_threshold > self.track_high_threshold:
-            raise ConfigError(f"track_low_threshold={self.track_low_threshold} is above "
-                              f"track_high_threshold={self.track_high_threshold}; the low "
+            raise ConfigError(f"--track_low_threshold {self.track_low_threshold} is above "
+                              f"--track_high_threshold {self.track_high_threshold}; the low "
                               "threshold must not exceed the high one.")
-        _at_least("window_size", self.window_size, 1)
-        _at_least("min_new_track_points", self.min_new_track_points, 0)
-        _at_least("min_match_points", self.min_match_points, 0)
-        _at_least("max_tracks", self.max_tracks, 1, allow_none=True)
-        _at_least("of_img_scale", self.of_img_scale, 1e-6)
-        _at_least("of_window_size", self.of_window_size, 3)
-        _at_least("of_max_levels", self.of_max_levels, 0)
-        _at_least("oks_stddev", self.oks_stddev, 1e-12, allow_none=True)
-        _at_least("tracking_target_instance_count", self.tracking_target_instance_count, 0,
-                  allow_none=True)
-        _at_least("tracking_pre_cull_to_target", self.tracking_pre_cull_to_target, 0)
-        _at_least("tracking_pre_cull_iou_threshold", self.tracking_pre_cull_iou_threshold, 0)
-        _at_least("tracking_clean_instance_count", self.tracking_clean_instance_count, 0)
-        _at_least("tracking_clean_iou_threshold", self.tracking_clean_iou_threshold, 0)
-        if not 0.0 <= self.robust_best_instance <= 1.0:
-            raise ConfigError(
-                f"Invalid robust_best_instance={self.robust_best_instance!r}; it is a quantile and "
-                "must be in [0, 1]."
-            )
 
     @property
     def effective_candidates_method(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import typing
 from functools import cache
 from typing import Any
@@ -13,7 +14,7 @@ from cyclopts import Parameter
 from sleapflow.errors import ConfigError
 from sleapflow.options.frames import MAX_FRAME_INDEX
 
-__all__ = ("MAX_INT_OPTION", "check_numbers")
+__all__ = ("MAX_INT_OPTION", "check_bounds", "check_numbers")
 
 
 #: Integer options are counts, sizes and indices; anything past int32 is a typo that would
@@ -58,7 +59,8 @@ def _check_frames(frames: Any) -> None:
 
 
 def check_numbers(config: msgspec.Struct) -> None:
-    """Refuse NaN/inf floats and out-of-range integers in ``config`` and its nested structs."""
+    """Refuse NaN/inf floats and out-of-range integers in ``config`` and its nested structs,
+    then any value outside its option's declared range (:func:`check_bounds`)."""
     flags = _flags(type(config))
     for field in config.__struct_fields__:
         value = getattr(config, field)
@@ -66,3 +68,42 @@ def check_numbers(config: msgspec.Struct) -> None:
             _check_frames(value)
             continue
         _check_value(field, value, flags[field])
+    check_bounds(config)
+
+
+@cache
+def _bounds(struct: type) -> dict[str, tuple[bool, tuple[float | None, float | None]]]:
+    """Each bounded field: whether it holds whole numbers, and its declared range (the
+    :class:`~sleapflow.options.role.Role` beside its type)."""
+    out = {}
+    for field, hint in typing.get_type_hints(struct, include_extras=True).items():
+        bounds = next((m.bounds for m in getattr(hint, "__metadata__", ())
+                       if getattr(m, "bounds", None) is not None), None)
+        if bounds is not None:
+            base = hint.__origin__
+            whole = base is int or int in typing.get_args(base)
+            out[field] = (whole, bounds)
+    return out
+
+
+def _range_text(low: float | None, high: float | None) -> str:
+    if low is not None and high is not None:
+        return f"between {low} and {high}"
+    return f"at least {low}" if low is not None else f"at most {high}"
+
+
+def check_bounds(config: msgspec.Struct) -> None:
+    """Refuse a value outside its option's declared range, naming the option as it is typed,
+    the range and the value (a pair, ``peak_threshold``'s, is checked per value)."""
+    flags = _flags(type(config))
+    for field, (whole, (low, high)) in _bounds(type(config)).items():
+        value = getattr(config, field)
+        if value is None:
+            continue
+        for v in value if isinstance(value, (tuple, list)) else (value,):
+            wrong = isinstance(v, bool) or not isinstance(v, numbers.Real) or (
+                whole and not isinstance(v, numbers.Integral))
+            if wrong or (low is not None and not v >= low) or (high is not None and not v <= high):
+                kind = "a whole number " if whole else ""
+                raise ConfigError(f"{flags[field]} must be {kind}{_range_text(low, high)} "
+                                  f"(got {v!r})")

@@ -106,7 +106,7 @@ def test_default_output_path_is_beside_the_input(assets: Path, tmp_path: Path) -
     ({"make_labels": False, "tracking": True}, "tracking needs make_labels=True"),
     ({"tracking": True, "features": "bogus"}, "Invalid features='bogus'"),
     ({"peak_threshold": [0.1, 0.2, 0.3]}, "peak_threshold must be a number or a"),
-    ({"batch_size": 0}, "--batch_size must be a positive integer"),
+    ({"batch_size": 0}, "--batch_size must be a whole number between 1 and 4096 \\(got 0\\)"),
 ])
 def test_bad_arguments_fail_before_running(assets: Path, kwargs: dict, message: str) -> None:
     args = {"data_path": str(assets / "datasets/small_robot_minimal.slp"),
