@@ -4,6 +4,7 @@ hold the lock, say on Ctrl-C what was kept."""
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,9 @@ from sleapflow.errors import ConfigError
 from sleapflow.logs import get_logger
 from sleapflow.outputs.files import OutputLock, check_output_folder, check_output_target, clean_stale_temps
 
-__all__ = ("OutputGuard", "guarded_outputs", "interrupted_message", "output_guards")
+__all__ = (
+    "OutputGuard", "check_outputs_apart", "guarded_outputs", "interrupted_message", "output_guards",
+)
 
 
 log = get_logger(__name__)
@@ -65,6 +68,30 @@ class OutputGuard:
 
     def __exit__(self, *exc: object) -> None:
         self.lock.release()
+
+
+def check_outputs_apart(outputs: Sequence[tuple[str, str | Path]], *,
+                        inputs: Sequence[str | Path], models: Sequence[str | Path]) -> None:
+    """Every path a run will write (``(option, path)`` each: the ``.slp``, each other format, the
+    render), checked together before anything is written or any weights load: none may be a
+    device, FIFO, socket or folder, one of the run's inputs, or a model file or a file inside a
+    model folder (``-o model/best.ckpt`` would replace the trained model)."""
+    def real(p: str | Path) -> Path:
+        return Path(os.path.realpath(p))
+
+    input_files = {real(p) for p in inputs if p and Path(p).exists()}
+    model_roots = [real(p) for p in models if p and Path(p).exists()]
+    for what, path in outputs:
+        check_output_target(path, what)
+        target = real(path)
+        if target in input_files:
+            raise ConfigError(f"{what} {str(path)!r} is the input file (or a video it refers "
+                              "to); inputs are never overwritten: choose another output name")
+        for root in model_roots:
+            if target == root or (root.is_dir() and target.is_relative_to(root)):
+                raise ConfigError(f"{what} {str(path)!r} is inside the model {str(root)!r}: "
+                                  "writing it would replace the model's files; choose an output "
+                                  "outside the model folder")
 
 
 def output_guards(outputs: Sequence[tuple[str, int]]) -> list[OutputGuard]:

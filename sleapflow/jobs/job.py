@@ -23,7 +23,7 @@ from sleapflow.errors import ConfigError
 from sleapflow.graphs.build import PreparedRun, RawOptions, build_graph, prepare
 from sleapflow.inputs import InputPlan
 from sleapflow.inputs.expand import ManyPlan, VideoTask
-from sleapflow.jobs.guard import OutputGuard, guarded_outputs, output_guards
+from sleapflow.jobs.guard import OutputGuard, check_outputs_apart, guarded_outputs, output_guards
 from sleapflow.jobs.progress import announce as announce_start
 from sleapflow.logs import get_logger
 from sleapflow.options.config import InferenceConfig
@@ -126,6 +126,9 @@ def plan_job(cfg: InferenceConfig, *, output: str | None = None, name_output: bo
     job = Job(run=run, output=output, formats=formats, render=render, journal=journal,
               resume=resume, raw=raw)
     if guard:
+        check_outputs_apart(_written_paths(job), inputs=_input_paths(job.run),
+                            models=[*cfg.model_paths, *filter(None, (cfg.backbone_ckpt_path,
+                                                                      cfg.head_ckpt_path))])
         job.guards = _guards(job)
     if journal:
         from sleapflow.jobs.resume import check_journal
@@ -133,6 +136,30 @@ def plan_job(cfg: InferenceConfig, *, output: str | None = None, name_output: bo
         assert output is not None
         check_journal(output, resume=resume)
     return job
+
+
+def _written_paths(job: Job) -> list[tuple[str, str | Path]]:
+    """Every file the job will write, with the option that names it (for the message)."""
+    plan = job.run.plan
+    outputs = ([t.output for t in plan.tasks if t.status == "planned"]
+               if isinstance(plan, ManyPlan) else [job.output] if job.output else [])
+    paths: list[tuple[str, str | Path]] = []
+    for out in outputs:
+        if "slp" in job.formats:
+            paths.append(("--output_path", out))
+        paths += [(f"--output_format {f}", format_path(out, f)) for f in _others(job)]
+        if job.render:
+            paths.append(("--render", format_path(out, "slp").with_suffix(".mp4")))
+    return paths
+
+
+def _input_paths(run: PreparedRun) -> list[str]:
+    """The files a job reads frames from: its input, and the videos the input refers to."""
+    plan = run.plan
+    paths = [t.path for t in plan.tasks] if isinstance(plan, ManyPlan) else []
+    paths += [p for p in (plan.source_path,) if p]
+    paths += [v.filename for v in plan.videos if isinstance(getattr(v, "filename", None), str)]
+    return paths
 
 
 def _guards(job: Job) -> list[OutputGuard]:

@@ -156,13 +156,14 @@ async def run_journaled(run: Any, *, output_path: str, resume: bool,
         raise
     if on_journal is not None:
         on_journal(str(path))
-    return await _run(spec, writer, on_runner)
+    return await _run(spec, writer, on_runner, fresh=resumed is None)
 
 
-async def _run(spec: Any, writer: Any, on_runner: Callable[[GraphRunner], None] | None
-               ) -> tuple[sio.Labels | None, GraphStats]:
+async def _run(spec: Any, writer: Any, on_runner: Callable[[GraphRunner], None] | None, *,
+               fresh: bool = True) -> tuple[sio.Labels | None, GraphStats]:
     """Run ``spec`` to ``writer``'s output; a journal survives a failure that ``--resume`` can go
-    on from."""
+    on from: one with frames in it (a fresh run that failed before its first frame, say on a
+    model that does not load, leaves none, so the fixed command just runs again)."""
     runner = GraphRunner(spec)
     if on_runner is not None:
         on_runner(runner)
@@ -172,7 +173,8 @@ async def _run(spec: Any, writer: Any, on_runner: Callable[[GraphRunner], None] 
         if writer.journal is not None:
             writer.journal.close()  # kept on a crash, a full disk or Ctrl-C: --resume goes on
             root = exc.__cause__ if isinstance(exc, StageError) else exc
-            if isinstance(root, (VideoDecodeError, ConfigError)):
+            if (fresh and writer.journal.frames_added == 0) or isinstance(
+                    root, (VideoDecodeError, ConfigError)):
                 # The input or the options are at fault: resuming would fail the same way.
                 writer.journal.path.unlink(missing_ok=True)
         raise

@@ -93,9 +93,10 @@ def resolve_target(path: str | Path) -> Path:
     return path
 
 
-def check_output_target(path: str | Path) -> Path:
-    """Refuse an output that is not a regular file (a device, FIFO or socket) and return the
-    real file to write. Replacing ``/dev/null`` by a regular file would break the system."""
+def check_output_target(path: str | Path, what: str = "--output_path") -> Path:
+    """Refuse an output that is not a regular file (a device, FIFO, socket or folder) and
+    return the real file to write. Replacing ``/dev/null`` by a regular file would break the
+    system. ``what`` names the option the path comes from in the message."""
     path = Path(path)
     target = resolve_target(path)
     try:
@@ -103,14 +104,14 @@ def check_output_target(path: str | Path) -> Path:
     except FileNotFoundError:
         return target
     except OSError as exc:
-        raise ConfigError(f"--output_path {str(path)!r}: cannot inspect it: "
+        raise ConfigError(f"{what} {str(path)!r}: cannot inspect it: "
                           f"{describe_os_error(exc)}") from None
     kind = ("a character device" if stat.S_ISCHR(mode) else "a block device" if stat.S_ISBLK(mode)
             else "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
-            else None)
+            else "a folder" if stat.S_ISDIR(mode) and what != "--output_path" else None)
     if kind is not None:
-        raise ConfigError(f"--output_path {str(path)!r} is {kind}, not a file; give a .slp file "
-                          "name (outputs are written to a temporary file and renamed into place)")
+        raise ConfigError(f"{what} {str(path)!r} is {kind}, not a file; give a file name "
+                          "(outputs are written to a temporary file and renamed into place)")
     return target
 
 

@@ -210,6 +210,8 @@ class JournalWriter:
                                    f"{describe_os_error(exc)}") from None
         self._unsynced = 0
         self._last_sync = time.monotonic()
+        #: Frames this writer appended (a run that failed before its first has nothing to resume).
+        self.frames_added = 0
 
     def _append(self, record: dict[str, Any]) -> None:
         payload = self._encoder.encode(record)
@@ -231,6 +233,7 @@ class JournalWriter:
         except OSError as exc:
             raise self._error(exc) from None
         self._unsynced += 1
+        self.frames_added += 1
         return (self._unsynced >= FSYNC_FRAMES
                 or time.monotonic() - self._last_sync >= FSYNC_SECONDS)
 

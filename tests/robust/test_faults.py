@@ -402,3 +402,58 @@ def test_sigint_prints_one_line_and_keeps_output(assets: Path, clips: dict[str, 
     assert "Traceback" not in err
     assert sha(out) == before
     assert journal.exists()  # kept for --resume
+
+
+@pytest.mark.parametrize(("extra", "special", "kind", "words"), [
+    (["--output_format", "csv"], "out.csv", "fifo", "--output_format csv"),
+    (["--output_format", "analysis_h5"], "out.analysis.h5", "device", "--output_format analysis_h5"),
+    (["--output_format", "csv"], "out.csv", "folder", "is a folder"),
+    (["--render"], "out.mp4", "fifo", "--render"),
+])
+def test_every_output_path_is_checked_before_any_is_written(
+        extra: list[str], special: str, kind: str, words: str, assets: Path,
+        clips: dict[str, Path], tmp_path: Path, reference: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Not only -o: each format's file and the render are checked together, first, so a bad one
+    leaves the .slp beside it (an earlier run's) as it was."""
+    out = tmp_path / "out.slp"
+    shutil.copy(reference / "single_instance__small_robot_minimal.slp", out)
+    before = sha(out)
+    path = tmp_path / special
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "device":
+        if os.geteuid() != 0:
+            pytest.skip("mknod needs root")
+        os.mknod(path, 0o666 | 0o020000, os.makedev(1, 3))
+    else:
+        path.mkdir()
+    mode = os.stat(path).st_mode
+    code, err = track(["-i", str(clips["good"]), "-m", str(assets / SINGLE), "-o", str(out),
+                       "--frames", "0-3", *extra], capsys)
+    assert code == 2
+    (line,) = error_lines(err)
+    assert words in line and special in line
+    assert os.stat(path).st_mode == mode and sha(out) == before
+    assert not (tmp_path / f".{out.name}.journal").exists() and leftovers(tmp_path) == []
+
+
+def test_outputs_never_replace_a_model_or_an_input(assets: Path, clips: dict[str, Path],
+                                                   tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(assets / SINGLE, model)
+    ckpt = next(p for p in model.iterdir() if p.suffix == ".ckpt")
+    before = sha(ckpt)
+    clip = tmp_path / "clip.mp4"
+    shutil.copy(clips["good"], clip)
+    clip_before = sha(clip)
+    for out, extra, words in ((ckpt, [], "inside the model"),
+                              (model / "predictions.slp", [], "inside the model"),
+                              (tmp_path / "clip.slp", ["--render"], "is the input file")):
+        # "clip.slp" with --render draws to clip.mp4: the input video itself.
+        code, err = track(["-i", str(clip), "-m", str(model), "-o", str(out), "--frames", "0-3",
+                           *extra], capsys)
+        assert code == 2 and words in error_lines(err)[0], err
+    assert sha(ckpt) == before and sha(clip) == clip_before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "model"]

@@ -4,6 +4,7 @@ was never interrupted: identical instances and identical tracks."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -129,3 +130,22 @@ def test_a_graph_that_fails_to_build_leaves_no_journal(assets: Path, tmp_path: P
     assert not (tmp_path / ".out.slp.journal").exists() and not out.exists()
     monkeypatch.undo()
     assert main(argv) == 0 and out.exists()  # no leftover journal stops the next run
+
+
+def test_a_run_that_fails_before_its_first_frame_leaves_no_journal(
+        assets: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A model that cannot be loaded fails the run before any frame is written: there is
+    nothing to resume, so no journal is left to block the fixed command."""
+    clip = write_synthetic_video(tmp_path / "clip.mp4", n_frames=4)
+    model = tmp_path / "model"
+    shutil.copytree(assets / "model_ckpts/minimal_instance_single_instance", model)
+    ckpt = next(p for p in model.iterdir() if p.suffix == ".ckpt")
+    good = ckpt.read_bytes()
+    ckpt.write_bytes(good[: len(good) // 3])  # the config reads, the weights do not
+    out = tmp_path / "out.slp"
+    argv = ["track", "-i", str(clip), "-m", str(model), "--device", "cpu", "-o", str(out)]
+    assert main(argv) != 0
+    assert "Error:" in capsys.readouterr().err
+    assert not (tmp_path / ".out.slp.journal").exists() and not out.exists()
+    ckpt.write_bytes(good)
+    assert main(argv) == 0 and out.exists()  # the fixed command simply runs
