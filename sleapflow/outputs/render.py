@@ -12,7 +12,7 @@ import numpy as np
 import sleap_io as sio
 
 from sleapflow.errors import ConfigError
-from sleapflow.outputs.files import write_atomically
+from sleapflow.outputs.files import check_output_target, write_atomically
 from sleapflow.outputs.slp_read import read_slp
 
 __all__ = ("default_render_path", "render")
@@ -89,6 +89,7 @@ def render(predictions: str | Path | sio.Labels, output: str | Path | None = Non
     else:
         labels = read_slp(predictions, "predictions file")
     out = Path(output) if output is not None else default_render_path(predictions)  # type: ignore[arg-type]
+    check_output_target(out, "render output")  # a FIFO or a device is never replaced by a file
     if not labels.videos:
         raise ConfigError("render: the predictions file has no video to draw on")
     for name, value, low in (("--scale", scale, 0.0), ("--marker_size", marker_size, 0.0),

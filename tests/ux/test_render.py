@@ -104,3 +104,15 @@ def test_what_a_render_cannot_do_is_one_error(tracked: Path, tmp_path: Path, arg
     err = capsys.readouterr().err
     assert rc == 2 and err.count("Error:") == 1 and words in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_render_never_replaces_a_special_file(tracked: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    fifo = tmp_path / "view.mp4"
+    os.mkfifo(fifo)
+    assert main(["render", str(tracked), "-o", str(fifo), "--frames", "0-1"]) == 2
+    err = capsys.readouterr().err
+    assert "render output" in err and "FIFO" in err and "Traceback" not in err
+    assert os.path.exists(fifo) and not fifo.is_file()  # still the FIFO
