@@ -3,7 +3,10 @@ as an mp4 or a single-frame PNG, written through the atomic temp-file-and-rename
 
 from __future__ import annotations
 
+import functools
 import math
+import os
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -51,11 +54,30 @@ def _source_fps(video: sio.Video) -> float:
     return fps if fps > 0 else 30.0
 
 
+@functools.cache
+def _typeface() -> Any:
+    """The sans-serif face names are drawn in. Loading it starts fontconfig, which may print a
+    complaint about the machine's own config files straight to the process's stderr (skia's
+    bundled fontconfig is older than some distributions' files); that line says nothing about
+    this run, so it is kept off the user's terminal."""
+    import skia
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            return skia.Typeface("sans-serif")
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _name_label(marker_size: float) -> Callable[[Any], None]:
     """Each instance's track (or class) name, drawn above its box: who is who, in every frame."""
     import skia
 
-    font = skia.Font(skia.Typeface("sans-serif"), max(10.0, 3.0 * marker_size))
+    font = skia.Font(_typeface(), max(10.0, 3.0 * marker_size))
     fill = skia.Paint(Color=skia.ColorWHITE, AntiAlias=True)
     outline = skia.Paint(Color=skia.ColorBLACK, AntiAlias=True, Style=skia.Paint.kStroke_Style,
                          StrokeWidth=3.0)
