@@ -23,7 +23,14 @@ from typing import Any
 import sleap_io as sio
 
 from sleapflow.errors import ConfigError
-from sleapflow.evaluation.files import format_summary, headline, load_metrics, save_metrics, write_metrics
+from sleapflow.evaluation.files import (
+    check_metrics_paths,
+    format_summary,
+    headline,
+    load_metrics,
+    save_metrics,
+    write_metrics,
+)
 from sleapflow.evaluation.matching import (
     compute_distance_match_score,
     find_frame_pairs,
@@ -115,6 +122,8 @@ def run_evaluation(
         raise ConfigError(
             f"Unknown match_method {match_method!r}; choose one of {', '.join(MATCH_METHODS)}."
         )
+    if save_metrics:
+        check_metrics_paths(save_metrics)  # before the labels are read and scored
     if match_method not in _IMPLEMENTED_METHODS:
         raise ConfigError(
             f"match_method={match_method!r} (mask, semantic-segmentation and bounding-box "

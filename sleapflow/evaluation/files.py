@@ -10,8 +10,12 @@ from typing import Any
 import numpy as np
 
 from sleapflow.errors import ConfigError
+from sleapflow.outputs.files import check_output_target
 
-__all__ = ("format_summary", "headline", "json_safe", "load_metrics", "save_metrics", "write_metrics")
+__all__ = (
+    "check_metrics_paths", "format_summary", "headline", "json_safe", "load_metrics", "metrics_paths",
+    "save_metrics", "write_metrics",
+)
 
 
 # Large per-pair arrays only useful offline; left out of the JSON sibling as sleap-nn does.
@@ -33,13 +37,26 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
+def metrics_paths(path: str | Path) -> tuple[Path, Path]:
+    """The ``.npz`` and ``.json`` that ``--save_metrics path`` writes (numpy appends ``.npz``
+    when missing; the JSON sibling uses the path as given, like sleap-nn)."""
+    path = Path(path)
+    return (path if str(path).endswith(".npz") else Path(f"{path}.npz")), path.with_suffix(".json")
+
+
+def check_metrics_paths(path: str | Path) -> None:
+    """Before any metric is computed: neither file may be a device, FIFO, socket or folder (a
+    FIFO would block the write forever; a device would be replaced by a file)."""
+    for target in (Path(path), *metrics_paths(path)):
+        check_output_target(target, "--save_metrics")
+
+
 def write_metrics(path: str | Path, metrics: dict[str, Any]) -> tuple[Path, Path]:
     path = Path(path)
+    check_metrics_paths(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, metrics=metrics)
-    # numpy appends .npz when missing; the JSON sibling uses the path as given, like sleap-nn.
-    npz_path = path if str(path).endswith(".npz") else Path(f"{path}.npz")
-    json_path = path.with_suffix(".json")
+    npz_path, json_path = metrics_paths(path)
     safe = json_safe(metrics)
     for section, keys in _JSON_PRUNE_KEYS.items():
         if isinstance(safe.get(section), dict):

@@ -31,6 +31,7 @@ from sleapflow.evaluation import load_labels, mot
 from sleapflow.evaluation.files import json_safe
 from sleapflow.evaluation.matching import match_scores, video_key
 from sleapflow.logs import get_logger
+from sleapflow.outputs.files import check_output_target
 
 __all__ = (
     "CARRIERS", "MATCH_THRESHOLDS", "Key", "compute_mot_metrics", "evaluate_labels", "identity_metrics",
@@ -604,8 +605,9 @@ def run_identity_evaluation(ground_truth_path: str, predicted_path: str, *, carr
     _check_number("ml_threshold", ml_threshold, 0.0, 1.0)
     if match_threshold is not None and not (np.isfinite(match_threshold) and match_threshold >= 0):
         raise ConfigError(f"--match_threshold must be a number >= 0, got {match_threshold!r}.")
-    if save_metrics is not None and Path(save_metrics).is_dir():
-        raise ConfigError(f"--save_metrics {save_metrics!r} is a folder; give a .json file path.")
+    if save_metrics:
+        # A folder, device, FIFO or socket is refused before anything is read or scored.
+        check_output_target(save_metrics, "--save_metrics")
     for path, what in ((ground_truth_path, "--ground_truth_path"), (predicted_path, "--predicted_path")):
         if not Path(path).is_file():
             raise ConfigError(f"{what} {path!r} does not exist; give a tracked .slp file.")

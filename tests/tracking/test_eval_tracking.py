@@ -163,3 +163,23 @@ def test_cli_writes_json_and_rejects_bad_input(reference: Path, tmp_path: Path,
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("Error:")
     assert out.read_bytes() == before
+
+
+@pytest.mark.parametrize("command", ["eval", "eval-tracking"])
+def test_save_metrics_never_replaces_a_special_file(command: str, reference: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """-s naming a FIFO (which would block the write forever) or a folder is refused before
+    anything is read or scored; the FIFO stays a FIFO."""
+    import os
+    import stat
+
+    labels = str(reference / "trackonly_local_queues_max2.slp")
+    fifo = tmp_path / "metrics.json"
+    os.mkfifo(fifo)
+    folder = tmp_path / "metrics_dir"
+    folder.mkdir()
+    for target in (fifo, folder):
+        assert main([command, "-g", labels, "-p", labels, "-s", str(target)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("Error: --save_metrics") and "not a file" in err[0]
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and folder.is_dir() and not any(folder.iterdir())
