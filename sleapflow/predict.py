@@ -50,7 +50,6 @@ class _Call:
     cfg: InferenceConfig
     raw: RawOptions
     make_labels: bool
-    output_path: str | None
     input_labels: sio.Labels | None
     input_video: sio.Video | None
 
@@ -63,7 +62,7 @@ def _plan(call: _Call) -> Job:
                             ("input_video", call.input_video, sio.Video)):
         if obj is not None and not isinstance(obj, kind):
             raise ConfigError(f"{name} must be a sleap_io.{kind.__name__} (got {type(obj).__name__})")
-    return plan_job(call.cfg, output=call.output_path if call.make_labels else None,
+    return plan_job(call.cfg, output=call.cfg.output_path if call.make_labels else None,
                     name_output=call.make_labels, raw=None if call.make_labels else call.raw,
                     input_labels=call.input_labels, input_video=call.input_video)
 
@@ -182,5 +181,4 @@ def _resolve_call(args: dict[str, Any]) -> _Call:
                           "input_video")
     cfg = build_config(**{k: args[k] for k in _CONFIG_KEYS})
     return _Call(cfg=cfg, raw=RawOptions(**{k: bool(args[k]) for k in _RAW_KEYS}),
-                 make_labels=make_labels, output_path=args["output_path"],
-                 input_labels=args["input_labels"], input_video=args["input_video"])
+                 make_labels=make_labels, input_labels=args["input_labels"], input_video=args["input_video"])

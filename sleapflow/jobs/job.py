@@ -190,26 +190,29 @@ async def run_job(job: Job, *, on_frame: Callable[[int], None] | None = None,
              frames=job.frames, output=job.output)
     written_frames = 0
 
-    def counted(n: int) -> None:
+    def count(n: int) -> None:
         nonlocal written_frames
         written_frames += n
-        if caller_on_frame is not None:
-            caller_on_frame(n)
+        if on_frame is not None:
+            on_frame(n)
 
-    caller_on_frame, on_frame = on_frame, counted
-    with contextlib.ExitStack() as stack:
-        if len(job.guards) > 1 or isinstance(job.plan, ManyPlan):
-            stack.enter_context(guarded_outputs(job.guards))
-        elif job.guards:
-            stack.enter_context(job.guards[0])
+    async def run_spec(spec: GraphSpec) -> GraphStats:
+        # The one place a job's graph runs (its many-input and journal steps are handed this).
+        runner = GraphRunner(spec)
+        if on_runner is not None:
+            on_runner(runner)
+        return await runner.run()
+
+    async with contextlib.AsyncExitStack() as stack:
+        await _hold(stack, job)
         if job.raw is not None:
             spec = job_spec(job)
-            stats = await _run(spec, on_runner)
+            stats = await run_spec(spec)
             return JobResult(labels=None, stats=stats, raw=spec.stages[-1].items)
         if isinstance(job.plan, ManyPlan):
             from sleapflow.jobs.many import run_many
 
-            tasks, stats = await run_many(job.run, on_frame=on_frame, on_runner=on_runner)
+            tasks, stats = await run_many(job.run, on_frame=count, run_spec=run_spec)
             written = [Path(t.output) for t in tasks if t.status == "done"]
             written += await _export_each(job, [t for t in tasks if t.status == "done"])
             result = JobResult(labels=None, stats=stats, outputs=written, tasks=tasks)
@@ -219,13 +222,13 @@ async def run_job(job: Job, *, on_frame: Callable[[int], None] | None = None,
             assert job.output is not None
             set_journal = job.guards[0].set_journal if job.guards else None
             labels, stats = await run_journaled(
-                job.run, output_path=job.output, resume=job.resume, on_frame=on_frame,
+                job.run, output_path=job.output, resume=job.resume, on_frame=count,
                 on_journal=set_journal, keep_labels=bool(_others(job) or job.render),
-                on_runner=on_runner)
+                run_spec=run_spec)
             result = JobResult(labels=labels, stats=stats, outputs=[Path(job.output)])
         else:
-            spec = job_spec(job, on_frame=on_frame)
-            stats = await _run(spec, on_runner)
+            spec = job_spec(job, on_frame=count)
+            stats = await run_spec(spec)
             labels = spec.stages[-1].result
             written = [Path(job.output)] if job.output and "slp" in job.formats else []
             result = JobResult(labels=labels, stats=stats, outputs=written)
@@ -238,11 +241,22 @@ async def run_job(job: Job, *, on_frame: Callable[[int], None] | None = None,
     return result
 
 
-async def _run(spec: GraphSpec, on_runner: Callable[[GraphRunner], None] | None) -> GraphStats:
-    runner = GraphRunner(spec)
-    if on_runner is not None:
-        on_runner(runner)
-    return await runner.run()
+async def _hold(stack: contextlib.AsyncExitStack, job: Job) -> None:
+    """Take the job's output locks (released when ``stack`` closes), off the event loop: a
+    many-input job holds one per video."""
+    if not job.guards:
+        return
+    held: contextlib.AbstractContextManager[Any] = (
+        guarded_outputs(job.guards) if len(job.guards) > 1 or isinstance(job.plan, ManyPlan)
+        else job.guards[0])
+    await anyio.to_thread.run_sync(held.__enter__)
+
+    async def release() -> None:
+        # Shielded: a cancelled or interrupted job still lets its locks go.
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(held.__exit__, None, None, None)
+
+    stack.push_async_callback(release)
 
 
 def _others(job: Job) -> list[str]:

@@ -9,7 +9,7 @@ from sleapflow.errors import StageError
 from sleapflow.graphs.build import PreparedRun, build_graph
 from sleapflow.inputs.expand import ManyPlan, VideoTask
 from sleapflow.logs import get_logger
-from sleapflow.runtime import GraphRunner, GraphStats
+from sleapflow.runtime import GraphStats, RunSpec
 
 __all__ = ("run_many", "summary_table")
 
@@ -24,8 +24,7 @@ def _failed_video(exc: StageError, source: str) -> int | None:
 
 
 async def run_many(run: PreparedRun, *, on_frame: Callable[[int], None] | None = None,
-                   on_runner: Callable[[GraphRunner], None] | None = None
-                   ) -> tuple[list[VideoTask], GraphStats]:
+                   run_spec: RunSpec) -> tuple[list[VideoTask], GraphStats]:
     """Run every input of a many-input job through one graph; return each input's task record
     and the last graph's statistics.
 
@@ -37,14 +36,12 @@ async def run_many(run: PreparedRun, *, on_frame: Callable[[int], None] | None =
     tasks = plan.tasks
     stats = GraphStats(graph=run.graph_name, stages=(), wall_s=0.0)  # every input skipped
     while any(t.status == "planned" for t in tasks):
-        runner = GraphRunner(build_graph(run, output_path=None, on_frame=on_frame))
-        if on_runner is not None:
-            on_runner(runner)
+        spec = build_graph(run, output_path=None, on_frame=on_frame)
         try:
-            stats = await runner.run()
+            stats = await run_spec(spec)
             break
         except StageError as exc:
-            video_id = _failed_video(exc, runner.spec.stages[0].name)
+            video_id = _failed_video(exc, spec.stages[0].name)
             bad = next((t for t in tasks if t.video_id == video_id and t.status == "planned"),
                        None)
             if bad is None:

@@ -21,7 +21,7 @@ from sleapflow.outputs.journal import (
     journal_path,
     load_for_resume,
 )
-from sleapflow.runtime import GraphRunner, GraphStats
+from sleapflow.runtime import GraphStats, RunSpec
 
 __all__ = ("check_journal", "run_journaled")
 
@@ -91,8 +91,7 @@ async def run_journaled(run: Any, *, output_path: str, resume: bool,
                         on_frame: Callable[[int], None] | None = None,
                         on_journal: Callable[[str], None] | None = None,
                         keep_labels: bool = True,
-                        on_runner: Callable[[GraphRunner], None] | None = None
-                        ) -> tuple[sio.Labels | None, GraphStats]:
+                        run_spec: RunSpec) -> tuple[sio.Labels | None, GraphStats]:
     """The job's ``.slp``, journaled; with ``resume``, continue a journal. Returns the labels
     (None without ``keep_labels``) and the run's statistics.
 
@@ -110,7 +109,7 @@ async def run_journaled(run: Any, *, output_path: str, resume: bool,
                           "each video ends")
     if run.graph_name == "track_only":  # re-tracking a .slp is fast: no journal
         writer = make_writer(run, output_path=output_path, on_frame=on_frame)
-        return await _run(build_graph(run, sink=writer), writer, on_runner)
+        return await _run(build_graph(run, sink=writer), writer, run_spec)
     # The output's own checks come before a journal is created for it.
     check_output_path(output_path, input_path=run.plan.source_path)
     path = journal_path(output_path)
@@ -156,19 +155,16 @@ async def run_journaled(run: Any, *, output_path: str, resume: bool,
         raise
     if on_journal is not None:
         on_journal(str(path))
-    return await _run(spec, writer, on_runner, fresh=resumed is None)
+    return await _run(spec, writer, run_spec, fresh=resumed is None)
 
 
-async def _run(spec: Any, writer: Any, on_runner: Callable[[GraphRunner], None] | None, *,
+async def _run(spec: Any, writer: Any, run_spec: RunSpec, *,
                fresh: bool = True) -> tuple[sio.Labels | None, GraphStats]:
     """Run ``spec`` to ``writer``'s output; a journal survives a failure that ``--resume`` can go
     on from: one with frames in it (a fresh run that failed before its first frame, say on a
     model that does not load, leaves none, so the fixed command just runs again)."""
-    runner = GraphRunner(spec)
-    if on_runner is not None:
-        on_runner(runner)
     try:
-        stats = await runner.run()
+        stats = await run_spec(spec)
     except BaseException as exc:
         if writer.journal is not None:
             writer.journal.close()  # kept on a crash, a full disk or Ctrl-C: --resume goes on

@@ -30,7 +30,7 @@ import numpy as np
 
 from sleapflow.errors import ConfigError, OutputWriteError
 from sleapflow.messages import FramePrediction
-from sleapflow.options.declared import neutral_options
+from sleapflow.options.declared import declared, neutral_options
 from sleapflow.outputs.files import describe_os_error, resolve_target
 
 __all__ = (
@@ -122,8 +122,6 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 def _flat_options(options: dict[str, Any]) -> dict[str, Any]:
     """A fingerprint's options by their command-line spelling, the tracker's sub-config
     flattened (``--max_tracks``, not ``--tracker``)."""
-    from sleapflow.options.declared import declared
-
     flags = {(o.within, o.field): o.flag for o in declared()}
     flat: dict[str, Any] = {}
     for key, value in options.items():

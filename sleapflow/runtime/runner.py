@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -14,7 +15,7 @@ from sleapflow.runtime.graph import GraphSpec, validate
 from sleapflow.runtime.stats import Clock, GraphStats, StageMeter
 from sleapflow.runtime.streams import MeteredReceiveStream, MeteredSendStream
 
-__all__ = ("GraphRunner", "ItemFailure", "leaves", "root_cause", "run_graph")
+__all__ = ("GraphRunner", "ItemFailure", "RunSpec", "leaves", "root_cause", "run_graph")
 
 
 #: Exceptions that are only the consequence of another failure or of a quiet stop.
@@ -212,6 +213,11 @@ class GraphRunner:
                 inbox.close()
             if outbox is not None:
                 outbox.close()
+
+
+#: A way to run a spec to its end (a job's: its runner handed to the benchmark first, say), for
+#: code that runs graphs on a caller's behalf.
+RunSpec = Callable[[GraphSpec], Awaitable[GraphStats]]
 
 
 async def run_graph(spec: GraphSpec, *, clock: Clock = time.perf_counter,
