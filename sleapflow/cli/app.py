@@ -144,14 +144,19 @@ def track(
     result = run_job_with_progress(job, gui=gui)
     if stats:
         print(result.stats.table(), file=sys.stderr if gui else sys.stdout)
-    return _report(result.tasks) if many else 0
+    if many:
+        return _report(result.tasks, result.stats.wall_s)
+    if result.summary is not None:  # --gui keeps stdout for its JSON lines
+        print(f"{job.output or 'predictions'}: {result.summary.line()}",
+              file=sys.stderr if gui else sys.stdout)
+    return 0
 
 
-def _report(tasks: list) -> int:
+def _report(tasks: list, seconds: float | None = None) -> int:
     """The per-video summary; non-zero when any input failed."""
     from sleapflow.jobs.many import summary_table
 
-    print(summary_table(tasks))
+    print(summary_table(tasks, seconds))
     return 1 if any(t.status == "failed" for t in tasks) else 0
 
 

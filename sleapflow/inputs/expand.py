@@ -15,6 +15,7 @@ from sleapflow.logs import get_logger
 from sleapflow.options.config import InferenceConfig
 from sleapflow.outputs.naming import default_output_path
 from sleapflow.outputs.slp_read import read_slp
+from sleapflow.outputs.summary import RunSummary
 
 __all__ = (
     "ManyPlan", "VideoTask", "expand_inputs", "output_for", "output_is_complete", "output_is_folder",
@@ -198,6 +199,8 @@ class VideoTask:
     plan: InputPlan | None = None
     frames: int = 0
     seconds: float = 0.0
+    #: What its output holds (set when it is written).
+    summary: RunSummary | None = None
 
 
 @dataclass

@@ -29,7 +29,9 @@ from sleapflow.logs import get_logger
 from sleapflow.options.config import InferenceConfig
 from sleapflow.outputs.export import check_formats, export, format_path, slp_output
 from sleapflow.outputs.naming import default_output_path
+from sleapflow.outputs.summary import RunSummary, total
 from sleapflow.runtime import GraphRunner, GraphSpec, GraphStats
+from sleapflow.stages.write import SlpWriter
 
 __all__ = ("Job", "JobResult", "job_spec", "plan_job", "run_job", "run_job_with_progress")
 
@@ -81,6 +83,9 @@ class JobResult:
     tasks: list[VideoTask] = field(default_factory=list)
     #: A raw job's per-batch dicts of arrays.
     raw: list[dict[str, Any]] | None = None
+    #: What the outputs hold (every output added up with several inputs): frames, instances,
+    #: tracks, empty and failed frames, seconds.
+    summary: RunSummary | None = None
 
     @property
     def failed(self) -> list[VideoTask]:
@@ -196,8 +201,11 @@ async def run_job(job: Job, *, on_frame: Callable[[int], None] | None = None,
         if on_frame is not None:
             on_frame(n)
 
+    sinks: list[Any] = []
+
     async def run_spec(spec: GraphSpec) -> GraphStats:
         # The one place a job's graph runs (its many-input and journal steps are handed this).
+        sinks.append(spec.stages[-1])
         runner = GraphRunner(spec)
         if on_runner is not None:
             on_runner(runner)
@@ -235,10 +243,20 @@ async def run_job(job: Job, *, on_frame: Callable[[int], None] | None = None,
         if not isinstance(job.plan, ManyPlan) and job.output is not None:
             result.outputs += await anyio.to_thread.run_sync(_export, job, result.labels)
     wall = result.stats.wall_s
-    log.info("done", frames=written_frames, seconds=round(wall, 2),
+    result.summary = _summary(sinks[-1] if sinks else None, result, written_frames, wall)
+    log.info("done", **result.summary.fields(),
              fps=round(written_frames / wall, 1) if wall > 0 else None,
              output=", ".join(str(p) for p in result.outputs) or None)
     return result
+
+
+def _summary(sink: Any, result: JobResult, frames: int, seconds: float) -> RunSummary:
+    """The run's summary from its writer's counts (a raw job has no writer: frames only)."""
+    if result.tasks:
+        return total((t.summary for t in result.tasks if t.summary is not None), seconds)
+    if isinstance(sink, SlpWriter):
+        return sink.summary(seconds)
+    return RunSummary(frames=frames, seconds=seconds)
 
 
 async def _hold(stack: contextlib.AsyncExitStack, job: Job) -> None:

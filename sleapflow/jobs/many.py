@@ -9,6 +9,7 @@ from sleapflow.errors import StageError
 from sleapflow.graphs.build import PreparedRun, build_graph
 from sleapflow.inputs.expand import ManyPlan, VideoTask
 from sleapflow.logs import get_logger
+from sleapflow.outputs.summary import total
 from sleapflow.runtime import GraphStats, RunSpec
 
 __all__ = ("run_many", "summary_table")
@@ -68,20 +69,31 @@ def _remaining(run: PreparedRun, plan: ManyPlan) -> PreparedRun:
     return dataclasses.replace(run, plan=left, ctx=ctx)
 
 
-def summary_table(tasks: list[VideoTask]) -> str:
-    """Per input: status, frames, seconds, and the output path or the error."""
-    rows = [("status", "frames", "seconds", "input", "output / error")]
+def summary_table(tasks: list[VideoTask], seconds: float | None = None) -> str:
+    """Per input: status, what its output holds (frames, empty, failed, instances, tracks),
+    seconds, and the output path or the error; then the totals."""
+    head = ("status", "frames", "empty", "failed", "instances", "tracks", "seconds", "input")
+    rows = [(*head, "output / error")]
     for t in tasks:
         where = t.output if t.status in ("done", "skipped") else (t.error or "")
-        seconds = f"{t.seconds:.2f}" if t.status == "done" else "-"
-        frames = str(t.frames) if t.status == "done" else "-"
-        rows.append((t.status, frames, seconds, Path(t.path).name, where))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = ["  ".join(r[i].ljust(widths[i]) for i in range(4)) + "  " + r[4] for r in rows]
+        s = t.summary if t.status == "done" else None
+        counts = ([str(s.frames), str(s.empty_frames), str(s.failed_frames), str(s.instances),
+                   str(s.tracks)] if s is not None
+                  else [str(t.frames) if t.status == "done" else "-", "-", "-", "-", "-"])
+        seconds_cell = f"{t.seconds:.2f}" if t.status == "done" else "-"
+        rows.append((t.status, *counts, seconds_cell, Path(t.path).name, where))
+    n = len(head)
+    widths = [max(len(r[i]) for r in rows) for i in range(n)]
+    lines = ["  ".join(r[i].ljust(widths[i]) for i in range(n)) + "  " + r[n] for r in rows]
     done = sum(t.status == "done" for t in tasks)
     failed = sum(t.status == "failed" for t in tasks)
     skipped = sum(t.status == "skipped" for t in tasks)
     lines.append(f"{done} written, {skipped} skipped, {failed} failed, of {len(tasks)} input(s)")
+    written = [t.summary for t in tasks if t.status == "done" and t.summary is not None]
+    if written:
+        spent = seconds if seconds is not None else sum(t.seconds for t in tasks
+                                                        if t.status == "done")
+        lines.append("written: " + total(written, spent).line())
     return "\n".join(lines)
 
 

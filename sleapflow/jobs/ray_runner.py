@@ -27,6 +27,7 @@ from sleapflow.jobs.guard import guarded_outputs, output_guards
 from sleapflow.jobs.progress import announce
 from sleapflow.logs import get_logger
 from sleapflow.options.config import InferenceConfig
+from sleapflow.outputs.summary import read_summary
 
 __all__ = ("CHUNKS_PER_WORKER", "run", "run_config")
 
@@ -295,6 +296,8 @@ def _run_on_ray(ray: Any, cfg: InferenceConfig, address: str | None, videos: lis
         if video.status == "done":
             video.seconds = sum(task_seconds.get(t.key, 0.0) for t in tasks
                                 if t.video == video.index)
+            # Read from the file: a chunked video's output is the driver's merge of its parts.
+            video.summary = read_summary(video.output, video.seconds)
     log.info("ray job done", seconds=round(time.perf_counter() - started, 2), frames=total)
     for actor in actors:
         ray.kill(actor)

@@ -22,6 +22,7 @@ from sleapflow.outputs.files import (
 )
 from sleapflow.outputs.journal import ResumedFrames
 from sleapflow.outputs.slp_stream import FrameTally, kept_instances, video_row_ids, write_tables
+from sleapflow.outputs.summary import RunSummary
 from sleapflow.runtime.graph import Role
 from sleapflow.tracking.track_only import copy_instance
 
@@ -55,6 +56,13 @@ class LabelsBuilder:
         self.added = 0
         #: What :meth:`count` saw: the rows a streamed write will hold.
         self.tally = FrameTally()
+        #: Instances received and frames without any (kept or not): the run's summary.
+        self.instances_seen = 0
+        self.empty_seen = 0
+
+    def _note(self, n_instances: int) -> None:
+        self.instances_seen += n_instances
+        self.empty_seen += n_instances == 0
 
     def _track(self, name: str | None) -> sio.Track | None:
         if name is None:
@@ -97,6 +105,7 @@ class LabelsBuilder:
         if pred.source_instances is not None:
             lf = sio.LabeledFrame(video=self.videos[pred.video_id], frame_idx=pred.frame_idx,
                                   instances=self._retracked(pred))
+            self._note(len(lf.instances))
             self.frames.append(lf)
             return lf
         points = np.asarray(pred.points, dtype=np.float64)
@@ -112,6 +121,7 @@ class LabelsBuilder:
                 points_data=points[i], skeleton=skeleton,
                 point_scores=np.asarray(pred.point_scores[i], dtype=np.float64),
                 score=float(pred.instance_scores[i]), **kwargs))
+        self._note(len(instances))
         if not instances and not self.keep_empty_frames:
             return None
         lf = sio.LabeledFrame(video=self.videos[pred.video_id], frame_idx=pred.frame_idx,
@@ -124,6 +134,7 @@ class LabelsBuilder:
         (for a ``.slp`` written from the journal, see :mod:`sleapflow.outputs.slp_stream`)."""
         self.added += 1
         kept = kept_instances(pred)
+        self._note(len(kept))
         if len(kept) == 0 and not self.keep_empty_frames:
             return
         self._skeleton_for(pred)
@@ -132,6 +143,13 @@ class LabelsBuilder:
                 if pred.track_names[i] is not None:
                     self._track(pred.track_names[i])
         self.tally.add(pred, kept)
+
+    def summary(self, provenance: dict[str, Any] | None, seconds: float) -> RunSummary:
+        """What was written, with the failed frames ``provenance`` records."""
+        failed = (provenance or {}).get("frames_failed") or 0
+        return RunSummary(frames=self.added, instances=self.instances_seen,
+                          tracks=len(self.used_tracks), empty_frames=self.empty_seen,
+                          failed_frames=int(failed), seconds=seconds)
 
     def track_index(self) -> dict[str, int]:
         """Each used track's row in the output's track list (as :meth:`labels` orders it)."""
@@ -186,6 +204,8 @@ class SlpWriter:
         self.no_empty_frames = no_empty_frames
         self.on_frame = on_frame
         self.result: sio.Labels | None = None
+        #: The provenance the output was written with (its ``frames_failed`` is the summary's).
+        self.written_provenance: dict[str, Any] | None = None
         #: Crash-safe output (``sleapflow.jobs.resume``): every frame is journaled before it is kept,
         #: and ``resumed`` frames (read back from a journal) come first.
         self.journal: Any = journal
@@ -214,7 +234,7 @@ class SlpWriter:
             return None
         labels = self.builder.labels()
         if self.provenance is not None:
-            labels.provenance = self.provenance(labels)
+            labels.provenance = self.written_provenance = self.provenance(labels)
         if self.no_empty_frames:
             # After provenance, as the reference: frames_processed counts the empty frames too.
             labels.labeled_frames = [lf for lf in labels.labeled_frames if len(lf.instances) > 0]
@@ -225,6 +245,10 @@ class SlpWriter:
             self.journal.path.unlink(missing_ok=True)  # the output now holds every frame
             self.journal = None
         return labels
+
+    def summary(self, seconds: float) -> RunSummary:
+        """The end-of-run summary of what this writer wrote."""
+        return self.builder.summary(self.written_provenance, seconds)
 
     def _take(self, pred: FramePrediction, keep: Callable[[FramePrediction], Any]) -> None:
         """Journal one frame (a file write, an fsync when one is due) and keep it: file I/O and
@@ -245,7 +269,7 @@ class SlpWriter:
         meta = builder.labels()  # videos, skeleton, used tracks: no frames
         tally = builder.tally
         if self.provenance is not None:
-            meta.provenance = self.provenance(_Counted(meta, tally.frames))
+            meta.provenance = self.written_provenance = self.provenance(_Counted(meta, tally.frames))
         journal.sync()  # every frame on disk before it is read back
         rows = tally.nonempty_frames if self.no_empty_frames else tally.frames
 

@@ -56,6 +56,7 @@ class ManyWriter:
         now = self._clock()
         task.seconds = now - self._since
         self._since = now
+        task.summary = writer.summary(task.seconds)
 
     async def run(self, inbox: Any, outbox: None, *,
                   task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
