@@ -24,6 +24,8 @@ The five arrays are gzip (level 9) compressed, the rest are not, and nothing car
 again as in SLEAP's files. The frame axis runs from frame 0 to the video's last labelled frame
 (empty frames a run kept count), not to the end of the video: a run over frames 0-99 of a long
 video gives 100 frames. Tracks with no instance in the video are left out, as SLEAP leaves them.
+Where SLEAP writes no file (a video with no labelled frame), this module writes one with an
+empty frame axis, so a run that found nothing still leaves the output it was asked for.
 
 Untracked data follow SLEAP's rule: when the labels have no tracks, the file has one unnamed slot
 (``track_names`` empty) holding one instance per frame, so no reader takes an instance's place in

@@ -10,7 +10,9 @@ untracked instance; scores are empty for user-labelled instances, and a point no
 empty x and y. Untracked multi-animal data keep every animal: several rows share a
 ``frame_idx`` with an empty ``track``, so nothing presents an instance's place in its frame as
 an identity. Where a person labelled an animal (a user instance) the predicted instance of the
-same track in that frame is not written, as SLEAP's export prefers user labels.
+same track in that frame is not written, as SLEAP's export prefers user labels. SLEAP builds
+its CSV from the analysis HDF5's matrices, so it has one row per track per frame (one per frame
+when untracked) and skips instances with no point; this layout writes every instance instead.
 
 ``dlc`` (``--csv_format dlc``): DeepLabCut's predictions table, one row per frame from frame 0
 to the video's last labelled frame (the analysis HDF5's frame axis), the first column the frame

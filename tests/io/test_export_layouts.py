@@ -61,14 +61,14 @@ def check_layout(path: Path, frames: int, tracks: int, nodes: int, edges: int, *
             assert dict(d.attrs) == {}, name
         for name, shape in NAMES.items():
             d = f[name]
-            assert d.shape == ((0,) if untracked and name == "track_names" else shape(*dims)), name
+            expected = (0,) if untracked and name == "track_names" else shape(*dims)
             assert d.compression is None, name
-            if math.prod(d.shape):
+            if math.prod(expected):
                 # Fixed-length byte strings, as h5py stores a list of numpy byte strings.
-                assert d.dtype.kind == "S", name
+                assert (d.shape, d.dtype.kind) == (expected, "S"), name
             else:
                 # An empty list, as SLEAP hands it to h5py, is an empty float64 dataset.
-                assert d.dtype == np.float64, name
+                assert (d.shape, d.dtype) == ((0,), np.float64), name
         inds = f["edge_inds"]
         assert inds.shape == ((edges, 2) if edges else (0,))
         assert inds.dtype == (np.int32 if edges else np.float64)
@@ -218,6 +218,20 @@ def test_frame_axis_ends_at_last_labelled_frame(tmp_path: Path, assets: Path) ->
     write_analysis_h5(sio.Labels(frames[:2]), short, labels_path="short.slp")
     check_layout(short, frames=4, tracks=1, nodes=3, edges=2, untracked=True)
     vid.close()
+
+
+def test_nothing_predicted(tmp_path: Path) -> None:
+    """A video with no labelled frame: an empty frame axis (SLEAP would write no file at all)
+    and, for a skeleton without edges, SLEAP's empty edge lists; both CSVs have headers only."""
+    labels = sio.Labels(videos=[video()], skeletons=[sio.Skeleton(["a", "b"])])
+    out = tmp_path / "none.analysis.h5"
+    write_analysis_h5(labels, out, labels_path="none.slp")
+    check_layout(out, frames=0, tracks=0, nodes=2, edges=0)
+    write_csv(labels, tmp_path / "none.csv")
+    assert pd.read_csv(tmp_path / "none.csv").empty
+    write_csv(labels, tmp_path / "none.dlc.csv", "dlc")
+    dlc = pd.read_csv(tmp_path / "none.dlc.csv", header=[0, 1, 2], index_col=0)
+    assert dlc.empty and dlc.shape == (0, 6)
 
 
 def test_second_video_and_errors(tmp_path: Path) -> None:
