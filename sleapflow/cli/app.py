@@ -22,7 +22,8 @@ from sleapflow.options.validation import MAX_INT_OPTION
 from sleapflow.serve.command import serve_command
 
 __all__ = (
-    "EvalMatchMethod", "GraphsOptions", "MergeOptions", "OutputFormat", "TrackOptions", "configure_logging",
+    "CsvFormat", "EvalMatchMethod", "GraphsOptions", "MergeOptions", "OutputFormat", "TrackOptions",
+    "configure_logging",
     "demo", "eval_tracking", "evaluate", "graphs", "info", "main", "merge", "render", "system", "track",
 )
 
@@ -31,6 +32,7 @@ __all__ = (
 #: them); the inference options' choices are their declared Literal types.
 EvalMatchMethod = Literal["oks", "centroid", "auto"]
 OutputFormat = Literal["slp", "analysis_h5", "csv", "nwb"]
+CsvFormat = Literal["sleap", "dlc"]
 
 # KeyboardInterrupt must reach main()'s handler (cyclopts would exit 130 silently).
 app = cyclopts.App(name="sleapflow", help="Fast streaming inference for SLEAP / sleap-nn models.",
@@ -81,6 +83,7 @@ def track(
         "frames (default: only when there are fewer videos than workers).")] = None,
     output_format: Annotated[tuple[OutputFormat, ...],
                              opt("output_format")] = ("slp",),
+    csv_format: Annotated[CsvFormat, opt("csv_format")] = "sleap",
     render: Annotated[bool, opt("render")] = False,
     gui: Annotated[bool, opt("gui")] = False,
     stats: Annotated[bool, opt("stats")] = False,
@@ -138,8 +141,10 @@ def track(
         else:
             out = output_for(cfg, paths[0], many=False)
     from sleapflow.jobs.job import plan_job, run_job_with_progress
+    from sleapflow.outputs.export import ExportSettings
 
-    job = plan_job(cfg, output=out, formats=output_format, render=render, journal=True,
+    job = plan_job(cfg, output=out, formats=output_format,
+                   export=ExportSettings(csv_format=csv_format), render=render, journal=True,
                    resume=resume)
     result = run_job_with_progress(job, gui=gui)
     if stats:

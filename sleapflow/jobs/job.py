@@ -27,7 +27,7 @@ from sleapflow.jobs.guard import OutputGuard, check_outputs_apart, guarded_outpu
 from sleapflow.jobs.progress import announce as announce_start
 from sleapflow.logs import get_logger
 from sleapflow.options.config import InferenceConfig
-from sleapflow.outputs.export import check_formats, export, format_path, slp_output
+from sleapflow.outputs.export import ExportSettings, check_formats, export, format_path, slp_output
 from sleapflow.outputs.naming import default_output_path
 from sleapflow.outputs.summary import RunSummary, total
 from sleapflow.runtime import GraphRunner, GraphSpec, GraphStats
@@ -50,6 +50,8 @@ class Job:
     output: str | None = None
     #: Output formats: ``slp`` and any of ``analysis_h5``, ``csv``, ``nwb``.
     formats: tuple[str, ...] = ("slp",)
+    #: How those formats are written (``--csv_format``, NWB metadata).
+    export: ExportSettings = field(default_factory=ExportSettings)
     render: bool = False
     #: Journal the ``.slp`` as it is written, so a crash, a full disk or Ctrl-C can be resumed.
     journal: bool = False
@@ -93,8 +95,9 @@ class JobResult:
 
 
 def plan_job(cfg: InferenceConfig, *, output: str | None = None, name_output: bool = False,
-             formats: Sequence[str] = ("slp",), render: bool = False, journal: bool = False,
-             resume: bool = False, raw: RawOptions | None = None, guard: bool = True,
+             formats: Sequence[str] = ("slp",), export: ExportSettings | None = None,
+             render: bool = False, journal: bool = False, resume: bool = False,
+             raw: RawOptions | None = None, guard: bool = True,
              announce: bool = True, plan: InputPlan | None = None,
              input_labels: sio.Labels | None = None, input_video: sio.Video | None = None,
              model_loader: Callable[..., Any] | None = None) -> Job:
@@ -128,8 +131,8 @@ def plan_job(cfg: InferenceConfig, *, output: str | None = None, name_output: bo
                           "output, or draw each output with sleapflow render")
     journal = journal and not many and run.graph_name != "track_only" and "slp" in formats \
         and output is not None
-    job = Job(run=run, output=output, formats=formats, render=render, journal=journal,
-              resume=resume, raw=raw)
+    job = Job(run=run, output=output, formats=formats, export=export or ExportSettings(),
+              render=render, journal=journal, resume=resume, raw=raw)
     if guard:
         check_outputs_apart(_written_paths(job), inputs=_input_paths(job.run),
                             models=[*cfg.model_paths, *filter(None, (cfg.backbone_ckpt_path,
@@ -288,7 +291,7 @@ def _export(job: Job, labels: sio.Labels | None) -> list[Path]:
     if _others(job) or job.render:
         assert labels is not None, "the labels are kept when other outputs need them"
     if _others(job):
-        written += export(labels, job.output, _others(job))
+        written += export(labels, job.output, _others(job), job.export)
     if job.render:
         from sleapflow.outputs.render import render as render_labels
 
@@ -304,7 +307,7 @@ async def _export_each(job: Job, done: list[VideoTask]) -> list[Path]:
     def one(task: VideoTask) -> list[Path]:
         from sleapflow.outputs.slp_read import read_slp
 
-        return export(read_slp(task.output, "output"), task.output, _others(job))
+        return export(read_slp(task.output, "output"), task.output, _others(job), job.export)
 
     written: list[Path] = []
     for task in done:

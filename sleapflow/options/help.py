@@ -23,9 +23,11 @@ HELP: dict[str, str] = {
                  "B.mp4), or give a folder or a quoted glob of videos, to run many videos in "
                  "one call with the models loaded once; each gets its own output.",
     "output_format": "File format(s) to write, repeatable: slp (SLEAP labels), analysis_h5 "
-                     "(SLEAP analysis HDF5, for MATLAB/Python), csv (one row per frame and "
-                     "instance) or nwb (Neurodata Without Borders). Other formats go beside the "
-                     ".slp path with their own suffix.",
+                     "(SLEAP's analysis HDF5, for MATLAB/Python), csv (see --csv_format) or "
+                     "nwb (Neurodata Without Borders). Other formats go beside the .slp path "
+                     "with their own suffix.",
+    "csv_format": "Layout of --output_format csv: sleap (SLEAP's columns, one row per animal "
+                  "and frame) or dlc (DeepLabCut's header rows, one row per frame).",
     "render": "Also draw the predictions over the video and write OUTPUT.mp4 to look at.",
     "gui": "Print progress as one JSON line per update on stdout (for SLEAP's GUI), as "
            "sleap-nn track --gui does; messages go to stderr.",

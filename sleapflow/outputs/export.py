@@ -1,5 +1,6 @@
-"""``--output_format``: the predictions in sleap-io's other formats (analysis HDF5, CSV, NWB),
-each written through the same atomic temp-file-and-rename path as the ``.slp``."""
+"""``--output_format``: the predictions in the formats other tools read (SLEAP's analysis HDF5,
+CSV in SLEAP's or DeepLabCut's layout, NWB), each written through the same atomic
+temp-file-and-rename path as the ``.slp``."""
 
 from __future__ import annotations
 
@@ -7,12 +8,31 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import msgspec
 import sleap_io as sio
 
 from sleapflow.errors import ConfigError
+from sleapflow.logs import get_logger
+from sleapflow.outputs.analysis_h5 import analysis_arrays, write_analysis_h5
+from sleapflow.outputs.csv_table import CSV_LAYOUTS, write_csv
 from sleapflow.outputs.files import write_atomically
 
-__all__ = ("FORMATS", "SUFFIXES", "check_formats", "export", "format_path", "slp_output")
+__all__ = ("FORMATS", "SUFFIXES", "ExportSettings", "check_formats", "export", "format_path",
+           "slp_output")
+
+log = get_logger("sleapflow")
+
+
+class ExportSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """How the other formats are written (``track``'s ``--csv_format`` ...)."""
+
+    #: ``sleap`` (SLEAP's analysis CSV columns) or ``dlc`` (DeepLabCut's header rows).
+    csv_format: str = "sleap"
+
+    def __post_init__(self) -> None:
+        if self.csv_format not in CSV_LAYOUTS:
+            raise ConfigError(f"--csv_format {self.csv_format!r} is not one of "
+                              f"{', '.join(CSV_LAYOUTS)}")
 
 
 #: Format name → the suffix that replaces ``.slp`` in the output's name.
@@ -52,16 +72,17 @@ def slp_output(output: str) -> str:
     return str(format_path(output, "slp")) if output.endswith(tuple(others)) else output
 
 
-def _writer(labels: sio.Labels, fmt: str) -> Callable[[Path], None]:
+def _writer(labels: sio.Labels, fmt: str, slp_path: Path,
+            settings: ExportSettings) -> Callable[[Path], None]:
     if fmt == "slp":
         return lambda tmp: sio.save_slp(labels, tmp.as_posix(), restore_original_videos=False,
                                         verbose=False)
     if fmt == "analysis_h5":
         # The analysis format holds one video; sleapflow outputs have one unless the input
-        # .slp had several, and then the first is written (as sleap-io does by default).
-        return lambda tmp: sio.save_analysis_h5(labels, tmp.as_posix(), video=0)
+        # .slp had several, and then the first is written (as SLEAP's export does by default).
+        return lambda tmp: write_analysis_h5(labels, tmp, labels_path=slp_path.as_posix())
     if fmt == "csv":
-        return lambda tmp: sio.save_csv(labels, tmp.as_posix())
+        return lambda tmp: write_csv(labels, tmp, settings.csv_format)
     return lambda tmp: _save_nwb(labels, tmp)
 
 
@@ -73,11 +94,31 @@ def _save_nwb(labels: sio.Labels, path: Path) -> None:
         sio.save_nwb(labels, path.as_posix())
 
 
-def export(labels: sio.Labels, slp_path: str | Path, formats: Sequence[str]) -> list[Path]:
+def _note_left_out(labels: sio.Labels, formats: Sequence[str], settings: ExportSettings) -> None:
+    """Say so when a one-animal-per-slot layout could not hold every untracked animal."""
+    one_per_frame = [f for f in formats
+                     if f == "analysis_h5" or (f == "csv" and settings.csv_format == "dlc")]
+    if not one_per_frame or not labels.videos or not labels.skeletons:
+        return
+    left_out = analysis_arrays(labels).left_out
+    if left_out:
+        log.warning("untracked animals left out", formats=", ".join(one_per_frame),
+                    instances=left_out,
+                    hint="these layouts hold one untracked animal per frame (the best-scoring, "
+                         "as SLEAP's export): track (-t) to keep every animal as its own track, "
+                         "or use --csv_format sleap")
+
+
+def export(labels: sio.Labels, slp_path: str | Path, formats: Sequence[str],
+           settings: ExportSettings | None = None) -> list[Path]:
     """Write ``labels`` in each of ``formats`` beside ``slp_path``; returns the paths written."""
+    settings = settings or ExportSettings()
+    slp = format_path(slp_path, "slp")
+    formats = check_formats(formats)
+    _note_left_out(labels, formats, settings)
     written = []
-    for fmt in check_formats(formats):
+    for fmt in formats:
         path = format_path(slp_path, fmt)
-        write_atomically(path, _writer(labels, fmt))
+        write_atomically(path, _writer(labels, fmt, slp, settings))
         written.append(path)
     return written
