@@ -51,10 +51,17 @@ __all__ = ("CSV_LAYOUTS", "write_csv")
 CSV_LAYOUTS = ("sleap", "dlc")
 
 
-def _cell(value: float) -> str:
+def _cell(value: float, missing: str = "") -> str:
     # repr round-trips a float exactly; NaN is an empty cell, which pandas reads back as NaN.
     value = float(value)
-    return "" if math.isnan(value) else repr(value)
+    return missing if math.isnan(value) else repr(value)
+
+
+def _dlc_cell(value: float) -> str:
+    # A written NaN, not an empty cell: pandas takes a first data row whose cells after the
+    # frame number are all empty (a run that starts with frames without an animal) for the
+    # index's name row, and drops it with its frame.
+    return _cell(value, "NaN")
 
 
 def _sleap_rows(labels: sio.Labels, video: int) -> Iterable[list[str]]:
@@ -98,10 +105,10 @@ def _dlc_rows(labels: sio.Labels, video: int, scorer: str) -> Iterable[list[str]
             for n in range(len(arrays.node_names)):
                 if slot < n_slots:
                     x, y = arrays.locations[f, n, :, slot]
-                    row += [_cell(x), _cell(y), _cell(arrays.point_scores[f, n, slot])]
+                    row += [_dlc_cell(x), _dlc_cell(y), _dlc_cell(arrays.point_scores[f, n, slot])]
                 else:
-                    # Untracked labels with no instance at all: the columns stay, all empty.
-                    row += ["", "", ""]
+                    # Untracked labels with no instance at all: the columns stay, all missing.
+                    row += ["NaN", "NaN", "NaN"]
         yield row
 
 
