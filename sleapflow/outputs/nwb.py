@@ -214,22 +214,25 @@ def video_frame_times(path: str | Path) -> tuple[np.ndarray | None, float | None
         stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate
         fps = float(rate) if rate else None
+        time_base = stream.time_base
+        if time_base is None:
+            return None, fps
         pts: list[int] = []
         for packet in container.demux(stream):
             # The demuxer ends with an empty flush packet; discard-flagged packets never decode.
             if not packet.size or getattr(packet, "is_discard", False):
                 continue
-            if packet.pts is None or stream.time_base is None:
+            if packet.pts is None:
                 return None, fps
             pts.append(packet.pts)
-        times = np.sort(np.asarray(pts, dtype=np.int64)).astype(np.float64) * float(stream.time_base)
+        times = np.sort(np.asarray(pts, dtype=np.int64)).astype(np.float64) * float(time_base)
         return times, fps
 
 
 def _known_fps(video: sio.Video) -> float | None:
     try:
         fps = video.fps
-    except Exception:  # a backend that cannot say (sleap-io raises various types here)
+    except (AttributeError, KeyError, OSError, RuntimeError, ValueError):  # a backend that cannot say
         return None
     return float(fps) if fps and np.isfinite(fps) and fps > 0 else None
 
@@ -245,6 +248,7 @@ class _VideoClock:
         self.fps: float | None = None
         self.created: datetime | None = None
         self.shape: tuple[int, int] | None = None
+        self.source: str = ""
         # An embedded (.pkg.slp) video keeps the original's frame numbers: read that one.
         source = getattr(video, "source_video", None)
         for candidate in (video.filename, getattr(source, "filename", None)):
@@ -258,6 +262,9 @@ class _VideoClock:
                     self.path, self.times, self.fps = None, None, None
         if self.times is not None:
             self.source = "the video container's frame timestamps"
+            if not self.fps:  # no rate in the stream: its typical frame step, for extrapolation
+                steps = np.diff(self.times)
+                self.fps = float(1.0 / np.median(steps)) if len(steps) and np.median(steps) > 0 else 1.0
         elif self.fps:
             self.source = f"frame index / {self.fps:g} fps (the video's packets carry no timestamps)"
         elif fps := _known_fps(video):
@@ -408,13 +415,15 @@ def _clocks(labels: sio.Labels, metadata: NwbMetadata) -> list[_VideoClock]:
     return [_VideoClock(video, metadata.frame_rate) for video in labels.videos]
 
 
-def _session_start(metadata: NwbMetadata, clocks: Sequence[_VideoClock]) -> datetime:
+def _session_start(metadata: NwbMetadata, clocks: Sequence[_VideoClock]) -> tuple[datetime, str]:
+    """The session's start, and (when it was not given) where it came from, for the record."""
     if metadata.session_start_time is not None:
-        return _parse_time(metadata.session_start_time)
+        return _parse_time(metadata.session_start_time), ""
     for clock in clocks:
         if clock.created is not None:
-            return clock.created
-    return datetime.now(UTC).replace(microsecond=0)
+            return clock.created, " Session start time: the video file's creation_time tag."
+    return (datetime.now(UTC).replace(microsecond=0),
+            " Session start time: the time of export (the recording time is not known).")
 
 
 def _subject(metadata: NwbMetadata) -> Any:
@@ -454,11 +463,12 @@ def write_nwb(labels: sio.Labels, path: Path, metadata: NwbMetadata = NO_METADAT
     experimenter = metadata.experimenter
     if isinstance(experimenter, str):
         experimenter = (experimenter,)
+    start, start_note = _session_start(metadata, clocks)
     nwbfile = NWBFile(
         session_description=metadata.session_description
-        or f"Animal poses estimated by sleapflow {version} from {names}.",
+        or f"Animal poses estimated by sleapflow {version} from {names}.{start_note}",
         identifier=metadata.identifier or str(uuid.uuid4()),
-        session_start_time=_session_start(metadata, clocks),
+        session_start_time=start,
         session_id=metadata.session_id,
         experimenter=list(experimenter) if experimenter else None,
         lab=metadata.lab,
@@ -479,6 +489,10 @@ def write_nwb(labels: sio.Labels, path: Path, metadata: NwbMetadata = NO_METADAT
         behavior = nwbfile.create_processing_module(
             name="behavior", description="Animal pose estimates (ndx-pose) made by sleapflow.")
         for sk in used:
+            if len(sk.node_names) > 256:
+                raise ConfigError(f"skeleton {sk.name!r} has {len(sk.node_names)} nodes; NWB "
+                                  "(ndx-pose) stores skeleton edges as 8-bit node numbers, so at "
+                                  "most 256: use another --output_format")
             edges = np.asarray(sk.edge_inds, dtype=np.uint8).reshape(-1, 2)
             skeletons[sk.name] = Skeleton(name=_name(sk.name), nodes=[_name(n) for n in sk.node_names],
                                           edges=edges)

@@ -319,6 +319,7 @@ def test_defaults_say_what_is_unknown(tmp_path: Path, reference: Path, assets: P
     assert "--nwb_subject_id" in subject.description
     # The session starts at the video's recorded creation time (small_robot.mp4's tag).
     assert info["session_start_time"].isoformat() == "2010-03-20T21:29:11+00:00"
+    assert "the video file's creation_time tag" in info["session_description"]
 
 
 def test_metadata_file_and_explicit_options(tmp_path: Path) -> None:
