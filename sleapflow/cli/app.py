@@ -14,6 +14,7 @@ import cyclopts
 from cyclopts import Parameter
 
 from sleapflow.bench.harness import bench_command
+from sleapflow.cli.nwb_options import NwbOptions
 from sleapflow.errors import ConfigError, SleapflowError, StageError
 from sleapflow.logs import configure_cli_logging, get_logger
 from sleapflow.options.declared import cli_options, option_values
@@ -84,6 +85,7 @@ def track(
     output_format: Annotated[tuple[OutputFormat, ...],
                              opt("output_format")] = ("slp",),
     csv_format: Annotated[CsvFormat, opt("csv_format")] = "sleap",
+    nwb: Annotated[NwbOptions, Parameter(name="*")] = NwbOptions(),  # noqa: B008
     render: Annotated[bool, opt("render")] = False,
     gui: Annotated[bool, opt("gui")] = False,
     stats: Annotated[bool, opt("stats")] = False,
@@ -104,6 +106,9 @@ def track(
     from sleapflow.options.boundary import build_config
 
     configure_logging(verbose)
+    from sleapflow.outputs.export import ExportSettings
+
+    export_settings = ExportSettings(csv_format=csv_format, nwb=nwb.metadata())
     for flag, value in (("--ray_workers", ray_workers), ("--ray_chunk_frames", ray_chunk_frames)):
         if value is not None and not 1 <= value <= MAX_INT_OPTION:
             raise ConfigError(f"{flag} must be a whole number between 1 and {MAX_INT_OPTION} "
@@ -141,11 +146,9 @@ def track(
         else:
             out = output_for(cfg, paths[0], many=False)
     from sleapflow.jobs.job import plan_job, run_job_with_progress
-    from sleapflow.outputs.export import ExportSettings
 
-    job = plan_job(cfg, output=out, formats=output_format,
-                   export=ExportSettings(csv_format=csv_format), render=render, journal=True,
-                   resume=resume)
+    job = plan_job(cfg, output=out, formats=output_format, export=export_settings, render=render,
+                   journal=True, resume=resume)
     result = run_job_with_progress(job, gui=gui)
     if stats:
         print(result.stats.table(), file=sys.stderr if gui else sys.stdout)

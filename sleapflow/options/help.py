@@ -28,6 +28,25 @@ HELP: dict[str, str] = {
                      "with their own suffix.",
     "csv_format": "Layout of --output_format csv: sleap (SLEAP's columns, one row per animal "
                   "and frame) or dlc (DeepLabCut's header rows, one row per frame).",
+    "nwb_metadata": "NWB subject and session metadata from a JSON or YAML file (keys: "
+                    "subject_id, species, sex, age, subject_description, session_description, "
+                    "session_id, session_start_time, experimenter, lab, institution, "
+                    "experiment_description, identifier, frame_rate); the --nwb_* options "
+                    "override its values.",
+    "nwb_subject_id": "NWB: the animal's ID (without it the file says the subject is unknown).",
+    "nwb_species": "NWB: the species, as a Latin binomial (Mus musculus) or an NCBI taxonomy "
+                   "URL.",
+    "nwb_sex": "NWB: the animal's sex: M, F, U (unknown) or O (other).",
+    "nwb_age": "NWB: the animal's age as an ISO 8601 duration (P90D: 90 days; P90D/ for "
+               "at least 90 days).",
+    "nwb_session_description": "NWB: what happened in the session.",
+    "nwb_session_start_time": "NWB: when the session started, ISO 8601 (2026-05-01T09:30:00+02:00); "
+                              "default: the video's creation time, else the export's.",
+    "nwb_experimenter": "NWB: who ran the experiment (repeatable).",
+    "nwb_lab": "NWB: the lab.",
+    "nwb_institution": "NWB: the institution.",
+    "nwb_frame_rate": "NWB: frames per second of an image folder (videos carry their own frame "
+                      "times).",
     "render": "Also draw the predictions over the video and write OUTPUT.mp4 to look at.",
     "gui": "Print progress as one JSON line per update on stdout (for SLEAP's GUI), as "
            "sleap-nn track --gui does; messages go to stderr.",

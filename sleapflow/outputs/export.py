@@ -4,7 +4,6 @@ temp-file-and-rename path as the ``.slp``."""
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -16,6 +15,8 @@ from sleapflow.logs import get_logger
 from sleapflow.outputs.analysis_h5 import analysis_arrays, write_analysis_h5
 from sleapflow.outputs.csv_table import CSV_LAYOUTS, write_csv
 from sleapflow.outputs.files import write_atomically
+from sleapflow.outputs.nwb import NO_METADATA, NwbMetadata, write_nwb
+from sleapflow.outputs.provenance import dist_version
 
 __all__ = ("FORMATS", "SUFFIXES", "ExportSettings", "check_formats", "export", "format_path",
            "slp_output")
@@ -28,6 +29,8 @@ class ExportSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     #: ``sleap`` (SLEAP's analysis CSV columns) or ``dlc`` (DeepLabCut's header rows).
     csv_format: str = "sleap"
+    #: The NWB file's subject and session (``--nwb_*``, ``--nwb_metadata``).
+    nwb: NwbMetadata = NO_METADATA
 
     def __post_init__(self) -> None:
         if self.csv_format not in CSV_LAYOUTS:
@@ -83,15 +86,7 @@ def _writer(labels: sio.Labels, fmt: str, slp_path: Path,
         return lambda tmp: write_analysis_h5(labels, tmp, labels_path=slp_path.as_posix())
     if fmt == "csv":
         return lambda tmp: write_csv(labels, tmp, settings.csv_format)
-    return lambda tmp: _save_nwb(labels, tmp)
-
-
-def _save_nwb(labels: sio.Labels, path: Path) -> None:
-    # sleap-io 0.9 fills pynwb / ndx-pose fields those packages now deprecate; the file is
-    # still valid, and users should not see other packages' deprecation notices on every export.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        sio.save_nwb(labels, path.as_posix())
+    return lambda tmp: write_nwb(labels, tmp, settings.nwb, software_version=dist_version("sleapflow"))
 
 
 def _note_left_out(labels: sio.Labels, formats: Sequence[str], settings: ExportSettings) -> None:

@@ -11,12 +11,16 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
 import h5py
+import ndx_pose  # noqa: F401  (registers ndx-pose's types with pynwb for reading)
 import numpy as np
 import pandas as pd
 import pytest
 import sleap_io as sio
 from analysis_layout import check_layout
+from nwbinspector import Importance, inspect_nwbfile
+from pynwb import NWBHDF5IO
 
 from sleapflow.cli.app import main
 from sleapflow.outputs.export import ExportSettings, export
@@ -28,9 +32,10 @@ BOTTOMUP = [f"{CKPTS}/minimal_instance_bottomup"]
 MULTICLASS = [f"{CKPTS}/minimal_instance_multiclass_bottomup"]
 ROBOT = "datasets/small_robot.mp4"
 PAIR = "datasets/centered_pair_small.mp4"
-FORMATS = ("slp", "analysis_h5", "csv")
-#: The frames of the damaged clip whose bytes are overwritten.
+FORMATS = ("slp", "analysis_h5", "csv", "nwb")
+#: The frames of the damaged clip whose bytes are overwritten; its frame rate.
 BROKEN = (3, 5)
+DAMAGED_FPS = 15
 
 
 @dataclass(frozen=True)
@@ -45,7 +50,9 @@ class Case:
 CASES = {
     "single_instance": Case(SINGLE, ROBOT, "0-5"),
     "untracked_animals": Case(TOPDOWN, PAIR, "0-5"),
-    "tracked": Case(TOPDOWN, PAIR, "0-5", ("--tracking",), tracked=True),
+    "tracked": Case(TOPDOWN, PAIR, "0-5", ("--tracking", "--nwb_subject_id", "fly-7",
+                                           "--nwb_species", "Drosophila melanogaster",
+                                           "--nwb_sex", "F", "--nwb_age", "P5D"), tracked=True),
     "multi_class": Case(MULTICLASS, PAIR, "0-5", tracked=True),
     # Bottom-up on these frames finds the pair, then nothing from frame 34 on (the reference's
     # bottomup__centered_pair_small.slp has the same empty frames).
@@ -63,7 +70,7 @@ def _damaged_clip(assets: Path, path: Path) -> Path:
         images = [f.to_ndarray(format="rgb24") for _, f in zip(range(8), source.decode(video=0))]
     height, width = images[0].shape[:2]
     with av.open(str(path), "w") as out:
-        stream = out.add_stream("mpeg4", rate=15)
+        stream = out.add_stream("mpeg4", rate=DAMAGED_FPS)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.codec_context.gop_size = 1
         for img in images:
@@ -253,3 +260,74 @@ def test_csv_dlc_layout_reads_with_pandas(run: Run) -> None:
             got = np.array([[table.loc[lf.frame_idx, (slice(None), n, c)].item()
                              for c in ("x", "y")] for n in nodes])
             np.testing.assert_allclose(got, best.numpy(), rtol=1e-6)
+
+
+# -------------------------------------------------------------------------------------- NWB
+
+
+def _frame_times(run: Run, n: int) -> np.ndarray:
+    """Frames 0..n-1's presentation times as the decoder gives them (the damaged clip's broken
+    frames do not decode: its times come from its constant rate)."""
+    if run.case.video == "damaged":
+        return np.arange(n) / DAMAGED_FPS
+    with av.open(str(run.video)) as container:
+        times = [f.time for _, f in zip(range(n), container.decode(video=0))]
+    return np.asarray(times)
+
+
+def _nwb_rows(path: Path, times: np.ndarray) -> dict[str, dict[int, np.ndarray]]:
+    """Each PoseEstimation's rows as {frame index: (nodes, 2) points}, frames found from the
+    rows' timestamps; and the file's subject."""
+    out: dict[str, dict[int, np.ndarray]] = {}
+    with NWBHDF5IO(str(path), "r") as nwb_io:
+        nwbfile = nwb_io.read()
+        behavior = nwbfile.processing["behavior"]
+        for name, pose in behavior.data_interfaces.items():
+            if name == "Skeletons":
+                continue
+            series = list(pose.pose_estimation_series.values())
+            nodes = list(pose.skeleton.nodes[:])
+            by_node = {s.name: s for s in series}
+            first = series[0]
+            stamps = (np.asarray(first.timestamps[:]) if first.timestamps is not None else
+                      first.starting_time + np.arange(first.num_samples) / first.rate)
+            frames = [int(np.argmin(np.abs(times - t))) for t in stamps]
+            assert np.allclose(times[frames], stamps, atol=1e-6), name
+            data = np.stack([np.asarray(by_node[n].data[:]) for n in nodes], axis=1)
+            out[name] = {f: data[i] for i, f in enumerate(frames) if np.isfinite(data[i]).any()}
+    return out
+
+
+def test_nwb_reads_with_pynwb_at_the_videos_frame_times(run: Run) -> None:
+    labels = run.labels
+    path = run.slp.with_suffix(".nwb")
+    instances = _instances(labels)
+    times = _frame_times(run, max(f for f, _ in instances) + 1)
+    rows = _nwb_rows(path, times)
+    names = _track_names(labels)
+    if names:  # one container per track or identity, named after it
+        assert sorted(rows) == sorted(f"track={n}" for n in names)
+    elif max(len(lf.instances) for lf in labels.labeled_frames) > 1:
+        assert all(name.startswith("untracked_instance_") for name in rows)
+    assert sum(len(r) for r in rows.values()) == len(instances)
+    for frame_idx, inst in instances:
+        where = f"track={inst.track.name}" if names else None
+        candidates = [r[frame_idx] for name, r in rows.items()
+                      if frame_idx in r and (where is None or name == where)]
+        assert any(np.array_equal(c, inst.numpy(), equal_nan=True) for c in candidates), \
+            (frame_idx, inst)
+
+
+def test_nwb_passes_nwbinspector(run: Run) -> None:
+    severe = {Importance.CRITICAL, Importance.PYNWB_VALIDATION, Importance.ERROR}
+    found = [f"{m.importance.name} {m.check_function_name}: {m.message}"
+             for m in inspect_nwbfile(nwbfile_path=run.slp.with_suffix(".nwb"))
+             if m.importance in severe]
+    assert found == []
+
+
+def test_nwb_subject_options_reach_the_file(runs: dict[str, Run]) -> None:
+    with NWBHDF5IO(str(runs["tracked"].slp.with_suffix(".nwb")), "r") as nwb_io:
+        subject = nwb_io.read().subject
+        assert (subject.subject_id, subject.species, subject.sex, subject.age) == \
+            ("fly-7", "Drosophila melanogaster", "F", "P5D")
