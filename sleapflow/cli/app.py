@@ -130,8 +130,12 @@ def track(
     if ray is not None:
         from sleapflow.jobs.ray_runner import run_config
 
+        if render:
+            raise ConfigError("--render draws one run's output beside it; with --ray draw each "
+                              "output with sleapflow render")
         return _report(run_config(cfg, address=None if ray == "local" else ray,
-                                  workers=ray_workers, chunk_frames=ray_chunk_frames))
+                                  workers=ray_workers, chunk_frames=ray_chunk_frames,
+                                  formats=output_format, export_settings=export_settings))
     out = None
     if not many:
         if cfg.shard is not None and cfg.shard[1] > 1 and output_path is not None \

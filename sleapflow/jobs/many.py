@@ -73,7 +73,7 @@ def summary_table(tasks: list[VideoTask], seconds: float | None = None) -> str:
     """Per input: status, what its output holds (frames, empty, failed, instances, tracks),
     seconds, and the output path or the error; then the totals."""
     head = ("status", "frames", "empty", "failed", "instances", "tracks", "seconds", "input")
-    rows = [(*head, "output / error")]
+    rows: list[tuple[str, ...]] = [(*head, "output / error")]
     for t in tasks:
         where = t.output if t.status in ("done", "skipped") else (t.error or "")
         s = t.summary if t.status == "done" else None

@@ -23,10 +23,12 @@ import msgspec
 
 from sleapflow.errors import ConfigError, SleapflowError
 from sleapflow.inputs.expand import VideoTask, output_for, output_is_complete, shard_slice, single_config
-from sleapflow.jobs.guard import guarded_outputs, output_guards
+from sleapflow.jobs.guard import check_outputs_apart, guarded_outputs, output_guards
 from sleapflow.jobs.progress import announce
 from sleapflow.logs import get_logger
 from sleapflow.options.config import InferenceConfig
+from sleapflow.outputs.export import ExportSettings, check_formats, export, format_path
+from sleapflow.outputs.slp_read import read_slp
 from sleapflow.outputs.summary import read_summary
 
 __all__ = ("CHUNKS_PER_WORKER", "run", "run_config")
@@ -204,8 +206,15 @@ def _parts_dir(output: str) -> Path:
 
 
 def run_config(cfg: InferenceConfig, *, address: str | None = None, workers: int | None = None,
-               chunk_frames: int | None = None) -> list[VideoTask]:
-    """:func:`run` from a built config (what ``sleapflow track --ray`` calls)."""
+               chunk_frames: int | None = None, formats: Sequence[str] = ("slp",),
+               export_settings: ExportSettings | None = None) -> list[VideoTask]:
+    """:func:`run` from a built config (what ``sleapflow track --ray`` calls). ``formats``
+    other than ``slp`` are written by the driver beside each finished video's ``.slp``."""
+    formats = check_formats(formats)
+    export_settings = export_settings or ExportSettings()
+    if "slp" not in formats:
+        raise ConfigError("--ray writes each video's .slp as it ends: keep slp among "
+                          "--output_format (the other formats go beside it)")
     ray = _ray()
     if not cfg.model_paths:
         raise ConfigError("--ray runs inference: pass --model_paths/-m")
@@ -216,11 +225,22 @@ def run_config(cfg: InferenceConfig, *, address: str | None = None, workers: int
     tasks = _chunk(planned, max(1, chunk_frames or 2**62))
     if not tasks:
         return videos
+    others = [f for f in formats if f != "slp"]
+    written: list[tuple[str, str | Path]] = []
+    for video, _, _ in planned:
+        written.append(("--output_path", video.output))
+        written += [(f"--output_format {f}", format_path(video.output, f)) for f in others]
+    check_outputs_apart(written, inputs=[video.path for video, _, _ in planned],
+                        models=cfg.model_paths)
     # Every output is checked before the cluster is touched, and locked until its video ends.
     with guarded_outputs(output_guards([(video.output, len(frames))
                                        for video, _, frames in planned])):
-        return _run_on_ray(ray, cfg, address, videos, planned, tasks, workers=workers,
+        done = _run_on_ray(ray, cfg, address, videos, planned, tasks, workers=workers,
                            chunk_frames=chunk_frames)
+        for video in done:
+            if video.status == "done" and others:
+                export(read_slp(video.output, "output"), video.output, others, export_settings)
+        return done
 
 
 def _announce(cfg: InferenceConfig, gpus: int, n_workers: int) -> None:

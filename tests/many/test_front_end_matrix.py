@@ -9,7 +9,9 @@ import sys
 from pathlib import Path
 
 import anyio
+import h5py
 import numpy as np
+import pandas as pd
 import pytest
 import sleap_io as sio
 from many_helpers import TOPDOWN, assert_same_predictions, cut_clip
@@ -24,6 +26,8 @@ from sleapflow.testing import captured_logs
 #: The options every front end gets: top-down with tracking, small batches that straddle videos.
 OPTIONS = ("--tracking", "--device", "cpu", "--batch_size", "2", "--max_instances", "2")
 KEYWORDS = {"tracking": True, "device": "cpu", "batch_size": 2, "max_instances": 2}
+#: The other formats, for the front ends that write them (one input, several, Ray).
+FORMATS = ("--output_format", "slp", "--output_format", "csv", "--output_format", "analysis_h5")
 
 
 def _models(assets: Path) -> list[str]:
@@ -52,9 +56,24 @@ def single(clips: list[Path], assets: Path, tmp_path_factory: pytest.TempPathFac
     runs = {}
     for clip in clips:
         path = out / f"{clip.stem}.predictions.slp"
-        assert main(["track", "-i", str(clip), *_model_flags(assets), *OPTIONS, "-o", str(path)]) == 0
+        assert main(["track", "-i", str(clip), *_model_flags(assets), *OPTIONS, *FORMATS,
+                     "-o", str(path)]) == 0
         runs[clip.stem] = sio.load_slp(str(path))
     return runs
+
+
+def _same_exports(slp: Path, reference: sio.Labels) -> None:
+    """The CSV and analysis HDF5 beside ``slp`` hold what those beside the one-input run's do."""
+    base = Path(reference.provenance["filename"])
+    ours, theirs = (pd.read_csv(p.with_suffix(".csv")) for p in (slp, base))
+    assert list(ours.columns) == list(theirs.columns) and len(ours) == len(theirs) > 0
+    numeric = ours.columns[1:]
+    np.testing.assert_allclose(ours[numeric].to_numpy(float), theirs[numeric].to_numpy(float),
+                               atol=1e-4)
+    with h5py.File(slp.with_suffix(".analysis.h5")) as a, \
+            h5py.File(base.with_suffix(".analysis.h5")) as b:
+        np.testing.assert_allclose(a["tracks"][()], b["tracks"][()], atol=1e-4)
+        assert a["labels_path"][()].decode() == str(slp)
 
 
 def _same_as_single(labels: sio.Labels, reference: sio.Labels) -> None:
@@ -66,12 +85,13 @@ def _same_as_single(labels: sio.Labels, reference: sio.Labels) -> None:
 def test_many_input_track(clips: list[Path], single: dict[str, sio.Labels], assets: Path,
                           tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc = main(["track", *[a for c in clips for a in ("-i", str(c))], *_model_flags(assets),
-               *OPTIONS, "-o", f"{tmp_path}/"])
+               *OPTIONS, *FORMATS, "-o", f"{tmp_path}/"])
     assert rc == 0
     assert len(_start_lines(capsys.readouterr().err)) == 1
     for clip in clips:
-        _same_as_single(sio.load_slp(str(tmp_path / f"{clip.stem}.predictions.slp")),
-                        single[clip.stem])
+        out = tmp_path / f"{clip.stem}.predictions.slp"
+        _same_as_single(sio.load_slp(str(out)), single[clip.stem])
+        _same_exports(out, single[clip.stem])
 
 
 @pytest.mark.timeout(300)
@@ -148,13 +168,16 @@ def test_ray(cluster: tuple[str, int], clips: list[Path], single: dict[str, sio.
     address, _ = cluster
     driver = subprocess.run(
         [sys.executable, "-m", "sleapflow", "track", *[a for c in clips for a in ("-i", str(c))],
-         *_model_flags(assets), *OPTIONS, "-o", f"{tmp_path}/", "--ray", address,
+         *_model_flags(assets), *OPTIONS, *FORMATS, "-o", f"{tmp_path}/", "--ray", address,
          "--ray_workers", "2"], env=ray_env(), capture_output=True, text=True, timeout=500)
     assert driver.returncode == 0, driver.stderr[-3000:]
     assert len(_start_lines(driver.stderr)) == 1
     for clip in clips:
-        _same_as_single(sio.load_slp(str(tmp_path / f"{clip.stem}.predictions.slp")),
-                        single[clip.stem])
+        out = tmp_path / f"{clip.stem}.predictions.slp"
+        _same_as_single(sio.load_slp(str(out)), single[clip.stem])
+        _same_exports(out, single[clip.stem])
+    # The end-of-run summary: a row per video and the total.
+    assert "written: " in driver.stdout and "instances" in driver.stdout
 
 
 def test_every_writing_front_end_refuses_a_device_node(clips: list[Path], assets: Path,
