@@ -45,7 +45,7 @@ from sleapflow.serve.config import ServeConfig
 from sleapflow.serve.engine import Busy, Engine, Ticket
 from sleapflow.serve.paths import Confinement
 
-__all__ = ("JSON", "LOOPBACK_HOSTS", "NDJSON", "PUBLIC_PATHS", "Service", "build_app",
+__all__ = ("JSON", "LOOPBACK_HOSTS", "NDJSON", "PUBLIC_PATHS", "RequestGuard", "Service", "build_app",
            "openapi_document")
 
 
@@ -75,7 +75,7 @@ def _split_host(value: str) -> tuple[str, str | None]:
     return host, port if sep else None
 
 
-class _Guard:
+class RequestGuard:
     """What every request (http and websocket) passes before a handler.
 
     With a token: exactly one ``Authorization: Bearer <token>`` header, compared in constant time,
@@ -527,7 +527,7 @@ def openapi_document(nodes: list[str]) -> dict[str, Any]:
 
 
 def build_app(engine: Engine, nodes: list[str]) -> ASGIApp:
-    """The ASGI app for one engine, behind the token, Host and Origin checks of :class:`_Guard`."""
+    """The ASGI app for one engine, behind the token, Host and Origin checks of :class:`RequestGuard`."""
     service = Service(engine, nodes)
     document = encode(openapi_document(nodes))
 
@@ -555,4 +555,4 @@ def build_app(engine: Engine, nodes: list[str]) -> ASGIApp:
         Route("/v1/stats", service.stats, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
     ], exception_handlers={BadRequest: bad_request, HTTPException: http_error})
-    return _Guard(app, engine.cfg)
+    return RequestGuard(app, engine.cfg)

@@ -69,7 +69,7 @@ class Confinement:
         """Check what planning ``raw`` would open, before anything is opened."""
         if "\x00" in raw:
             raise BadRequest(400, "bad_field", "the path contains a NUL character")
-        if glob.has_magic(raw) and not os.path.lexists(raw):
+        if glob.has_magic(raw) and not os.path.exists(raw):  # as planning tells a glob
             # An image glob: planning opens its image matches (regular files among them).
             for match in sorted(glob.glob(raw)):
                 if Path(match).suffix.lower() in IMAGE_SUFFIXES:

@@ -14,7 +14,7 @@ import anyio
 
 from sleapflow.serve.config import ServeConfig
 
-__all__ = ("bind", "pin_mmap_threshold", "protocol_class", "serve")
+__all__ = ("BODY_GRACE_S", "bind", "pin_mmap_threshold", "protocol_class", "serve")
 
 #: Seconds past ``--request_timeout_s`` before a connection still sending a body is cut: the app
 #: answers 408 at the deadline itself; this catches bodies no handler reads (a 404, a 405).

@@ -292,6 +292,24 @@ def test_an_image_bomb_is_refused_from_its_header_with_bounded_memory(server: Se
     assert grown_mib < 100, f"peak RSS grew by {grown_mib:.0f} MiB"
 
 
+def test_image_sizes_are_read_from_headers() -> None:
+    from sleapflow.serve.codec import BadRequest, image_header
+
+    rng = np.random.default_rng(1)
+    colour = rng.integers(0, 255, (40, 70, 3), np.uint8)
+    assert image_header(png(colour)) == (40, 70, 8)
+    assert image_header(png(colour[..., 0].astype(np.uint16) * 200)) == (40, 70, 16)
+    for flags in ([], [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]):
+        jpeg = cv2.imencode(".jpg", colour, flags)[1].tobytes()
+        assert image_header(jpeg) == (40, 70, 8)
+    assert image_header(png_bomb(30000)) == (30000, 30000, 1)
+    for broken, status in [(png(colour)[:20], 400), (b"\xff\xd8\xff\xe0\x00", 400),
+                           (b"\xff\xd8" + b"\xff\xda\x00\x08" + bytes(8), 400), (b"GIF89a", 415)]:
+        with pytest.raises(BadRequest) as info:
+            image_header(broken)
+        assert info.value.status == status
+
+
 def test_a_raw_shape_that_overflows_is_a_4xx_json(server: Server) -> None:
     with httpx.Client(base_url=server.url, timeout=30) as client:
         for shape, status, code in [("99999999999,99999999999,3", 400, "wrong_size"),
@@ -363,14 +381,14 @@ def test_the_authorization_header_must_be_exactly_bearer_token() -> None:
     from starlette.responses import PlainTextResponse
     from starlette.routing import Route
 
-    from sleapflow.serve.app import _Guard
+    from sleapflow.serve.app import RequestGuard
     from sleapflow.serve.config import ServeConfig
 
     async def stats(request: Request) -> PlainTextResponse:
         return PlainTextResponse("ok")
 
     inner = Starlette(routes=[Route("/v1/stats", stats)])
-    guarded = _Guard(inner, ServeConfig(model_paths=("m",), token="s3cret"))
+    guarded = RequestGuard(inner, ServeConfig(model_paths=("m",), token="s3cret"))
     refused = [[], [("Authorization", "Bearer wrong")], [("Authorization", "s3cret")],
                [("Authorization", "bearer s3cret")], [("Authorization", "Bearer  s3cret")],
                [("Authorization", "Bearer s3cret ")], [("Authorization", "Basic s3cret")],
