@@ -404,7 +404,12 @@ class _VideoStream(Response):
 
     async def _next(self, index: int, wait_s: float | None) -> Ticket | ErrorBody:
         item = self.items[index]
-        image = await self._read(item.video_id, item.frame_idx)
+        try:
+            image = await self._read(item.video_id, item.frame_idx)
+        except SleapflowError as exc:
+            # The 200 and earlier lines are sent: a frame that cannot be read is a line saying
+            # so, not a torn stream and a traceback.
+            return ErrorBody(error="unreadable_frame", detail=str(exc), frame_idx=item.frame_idx)
         if image is None:
             return ErrorBody(error="unreadable_frame", detail="this frame could not be decoded",
                              frame_idx=item.frame_idx)
@@ -542,6 +547,11 @@ def build_app(engine: Engine, nodes: list[str]) -> ASGIApp:
         headers = {"Connection": "close"} if exc.status in (408, 413) else None
         return _json(ErrorBody(error=exc.code, detail=exc.message), exc.status, headers)
 
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        # A bug, not a bad request: still JSON for the client (the traceback goes to the log).
+        return _json(ErrorBody(error="internal", detail="the server failed on this request; "
+                                                        "see its log"), 500)
+
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         return _json(ErrorBody(error="http_error", detail=str(exc.detail)), exc.status_code,
@@ -554,5 +564,6 @@ def build_app(engine: Engine, nodes: list[str]) -> ASGIApp:
         Route("/v1/health", service.health, methods=["GET"]),
         Route("/v1/stats", service.stats, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
-    ], exception_handlers={BadRequest: bad_request, HTTPException: http_error})
+    ], exception_handlers={BadRequest: bad_request, HTTPException: http_error,
+                           Exception: internal_error})
     return RequestGuard(app, engine.cfg)

@@ -440,3 +440,26 @@ def test_bad_start_options_are_one_error_line_and_exit_2(
     err = capsys.readouterr().err
     assert err.startswith("Error: ") and err.count("\n") == 1, err
     assert option in err and "Traceback" not in err
+
+
+def test_an_unexpected_failure_is_still_a_json_body() -> None:
+    import anyio
+
+    from sleapflow.serve.app import build_app
+    from sleapflow.serve.config import ServeConfig
+
+    class BrokenEngine:
+        cfg = ServeConfig(model_paths=("m",))
+        def stats(self) -> dict[str, object]:
+            raise RuntimeError("a bug")
+
+    app = build_app(BrokenEngine(), ["A"])  # type: ignore[arg-type]
+
+    async def run() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as c:
+            return await c.get("/v1/stats")
+
+    r = anyio.run(run)
+    assert r.status_code == 500 and r.headers["content-type"] == "application/json"
+    assert r.json()["error"] == "internal"
