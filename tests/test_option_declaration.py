@@ -48,7 +48,7 @@ TRACK_OWN = {"data_path", "input_list", "overwrite", "ray", "ray_workers", "ray_
                                    "lab", "institution", "frame_rate"))}
 SERVE_OWN = {"host", "port", "token", "insecure", "max_pending", "queue_wait_ms", "stream_inflight",
              "max_body_mb", "max_connections", "max_frame_side", "video_root", "graceful_timeout_s",
-             "verbose"}
+             "verbose", "max_image_pixels", "request_timeout_s", "idle_timeout_s"}
 RUN_INFERENCE_OWN = {"data_path", "input_labels", "input_video", "return_confmaps", "return_pafs",
                      "return_paf_graph", "return_class_maps", "return_class_vectors", "make_labels",
                      "gui"}

@@ -10,14 +10,13 @@ from __future__ import annotations
 import hmac
 import math
 import os
-from pathlib import Path
 from typing import Any
 
 import anyio
 import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -42,9 +41,12 @@ from sleapflow.serve.codec import (
     parse_shape,
     prediction_body,
 )
+from sleapflow.serve.config import ServeConfig
 from sleapflow.serve.engine import Busy, Engine, Ticket
+from sleapflow.serve.paths import Confinement
 
-__all__ = ("JSON", "NDJSON", "PUBLIC_PATHS", "Service", "build_app", "openapi_document")
+__all__ = ("JSON", "LOOPBACK_HOSTS", "NDJSON", "PUBLIC_PATHS", "RequestGuard", "Service", "build_app",
+           "openapi_document")
 
 
 JSON = "application/json"
@@ -57,25 +59,101 @@ def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) ->
     return Response(encode(obj), status_code=status, media_type=JSON, headers=headers)
 
 
-class _Auth:
-    """Bearer-token check for every route but the public ones (http and websocket)."""
+#: Host names a browser uses for this machine itself; a tokenless server answers only these, so a
+#: page whose own name was rebound to 127.0.0.1 (DNS rebinding) is still refused.
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+
+def _split_host(value: str) -> tuple[str, str | None]:
+    """``host[:port]`` (IPv6 in brackets) → lower-case host and port text (None if absent)."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        host, sep, rest = value.partition("]")
+        host += sep
+        return host, rest[1:] if rest.startswith(":") else (None if not rest else "?")
+    host, sep, port = value.partition(":")
+    return host, port if sep else None
+
+
+class RequestGuard:
+    """What every request (http and websocket) passes before a handler.
+
+    With a token: exactly one ``Authorization: Bearer <token>`` header, compared in constant time,
+    on every path but the public ones. A browser cannot add that header to a cross-site request
+    (nor to a websocket), so the token alone keeps web pages out.
+
+    Without a token the server is open to whoever can reach it, and a web page in the user's
+    browser can reach a loopback server. So it answers only requests whose ``Host`` names this
+    machine (``localhost``, ``127.0.0.1``, ``[::1]``, the bound address; with or without the
+    server's port), which defeats DNS rebinding, and refuses any ``Origin`` but a loopback one or
+    the server's own, which refuses pages on other sites (a form post, ``fetch`` or websocket).
+    ``--insecure`` on a wildcard address (0.0.0.0, ::) cannot know its own names: Host is not
+    checked there, Origin still is.
+    """
+
+    def __init__(self, app: ASGIApp, cfg: ServeConfig) -> None:
         self.app = app
-        self.expected = f"Bearer {token}".encode()
+        self.expected = f"Bearer {cfg.token}".encode() if cfg.token else None
+        bound = cfg.host.lower()
+        bound = f"[{bound}]" if ":" in bound else bound
+        self.check_host = cfg.token is None and bound not in ("0.0.0.0", "[::]")
+        self.hosts = LOOPBACK_HOSTS | {bound}
+
+    def _host_ok(self, host: str | None, port: int | None) -> bool:
+        if host is None:
+            return False
+        name, given = _split_host(host)
+        return name in self.hosts and (given is None or given == str(port))
+
+    def _origin_ok(self, origin: str, host: str | None, port: int | None) -> bool:
+        scheme, sep, rest = origin.strip().lower().partition("://")
+        if not sep or scheme not in ("http", "https", "ws", "wss") or "/" in rest:
+            return False  # "null" (a sandboxed page or a file) and anything malformed
+        name, _ = _split_host(rest)
+        if name in LOOPBACK_HOSTS or name in self.hosts:
+            return True  # a page on this machine: it could call the server directly anyway
+        # The server's own origin (the name a client used under --insecure on 0.0.0.0).
+        return host is not None and rest == host.strip().lower()
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, status: int, code: str,
+                      detail: str, headers: dict[str, str] | None = None) -> None:
+        if scope["type"] == "websocket":
+            # Before accepting: the client gets an HTTP 403 instead of a websocket.
+            await send({"type": "websocket.close", "code": 1008, "reason": detail[:120]})
+            return
+        await _json(ErrorBody(error=code, detail=detail), status, headers)(scope, receive, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket") and scope["path"] not in PUBLIC_PATHS:
-            given = dict(scope["headers"]).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self.expected):
-                if scope["type"] == "websocket":
-                    await send({"type": "websocket.close", "code": 1008,
-                                "reason": "missing or wrong bearer token"})
-                    return
-                body = ErrorBody(error="unauthorized",
-                                 detail="missing or wrong bearer token: send "
-                                        "'Authorization: Bearer <token>'")
-                await _json(body, 401, {"WWW-Authenticate": "Bearer"})(scope, receive, send)
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers: dict[bytes, list[bytes]] = {}
+        for name, value in scope["headers"]:
+            headers.setdefault(name, []).append(value)
+        if self.expected is None:
+            host_values = headers.get(b"host", [])
+            host = host_values[0].decode("latin-1") if len(host_values) == 1 else None
+            port = (scope.get("server") or (None, None))[1]
+            if self.check_host and not self._host_ok(host, port):
+                await self._refuse(scope, receive, send, 421, "misdirected_host",
+                                   f"this server answers only Host localhost, 127.0.0.1 or [::1] "
+                                   f"(got {host!r}); start it with --token to serve other names")
+                return
+            origins = headers.get(b"origin", [])
+            if origins and not (len(origins) == 1 and self._origin_ok(
+                    origins[0].decode("latin-1"), host, port)):
+                await self._refuse(scope, receive, send, 403, "foreign_origin",
+                                   "requests from web pages of other sites are refused; start the "
+                                   "server with --token to let a page that holds it call")
+                return
+        elif scope["path"] not in PUBLIC_PATHS:
+            given = headers.get(b"authorization", [])
+            # Exactly one header of exactly this form: no other scheme, case or spacing.
+            if len(given) != 1 or not hmac.compare_digest(given[0], self.expected):
+                await self._refuse(scope, receive, send, 401, "unauthorized",
+                                   "missing or wrong bearer token: send exactly one "
+                                   "'Authorization: Bearer <token>' header",
+                                   {"WWW-Authenticate": "Bearer"})
                 return
         await self.app(scope, receive, send)
 
@@ -90,6 +168,7 @@ class Service:
         # Decoding uploads and videos: a few threads, not one per client, so that many clients
         # neither oversubscribe the cores the graph needs nor spread frames over many arenas.
         self.decode_limiter = anyio.CapacityLimiter(max(1, min(4, os.cpu_count() or 1)))
+        self.confinement = Confinement(self.cfg.video_root)
 
     # ---- helpers ---------------------------------------------------------------------------
 
@@ -113,12 +192,34 @@ class Service:
                                                "(--max_body_mb)")
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise BadRequest(413, "too_large", f"the body exceeds {limit} bytes (--max_body_mb)")
-            chunks.append(chunk)
+        timeout = self.cfg.request_timeout_s
+        try:
+            # A client that sends its body slowly, or stops, holds a connection and a part-read
+            # body: it gets this long, then 408 and the connection is closed.
+            with anyio.fail_after(timeout):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        raise BadRequest(413, "too_large",
+                                         f"the body exceeds {limit} bytes (--max_body_mb)")
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise BadRequest(408, "timeout", f"the request body did not arrive within {timeout:g} s "
+                                             "(--request_timeout_s)") from None
+        except ClientDisconnect:
+            # Nobody is left to answer; a 4xx ends the handler without a traceback in the log.
+            raise BadRequest(400, "disconnected", "the client went away mid-body") from None
         return b"".join(chunks)
+
+    @staticmethod
+    def _require_json(request: Request) -> None:
+        # A browser may post text/plain or a form to any site without asking first; JSON it must
+        # ask for (a CORS preflight, which this server never grants), so JSON only.
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind != JSON:
+            raise BadRequest(415, "wrong_content_type", f"this endpoint takes {JSON} (got "
+                                                        f"{kind or 'no content type'!r}); send "
+                                                        f"'Content-Type: {JSON}'")
 
     # ---- endpoints -------------------------------------------------------------------------
 
@@ -143,17 +244,17 @@ class Service:
         if not body:
             raise BadRequest(400, "empty_body", "the body is empty; send a PNG/JPEG image or raw "
                                                 "pixels with ?shape=H,W,C")
-        side = self.cfg.max_frame_side
+        side, pixels = self.cfg.max_frame_side, self.cfg.max_image_pixels
         if "shape" in query:
             shape = parse_shape(query["shape"])
             image = await anyio.to_thread.run_sync(decode_raw, body, shape,
-                                                   query.get("dtype", "uint8"), side,
+                                                   query.get("dtype", "uint8"), side, pixels,
                                                    limiter=self.decode_limiter)
         elif "dtype" in query:
             raise BadRequest(400, "bad_field", "dtype needs shape: raw pixels are sent with "
                                                "?shape=H,W,C&dtype=uint8")
         else:
-            image = await anyio.to_thread.run_sync(decode_image, body, side,
+            image = await anyio.to_thread.run_sync(decode_image, body, side, pixels,
                                                    limiter=self.decode_limiter)
         received = anyio.current_time()
         try:
@@ -169,23 +270,30 @@ class Service:
 
     async def videos(self, request: Request) -> Response:
         self._check_query(request, set())
+        self._require_json(request)
         body = await self._read_body(request)
         req = decode_json(body, VideoRequest, what="video request",
                           example='{"path": "/data/clip.mp4", "frames": "0-99"}')
-        path = Path(req.path)
-        if self.cfg.video_root is not None:
-            root = Path(self.cfg.video_root).resolve()
-            if not path.resolve().is_relative_to(root):
-                raise BadRequest(403, "outside_root", f"{req.path!r} is outside the served folder "
-                                                      "(--video_root)")
         try:
             # The one boundary: frames as text ("0-99,200") or a list, checked as track's are.
-            cfg = build_config(data_path=str(path), frames=req.frames, video_index=req.video_index)
-            plan = await anyio.to_thread.run_sync(plan_input, cfg)
-        except InputNotFoundError as exc:
-            raise BadRequest(404, "bad_video", str(exc)) from None
+            cfg = build_config(data_path=req.path, frames=req.frames, video_index=req.video_index)
         except SleapflowError as exc:
             raise BadRequest(400, "bad_video", str(exc)) from None
+
+        def plan() -> Any:
+            # Every file planning or reading opens is checked by its real path: before planning
+            # (which opens them) and on the finished plan (what the readers will open).
+            self.confinement.before_planning(req.path)
+            try:
+                planned = plan_input(cfg)
+            except InputNotFoundError as exc:
+                raise BadRequest(404, "bad_video", str(exc)) from None
+            except SleapflowError as exc:
+                raise BadRequest(400, "bad_video", str(exc)) from None
+            self.confinement.after_planning(planned)
+            return planned
+
+        plan = await anyio.to_thread.run_sync(plan)
         if not plan.items:
             # What track calls an error is one here too, not an empty 200.
             raise BadRequest(400, "no_frames", "no frames selected: every requested frame is past "
@@ -209,14 +317,23 @@ class Service:
         send, receive = anyio.create_memory_object_stream[tuple[int, Ticket | ErrorBody, float]](
             self.cfg.stream_inflight)
         live: set[Ticket] = set()
-        side = self.cfg.max_frame_side
+        side, pixels = self.cfg.max_frame_side, self.cfg.max_image_pixels
+        idle = self.cfg.idle_timeout_s
 
         async def receiver(scope: anyio.CancelScope) -> None:
             raw: RawFormat | None = None
             seq = 0
             async with send:
                 while True:
-                    message = await websocket.receive()
+                    with anyio.move_on_after(idle) as waited:
+                        message = await websocket.receive()
+                    if waited.cancelled_caught:
+                        if live or send.statistics().current_buffer_used:
+                            continue  # results are still due: the client is waiting for them
+                        # Nothing sent and nothing owed: a stalled client keeps no connection.
+                        await websocket.close(1000, f"idle for {idle:g} s (--idle_timeout_s)")
+                        scope.cancel()
+                        return
                     if message["type"] == "websocket.disconnect":
                         scope.cancel()  # the client is gone: its queued frames are dropped
                         return
@@ -228,7 +345,8 @@ class Service:
                             continue
                         data = message.get("bytes") or b""
                         image = await anyio.to_thread.run_sync(
-                            decode_message, data, raw, side, limiter=self.decode_limiter)
+                            decode_message, data, raw, side, pixels,
+                            limiter=self.decode_limiter)
                         item = await engine.submit(image, seq)
                         live.add(item)
                     except BadRequest as exc:
@@ -286,7 +404,12 @@ class _VideoStream(Response):
 
     async def _next(self, index: int, wait_s: float | None) -> Ticket | ErrorBody:
         item = self.items[index]
-        image = await self._read(item.video_id, item.frame_idx)
+        try:
+            image = await self._read(item.video_id, item.frame_idx)
+        except SleapflowError as exc:
+            # The 200 and earlier lines are sent: a frame that cannot be read is a line saying
+            # so, not a torn stream and a traceback.
+            return ErrorBody(error="unreadable_frame", detail=str(exc), frame_idx=item.frame_idx)
         if image is None:
             return ErrorBody(error="unreadable_frame", detail="this frame could not be decoded",
                              frame_idx=item.frame_idx)
@@ -360,7 +483,10 @@ def openapi_document(nodes: list[str]) -> dict[str, Any]:
 
     errors = {str(code): {"description": text, **answer(err)} for code, text in
               [(400, "malformed request"), (401, "missing or wrong bearer token"),
-               (413, "body too large"), (415, "not an image"), (422, "wrong size, dtype or channels"),
+               (403, "outside --video_root, or from a foreign web page"),
+               (408, "the body did not arrive within --request_timeout_s"),
+               (413, "body too large"), (415, "not an image, or not JSON"),
+               (421, "a Host this tokenless server does not answer"), (422, "wrong size, dtype or channels"),
                (503, "full: retry after Retry-After seconds")]}
     return {
         "openapi": "3.1.0",
@@ -406,7 +532,7 @@ def openapi_document(nodes: list[str]) -> dict[str, Any]:
 
 
 def build_app(engine: Engine, nodes: list[str]) -> ASGIApp:
-    """The ASGI app for one engine (bearer-token protected when the config has a token)."""
+    """The ASGI app for one engine, behind the token, Host and Origin checks of :class:`RequestGuard`."""
     service = Service(engine, nodes)
     document = encode(openapi_document(nodes))
 
@@ -416,7 +542,15 @@ def build_app(engine: Engine, nodes: list[str]) -> ASGIApp:
     async def bad_request(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, BadRequest)
         engine.counters["requests_rejected_4xx"] += 1
-        return _json(ErrorBody(error=exc.code, detail=exc.message), exc.status)
+        # A body left unread (too large, too slow) would be read by the next request on this
+        # connection: close it instead.
+        headers = {"Connection": "close"} if exc.status in (408, 413) else None
+        return _json(ErrorBody(error=exc.code, detail=exc.message), exc.status, headers)
+
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        # A bug, not a bad request: still JSON for the client (the traceback goes to the log).
+        return _json(ErrorBody(error="internal", detail="the server failed on this request; "
+                                                        "see its log"), 500)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -430,6 +564,6 @@ def build_app(engine: Engine, nodes: list[str]) -> ASGIApp:
         Route("/v1/health", service.health, methods=["GET"]),
         Route("/v1/stats", service.stats, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
-    ], exception_handlers={BadRequest: bad_request, HTTPException: http_error})
-    token = engine.cfg.token
-    return _Auth(app, token) if token else app
+    ], exception_handlers={BadRequest: bad_request, HTTPException: http_error,
+                           Exception: internal_error})
+    return RequestGuard(app, engine.cfg)

@@ -3,6 +3,8 @@ shapes of responses, as msgspec Structs (they also make the OpenAPI schemas)."""
 
 from __future__ import annotations
 
+import math
+import struct
 from typing import Any
 
 import msgspec
@@ -11,9 +13,10 @@ import numpy as np
 from sleapflow.messages import FramePrediction
 
 __all__ = (
-    "MIN_SIDE", "BadRequest", "ErrorBody", "Health", "Instance", "Prediction", "RawFormat", "VideoRequest",
-    "check_frame", "decode_image", "decode_json", "decode_message", "decode_raw", "encode",
-    "parse_raw_format", "parse_shape", "prediction_body",
+    "MIN_SIDE", "PNG_SIGNATURE", "BadRequest", "ErrorBody", "Health", "Instance", "Prediction",
+    "RawFormat", "VideoRequest", "check_frame", "check_size", "decode_image", "decode_json",
+    "decode_message", "decode_raw", "encode", "image_header", "parse_raw_format", "parse_shape",
+    "prediction_body",
 )
 
 
@@ -102,7 +105,17 @@ def prediction_body(pred: FramePrediction, nodes: list[str], *, seq: int | None 
 # ---- request decoding -----------------------------------------------------------------------
 
 
-def check_frame(image: np.ndarray, max_side: int) -> np.ndarray:
+def check_size(height: int, width: int, max_side: int, max_pixels: int) -> None:
+    """Sides in [8, max_side] and area at most max_pixels, else a 422 (before any allocation)."""
+    if not (MIN_SIDE <= height <= max_side and MIN_SIDE <= width <= max_side):
+        raise BadRequest(422, "wrong_size", f"frame sides must be {MIN_SIDE}-{max_side} pixels; "
+                                            f"got {height}x{width}")
+    if height * width > max_pixels:
+        raise BadRequest(422, "wrong_size", f"frames may have at most {max_pixels} pixels "
+                                            f"(--max_image_pixels); got {height}x{width}")
+
+
+def check_frame(image: np.ndarray, max_side: int, max_pixels: int) -> np.ndarray:
     """(H, W) or (H, W, 1|3) uint8 with sides in [8, max_side], else a 4xx naming the problem."""
     if image.dtype != np.uint8:
         raise BadRequest(422, "wrong_dtype", f"frames must be 8-bit (uint8); got {image.dtype}")
@@ -113,57 +126,124 @@ def check_frame(image: np.ndarray, max_side: int) -> np.ndarray:
         raise BadRequest(422, "wrong_channels",
                          f"frames must be grayscale or RGB (1 or 3 channels); got shape "
                          f"{list(image.shape)} ({channels} channels)")
-    h, w = image.shape[:2]
-    if not (MIN_SIDE <= h <= max_side and MIN_SIDE <= w <= max_side):
-        raise BadRequest(422, "wrong_size", f"frame sides must be {MIN_SIDE}-{max_side} pixels; "
-                                            f"got {h}x{w}")
+    check_size(image.shape[0], image.shape[1], max_side, max_pixels)
     return image
 
 
-def decode_image(data: bytes, max_side: int) -> np.ndarray:
-    """A PNG or JPEG file's pixels as RGB (or grayscale) uint8; runs in a worker thread."""
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic): the ones that carry
+# the image size. C4 (DHT), C8 (JPG) and CC (DAC) share the range but are not frames.
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+# Markers with no length field: TEM, RSTn, SOI, EOI.
+_BARE_MARKERS = frozenset({0x01, *range(0xD0, 0xDA)})
+
+
+def _bad_header(kind: str) -> BadRequest:
+    return BadRequest(400, "bad_image", f"the {kind} header could not be read (truncated or "
+                                        "corrupt); the image could not be decoded")
+
+
+def image_header(data: bytes) -> tuple[int, int, int]:
+    """``(height, width, bits per sample)`` from a PNG's IHDR or a JPEG's start-of-frame,
+    read without decoding anything, so the size is checked before pixels are allocated."""
+    if data.startswith(PNG_SIGNATURE):
+        # The IHDR chunk must come first: length 13, then width, height, bit depth.
+        if len(data) < 8 + 8 + 13 or data[12:16] != b"IHDR":
+            raise _bad_header("PNG")
+        width, height, depth = struct.unpack(">IIB", data[16:25])
+        return height, width, depth
+    if data.startswith(b"\xff\xd8"):
+        pos = 2
+        while pos + 4 <= len(data):
+            if data[pos] != 0xFF:
+                raise _bad_header("JPEG")
+            marker = data[pos + 1]
+            if marker == 0xFF:  # fill byte before a marker
+                pos += 1
+                continue
+            if marker in _BARE_MARKERS:
+                pos += 2
+                continue
+            (length,) = struct.unpack(">H", data[pos + 2:pos + 4])
+            if marker in _SOF_MARKERS:
+                if length < 8 or pos + 9 > len(data):
+                    raise _bad_header("JPEG")
+                depth, height, width = struct.unpack(">BHH", data[pos + 4:pos + 9])
+                return height, width, depth
+            if marker in (0xD9, 0xDA) or length < 2:  # image data before any frame header
+                raise _bad_header("JPEG")
+            pos += 2 + length
+        raise _bad_header("JPEG")
+    raise BadRequest(415, "not_an_image",
+                     "the body is not a PNG or JPEG image; send image bytes, or raw pixels "
+                     "with ?shape=H,W,C&dtype=uint8")
+
+
+def decode_image(data: bytes, max_side: int, max_pixels: int) -> np.ndarray:
+    """A PNG or JPEG file's pixels as RGB (or grayscale) uint8; runs in a worker thread.
+
+    The header's size and bit depth are checked first: a few hundred kB of PNG can declare a
+    30000x30000 image, and decoding it before the check would take gigabytes.
+    """
     import cv2
 
-    if not (data.startswith(b"\x89PNG\r\n\x1a\n") or data.startswith(b"\xff\xd8\xff")):
-        raise BadRequest(415, "not_an_image",
-                         "the body is not a PNG or JPEG image; send image bytes, or raw pixels "
-                         "with ?shape=H,W,C&dtype=uint8")
+    height, width, depth = image_header(data)
+    check_size(height, width, max_side, max_pixels)
+    if depth > 8:
+        raise BadRequest(422, "wrong_dtype", f"frames must be 8-bit (uint8); the image has "
+                                             f"{depth}-bit samples")
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise BadRequest(400, "bad_image", "the image could not be decoded (truncated or corrupt)")
     if image.ndim == 3 and image.shape[2] == 3:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    return check_frame(image, max_side)
+    return check_frame(image, max_side, max_pixels)
 
 
 def parse_shape(text: str | list[int]) -> tuple[int, ...]:
+    """``H,W`` or ``H,W,C`` as positive integers (sizes are checked by :func:`decode_raw`)."""
     try:
-        dims = tuple(int(d) for d in (text.split(",") if isinstance(text, str) else text))
+        parts = text.split(",") if isinstance(text, str) else text
+        # A bound on the digits keeps int() of a megabyte of digits off the worker thread.
+        if any(len(str(d).strip()) > 12 for d in parts):
+            raise ValueError
+        dims = tuple(int(d) for d in parts)
     except (TypeError, ValueError):
-        raise BadRequest(400, "bad_shape", f"shape must be H,W or H,W,C integers; got {text!r}") from None
+        raise BadRequest(400, "bad_shape", f"shape must be H,W or H,W,C integers; got "
+                                           f"{str(text)[:80]!r}") from None
     if len(dims) not in (2, 3) or any(d < 1 for d in dims):
-        raise BadRequest(400, "bad_shape", f"shape must be H,W or H,W,C positive integers; got {text!r}")
+        raise BadRequest(400, "bad_shape", f"shape must be H,W or H,W,C positive integers; got "
+                                           f"{str(text)[:80]!r}")
     return dims
 
 
-def decode_raw(data: bytes, shape: tuple[int, ...], dtype: str, max_side: int) -> np.ndarray:
+def decode_raw(data: bytes, shape: tuple[int, ...], dtype: str, max_side: int,
+               max_pixels: int) -> np.ndarray:
     """Raw C-order pixels of ``shape``; the byte count must match exactly."""
     if dtype != "uint8":
         raise BadRequest(422, "wrong_dtype", f"raw frames must be dtype uint8; got {dtype!r}")
-    expected = int(np.prod(shape))
+    # Sizes are checked in Python integers before numpy sees them: a declared shape whose
+    # product overflows int64 must be a 4xx, not a wrapped-around count or a crash.
+    if len(shape) == 3 and shape[2] not in (1, 3):
+        raise BadRequest(422, "wrong_channels", f"frames must be grayscale or RGB (1 or 3 "
+                                                f"channels); got shape {list(shape)} "
+                                                f"({shape[2]} channels)")
+    expected = math.prod(shape)
     if len(data) != expected:
         raise BadRequest(400, "wrong_size", f"shape {list(shape)} uint8 is {expected} bytes but the "
                                             f"body has {len(data)}")
+    check_size(shape[0], shape[1], max_side, max_pixels)
     image = np.frombuffer(data, np.uint8).reshape(shape)
     # The graph keeps frames until their batch is done: own the pixels, not the request buffer.
-    return check_frame(image.copy(), max_side)
+    return check_frame(image.copy(), max_side, max_pixels)
 
 
-def decode_message(data: bytes, raw: RawFormat | None, max_side: int) -> np.ndarray:
+def decode_message(data: bytes, raw: RawFormat | None, max_side: int,
+                   max_pixels: int) -> np.ndarray:
     """A websocket binary message: an image file, or raw pixels after a RawFormat message."""
     if raw is None:
-        return decode_image(data, max_side)
-    return decode_raw(data, tuple(raw.shape), raw.dtype, max_side)
+        return decode_image(data, max_side, max_pixels)
+    return decode_raw(data, tuple(raw.shape), raw.dtype, max_side, max_pixels)
 
 
 def decode_json(data: str | bytes, type: Any, *, what: str, example: str) -> Any:

@@ -45,6 +45,17 @@ def serve_command(
                                                                  "(503 beyond).")] = 256,
     max_frame_side: Annotated[int, _opt("max_frame_side", help="Largest frame side "
                                                                "(pixels).")] = 4096,
+    max_image_pixels: Annotated[int, _opt("max_image_pixels", help="Largest frame area "
+                                                                   "(height x width), checked "
+                                                                   "before decoding.")]
+    = 4096 * 4096,
+    request_timeout_s: Annotated[float, _opt("request_timeout_s", help="Seconds a request's "
+                                                                       "head and body have to "
+                                                                       "arrive (408 after).")]
+    = 30.0,
+    idle_timeout_s: Annotated[float, _opt("idle_timeout_s", help="Seconds an idle connection "
+                                                                 "or websocket stays open.")]
+    = 30.0,
     video_root: Annotated[str | None, _opt("video_root", help="Only serve /v1/videos paths "
                                                               "inside this folder.")] = None,
     graceful_timeout_s: Annotated[float, _opt("graceful_timeout_s", help="SIGTERM: seconds to "
@@ -72,6 +83,8 @@ def serve_command(
         insecure=insecure, max_pending=max_pending, queue_wait_ms=queue_wait_ms,
         stream_inflight=stream_inflight, max_body_mb=max_body_mb,
         max_connections=max_connections, max_frame_side=max_frame_side,
+        max_image_pixels=max_image_pixels, request_timeout_s=request_timeout_s,
+        idle_timeout_s=idle_timeout_s,
         video_root=video_root, graceful_timeout_s=graceful_timeout_s, verbose=verbose,
         options=options)
     return anyio.run(serve, cfg, backend="asyncio")

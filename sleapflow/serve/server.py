@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import signal
 import socket
@@ -13,9 +14,11 @@ import anyio
 
 from sleapflow.serve.config import ServeConfig
 
-__all__ = ("bind", "pin_mmap_threshold", "serve")
+__all__ = ("BODY_GRACE_S", "bind", "pin_mmap_threshold", "protocol_class", "serve")
 
-
+#: Seconds past ``--request_timeout_s`` before a connection still sending a body is cut: the app
+#: answers 408 at the deadline itself; this catches bodies no handler reads (a 404, a 405).
+BODY_GRACE_S = 1.0
 
 def bind(host: str, port: int) -> socket.socket:
     """The listening socket, bound before the app starts so port 0 gets a real port to report."""
@@ -60,6 +63,76 @@ def pin_mmap_threshold(threshold: int = 256 * 1024) -> bool:
         return False  # not glibc (musl has no mallopt)
 
 
+def protocol_class(request_timeout_s: float, idle_timeout_s: float) -> type[asyncio.Protocol]:
+    """uvicorn's h11 protocol with deadlines on the parts uvicorn leaves open.
+
+    uvicorn closes a keep-alive connection that stays silent, but only after a first response,
+    and any byte resets that clock: a client that connects and sends nothing, or trickles its
+    request head a byte at a time, was held forever. Here a new connection gets the idle clock
+    at once, and from a request's first byte its head must arrive within ``request_timeout_s``
+    (else a JSON 408 and the connection is closed), and then its body (the app answers 408
+    first; a body no handler reads is cut a little later).
+    """
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    body = b'{"error":"timeout","detail":"the request head did not arrive within %g s ' \
+           b'(--request_timeout_s)"}' % request_timeout_s
+    timeout_response = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+                        b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)) + body
+
+    class Protocol(H11Protocol):
+        _deadline: asyncio.TimerHandle | None = None
+        _phase = ""
+
+        def _arm(self, phase: str, seconds: float) -> None:
+            self._disarm()
+            self._phase = phase
+            self._deadline = self.loop.call_later(seconds, self._expired)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+            self._deadline, self._phase = None, ""
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)  # type: ignore[arg-type]
+            self.timeout_keep_alive = idle_timeout_s  # uvicorn's own option takes whole seconds
+            self.timeout_keep_alive_task = self.loop.call_later(idle_timeout_s,
+                                                                self.timeout_keep_alive_handler)
+
+        def data_received(self, data: bytes) -> None:
+            if self._deadline is None and data and self.conn.their_state is h11.IDLE:
+                self._arm("head", request_timeout_s)
+            super().data_received(data)
+
+        def handle_events(self) -> None:
+            super().handle_events()
+            state = self.conn.their_state
+            if state is h11.SEND_BODY:
+                if self._phase != "body":
+                    self._arm("body", request_timeout_s + BODY_GRACE_S)
+            elif state is not h11.IDLE:
+                self._disarm()  # the request is in (or the connection became a websocket)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _expired(self) -> None:
+            phase = self._phase
+            self._deadline, self._phase = None, ""
+            if self.transport.is_closing():
+                return
+            if phase == "head" and self.conn.their_state is h11.IDLE:
+                self.transport.write(timeout_response)
+                self.transport.close()
+            elif phase == "body" and self.conn.their_state is h11.SEND_BODY:
+                self.transport.close()
+
+    return Protocol
+
+
 def _server_class() -> type:
     import uvicorn
 
@@ -98,7 +171,9 @@ async def serve(cfg: ServeConfig) -> int:
             engine = Engine(graph, cfg)
             nodes = list(graph.node_names or ())
             config = uvicorn.Config(
-                build_app(engine, nodes), lifespan="off", http="h11", ws="websockets-sansio",
+                build_app(engine, nodes), lifespan="off",
+                http=protocol_class(cfg.request_timeout_s, cfg.idle_timeout_s),
+                ws="websockets-sansio",
                 ws_max_size=cfg.max_body_bytes, ws_per_message_deflate=False,
                 limit_concurrency=cfg.max_connections,
                 timeout_graceful_shutdown=cfg.graceful_timeout_s,
