@@ -22,7 +22,8 @@ PACKAGES = ("sleapflow", "torch", "sleap-io", "numpy", "av", "anyio", "msgspec",
 
 #: Packages that only some commands need, and the extra that installs each.
 OPTIONAL_PACKAGES = {"onnxruntime-gpu": "gpu", "tensorrt": "tensorrt", "ray": "ray",
-                     "starlette": "serve", "uvicorn": "serve", "websockets": "serve"}
+                     "starlette": "serve", "uvicorn": "serve", "websockets": "serve",
+                     "h11": "serve"}
 
 
 def _n_parameters(model_dir: Path, legacy: bool) -> int | None:
