@@ -154,14 +154,12 @@ def track(
     job = plan_job(cfg, output=out, formats=output_format, export=export_settings, render=render,
                    journal=True, resume=resume)
     result = run_job_with_progress(job, gui=gui)
+    report = sys.stderr if gui else sys.stdout  # --gui keeps stdout for its JSON lines
+    if not many and result.summary is not None:
+        print(f"{job.output or 'predictions'}: {result.summary.line()}", file=report)
     if stats:
-        print(result.stats.table(), file=sys.stderr if gui else sys.stdout)
-    if many:
-        return _report(result.tasks, result.stats.wall_s)
-    if result.summary is not None:  # --gui keeps stdout for its JSON lines
-        print(f"{job.output or 'predictions'}: {result.summary.line()}",
-              file=sys.stderr if gui else sys.stdout)
-    return 0
+        print(result.stats.table(), file=report)
+    return _report(result.tasks, result.stats.wall_s) if many else 0
 
 
 def _report(tasks: list, seconds: float | None = None) -> int:
