@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sleapflow.backends.runners import head_activations, pre_activation_maps
 from sleapflow.errors import BackendError, ConfigError
 from sleapflow.logs import get_logger
 from sleapflow.models.export_folder import (
@@ -444,12 +445,25 @@ def _worst(got: Sequence[np.ndarray], want: Sequence[torch.Tensor]) -> float:
     return worst
 
 
+class _HeadMaps(nn.Module):
+    """A network's maps before the heads' final activations, as a tuple in ``names`` order (the
+    reader applies those activations in torch, as sleapflow's ONNX runtime does)."""
+
+    def __init__(self, module: nn.Module, names: list[str]) -> None:
+        super().__init__()
+        self.module = module
+        self.names = names
+        self.activations = head_activations(module)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        maps = pre_activation_maps(self.module, x, self.activations)
+        return tuple(maps[k] for k in self.names)
+
+
 def _export_network(module: nn.Module, cfg: ModelConfig, folder: Path, size: tuple[int, int],
                     source: Path) -> None:
     """``network.onnx`` (float maps before final activations, dynamic batch and size) and the
     training config, checked against torch at the export size and at another size."""
-    from sleapflow.backends.runners import _HeadTuple
-
     folder.mkdir(parents=True)
     names = list(cfg.head_names)
     stride = cfg.max_stride
@@ -457,7 +471,7 @@ def _export_network(module: nn.Module, cfg: ModelConfig, folder: Path, size: tup
     w = -(-size[1] // stride) * stride
     gen = torch.Generator().manual_seed(0)
     example = torch.rand(1, cfg.in_channels, h, w, generator=gen)
-    wrapped = _HeadTuple(module, names)
+    wrapped = _HeadMaps(module, names)
     axes = {"x": {0: "batch", 2: "height", 3: "width"},
             **{n: {0: "batch", 2: f"{n}_height", 3: f"{n}_width"} for n in names}}
     _trace(wrapped, example, folder / NETWORK_FILE, "x", names, axes)

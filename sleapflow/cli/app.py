@@ -23,7 +23,8 @@ from sleapflow.serve.command import serve_command
 
 __all__ = (
     "EvalMatchMethod", "GraphsOptions", "MergeOptions", "OutputFormat", "TrackOptions", "configure_logging",
-    "demo", "eval_tracking", "evaluate", "graphs", "info", "main", "merge", "render", "system", "track",
+    "demo", "eval_tracking", "evaluate", "export", "graphs", "info", "main", "merge", "render", "system",
+    "track",
 )
 
 

@@ -28,13 +28,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from sleapflow.errors import BackendError, ConfigError, ModelLoadError
+from sleapflow.errors import BackendError, ModelLoadError
 from sleapflow.models.schema import ModelConfig
 
 __all__ = (
     "FORMAT_VERSION", "METADATA_FIELDS", "METADATA_FILE", "NETWORKS_DIR", "NETWORK_CONFIG",
     "NETWORK_FILE", "ONNX_FILE", "TRT_FILE", "ExportedNetwork", "exported_network_dirs",
-    "is_exported_folder", "is_network_folder", "load_network", "read_export_metadata",
+    "is_exported_folder", "is_network_folder", "network_config", "read_export_metadata",
 )
 
 METADATA_FILE = "export_metadata.json"
@@ -107,7 +107,8 @@ def exported_network_dirs(path: str | Path) -> list[Path]:
     return dirs
 
 
-def _network_config(path: Path) -> ModelConfig:
+def network_config(path: Path) -> ModelConfig:
+    """The training config of one network folder of an export."""
     from sleapflow.models.normalise import config_from_yaml
 
     return config_from_yaml(path / NETWORK_CONFIG)
@@ -163,21 +164,3 @@ class ExportedNetwork(nn.Module):
                                f"{str(self.path)!r}: {' '.join(str(exc).split())[:300]}") from exc
         maps = {k: torch.from_numpy(v).to(x.device) for k, v in zip(self.names, outs)}
         return {k: self.activations[k](v) if k in self.activations else v for k, v in maps.items()}
-
-
-def load_network(path: str | Path, device: str | torch.device = "cpu", *,
-                 backbone_ckpt_path: str | Path | None = None,
-                 head_ckpt_path: str | Path | None = None) -> Any:
-    """A :class:`~sleapflow.models.loader.LoadedModel` whose module runs an exported network."""
-    from sleapflow.models.loader import LoadedModel
-
-    if backbone_ckpt_path is not None or head_ckpt_path is not None:
-        raise ConfigError("--backbone_ckpt_path / --head_ckpt_path replace a checkpoint's weights; "
-                          "an exported folder has none: pass the checkpoint folder instead")
-    p = Path(path)
-    cfg = _network_config(p)
-    dev = torch.device(device)
-    if dev.type not in ("cpu", "cuda"):
-        raise ConfigError(f"an exported folder runs on ONNX Runtime (cpu or cuda), not {dev.type}")
-    return LoadedModel(path=p, config=cfg,
-                       module=ExportedNetwork(p, cfg, dev, threads=torch.get_num_threads()))

@@ -254,11 +254,17 @@ def load_model(
     """
     dev = _torch_device(device)
     model_dir = resolve_model_dir(path)
-    from sleapflow.models.export_folder import is_network_folder, load_network
+    from sleapflow.models.export_folder import ExportedNetwork, is_network_folder, network_config
 
-    if is_network_folder(model_dir):
-        return load_network(model_dir, dev, backbone_ckpt_path=backbone_ckpt_path,
-                            head_ckpt_path=head_ckpt_path)
+    if is_network_folder(model_dir):  # a network of a `sleapflow export` folder: ONNX Runtime
+        if backbone_ckpt_path is not None or head_ckpt_path is not None:
+            raise ConfigError("--backbone_ckpt_path / --head_ckpt_path replace a checkpoint's "
+                              "weights; an export folder has none: pass the checkpoint folder")
+        if dev.type not in ("cpu", "cuda"):
+            raise ConfigError(f"an export folder runs on ONNX Runtime (cpu or cuda), not {dev.type}")
+        cfg = network_config(model_dir)
+        module = ExportedNetwork(model_dir, cfg, dev, threads=torch.get_num_threads())
+        return LoadedModel(path=model_dir, config=cfg, module=module)
     cfg = read_model_config(model_dir)
     net = PoseNetwork(cfg)
     if cfg.is_legacy:
