@@ -59,7 +59,12 @@ _OUTPUTS = {
     "centered_instance": ("peaks", "peak_vals"),
     "centroid": ("centroids", "centroid_vals", "instance_valid"),
     "topdown": ("centroids", "centroid_vals", "peaks", "peak_vals", "instance_valid"),
+    "bottomup": ("peaks", "peak_vals", "peak_mask", "line_scores", "candidate_mask"),
 }
+#: The reference's line interpolation divides by 1 + float32 epsilon (exact in float32).
+_INTERP_DENOM = 1.0 + float(np.finfo(np.float32).eps)
+#: Peaks per node the bottom-up graph keeps (sleap-nn's ``--max-peaks-per-node`` default).
+_MAX_PEAKS_PER_NODE = 20
 
 
 
@@ -125,17 +130,17 @@ def _pad_to(x: torch.Tensor, stride: int) -> torch.Tensor:
 
 
 def _refine(maps: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
-    """Integral-refinement offsets (..., 2) of the peaks at integer ``xs``/``ys`` (..., ) of
-    ``maps`` (..., H, W) (leading dims alike): the weighted centroid of a zero-padded 5x5 patch."""
+    """Integral-refinement offsets (B, C, k, 2) of the peaks at integer ``xs``/``ys`` (B, C, k) of
+    ``maps`` (B, C, H, W): the weighted centroid of a zero-padded 5x5 patch around each."""
     half = _PATCH // 2
     padded = F.pad(maps, [half, half, half, half])
-    width = padded.shape[-1]
-    flat = padded.reshape(*padded.shape[:-2], -1)
+    width = torch._shape_as_tensor(padded)[-1]  # traced as the graph's own size, not a constant
+    flat = padded.flatten(2)
     steps = torch.arange(_PATCH, device=maps.device)
     rows = ys.long()[..., None, None] + steps[:, None]
     cols = xs.long()[..., None, None] + steps[None, :]
-    index = (rows * width + cols).reshape(*xs.shape, _PATCH * _PATCH)
-    patch = torch.gather(flat, -1, index)
+    index = (rows * width + cols).flatten(2)  # (B, C, k * 25)
+    patch = torch.gather(flat, -1, index).reshape(*xs.shape, _PATCH * _PATCH)
     grid = torch.arange(_PATCH, device=maps.device, dtype=maps.dtype) - (_PATCH - 1) / 2
     gx = grid.repeat(_PATCH)
     gy = grid.repeat_interleave(_PATCH)
@@ -150,7 +155,8 @@ def _global_peaks(maps: torch.Tensor, threshold: float) -> tuple[torch.Tensor, t
     xs = col_max.argmax(dim=-1)
     ys = maps.amax(dim=3).argmax(dim=-1)
     vals = col_max.amax(dim=-1)
-    points = torch.stack([xs, ys], dim=-1).to(maps.dtype) + _refine(maps, xs, ys)
+    offsets = _refine(maps, xs[..., None], ys[..., None])[:, :, 0]
+    points = torch.stack([xs, ys], dim=-1).to(maps.dtype) + offsets
     below = vals < threshold
     points = torch.where(below[..., None], torch.full_like(points, float("nan")), points)
     return points, torch.where(below, torch.zeros_like(vals), vals)
@@ -158,24 +164,23 @@ def _global_peaks(maps: torch.Tensor, threshold: float) -> tuple[torch.Tensor, t
 
 def _top_local_peaks(maps: torch.Tensor, k: int, threshold: float
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The ``k`` highest local peaks (strictly above their 8 neighbours and ``threshold``) of
-    one-channel (B, 1, H, W) maps: refined points (B, k, 2), values (B, k), valid (B, k)."""
-    m = maps[:, 0]
-    others = torch.full_like(m, -1e9)
-    padded = F.pad(m, [1, 1, 1, 1], value=-1e9)
-    height, width = m.shape[-2:]
+    """The ``k`` highest local peaks (strictly above their 8 neighbours and ``threshold``) of each
+    channel of (B, C, H, W): refined points (B, C, k, 2), values (B, C, k), valid (B, C, k)."""
+    padded = F.pad(maps, [1, 1, 1, 1], value=-1e9)
+    others = torch.full_like(maps, -1e9)
     for dy in (0, 1, 2):
         for dx in (0, 1, 2):
             if dy != 1 or dx != 1:
-                others = torch.maximum(others, padded[:, dy:dy + height, dx:dx + width])
-    is_peak = (m > others) & (m > threshold)
-    flat = torch.where(is_peak, m, torch.full_like(m, -1e9)).reshape(m.shape[0], -1)
+                # Slices by offsets from both ends: the frame size stays dynamic in the graph.
+                others = torch.maximum(others, padded[..., dy:dy - 2 or None, dx:dx - 2 or None])
+    is_peak = (maps > others) & (maps > threshold)
+    flat = torch.where(is_peak, maps, torch.full_like(maps, -1e9)).flatten(2)
     vals, idx = torch.topk(flat, k, dim=-1)
+    width = torch._shape_as_tensor(maps)[-1]
     xs = idx % width
     ys = torch.div(idx, width, rounding_mode="floor")
     valid = vals > threshold
-    points = torch.stack([xs, ys], dim=-1).to(m.dtype)
-    points = points + _refine(m[:, None].expand(-1, k, -1, -1), xs, ys)
+    points = torch.stack([xs, ys], dim=-1).to(maps.dtype) + _refine(maps, xs, ys)
     return points, vals, valid
 
 
@@ -186,6 +191,7 @@ class _Network(nn.Module):
                  size: tuple[int, int] | None) -> None:
         super().__init__()
         self.net = module
+        self.config = config
         self.scale = scale
         # Resizing models take one input size (``size``): the exact resize is built for it.
         self.resize = _ExactResize(size, scale) if scale != 1.0 and size is not None else None
@@ -193,11 +199,14 @@ class _Network(nn.Module):
         self.head = config.head_names[0]
         self.output_stride = config.confmaps.output_stride
 
+    def maps(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """uint8-valued (B, C, H, W) → every head's maps."""
+        x = image.float() if self.resize is None else self.resize(image.float())
+        return self.net(_pad_to(x, self.stride) / 255.0)
+
     def confmaps(self, image: torch.Tensor) -> torch.Tensor:
         """uint8-valued (B, C, H, W) → the confidence maps of the first head."""
-        x = image.float() if self.resize is None else self.resize(image.float())
-        x = _pad_to(x, self.stride) / 255.0
-        return self.net(x)[self.head]
+        return self.maps(image)[self.head]
 
     def to_image(self, points: torch.Tensor) -> torch.Tensor:
         return points * (self.output_stride / self.scale)
@@ -227,6 +236,7 @@ class _CentroidGraph(nn.Module):
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         points, vals, valid = _top_local_peaks(self.net.confmaps(image), self.k, self.threshold)
+        points, vals, valid = points[:, 0], vals[:, 0], valid[:, 0]
         points = torch.where(valid[..., None], self.net.to_image(points), torch.zeros_like(points))
         return points, torch.where(valid, vals, torch.zeros_like(vals)), valid
 
@@ -241,35 +251,90 @@ class _TopDownGraph(nn.Module):
         self.centroid = _CentroidGraph(centroid, max_instances, threshold)
         self.frame_net = centroid
         self.instance = instance
+        self.n_nodes = len(instance.config.skeleton.node_names)
         self.crop = crop
         self.threshold = threshold
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         centroids, centroid_vals, valid = self.centroid(image)
-        batch, channels = image.shape[:2]
+        channels = image.shape[1]  # static; the batch and frame size stay dynamic
         k, crop = centroids.shape[1], self.crop
         top_left = centroids - crop / 2 + 0.5
         # trunc toward zero, written with floor (ONNX opset 17 has no Trunc).
         shifted = top_left + crop // 2
         origins = (torch.sign(shifted) * torch.floor(shifted.abs())).long() - crop // 2
         padded = F.pad(image.float(), [crop, crop, crop, crop])
-        pw = padded.shape[-1]
+        size = torch._shape_as_tensor(padded)
         steps = torch.arange(crop, device=image.device)
-        rows = origins[..., 1, None] + steps + crop  # (B, k, crop)
-        cols = origins[..., 0, None] + steps + crop
-        rows = torch.minimum(rows.clamp(min=0), (padded.shape[-2] - 1) * torch.ones_like(rows))
-        cols = torch.minimum(cols.clamp(min=0), (pw - 1) * torch.ones_like(cols))
-        index = (rows[..., :, None] * pw + cols[..., None, :]).reshape(batch, 1, k * crop * crop)
-        flat = padded.reshape(batch, channels, -1)
-        crops = torch.gather(flat, -1, index.expand(-1, channels, -1))
-        crops = crops.reshape(batch, channels, k, crop, crop).transpose(1, 2)
-        crops = crops.reshape(batch * k, channels, crop, crop)
+        rows = torch.minimum((origins[..., 1, None] + steps + crop).clamp(min=0), size[-2] - 1)
+        cols = torch.minimum((origins[..., 0, None] + steps + crop).clamp(min=0), size[-1] - 1)
+        index = (rows[..., :, None] * size[-1] + cols[..., None, :]).flatten(1)[:, None]
+        crops = torch.gather(padded.flatten(2), -1, index.expand(-1, channels, -1))
+        crops = crops.reshape(-1, channels, k, crop, crop).transpose(1, 2)
+        crops = crops.reshape(-1, channels, crop, crop)
         points, vals = _global_peaks(self.instance.confmaps(crops), self.threshold)
-        points = self.instance.to_image(points).reshape(batch, k, -1, 2) + top_left[:, :, None]
-        vals = vals.reshape(batch, k, -1)
+        points = self.instance.to_image(points).reshape(-1, k, self.n_nodes, 2) + top_left[:, :, None]
+        vals = vals.reshape(-1, k, self.n_nodes)
         points = torch.where(valid[..., None, None], points, torch.zeros_like(points))
         vals = torch.where(valid[..., None], vals, torch.zeros_like(vals))
         return centroids, centroid_vals, points, vals, valid
+
+
+class _BottomUpGraph(nn.Module):
+    """bottomup: the ``k`` best refined local peaks per node and the PAF line score of every
+    src x dst candidate of every edge, as sleapflow scores them (``ops.paf.score_paf_lines``:
+    points sampled at rounded PAF pixels, the reference's interpolation denominator, its
+    ``max(2E, Hp, Wp)`` length penalty). Grouping is left to the reader, as sleap-nn's is."""
+
+    def __init__(self, net: _Network, k: int, threshold: float, *, n_points: int = 10,
+                 max_edge_length_ratio: float = 0.25, dist_penalty_weight: float = 1.0) -> None:
+        super().__init__()
+        cfg = net.config
+        assert cfg.pafs is not None
+        self.net = self.frame_net = net
+        self.k = k
+        self.threshold = threshold
+        nodes = list(cfg.skeleton.node_names)
+        edges = [(nodes.index(a), nodes.index(b)) for a, b in cfg.pafs.edges]
+        self.n_edges = len(edges)
+        self.register_buffer("src", torch.tensor([a for a, _ in edges]), persistent=False)
+        self.register_buffer("dst", torch.tensor([b for _, b in edges]), persistent=False)
+        self.register_buffer("t", torch.linspace(0, 1, n_points), persistent=False)
+        self.cms_head, self.paf_head = cfg.head_names[0], cfg.head_names[1]
+        self.cms_stride = cfg.confmaps.output_stride
+        self.paf_stride = cfg.pafs.output_stride
+        self.ratio = max_edge_length_ratio
+        self.weight = dist_penalty_weight
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        maps = self.net.maps(image)
+        peaks, vals, valid = _top_local_peaks(maps[self.cms_head], self.k, self.threshold)
+        peaks = peaks * self.cms_stride  # scaled-input pixels, as sleap-nn's reader expects
+        pafs = maps[self.paf_head]
+        size = torch._shape_as_tensor(pafs)
+        k, n_edges = self.k, self.n_edges
+        a = peaks[:, self.src][:, :, :, None].expand(-1, -1, -1, k, -1).flatten(2, 3)
+        b = peaks[:, self.dst][:, :, None].expand(-1, -1, k, -1, -1).flatten(2, 3)
+        candidate = (valid[:, self.src][:, :, :, None] & valid[:, self.dst][:, :, None]).flatten(2)
+        slope = (b - a) / _INTERP_DENOM
+        line = a[..., None] + slope[..., None] * self.t  # (B, E, k*k, 2, P)
+        sub = torch.round(line / self.paf_stride)
+        col = torch.minimum(sub[..., 0, :].clamp(min=0), size[-1] - 1).long()
+        row = torch.minimum(sub[..., 1, :].clamp(min=0), size[-2] - 1).long()
+        index = (row * size[-1] + col).flatten(2)[:, :, None].expand(-1, -1, 2, -1)
+        per_edge = pafs.reshape(pafs.shape[0], n_edges, 2, -1)
+        samples = torch.gather(per_edge, -1, index).reshape(*index.shape[:3], k * k, -1)
+        vec = b - a
+        length = torch.norm(vec, dim=-1)
+        unit = vec / length[..., None]
+        per_point = samples[:, :, 0] * unit[..., 0, None] + samples[:, :, 1] * unit[..., 1, None]
+        longest = torch.maximum(size[-1], size[-2]).clamp(min=2 * n_edges)
+        max_length = self.ratio * longest.float() * self.paf_stride
+        penalty = torch.clamp(max_length / length - 1, max=0) * self.weight
+        scores = torch.where(candidate, per_point.mean(-1) + penalty,
+                             torch.full_like(length, -2.0))
+        peaks = torch.where(valid[..., None], peaks, torch.zeros_like(peaks))
+        return peaks, torch.where(valid, vals, torch.zeros_like(vals)), valid, scores, candidate
 
 
 # --------------------------------------------------------------------------------------------
@@ -320,9 +385,9 @@ def _plan(model_paths: Sequence[str | Path]) -> tuple[str, dict[str, Path]]:
         return next(iter(kinds)), models
     raise ConfigError(
         f"cannot export {' + '.join(sorted(kinds))}: sleapflow export writes single_instance, "
-        "centroid, centered_instance, or centroid + centered_instance (top-down) models; "
-        "run the others with `sleapflow track` (bottom-up and multi-class exports are not "
-        "written yet)")
+        "centroid, centered_instance, bottomup, or centroid + centered_instance (top-down) "
+        "models; run the others with `sleapflow track` (multi-class exports are not written "
+        "yet)")
 
 
 def _check_target(out_dir: Path, model_dirs: Sequence[Path], force: bool) -> None:
@@ -502,14 +567,20 @@ def _export_baked(graph: nn.Module, outputs: Sequence[str], channels: int, size:
         dynamic["image"] = {0: "batch"}  # built for this frame size: see _ExactResize
     _trace(graph, example.to(torch.uint8), path, "image", outputs, dynamic)
     sess = _session(path)
-    x = example.repeat(min(2, batch), 1, 1, 1)
-    x = x.to(torch.uint8)
-    with torch.inference_mode():
-        want = graph(x)
-    worst = _worst(sess.run(list(outputs), {"image": x.numpy()}), want)
-    if worst > _TOLERANCE * 10:
-        raise BackendError(f"the baked ONNX graph differs from torch by {worst:.2e} "
-                           f"(limit {_TOLERANCE * 10}); run the checkpoint with `sleapflow track`")
+    checks = [example.repeat(min(2, batch), 1, 1, 1)]
+    if "height" in dynamic["image"].values():
+        # Another frame size, off the backbone's stride: the graph must not have baked the first.
+        other = torch.rand(1, channels, size[0] + 13, size[1] + 7, generator=gen) * 255
+        checks.append(F.avg_pool2d(other, 9, stride=1, padding=4).round())
+    for x in checks:
+        x = x.to(torch.uint8)
+        with torch.inference_mode():
+            want = graph(x)
+        worst = _worst(sess.run(list(outputs), {"image": x.numpy()}), want)
+        if worst > _TOLERANCE * 10:
+            raise BackendError(f"the baked ONNX graph differs from torch by {worst:.2e} on "
+                               f"{tuple(x.shape[2:])} frames (limit {_TOLERANCE * 10}); run the "
+                               "checkpoint with `sleapflow track`")
 
 
 def _metadata(kind: str, configs: dict[str, ModelConfig], folders: dict[str, Path], *, fmt: str,
@@ -518,7 +589,9 @@ def _metadata(kind: str, configs: dict[str, ModelConfig], folders: dict[str, Pat
     main = configs["centered_instance"] if kind == "topdown" else configs[kind]
     frame = configs["centroid"] if kind == "topdown" else main
     nodes = list(main.skeleton.node_names)
-    edges = [[nodes.index(a), nodes.index(b)] for a, b in main.skeleton.edges]
+    # Bottom-up line scores come in PAF channel order, which readers take from ``edge_inds``.
+    pairs = main.pafs.edges if kind == "bottomup" and main.pafs is not None else main.skeleton.edges
+    edges = [[nodes.index(a), nodes.index(b)] for a, b in pairs]
     crop = main.preprocessing.crop_size if kind in ("topdown", "centered_instance") else None
     uses_centroid = kind in ("centroid", "topdown")
     anchor = configs["centroid"].confmaps.anchor_part if uses_centroid else None
@@ -548,7 +621,7 @@ def _metadata(kind: str, configs: dict[str, ModelConfig], folders: dict[str, Pat
         "max_batch_size": batch,
         "max_height": None,
         "max_instances": max_instances if uses_centroid else None,
-        "max_peaks_per_node": None,
+        "max_peaks_per_node": _MAX_PEAKS_PER_NODE if kind == "bottomup" else None,
         "max_width": None,
         "model_name": "+".join(folders[t].name for t in order) if kind == "topdown"
         else folders[kind].name,
@@ -619,6 +692,8 @@ def export_model(model_paths: Sequence[str | Path], out_dir: str | Path, *, fmt:
                                          max_instances, peak_threshold)
     elif kind == "centroid":
         graph = _CentroidGraph(nets[kind], max_instances, peak_threshold)
+    elif kind == "bottomup":
+        graph = _BottomUpGraph(nets[kind], _MAX_PEAKS_PER_NODE, peak_threshold)
     else:
         graph = _SingleGraph(nets[kind], peak_threshold)
 
