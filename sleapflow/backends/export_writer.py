@@ -721,7 +721,8 @@ def export_model(model_paths: Sequence[str | Path], out_dir: str | Path, *, fmt:
                                          encoding="utf-8")
         if fmt == "tensorrt":
             _build_engine(tmp / ONNX_FILE, tmp / TRT_FILE, precision, batch,
-                          (frame_cfg.in_channels, *size))
+                          (frame_cfg.in_channels, *size),
+                          any_size=graph.frame_net.resize is None)  # type: ignore[union-attr]
             trt_meta = {**meta, "export_format": "tensorrt", "precision": precision}
             (tmp / f"{TRT_FILE}.metadata.json").write_text(
                 json.dumps(trt_meta, indent=2, sort_keys=True), encoding="utf-8")
@@ -742,9 +743,10 @@ def _embed(path: Path, meta: dict[str, Any], config_text: str) -> None:
 
 
 def _build_engine(onnx_path: Path, engine_path: Path, precision: str, batch: int,
-                  chw: tuple[int, int, int]) -> None:
+                  chw: tuple[int, int, int], *, any_size: bool) -> None:
     """A TensorRT engine of the baked graph: batch 1..``batch``, frames up to twice the export
-    size (sleap-nn's profile). Not run in this project's CI (no GPU there)."""
+    size (sleap-nn's profile) when the graph takes ``any_size``, else that size only. Not run in
+    this project yet (no GPU lent)."""
     import tensorrt as trt
 
     logger = trt.Logger(trt.Logger.WARNING)
@@ -759,7 +761,8 @@ def _build_engine(onnx_path: Path, engine_path: Path, precision: str, batch: int
         config.set_flag(trt.BuilderFlag.FP16)
     c, h, w = chw
     profile = builder.create_optimization_profile()
-    profile.set_shape("image", (1, c, h, w), (batch, c, h, w), (batch, c, 2 * h, 2 * w))
+    largest = (batch, c, 2 * h, 2 * w) if any_size else (batch, c, h, w)
+    profile.set_shape("image", (1, c, h, w), (batch, c, h, w), largest)
     config.add_optimization_profile(profile)
     engine = builder.build_serialized_network(network, config)
     if engine is None:
