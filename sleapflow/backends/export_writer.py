@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sleapflow.backends.runners import head_activations, pre_activation_maps
-from sleapflow.errors import BackendError, ConfigError
+from sleapflow.errors import BackendError, ConfigError, OutputWriteError
 from sleapflow.logs import get_logger
 from sleapflow.models.export_folder import (
     FORMAT_VERSION,
@@ -466,7 +466,12 @@ def _staging(out_dir: Path) -> Iterator[Path]:
         if out_dir.exists():
             old = out_dir.parent / f".{out_dir.name}.{uuid.uuid4().hex[:8]}.old-export"
             os.rename(out_dir, old)
-        os.rename(tmp, out_dir)
+        try:
+            os.rename(tmp, out_dir)
+        except OSError:
+            if old is not None:  # the earlier export goes back where it was
+                os.rename(old, out_dir)
+            raise
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     finally:
@@ -667,6 +672,8 @@ def export_model(model_paths: Sequence[str | Path], out_dir: str | Path, *, fmt:
         raise ConfigError(f"--batch must be between 1 and 4096 (got {batch})")
     if not 1 <= max_instances <= 1000:
         raise ConfigError(f"--max_instances must be between 1 and 1000 (got {max_instances})")
+    if not 0.0 <= peak_threshold <= 1.0:
+        raise ConfigError(f"--peak_threshold must be between 0 and 1 (got {peak_threshold})")
     kind, folders = _plan(model_paths)
     out = Path(out_dir).expanduser()
     _check_target(out, list(folders.values()), force)
@@ -697,6 +704,23 @@ def export_model(model_paths: Sequence[str | Path], out_dir: str | Path, *, fmt:
     else:
         graph = _SingleGraph(nets[kind], peak_threshold)
 
+    try:
+        _write_folder(out, kind, folders, configs, loaded, graph, size, fmt=fmt,
+                      precision=precision, batch=batch, max_instances=max_instances,
+                      peak_threshold=peak_threshold)
+    except OSError as exc:  # a full disk, a read-only or vanished folder: nothing was replaced
+        raise OutputWriteError(f"cannot write the export folder {str(out)!r}: "
+                               f"{exc.strerror or exc}; an earlier folder there is unchanged") \
+            from exc
+    log.info("exported", models=[str(f) for f in folders.values()], model_type=kind,
+             output=str(out), format=fmt)
+    return out
+
+
+def _write_folder(out: Path, kind: str, folders: dict[str, Path], configs: dict[str, ModelConfig],
+                  loaded: dict[str, Any], graph: nn.Module, size: tuple[int, int], *, fmt: str,
+                  precision: str, batch: int, max_instances: int, peak_threshold: float) -> None:
+    frame_cfg = configs["centroid"] if kind == "topdown" else configs[kind]
     with _staging(out) as tmp:
         for t, m in loaded.items():
             _export_network(m.module, m.config, tmp / NETWORKS_DIR / t, size, folders[t])
@@ -726,9 +750,6 @@ def export_model(model_paths: Sequence[str | Path], out_dir: str | Path, *, fmt:
             trt_meta = {**meta, "export_format": "tensorrt", "precision": precision}
             (tmp / f"{TRT_FILE}.metadata.json").write_text(
                 json.dumps(trt_meta, indent=2, sort_keys=True), encoding="utf-8")
-    log.info("exported", models=[str(f) for f in folders.values()], model_type=kind,
-             output=str(out), format=fmt)
-    return out
 
 
 def _embed(path: Path, meta: dict[str, Any], config_text: str) -> None:

@@ -192,6 +192,8 @@ def test_bad_exports_are_one_error(tmp_path: Path, capsys: pytest.CaptureFixture
     _one_error(capsys, "fp16")
     assert main(["export", *SINGLE, "-o", str(out), "--input_size", "12x"]) == 2
     _one_error(capsys, "--input_size")
+    assert main(["export", *SINGLE, "-o", str(out), "--peak_threshold", "-1"]) == 2
+    _one_error(capsys, "--peak_threshold")
     assert not out.exists()
 
 
