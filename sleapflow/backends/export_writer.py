@@ -599,7 +599,10 @@ def _metadata(kind: str, configs: dict[str, ModelConfig], folders: dict[str, Pat
     edges = [[nodes.index(a), nodes.index(b)] for a, b in pairs]
     crop = main.preprocessing.crop_size if kind in ("topdown", "centered_instance") else None
     uses_centroid = kind in ("centroid", "topdown")
-    anchor = configs["centroid"].confmaps.anchor_part if uses_centroid else None
+    # The models that centre a crop record its anchor and how the centre is found.
+    centred = configs["centroid"] if uses_centroid else main
+    has_centre = kind in ("centroid", "topdown", "centered_instance")
+    anchor = centred.confmaps.anchor_part if has_centre else None
     order = [t for t in ("centroid", "centered_instance", kind) if t in configs]
     order = list(dict.fromkeys(order))
     meta: dict[str, Any] = {
@@ -609,8 +612,8 @@ def _metadata(kind: str, configs: dict[str, ModelConfig], folders: dict[str, Pat
         "backbone_source": None,
         "background_fill": None,
         "burn_in": None,
-        "centroid_method": (None if not uses_centroid else
-                            "anchor_part" if anchor is not None else "center_of_mass"),
+        "centroid_method": (None if not has_centre else
+                            "anchor" if anchor is not None else "center_of_mass"),
         "checkpoint_path": ";".join(f"{t}:{folders[t] / 'best.ckpt'}" for t in order)
         if kind == "topdown" else str(folders[kind] / "best.ckpt"),
         "class_names": None,
