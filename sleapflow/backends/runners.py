@@ -524,6 +524,13 @@ def make_runner(choice: RuntimeChoice, module: torch.nn.Module, device: torch.de
                 cache: ExportCache | None = None) -> NetworkRunner:
     """The runner for ``choice`` around a loaded (eval-mode, on ``device``) module."""
     dev = torch.device(device)
+    if getattr(module, "runs_itself", False):
+        # An export folder's network is already on ONNX Runtime: the module is called as it is.
+        if choice.name == "tensorrt" or choice.precision != "fp32":
+            raise ConfigError(f"--runtime {choice.name} --precision {choice.precision}: an export "
+                              "folder's networks run on ONNX Runtime in fp32; use --runtime auto "
+                              "or onnx, or pass the checkpoint folder")
+        return TorchRunner(module, dev)
     if choice.name == "torch":
         return TorchRunner(module, dev, channels_last=channels_last, precision=choice.precision)
     if choice.name == "onnx":

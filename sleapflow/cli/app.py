@@ -24,8 +24,8 @@ from sleapflow.serve.command import serve_command
 
 __all__ = (
     "CsvFormat", "EvalMatchMethod", "GraphsOptions", "MergeOptions", "OutputFormat", "TrackOptions",
-    "configure_logging",
-    "demo", "eval_tracking", "evaluate", "graphs", "info", "main", "merge", "render", "system", "track",
+    "configure_logging", "demo", "eval_tracking", "evaluate", "export", "graphs", "info", "main",
+    "merge", "render", "system", "track",
 )
 
 
@@ -335,6 +335,42 @@ def render(
                         marker_size=marker_size, line_width=line_width, color_by=color_by,
                         palette=palette, trail_length=trail_length, show_names=show_names,
                         show_progress=sys.stderr.isatty())
+    print(f"Wrote {out}")
+    return 0
+
+
+@app.command
+def export(
+    model_paths: Annotated[tuple[str, ...], Parameter(
+        help="Checkpoint folder(s): one model, or a centroid and a centered_instance model "
+        "(exported as one top-down graph).", negative_iterable=())],
+    /,
+    *,
+    output: Annotated[str, opt("output", "-o", help="The export folder to write (new or empty; "
+                                                    "see --force).")],
+    format: Annotated[Literal["onnx", "tensorrt"], opt(
+        "format", help="onnx (runs anywhere) or tensorrt (adds model.trt for this GPU).")] = "onnx",
+    precision: Annotated[Literal["fp32", "fp16"], opt(
+        "precision", help="TensorRT engine precision (ONNX exports are fp32).")] = "fp32",
+    batch: Annotated[int, opt("batch", help="Largest batch recorded as max_batch_size (and the "
+                                            "TensorRT profile's).")] = 8,
+    input_size: Annotated[str | None, opt(
+        "input_size", help="Frame size HxW the graphs are traced and checked at (default: the "
+        "config's max_height x max_width, else 512x512); other sizes still run.")] = None,
+    max_instances: Annotated[int, opt("max_instances", help="Centroid slots per frame in the "
+                                                            "graph (centroid, top-down).")] = 20,
+    peak_threshold: Annotated[float, opt("peak_threshold", help="Peak threshold baked into "
+                                                                "the graph.")] = 0.2,
+    force: Annotated[bool, opt("force", help="Replace an earlier export in a non-empty -o "
+                                             "folder (any other content is refused).")] = False,
+) -> int:
+    """Write sleap-nn's exported-model folder (model.onnx + export_metadata.json), which
+    ``sleap-nn predict --runtime onnx`` and ``sleapflow track -m DIR`` run."""
+    from sleapflow.backends.export_writer import export_model
+
+    out = export_model(model_paths, output, fmt=format, precision=precision, batch=batch,
+                       input_size=input_size, max_instances=max_instances,
+                       peak_threshold=peak_threshold, force=force)
     print(f"Wrote {out}")
     return 0
 

@@ -77,9 +77,14 @@ class ModelRef:
 
 
 def resolve_models(model_paths: tuple[str, ...]) -> dict[str, ModelRef]:
-    """Model folders keyed by model type; two models of one type is an error."""
+    """Model folders keyed by model type; two models of one type is an error. An export folder
+    (``sleapflow export``) stands for the networks it holds."""
+    from sleapflow.models.export_folder import exported_network_dirs, is_exported_folder
+
+    paths = [p for raw in model_paths
+             for p in (exported_network_dirs(raw) if is_exported_folder(raw) else [raw])]
     models: dict[str, ModelRef] = {}
-    for raw in model_paths:
+    for raw in paths:
         path = resolve_model_dir(raw)
         config = read_model_config(path)
         if config.model_type in models:

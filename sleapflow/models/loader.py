@@ -33,6 +33,10 @@ _SHOW = 4  # how many offending keys an error message lists
 def resolve_model_dir(path: str | Path) -> Path:
     """Resolve a model folder, its ``best.ckpt`` or its ``training_config.{yaml,json}`` to the folder."""
     p = Path(path).expanduser()
+    from sleapflow.models.export_folder import is_network_folder
+
+    if is_network_folder(p):  # one network of a `sleapflow export` folder
+        return p
     if not p.exists():
         raise ModelLoadError(
             f"model path {str(p)!r} does not exist; pass a sleap-nn model folder (best.ckpt + "
@@ -73,7 +77,8 @@ def resolve_model_dir(path: str | Path) -> Path:
 def read_model_config(model_dir: str | Path) -> ModelConfig:
     """Read a model folder's training config (YAML, or legacy SLEAP JSON) without its weights."""
     d = resolve_model_dir(model_dir)
-    if (d / "training_config.yaml").is_file() and (d / "best.ckpt").is_file():
+    if ((d / "training_config.yaml").is_file() and (d / "best.ckpt").is_file()) \
+            or (d / "network.onnx").is_file():
         return config_from_yaml(d / "training_config.yaml")
     from sleapflow.models.legacy import read_legacy_config
 
@@ -249,6 +254,17 @@ def load_model(
     """
     dev = _torch_device(device)
     model_dir = resolve_model_dir(path)
+    from sleapflow.models.export_folder import ExportedNetwork, is_network_folder, network_config
+
+    if is_network_folder(model_dir):  # a network of a `sleapflow export` folder: ONNX Runtime
+        if backbone_ckpt_path is not None or head_ckpt_path is not None:
+            raise ConfigError("--backbone_ckpt_path / --head_ckpt_path replace a checkpoint's "
+                              "weights; an export folder has none: pass the checkpoint folder")
+        if dev.type not in ("cpu", "cuda"):
+            raise ConfigError(f"an export folder runs on ONNX Runtime (cpu or cuda), not {dev.type}")
+        cfg = network_config(model_dir)
+        module = ExportedNetwork(model_dir, cfg, dev, threads=torch.get_num_threads())
+        return LoadedModel(path=model_dir, config=cfg, module=module)
     cfg = read_model_config(model_dir)
     net = PoseNetwork(cfg)
     if cfg.is_legacy:
