@@ -37,6 +37,7 @@ from sleapflow.inputs.expand import ManyPlan, VideoTask, plan_many, shard_frames
 from sleapflow.inputs.media_faults import DecodeFailures
 from sleapflow.logs import get_logger
 from sleapflow.messages import FramePrediction
+from sleapflow.models.export_folder import is_network_folder
 from sleapflow.options.config import InferenceConfig
 from sleapflow.options.declared import provenance_keys
 from sleapflow.options.tracker import TrackerConfig
@@ -173,6 +174,18 @@ def select_runtime(cfg: InferenceConfig, graph: GraphDecl, models: dict[str, Mod
     device and graph: legacy SLEAP models are looked up as ``legacy_<graph>``); logged."""
     execution = cfg.execution
     legacy = any(m.config.is_legacy for m in models.values())
+    if any(is_network_folder(m.path) for m in models.values()):
+        # An export folder's networks are ONNX graphs: ONNX Runtime in fp32 is the only way to
+        # run them, and provenance must say so.
+        if execution.runtime not in ("auto", "onnx") or execution.precision != "fp32":
+            raise ConfigError(f"--runtime {execution.runtime} --precision {execution.precision}: "
+                              "an export folder's networks run on ONNX Runtime in fp32; use "
+                              "--runtime auto or onnx, or pass the checkpoint folder")
+        runtime = RuntimeChoice(name="onnx", requested=execution.runtime,
+                                reason="an export folder holds ONNX networks")
+        log.info("runtime selected", runtime=runtime.name, requested=runtime.requested,
+                 reason=runtime.reason, precision=runtime.precision, device=device)
+        return runtime
     runtime = resolve_runtime(execution.runtime, device, precision=execution.precision,
                               channels_last=execution.channels_last,
                               graph=("legacy_" if legacy else "") + graph.name)

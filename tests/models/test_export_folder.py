@@ -149,7 +149,22 @@ def test_track_on_the_folder_reproduces_the_checkpoint(
     ckpt, ours = _points(want), _points(got)
     assert sorted(ckpt) == sorted(ours) and ckpt
     assert max(_matched_diff(ckpt[f], ours[f]) for f in ckpt) <= 1e-4
-    assert sio.load_slp(str(got)).skeleton.node_names == ["A", "B"]
+    labels = sio.load_slp(str(got))
+    assert labels.skeleton.node_names == ["A", "B"]
+    # What ran is what provenance says: the folder's ONNX networks, on ONNX Runtime.
+    assert labels.provenance["runtime"]["name"] == "onnx"
+
+
+def test_track_on_the_folder_refuses_another_runtime(
+        exported: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "o.slp"
+    assert main(["track", "-i", str(DATASETS / "small_robot.mp4"), "--frames", "0-1", "-m",
+                 str(exported["single_instance"]), "-o", str(out), "--runtime", "torch"]) == 2
+    err = capsys.readouterr().err
+    assert [ln for ln in err.splitlines() if ln.startswith("Error:")] == [
+        "Error: --runtime torch --precision fp32: an export folder's networks run on ONNX "
+        "Runtime in fp32; use --runtime auto or onnx, or pass the checkpoint folder"]
+    assert "Traceback" not in err and not out.exists()
 
 
 def test_baked_graph_gives_sleapflows_points(exported: dict[str, Path], tmp_path: Path) -> None:
