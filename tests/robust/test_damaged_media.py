@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import resource
 import shutil
 import signal
 import struct
@@ -246,6 +247,11 @@ def test_garbage_embedded_frames_are_failed_frames(
     assert "embedded frame 2" in warning and "frames=2,4" in warning
 
 
+def _limit_memory() -> None:
+    # Without the size checks the bomb took 17 GB: a regression must fail here, not take the machine.
+    resource.setrlimit(resource.RLIMIT_AS, (8 * 2**30, 8 * 2**30))
+
+
 def _run_measured(args: list[str], cwd: Path) -> tuple[int, str, int]:
     """The CLI in a child process: exit code, stderr and that child's own peak RSS (bytes)."""
     err_path = cwd / "stderr.txt"
@@ -253,7 +259,7 @@ def _run_measured(args: list[str], cwd: Path) -> tuple[int, str, int]:
     with open(err_path, "w") as err_file:
         proc = subprocess.Popen([sys.executable, "-m", "sleapflow", "track", "--device", "cpu",
                                  *args], stdout=subprocess.DEVNULL, stderr=err_file, env=env,
-                                cwd=cwd)
+                                cwd=cwd, preexec_fn=_limit_memory)
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
     err = err_path.read_text()
