@@ -143,6 +143,7 @@ REFUSED = [
     ("fifo", "is a FIFO (named pipe), not a file"),
     ("long_input", "-i path is too long for the file system"),
     ("long_output", "-o path is too long for the file system"),
+    ("long_model", "File name too long"),
     ("hdf5_huge", "declares frames of shape (40000, 40000, 1)"),
     ("images_bomb_first", "declares frames of 12000 x 12000 pixels"),
 ]
@@ -154,16 +155,18 @@ def test_damaged_or_special_input_is_one_error_line(
         case: str, words: str, media: dict[str, Path], assets: Path, existing: tuple[Path, str],
         capsys: pytest.CaptureFixture[str]) -> None:
     out, before = existing
-    source, target = str(media["good"]), str(out)
+    source, target, model = str(media["good"]), str(out), str(assets / SINGLE)
     long = str(out.parent / ("a" * 5000))
     if case == "long_input":
         source = long + ".mp4"
     elif case == "long_output":
         target = long + ".slp"
+    elif case == "long_model":
+        model = long
     else:
         source = str(media[case])
     start = time.perf_counter()
-    code, err = track(["-i", source, "-m", str(assets / SINGLE), "-o", target], capsys)
+    code, err = track(["-i", source, "-m", model, "-o", target], capsys)
     assert code == 2
     (line,) = error_lines(err)
     assert words in line and len(line) < 600  # a 5,000-character path is not echoed whole
