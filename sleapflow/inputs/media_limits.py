@@ -22,7 +22,7 @@ from sleapflow.errors import ConfigError, InputNotFoundError, VideoDecodeError
 
 __all__ = (
     "MAX_FRAME_BYTES", "MAX_FRAME_PIXELS", "check_array_frame", "check_frame_size", "check_image_bytes",
-    "check_image_file", "check_input_path", "image_size",
+    "check_image_file", "check_input_path", "image_size", "too_large",
 )
 
 
@@ -64,12 +64,17 @@ def check_input_path(raw: str, option: str = "-i") -> os.stat_result | None:
     return st
 
 
+def too_large(width: int, height: int) -> bool:
+    """Whether a frame of ``width x height`` is over :data:`MAX_FRAME_PIXELS`."""
+    return width * height > MAX_FRAME_PIXELS
+
+
 def check_frame_size(width: int, height: int, what: str) -> None:
     """Refuse a frame size no real video has, before it is decoded."""
     if width <= 0 or height <= 0:
         raise VideoDecodeError(f"{what} declares frames of {width} x {height} pixels: the header "
                                "is damaged")
-    if width * height > MAX_FRAME_PIXELS:
+    if too_large(width, height):
         raise VideoDecodeError(
             f"{what} declares frames of {width} x {height} pixels ({width * height / 1e6:.0f} "
             f"megapixels, the limit is {MAX_FRAME_PIXELS / 1e6:.0f}): the header is damaged, or "

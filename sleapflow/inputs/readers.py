@@ -15,10 +15,10 @@ import sleap_io as sio
 from sleapflow.errors import FrameDecodeError, VideoDecodeError
 from sleapflow.inputs.media_faults import open_advice
 from sleapflow.inputs.media_limits import (
-    MAX_FRAME_PIXELS,
     check_frame_size,
     check_image_bytes,
     check_image_file,
+    too_large,
 )
 from sleapflow.logs import get_logger
 from sleapflow.messages import InputPlan
@@ -156,7 +156,7 @@ class PyAVReader:
                                    ) from exc
         # The container's declared size, before the decoder allocates a frame of it.
         width, height = self._stream.codec_context.width, self._stream.codec_context.height
-        if width and height and width * height > MAX_FRAME_PIXELS:
+        if width and height and too_large(width, height):
             self._container.close()
             self._container = None
             check_frame_size(width, height, f"the header of video {self.path!r}")

@@ -5,6 +5,7 @@ byte-identical, no temp file, lock or journal left, and memory bounded before fr
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import resource
 import shutil
@@ -350,3 +351,34 @@ def test_second_ctrl_c_exits_130_promptly_and_keeps_the_journal(
         assert not (tmp_path / f".{out.name}.lock").exists()
         assert [p.name for p in tmp_path.iterdir() if ".tmp" in p.name] == []
         journal.unlink()
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg", ".bmp", ".tiff"])
+def test_image_size_is_read_from_the_header(ext: str, tmp_path: Path) -> None:
+    import cv2
+
+    from sleapflow.inputs.media_limits import image_size
+
+    path = tmp_path / f"frame{ext}"
+    cv2.imwrite(str(path), np.zeros((23, 37, 3), np.uint8))
+    with open(path, "rb") as f:
+        assert image_size(f) == (37, 23)
+    with open(path, "rb") as f:
+        f.read(1)  # a file that is no image (or not one of these formats): the decoder decides
+        assert image_size(io.BytesIO(f.read())) is None
+
+
+def test_video_frames_over_the_pixel_limit_are_refused_before_conversion(
+        media: dict[str, Path], assets: Path, existing: tuple[Path, str],
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The limit as the PyAV reader applies it (the container's declared size, then the first
+    decoded frame's): a 96 x 64 clip under a limit one pixel smaller is one Error line."""
+    from sleapflow.inputs import media_limits
+
+    monkeypatch.setattr(media_limits, "MAX_FRAME_PIXELS", 96 * 64 - 1)
+    out, before = existing
+    code, err = track(["-i", str(media["good"]), "-m", str(assets / SINGLE), "-o", str(out)], capsys)
+    assert code == 2
+    (line,) = error_lines(err)
+    assert "good.mp4" in line and "96 x 64 pixels" in line
+    assert sha(out) == before and leftovers(out.parent) == []
