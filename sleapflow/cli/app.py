@@ -5,9 +5,13 @@ The sync front end: it calls ``anyio.run``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import signal
 import sys
+import threading
+from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
 import cyclopts
@@ -426,6 +430,13 @@ def main(argv: list[str] | None = None) -> int:
     code = _main(argv)
     from sleapflow.outputs import files as io_safety
 
+    if code == 130 and argv is None:
+        # Interrupted: the cleanup has run and the line is printed. The interpreter's own exit
+        # (joining worker threads, tearing down torch) takes a while, and Python resets SIGINT
+        # to its default early in it, so another Ctrl-C then would kill the process by signal.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     if io_safety.HDF5_POISONED and argv is None:  # the process's own entry point only
         # A save failed inside HDF5 (a full disk): its leftover handles segfault at interpreter
         # exit, so end here, after the error line, without that teardown.
@@ -440,12 +451,85 @@ def _one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+class _CtrlC:
+    """SIGINT while a command runs. The first cancels the run as asyncio's runner does (its
+    cleanup keeps the journal for ``--resume``); a second one must not land inside that cleanup
+    as a KeyboardInterrupt (a torn journal, a lock never released, a hang), so it only gives the
+    cleanup :attr:`GRACE` seconds before exiting 130 with the interrupted line."""
+
+    GRACE = 3.0
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.timer: threading.Timer | None = None
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.count += 1
+        if self.count == 1:
+            task = _runner_task(frame)
+            if task is None:  # not inside an event loop: an ordinary KeyboardInterrupt
+                raise KeyboardInterrupt
+            task.cancel()
+            task.get_loop().call_soon_threadsafe(lambda: None)  # wake a loop blocked in select()
+        elif self.timer is None:
+            self.timer = threading.Timer(self.GRACE, _exit_interrupted)
+            self.timer.daemon = True
+            self.timer.start()
+
+    def stop(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+
+
+def _runner_task(frame: FrameType | None) -> asyncio.Task[Any] | None:
+    """The main task of the asyncio runner this thread is in (``Runner.run``'s ``task``)."""
+    while frame is not None:
+        if frame.f_code.co_name == "run" and isinstance(frame.f_locals.get("self"), asyncio.Runner):
+            task = frame.f_locals.get("task")
+            return task if isinstance(task, asyncio.Task) and not task.done() else None
+        frame = frame.f_back
+    return None
+
+
+def _exit_interrupted(*_: object) -> None:
+    from sleapflow.jobs.guard import interrupted_message
+
+    print(interrupted_message(), file=sys.stderr)
+    sys.stderr.flush()
+    sys.stdout.flush()
+    os._exit(130)
+
+
 def _main(argv: list[str] | None) -> int:
     configure_logging()
     argv = _optional_ray_address(argv if argv is not None else sys.argv[1:])
+    ctrl_c = _CtrlC()
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, ctrl_c) if main_thread else None
+    try:
+        return _run_app(argv, ctrl_c)
+    finally:
+        ctrl_c.stop()
+        if main_thread:
+            # After the interrupted line, the process's own run ends at another Ctrl-C at once
+            # (a forward pass still in a worker thread would hold up the interpreter's exit).
+            interrupted = ctrl_c.count > 0 and previous is signal.default_int_handler
+            signal.signal(signal.SIGINT, _exit_130 if interrupted else previous)
+
+
+def _exit_130(*_: object) -> None:
+    sys.stderr.flush()
+    os._exit(130)
+
+
+def _run_app(argv: list[str], ctrl_c: _CtrlC) -> int:
     try:
         result = app(canonical_argv(argv), exit_on_error=False,
                      print_error=False, result_action="return_value")
+    except asyncio.CancelledError:
+        if not ctrl_c.count:
+            raise
+        return _interrupted(ctrl_c)  # the runner's main task, cancelled by the first Ctrl-C
     except cyclopts.CycloptsError as exc:
         print(f"Error: {_one_line(exc)} (see --help)", file=sys.stderr)
         return 2
@@ -456,11 +540,16 @@ def _main(argv: list[str] | None) -> int:
         print(f"Error: {_one_line(shown)}", file=sys.stderr)
         return shown.exit_code
     except KeyboardInterrupt:
-        from sleapflow.jobs.guard import interrupted_message
-
-        print(interrupted_message(), file=sys.stderr)
-        return 130
+        return _interrupted(ctrl_c)
     return result if isinstance(result, int) else 0
+
+
+def _interrupted(ctrl_c: _CtrlC) -> int:
+    from sleapflow.jobs.guard import interrupted_message
+
+    ctrl_c.stop()
+    print(interrupted_message(), file=sys.stderr)
+    return 130
 
 
 if __name__ == "__main__":

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import glob
+import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +13,7 @@ from pathlib import Path
 import msgspec
 
 from sleapflow.errors import ConfigError, SleapflowError, VideoDecodeError
+from sleapflow.inputs.media_limits import check_input_path
 from sleapflow.inputs.selection import IMAGE_SUFFIXES, VIDEO_SUFFIXES, InputPlan, WorkItem, plan_input
 from sleapflow.logs import get_logger
 from sleapflow.options.config import InferenceConfig
@@ -65,7 +69,8 @@ def expand_inputs(paths: Sequence[str], input_list: str | None = None) -> tuple[
     out: list[str] = []
     for item in raw:
         p = Path(item)
-        if glob.has_magic(item) and not p.exists():
+        st = check_input_path(item)  # too long a path, a FIFO or a device: refused here
+        if glob.has_magic(item) and st is None:
             matches = sorted(m for m in glob.glob(item) if Path(m).suffix.lower() in VIDEO_SUFFIXES
                              and Path(m).is_file())
             if matches:
@@ -76,7 +81,7 @@ def expand_inputs(paths: Sequence[str], input_list: str | None = None) -> tuple[
                                   f"({', '.join(sorted(VIDEO_SUFFIXES))})")
             else:
                 out.append(item)  # an image glob: one image-sequence input
-        elif p.is_dir() and not item.lower().endswith(".slp"):
+        elif st is not None and stat.S_ISDIR(st.st_mode) and not item.lower().endswith(".slp"):
             videos = _videos_in(p)
             if videos:
                 out.extend(videos)
@@ -145,7 +150,15 @@ def shard_output_path(cfg: InferenceConfig, shard: tuple[int, int]) -> str:
 
 
 def output_is_folder(output: str | None) -> bool:
-    return output is not None and (output.endswith(("/", "\\")) or Path(output).is_dir())
+    if output is None or output.endswith(("/", "\\")):
+        return output is not None
+    try:
+        return stat.S_ISDIR(os.stat(output).st_mode)
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            raise ConfigError(f"-o path is too long for the file system ({len(output)} "
+                              "characters)") from None
+        return False
 
 
 def output_for(cfg: InferenceConfig, path: str, *, many: bool) -> str:

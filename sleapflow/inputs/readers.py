@@ -14,6 +14,12 @@ import sleap_io as sio
 
 from sleapflow.errors import FrameDecodeError, VideoDecodeError
 from sleapflow.inputs.media_faults import open_advice
+from sleapflow.inputs.media_limits import (
+    check_frame_size,
+    check_image_bytes,
+    check_image_file,
+    too_large,
+)
 from sleapflow.logs import get_logger
 from sleapflow.messages import InputPlan
 
@@ -99,6 +105,7 @@ class PyAVReader:
         self._resync = False
         self.decode_errors = 0
         self._pts0: Any = None
+        self._size = (0, 0)
         from av.video.reformatter import VideoReformatter
 
         # One converter for the reader's life: ``frame.to_ndarray(format="rgb24")`` builds a
@@ -110,6 +117,12 @@ class PyAVReader:
         if first is None:
             self.close()
             raise VideoDecodeError(f"video {path!r} has no decodable frames")
+        try:
+            check_frame_size(first.width, first.height, f"video {path!r}")
+        except VideoDecodeError:
+            self.close()
+            raise
+        self._size = (first.width, first.height)
         self._pts0 = first.pts
         # Seeking needs timestamps and a frame rate to turn an index into a timestamp.
         formats = set(self._container.format.name.split(","))
@@ -141,6 +154,12 @@ class PyAVReader:
         except (av.error.FFmpegError, IndexError, OSError) as exc:
             raise VideoDecodeError(f"cannot open video {self.path!r}: {exc}{open_advice(exc, self.path)}"
                                    ) from exc
+        # The container's declared size, before the decoder allocates a frame of it.
+        width, height = self._stream.codec_context.width, self._stream.codec_context.height
+        if width and height and too_large(width, height):
+            self._container.close()
+            self._container = None
+            check_frame_size(width, height, f"the header of video {self.path!r}")
         # Frame threading decodes H.264/HEVC several times faster; seeks flush it correctly.
         self._stream.thread_type = "AUTO"
         rate = self._stream.average_rate or self._stream.guessed_rate
@@ -257,6 +276,12 @@ class PyAVReader:
                 self._next_idx = idx + 1
                 self._note_key(frame, idx)
                 if idx == index:
+                    if (frame.width, frame.height) != self._size:
+                        # A frame of another size (a damaged packet, a resolution switch) would
+                        # not batch with the rest; it is a failed frame, not a new video shape.
+                        raise FrameDecodeError(
+                            f"frame {index} of {self.path!r} is {frame.width} x {frame.height}, "
+                            f"not {self._size[0]} x {self._size[1]} as the video's first frame")
                     image = self._gray.convert(frame) if self._gray is not None else None
                     if image is None:
                         image = self._to_rgb(frame)
@@ -305,26 +330,81 @@ def probe_video(path: str) -> VideoInfo:
 
 
 class SioReader:
-    """Frames through a sleap-io Video (labels' videos, HDF5 datasets, image sequences)."""
+    """Frames through a sleap-io Video (labels' videos, HDF5 datasets, image sequences).
+
+    Image files and embedded frames are size-checked from their headers before they are
+    decoded; an embedded frame that does not decode, or decodes to another size than its
+    video declares, is a failed frame (counted), not a prediction on garbage.
+    """
 
     def __init__(self, video: sio.Video) -> None:
         self.video = video
+        self._h5: Any = None
+        backend = video.backend
+        self._embedded = bool(getattr(backend, "has_embedded_images", False))
+        self._declared: tuple[int, int] | None = None
+
+    def _embedded_bytes(self, index: int) -> bytes | None:
+        import h5py
+
+        backend = self.video.backend
+        if self._h5 is None:
+            self._h5 = h5py.File(str(self.video.filename), "r")
+            ds = self._h5[backend.dataset]
+            height, width = ds.attrs.get("height"), ds.attrs.get("width")
+            if height is not None and width is not None:
+                self._declared = (int(height), int(width))
+        frame_map = getattr(backend, "frame_map", None) or {}
+        row = frame_map.get(index, index)
+        ds = self._h5[backend.dataset]
+        if not 0 <= row < ds.shape[0]:
+            return None
+        return bytes(np.asarray(ds[row]).tobytes())
+
+    def _check_before_decode(self, index: int) -> None:
+        what = f"frame {index} of {video_name(self.video)!r}"
+        try:
+            if self._embedded:
+                data = self._embedded_bytes(index)
+                if data is not None:
+                    check_image_bytes(data, f"embedded {what}")
+            elif isinstance(self.video.filename, list) and 0 <= index < len(self.video.filename):
+                check_image_file(self.video.filename[index], f"image {self.video.filename[index]!r}")
+        except FrameDecodeError:
+            raise
+        except VideoDecodeError as exc:
+            raise FrameDecodeError(str(exc)) from exc
 
     def read(self, index: int) -> np.ndarray | None:
+        self._check_before_decode(index)
         try:
             image = self.video[index]
         except (IndexError, KeyError):
             return None
         except Exception as exc:  # sleap-io backends raise many kinds; name the video and frame
+            if self._embedded:
+                raise FrameDecodeError(
+                    f"embedded frame {index} of {video_name(self.video)!r} is not a decodable "
+                    "image (its stored bytes are damaged)") from exc
             raise VideoDecodeError(
                 f"cannot read frame {index} of {video_name(self.video)!r}: {exc}") from exc
         image = np.asarray(image)
         if image.ndim == 2:
             image = image[..., None]
+        if image.ndim != 3 or image.shape[-1] not in (1, 3, 4):
+            raise FrameDecodeError(f"frame {index} of {video_name(self.video)!r} decoded to an "
+                                   f"array of shape {image.shape}, not an image")
+        if self._declared is not None and image.shape[:2] != self._declared:
+            raise FrameDecodeError(
+                f"embedded frame {index} of {video_name(self.video)!r} is {image.shape[1]} x "
+                f"{image.shape[0]}, not {self._declared[1]} x {self._declared[0]} as its video "
+                "declares (its stored bytes are damaged)")
         return image
 
     def close(self) -> None:
-        return None
+        if self._h5 is not None:
+            self._h5.close()
+            self._h5 = None
 
 
 def open_reader(plan: InputPlan, video_id: int) -> PyAVReader | SioReader:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import glob
+import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,12 @@ import numpy as np
 import sleap_io as sio
 
 from sleapflow.errors import ConfigError, InputNotFoundError, VideoDecodeError
+from sleapflow.inputs.media_limits import (
+    check_array_frame,
+    check_frame_size,
+    check_image_file,
+    check_input_path,
+)
 from sleapflow.inputs.readers import probe_video, video_name
 from sleapflow.logs import get_logger
 from sleapflow.messages import InputPlan, WorkItem
@@ -144,15 +151,17 @@ def plan_input(cfg: InferenceConfig, *, need_ground_truth: bool = False,
     if glob.has_magic(raw) and not Path(raw).exists():
         return _plan_image_glob(cfg, raw, need_ground_truth)
     path = Path(raw)
-    if not path.exists():
+    st = check_input_path(raw)
+    if st is None:
         raise InputNotFoundError(f"input not found: {raw!r}")
+    is_dir = stat.S_ISDIR(st.st_mode)
     if path.name.lower().endswith(".slp"):
-        if path.is_dir():
+        if is_dir:
             raise ConfigError(f"{raw!r} is a folder, not a .slp labels file")
         return _plan_labels(cfg, read_slp(path), raw, need_ground_truth)
     _check_video_input(cfg, path.name, need_ground_truth)
     suffix = path.suffix.lower()
-    if path.is_dir():
+    if is_dir:
         images = _find_images(path)
         if not images:
             raise VideoDecodeError(
@@ -215,6 +224,9 @@ def _plan_media(cfg: InferenceConfig, raw: str) -> InputPlan:
 
 
 def _plan_sio_video(cfg: InferenceConfig, source: str | list[str], raw: str, kind: str) -> InputPlan:
+    if kind == "images":
+        # sleap-io decodes the first image to learn the frame shape: its header is checked first.
+        check_image_file(source[0] if isinstance(source, list) else source)
     kwargs: dict[str, Any] = {}
     if kind == "hdf5":
         if cfg.video_dataset:
@@ -253,7 +265,14 @@ def _check_hdf5(video: sio.Video, cfg: InferenceConfig, raw: str) -> None:
                     f"HDF5 dataset {dataset!r} in {raw!r} has shape {ds.shape}; a video must be "
                     "rank 4: (frames, height, width, channels) with --video_input_format "
                     "channels_last, or (frames, channels, width, height) with channels_first")
-            if not embedded:
+            if embedded:
+                height, width = ds.attrs.get("height"), ds.attrs.get("width")
+                if height is not None and width is not None:
+                    check_frame_size(int(width), int(height), f"HDF5 dataset {dataset!r} in {raw!r}")
+            else:
+                # The declared shape, not the data on disk: an unwritten chunked dataset of any
+                # shape is a few bytes, and reading one of its frames allocates all of it.
+                check_array_frame(ds.shape, ds.dtype.itemsize, f"HDF5 dataset {dataset!r} in {raw!r}")
                 channels = ds.shape[3] if cfg.video_input_format == "channels_last" else ds.shape[1]
                 if channels not in (1, 3):
                     raise VideoDecodeError(

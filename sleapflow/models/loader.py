@@ -33,11 +33,17 @@ _SHOW = 4  # how many offending keys an error message lists
 def resolve_model_dir(path: str | Path) -> Path:
     """Resolve a model folder, its ``best.ckpt`` or its ``training_config.{yaml,json}`` to the folder."""
     p = Path(path).expanduser()
+    try:
+        exists = p.exists()
+    except OSError as exc:  # a name too long for the file system, a folder that cannot be read
+        text = str(p) if len(str(p)) <= 120 else f"{str(p)[:60]}...{str(p)[-60:]}"
+        raise ModelLoadError(f"model path {text!r} ({len(str(p))} characters) cannot be used: "
+                             f"{exc.strerror or exc}") from None
     from sleapflow.models.export_folder import is_network_folder
 
     if is_network_folder(p):  # one network of a `sleapflow export` folder
         return p
-    if not p.exists():
+    if not exists:
         raise ModelLoadError(
             f"model path {str(p)!r} does not exist; pass a sleap-nn model folder (best.ckpt + "
             "training_config.yaml) or a SLEAP folder (best_model.h5 + training_config.json)"
