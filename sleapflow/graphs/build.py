@@ -29,6 +29,7 @@ from sleapflow.graphs.common import (
     ModelRef,
     default_cpu_parallelism,
     output_skeleton,
+    preprocess_plan,
     resolve_models,
 )
 from sleapflow.graphs.track_only import LabelsTrackSource
@@ -49,6 +50,7 @@ from sleapflow.runtime.adapters import CollectSink
 from sleapflow.runtime.graph import edge_bounds
 from sleapflow.stages.decode import DecodeSource
 from sleapflow.stages.filter import InstanceFilter
+from sleapflow.stages.preprocess import network_input_size
 from sleapflow.stages.raw import RawOptions
 from sleapflow.stages.track import CleanUpTracks, LinkGapsStage, TrackFrames
 from sleapflow.stages.write import LabelsBuilder, SlpWriter
@@ -138,7 +140,52 @@ def prepare(cfg: InferenceConfig, *, plan: InputPlan | None = None,
         ctx = dataclasses.replace(ctx, model_loader=model_loader)
     run = PreparedRun(cfg=cfg, graph=graph, ctx=ctx, plan=plan)
     check_node_options(cfg, tuple(run.primary_config().skeleton.node_names))
+    check_network_inputs(cfg, models, plan)
     return run
+
+
+#: The most pixels one network input may have (4096 x 4096; a 4K UHD frame at scale 1 has
+#: 8.3 M): a network's full-resolution layers take a few hundred bytes per input pixel (5 GB
+#: for the smallest test UNet at 16 M), so what --input_scale, --max_height/--max_width or
+#: --crop_size make beyond it is refused before any weights load.
+MAX_NETWORK_PIXELS = 1 << 24
+
+
+def check_network_inputs(cfg: InferenceConfig, models: dict[str, ModelRef],
+                         plan: InputPlan) -> None:
+    """Each model's network input, sized from the input's frames and the preprocessing options,
+    within :data:`MAX_NETWORK_PIXELS` (the options' declared ranges cannot know the frame)."""
+    def refuse(what: str, h: int, w: int) -> None:
+        raise ConfigError(
+            f"{what} would make each network input {h} x {w} pixels ({h * w / 1e6:.0f} M); "
+            f"the most sleapflow runs is {MAX_NETWORK_PIXELS / 1e6:.0f} M "
+            "(e.g. 4096 x 4096): lower --input_scale, --max_height / --max_width or --crop_size")
+
+    shapes = set()
+    for video in plan.videos:
+        try:
+            shape = video.shape
+        except Exception:  # a backend that cannot say before decoding: checked as frames arrive
+            shape = None
+        if shape is not None and len(shape) >= 3:
+            shapes.add((int(shape[1]), int(shape[2])))
+    pre = cfg.preprocessing
+    for kind, ref in models.items():
+        if "centered_instance" in kind:
+            crop = pre.crop_size or ref.config.preprocessing.crop_size
+            scale = pre.input_scale if pre.input_scale is not None else ref.config.preprocessing.scale
+            if crop:
+                side = int(crop * (scale or 1.0))
+                if side * side > MAX_NETWORK_PIXELS:
+                    refuse(f"--crop_size {crop} at input scale {scale:g}", side, side)
+            continue
+        network_plan = preprocess_plan(pre, ref.config)
+        for height, width in sorted(shapes):
+            h, w = network_input_size(network_plan, height, width)
+            if h * w > MAX_NETWORK_PIXELS:
+                refuse(f"a {height} x {width} frame with input scale {network_plan.scale:g}, "
+                       f"max height {network_plan.max_height} and max width "
+                       f"{network_plan.max_width}", h, w)
 
 
 def check_node_options(cfg: InferenceConfig, nodes: tuple[str, ...]) -> None:

@@ -8,7 +8,8 @@ import numpy as np
 from sleapflow.messages import FrameBatch, FrameInfo, ModelInput
 from sleapflow.ops import preprocess as ops
 
-__all__ = ("PreprocessPlan", "Preprocessor", "frame_shape_key", "make_frame_batch")
+__all__ = ("PreprocessPlan", "Preprocessor", "frame_shape_key", "make_frame_batch",
+           "network_input_size")
 
 
 
@@ -21,6 +22,20 @@ class PreprocessPlan(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_width: int | None = None
     scale: float = 1.0
     max_stride: int = 1
+
+
+def network_input_size(plan: PreprocessPlan, height: int, width: int) -> tuple[int, int]:
+    """The (height, width) a ``height`` x ``width`` frame has when it reaches the network under
+    ``plan`` (the size match to max_height/max_width, then the input scale), computed without
+    touching a pixel: what :class:`Preprocessor` will allocate."""
+    target_h, target_w = plan.max_height or height, plan.max_width or width
+    if (plan.max_height or plan.max_width) and (height, width) != (target_h, target_w):
+        ratio = min(target_h / height, target_w / width)
+        height = max(target_h, round(height * ratio))
+        width = max(target_w, round(width * ratio))
+    if plan.scale != 1.0:
+        height, width = int(height * plan.scale), int(width * plan.scale)
+    return height, width
 
 
 def make_frame_batch(seq: int, frames: list) -> FrameBatch:

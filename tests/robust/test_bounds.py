@@ -83,3 +83,27 @@ def test_torn_journal_tail_is_dropped(tmp_path: Path) -> None:
     path.write_bytes(data[:-5])  # a kill -9 in the middle of the last record
     kinds = [rec["k"] for rec, _ in read_records(path)]
     assert kinds == ["h", "f", "f"]
+
+
+@pytest.mark.parametrize(("options", "accepted"), [
+    ({"crop_size": 32768}, False), ({"input_scale": 30.0}, False),
+    ({"max_height": 8192, "max_width": 8192}, False), ({"crop_size": 2048}, True),
+])
+def test_network_inputs_are_sized_from_the_frames_before_any_weights_load(
+        assets: Path, options: dict, accepted: bool) -> None:
+    from sleapflow.graphs.build import MAX_NETWORK_PIXELS, prepare
+    from sleapflow.options.boundary import build_config
+
+    cfg = build_config(
+        data_path=str(assets / "datasets/centered_pair_small.mp4"), frames=((0, 1),),
+        model_paths=(str(assets / "model_ckpts/minimal_instance_centroid"),
+                     str(assets / "model_ckpts/minimal_instance_centered_instance")),
+        device="cpu", **options)
+    if accepted:
+        run = prepare(cfg)
+        assert run.graph.name == "topdown"
+        return
+    with pytest.raises(ConfigError, match="network input") as info:
+        prepare(cfg)
+    sides = [int(v) for v in str(info.value).split("network input ")[1].split(" pixels")[0].split(" x ")]
+    assert sides[0] * sides[1] > MAX_NETWORK_PIXELS

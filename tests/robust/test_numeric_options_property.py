@@ -29,11 +29,11 @@ RSS_BOUND = 3 * 2**30
 #: Address-space cap of each child: a run that tries to take the machine fails inside it instead.
 AS_LIMIT = 8 * 2**30
 
-#: Options whose declared range lets a 2-frame run allocate tens of GB (the frame is resized or
-#: padded to the value): their bounds are missing a memory limit (reported, in config.py, not
-#: this branch's). Their in-range draws stay below what a real frame needs; the top of the range
-#: is the strict xfail below, so the test turns red when the bound is fixed.
-MEMORY_UNBOUNDED = {"max_width": 4096, "max_height": 4096, "input_scale": 4.0}
+#: Options that size the network's input (the frame is resized or padded to the value): a run's
+#: memory grows with that input, a few hundred bytes per pixel, up to the refused bound
+#: (sleapflow.graphs.build.MAX_NETWORK_PIXELS, tested at the top of each range below). In-range
+#: draws stay where a 2-frame run fits the RSS bound.
+MEMORY_SIZED = {"max_width": 4096, "max_height": 4096, "input_scale": 4.0}
 
 EXTREMES = (-1, 0, 1, 2**31 - 1, 1e308, math.nan, math.inf)
 
@@ -56,7 +56,7 @@ def _drawn(draw: st.DrawFn) -> tuple[Option, Any]:
     option = draw(st.sampled_from(NUMERIC))
     low, high = option.role.bounds or (None, None)
     low = 0 if low is None else low
-    high = MEMORY_UNBOUNDED.get(option.keyword, low + 1000 if high is None else high)
+    high = MEMORY_SIZED.get(option.keyword, low + 1000 if high is None else high)
     in_range = (st.integers(math.ceil(low), math.floor(high)) if _is_int(option)
                 else st.floats(low, high, allow_nan=False))
     return option, draw(st.one_of(st.sampled_from(EXTREMES), in_range))
@@ -114,8 +114,12 @@ def test_a_drawn_value_is_one_error_line_or_a_completed_run(drawn: tuple[Option,
     _check(*drawn)
 
 
-@pytest.mark.xfail(strict=True, reason="--input_scale 100 (in its declared range) resizes a "
-                   "320x560 frame to 32000x56000: a 10 GB allocation; the range needs a bound on "
-                   "the scaled frame's size")
-def test_top_of_input_scale_range_is_bounded() -> None:
-    _check(next(o for o in NUMERIC if o.keyword == "input_scale"), 100.0)
+@pytest.mark.parametrize("args", [["--input_scale", "100"],
+                                  ["--max_height", "32768", "--max_width", "32768"]])
+def test_the_top_of_the_input_size_ranges_is_refused_before_the_models(args: list[str]) -> None:
+    with tempfile.TemporaryDirectory(prefix="sleapflow-prop-") as tmp:
+        rc, err, rss = _run(args, Path(tmp))
+    lines = [ln for ln in err.splitlines() if ln.startswith("Error:")]
+    assert rc == 2 and len(lines) == 1 and "network input" in lines[0], err[-1500:]
+    assert "Traceback" not in err and "starting" not in err
+    assert rss < RSS_BOUND
