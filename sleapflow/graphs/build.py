@@ -57,10 +57,12 @@ from sleapflow.stages.write import LabelsBuilder, SlpWriter
 
 __all__ = (
     "INFERENCE_CONFIG_KEYS",
+    "MAX_NETWORK_PIXELS",
     "PreparedRun",
     "RawOptions",
     "TrackingStages",
     "build_graph",
+    "check_network_inputs",
     "check_node_options",
     "dry_spec",
     "inference_tracker_config",

@@ -31,7 +31,6 @@ from sleapflow.outputs.export import ExportSettings, check_formats, export, form
 from sleapflow.outputs.naming import default_output_path
 from sleapflow.outputs.summary import RunSummary, total
 from sleapflow.runtime import GraphRunner, GraphSpec, GraphStats
-from sleapflow.stages.write import SlpWriter
 
 __all__ = ("Job", "JobResult", "job_spec", "plan_job", "run_job", "run_job_with_progress")
 
@@ -257,8 +256,10 @@ def _summary(sink: Any, result: JobResult, frames: int, seconds: float) -> RunSu
     """The run's summary from its writer's counts (a raw job has no writer: frames only)."""
     if result.tasks:
         return total((t.summary for t in result.tasks if t.summary is not None), seconds)
-    if isinstance(sink, SlpWriter):
-        return sink.summary(seconds)
+    summarise = getattr(sink, "summary", None)  # the .slp writer counts what it wrote
+    if callable(summarise):
+        summary: RunSummary = summarise(seconds)
+        return summary
     return RunSummary(frames=frames, seconds=seconds)
 
 

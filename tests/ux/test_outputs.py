@@ -71,14 +71,20 @@ def test_analysis_h5_matches_slp(run: dict) -> None:
     assert tracks.shape == (1, 2, len(names), FRAMES)
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pynwb's, when reading sleap-io's file
 def test_nwb_matches_slp(run: dict) -> None:
-    back = sio.load_nwb(str(run["dir"] / "robot.nwb"))
-    got = {lf.frame_idx: lf.instances[0].numpy() for lf in back.labeled_frames}
+    import ndx_pose  # noqa: F401  (registers ndx-pose's types with pynwb)
+    from pynwb import NWBHDF5IO
+
     slp = _slp_points(run["labels"])
-    assert sorted(got) == sorted(slp)
-    for frame, points in slp.items():
-        np.testing.assert_allclose(got[frame], points, rtol=1e-6)
+    nodes = run["labels"].skeleton.node_names
+    with NWBHDF5IO(str(run["dir"] / "robot.nwb"), "r") as nwb_io:
+        pose = nwb_io.read().processing["behavior"]["PoseEstimation"]
+        series = [pose.pose_estimation_series[n] for n in nodes]
+        got = np.stack([np.asarray(s.data[:]) for s in series], axis=1)  # (frames, nodes, 2)
+        assert series[0].rate == pytest.approx(run["labels"].video.fps)  # seconds, not indices
+    assert len(got) == len(slp)
+    for i, frame in enumerate(sorted(slp)):
+        np.testing.assert_allclose(got[i], slp[frame], rtol=1e-6)
 
 
 def test_render_preview_is_a_playable_mp4(run: dict, assets: Path) -> None:
