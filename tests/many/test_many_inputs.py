@@ -195,6 +195,8 @@ def test_other_output_formats_are_written_for_every_input(
     with the rows of its single run's; --render and dropping slp are refused before any work."""
     import csv
 
+    from sleapflow.outputs.csv_table import write_csv
+
     def rows_of(path: Path) -> list[list[str]]:
         with path.open(newline="") as f:
             return list(csv.reader(f))
@@ -206,9 +208,11 @@ def test_other_output_formats_are_written_for_every_input(
     for clip in clips[:2]:
         rows = rows_of(tmp_path / f"{clip.stem}.predictions.csv")
         expected = tmp_path / f"{clip.stem}.single.csv"
-        sio.save_csv(sio.load_slp(str(single_runs[clip.stem])), str(expected))
+        write_csv(sio.load_slp(str(single_runs[clip.stem])), expected)
         reference = rows_of(expected)
         assert len(rows) == len(reference) > 1 and rows[0] == reference[0]
+        assert rows[0][:3] == ["track", "frame_idx", "instance.score"]  # SLEAP's column order
+        assert rows == reference
     capsys.readouterr()
     refused = tmp_path / "refused"
     for extra in (["--render"], ["--output_format", "csv"]):
