@@ -82,6 +82,9 @@ def track(
     ray_chunk_frames: Annotated[int | None, opt(
         "ray_chunk_frames", help="Ray: split longer videos into chunks of about this many "
         "frames (default: only when there are fewer videos than workers).")] = None,
+    ray_gpus_per_worker: Annotated[float | None, opt("ray_gpus_per_worker")] = None,
+    max_retries: Annotated[int, opt("max_retries")] = 2,
+    summary_json: Annotated[str | None, opt("summary_json")] = None,
     output_format: Annotated[tuple[OutputFormat, ...],
                              opt("output_format")] = ("slp",),
     csv_format: Annotated[CsvFormat, opt("csv_format")] = "sleap",
@@ -113,6 +116,16 @@ def track(
         if value is not None and not 1 <= value <= MAX_INT_OPTION:
             raise ConfigError(f"{flag} must be a whole number between 1 and {MAX_INT_OPTION} "
                               f"(got {value})")
+    if not 0 <= max_retries <= MAX_INT_OPTION:
+        raise ConfigError(f"--max_retries must be a whole number between 0 and {MAX_INT_OPTION} "
+                          f"(got {max_retries})")
+    if ray_gpus_per_worker is not None and not 0 < ray_gpus_per_worker <= 1:
+        raise ConfigError("--ray_gpus_per_worker must be more than 0 and at most 1, e.g. 0.5 "
+                          f"for two workers per GPU (got {ray_gpus_per_worker})")
+    if summary_json is not None:
+        from sleapflow.jobs.report import check_summary_path
+
+        check_summary_path(summary_json)
     if skip_existing and overwrite:
         raise ConfigError("--skip_existing and --overwrite are opposites; pass one of them")
     paths, many = expand_inputs(data_path, input_list)
@@ -135,7 +148,9 @@ def track(
                               "output with sleapflow render")
         return _report(run_config(cfg, address=None if ray == "local" else ray,
                                   workers=ray_workers, chunk_frames=ray_chunk_frames,
-                                  formats=output_format, export_settings=export_settings))
+                                  formats=output_format, export_settings=export_settings,
+                                  max_retries=max_retries, gpus_per_worker=ray_gpus_per_worker),
+                       summary_json=summary_json)
     out = None
     if not many:
         if cfg.shard is not None and cfg.shard[1] > 1 and output_path is not None \
@@ -157,18 +172,30 @@ def track(
     if stats:
         print(result.stats.table(), file=sys.stderr if gui else sys.stdout)
     if many:
-        return _report(result.tasks, result.stats.wall_s)
+        return _report(result.tasks, result.stats.wall_s, summary_json=summary_json)
     if result.summary is not None:  # --gui keeps stdout for its JSON lines
         print(f"{job.output or 'predictions'}: {result.summary.line()}",
               file=sys.stderr if gui else sys.stdout)
+    if summary_json is not None:
+        from sleapflow.inputs.expand import VideoTask
+        from sleapflow.jobs.report import write_summary_json
+
+        s = result.summary
+        one = VideoTask(index=0, path=paths[0], output=str(job.output), status="done",
+                        frames=s.frames if s else 0, seconds=s.seconds if s else 0.0, summary=s)
+        write_summary_json(summary_json, [one])
     return 0
 
 
-def _report(tasks: list, seconds: float | None = None) -> int:
-    """The per-video summary; non-zero when any input failed."""
+def _report(tasks: list, seconds: float | None = None, *, summary_json: str | None = None) -> int:
+    """The per-video summary (and its JSON file); non-zero when any input failed."""
     from sleapflow.jobs.many import summary_table
 
     print(summary_table(tasks, seconds))
+    if summary_json is not None:
+        from sleapflow.jobs.report import write_summary_json
+
+        write_summary_json(summary_json, tasks, seconds)
     return 1 if any(t.status == "failed" for t in tasks) else 0
 
 
