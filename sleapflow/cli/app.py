@@ -81,7 +81,7 @@ def track(
                                            help="Ray workers (default: GPUs, else CPUs/2).")] = None,
     ray_chunk_frames: Annotated[int | None, opt(
         "ray_chunk_frames", help="Ray: split longer videos into chunks of about this many "
-        "frames (default: only when there are fewer videos than workers).")] = None,
+        "frames (default: only a video longer than one worker's share of the run).")] = None,
     ray_gpus_per_worker: Annotated[float | None, opt("ray_gpus_per_worker")] = None,
     max_retries: Annotated[int, opt("max_retries")] = 2,
     summary_json: Annotated[str | None, opt("summary_json")] = None,

@@ -187,3 +187,23 @@ def test_a_video_that_kills_its_worker_is_retried_n_times_and_fails_alone(
         fields = dict(re.findall(r"(\w+)=(\S+)", line))
         assert int(fields["pid"]) != driver.pid and fields["chunks"] == "2"
         assert re.fullmatch(r"[0-9a-f]{56}", fields["node"]) and fields["worker"]
+
+
+def test_summary_json_of_a_one_video_run(assets: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    clip = cut_clip(assets / "datasets/centered_pair_small.mp4", tmp_path / "one.mp4", 0, 3)
+    path = tmp_path / "summary.json"
+    path.write_text("an older summary")
+    out = tmp_path / "one.slp"
+    assert main(["track", "-i", str(clip), *[a for m in TOPDOWN for a in ("-m", str(assets / m))],
+                 "--device", "cpu", "-o", str(out), "--summary_json", str(path)]) == 0
+    record = json.loads(path.read_text())
+    assert (record["inputs"], record["written"], record["failed"]) == (1, 1, 0)
+    [row] = record["videos"]
+    labels = sio.load_slp(str(out))
+    assert row["input"] == str(clip) and row["output"] == str(out) and row["status"] == "done"
+    assert row["frames"] == row["summary"]["frames"] == len(labels.labeled_frames) == 3
+    assert row["summary"]["instances"] == sum(len(lf.instances) for lf in labels.labeled_frames)
+    line = capsys.readouterr().out
+    assert f"{row['summary']['instances']} instances" in line
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp left
