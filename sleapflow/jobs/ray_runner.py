@@ -250,7 +250,8 @@ def run_config(cfg: InferenceConfig, *, address: str | None = None, workers: int
     new worker, at most ``max_retries`` times; after that its video is recorded as failed
     with the last error and the run goes on. An error the job itself raises (an unreadable
     video) fails its video at once, as in a local run. ``gpus_per_worker`` below 1 puts
-    several workers on one GPU (small models on big cards).
+    several workers on one GPU (small models on big cards). ``order`` and the chunking rule are
+    :func:`schedule`'s (``order="arrival"`` is there to measure what longest-first gains).
     """
     formats = check_formats(formats)
     export_settings = export_settings or ExportSettings()

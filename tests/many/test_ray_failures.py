@@ -207,3 +207,24 @@ def test_summary_json_of_a_one_video_run(assets: Path, tmp_path: Path,
     line = capsys.readouterr().out
     assert f"{row['summary']['instances']} instances" in line
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp left
+
+
+def test_ray_plans_inputs_as_a_local_many_input_run(assets: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """The local planner's checks, before any cluster is reached (the address is a closed
+    port): two inputs that would write one output are refused; a labels file and a missing
+    video are recorded as failed, with the local run's reasons."""
+    models = [a for m in TOPDOWN for a in ("-m", str(assets / m))]
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "same.mp4").write_bytes(b"")
+    argv = ["track", *models, "--device", "cpu", "-o", f"{tmp_path / 'out'}/", "--ray",
+            "127.0.0.1:9"]
+    assert main([*argv, "-i", str(tmp_path / "a/same.mp4"), "-i", str(tmp_path / "b/same.mp4")]) == 2
+    assert "would both write" in capsys.readouterr().err
+    labels = assets / "datasets/minimal_instance.pkg.slp"
+    assert main([*argv, "-i", str(labels), "-i", str(tmp_path / "missing.mp4")]) == 1
+    out = capsys.readouterr().out
+    assert "0 written, 0 skipped, 2 failed, of 2 input(s)" in out
+    assert "is not a video file; many-input and --ray runs take video files" in out
+    assert not (tmp_path / "out").exists()
