@@ -122,10 +122,6 @@ def track(
     if ray_gpus_per_worker is not None and not 0 < ray_gpus_per_worker <= 1:
         raise ConfigError("--ray_gpus_per_worker must be more than 0 and at most 1, e.g. 0.5 "
                           f"for two workers per GPU (got {ray_gpus_per_worker})")
-    if summary_json is not None:
-        from sleapflow.jobs.report import check_summary_path
-
-        check_summary_path(summary_json)
     if skip_existing and overwrite:
         raise ConfigError("--skip_existing and --overwrite are opposites; pass one of them")
     paths, many = expand_inputs(data_path, input_list)
@@ -140,6 +136,11 @@ def track(
     options["data_path"] = None if many else paths[0]
     options["inputs"] = tuple(paths) if many or ray is not None else ()
     cfg = build_config(**options)
+    if summary_json is not None:
+        from sleapflow.jobs.report import check_summary_path
+
+        check_summary_path(summary_json, inputs=paths, models=cfg.model_paths,
+                           outputs=[output_for(cfg, p, many=len(paths) > 1) for p in paths])
     if ray is not None:
         from sleapflow.jobs.ray_runner import run_config
 

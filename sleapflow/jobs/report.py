@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +12,8 @@ import msgspec
 
 from sleapflow.errors import ConfigError
 from sleapflow.inputs.expand import VideoTask
-from sleapflow.outputs.files import check_output_target, write_atomically
+from sleapflow.jobs.guard import check_outputs_apart
+from sleapflow.outputs.files import write_atomically
 
 __all__ = ("check_summary_path", "summary_record", "write_summary_json")
 
@@ -18,12 +21,18 @@ __all__ = ("check_summary_path", "summary_record", "write_summary_json")
 SUMMARY_VERSION = 1
 
 
-def check_summary_path(path: str) -> None:
-    """Refuse, before the run, a summary path that cannot be a file (a folder, a device)."""
+def check_summary_path(path: str, *, inputs: Sequence[str] = (), models: Sequence[str] = (),
+                       outputs: Sequence[str] = ()) -> None:
+    """Refuse, before the run, a summary path that cannot be a file (a folder, a device) or
+    that is one of the run's inputs, models or outputs (the summary would replace it)."""
     if path.endswith(("/", "\\")):
         raise ConfigError(f"--summary_json {path!r} names a folder; give a file name "
                           "(e.g. predictions/summary.json)")
-    check_output_target(path, "--summary_json")
+    check_outputs_apart([("--summary_json", path)], inputs=inputs, models=models)
+    target = os.path.realpath(path)
+    if any(os.path.realpath(out) == target for out in outputs):
+        raise ConfigError(f"--summary_json {path!r} is one of the run's outputs; give the "
+                          "summary a name of its own (e.g. summary.json)")
 
 
 def summary_record(tasks: list[VideoTask], seconds: float | None = None) -> dict[str, Any]:

@@ -102,12 +102,17 @@ def test_ray_options_out_of_range_are_one_error_line(
 
 
 def test_summary_json_must_be_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["track", "-i", str(tmp_path / "a.mp4"), "-m", str(tmp_path), "--summary_json"]
-    assert main([*argv, str(tmp_path)]) == 2
-    err = capsys.readouterr().err
-    assert "--summary_json" in err and "is a folder, not a file" in err
-    assert main([*argv, f"{tmp_path}/sub/"]) == 2
-    assert "names a folder" in capsys.readouterr().err
+    video, out = tmp_path / "a.mp4", tmp_path / "a.slp"
+    for existing in (video, out):
+        existing.write_bytes(b"not to be replaced")
+    argv = ["track", "-i", str(video), "-m", str(tmp_path / "model"), "-o", str(out),
+            "--summary_json"]
+    for path, says in ((tmp_path, "is a folder, not a file"), (f"{tmp_path}/sub/", "names a folder"),
+                       (out, "is one of the run's outputs"), (video, "is the input file")):
+        assert main([*argv, str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("Error: --summary_json") and says in err and err.count("\n") == 1
+    assert video.read_bytes() == out.read_bytes() == b"not to be replaced"
 
 
 @pytest.mark.timeout(600)
