@@ -11,8 +11,10 @@ are the minimal top-down pair of the test assets. Prints one JSON line per run a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -69,12 +71,28 @@ def main() -> None:
     from sleapflow.jobs.ray_runner import run
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if args.address:
-        ray.init(address=args.address, log_to_driver=False, logging_level="ERROR")
-    else:
-        ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False,
-                 logging_level="ERROR",
-                 runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
+    with contextlib.ExitStack() as stack:
+        address = args.address
+        if address is None:
+            # The tests' loopback head node (``ray start --head``), not ``ray.init()``: a new
+            # ray.init() instance turns on token auth and writes ~/.ray/auth_token, which every
+            # later ``ray start`` on the machine then requires of its clients.
+            sys.path.insert(0, str(REPO / "tests/many"))
+            from ray_cluster import ray_cluster
+
+            address, _ = stack.enter_context(ray_cluster(num_cpus=args.num_cpus))
+        ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+        times = measure(run, clips, args, work)
+        ray.shutdown()
+    print(f"10 videos (9 x {n} frames + 1 x {10 * n}), {args.workers} workers, "
+          f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    for name, walls in times.items():
+        print(f"  {name:<48} " + "  ".join(f"{w:6.1f} s" for w in walls))
+
+
+def measure(run: Any, clips: list[Path], args: argparse.Namespace,
+            work: Path) -> dict[str, list[float]]:
+    """Wall time of each variant, the variants alternating within each round."""
     variants: list[tuple[str, dict[str, Any]]] = [
         ("arrival order, whole videos", {"order": "arrival", "chunk_frames": 10**9}),
         ("longest first, whole videos", {"order": "longest", "chunk_frames": 10**9}),
@@ -96,11 +114,7 @@ def main() -> None:
             times[name].append(wall)
             print(json.dumps({"round": r, "variant": name, "wall_s": round(wall, 2),
                               "frames": sum(v.frames for v in videos)}), flush=True)
-    ray.shutdown()
-    print(f"10 videos (9 x {n} frames + 1 x {10 * n}), {args.workers} workers, "
-          f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    for name, walls in times.items():
-        print(f"  {name:<48} " + "  ".join(f"{w:6.1f} s" for w in walls))
+    return times
 
 
 if __name__ == "__main__":
