@@ -42,7 +42,8 @@ from sleapflow.predict import arun_inference, run_inference
 
 #: What each command takes besides the inference options: its own, declared by hand.
 TRACK_OWN = {"data_path", "input_list", "overwrite", "ray", "ray_workers", "ray_chunk_frames",
-             "output_format", "csv_format", "render", "gui", "stats", "verbose",
+             "ray_gpus_per_worker", "max_retries", "summary_json", "output_format", "csv_format",
+             "render", "gui", "stats", "verbose",
              *(f"nwb_{k}" for k in ("metadata", "subject_id", "species", "sex", "age",
                                    "session_description", "session_start_time", "experimenter",
                                    "lab", "institution", "frame_rate"))}

@@ -85,7 +85,10 @@ def track(
                                            help="Ray workers (default: GPUs, else CPUs/2).")] = None,
     ray_chunk_frames: Annotated[int | None, opt(
         "ray_chunk_frames", help="Ray: split longer videos into chunks of about this many "
-        "frames (default: only when there are fewer videos than workers).")] = None,
+        "frames (default: only a video longer than one worker's share of the run).")] = None,
+    ray_gpus_per_worker: Annotated[float | None, opt("ray_gpus_per_worker")] = None,
+    max_retries: Annotated[int | None, opt("max_retries")] = None,
+    summary_json: Annotated[str | None, opt("summary_json")] = None,
     output_format: Annotated[tuple[OutputFormat, ...],
                              opt("output_format")] = ("slp",),
     csv_format: Annotated[CsvFormat, opt("csv_format")] = "sleap",
@@ -117,6 +120,18 @@ def track(
         if value is not None and not 1 <= value <= MAX_INT_OPTION:
             raise ConfigError(f"{flag} must be a whole number between 1 and {MAX_INT_OPTION} "
                               f"(got {value})")
+    ray_only = {"--ray_workers": ray_workers, "--ray_chunk_frames": ray_chunk_frames,
+                "--ray_gpus_per_worker": ray_gpus_per_worker, "--max_retries": max_retries}
+    given = [flag for flag, value in ray_only.items() if value is not None]
+    if ray is None and given:
+        raise ConfigError(f"{', '.join(given)} only apply to --ray runs; add --ray (or --ray "
+                          "ADDRESS), or leave them out")
+    if max_retries is not None and not 0 <= max_retries <= MAX_INT_OPTION:
+        raise ConfigError(f"--max_retries must be a whole number between 0 and {MAX_INT_OPTION} "
+                          f"(got {max_retries})")
+    if ray_gpus_per_worker is not None and not 0 < ray_gpus_per_worker <= 1:
+        raise ConfigError("--ray_gpus_per_worker must be more than 0 and at most 1, e.g. 0.5 "
+                          f"for two workers per GPU (got {ray_gpus_per_worker})")
     if skip_existing and overwrite:
         raise ConfigError("--skip_existing and --overwrite are opposites; pass one of them")
     paths, many = expand_inputs(data_path, input_list)
@@ -131,15 +146,23 @@ def track(
     options["data_path"] = None if many else paths[0]
     options["inputs"] = tuple(paths) if many or ray is not None else ()
     cfg = build_config(**options)
+    if summary_json is not None:
+        from sleapflow.jobs.report import check_summary_path
+
+        check_summary_path(summary_json, inputs=paths, models=cfg.model_paths,
+                           outputs=[output_for(cfg, p, many=len(paths) > 1) for p in paths])
     if ray is not None:
-        from sleapflow.jobs.ray_runner import run_config
+        from sleapflow.jobs.ray_runner import DEFAULT_MAX_RETRIES, run_config
 
         if render:
             raise ConfigError("--render draws one run's output beside it; with --ray draw each "
                               "output with sleapflow render")
         return _report(run_config(cfg, address=None if ray == "local" else ray,
                                   workers=ray_workers, chunk_frames=ray_chunk_frames,
-                                  formats=output_format, export_settings=export_settings))
+                                  formats=output_format, export_settings=export_settings,
+                                  max_retries=DEFAULT_MAX_RETRIES if max_retries is None
+                                  else max_retries, gpus_per_worker=ray_gpus_per_worker),
+                       summary_json=summary_json)
     out = None
     if not many:
         if cfg.shard is not None and cfg.shard[1] > 1 and output_path is not None \
@@ -163,14 +186,28 @@ def track(
         print(f"{job.output or 'predictions'}: {result.summary.line()}", file=report)
     if stats:
         print(result.stats.table(), file=report)
-    return _report(result.tasks, result.stats.wall_s) if many else 0
+    if many:
+        return _report(result.tasks, result.stats.wall_s, summary_json=summary_json)
+    if summary_json is not None:
+        from sleapflow.inputs.expand import VideoTask
+        from sleapflow.jobs.report import write_summary_json
+
+        s = result.summary
+        one = VideoTask(index=0, path=paths[0], output=str(job.output), status="done",
+                        frames=s.frames if s else 0, seconds=s.seconds if s else 0.0, summary=s)
+        write_summary_json(summary_json, [one])
+    return 0
 
 
-def _report(tasks: list, seconds: float | None = None) -> int:
-    """The per-video summary; non-zero when any input failed."""
+def _report(tasks: list, seconds: float | None = None, *, summary_json: str | None = None) -> int:
+    """The per-video summary (and its JSON file); non-zero when any input failed."""
     from sleapflow.jobs.many import summary_table
 
     print(summary_table(tasks, seconds))
+    if summary_json is not None:
+        from sleapflow.jobs.report import write_summary_json
+
+        write_summary_json(summary_json, tasks, seconds)
     return 1 if any(t.status == "failed" for t in tasks) else 0
 
 

@@ -232,14 +232,16 @@ class ManyPlan(InputPlan):
                           for it in task.plan.items)
 
 
-def plan_many(cfg: InferenceConfig, *, need_ground_truth: bool = False) -> ManyPlan:
+def plan_many(cfg: InferenceConfig, *, need_ground_truth: bool = False,
+              many: bool = True) -> ManyPlan:
     """Plan every input of ``cfg.inputs`` (its ``--shard`` slice) as its own single run would,
     and join them into one plan. An input that cannot be planned (missing, unreadable, not a
-    video) is recorded as failed; with ``--skip_existing`` a complete output is skipped."""
+    video) is recorded as failed; with ``--skip_existing`` a complete output is skipped.
+    ``many=False`` (a Ray run of one video) lets ``-o`` name that one output file."""
     paths = list(cfg.inputs)
     if cfg.shard is not None:
         paths = paths[shard_slice(len(paths), cfg.shard)]
-    tasks = [VideoTask(index=k, path=p, output=output_for(cfg, p, many=True))
+    tasks = [VideoTask(index=k, path=p, output=output_for(cfg, p, many=many))
              for k, p in enumerate(paths)]
     by_output: dict[str, str] = {}
     for task in tasks:
@@ -254,8 +256,9 @@ def plan_many(cfg: InferenceConfig, *, need_ground_truth: bool = False) -> ManyP
         try:
             sub = plan_input(single, need_ground_truth=need_ground_truth)
             if sub.kind != "video":
-                raise ConfigError(f"{task.path!r} is not a video file; many-input runs take video "
-                                  "files (run labels files and image folders one at a time)")
+                raise ConfigError(f"{task.path!r} is not a video file; many-input and --ray runs "
+                                  "take video files (run labels files and image folders one at "
+                                  "a time)")
         except SleapflowError as exc:
             task.status, task.error = "failed", str(exc)
             log.warning("input skipped", input=task.path, error=str(exc))

@@ -1,12 +1,14 @@
 """The Ray runner (extra ``sleapflow[ray]``): the same graphs on Ray actors that keep their models.
 
-Ray does the distribution: one actor per worker holds the loaded models (one GPU each where
-the cluster has GPUs), ``ray.wait`` hands each idle actor the next task, and
-an actor whose process dies is restarted by Ray, which retries the task it was running
-(``max_restarts``/``max_task_retries``). Tasks are whole videos, or frame-range chunks of long
-ones; every output is written atomically under its final name, so a retried task never leaves
-a half-written file and never writes anything the first attempt did not. Chunks of a video are
-merged on the driver and tracked there after the merge (track-only), as ``sleapflow merge`` does.
+Ray does the distribution: one actor per worker holds the loaded models (a GPU, or a fraction
+of one, each where the cluster has GPUs), and ``ray.wait`` hands each idle actor the next task,
+longest first. A task whose actor process dies runs again on a new actor, at most
+``max_retries`` times, then its video is recorded as failed and the run goes on. Tasks are whole
+videos, or frame-range chunks of long ones; every output is written atomically under its final
+name, so a retried task never leaves a half-written file and never writes anything the first
+attempt did not. A chunked video is merged and tracked (track-only, as ``sleapflow merge``
+does) in a CPU task as soon as its last chunk is done, and the inference actors are given back
+as soon as no inference is left to hand out.
 """
 
 from __future__ import annotations
@@ -17,12 +19,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import msgspec
 
-from sleapflow.errors import ConfigError, SleapflowError
-from sleapflow.inputs.expand import VideoTask, output_for, output_is_complete, shard_slice, single_config
+from sleapflow.errors import ConfigError, ModelLoadError
+from sleapflow.inputs.expand import VideoTask, shard_slice, single_config
 from sleapflow.jobs.guard import check_outputs_apart, guarded_outputs, output_guards
 from sleapflow.jobs.progress import announce
 from sleapflow.logs import get_logger
@@ -31,15 +33,22 @@ from sleapflow.outputs.export import ExportSettings, check_formats, export, form
 from sleapflow.outputs.slp_read import read_slp
 from sleapflow.outputs.summary import read_summary
 
-__all__ = ("CHUNKS_PER_WORKER", "run", "run_config")
+__all__ = ("CHUNKS_PER_WORKER", "DEFAULT_MAX_RETRIES", "Order", "WorkerShape", "run", "run_config",
+           "schedule", "worker_shape")
 
 
 log = get_logger(__name__)
 
-#: Without ``chunk_frames``, videos are split only when there are fewer videos than workers,
-#: into about this many chunks per worker: whole videos are tracked inside the graph, while
-#: chunks wait for a merge and a track-only pass on the driver.
+#: Without ``chunk_frames``, a video longer than one worker's share of the run is cut into
+#: chunks of about all frames / (this x workers): whole videos are tracked inside the graph,
+#: while chunks wait for a merge and a track-only pass (a CPU task).
 CHUNKS_PER_WORKER = 2
+
+#: How many times a task whose worker died runs again before its video is recorded as failed.
+DEFAULT_MAX_RETRIES = 2
+
+#: The order tasks are handed out in: longest first, or as the inputs were given.
+Order = Literal["longest", "arrival"]
 
 
 def _ray() -> Any:
@@ -141,11 +150,14 @@ def _connect(ray: Any, address: str | None) -> None:
 
 def run(inputs: str | Sequence[str], models: str | Sequence[str],
         options: dict[str, Any] | None = None, address: str | None = None, *,
-        workers: int | None = None, chunk_frames: int | None = None) -> list[VideoTask]:
+        workers: int | None = None, chunk_frames: int | None = None,
+        max_retries: int = DEFAULT_MAX_RETRIES, gpus_per_worker: float | None = None,
+        order: Order = "longest") -> list[VideoTask]:
     """Run ``models`` over ``inputs`` (videos, folders, globs) on Ray and write each output.
 
     ``options`` are ``sleapflow track``'s options as keywords (``output_path``, ``tracking``,
-    ``batch_size``, ...). Returns one record per input: status, frames, seconds, output/error.
+    ``batch_size``, ...); the others are :func:`run_config`'s. Returns one record per input:
+    status, frames, seconds, output/error.
     """
     from sleapflow.inputs.expand import expand_inputs
     from sleapflow.options.boundary import build_config
@@ -153,39 +165,37 @@ def run(inputs: str | Sequence[str], models: str | Sequence[str],
     paths, _ = expand_inputs([inputs] if isinstance(inputs, str) else list(inputs))
     cfg = build_config(**{**(options or {}), "inputs": tuple(paths),
                           "model_paths": (models,) if isinstance(models, str) else tuple(models)})
-    return run_config(cfg, address=address, workers=workers, chunk_frames=chunk_frames)
+    return run_config(cfg, address=address, workers=workers, chunk_frames=chunk_frames,
+                      max_retries=max_retries, gpus_per_worker=gpus_per_worker, order=order)
 
 
 def _plan(cfg: InferenceConfig) -> tuple[list[VideoTask], list[_Planned]]:
-    """Every input planned once (failed and skipped ones recorded on their VideoTask)."""
-    from sleapflow.inputs import plan_input
+    """Every input planned once, by the local many-input planner (missing, unreadable and
+    not-a-video inputs recorded as failed, skipped ones as skipped; two inputs writing one
+    output are refused)."""
+    from sleapflow.inputs.expand import plan_many
 
     paths = list(cfg.inputs) or [cfg.data_path or ""]
     if cfg.shard is not None:
         paths = paths[shard_slice(len(paths), cfg.shard)]
-    many = len(paths) > 1
-    videos = [VideoTask(index=k, path=p, output=output_for(cfg, p, many=many))
-              for k, p in enumerate(paths)]
-    planned: list[_Planned] = []
-    for video in videos:
-        single = single_config(cfg, video)
-        try:
-            frames = [it.frame_idx for it in plan_input(single).items]
-        except SleapflowError as exc:
-            video.status, video.error = "failed", str(exc)
-            continue
-        if cfg.skip_existing and output_is_complete(video.output, len(frames)):
-            video.status = "skipped"
-            continue
-        planned.append(_Planned(video, single, frames))
-    return videos, planned
+    # The shard slice is taken here, so the planner sees exactly this run's inputs.
+    plan = plan_many(msgspec.structs.replace(cfg, inputs=tuple(paths), shard=None),
+                     many=len(paths) > 1)
+    planned = [_Planned(video, single_config(cfg, video),
+                        [it.frame_idx for it in video.plan.items])
+               for video in plan.tasks if video.status == "planned" and video.plan is not None]
+    return plan.tasks, planned
 
 
-def _chunk(planned: list[_Planned], chunk_frames: int) -> list[_Task]:
-    """The planned videos as tasks of at most ``chunk_frames`` frames each."""
+def _chunk(planned: list[_Planned], chunk_frames: int, *,
+           longer_than: int | None = None) -> list[_Task]:
+    """The planned videos as tasks: each video longer than ``longer_than`` frames (default
+    ``chunk_frames``) cut into frame ranges of at most ``chunk_frames`` frames, the others
+    whole; in input order."""
+    limit = chunk_frames if longer_than is None else longer_than
     tasks: list[_Task] = []
     for video, single, frames in planned:
-        n_chunks = max(1, -(-len(frames) // chunk_frames))
+        n_chunks = max(1, -(-len(frames) // chunk_frames)) if len(frames) > limit else 1
         if n_chunks == 1:
             tasks.append(_Task(len(tasks), video.index, single, video.output, len(frames)))
             continue
@@ -200,6 +210,29 @@ def _chunk(planned: list[_Planned], chunk_frames: int) -> list[_Task]:
     return tasks
 
 
+def schedule(planned: list[_Planned], *, n_workers: int, chunk_frames: int | None = None,
+             order: Order = "longest") -> list[_Task]:
+    """The run's tasks in the order they are handed out.
+
+    With ``chunk_frames``, every video longer than that is cut into chunks of that many frames.
+    Without it, a video longer than one worker's fair share of the run (all frames / workers)
+    is cut into chunks of about all frames / (``CHUNKS_PER_WORKER`` x workers): such a video
+    alone would otherwise be the run's tail. ``order="longest"`` hands out the longest task
+    first (ties in input order), so the last tasks to start are the short ones;
+    ``"arrival"`` keeps input order.
+    """
+    if chunk_frames is not None:
+        tasks = _chunk(planned, max(1, chunk_frames))
+    else:
+        total = sum(len(frames) for _, _, frames in planned)
+        share = -(-total // n_workers)
+        tasks = _chunk(planned, max(1, -(-total // (CHUNKS_PER_WORKER * n_workers))),
+                       longer_than=share)
+    if order == "longest":
+        tasks.sort(key=lambda t: -t.n_frames)  # stable: ties keep input order
+    return tasks
+
+
 def _parts_dir(output: str) -> Path:
     out = Path(output)
     return out.parent / f".{out.name}.parts"
@@ -207,14 +240,29 @@ def _parts_dir(output: str) -> Path:
 
 def run_config(cfg: InferenceConfig, *, address: str | None = None, workers: int | None = None,
                chunk_frames: int | None = None, formats: Sequence[str] = ("slp",),
-               export_settings: ExportSettings | None = None) -> list[VideoTask]:
+               export_settings: ExportSettings | None = None,
+               max_retries: int = DEFAULT_MAX_RETRIES, gpus_per_worker: float | None = None,
+               order: Order = "longest") -> list[VideoTask]:
     """:func:`run` from a built config (what ``sleapflow track --ray`` calls). ``formats``
-    other than ``slp`` are written by the driver beside each finished video's ``.slp``."""
+    other than ``slp`` are written by the driver beside each finished video's ``.slp``.
+
+    A task whose worker process dies (a crash, the OOM killer, a lost node) runs again on a
+    new worker, at most ``max_retries`` times; after that its video is recorded as failed
+    with the last error and the run goes on. An error the job itself raises (an unreadable
+    video) fails its video at once, as in a local run. ``gpus_per_worker`` below 1 puts
+    several workers on one GPU (small models on big cards). ``order`` and the chunking rule are
+    :func:`schedule`'s (``order="arrival"`` is there to measure what longest-first gains).
+    """
     formats = check_formats(formats)
     export_settings = export_settings or ExportSettings()
     if "slp" not in formats:
         raise ConfigError("--ray writes each video's .slp as it ends: keep slp among "
                           "--output_format (the other formats go beside it)")
+    if max_retries < 0:
+        raise ConfigError(f"--max_retries must be 0 or more (got {max_retries})")
+    if gpus_per_worker is not None and not 0 < gpus_per_worker <= 1:
+        raise ConfigError("--ray_gpus_per_worker must be more than 0 and at most 1 "
+                          f"(got {gpus_per_worker})")
     ray = _ray()
     if not cfg.model_paths:
         raise ConfigError("--ray runs inference: pass --model_paths/-m")
@@ -222,8 +270,7 @@ def run_config(cfg: InferenceConfig, *, address: str | None = None, workers: int
         raise ConfigError("--ray cuts a single video into frame ranges itself; drop --shard "
                           "(or use --ray_chunk_frames)")
     videos, planned = _plan(cfg)
-    tasks = _chunk(planned, max(1, chunk_frames or 2**62))
-    if not tasks:
+    if not planned:
         return videos
     others = [f for f in formats if f != "slp"]
     written: list[tuple[str, str | Path]] = []
@@ -235,15 +282,49 @@ def run_config(cfg: InferenceConfig, *, address: str | None = None, workers: int
     # Every output is checked before the cluster is touched, and locked until its video ends.
     with guarded_outputs(output_guards([(video.output, len(frames))
                                        for video, _, frames in planned])):
-        done = _run_on_ray(ray, cfg, address, videos, planned, tasks, workers=workers,
-                           chunk_frames=chunk_frames)
+        _connect(ray, address)
+        shape = worker_shape(ray.cluster_resources(), device=cfg.device, workers=workers,
+                             gpus_per_worker=gpus_per_worker)
+        tasks = schedule(planned, n_workers=shape.workers, chunk_frames=chunk_frames, order=order)
+        done = _run_on_ray(ray, cfg, videos, tasks, shape, max_retries=max_retries)
         for video in done:
             if video.status == "done" and others:
                 export(read_slp(video.output, "output"), video.output, others, export_settings)
         return done
 
 
-def _announce(cfg: InferenceConfig, gpus: int, n_workers: int) -> None:
+class WorkerShape(NamedTuple):
+    """How many inference actors a run starts and what each asks Ray for."""
+
+    workers: int
+    num_cpus: float
+    num_gpus: float
+
+
+def worker_shape(resources: dict[str, float], *, device: str = "auto", workers: int | None = None,
+                 gpus_per_worker: float | None = None) -> WorkerShape:
+    """The actors for a cluster with ``resources`` (``ray.cluster_resources()``).
+
+    On GPUs each actor asks for ``gpus_per_worker`` of a GPU (default 1: a card each) and one
+    CPU, and there are as many as fit (GPUs / ``gpus_per_worker``) unless ``workers`` says.
+    Without GPUs (or with ``device="cpu"``) the CPUs are shared out, two per actor by default.
+    """
+    gpus = float(resources.get("GPU", 0)) if device != "cpu" else 0.0
+    cpus = float(resources.get("CPU", 1))
+    if gpus_per_worker is not None and gpus == 0:
+        raise ConfigError(f"--ray_gpus_per_worker {gpus_per_worker}: the Ray cluster has no GPU "
+                          "for this run (or --device cpu was given); leave the option out")
+    if gpus:
+        share = gpus_per_worker or 1.0
+        # A little slack: 0.1 x 10 must give ten workers despite the float sum.
+        n = workers or max(1, int(gpus / share + 1e-6))
+        return WorkerShape(n, 1.0, share)
+    n = workers or max(1, int(cpus) // 2)
+    # Each actor computes on its share of the cores, not on all of them.
+    return WorkerShape(n, float(max(1, int(cpus) // n)), 0.0)
+
+
+def _announce(cfg: InferenceConfig, shape: WorkerShape) -> None:
     """The start line, for the workers' device: read from the models' configs (no input is
     probed again); on GPUs each worker resolves its runtime where it runs."""
     from sleapflow.graphs import GRAPHS, select_graph
@@ -252,76 +333,165 @@ def _announce(cfg: InferenceConfig, gpus: int, n_workers: int) -> None:
 
     models = resolve_models(cfg.model_paths)
     graph = select_graph(list(models), cfg.graph)
-    workers = f"x{n_workers} ray workers"
-    if gpus:
-        device, runtime = f"cuda ({workers})", f"{cfg.runtime} (per worker)"
+    workers = f"x{shape.workers} ray workers"
+    if shape.num_gpus:
+        per = "" if shape.num_gpus == 1 else f", {shape.num_gpus:g} GPU each"
+        device, runtime = f"cuda ({workers}{per})", f"{cfg.runtime} (per worker)"
     else:
         device, runtime = f"cpu ({workers})", select_runtime(cfg, GRAPHS[graph], models, "cpu").name
     announce(graph=graph, device=device, runtime=runtime)
 
 
-def _run_on_ray(ray: Any, cfg: InferenceConfig, address: str | None, videos: list[VideoTask],
-                planned: list[_Planned], tasks: list[_Task], *, workers: int | None,
-                chunk_frames: int | None) -> list[VideoTask]:
-    _connect(ray, address)
-    resources = ray.cluster_resources()
-    gpus = int(resources.get("GPU", 0)) if cfg.device != "cpu" else 0
-    n_workers = workers or gpus or max(1, int(resources.get("CPU", 1)) // 2)
-    if chunk_frames is None and len(tasks) < n_workers:
-        # Too few videos to keep every worker busy: cut them into frame ranges.
-        total = sum(t.n_frames for t in tasks)
-        tasks = _chunk(planned, max(1, -(-total // (CHUNKS_PER_WORKER * n_workers))))
-    cpus = max(1, int(resources.get("CPU", 1)) // n_workers) if not gpus else 1
-    _announce(cfg, gpus, n_workers)
-    if not gpus and cfg.torch_threads is None:
-        # Each actor computes on its share of the cores, not on all of them.
+def _merge_video(parts: list[str], output: str, cfg: InferenceConfig) -> dict[str, Any]:
+    """A Ray task: merge one video's chunk outputs into its output (tracked, when the run
+    tracks), drop the chunks, and say where this ran."""
+    import ray
+
+    from sleapflow.jobs.merge import merge_command
+
+    merge_command(parts, output, tracking=cfg.tracking, tracker=cfg.tracker,
+                  max_instances=cfg.max_instances)
+    shutil.rmtree(Path(parts[0]).parent, ignore_errors=True)
+    context = ray.get_runtime_context()
+    return {"pid": os.getpid(), "node": context.get_node_id(), "worker": context.get_worker_id()}
+
+
+def _lost_worker(ray: Any, exc: BaseException) -> bool:
+    """Whether ``exc`` says the process running the task went away (a crash, a kill, a lost
+    node), as opposed to an error the task raised itself."""
+    errors = ray.exceptions
+    return isinstance(exc, errors.RayActorError | errors.WorkerCrashedError |
+                      errors.NodeDiedError | errors.OutOfMemoryError)
+
+
+def _last_line(exc: BaseException) -> str:
+    cause = getattr(exc, "cause", None) or exc
+    lines = [line.strip() for line in str(cause).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else type(cause).__name__
+
+
+def _run_on_ray(ray: Any, cfg: InferenceConfig, videos: list[VideoTask], tasks: list[_Task],
+                shape: WorkerShape, *, max_retries: int) -> list[VideoTask]:
+    _announce(cfg, shape)
+    if not shape.num_gpus and cfg.torch_threads is None:
         for task in tasks:
-            task.cfg = msgspec.structs.replace(task.cfg, torch_threads=cpus)
-    remote = ray.remote(num_cpus=cpus, num_gpus=1 if gpus else 0, max_restarts=-1,
-                        max_task_retries=-1)(_Worker)
-    actors = [remote.remote(cfg.model_paths, cfg.device)
-              for _ in range(min(n_workers, len(tasks)))]
+            task.cfg = msgspec.structs.replace(task.cfg, torch_threads=int(shape.num_cpus))
+    # Ray restarts nothing and retries nothing itself: a lost task is counted and handed to a
+    # new worker here, so a video that kills its worker every time ends after max_retries.
+    remote = ray.remote(num_cpus=shape.num_cpus, num_gpus=shape.num_gpus, max_restarts=0,
+                        max_task_retries=0)(_Worker)
+    merge = ray.remote(num_cpus=1, max_retries=max_retries)(_merge_video)
+
+    def new_worker() -> Any:
+        return remote.remote(cfg.model_paths, cfg.device)
+
+    idle = [new_worker() for _ in range(min(shape.workers, len(tasks)))]
     board = ray.remote(num_cpus=0)(_ProgressBoard).remote()
     total = sum(t.n_frames for t in tasks)
-    log.info("starting on ray", workers=len(actors), tasks=len(tasks), frames=total,
+    log.info("starting on ray", workers=len(idle), tasks=len(tasks), frames=total,
              videos=sum(v.status == "planned" for v in videos))
     from sleapflow.jobs.progress import ProgressBar
 
     started = time.perf_counter()
-    failed: dict[int, str] = {}
+    by_index = {v.index: v for v in videos}
+    left = {v.index: {t.key for t in tasks if t.video == v.index} for v in videos}
+    mine = {v.index: sorted((t for t in tasks if t.video == v.index), key=lambda t: t.key)
+            for v in videos}
+    tries: dict[int, int] = {}
     task_frames: dict[int, int] = {}
     task_seconds: dict[int, float] = {}
     pending = list(tasks)
-    idle = list(actors)
     in_flight: dict[Any, tuple[_Task, Any]] = {}
-    with ProgressBar(total, "Predicting (ray)...") as bar:
-        while pending or in_flight:
-            # Each idle actor takes the next task; an actor whose process dies is restarted
-            # by Ray, which runs its task again (max_restarts / max_task_retries).
-            while pending and idle:
-                task, actor = pending.pop(0), idle.pop(0)
-                in_flight[actor.run.remote(task, board)] = (task, actor)
-            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=0.5)
-            for ref in ready:
-                task, actor = in_flight.pop(ref)
-                idle.append(actor)
-                try:
-                    task_frames[task.key], task_seconds[task.key] = ray.get(ref)
-                except Exception as exc:
-                    cause = getattr(exc, "cause", None) or exc
-                    failed.setdefault(task.video, str(cause).strip().splitlines()[-1])
-            _update(bar, ray.get(board.total.remote()))
-    _finish_videos(cfg, videos, tasks, task_frames, failed)
+    merging: dict[Any, VideoTask] = {}
+
+    def fail(video: VideoTask, error: str) -> None:
+        if video.status == "failed":
+            return
+        video.status, video.error = "failed", error
+        log.warning("video failed; the others go on", input=video.path, error=error)
+        pending[:] = [t for t in pending if t.video != video.index]
+
+    def finished(video: VideoTask) -> None:
+        """All of ``video``'s tasks are done: a whole video is written; chunks are merged."""
+        video.frames = sum(task_frames.get(t.key, 0) for t in mine[video.index])
+        video.seconds = sum(task_seconds.get(t.key, 0.0) for t in mine[video.index])
+        if len(mine[video.index]) == 1:
+            video.status = "done"
+            return
+        # A CPU task, started now: the merge and tracking of this video overlap the inference
+        # of the others instead of waiting for the end of the run on the driver.
+        ref = merge.remote([t.output for t in mine[video.index]], video.output, cfg)
+        merging[ref] = video
+
+    try:
+        with ProgressBar(total, "Predicting (ray)...") as bar:
+            while pending or in_flight or merging:
+                while pending and idle:
+                    task, actor = pending.pop(0), idle.pop(0)
+                    tries[task.key] = tries.get(task.key, 0) + 1
+                    in_flight[actor.run.remote(task, board)] = (task, actor)
+                if not pending and idle:
+                    # No inference left to hand out: give the GPUs (and CPUs) back now, for
+                    # the merges and for other users of the cluster.
+                    for actor in idle:
+                        ray.kill(actor)
+                    log.debug("ray workers released", workers=len(idle))
+                    idle.clear()
+                ready, _ = ray.wait([*in_flight, *merging], num_returns=1, timeout=0.5)
+                for ref in ready:
+                    if ref in merging:
+                        video = merging.pop(ref)
+                        try:
+                            where = ray.get(ref)
+                        except Exception as exc:
+                            fail(video, _last_line(exc))
+                            continue
+                        video.status = "done"
+                        log.info("chunks merged in a ray task", input=video.path,
+                                 chunks=len(mine[video.index]), **where)
+                        continue
+                    task, actor = in_flight.pop(ref)
+                    video = by_index[task.video]
+                    try:
+                        task_frames[task.key], task_seconds[task.key] = ray.get(ref)
+                    except Exception as exc:
+                        if not _lost_worker(ray, exc):
+                            idle.append(actor)
+                            fail(video, _last_line(exc))
+                            continue
+                        if getattr(exc, "actor_init_failed", False):
+                            raise ModelLoadError("a Ray worker could not load the models: "
+                                                 f"{_last_line(exc)}") from None
+                        ray.kill(actor)
+                        if video.status != "failed":
+                            if tries[task.key] > max_retries:
+                                fail(video, f"its worker died on each of {tries[task.key]} "
+                                            f"tries (--max_retries {max_retries}); last: "
+                                            f"{_last_line(exc)}")
+                            else:
+                                log.warning("ray worker lost; its task runs again",
+                                            input=video.path, frames=task.n_frames,
+                                            attempt=tries[task.key] + 1, error=_last_line(exc))
+                                pending.insert(0, task)
+                        if pending:
+                            idle.append(new_worker())
+                        continue
+                    idle.append(actor)
+                    left[task.video].discard(task.key)
+                    if not left[task.video] and video.status == "planned":
+                        finished(video)
+                _update(bar, ray.get(board.total.remote()))
+    finally:
+        for actor in [*idle, *(a for _, a in in_flight.values())]:
+            ray.kill(actor)
+        ray.kill(board)
     for video in videos:
-        if video.status == "done":
-            video.seconds = sum(task_seconds.get(t.key, 0.0) for t in tasks
-                                if t.video == video.index)
-            # Read from the file: a chunked video's output is the driver's merge of its parts.
+        if video.status == "failed":
+            shutil.rmtree(_parts_dir(video.output), ignore_errors=True)
+        elif video.status == "done":
+            # Read from the file: a chunked video's output is the merge of its parts.
             video.summary = read_summary(video.output, video.seconds)
     log.info("ray job done", seconds=round(time.perf_counter() - started, 2), frames=total)
-    for actor in actors:
-        ray.kill(actor)
-    ray.kill(board)
     return videos
 
 
@@ -329,25 +499,3 @@ def _update(bar: Any, done: int) -> None:
     delta = min(done, bar.total) - bar.done
     if delta > 0:
         bar.advance(delta)
-
-
-def _finish_videos(cfg: InferenceConfig, videos: list[VideoTask], tasks: list[_Task],
-                   task_frames: dict[int, int], failed: dict[int, str]) -> None:
-    """Mark each video done or failed; merge (and track) the chunks of chunked videos."""
-    from sleapflow.jobs.merge import merge_command
-
-    for video in videos:
-        if video.status != "planned":
-            continue
-        mine = [t for t in tasks if t.video == video.index]
-        parts = _parts_dir(video.output)
-        if video.index in failed:
-            video.status, video.error = "failed", failed[video.index]
-            shutil.rmtree(parts, ignore_errors=True)
-            continue
-        video.frames = sum(task_frames.get(t.key, 0) for t in mine)
-        if len(mine) > 1:
-            merge_command([t.output for t in mine], video.output, tracking=cfg.tracking,
-                          tracker=cfg.tracker, max_instances=cfg.max_instances)
-            shutil.rmtree(parts, ignore_errors=True)
-        video.status = "done"

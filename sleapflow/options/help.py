@@ -50,7 +50,16 @@ HELP: dict[str, str] = {
     "render": "Also draw the predictions over the video and write OUTPUT.mp4 to look at.",
     "gui": "Print progress as one JSON line per update on stdout (for SLEAP's GUI), as "
            "sleap-nn track --gui does; messages go to stderr.",
+    "ray_gpus_per_worker": "Ray: the share of a GPU each worker asks for, more than 0 and at "
+                           "most 1 (default 1: a GPU each). 0.5 runs two workers per GPU, for "
+                           "models too small to keep a card busy alone.",
+    "max_retries": "Ray: how many times a video (or chunk) whose worker process died (a crash, "
+                   "out of memory, a lost node) runs again on a new worker. After that it is "
+                   "recorded as failed with its last error, the rest of the run finishes and "
+                   "the exit code is 1 (default: 2).",
     # --- reporting
+    "summary_json": "Also write the end-of-run summary (per input: status, output or error, "
+                    "frames, instances, tracks, seconds) as JSON to this file.",
     "stats": "At the end, print a table of each stage's speed and where time went.",
     "verbose": "Print debug messages.",
     # --- eval

@@ -31,14 +31,14 @@ def ray_env() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def ray_cluster() -> Iterator[tuple[str, int]]:
-    """A head node with 2 CPUs on 127.0.0.1, run in the foreground (``--block``) in its own
+def ray_cluster(num_cpus: int = 2) -> Iterator[tuple[str, int]]:
+    """A head node with ``num_cpus`` CPUs on 127.0.0.1, run in the foreground (``--block``) in its own
     process group, so that stopping it stops every process it started, and only those."""
     port = _free_port()
     temp = tempfile.mkdtemp(prefix="sfray", dir="/tmp")  # short: Ray's socket paths are long
     proc = subprocess.Popen(
         [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
-         "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
+         "--node-ip-address=127.0.0.1", f"--port={port}", f"--num-cpus={num_cpus}",
          "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}",
          "--object-store-memory=100000000"],
         env=ray_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
