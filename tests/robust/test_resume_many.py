@@ -1,0 +1,152 @@
+"""Resumable many-video runs and preemption: a simulated SLURM job array whose task is stopped by
+SIGTERM mid-video and requeued with --resume gives the outputs of one uninterrupted run, without
+redoing a finished video; SIGUSR1 on a frame-range shard; the preemption options."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import sleap_io as sio
+
+from sleapflow.cli.app import main
+from sleapflow.errors import ConfigError
+from sleapflow.jobs.preempt import parse_preempt_signals
+from sleapflow.outputs.journal import read_records
+from sleapflow.testing import write_synthetic_video
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "many"))
+from many_helpers import TOPDOWN, assert_same_predictions
+
+ROOT = Path(__file__).resolve().parents[2]
+SINGLE = "model_ckpts/minimal_instance_single_instance"
+N_VIDEOS, N_FRAMES = 4, 20
+
+
+def _journaled(path: Path) -> int:
+    if not path.exists():
+        return 0
+    return sum(1 for rec, _ in read_records(path) if rec.get("k") == "f")
+
+
+def _start(args: list[str]) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "sleapflow", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _stop_when(proc: subprocess.Popen[str], journal: Path, frames: int, signum: int) -> int:
+    """Send ``signum`` once ``journal`` holds ``frames`` frames; the frames journaled then."""
+    deadline = time.monotonic() + 240
+    while _journaled(journal) < frames and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be stopped"
+    proc.send_signal(signum)
+    return _journaled(journal)
+
+
+def _leftovers(folder: Path) -> list[str]:
+    """Journals, locks and temporary files: what a finished run must not leave."""
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_sigterm_in_a_job_array_then_resume_equals_one_uninterrupted_run(
+        assets: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    clips = [write_synthetic_video(tmp_path / f"v{k}.mp4", n_frames=N_FRAMES, height=96,
+                                   width=96, seed=k) for k in range(N_VIDEOS)]
+    inputs = [a for c in clips for a in ("-i", str(c))]
+    models = [a for m in TOPDOWN for a in ("-m", str(assets / m))]
+    common = [*inputs, *models, "--tracking", "--device", "cpu", "--batch_size", "2"]
+
+    whole = tmp_path / "whole"
+    assert main(["track", *common, "-o", f"{whole}/"]) == 0
+    assert _leftovers(whole) == []  # journals removed, locks let go
+
+    # The array: task I of N runs the I-th slice of the inputs; task 2 is preempted mid-video.
+    out = tmp_path / "array"
+    array = [[*common, "-o", f"{out}/", "--shard", f"{i}/2", "--resume", "--skip_existing"]
+             for i in (1, 2)]
+    first, second = _start(["track", *array[0]]), _start(["track", *array[1]])
+    journal = out / f".{clips[3].stem}.predictions.slp.journal"
+    done = _stop_when(second, journal, 3, signal.SIGTERM)
+    _, err = second.communicate(timeout=120)
+    assert second.returncode == 143, err[-2000:]  # 128 + SIGTERM
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("Preempted")]
+    assert "SIGTERM" in line and "--resume" in line and "Traceback" not in err
+    first_out, first_err = first.communicate(timeout=240)
+    assert first.returncode == 0, first_err[-2000:]
+    assert "2 written, 0 skipped, 0 failed" in first_out
+    kept = _journaled(journal)
+    assert 3 <= done <= kept < N_FRAMES
+    assert not (out / f"{clips[3].stem}.predictions.slp").exists()
+    assert _leftovers(out) == [journal.name]  # no lock left by the stopped task
+    finished = {p.name: p.stat().st_mtime_ns for p in out.glob("*.slp")}
+    assert sorted(finished) == [f"v{k}.predictions.slp" for k in range(3)]
+
+    # Without --resume the journal is not overwritten: the run refuses before any model loads.
+    capsys.readouterr()
+    assert main(["track", *common, "-o", f"{out}/", "--shard", "2/2"]) == 2
+    (line,) = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("Error:")]
+    assert "--resume" in line and journal.name in line
+
+    # The requeued array: both tasks rerun the same command.
+    capsys.readouterr()
+    assert main(["track", *array[0]]) == 0
+    assert "0 written, 2 skipped, 0 failed, of 2 input(s)" in capsys.readouterr().out
+    assert main(["track", *array[1]]) == 0
+    captured = capsys.readouterr()
+    assert "1 written, 1 skipped, 0 failed, of 2 input(s)" in captured.out
+    assert f"frames_done={kept}" in captured.err and "tracker_frames_replayed" in captured.err
+    # No finished video was redone: their files are the very ones written before.
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.slp") if p.name in finished} \
+        == finished
+    assert _leftovers(out) == []
+
+    instances = 0
+    for clip in clips:
+        name = f"{clip.stem}.predictions.slp"
+        a, b = sio.load_slp(str(whole / name)), sio.load_slp(str(out / name))
+        instances += assert_same_predictions(a, b, atol=0)
+        assert [t.name for t in a.tracks] == [t.name for t in b.tracks]  # tracker restored
+        assert sorted(a.provenance) == sorted(b.provenance)
+        assert a.provenance["frame_selection"] == b.provenance["frame_selection"]
+    assert instances > N_VIDEOS * N_FRAMES  # two animals found in most frames
+
+
+def test_sigusr1_on_a_frame_range_shard_then_resume(assets: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    clip = write_synthetic_video(tmp_path / "long.mp4", n_frames=240, height=64, width=64)
+    args = ["track", "-i", str(clip), "-m", str(assets / SINGLE), "--device", "cpu",
+            "--batch_size", "1", "--shard", "2/2", "-o", f"{tmp_path}/out/"]
+    out = tmp_path / "out" / "long.shard-2-of-2.predictions.slp"
+    journal = out.parent / f".{out.name}.journal"
+    proc = _start([*args, "--preempt_signals", "usr1"])
+    _stop_when(proc, journal, 5, signal.SIGUSR1)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 138, err[-2000:]  # 128 + SIGUSR1
+    assert "Preempted (SIGUSR1)" in err and str(journal) in err
+    assert not out.exists() and _leftovers(out.parent) == [journal.name]
+
+    assert main([*args, "--resume"]) == 0
+    assert "resuming" in capsys.readouterr().err
+    assert _leftovers(out.parent) == []
+    resumed = sio.load_slp(str(out))
+    assert [lf.frame_idx for lf in resumed] == list(range(120, 240))
+    assert resumed.provenance["shard"] == [2, 2]
+
+
+def test_preempt_signals_are_parsed_and_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    assert parse_preempt_signals("TERM,USR1") == (signal.SIGTERM, signal.SIGUSR1)
+    assert parse_preempt_signals(" sigusr2 , term,USR2") == (signal.SIGUSR2, signal.SIGTERM)
+    assert parse_preempt_signals("none") == ()
+    for bad in ("KILL", "", "TERM,none", "9"):
+        with pytest.raises(ConfigError, match="--preempt_signals"):
+            parse_preempt_signals(bad)
+    assert main(["track", "-i", "x.mp4", "-m", "m", "--preempt_signals", "STOP"]) == 2
+    (line,) = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("Error:")]
+    assert "--preempt_signals 'STOP'" in line
