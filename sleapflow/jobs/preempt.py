@@ -23,7 +23,7 @@ T = TypeVar("T")
 #: ``track --preempt_signals``' default: what a scheduler sends before it kills a job (SLURM:
 #: SIGTERM at the time limit or on preemption; SIGUSR1 where ``--signal`` asks for a warning).
 DEFAULT_PREEMPT_SIGNALS = "TERM,USR1"
-_CHOICES = ("TERM", "USR1", "USR2", "HUP", "INT")
+_CHOICES = ("TERM", "USR1", "USR2", "HUP")
 
 
 def parse_preempt_signals(text: str) -> tuple[signal.Signals, ...]:
@@ -50,6 +50,7 @@ async def run_preemptible(run: Callable[[], Awaitable[T]],
         return await run()
     received: list[int] = []
     result: list[T] = []
+    failed: list[Exception] = []
     with anyio.open_signal_receiver(*signals) as stream:
         async with anyio.create_task_group() as tg:
             job = anyio.CancelScope()
@@ -64,8 +65,13 @@ async def run_preemptible(run: Callable[[], Awaitable[T]],
 
             tg.start_soon(watch)
             with job:
-                result.append(await run())
+                try:
+                    result.append(await run())
+                except Exception as exc:  # raised as itself below, not in an exception group
+                    failed.append(exc)
             tg.cancel_scope.cancel()
+    if failed:
+        raise failed[0]
     if result:  # finished before the signal could stop it: its outputs are written
         return result[0]
     name = signal.Signals(received[0]).name
