@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import anyio
 import msgspec
 
 from sleapflow.errors import StageError
@@ -59,7 +60,8 @@ async def run_many(run: PreparedRun, *, on_frame: Callable[[int], None] | None =
         stats = await resume_videos(run, on_frame=on_frame, run_spec=timed) or stats
         run = _remaining(run, plan)  # without the videos just continued
     while any(t.status == "planned" for t in tasks):
-        journals = video_journals(run) if journal else None
+        # Each video's header names its input and models (file stats): off the event loop.
+        journals = await anyio.to_thread.run_sync(video_journals, run) if journal else None
         if journals is not None:
             run.decode_failures.on_add = journals.add_failure
         try:
