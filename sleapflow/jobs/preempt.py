@@ -18,7 +18,7 @@ __all__ = ("DEFAULT_PREEMPT_SIGNALS", "parse_preempt_signals", "run_preemptible"
 
 log = get_logger(__name__)
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 #: ``track --preempt_signals``' default: what a scheduler sends before it kills a job (SLURM:
 #: SIGTERM at the time limit or on preemption; SIGUSR1 where ``--signal`` asks for a warning).
@@ -38,8 +38,8 @@ def parse_preempt_signals(text: str) -> tuple[signal.Signals, ...]:
     return tuple(dict.fromkeys(getattr(signal, f"SIG{n}") for n in names))
 
 
-async def run_preemptible(run: Callable[[], Awaitable[T]],
-                          signals: Sequence[signal.Signals]) -> T:
+async def run_preemptible(run: Callable[[], Awaitable[_T]],
+                          signals: Sequence[signal.Signals]) -> _T:
     """Await ``run()``; on one of ``signals`` cancel it, as Ctrl-C would (every stage stops, the
     journals are synced and kept, the locks let go), and raise :class:`Preempted`.
 
@@ -49,7 +49,7 @@ async def run_preemptible(run: Callable[[], Awaitable[T]],
     if not signals:
         return await run()
     received: list[int] = []
-    result: list[T] = []
+    result: list[_T] = []
     failed: list[Exception] = []
     with anyio.open_signal_receiver(*signals) as stream:
         async with anyio.create_task_group() as tg:

@@ -11,13 +11,15 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import sleap_io as sio
 
 from sleapflow.cli.app import main
 from sleapflow.errors import ConfigError
 from sleapflow.jobs.preempt import parse_preempt_signals
-from sleapflow.outputs.journal import read_records
+from sleapflow.messages import FramePrediction
+from sleapflow.outputs.journal import VideoJournals, load_for_resume, read_records
 from sleapflow.testing import write_synthetic_video
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "many"))
@@ -107,6 +109,14 @@ def test_sigterm_in_a_job_array_then_resume_equals_one_uninterrupted_run(
         == finished
     assert _leftovers(out) == []
 
+    # A journal older than a complete output (a stop between the output's rename and the
+    # journal's removal) is stale: a resumed run skips the video and removes the journal.
+    stale = out / f".{clips[0].stem}.predictions.slp.journal"
+    stale.write_bytes(b"")
+    os.utime(stale, ns=(finished[f"{clips[0].stem}.predictions.slp"] - 10**9,) * 2)
+    assert main(["track", *array[0]]) == 0
+    assert not stale.exists() and _leftovers(out) == []
+
     instances = 0
     for clip in clips:
         name = f"{clip.stem}.predictions.slp"
@@ -150,3 +160,32 @@ def test_preempt_signals_are_parsed_and_checked(capsys: pytest.CaptureFixture[st
     assert main(["track", "-i", "x.mp4", "-m", "m", "--preempt_signals", "STOP"]) == 2
     (line,) = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("Error:")]
     assert "--preempt_signals 'STOP'" in line
+
+
+def test_video_journals_open_at_the_first_record_and_keep_only_unfinished_videos(
+        tmp_path: Path) -> None:
+    header = {"graph": "g", "input": None, "models": {}, "options": {}}
+    paths = {v: tmp_path / f".v{v}.journal" for v in range(3)}
+    journals = VideoJournals({v: (p, header) for v, p in paths.items()})
+    assert not any(p.exists() for p in paths.values())  # nothing until a video starts
+
+    def frame(video_id: int, seq: int) -> FramePrediction:
+        points = np.full((1, 2, 2), float(seq), dtype=np.float32)
+        return FramePrediction(seq=seq, video_id=video_id, frame_idx=seq, points=points,
+                               point_scores=np.ones((1, 2), np.float32),
+                               instance_scores=np.ones(1, np.float32))
+
+    journals.add_tracker_input(frame(1, 5))  # the tracker runs ahead of the writer
+    assert paths[1].exists() and not paths[0].exists()
+    journals.add(frame(0, 0))
+    journals.add(frame(1, 5))
+    journals.add_failure(2, 9)  # video 2: a failed frame, no frame written
+    journals.remove(0)  # video 0's output is in place
+    journals.close()
+    assert not paths[0].exists() and not paths[2].exists() and paths[1].exists()
+    # Video 1's journal is what a one-video run keeps: its frames as video 0.
+    state = load_for_resume(paths[1], header)
+    assert state.n_frames == 1 and state.last is not None
+    assert (state.last.video_id, state.last.seq, state.last.frame_idx) == (0, 5, 5)
+    assert [(p.video_id, p.seq) for p in state.tracker_inputs()] == [(0, 5)]
+    np.testing.assert_array_equal(state.last.points, frame(1, 5).points)
