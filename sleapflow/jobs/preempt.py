@@ -4,6 +4,7 @@ does, its journals kept for ``--resume``, and ends it with a documented exit sta
 from __future__ import annotations
 
 import signal
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
@@ -46,8 +47,8 @@ async def run_preemptible(run: Callable[[], Awaitable[_T]],
     The signals stay caught until the cancelled run has cleaned up, so a scheduler that sends
     its signal again (or SIGTERM after SIGUSR1) does not cut that short; only SIGKILL does, and
     the journals, flushed at every frame, survive even that."""
-    if not signals:
-        return await run()
+    if not signals or threading.current_thread() is not threading.main_thread():
+        return await run()  # only the main thread can catch signals (an embedding's thread)
     received: list[int] = []
     result: list[_T] = []
     failed: list[Exception] = []

@@ -189,3 +189,44 @@ def test_video_journals_open_at_the_first_record_and_keep_only_unfinished_videos
     assert (state.last.video_id, state.last.seq, state.last.frame_idx) == (0, 5, 5)
     assert [(p.video_id, p.seq) for p in state.tracker_inputs()] == [(0, 5)]
     np.testing.assert_array_equal(state.last.points, frame(1, 5).points)
+
+
+def test_run_preemptible_stops_the_job_on_its_signal_only() -> None:
+    import threading
+
+    import anyio
+
+    from sleapflow.errors import Preempted
+    from sleapflow.jobs.preempt import run_preemptible
+
+    cleaned: list[bool] = []
+
+    async def stopped_job() -> int:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        try:
+            await anyio.sleep_forever()
+        finally:
+            cleaned.append(True)  # the job's clean-up runs before the run ends
+        return 0
+
+    async def failing_job() -> int:
+        raise ConfigError("bad")
+
+    with pytest.raises(Preempted) as info:
+        anyio.run(run_preemptible, stopped_job, (signal.SIGUSR1,))
+    assert info.value.status == 138 and cleaned == [True]
+    assert str(info.value).startswith("Preempted (SIGUSR1)")
+    with pytest.raises(ConfigError, match="bad"):  # itself, not in an exception group
+        anyio.run(run_preemptible, failing_job, (signal.SIGTERM,))
+
+    async def done() -> int:
+        return 7
+
+    assert anyio.run(run_preemptible, done, (signal.SIGTERM,)) == 7
+    # Only the main thread can catch signals: from another the job just runs.
+    results: list[int] = []
+    worker = threading.Thread(target=lambda: results.append(
+        anyio.run(run_preemptible, done, (signal.SIGTERM,))))
+    worker.start()
+    worker.join()
+    assert results == [7]
