@@ -12,7 +12,8 @@ from typing import ClassVar
 
 __all__ = (
     "BackendError", "ConfigError", "EventLoopError", "FrameDecodeError", "InputNotFoundError",
-    "ModelLoadError", "OutputWriteError", "SleapflowError", "StageError", "VideoDecodeError",
+    "ModelLoadError", "OutputWriteError", "Preempted", "SleapflowError", "StageError",
+    "VideoDecodeError",
 )
 
 
@@ -75,6 +76,28 @@ class BackendError(SleapflowError, RuntimeError):
 
 class EventLoopError(SleapflowError, RuntimeError):
     """``run_inference`` was called from inside a running event loop."""
+
+
+class Preempted(SleapflowError):
+    """The run stopped on a preemption signal (``track --preempt_signals``: SLURM's warning
+    ahead of a time limit, a preemption, a scheduler's SIGTERM) after its journals were synced
+    and its locks let go; the same command with ``--resume`` continues it.
+
+    Not a failure of the run: the CLI prints one line (no ``Error:``) and exits with
+    :attr:`status`, 128 + the signal's number (143 for SIGTERM, 138 for SIGUSR1, as a shell
+    reports a process that signal ended; Ctrl-C's is 130), so a job script can tell a stop to
+    requeue from a failure.
+    """
+
+    exit_code: ClassVar[int] = 143  # SIGTERM's; an instance's own is :attr:`status`
+
+    def __init__(self, message: str, *, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+    @property
+    def status(self) -> int:
+        return 128 + self.signum
 
 
 class StageError(SleapflowError):

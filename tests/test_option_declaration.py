@@ -43,7 +43,7 @@ from sleapflow.predict import arun_inference, run_inference
 #: What each command takes besides the inference options: its own, declared by hand.
 TRACK_OWN = {"data_path", "input_list", "overwrite", "ray", "ray_workers", "ray_chunk_frames",
              "ray_gpus_per_worker", "max_retries", "summary_json", "output_format", "csv_format",
-             "render", "gui", "stats", "verbose",
+             "render", "gui", "stats", "verbose", "preempt_signals",
              *(f"nwb_{k}" for k in ("metadata", "subject_id", "species", "sex", "age",
                                    "session_description", "session_start_time", "experimenter",
                                    "lab", "institution", "frame_rate"))}
@@ -150,7 +150,8 @@ def test_provenance_and_resume_keep_their_keys() -> None:
         "integral_patch_size", "batch_size", "max_instances", "crop_size", "input_scale", "anchor_part",
         "queue_maxsize", "runtime", "precision")
     assert neutral_options() == {"output_path", "queue_maxsize", "postprocess_workers", "torch_threads",
-                                 "forward_workers", "device", "max_failed_frames", "resume"}
+                                 "forward_workers", "device", "max_failed_frames", "resume",
+                                 "skip_existing"}
 
 
 def test_every_declared_flag_has_a_hyphenated_spelling() -> None:

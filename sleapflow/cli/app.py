@@ -19,7 +19,7 @@ from cyclopts import Parameter
 
 from sleapflow.bench.harness import bench_command
 from sleapflow.cli.nwb_options import NwbOptions
-from sleapflow.errors import ConfigError, SleapflowError, StageError
+from sleapflow.errors import ConfigError, Preempted, SleapflowError, StageError
 from sleapflow.logs import configure_cli_logging, get_logger
 from sleapflow.options.declared import cli_options, option_values
 from sleapflow.options.help import HELP, canonical_argv, opt
@@ -97,6 +97,10 @@ def track(
     gui: Annotated[bool, opt("gui")] = False,
     stats: Annotated[bool, opt("stats")] = False,
     verbose: Annotated[bool, opt("verbose")] = False,
+    preempt_signals: Annotated[str, opt(
+        "preempt_signals", help="Signals that stop the run as a preemption: journals kept for "
+        "--resume, exit 128+signal (143 for TERM, 138 for USR1); comma-separated, or none.")
+    ] = "TERM,USR1",
 ) -> int:
     """Run pose inference on a video or labels file and write a .slp (sleap-nn track compatible)."""
     options = {"data_path": data_path, **option_values(inference)}
@@ -138,10 +142,19 @@ def track(
     if many and not model_paths:
         raise ConfigError("several inputs need --model_paths/-m: track-only runs (no models) "
                           "re-track one .slp at a time")
-    if resume and (many or ray is not None):
-        raise ConfigError("--resume continues one interrupted output; with several inputs (or "
-                          "--ray), rerun with --skip_existing to redo only the videos whose "
-                          "output is missing or incomplete")
+    if resume and ray is not None:
+        raise ConfigError("--resume continues interrupted runs without --ray; with --ray, rerun "
+                          "with --skip_existing to redo only the videos whose output is missing "
+                          "or incomplete")
+    if resume and many:
+        # Continuing a many-input run: its finished videos are not redone.
+        if overwrite:
+            raise ConfigError("--resume with several inputs skips the finished videos; "
+                              "--overwrite would redo them: pass one of them")
+        options["skip_existing"] = True
+    from sleapflow.jobs.preempt import parse_preempt_signals
+
+    preempt = parse_preempt_signals(preempt_signals)
     options["shard"] = parse_shard(shard)
     options["data_path"] = None if many else paths[0]
     options["inputs"] = tuple(paths) if many or ray is not None else ()
@@ -180,7 +193,7 @@ def track(
 
     job = plan_job(cfg, output=out, formats=output_format, export=export_settings, render=render,
                    journal=True, resume=resume)
-    result = run_job_with_progress(job, gui=gui)
+    result = run_job_with_progress(job, gui=gui, preempt=preempt)
     report = sys.stderr if gui else sys.stdout  # --gui keeps stdout for its JSON lines
     if not many and result.summary is not None:
         print(f"{job.output or 'predictions'}: {result.summary.line()}", file=report)
@@ -570,6 +583,9 @@ def _run_app(argv: list[str], ctrl_c: _CtrlC) -> int:
     except cyclopts.CycloptsError as exc:
         print(f"Error: {_one_line(exc)} (see --help)", file=sys.stderr)
         return 2
+    except Preempted as exc:  # a stop to requeue, not a failure: no "Error:"
+        print(str(exc), file=sys.stderr)
+        return exc.status
     except SleapflowError as exc:
         # A stage that raised one of ours is reported as that error, not as "stage X failed".
         cause = exc.__cause__

@@ -433,7 +433,8 @@ def make_writer(run: PreparedRun, *, output_path: str | None,
                                     decode_failures=run.decode_failures.of_video(task.video_id)),
                 output_path=task.output)
 
-        return ManyWriter(plan, make_writer_for=writer_for, on_frame=on_frame)
+        # Several inputs: ``journal`` is the run's VideoJournals (one journal per video).
+        return ManyWriter(plan, make_writer_for=writer_for, on_frame=on_frame, journals=journal)
     tracker: TrackerConfig | None = run.ctx.tracker
     if run.graph.from_labels:
         labels = plan.labels

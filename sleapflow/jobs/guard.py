@@ -12,6 +12,7 @@ from typing import Any
 from sleapflow.errors import ConfigError
 from sleapflow.logs import get_logger
 from sleapflow.outputs.files import OutputLock, check_output_folder, check_output_target, clean_stale_temps
+from sleapflow.outputs.journal import journal_path
 
 __all__ = (
     "OutputGuard", "check_outputs_apart", "guarded_outputs", "interrupted_message", "output_guards",
@@ -21,19 +22,24 @@ __all__ = (
 log = get_logger(__name__)
 
 #: What the last guarded run would tell a user who pressed Ctrl-C (the CLI prints it).
-_STATE: dict[str, Any] = {"output": None, "journal": None, "resume_hint": None}
+_STATE: dict[str, Any] = {"output": None, "journal": None, "outputs": ()}
 
 
-def interrupted_message() -> str:
-    """One line: what an interrupted run kept and how to go on."""
+def interrupted_message(what: str = "Interrupted") -> str:
+    """One line: what an interrupted (or preempted: ``what``) run kept and how to go on."""
     out = _STATE["output"]
     journal = _STATE["journal"]
     if journal is not None and Path(journal).exists():
-        return (f"Interrupted: the frames done so far are kept in {str(journal)!r}; run the same "
+        return (f"{what}: the frames done so far are kept in {str(journal)!r}; run the same "
                 "command with --resume to continue.")
     if out is not None:
-        return f"Interrupted: {str(out)!r} was not written (an existing file is unchanged)."
-    return "Interrupted."
+        return f"{what}: {str(out)!r} was not written (an existing file is unchanged)."
+    kept = [p for p in map(journal_path, _STATE["outputs"]) if p.exists()]
+    if kept:
+        return (f"{what}: the videos finished are written; the frames done of {len(kept)} "
+                f"other(s) are kept in their journals (e.g. {str(kept[0])!r}); run the same "
+                "command with --resume to continue (finished videos are skipped).")
+    return what + "."
 
 
 class OutputGuard:
@@ -57,7 +63,7 @@ class OutputGuard:
         self.output_path = output_path
         self.lock = OutputLock(output_path)
         self.lock.check_free()
-        _STATE.update(output=output_path, journal=None)
+        _STATE.update(output=output_path, journal=None, outputs=())
 
     def set_journal(self, path: str | Path | None) -> None:
         _STATE["journal"] = path
@@ -108,7 +114,7 @@ def guarded_outputs(guards: Sequence[OutputGuard]) -> Iterator[Sequence[OutputGu
     """Each of several outputs locked for the run; each is still written atomically when its
     video ends."""
     # On Ctrl-C the summary cannot name one output: each was written, or not, as its video ended.
-    _STATE.update(output=None, journal=None)
+    _STATE.update(output=None, journal=None, outputs=tuple(g.output_path for g in guards))
     with contextlib.ExitStack() as stack:
         for guard in guards:
             stack.enter_context(guard)

@@ -11,6 +11,7 @@ closing log line happen here, once, for all of them.
 from __future__ import annotations
 
 import contextlib
+import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,8 +129,9 @@ def plan_job(cfg: InferenceConfig, *, output: str | None = None, name_output: bo
     if render and (many or output is None):
         raise ConfigError("--render draws one run's output beside it: give one input and an "
                           "output, or draw each output with sleapflow render")
-    journal = journal and not many and run.graph_name != "track_only" and "slp" in formats \
-        and output is not None
+    # Several inputs: one journal per video, beside its output.
+    journal = journal and run.graph_name != "track_only" and "slp" in formats \
+        and (output is not None or many) and raw is None
     job = Job(run=run, output=output, formats=formats, export=export or ExportSettings(),
               render=render, journal=journal, resume=resume, raw=raw)
     if guard:
@@ -138,10 +140,13 @@ def plan_job(cfg: InferenceConfig, *, output: str | None = None, name_output: bo
                                                                       cfg.head_ckpt_path))])
         job.guards = _guards(job)
     if journal:
-        from sleapflow.jobs.resume import check_journal
+        from sleapflow.jobs.resume import check_journal, check_video_journals
 
-        assert output is not None
-        check_journal(output, resume=resume)
+        if many:
+            check_video_journals(run, resume=resume)
+        else:
+            assert output is not None
+            check_journal(output, resume=resume)
     return job
 
 
@@ -222,7 +227,8 @@ async def run_job(job: Job, *, on_frame: Callable[[int], None] | None = None,
         if isinstance(job.plan, ManyPlan):
             from sleapflow.jobs.many import run_many
 
-            tasks, stats = await run_many(job.run, on_frame=count, run_spec=run_spec)
+            tasks, stats = await run_many(job.run, on_frame=count, run_spec=run_spec,
+                                          journal=job.journal, resume=job.resume)
             written = [Path(t.output) for t in tasks if t.status == "done"]
             written += await _export_each(job, [t for t in tasks if t.status == "done"])
             result = JobResult(labels=None, stats=stats, outputs=written, tasks=tasks)
@@ -317,14 +323,19 @@ async def _export_each(job: Job, done: list[VideoTask]) -> list[Path]:
 
 
 
-def run_job_with_progress(job: Job, *, gui: bool = False) -> JobResult:
+def run_job_with_progress(job: Job, *, gui: bool = False,
+                          preempt: Sequence[signal.Signals] = ()) -> JobResult:
     """:func:`run_job` from synchronous code with a progress display: a bar on a terminal (a
-    log line per 10% elsewhere), or with ``gui`` sleap-nn's JSON lines on stdout."""
+    log line per 10% elsewhere), or with ``gui`` sleap-nn's JSON lines on stdout. On one of
+    ``preempt`` the job stops as on Ctrl-C and :class:`~sleapflow.errors.Preempted` is raised
+    (:func:`sleapflow.jobs.preempt.run_preemptible`)."""
     from functools import partial
 
+    from sleapflow.jobs.preempt import run_preemptible
     from sleapflow.jobs.progress import GuiProgress, ProgressBar
 
     label = "Tracking..." if job.run.graph_name == "track_only" else "Predicting..."
     display = (GuiProgress if gui else ProgressBar)(job.frames, label)
     with display:
-        return anyio.run(partial(run_job, job, on_frame=display.advance))
+        return anyio.run(run_preemptible, partial(run_job, job, on_frame=display.advance),
+                         preempt)

@@ -1,29 +1,38 @@
 """A journaled run and ``--resume`` (the job's ``.slp`` written as :func:`sleapflow.jobs.job.run_job`
 writes it, every frame journaled first); when resuming, the journal's frames and the tracking
-stages' state are restored before the first frame (the tracker's journaled inputs fed back)."""
+stages' state are restored before the first frame (the tracker's journaled inputs fed back).
+With several inputs each video has its own journal, the one a one-video run of it keeps, and a
+video left part-done is continued alone, as that one-video run would be."""
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import anyio
 import sleap_io as sio
 
 from sleapflow.errors import ConfigError, StageError, VideoDecodeError
+from sleapflow.inputs.expand import ManyPlan, VideoTask, single_config
+from sleapflow.inputs.media_faults import DecodeFailures
 from sleapflow.logs import get_logger
 from sleapflow.options.frames import SpanSequence
 from sleapflow.outputs.journal import (
     JournalWriter,
     ResumedFrames,
     ResumeState,
+    VideoJournals,
     fingerprint,
     journal_path,
     load_for_resume,
 )
 from sleapflow.runtime import GraphStats, RunSpec
 
-__all__ = ("check_journal", "run_journaled")
+__all__ = ("check_journal", "check_video_journals", "journal_header", "one_video_run",
+           "resume_videos", "run_journaled", "video_journals")
 
 
 log = get_logger(__name__)
@@ -79,6 +88,95 @@ def _replay_tracking(run: Any, stages: Any, state: ResumeState) -> int:
     return fed
 
 
+def journal_header(run: Any) -> dict[str, Any]:
+    """What a journal of ``run`` records of it (a resume must match it)."""
+    return fingerprint(run.cfg, graph=run.graph_name,
+                       model_paths=[m.path for m in run.ctx.models.values()],
+                       source_path=run.plan.source_path)
+
+
+def one_video_run(run: Any, task: VideoTask) -> Any:
+    """A many-input run's ``task`` as a one-video run: its own plan, config and failures (what
+    its output must equal, and what its journal records)."""
+    assert task.plan is not None
+    ctx = dataclasses.replace(run.ctx, plan=task.plan)
+    return dataclasses.replace(run, cfg=single_config(run.cfg, task), plan=task.plan, ctx=ctx,
+                               decode_failures=DecodeFailures())
+
+
+def check_video_journals(run: Any, *, resume: bool) -> None:
+    """Before any model loads, for each video of a many-input run: a leftover journal needs
+    --resume, and must be this run's (the options and models of the run that left it).
+
+    A video skipped because its output is complete may have a journal older than that output
+    (a stop between the output's rename and the journal's removal): it is removed."""
+    plan = run.plan
+    assert isinstance(plan, ManyPlan)
+    for task in plan.tasks:
+        path = journal_path(task.output)
+        if not path.exists():
+            continue
+        if task.status == "skipped":
+            out = Path(task.output)
+            if out.exists() and path.stat().st_mtime_ns <= out.stat().st_mtime_ns:
+                path.unlink(missing_ok=True)
+                log.info("removed the journal of a complete output", journal=str(path))
+            continue
+        if task.status != "planned":
+            continue
+        check_journal(task.output, resume=resume)
+        load_for_resume(path, journal_header(one_video_run(run, task)))
+
+
+def video_journals(run: Any) -> VideoJournals:
+    """The journals of a many-input graph over ``run``'s planned videos (one each)."""
+    plan = run.plan
+    assert isinstance(plan, ManyPlan)
+    return VideoJournals({t.video_id: (journal_path(t.output), journal_header(one_video_run(run, t)))
+                          for t in plan.tasks
+                          if t.status == "planned" and t.video_id is not None})
+
+
+async def resume_videos(run: Any, *, on_frame: Callable[[int], None] | None,
+                        run_spec: RunSpec) -> GraphStats | None:
+    """Continue each video of a many-input run that left a journal, one at a time, as a
+    one-video ``--resume`` does (its frames, its failures and its tracker's state restored);
+    mark each done, or failed when its input cannot be read. Returns the last run's
+    statistics (None: no journal was left)."""
+    plan = run.plan
+    assert isinstance(plan, ManyPlan)
+    stats: GraphStats | None = None
+    specs: list[Any] = []  # the graphs run, the last one the current video's
+
+    async def capture(spec: Any) -> GraphStats:
+        specs.append(spec)
+        return await run_spec(spec)
+
+    for task in plan.tasks:
+        if task.status != "planned" or not journal_path(task.output).exists():
+            continue
+        single = one_video_run(run, task)
+        specs.clear()
+
+        started = time.perf_counter()
+        try:
+            _, stats = await run_journaled(single, output_path=task.output, resume=True,
+                                           on_frame=on_frame, keep_labels=False,
+                                           run_spec=capture)
+        except StageError as exc:
+            # Only the source's failures are the video's own; any other stops the run.
+            if not specs or exc.stage != specs[-1].stages[0].name:
+                raise
+            task.status, task.error = "failed", str(exc.__cause__)
+            log.warning("video failed; the others go on", input=task.path, error=task.error)
+            continue
+        writer = specs[-1].stages[-1]
+        task.status, task.frames = "done", writer.builder.added
+        task.seconds = time.perf_counter() - started
+        task.summary = writer.summary(task.seconds)
+    return stats
+
+
 def check_journal(output_path: str, *, resume: bool) -> None:
     """Before any model loads: a leftover journal needs --resume (or removing)."""
     path = journal_path(output_path)
@@ -101,7 +199,6 @@ async def run_journaled(run: Any, *, output_path: str, resume: bool,
     and the result's ``labels`` is None; with it, the in-memory ``Labels`` is built and
     returned (other output formats and ``--render`` need it)."""
     from sleapflow.graphs.build import build_graph, make_source, make_writer, tracking_stages
-    from sleapflow.inputs.expand import ManyPlan
     from sleapflow.outputs.files import check_output_path
 
     if isinstance(run.plan, ManyPlan):
@@ -113,9 +210,7 @@ async def run_journaled(run: Any, *, output_path: str, resume: bool,
     # The output's own checks come before a journal is created for it.
     check_output_path(output_path, input_path=run.plan.source_path)
     path = journal_path(output_path)
-    expected = fingerprint(run.cfg, graph=run.graph_name,
-                           model_paths=[m.path for m in run.ctx.models.values()],
-                           source_path=run.plan.source_path)
+    expected = journal_header(run)
     check_journal(output_path, resume=resume)
     state: ResumeState | None = None
     if path.exists():

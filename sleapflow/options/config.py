@@ -342,8 +342,9 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     #: Many-input runs: leave a video whose output exists and is complete alone.
     skip_existing: Annotated[bool, opt(
         "skip_existing", help="Skip videos whose output exists and is complete."),
-        Role("output", fronts=TRACK_ONLY)] = False
-    #: Continue an interrupted run of the same command from its journal (one output only).
+        Role("output", changes_results=False, fronts=TRACK_ONLY)] = False
+    #: Continue an interrupted run of the same command from its journal (with several inputs,
+    #: each video's; finished videos are skipped).
     resume: Annotated[bool, opt(
         "resume", help="Continue an interrupted run of the same command from its journal (kept "
                        "beside the output after a crash, a full disk or Ctrl-C)."),

@@ -40,6 +40,7 @@ __all__ = (
     "JournalWriter",
     "ResumeState",
     "ResumedFrames",
+    "VideoJournals",
     "decode_frame",
     "encode_frame",
     "fingerprint",
@@ -265,6 +266,65 @@ class JournalWriter:
             self._sync()
         with contextlib.suppress(OSError):
             self._f.close()
+
+
+class VideoJournals:
+    """The journals of a many-input run: one per video, beside that video's output, each what a
+    one-video run of it would journal (video id 0), so ``--resume`` continues it alone.
+
+    A video's journal is created at its first record (a frame, a tracker input or a decode
+    failure): videos not reached leave none. The decoder, the tracker and the writer append
+    from their own threads.
+    """
+
+    def __init__(self, videos: dict[int, tuple[Path, dict[str, Any]]]) -> None:
+        """``videos``: the run's video id → (journal path, header) of each video to journal."""
+        self._planned = dict(videos)
+        self._open: dict[int, JournalWriter] = {}
+        self._lock = threading.Lock()
+
+    def _journal(self, video_id: int) -> JournalWriter | None:
+        with self._lock:
+            journal = self._open.get(video_id)
+            if journal is None and video_id in self._planned:
+                path, header = self._planned.pop(video_id)
+                journal = self._open[video_id] = JournalWriter(path, header)
+            return journal
+
+    def add(self, pred: FramePrediction) -> None:
+        """Journal a frame the writer received (blocking: the writer's worker thread)."""
+        journal = self._journal(pred.video_id)
+        if journal is not None and journal.add(msgspec.structs.replace(pred, video_id=0)):
+            journal.sync()
+
+    def add_tracker_input(self, pred: FramePrediction) -> None:
+        journal = self._journal(pred.video_id)
+        if journal is not None:
+            journal.add_tracker_input(msgspec.structs.replace(pred, video_id=0))
+
+    def add_failure(self, video_id: int, frame_idx: int) -> None:
+        journal = self._journal(video_id)
+        if journal is not None:
+            journal.add_failure(0, frame_idx)
+
+    def remove(self, video_id: int) -> None:
+        """The video's output is written (or it failed for good): its journal goes."""
+        with self._lock:
+            self._planned.pop(video_id, None)
+            journal = self._open.pop(video_id, None)
+        if journal is not None:
+            journal.close()
+            journal.path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """The run ended or stopped: each open journal is synced and kept for ``--resume``, but
+        one of no frame (nothing to resume) is removed."""
+        with self._lock:
+            journals, self._open, self._planned = list(self._open.values()), {}, {}
+        for journal in journals:
+            journal.close()
+            if journal.frames_added == 0:
+                journal.path.unlink(missing_ok=True)
 
 
 def journal_frames(path: Path, limit: int | None = None) -> Iterator[FramePrediction]:

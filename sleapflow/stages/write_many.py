@@ -13,6 +13,7 @@ from anyio.abc import TaskStatus
 from sleapflow.errors import OutputWriteError
 from sleapflow.inputs.expand import ManyPlan, VideoTask
 from sleapflow.logs import get_logger
+from sleapflow.outputs.journal import VideoJournals
 from sleapflow.runtime.graph import Role
 
 __all__ = ("ManyWriter",)
@@ -27,7 +28,9 @@ class ManyWriter:
 
     Frames arrive in plan order, so each video's frames are contiguous: a video is complete
     when a frame of another one arrives. The writers see local video ids (0), as in a single
-    run, so each output is what a one-video run writes.
+    run, so each output is what a one-video run writes. With ``journals`` every frame is
+    journaled (in its video's own journal) before it is kept, and a video's journal is removed
+    once its output is in place.
     """
 
     role: Role = "sink"
@@ -36,10 +39,12 @@ class ManyWriter:
     restores_order = False
 
     def __init__(self, plan: ManyPlan, *, make_writer_for: Callable[[VideoTask], Any],
-                 on_frame: Callable[[int], None] | None = None, name: str = "write") -> None:
+                 on_frame: Callable[[int], None] | None = None, name: str = "write",
+                 journals: VideoJournals | None = None) -> None:
         self.name = name
         self.plan = plan
         self.on_frame = on_frame
+        self.journals = journals
         # Built up front: an output that cannot be written fails the run before any decode.
         self.writers = {t.video_id: make_writer_for(t) for t in plan.tasks
                         if t.status == "planned" and t.video_id is not None}
@@ -48,10 +53,24 @@ class ManyWriter:
         self._clock = time.perf_counter
         self._since = 0.0
 
+    def _take(self, pred: Any) -> None:
+        """Journal one frame, then keep it as its video's own (blocking: a worker thread)."""
+        if self.journals is not None:
+            self.journals.add(pred)
+        self.writers[pred.video_id].builder.add(msgspec.structs.replace(pred, video_id=0))
+
+    def _write(self, video_id: int) -> Any:
+        """Write the video's output, then drop its journal, in one worker-thread call: a stop
+        can then not land between the two (a finished video never looks interrupted)."""
+        result = self.writers[video_id].finish()
+        if self.journals is not None:
+            self.journals.remove(video_id)
+        return result
+
     async def _finish(self, video_id: int) -> None:
         task = self._tasks[video_id]
         writer = self.writers[video_id]
-        writer.result = await anyio.to_thread.run_sync(writer.finish)
+        writer.result = await anyio.to_thread.run_sync(self._write, video_id)
         task.status = "done"
         now = self._clock()
         task.seconds = now - self._since
@@ -72,8 +91,7 @@ class ManyWriter:
                     current = arrived
                 task = self._tasks[arrived]
                 # Building sleap-io objects is CPU work: off the event loop, as the writer's own.
-                await anyio.to_thread.run_sync(self.writers[arrived].builder.add,
-                                               msgspec.structs.replace(pred, video_id=0))
+                await anyio.to_thread.run_sync(self._take, pred)
                 task.frames += 1
                 if self.on_frame is not None:
                     self.on_frame(1)
@@ -90,5 +108,7 @@ class ManyWriter:
                         if self.writers[video_id].builder.added:
                             raise
                         task.status, task.error = "failed", str(exc)
+                        if self.journals is not None:
+                            self.journals.remove(video_id)  # no frame of it: nothing to resume
                         log.warning("input failed", input=task.path, error=str(exc))
             self.result = self.plan.tasks

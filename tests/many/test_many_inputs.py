@@ -183,6 +183,8 @@ def test_a_video_failing_mid_stream_is_recorded_and_the_others_finish(
     assert "2 written, 0 skipped, 1 failed, of 3 input(s)" in printed
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".slp") == \
         [f"{clips[0].stem}.predictions.slp", f"{clips[2].stem}.predictions.slp"]
+    # No journal, lock or temporary file is left, of the failed video either.
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
     for clip in (clips[0], clips[2]):
         assert_same_predictions(sio.load_slp(str(tmp_path / f"{clip.stem}.predictions.slp")),
                                 sio.load_slp(str(single_runs[clip.stem])))

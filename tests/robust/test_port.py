@@ -21,14 +21,16 @@ def _error_lines(err: str) -> list[str]:
     return [ln for ln in err.splitlines() if ln.startswith("Error:")]
 
 
-def test_resume_with_several_inputs_is_refused_in_one_line(
+def test_resume_with_several_inputs_and_overwrite_is_refused_in_one_line(
         assets: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # --resume continues each video's journal and skips finished outputs; --overwrite would
+    # redo them.
     clips = [write_synthetic_video(tmp_path / f"c{k}.mp4", n_frames=3) for k in range(2)]
     rc = main(["track", "-i", str(clips[0]), "-i", str(clips[1]), "-m", str(assets / SINGLE),
-               "--device", "cpu", "-o", f"{tmp_path}/out/", "--resume"])
+               "--device", "cpu", "-o", f"{tmp_path}/out/", "--resume", "--overwrite"])
     assert rc == 2
     (line,) = _error_lines(capsys.readouterr().err)
-    assert "--resume" in line and "--skip_existing" in line
+    assert "--resume" in line and "--overwrite" in line
     assert not (tmp_path / "out").exists()
 
 
