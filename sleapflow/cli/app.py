@@ -20,6 +20,7 @@ from cyclopts import Parameter
 from sleapflow.bench.harness import bench_command
 from sleapflow.cli.nwb_options import NwbOptions
 from sleapflow.errors import ConfigError, Preempted, SleapflowError, StageError
+from sleapflow.jobs.preempt import running_task
 from sleapflow.logs import configure_cli_logging, get_logger
 from sleapflow.options.declared import cli_options, option_values
 from sleapflow.options.help import HELP, canonical_argv, opt
@@ -516,7 +517,7 @@ class _CtrlC:
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         self.count += 1
         if self.count == 1:
-            task = _runner_task(frame)
+            task = running_task()
             if task is None:  # not inside an event loop: an ordinary KeyboardInterrupt
                 raise KeyboardInterrupt
             task.cancel()
@@ -529,16 +530,6 @@ class _CtrlC:
     def stop(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
-
-
-def _runner_task(frame: FrameType | None) -> asyncio.Task[Any] | None:
-    """The main task of the asyncio runner this thread is in (``Runner.run``'s ``task``)."""
-    while frame is not None:
-        if frame.f_code.co_name == "run" and isinstance(frame.f_locals.get("self"), asyncio.Runner):
-            task = frame.f_locals.get("task")
-            return task if isinstance(task, asyncio.Task) and not task.done() else None
-        frame = frame.f_back
-    return None
 
 
 def _exit_interrupted(*_: object) -> None:

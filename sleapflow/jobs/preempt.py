@@ -3,9 +3,11 @@ does, its journals kept for ``--resume``, and ends it with a documented exit sta
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import signal
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TypeVar
 
 import anyio
@@ -14,7 +16,7 @@ from sleapflow.errors import ConfigError, Preempted
 from sleapflow.jobs.guard import interrupted_message
 from sleapflow.logs import get_logger
 
-__all__ = ("DEFAULT_PREEMPT_SIGNALS", "parse_preempt_signals", "run_preemptible")
+__all__ = ("DEFAULT_PREEMPT_SIGNALS", "parse_preempt_signals", "run_preemptible", "running_task")
 
 
 log = get_logger(__name__)
@@ -39,8 +41,40 @@ def parse_preempt_signals(text: str) -> tuple[signal.Signals, ...]:
     return tuple(dict.fromkeys(getattr(signal, f"SIG{n}") for n in names))
 
 
+#: The asyncio task each running :func:`run_preemptible` call is in, innermost last: the task a
+#: first Ctrl-C cancels (the CLI's SIGINT handler reads it; see :func:`running_task`).
+_RUNNING: list[asyncio.Task[object]] = []
+
+
+def running_task() -> asyncio.Task[object] | None:
+    """The task of the job running in this process now (None when none is, or off asyncio)."""
+    return _RUNNING[-1] if _RUNNING and not _RUNNING[-1].done() else None
+
+
+@contextlib.contextmanager
+def _registered() -> Iterator[None]:
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # not on asyncio (trio): Ctrl-C is trio's own KeyboardInterrupt
+        task = None
+    if task is not None:
+        _RUNNING.append(task)
+    try:
+        yield
+    finally:
+        if task is not None:
+            _RUNNING.remove(task)
+
+
 async def run_preemptible(run: Callable[[], Awaitable[_T]],
                           signals: Sequence[signal.Signals]) -> _T:
+    """:func:`_run_preemptible`, its task registered as the one a Ctrl-C cancels."""
+    with _registered():
+        return await _run_preemptible(run, signals)
+
+
+async def _run_preemptible(run: Callable[[], Awaitable[_T]],
+                           signals: Sequence[signal.Signals]) -> _T:
     """Await ``run()``; on one of ``signals`` cancel it, as Ctrl-C would (every stage stops, the
     journals are synced and kept, the locks let go), and raise :class:`Preempted`.
 

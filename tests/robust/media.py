@@ -45,3 +45,18 @@ def truncate(path: Path, out: Path, fraction: float) -> Path:
     data = path.read_bytes()
     out.write_bytes(data[: int(len(data) * fraction)])
     return out
+
+
+def wait_for_journaled_frame(journal: Path, timeout: float = 120.0) -> None:
+    """Until ``journal`` holds a frame record: a signal sent before the first frame finds no
+    frame to keep (a fresh run's journal is removed then), which is not what these tests ask."""
+    import time
+
+    from sleapflow.outputs.journal import read_records
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if journal.exists() and any(rec.get("k") == "f" for rec, _ in read_records(journal)):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no frame was journaled in {journal} within {timeout} s")

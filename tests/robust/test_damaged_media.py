@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sleap_io as sio
-from media import corrupt_packets, write_intra_clip
+from media import corrupt_packets, wait_for_journaled_frame, write_intra_clip
 
 from sleapflow.cli.app import main
 
@@ -330,10 +330,7 @@ def test_second_ctrl_c_exits_130_promptly_and_keeps_the_journal(
                                  str(assets / SINGLE), "-o", str(out), "--device", "cpu",
                                  "--batch_size", "1"], stderr=subprocess.PIPE, text=True,
                                 env={**os.environ, "PYTHONPATH": str(ROOT)})
-        deadline = time.monotonic() + 120
-        while not journal.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.3)
+        wait_for_journaled_frame(journal)
         start = time.monotonic()
         proc.send_signal(signal.SIGINT)
         time.sleep(gap)

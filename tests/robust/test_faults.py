@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import sleap_io as sio
-from media import corrupt_packets, truncate, write_intra_clip
+from media import corrupt_packets, truncate, wait_for_journaled_frame, write_intra_clip
 
 from sleapflow.cli.app import main
 
@@ -390,10 +390,7 @@ def test_sigint_prints_one_line_and_keeps_output(assets: Path, clips: dict[str, 
                              "--device", "cpu", "--batch_size", "1"],
                             stderr=subprocess.PIPE, text=True, env=env)
     journal = out.parent / f".{out.name}.journal"
-    deadline = time.monotonic() + 120
-    while not journal.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(0.5)
+    wait_for_journaled_frame(journal)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
