@@ -18,7 +18,8 @@ from sleapflow.errors import ConfigError, OutputWriteError
 __all__ = (
     "HDF5_POISONED", "ROOM_BASE", "ROOM_PER_FRAME", "SCRATCH_FOLDERS", "OutputLock",
     "check_output_folder", "check_output_path", "check_output_target", "clean_stale_temps",
-    "describe_os_error", "estimate_slp_bytes", "estimate_slp_rows_bytes", "pid_alive", "resolve_target",
+    "describe_os_error", "estimate_slp_bytes", "estimate_slp_rows_bytes", "model_folder_holding",
+    "pid_alive", "resolve_target",
     "save_h5_safely", "save_slp_safely", "temp_path_for", "write_atomically",
 )
 
@@ -93,12 +94,35 @@ def resolve_target(path: str | Path) -> Path:
     return path
 
 
+#: Files that make a folder a model (sleap-nn, SLEAP <= 1.4, a ``sleapflow export``): an output
+#: never goes into one, whatever command writes it.
+_MODEL_MARKERS = (("best.ckpt", "training_config.yaml"), ("best_model.h5", "training_config.json"),
+                  ("export_metadata.json",), ("network.onnx", "training_config.yaml"))
+
+
+def model_folder_holding(path: str | Path) -> Path | None:
+    """The model folder ``path`` lies in (at any depth), or None."""
+    for folder in Path(os.path.abspath(path)).parents:
+        try:
+            if any(all((folder / name).is_file() for name in marker) for marker in _MODEL_MARKERS):
+                return folder
+        except OSError:  # an unreadable parent: not a model this process could have read
+            return None
+    return None
+
+
 def check_output_target(path: str | Path, what: str = "--output_path") -> Path:
-    """Refuse an output that is not a regular file (a device, FIFO, socket or folder) and
-    return the real file to write. Replacing ``/dev/null`` by a regular file would break the
-    system. ``what`` names the option the path comes from in the message."""
+    """Refuse an output that is not a regular file (a device, FIFO, socket or folder) or that
+    lies inside a model folder, and return the real file to write. Replacing ``/dev/null`` by a
+    regular file would break the system; writing into a model folder risks the trained model.
+    ``what`` names the option the path comes from in the message."""
     path = Path(path)
     target = resolve_target(path)
+    model = model_folder_holding(target)
+    if model is not None:
+        raise ConfigError(f"{what} {str(path)!r} is inside the model folder {str(model)!r}: "
+                          "outputs never go into a model folder (they could replace its files); "
+                          "choose an output outside it")
     try:
         mode = os.stat(target).st_mode
     except FileNotFoundError:

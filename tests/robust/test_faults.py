@@ -454,3 +454,28 @@ def test_outputs_never_replace_a_model_or_an_input(assets: Path, clips: dict[str
         assert code == 2 and words in error_lines(err)[0], err
     assert sha(ckpt) == before and sha(clip) == clip_before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "model"]
+
+
+def test_commands_without_models_never_write_into_a_model_folder(
+        assets: Path, tmp_path: Path, reference: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """merge, render and eval -s take no model, so the folder is known by what it holds."""
+    models = tmp_path / "models"
+    sleap_nn, legacy = models / "sleap_nn", models / "legacy"
+    shutil.copytree(assets / SINGLE, sleap_nn)
+    shutil.copytree(assets / "legacy_models/minimal_robot.UNet.single_instance", legacy)
+    before = {p: sha(p) for p in models.rglob("*") if p.is_file()}
+    preds = tmp_path / "preds.slp"
+    shutil.copy(reference / "single_instance__small_robot_minimal.slp", preds)
+    for folder in (sleap_nn, legacy / "nested"):
+        for argv in (["merge", str(preds), "-o", str(folder / "merged.slp")],
+                     ["render", str(preds), "-o", str(folder / "frame.png"), "--frames", "0"],
+                     ["eval", "-g", str(preds), "-p", str(preds), "-s",
+                      str(folder / "metrics.npz")]):
+            capsys.readouterr()
+            assert main(argv) == 2, argv
+            err = capsys.readouterr().err
+            assert "Traceback" not in err
+            (line,) = error_lines(err)
+            assert "inside the model folder" in line, (argv, line)
+    assert {p: sha(p) for p in models.rglob("*") if p.is_file()} == before
