@@ -15,7 +15,7 @@ from sleapflow.inputs.expand import VideoTask
 from sleapflow.jobs.guard import check_outputs_apart
 from sleapflow.outputs.files import write_atomically
 
-__all__ = ("check_summary_path", "summary_record", "write_summary_json")
+__all__ = ("SUMMARY_VERSION", "check_summary_path", "summary_record", "write_summary_json")
 
 #: Bumped when a field changes meaning or goes away (new fields do not bump it).
 SUMMARY_VERSION = 1
