@@ -197,7 +197,7 @@ def track(
     result = run_job_with_progress(job, gui=gui, preempt=preempt)
     report = sys.stderr if gui else sys.stdout  # --gui keeps stdout for its JSON lines
     if not many and result.summary is not None:
-        print(f"{job.output or 'predictions'}: {result.summary.line()}", file=report)
+        print(f"{job.shown_output or 'predictions'}: {result.summary.line()}", file=report)
     if stats:
         print(result.stats.table(), file=report)
     if many:
@@ -207,7 +207,7 @@ def track(
         from sleapflow.jobs.report import write_summary_json
 
         s = result.summary
-        one = VideoTask(index=0, path=paths[0], output=str(job.output), status="done",
+        one = VideoTask(index=0, path=paths[0], output=str(job.shown_output), status="done",
                         frames=s.frames if s else 0, seconds=s.seconds if s else 0.0, summary=s)
         write_summary_json(summary_json, [one])
     return 0

@@ -23,7 +23,7 @@ PACKAGES = ("sleapflow", "torch", "sleap-io", "numpy", "av", "anyio", "msgspec",
 #: Packages that only some commands need, and the extra that installs each.
 OPTIONAL_PACKAGES = {"onnxruntime-gpu": "gpu", "tensorrt": "tensorrt", "ray": "ray",
                      "starlette": "serve", "uvicorn": "serve", "websockets": "serve",
-                     "h11": "serve"}
+                     "h11": "serve", "fsspec": "remote", "s3fs": "remote"}
 
 
 def _n_parameters(model_dir: Path, legacy: bool) -> int | None:

@@ -14,10 +14,12 @@ import msgspec
 
 from sleapflow.errors import ConfigError, SleapflowError, VideoDecodeError
 from sleapflow.inputs.media_limits import check_input_path
+from sleapflow.inputs.remote import is_url
 from sleapflow.inputs.selection import IMAGE_SUFFIXES, VIDEO_SUFFIXES, InputPlan, WorkItem, plan_input
 from sleapflow.logs import get_logger
 from sleapflow.options.config import InferenceConfig
 from sleapflow.outputs.naming import default_output_path
+from sleapflow.outputs.remote import remote_join, remote_name
 from sleapflow.outputs.slp_read import read_slp
 from sleapflow.outputs.summary import RunSummary
 
@@ -68,6 +70,9 @@ def expand_inputs(paths: Sequence[str], input_list: str | None = None) -> tuple[
     many = len(raw) > 1 or input_list is not None
     out: list[str] = []
     for item in raw:
+        if is_url(item):
+            out.append(item)  # no local checks: planning asks its server
+            continue
         p = Path(item)
         st = check_input_path(item)  # too long a path, a FIFO or a device: refused here
         if glob.has_magic(item) and st is None:
@@ -96,7 +101,7 @@ def expand_inputs(paths: Sequence[str], input_list: str | None = None) -> tuple[
     unique: list[str] = []
     seen: set[str] = set()
     for item in out:
-        key = Path(item).resolve().as_posix()
+        key = item if is_url(item) else Path(item).resolve().as_posix()
         if key in seen:
             log.warning("input given twice; processed once", input=item)
             continue
@@ -152,6 +157,8 @@ def shard_output_path(cfg: InferenceConfig, shard: tuple[int, int]) -> str:
 def output_is_folder(output: str | None) -> bool:
     if output is None or output.endswith(("/", "\\")):
         return output is not None
+    if is_url(output):
+        return False  # a URL names a folder only by its trailing '/'
     try:
         return stat.S_ISDIR(os.stat(output).st_mode)
     except OSError as exc:
@@ -169,7 +176,8 @@ def output_for(cfg: InferenceConfig, path: str, *, many: bool) -> str:
     if out is None:
         return default
     if output_is_folder(out):
-        return str(Path(out) / Path(default).name)
+        name = remote_name(default) if is_url(default) else Path(default).name
+        return remote_join(out, name) if is_url(out) else str(Path(out) / name)
     if many:
         raise ConfigError(f"-o {out!r} names one file, but there are several inputs: give a folder "
                           "(end it with '/', e.g. -o predictions/) or leave -o out to write "

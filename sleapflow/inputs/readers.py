@@ -22,8 +22,10 @@ from sleapflow.inputs.media_limits import (
 )
 from sleapflow.logs import get_logger
 from sleapflow.messages import InputPlan
+from sleapflow.outputs.remote import is_url
 
-__all__ = ("PyAVReader", "SioReader", "VideoInfo", "is_grayscale", "open_reader", "probe_video", "video_name")
+__all__ = ("PyAVReader", "SioReader", "VideoInfo", "is_grayscale", "open_container", "open_reader",
+           "probe_video", "video_name")
 
 
 log = get_logger(__name__)
@@ -58,9 +60,8 @@ def _count_frames(path: str) -> int:
     Matroska/WebM store no frame count and a duration estimate can be off by a frame or more,
     so those are counted by demuxing (no decoding; about as fast as reading the file).
     """
-    import av
-
-    with av.open(path) as container:
+    container, handle = open_container(path)
+    try:
         stream = container.streams.video[0]
         if stream.frames:
             return int(stream.frames)
@@ -70,6 +71,28 @@ def _count_frames(path: str) -> int:
             if packet.size and not getattr(packet, "is_discard", False):
                 n += 1
         return n
+    finally:
+        container.close()
+        if handle is not None:
+            handle.close()
+
+
+def open_container(path: str) -> tuple[Any, Any]:
+    """``av.open`` of a local path or a URL, and the file object to close after the container
+    (None unless the URL is read through fsspec)."""
+    import av
+
+    if not is_url(path):
+        return av.open(path), None
+    from sleapflow.inputs.remote import HTTP_TIMEOUT_S, open_remote
+
+    source, handle = open_remote(path)
+    try:
+        return av.open(source, timeout=HTTP_TIMEOUT_S), handle
+    except BaseException:
+        if handle is not None:
+            handle.close()
+        raise
 
 
 class PyAVReader:
@@ -96,6 +119,8 @@ class PyAVReader:
     def __init__(self, path: str) -> None:
         self.path = path
         self._container: Any = None
+        #: The fsspec file object a remote video is read through (closed after the container).
+        self._handle: Any = None
         self._frames: Iterator[Any] | None = None
         self._next_idx = 0
         self._after_seek = False
@@ -146,10 +171,9 @@ class PyAVReader:
     def _open(self) -> None:
         import av
 
-        if self._container is not None:
-            self._container.close()
+        self._close_container()
         try:
-            self._container = av.open(self.path)
+            self._container, self._handle = open_container(self.path)
             self._stream = self._container.streams.video[0]
         except (av.error.FFmpegError, IndexError, OSError) as exc:
             raise VideoDecodeError(f"cannot open video {self.path!r}: {exc}{open_advice(exc, self.path)}"
@@ -157,8 +181,7 @@ class PyAVReader:
         # The container's declared size, before the decoder allocates a frame of it.
         width, height = self._stream.codec_context.width, self._stream.codec_context.height
         if width and height and too_large(width, height):
-            self._container.close()
-            self._container = None
+            self._close_container()
             check_frame_size(width, height, f"the header of video {self.path!r}")
         # Frame threading decodes H.264/HEVC several times faster; seeks flush it correctly.
         self._stream.thread_type = "AUTO"
@@ -305,11 +328,17 @@ class PyAVReader:
             return None
         return image[..., :1] if self.grayscale else image
 
-    def close(self) -> None:
+    def _close_container(self) -> None:
         if self._container is not None:
             self._container.close()
             self._container = None
-            self._frames = None
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def close(self) -> None:
+        self._close_container()
+        self._frames = None
 
 
 def probe_video(path: str) -> VideoInfo:

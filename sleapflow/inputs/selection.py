@@ -24,6 +24,7 @@ from sleapflow.inputs.media_limits import (
     check_input_path,
 )
 from sleapflow.inputs.readers import probe_video, video_name
+from sleapflow.inputs.remote import check_remote_input, is_url, remote_suffix
 from sleapflow.logs import get_logger
 from sleapflow.messages import InputPlan, WorkItem
 from sleapflow.options import frames as fr
@@ -148,6 +149,8 @@ def plan_input(cfg: InferenceConfig, *, need_ground_truth: bool = False,
     if not cfg.data_path:
         raise ConfigError("--data_path/-i is required")
     raw = cfg.data_path
+    if is_url(raw):
+        return _plan_remote(cfg, raw, need_ground_truth)
     if glob.has_magic(raw) and not Path(raw).exists():
         return _plan_image_glob(cfg, raw, need_ground_truth)
     path = Path(raw)
@@ -172,6 +175,20 @@ def plan_input(cfg: InferenceConfig, *, need_ground_truth: bool = False,
     if suffix in HDF5_SUFFIXES:
         return _plan_sio_video(cfg, raw, raw, "hdf5")
     return _plan_media(cfg, raw)
+
+
+def _plan_remote(cfg: InferenceConfig, url: str, need_gt: bool) -> InputPlan:
+    """A video file named by a URL: no local checks, the object's existence asked of its server."""
+    suffix = remote_suffix(url)
+    if suffix not in VIDEO_SUFFIXES:
+        what = "a .slp labels file" if suffix == ".slp" else "an image" \
+            if suffix in IMAGE_SUFFIXES else "an HDF5 file" if suffix in HDF5_SUFFIXES else None
+        raise ConfigError(
+            f"-i {url!r}: only video files ({', '.join(sorted(VIDEO_SUFFIXES))}) are read from "
+            f"URLs{f', not {what}' if what else ''}; copy it to a local disk first")
+    _check_video_input(cfg, url, need_gt)
+    check_remote_input(url)
+    return _plan_media(cfg, url)
 
 
 def _check_video_input(cfg: InferenceConfig, name: str, need_gt: bool) -> None:
@@ -207,9 +224,10 @@ def _plan_image_glob(cfg: InferenceConfig, pattern: str, need_gt: bool) -> Input
 
 
 def _plan_media(cfg: InferenceConfig, raw: str) -> InputPlan:
-    path = Path(raw)
     info = probe_video(raw)
-    filename = path.resolve().as_posix()
+    remote = is_url(raw)
+    # A URL stays as given: it is the video's name in the output, and the source of provenance.
+    filename = raw if remote else Path(raw).resolve().as_posix()
     # The metadata sleap-io itself writes for a MediaVideo, so SLEAP opens the output without
     # needing to open the video, and the in-memory labels can still read frames on demand.
     video = sio.Video(filename=filename, open_backend=False, backend_metadata={
@@ -217,7 +235,8 @@ def _plan_media(cfg: InferenceConfig, raw: str) -> InputPlan:
         "filename": filename, "grayscale": info.channels == 1, "bgr": True, "dataset": "",
         "input_format": "", "fps": info.fps,
     })
-    video.open_backend = True
+    # sleap-io cannot open URLs: the labels' video stays closed (frames come from PyAVReader).
+    video.open_backend = not remote
     items = _work_items(_select_video_frames(cfg.frames, None, info.n_frames, raw))
     return InputPlan(kind="video", source_path=raw, videos=[video], items=items,
                      frame_selection_method=_selection_method(cfg, None))

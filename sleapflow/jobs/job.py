@@ -30,6 +30,7 @@ from sleapflow.logs import get_logger
 from sleapflow.options.config import InferenceConfig
 from sleapflow.outputs.export import ExportSettings, check_formats, export, format_path, slp_output
 from sleapflow.outputs.naming import default_output_path
+from sleapflow.outputs.remote import RemoteOutput, is_url, stage_remote_output, upload_outputs
 from sleapflow.outputs.summary import RunSummary, total
 from sleapflow.runtime import GraphRunner, GraphSpec, GraphStats
 
@@ -61,6 +62,14 @@ class Job:
     #: The outputs' checks (made when planned, before any weights load) and locks (held while
     #: the job runs); empty when the caller guards them (a Ray worker: its driver does).
     guards: list[OutputGuard] = field(default_factory=list)
+    #: An output named by a URL: :attr:`output` is then its local staging file, uploaded when
+    #: the job has succeeded.
+    remote: RemoteOutput | None = None
+
+    @property
+    def shown_output(self) -> str | None:
+        """The output as the user named it (the URL of a remote one)."""
+        return self.remote.url if self.remote is not None else self.output
 
     @property
     def plan(self) -> InputPlan:
@@ -88,6 +97,8 @@ class JobResult:
     #: What the outputs hold (every output added up with several inputs): frames, instances,
     #: tracks, empty and failed frames, seconds.
     summary: RunSummary | None = None
+    #: The URLs the outputs were uploaded to (a remote output; :attr:`outputs` were staged).
+    uploaded: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> list[VideoTask]:
@@ -123,6 +134,17 @@ def plan_job(cfg: InferenceConfig, *, output: str | None = None, name_output: bo
         output = default_output_path(cfg, run.plan)
     if output is not None and "slp" in formats:
         output = slp_output(output)
+    if isinstance(run.plan, ManyPlan) and any(is_url(t.output) for t in run.plan.tasks
+                                               if t.status == "planned"):
+        raise ConfigError("outputs at URLs take one input per run for now; run each video on "
+                          "its own with -o s3://..., or write locally and copy")
+    remote = None
+    if output is not None and is_url(output):
+        if render:
+            raise ConfigError("--render reads the input video through sleap-io, which cannot "
+                              "write beside a URL output; render a local copy instead")
+        remote = stage_remote_output(output)
+        output = remote.local.as_posix()
     if many and "slp" not in formats:
         raise ConfigError("with several inputs each video's .slp is written as it ends: keep "
                           "slp among --output_format (the other formats go beside it)")
@@ -133,7 +155,7 @@ def plan_job(cfg: InferenceConfig, *, output: str | None = None, name_output: bo
     journal = journal and run.graph_name != "track_only" and "slp" in formats \
         and (output is not None or many) and raw is None
     job = Job(run=run, output=output, formats=formats, export=export or ExportSettings(),
-              render=render, journal=journal, resume=resume, raw=raw)
+              render=render, journal=journal, resume=resume, raw=raw, remote=remote)
     if guard:
         check_outputs_apart(_written_paths(job), inputs=_input_paths(job.run),
                             models=[*cfg.model_paths, *filter(None, (cfg.backbone_ckpt_path,
@@ -250,11 +272,15 @@ async def run_job(job: Job, *, on_frame: Callable[[int], None] | None = None,
             result = JobResult(labels=labels, stats=stats, outputs=written)
         if not isinstance(job.plan, ManyPlan) and job.output is not None:
             result.outputs += await anyio.to_thread.run_sync(_export, job, result.labels)
+        if job.remote is not None:
+            # Only now, every file whole: an existing object is replaced only by a finished run.
+            result.uploaded = await anyio.to_thread.run_sync(upload_outputs, result.outputs,
+                                                             job.remote)
     wall = result.stats.wall_s
     result.summary = _summary(sinks[-1] if sinks else None, result, written_frames, wall)
     log.info("done", **result.summary.fields(),
              fps=round(written_frames / wall, 1) if wall > 0 else None,
-             output=", ".join(str(p) for p in result.outputs) or None)
+             output=", ".join(result.uploaded or map(str, result.outputs)) or None)
     return result
 
 

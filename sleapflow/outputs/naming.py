@@ -10,6 +10,7 @@ import sleap_io as sio
 from sleapflow.errors import VideoDecodeError
 from sleapflow.messages import InputPlan
 from sleapflow.options.config import InferenceConfig
+from sleapflow.outputs.remote import is_url, remote_name
 from sleapflow.outputs.slp_read import read_slp
 
 __all__ = ("default_output_path",)
@@ -47,6 +48,12 @@ def default_output_path(cfg: InferenceConfig, plan: InputPlan | None = None) -> 
     if not cfg.data_path:
         return "results.predictions.slp"
     raw = cfg.data_path
+    if is_url(raw):
+        # Beside it, as for a local file (an http(s) URL cannot take it: the output check says so).
+        base = raw.split("?", 1)[0].split("#", 1)[0]
+        name = remote_name(base)
+        stem = name.rsplit(".", 1)[0] if "." in name else name
+        return base[: len(base) - len(name)] + stem + ".predictions.slp"
     path = Path(raw)
     if glob.has_magic(raw) and not path.exists():
         folder = path.parent.resolve()

@@ -18,6 +18,7 @@ from typing import Any
 import sleap_io as sio
 
 from sleapflow.logs import get_logger
+from sleapflow.outputs.remote import is_url
 
 __all__ = (
     "FRAME_SELECTION_METHODS", "HEAD_TYPES", "MODEL_TYPE_NAMES", "add_seed_names", "dist_version",
@@ -87,6 +88,8 @@ def _clean(value: Any) -> Any:
 
 
 def _abs_posix(path: str | Path) -> str:
+    if is_url(path):
+        return str(path)  # a URL as the user gave it (Path would fold its '//')
     return Path(path).resolve().as_posix()
 
 
