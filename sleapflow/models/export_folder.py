@@ -65,14 +65,20 @@ METADATA_FIELDS = (
 def is_exported_folder(path: str | Path) -> bool:
     """Whether ``path`` is an export folder (sleap-nn's or sleapflow's): metadata + a model file."""
     p = Path(path).expanduser()
-    return p.is_dir() and (p / METADATA_FILE).is_file() and (
-        (p / ONNX_FILE).is_file() or (p / TRT_FILE).is_file())
+    try:
+        return p.is_dir() and (p / METADATA_FILE).is_file() and (
+            (p / ONNX_FILE).is_file() or (p / TRT_FILE).is_file())
+    except OSError:  # a name too long to look up: not a folder; the model loader says why
+        return False
 
 
 def is_network_folder(path: str | Path) -> bool:
     """Whether ``path`` is one network of a sleapflow export (``network.onnx`` + its config)."""
     p = Path(path)
-    return p.is_dir() and (p / NETWORK_FILE).is_file() and (p / NETWORK_CONFIG).is_file()
+    try:
+        return p.is_dir() and (p / NETWORK_FILE).is_file() and (p / NETWORK_CONFIG).is_file()
+    except OSError:  # as above
+        return False
 
 
 def read_export_metadata(path: str | Path) -> dict[str, Any]:
