@@ -9,11 +9,8 @@ import json
 import os
 import select
 import shutil
-import signal
 import socket
 import struct
-import subprocess
-import sys
 import threading
 import time
 import zlib
@@ -25,6 +22,7 @@ import httpx
 import numpy as np
 import pytest
 import sleap_io as sio
+from serve_server import Server
 from websockets.exceptions import ConnectionClosedOK, InvalidStatus
 from websockets.sync.client import connect
 
@@ -34,59 +32,6 @@ MODEL = "model_ckpts/minimal_instance_single_instance"
 CLIP = "datasets/small_robot.mp4"
 ROOT = Path(sleapflow.__file__).resolve().parent.parent
 DEADLINE_S = 1.5  # --request_timeout_s and --idle_timeout_s of the test server
-
-
-class Server:
-    """A tokenless `sleapflow serve` subprocess on 127.0.0.1, port 0, read from its banner."""
-
-    def __init__(self, model: Path, *args: str) -> None:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from sleapflow.cli.app import main; sys.exit(main())",
-             "serve", "-m", str(model), "--host", "127.0.0.1", "--port", "0", "--device", "cpu",
-             *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-        self.log: list[str] = []
-        self.url = ""
-        self._ready = threading.Event()
-        self._reader = threading.Thread(target=self._read_log, daemon=True)
-        self._reader.start()
-
-    def _read_log(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.log.append(line)
-            if not self.url and "listening on http://" in line:
-                self.url = line.split("listening on ")[1].split()[0]
-                self._ready.set()
-        self._ready.set()
-
-    def wait_ready(self) -> None:
-        assert self._ready.wait(120) and self.url, "server did not start:\n" + "".join(self.log)
-
-    @property
-    def port(self) -> int:
-        return int(self.url.rsplit(":", 1)[1])
-
-    def peak_rss_kib(self) -> int:
-        """The server process's peak resident set (VmHWM), in KiB."""
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-        raise AssertionError("no VmHWM in /proc status")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=60)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-            self._reader.join(timeout=5)
-            if self.proc.stderr is not None:
-                self.proc.stderr.close()
 
 
 def png(image: np.ndarray) -> bytes:

@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def leftovers(folder: Path) -> list[str]:
+    """What a run must never leave behind: temporary files, locks, journals."""
+    return sorted(p.name for p in folder.iterdir()
+                  if ".tmp" in p.name or p.name.endswith((".lock", ".journal")))
+
+
+def error_lines(err: str) -> list[str]:
+    return [ln for ln in err.splitlines() if ln.startswith("Error:")]
 
 
 def write_intra_clip(path: Path, n: int, *, height: int = 64, width: int = 96) -> Path:

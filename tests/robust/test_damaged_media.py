@@ -4,7 +4,6 @@ byte-identical, no temp file, lock or journal left, and memory bounded before fr
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import resource
@@ -20,7 +19,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sleap_io as sio
-from media import corrupt_packets, wait_for_journaled_frame, write_intra_clip
+from media import (
+    corrupt_packets,
+    error_lines,
+    leftovers,
+    sha,
+    wait_for_journaled_frame,
+    write_intra_clip,
+)
 
 from sleapflow.cli.app import main
 
@@ -30,17 +36,6 @@ SINGLE = "model_ckpts/minimal_instance_single_instance"
 RSS_BOUND = 1536 * 2**20
 
 
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir()
-                  if ".tmp" in p.name or p.name.endswith((".lock", ".journal")))
-
-
-def error_lines(err: str) -> list[str]:
-    return [ln for ln in err.splitlines() if ln.startswith("Error:")]
 
 
 def track(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:

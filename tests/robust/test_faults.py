@@ -3,7 +3,6 @@ when it is an error, an existing output byte-identical, and no temporary files l
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import signal
@@ -15,7 +14,15 @@ from pathlib import Path
 
 import pytest
 import sleap_io as sio
-from media import corrupt_packets, truncate, wait_for_journaled_frame, write_intra_clip
+from media import (
+    corrupt_packets,
+    error_lines,
+    leftovers,
+    sha,
+    truncate,
+    wait_for_journaled_frame,
+    write_intra_clip,
+)
 
 from sleapflow.cli.app import main
 
@@ -23,17 +30,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SINGLE = "model_ckpts/minimal_instance_single_instance"
 
 
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir()
-                  if ".tmp" in p.name or p.name.endswith((".lock", ".journal")))
-
-
-def error_lines(err: str) -> list[str]:
-    return [ln for ln in err.splitlines() if ln.startswith("Error:")]
 
 
 @pytest.fixture(scope="module")
