@@ -21,8 +21,17 @@ from typing import BinaryIO
 from sleapflow.errors import ConfigError, InputNotFoundError, VideoDecodeError
 
 __all__ = (
-    "MAX_FRAME_BYTES", "MAX_FRAME_PIXELS", "check_array_frame", "check_frame_size", "check_image_bytes",
-    "check_image_file", "check_input_path", "image_size", "too_large",
+    "MAX_FRAME_BYTES",
+    "MAX_FRAME_PIXELS",
+    "PNG_SIGNATURE",
+    "check_array_frame",
+    "check_frame_size",
+    "check_image_bytes",
+    "check_image_file",
+    "check_input_path",
+    "image_header",
+    "image_size",
+    "too_large",
 )
 
 
@@ -97,11 +106,16 @@ def check_array_frame(shape: Sequence[int], itemsize: int, what: str) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _png(head: bytes) -> tuple[int, int] | None:
-    if head[12:16] != b"IHDR" or len(head) < 24:
+#: A PNG file's first eight bytes.
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png(head: bytes) -> tuple[int, int, int] | None:
+    # The IHDR chunk comes first: its length (13), name, then width, height and bit depth.
+    if len(head) < 8 + 8 + 13 or head[12:16] != b"IHDR":
         return None
-    w, h = struct.unpack(">II", head[16:24])
-    return w, h
+    w, h, depth = struct.unpack(">IIB", head[16:25])
+    return w, h, depth
 
 
 def _bmp(head: bytes) -> tuple[int, int] | None:
@@ -133,39 +147,64 @@ def _tiff(f: BinaryIO, head: bytes) -> tuple[int, int] | None:
 
 #: JPEG start-of-frame markers (every SOFn but DHT, JPG and DAC, which share the range).
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+#: JPEG markers with no length field: TEM, RSTn.
+_BARE = {0x01, *range(0xD0, 0xD8)}
 
 
-def _jpeg(f: BinaryIO) -> tuple[int, int] | None:
+def _jpeg(f: BinaryIO) -> tuple[int, int, int] | None:
     f.seek(2)
     for _ in range(1024):  # segments before the frame header (EXIF, ICC, tables)
-        marker = f.read(2)
-        while len(marker) == 2 and marker[0] == 0xFF and marker[1] == 0xFF:  # fill bytes
-            marker = marker[1:] + f.read(1)
-        if len(marker) < 2 or marker[0] != 0xFF:
+        if f.read(1) != b"\xff":
+            return None
+        marker = f.read(1)
+        while marker == b"\xff":  # fill bytes
+            marker = f.read(1)
+        if not marker:
+            return None
+        if marker[0] in _BARE:
+            continue
+        if marker[0] in (0xD9, 0xDA):  # the end, or image data, before any frame header
             return None
         raw = f.read(2)
         if len(raw) < 2:
             return None
         (length,) = struct.unpack(">H", raw)
-        if marker[1] in _SOF:
+        if length < 2:
+            return None
+        if marker[0] in _SOF:
             body = f.read(5)
-            if len(body) < 5:
+            if length < 8 or len(body) < 5:
                 return None
-            h, w = struct.unpack(">HH", body[1:5])
-            return w, h
+            bits, h, w = struct.unpack(">BHH", body)
+            return w, h, bits
         f.seek(length - 2, os.SEEK_CUR)
+    return None
+
+
+def image_header(f: BinaryIO) -> tuple[int, int, int] | None:
+    """``(width, height, bits per sample)`` of a PNG or JPEG file, read from its header without
+    decoding anything; None for another format or a header that cannot be read."""
+    head = f.read(32)
+    try:
+        if head.startswith(PNG_SIGNATURE):
+            return _png(head)
+        if head.startswith(b"\xff\xd8"):
+            return _jpeg(f)
+    except (struct.error, OSError, ValueError):
+        return None
     return None
 
 
 def image_size(f: BinaryIO) -> tuple[int, int] | None:
     """``(width, height)`` from an image file's header (PNG, JPEG, BMP, TIFF), or None when the
     format is not one of these or the header cannot be parsed (then the decoder decides)."""
+    start = f.tell()
+    header = image_header(f)
+    if header is not None:
+        return header[0], header[1]
+    f.seek(start)
     head = f.read(32)
     try:
-        if head.startswith(b"\x89PNG\r\n\x1a\n"):
-            return _png(head)
-        if head.startswith(b"\xff\xd8"):
-            return _jpeg(f)
         if head.startswith(b"BM"):
             return _bmp(head)
         if head[:4] in (b"II*\x00", b"MM\x00*"):

@@ -3,13 +3,15 @@ shapes of responses, as msgspec Structs (they also make the OpenAPI schemas)."""
 
 from __future__ import annotations
 
+import io
 import math
-import struct
 from typing import Any
 
 import msgspec
 import numpy as np
 
+from sleapflow.inputs.media_limits import PNG_SIGNATURE
+from sleapflow.inputs.media_limits import image_header as read_image_header
 from sleapflow.messages import FramePrediction
 
 __all__ = (
@@ -130,14 +132,6 @@ def check_frame(image: np.ndarray, max_side: int, max_pixels: int) -> np.ndarray
     return image
 
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic): the ones that carry
-# the image size. C4 (DHT), C8 (JPG) and CC (DAC) share the range but are not frames.
-_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-# Markers with no length field: TEM, RSTn, SOI, EOI.
-_BARE_MARKERS = frozenset({0x01, *range(0xD0, 0xDA)})
-
-
 def _bad_header(kind: str) -> BadRequest:
     return BadRequest(400, "bad_image", f"the {kind} header could not be read (truncated or "
                                         "corrupt); the image could not be decoded")
@@ -146,37 +140,17 @@ def _bad_header(kind: str) -> BadRequest:
 def image_header(data: bytes) -> tuple[int, int, int]:
     """``(height, width, bits per sample)`` from a PNG's IHDR or a JPEG's start-of-frame,
     read without decoding anything, so the size is checked before pixels are allocated."""
-    if data.startswith(PNG_SIGNATURE):
-        # The IHDR chunk must come first: length 13, then width, height, bit depth.
-        if len(data) < 8 + 8 + 13 or data[12:16] != b"IHDR":
-            raise _bad_header("PNG")
-        width, height, depth = struct.unpack(">IIB", data[16:25])
-        return height, width, depth
-    if data.startswith(b"\xff\xd8"):
-        pos = 2
-        while pos + 4 <= len(data):
-            if data[pos] != 0xFF:
-                raise _bad_header("JPEG")
-            marker = data[pos + 1]
-            if marker == 0xFF:  # fill byte before a marker
-                pos += 1
-                continue
-            if marker in _BARE_MARKERS:
-                pos += 2
-                continue
-            (length,) = struct.unpack(">H", data[pos + 2:pos + 4])
-            if marker in _SOF_MARKERS:
-                if length < 8 or pos + 9 > len(data):
-                    raise _bad_header("JPEG")
-                depth, height, width = struct.unpack(">BHH", data[pos + 4:pos + 9])
-                return height, width, depth
-            if marker in (0xD9, 0xDA) or length < 2:  # image data before any frame header
-                raise _bad_header("JPEG")
-            pos += 2 + length
-        raise _bad_header("JPEG")
-    raise BadRequest(415, "not_an_image",
-                     "the body is not a PNG or JPEG image; send image bytes, or raw pixels "
-                     "with ?shape=H,W,C&dtype=uint8")
+    kind = "PNG" if data.startswith(PNG_SIGNATURE) else "JPEG" if data.startswith(b"\xff\xd8") \
+        else None
+    if kind is None:
+        raise BadRequest(415, "not_an_image",
+                         "the body is not a PNG or JPEG image; send image bytes, or raw pixels "
+                         "with ?shape=H,W,C&dtype=uint8")
+    header = read_image_header(io.BytesIO(data))
+    if header is None:
+        raise _bad_header(kind)
+    width, height, bits = header
+    return height, width, bits
 
 
 def decode_image(data: bytes, max_side: int, max_pixels: int) -> np.ndarray:
