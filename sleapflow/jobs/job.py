@@ -28,7 +28,15 @@ from sleapflow.jobs.guard import OutputGuard, check_outputs_apart, guarded_outpu
 from sleapflow.jobs.progress import announce as announce_start
 from sleapflow.logs import get_logger
 from sleapflow.options.config import InferenceConfig
-from sleapflow.outputs.export import ExportSettings, check_formats, export, format_path, slp_output
+from sleapflow.outputs.export import (
+    ExportSettings,
+    check_formats,
+    export,
+    export_written,
+    format_path,
+    output_paths,
+    slp_output,
+)
 from sleapflow.outputs.naming import default_output_path
 from sleapflow.outputs.remote import RemoteOutput, is_url, stage_remote_output, upload_outputs
 from sleapflow.outputs.summary import RunSummary, total
@@ -179,9 +187,7 @@ def _written_paths(job: Job) -> list[tuple[str, str | Path]]:
                if isinstance(plan, ManyPlan) else [job.output] if job.output else [])
     paths: list[tuple[str, str | Path]] = []
     for out in outputs:
-        if "slp" in job.formats:
-            paths.append(("--output_path", out))
-        paths += [(f"--output_format {f}", format_path(out, f)) for f in _others(job)]
+        paths += output_paths(out, job.formats)
         if job.render:
             paths.append(("--render", format_path(out, "slp").with_suffix(".mp4")))
     return paths
@@ -334,17 +340,10 @@ def _export(job: Job, labels: sio.Labels | None) -> list[Path]:
 
 async def _export_each(job: Job, done: list[VideoTask]) -> list[Path]:
     """Several inputs: each written ``.slp`` read back, one at a time, for the other formats."""
-    if not _others(job):
-        return []
-
-    def one(task: VideoTask) -> list[Path]:
-        from sleapflow.outputs.slp_read import read_slp
-
-        return export(read_slp(task.output, "output"), task.output, _others(job), job.export)
-
     written: list[Path] = []
     for task in done:
-        written += await anyio.to_thread.run_sync(one, task)
+        written += await anyio.to_thread.run_sync(export_written, task.output, job.formats,
+                                                  job.export)
     return written
 
 

@@ -29,8 +29,7 @@ from sleapflow.jobs.guard import check_outputs_apart, guarded_outputs, output_gu
 from sleapflow.jobs.progress import announce
 from sleapflow.logs import get_logger
 from sleapflow.options.config import InferenceConfig
-from sleapflow.outputs.export import ExportSettings, check_formats, export, format_path
-from sleapflow.outputs.slp_read import read_slp
+from sleapflow.outputs.export import ExportSettings, check_formats, export_written, output_paths
 from sleapflow.outputs.summary import read_summary
 
 __all__ = ("CHUNKS_PER_WORKER", "DEFAULT_MAX_RETRIES", "Order", "WorkerShape", "run", "run_config",
@@ -272,13 +271,8 @@ def run_config(cfg: InferenceConfig, *, address: str | None = None, workers: int
     videos, planned = _plan(cfg)
     if not planned:
         return videos
-    others = [f for f in formats if f != "slp"]
-    written: list[tuple[str, str | Path]] = []
-    for video, _, _ in planned:
-        written.append(("--output_path", video.output))
-        written += [(f"--output_format {f}", format_path(video.output, f)) for f in others]
-    check_outputs_apart(written, inputs=[video.path for video, _, _ in planned],
-                        models=cfg.model_paths)
+    check_outputs_apart([p for video, _, _ in planned for p in output_paths(video.output, formats)],
+                        inputs=[video.path for video, _, _ in planned], models=cfg.model_paths)
     # Every output is checked before the cluster is touched, and locked until its video ends.
     with guarded_outputs(output_guards([(video.output, len(frames))
                                        for video, _, frames in planned])):
@@ -288,8 +282,8 @@ def run_config(cfg: InferenceConfig, *, address: str | None = None, workers: int
         tasks = schedule(planned, n_workers=shape.workers, chunk_frames=chunk_frames, order=order)
         done = _run_on_ray(ray, cfg, videos, tasks, shape, max_retries=max_retries)
         for video in done:
-            if video.status == "done" and others:
-                export(read_slp(video.output, "output"), video.output, others, export_settings)
+            if video.status == "done":
+                export_written(video.output, formats, export_settings)
         return done
 
 

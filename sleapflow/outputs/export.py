@@ -18,8 +18,8 @@ from sleapflow.outputs.files import write_atomically
 from sleapflow.outputs.nwb import NO_METADATA, NwbMetadata, write_nwb
 from sleapflow.outputs.provenance import dist_version
 
-__all__ = ("FORMATS", "SUFFIXES", "ExportSettings", "check_formats", "export", "format_path",
-           "slp_output")
+__all__ = ("FORMATS", "SUFFIXES", "ExportSettings", "check_formats", "export", "export_written",
+           "format_path", "output_paths", "slp_output")
 
 log = get_logger("sleapflow")
 
@@ -117,3 +117,23 @@ def export(labels: sio.Labels, slp_path: str | Path, formats: Sequence[str],
         write_atomically(path, _writer(labels, fmt, slp, settings))
         written.append(path)
     return written
+
+
+def output_paths(slp_path: str | Path, formats: Sequence[str]) -> list[tuple[str, Path]]:
+    """Every file ``formats`` write for the ``.slp`` path ``slp_path``, with the option that
+    names it (for the output checks' messages)."""
+    return [("--output_path" if fmt == "slp" else f"--output_format {fmt}",
+             Path(slp_path) if fmt == "slp" else format_path(slp_path, fmt))
+            for fmt in check_formats(formats)]
+
+
+def export_written(slp_path: str | Path, formats: Sequence[str],
+                   settings: ExportSettings | None = None) -> list[Path]:
+    """The formats other than ``slp`` of a ``.slp`` already written (read back: the outputs of
+    several inputs, of Ray workers); blocking."""
+    from sleapflow.outputs.slp_read import read_slp
+
+    others = [f for f in formats if f != "slp"]
+    if not others:
+        return []
+    return export(read_slp(str(slp_path), "output"), slp_path, others, settings)
