@@ -24,7 +24,7 @@ from sleapflow.jobs.preempt import running_task
 from sleapflow.logs import configure_cli_logging, get_logger
 from sleapflow.options.declared import cli_options, option_values
 from sleapflow.options.help import HELP, canonical_argv, opt
-from sleapflow.options.validation import MAX_INT_OPTION
+from sleapflow.options.validation import MAX_INT_OPTION, check_range
 from sleapflow.serve.command import serve_command
 
 __all__ = (
@@ -121,19 +121,17 @@ def track(
     from sleapflow.outputs.export import ExportSettings
 
     export_settings = ExportSettings(csv_format=csv_format, nwb=nwb.metadata())
-    for flag, value in (("--ray_workers", ray_workers), ("--ray_chunk_frames", ray_chunk_frames)):
-        if value is not None and not 1 <= value <= MAX_INT_OPTION:
-            raise ConfigError(f"{flag} must be a whole number between 1 and {MAX_INT_OPTION} "
-                              f"(got {value})")
+    for flag, value, low in (("--ray_workers", ray_workers, 1),
+                             ("--ray_chunk_frames", ray_chunk_frames, 1),
+                             ("--max_retries", max_retries, 0)):
+        if value is not None:
+            check_range(flag, value, low, MAX_INT_OPTION, whole=True)
     ray_only = {"--ray_workers": ray_workers, "--ray_chunk_frames": ray_chunk_frames,
                 "--ray_gpus_per_worker": ray_gpus_per_worker, "--max_retries": max_retries}
     given = [flag for flag, value in ray_only.items() if value is not None]
     if ray is None and given:
         raise ConfigError(f"{', '.join(given)} only apply to --ray runs; add --ray (or --ray "
                           "ADDRESS), or leave them out")
-    if max_retries is not None and not 0 <= max_retries <= MAX_INT_OPTION:
-        raise ConfigError(f"--max_retries must be a whole number between 0 and {MAX_INT_OPTION} "
-                          f"(got {max_retries})")
     if ray_gpus_per_worker is not None and not 0 < ray_gpus_per_worker <= 1:
         raise ConfigError("--ray_gpus_per_worker must be more than 0 and at most 1, e.g. 0.5 "
                           f"for two workers per GPU (got {ray_gpus_per_worker})")

@@ -14,7 +14,7 @@ from cyclopts import Parameter
 from sleapflow.errors import ConfigError
 from sleapflow.options.frames import MAX_FRAME_INDEX
 
-__all__ = ("MAX_INT_OPTION", "check_bounds", "check_numbers")
+__all__ = ("MAX_INT_OPTION", "check_bounds", "check_numbers", "check_range")
 
 
 #: Integer options are counts, sizes and indices; anything past int32 is a typo that would
@@ -101,9 +101,15 @@ def check_bounds(config: msgspec.Struct) -> None:
         if value is None:
             continue
         for v in value if isinstance(value, (tuple, list)) else (value,):
-            wrong = isinstance(v, bool) or not isinstance(v, numbers.Real) or (
-                whole and not isinstance(v, numbers.Integral))
-            if wrong or (low is not None and not v >= low) or (high is not None and not v <= high):
-                kind = "a whole number " if whole else ""
-                raise ConfigError(f"{flags[field]} must be {kind}{_range_text(low, high)} "
-                                  f"(got {v!r})")
+            check_range(flags[field], v, low, high, whole=whole)
+
+
+def check_range(flag: str, value: Any, low: float | None, high: float | None, *,
+                whole: bool) -> None:
+    """Refuse ``value`` outside ``[low, high]`` (or not a whole number when ``whole``) in the
+    one message every range check gives: the option as typed, the range and the value."""
+    wrong = isinstance(value, bool) or not isinstance(value, numbers.Real) or (
+        whole and not isinstance(value, numbers.Integral))
+    if wrong or (low is not None and not value >= low) or (high is not None and not value <= high):
+        kind = "a whole number " if whole else ""
+        raise ConfigError(f"{flag} must be {kind}{_range_text(low, high)} (got {value!r})")
