@@ -15,7 +15,8 @@ from typing import Any
 from sleapflow.errors import BackendError
 from sleapflow.logs import get_logger
 
-__all__ = ("EXPORT_FORMAT", "CorruptEntry", "ExportCache", "cache_root", "entry_key", "module_digest")
+__all__ = ("EXPORT_FORMAT", "CorruptEntry", "ExportCache", "cache_root", "entry_key", "file_sha256",
+           "module_digest")
 
 
 log = get_logger(__name__)
@@ -61,7 +62,8 @@ def entry_key(parts: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read in blocks."""
     h = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -127,7 +129,7 @@ class ExportCache:
             size = path.stat().st_size
         except OSError as exc:
             raise CorruptEntry(f"{path} missing: {exc}") from exc
-        if size != meta.get("size") or _file_sha256(path) != meta.get("sha256"):
+        if size != meta.get("size") or file_sha256(path) != meta.get("sha256"):
             raise CorruptEntry(f"{path} does not match its recorded checksum")
         return path, meta
 
@@ -210,7 +212,7 @@ class ExportCache:
             with path.open("rb") as f:
                 os.fsync(f.fileno())
             record = {"key": key, "artifact": artifact, "size": path.stat().st_size,
-                      "sha256": _file_sha256(path), **meta}
+                      "sha256": file_sha256(path), **meta}
             entry = tmp / _ENTRY
             entry.write_text(json.dumps(record, indent=1, sort_keys=True, default=str))
             with entry.open("rb") as f:

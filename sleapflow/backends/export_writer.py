@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import hashlib
 import json
 import os
 import shutil
@@ -27,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sleapflow.backends.runners import head_activations, pre_activation_maps
+from sleapflow.backends.cache import file_sha256
+from sleapflow.backends.runners import HeadMaps
 from sleapflow.errors import BackendError, ConfigError, OutputWriteError
 from sleapflow.logs import get_logger
 from sleapflow.models.export_folder import (
@@ -351,14 +351,6 @@ def _sleapflow_version() -> str:
         return "unknown"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 16), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _plan(model_paths: Sequence[str | Path]) -> tuple[str, dict[str, Path]]:
     """(exported model type, {model type: checkpoint folder}) of the models to export."""
     from sleapflow.models.loader import read_model_config, resolve_model_dir
@@ -515,21 +507,6 @@ def _worst(got: Sequence[np.ndarray], want: Sequence[torch.Tensor]) -> float:
     return worst
 
 
-class _HeadMaps(nn.Module):
-    """A network's maps before the heads' final activations, as a tuple in ``names`` order (the
-    reader applies those activations in torch, as sleapflow's ONNX runtime does)."""
-
-    def __init__(self, module: nn.Module, names: list[str]) -> None:
-        super().__init__()
-        self.module = module
-        self.names = names
-        self.activations = head_activations(module)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        maps = pre_activation_maps(self.module, x, self.activations)
-        return tuple(maps[k] for k in self.names)
-
-
 def _export_network(module: nn.Module, cfg: ModelConfig, folder: Path, size: tuple[int, int],
                     source: Path) -> None:
     """``network.onnx`` (float maps before final activations, dynamic batch and size) and the
@@ -541,7 +518,7 @@ def _export_network(module: nn.Module, cfg: ModelConfig, folder: Path, size: tup
     w = -(-size[1] // stride) * stride
     gen = torch.Generator().manual_seed(0)
     example = torch.rand(1, cfg.in_channels, h, w, generator=gen)
-    wrapped = _HeadMaps(module, names)
+    wrapped = HeadMaps(module, names)
     axes = {"x": {0: "batch", 2: "height", 3: "width"},
             **{n: {0: "batch", 2: f"{n}_height", 3: f"{n}_width"} for n in names}}
     _trace(wrapped, example, folder / NETWORK_FILE, "x", names, axes)
@@ -735,10 +712,10 @@ def _write_folder(out: Path, kind: str, folders: dict[str, Path], configs: dict[
         for t, dest in copies.items():
             shutil.copyfile(folders[t] / "training_config.yaml", dest)
         if kind == "topdown":
-            config_hash = ";".join(f"{t}:{_sha256(p)}" for t, p in copies.items())
+            config_hash = ";".join(f"{t}:{file_sha256(p)}" for t, p in copies.items())
             config_text = json.dumps({t: p.read_text(encoding="utf-8") for t, p in copies.items()})
         else:
-            config_hash = _sha256(copies[kind])
+            config_hash = file_sha256(copies[kind])
             config_text = copies[kind].read_text(encoding="utf-8")
         meta = _metadata(kind, configs, folders, fmt="onnx", precision="fp32", batch=batch,
                          max_instances=max_instances, threshold=peak_threshold,

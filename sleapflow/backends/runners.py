@@ -17,8 +17,8 @@ from sleapflow.models.inference_opt import prepare_for_inference
 from sleapflow.ops.preprocess import normalize
 
 __all__ = (
-    "EXPORT_TOLERANCE", "OPSET", "HostStaging", "NetworkRunner", "NoopRunner", "OnnxRunner", "TensorRTRunner",
-    "TorchRunner", "apply_activations", "export_onnx", "head_activations", "make_runner",
+    "EXPORT_TOLERANCE", "OPSET", "HeadMaps", "HostStaging", "NetworkRunner", "NoopRunner", "OnnxRunner",
+    "TensorRTRunner", "TorchRunner", "apply_activations", "export_onnx", "head_activations", "make_runner",
     "pre_activation_maps",
 )
 
@@ -143,7 +143,7 @@ def apply_activations(activations: dict[str, torch.nn.Module],
     return {k: activations[k](v) if k in activations else v for k, v in heads.items()}
 
 
-class _HeadTuple(torch.nn.Module):
+class HeadMaps(torch.nn.Module):
     """The module's pre-activation head maps as a tuple in a fixed head order (for export)."""
 
     def __init__(self, module: torch.nn.Module, names: list[str]) -> None:
@@ -168,7 +168,7 @@ def export_onnx(module: torch.nn.Module, example: torch.Tensor, names: list[str]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(_HeadTuple(module, names).eval(), (example,), str(path), dynamo=False,
+            torch.onnx.export(HeadMaps(module, names).eval(), (example,), str(path), dynamo=False,
                               input_names=["x"], output_names=names, dynamic_axes=axes,
                               opset_version=OPSET, do_constant_folding=True)
     except Exception as exc:  # torch.onnx raises many types (its own, RuntimeError, TypeError...)

@@ -16,7 +16,6 @@ from sleapflow.outputs.analysis_h5 import analysis_arrays, write_analysis_h5
 from sleapflow.outputs.csv_table import CSV_LAYOUTS, write_csv
 from sleapflow.outputs.files import write_atomically
 from sleapflow.outputs.nwb import NO_METADATA, NwbMetadata, write_nwb
-from sleapflow.outputs.provenance import dist_version
 
 __all__ = ("FORMATS", "SUFFIXES", "ExportSettings", "check_formats", "export", "export_written",
            "format_path", "output_paths", "slp_output")
@@ -86,7 +85,7 @@ def _writer(labels: sio.Labels, fmt: str, slp_path: Path,
         return lambda tmp: write_analysis_h5(labels, tmp, labels_path=slp_path.as_posix())
     if fmt == "csv":
         return lambda tmp: write_csv(labels, tmp, settings.csv_format)
-    return lambda tmp: write_nwb(labels, tmp, settings.nwb, software_version=dist_version("sleapflow"))
+    return lambda tmp: write_nwb(labels, tmp, settings.nwb)
 
 
 def _note_left_out(labels: sio.Labels, formats: Sequence[str], settings: ExportSettings) -> None:
