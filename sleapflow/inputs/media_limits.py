@@ -12,13 +12,13 @@ from __future__ import annotations
 import errno
 import math
 import os
-import stat
 import struct
 from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 from sleapflow.errors import ConfigError, InputNotFoundError, VideoDecodeError
+from sleapflow.outputs.files import special_kind
 
 __all__ = (
     "MAX_FRAME_BYTES",
@@ -41,10 +41,6 @@ MAX_FRAME_PIXELS = 1 << 26
 #: Bytes of one decoded frame as read (a uint8 RGB frame at the pixel limit).
 MAX_FRAME_BYTES = 3 * MAX_FRAME_PIXELS
 
-_SPECIAL = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
-            (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
-
-
 def _short(path: str, limit: int = 120) -> str:
     # A 5,000-character path would make the one error line unreadable.
     return path if len(path) <= limit else f"{path[:limit // 2]}...{path[-limit // 2:]}"
@@ -66,10 +62,10 @@ def check_input_path(raw: str, option: str = "-i") -> os.stat_result | None:
                               f"characters): {_short(raw)!r}") from None
         raise InputNotFoundError(f"{option} {_short(raw)!r} cannot be read: "
                                  f"{exc.strerror or exc}") from None
-    for test, kind in _SPECIAL:
-        if test(st.st_mode):
-            raise ConfigError(f"{option} {_short(raw)!r} is {kind}, not a file: reading it would "
-                              "wait for a writer; save the stream to a file first")
+    kind = special_kind(st.st_mode)
+    if kind is not None:
+        raise ConfigError(f"{option} {_short(raw)!r} is {kind}, not a file: reading it would "
+                          "wait for a writer; save the stream to a file first")
     return st
 
 

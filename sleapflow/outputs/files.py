@@ -19,8 +19,8 @@ __all__ = (
     "HDF5_POISONED", "ROOM_BASE", "ROOM_PER_FRAME", "SCRATCH_FOLDERS", "OutputLock",
     "check_output_folder", "check_output_path", "check_output_target", "clean_stale_temps",
     "describe_os_error", "estimate_slp_bytes", "estimate_slp_rows_bytes", "model_folder_holding",
-    "pid_alive", "resolve_target",
-    "save_h5_safely", "save_slp_safely", "temp_path_for", "write_atomically",
+    "pid_alive", "resolve_target", "save_h5_safely", "save_slp_safely", "special_kind",
+    "temp_path_for", "write_atomically",
 )
 
 
@@ -111,6 +111,16 @@ def model_folder_holding(path: str | Path) -> Path | None:
     return None
 
 
+def special_kind(mode: int) -> str | None:
+    """What a file of ``st_mode`` ``mode`` is when it is a device, FIFO or socket (never read
+    as an input nor replaced as an output: either blocks or breaks the system), else None."""
+    for test, kind in ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return None
+
+
 def check_output_target(path: str | Path, what: str = "--output_path") -> Path:
     """Refuse an output that is not a regular file (a device, FIFO, socket or folder) or that
     lies inside a model folder, and return the real file to write. Replacing ``/dev/null`` by a
@@ -130,9 +140,8 @@ def check_output_target(path: str | Path, what: str = "--output_path") -> Path:
     except OSError as exc:
         raise ConfigError(f"{what} {str(path)!r}: cannot inspect it: "
                           f"{describe_os_error(exc)}") from None
-    kind = ("a character device" if stat.S_ISCHR(mode) else "a block device" if stat.S_ISBLK(mode)
-            else "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
-            else "a folder" if stat.S_ISDIR(mode) and what != "--output_path" else None)
+    kind = special_kind(mode) or (
+        "a folder" if stat.S_ISDIR(mode) and what != "--output_path" else None)
     if kind is not None:
         raise ConfigError(f"{what} {str(path)!r} is {kind}, not a file; give a file name "
                           "(outputs are written to a temporary file and renamed into place)")
