@@ -44,12 +44,15 @@ from sleapflow.options.declared import provenance_keys
 from sleapflow.options.tracker import TrackerConfig
 from sleapflow.outputs.journal import ResumedFrames
 from sleapflow.outputs.provenance import add_seed_names, inference_provenance, tracking_only_provenance
+from sleapflow.outputs.publish import check_targets
 from sleapflow.outputs.slp_read import read_slp
 from sleapflow.runtime import GraphSpec, MapStage, chain
 from sleapflow.runtime.adapters import CollectSink
 from sleapflow.runtime.graph import edge_bounds
+from sleapflow.runtime.latency import LatencyMeter
 from sleapflow.stages.decode import DecodeSource
 from sleapflow.stages.filter import InstanceFilter
+from sleapflow.stages.live import LiveSource, ResultTap
 from sleapflow.stages.preprocess import network_input_size
 from sleapflow.stages.raw import RawOptions
 from sleapflow.stages.track import CleanUpTracks, LinkGapsStage, TrackFrames
@@ -95,10 +98,19 @@ class PreparedRun:
     #: The run's record of undecodable frames, shared by the decoder, the provenance and the
     #: journal (``--max_failed_frames`` bounds it).
     decode_failures: DecodeFailures = field(default_factory=DecodeFailures)
+    #: A live source's latency and dropped frames (None for files), filled as the run goes.
+    latency: LatencyMeter | None = None
 
     def __post_init__(self) -> None:
         if self.decode_failures.max_failed is None:
             self.decode_failures.max_failed = self.cfg.input.max_failed_frames
+        if self.latency is None and self.is_live:
+            self.latency = LatencyMeter()
+
+    @property
+    def is_live(self) -> bool:
+        """Whether the input is a camera or stream (:mod:`sleapflow.inputs.live`)."""
+        return self.plan.kind == "live"
 
     @property
     def graph_name(self) -> str:
@@ -122,6 +134,7 @@ def prepare(cfg: InferenceConfig, *, plan: InputPlan | None = None,
     ``run_inference``'s in-memory inputs (they win over ``cfg.data_path``, in that order).
     ``model_loader`` replaces ``load_model`` for the forward stages (a worker's model cache).
     """
+    check_targets(cfg.publish)  # a bad address or a missing pyzmq fails before any model loads
     if not cfg.model_paths:
         if not cfg.tracking:
             raise ConfigError("no models given: pass --model_paths/-m to run inference, or "
@@ -322,7 +335,20 @@ def _post_stages(run: PreparedRun,
         if tracker.max_gap or tracker.fill_gaps:
             stages.append(LinkGapsStage(tracker.max_gap, tracker.fill_gaps,
                                         tracker.min_match_similarity))
+    if run.latency is not None or run.cfg.publish:
+        # Last before the writer: the poses (and tracks) are final here.
+        stages.append(ResultTap(run.latency if run.latency is not None else LatencyMeter(),
+                                targets=check_targets(run.cfg.publish), source=run.plan.source_path or "",
+                                nodes=_node_names(run)))
     return stages
+
+
+def _node_names(run: PreparedRun) -> tuple[str, ...]:
+    if run.graph.from_labels:
+        labels = run.plan.labels
+        return tuple(labels.skeletons[0].node_names) if labels is not None and labels.skeletons \
+            else ()
+    return tuple(output_skeleton(run.primary_config()).node_names)
 
 
 @dataclass(frozen=True)
@@ -351,6 +377,15 @@ def make_source(run: PreparedRun, *, start: int = 0, start_seq: int = 0) -> Any:
         assert run.plan.labels is not None and run.ctx.tracker is not None
         return LabelsTrackSource(run.plan.labels, run.ctx.tracker,
                                  video_index=run.cfg.video_index, frames=run.cfg.frames)
+    if run.is_live:
+        assert run.latency is not None and run.plan.source_path is not None
+        cfg = run.cfg
+        path = "-" if run.plan.source_path == "<stdin>" else run.plan.source_path
+        # Latency mode keeps a batch's worth of frames waiting; otherwise a queue's worth.
+        capacity = cfg.batch_size if run.ctx.latency_mode else cfg.queue_maxsize
+        return LiveSource(path, live=run.ctx.latency_mode, capacity=capacity, meter=run.latency,
+                          video=run.plan.videos[0], duration=cfg.duration,
+                          idle_timeout_s=cfg.stream_timeout)
     return DecodeSource(run.plan, limiter=run.ctx.cpu_limiter, failures=run.decode_failures,
                         start=start, start_seq=start_seq)
 
@@ -381,8 +416,14 @@ def build_graph(run: PreparedRun, *, source: Any = None, sink: Any = None,
     if raw is None:
         middle = [*middle, *_post_stages(run, tracker_inputs)]
     stages = [source, *middle, sink]
-    sizes = edge_bounds(stages, items=run.ctx.execution.queue_maxsize,
-                        batches=run.ctx.batch_maxsize)
+    if run.ctx.latency_mode:
+        # Frames wait in the live source, which drops the oldest, not in queues: a batch is
+        # formed from the newest frames and leaves at once; the source's own edge holds one.
+        sizes = edge_bounds(stages, items=run.ctx.execution.batch_size, batches=1)
+        sizes[0] = 1
+    else:
+        sizes = edge_bounds(stages, items=run.ctx.execution.queue_maxsize,
+                            batches=run.ctx.batch_maxsize)
     description = run.graph.description + (" (raw arrays)" if raw is not None else "")
     meta = {"model_types": sorted(run.ctx.models), "device": run.ctx.device,
             "runtime": run.ctx.runtime.name if run.ctx.runtime is not None else None}

@@ -118,6 +118,12 @@ class BuildContext:
     model_loader: Callable[..., Any] = load_model
 
     @property
+    def latency_mode(self) -> bool:
+        """A live source read in latency mode (``--live``, the default for live sources):
+        batches take what is waiting instead of waiting to fill."""
+        return self.plan is not None and self.plan.kind == "live" and self.cfg.live is not False
+
+    @property
     def keep_images(self) -> bool:
         """Frames keep their pixels past preprocessing when the tracker reads them (flow)."""
         return self.tracker is not None and self.tracker.needs_image
@@ -191,7 +197,7 @@ def batch_timeout(execution: ExecutionOptions) -> float | None:
 
 def batch_stage(ctx: BuildContext, name: str = "batch") -> BatchStage:
     return BatchStage(name, ctx.execution.batch_size, key=frame_shape_key, make_batch=make_frame_batch,
-                      timeout=batch_timeout(ctx.execution))
+                      timeout=batch_timeout(ctx.execution), greedy=ctx.latency_mode)
 
 
 def preprocess_stage(ctx: BuildContext, plan: PreprocessPlan, *, keep_raw: bool = False,

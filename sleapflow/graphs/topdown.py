@@ -97,7 +97,7 @@ def _instance_stages(ctx: BuildContext, ref: ModelRef, raw: RawOptions | None = 
             MapStage("instance_peaks", peaks, flatten=True, limiter=ctx.cpu_limiter))
     return [
         BatchStage("crop_batch", ctx.execution.batch_size, weight=crop_weight, make_batch=make_crop_batch,
-                   timeout=batch_timeout(ctx.execution)),
+                   timeout=batch_timeout(ctx.execution), greedy=ctx.latency_mode),
         MapStage("crop_preprocess", CropPreprocessor(scale, config.max_stride), limiter=ctx.cpu_limiter),
         *forward_stages(ctx, ref, name="instance_forward"),
         last,

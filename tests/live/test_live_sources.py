@@ -1,0 +1,247 @@
+"""Live sources on loopback (no camera): a clip streamed in real time over UDP, HTTP and stdin is
+predicted as it comes, its poses equal an offline run of the same clip (matched by timestamp),
+a graph slower than the stream drops and counts frames, Ctrl-C writes a whole output, and
+``--publish`` delivers every frame's message in order (ZeroMQ and NDJSON)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import sleap_io as sio
+
+from sleapflow.cli.app import main
+
+sys.path.insert(0, str(Path(__file__).parent))
+from live_helpers import (
+    frame_pts,
+    free_port,
+    http_stream,
+    nan_equal,
+    stream_packets,
+    wait_udp_bound,
+    write_ts_clip,
+)
+
+N_FRAMES = 20
+
+
+@pytest.fixture(scope="module")
+def clip(assets: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("live") / "clip.ts"
+    return write_ts_clip(assets / "datasets" / "centered_pair_small.mp4", out, N_FRAMES)
+
+
+@pytest.fixture(scope="module")
+def single(assets: Path) -> list[str]:
+    # torch: no ONNX export to wait for (these tests are about the source, not the runtime).
+    return ["-m", str(assets / "model_ckpts" / "minimal_instance_single_instance"),
+            "--runtime", "torch"]
+
+
+@pytest.fixture(scope="module")
+def topdown(assets: Path) -> list[str]:
+    return ["-m", str(assets / "model_ckpts" / "minimal_instance_centroid"),
+            "-m", str(assets / "model_ckpts" / "minimal_instance_centered_instance"),
+            "--runtime", "torch"]
+
+
+def _offline(clip: Path, models: list[str], out: Path) -> dict[int, np.ndarray]:
+    assert main(["track", "-i", str(clip), *models, "-o", str(out)]) == 0
+    return _points(out)
+
+
+def _points(path: Path) -> dict[int, np.ndarray]:
+    """frame_idx -> (I, N, 2) points, instances in the file's order."""
+    labels = sio.load_slp(str(path))
+    return {lf.frame_idx: np.stack([inst.numpy() for inst in lf.instances])
+            for lf in labels.labeled_frames}
+
+
+def _udp_sender(clip: Path, port: int, **kwargs: Any) -> threading.Thread:
+    def send() -> None:
+        wait_udp_bound(port)
+        stream_packets(clip, f"udp://127.0.0.1:{port}?pkt_size=1316", **kwargs)
+
+    thread = threading.Thread(target=send, daemon=True)
+    thread.start()
+    return thread
+
+
+def _subscriber(address: str, messages: list[dict[str, Any]]) -> threading.Thread:
+    import zmq
+
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.SUB)
+    sock.setsockopt(zmq.SUBSCRIBE, b"")
+    sock.setsockopt(zmq.RCVTIMEO, 20_000)
+    sock.setsockopt(zmq.RECONNECT_IVL, 10)  # the publisher binds once its run starts
+    sock.connect(address)
+
+    def receive() -> None:
+        try:
+            while True:
+                message = json.loads(sock.recv())
+                messages.append(message)
+                if message["type"] == "end":
+                    return
+        except zmq.Again:
+            return
+        finally:
+            sock.close()
+
+    thread = threading.Thread(target=receive, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_udp_stream_equals_offline_run_and_publishes_every_frame_over_zmq(
+        clip: Path, single: list[str], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    offline = _offline(clip, single, tmp_path / "offline.slp")
+    pts = frame_pts(clip)
+    port, pub = free_port(), free_port(__import__("socket").SOCK_STREAM)
+    messages: list[dict[str, Any]] = []
+    sub = _subscriber(f"tcp://127.0.0.1:{pub}", messages)
+    sender = _udp_sender(clip, port)
+    out = tmp_path / "live.slp"
+    assert main(["track", "-i", f"udp://127.0.0.1:{port}", *single, "-o", str(out),
+                 "--stream_timeout", "0.5", "--publish", f"tcp://127.0.0.1:{pub}",
+                 "--stats"]) == 0
+    sender.join(10)
+    sub.join(10)
+    report = capsys.readouterr().out
+    assert "latency p50" in report and "dropped" in report
+    live = _points(out)
+    poses = [m for m in messages if m["type"] == "poses"]
+    # Every predicted frame was published, once, in order, and the end message counts them.
+    assert [m["frame_idx"] for m in poses] == sorted(live)
+    assert [m["seq"] for m in poses] == sorted(m["seq"] for m in poses)
+    assert messages[-1] == {"type": "end", "v": 1, "source": f"udp://127.0.0.1:{port}",
+                            "frames": len(poses), "dropped": messages[-1]["dropped"]}
+    # Loopback UDP loses nothing here: every frame was predicted or dropped (latency mode, while
+    # the model warms up), but for the last one or two, which wait in the demuxer for a next
+    # packet that never comes.
+    assert N_FRAMES - 2 <= len(live) + messages[-1]["dropped"] <= N_FRAMES
+    for m in poses:
+        # Matched by timestamp: the offline frame with this frame's pts.
+        j = int(np.argmin(np.abs(np.asarray(pts) - m["pts"])))
+        assert abs(pts[j] - m["pts"]) < 1e-6
+        assert nan_equal(live[m["frame_idx"]], offline[j])
+        assert nan_equal([[p[:2] for p in inst["points"]] for inst in m["instances"]],
+                         np.asarray(live[m["frame_idx"]], dtype=float))
+        assert m["capture_time"] <= m["arrival_time"] <= m["result_time"]
+        assert m["latency_ms"] == pytest.approx((m["result_time"] - m["capture_time"]) * 1e3,
+                                                abs=1e-2)
+
+
+def test_http_stream_topdown_equals_offline_run(clip: Path, topdown: list[str],
+                                                tmp_path: Path) -> None:
+    offline = _offline(clip, topdown, tmp_path / "offline.slp")
+    with http_stream(clip) as url:
+        out = tmp_path / "live.slp"
+        # --no-live: a stream (not a file to download) whose every frame is kept (queued),
+        # even while the models warm up.
+        assert main(["track", "-i", url, "--no-live", *topdown, "-o", str(out),
+                     "--stream_timeout", "2"]) == 0
+    live = _points(out)
+    # An HTTP stream starts at the client's request and ends with the response: every frame,
+    # numbered from the first, as offline.
+    assert sorted(live) == sorted(offline)
+    for idx, points in offline.items():
+        assert nan_equal(live[idx], points)
+    video = sio.load_slp(str(out)).videos[0]
+    assert video.filename == url
+    assert video.backend_metadata["shape"][1:] == [192, 256, 1]
+
+
+def test_a_graph_slower_than_the_stream_drops_the_oldest_frames_and_counts_them(
+        clip: Path, single: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        assets: Path) -> None:
+    from sleapflow.stages.peaks import SingleInstancePeaks
+
+    longer = write_ts_clip(assets / "datasets" / "centered_pair_small.mp4",
+                           tmp_path / "longer.ts", 45)
+    original = SingleInstancePeaks.__call__
+
+    def slow(self: Any, batch: Any) -> Any:
+        time.sleep(0.1 * len(batch.frames))  # 10 frames/s, a third of the stream's rate
+        return original(self, batch)
+
+    monkeypatch.setattr(SingleInstancePeaks, "__call__", slow)
+    summary = tmp_path / "summary.json"
+    port = free_port()
+    sender = _udp_sender(longer, port)
+    out = tmp_path / "live.slp"
+    assert main(["track", "-i", f"udp://127.0.0.1:{port}", *single, "-o", str(out),
+                 "--stream_timeout", "0.5", "--summary_json", str(summary)]) == 0
+    sender.join(10)
+    record = json.loads(summary.read_text())["videos"][0]["summary"]
+    written = len(sio.load_slp(str(out)).labeled_frames)
+    assert record["frames"] == written
+    assert record["dropped_frames"] > 0
+    # Nothing is lost unaccounted for: each frame received was predicted or dropped.
+    assert 43 <= written + record["dropped_frames"] <= 45
+    assert record["latency_p99_ms"] >= record["latency_p50_ms"] > 0
+
+
+def test_ctrl_c_on_a_stdin_stream_writes_a_whole_output_and_ndjson_has_every_frame(
+        clip: Path, single: list[str], tmp_path: Path, assets: Path) -> None:
+    longer = write_ts_clip(assets / "datasets" / "centered_pair_small.mp4",
+                           tmp_path / "longer.ts", 90)
+    out = tmp_path / "live.slp"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+           "OMP_NUM_THREADS": "1"}
+    lines: list[dict[str, Any]] = []
+    stop = threading.Event()
+    with subprocess.Popen(
+            [sys.executable, "-m", "sleapflow", "track", "-i", "-", *single, "-o", str(out),
+             "--publish", "-", "--stream_timeout", "20"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=env) as proc:
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        feeder = threading.Thread(target=_feed, args=(longer, proc.stdin, stop), daemon=True)
+        feeder.start()
+        try:
+            for line in proc.stdout:
+                lines.append(json.loads(line))
+                if len(lines) == 5:
+                    proc.send_signal(signal.SIGINT)
+                if lines[-1]["type"] == "end":
+                    break
+            rc = proc.wait(30)
+            stderr = proc.stderr.read().decode()
+        finally:
+            stop.set()
+            proc.kill()
+            feeder.join(10)
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.close()
+    assert rc == 0, stderr
+    assert "Stopping the live source" in stderr
+    poses = [m for m in lines if m["type"] == "poses"]
+    # Stopped early: the stream had more to send.
+    assert 5 <= len(poses) < 90
+    live = _points(out)
+    assert [m["frame_idx"] for m in poses] == sorted(live)
+    assert lines[-1]["frames"] == len(poses)
+    for m in poses:
+        assert nan_equal([[p[:2] for p in inst["points"]] for inst in m["instances"]],
+                         np.asarray(live[m["frame_idx"]], dtype=float))
+    assert not list(tmp_path.glob("*.journal*"))
+
+
+def _feed(clip: Path, pipe: Any, stop: threading.Event) -> None:
+    # The receiver goes away mid-stream: a broken pipe, in PyAV's words.
+    with contextlib.suppress(Exception):
+        stream_packets(clip, pipe, stop=stop)
