@@ -129,7 +129,7 @@ class LiveReader:
             options["overrun_nonfatal"] = "1"
         container_options = {"flags": "low_delay",
                              # Frames held back while FFmpeg probes the stream arrive late.
-                             "analyzeduration": "500000", "probesize": "65536"}
+                             "analyzeduration": "200000", "probesize": "32768"}
         try:
             self._container = av.open(target, format=fmt, options={**options, **container_options},
                                       timeout=(OPEN_TIMEOUT_S, self.idle_timeout_s))

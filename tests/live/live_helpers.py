@@ -55,25 +55,31 @@ def frame_pts(path: Path) -> list[float]:
 def stream_packets(path: Path, target: str | IO[bytes], *, speed: float = 1.0,
                    stop: threading.Event | None = None, loops: int = 1) -> int:
     """Remux ``path``'s packets (no re-encoding) to ``target`` as MPEG-TS at ``speed`` x real
-    time; returns the packets sent. ``target`` is a URL or a writable binary file."""
+    time, ``loops`` times over with timestamps running on; returns the packets sent. ``target``
+    is a URL or a writable binary file."""
     import av
 
     sent = 0
     with av.open(target, "w", format="mpegts") as out:
+        ost = None
         start = time.monotonic()
-        offset = 0.0
+        shift = 0  # in the stream's time base: each loop carries on where the last one ended
+        origin = None
         for _ in range(loops):
             with av.open(str(path)) as src:
                 ins = src.streams.video[0]
-                ost = out.add_stream_from_template(ins) if sent == 0 else out.streams.video[0]
-                first = last = None
+                if ost is None:
+                    ost = out.add_stream_from_template(ins)
+                step = round(1 / (float(ins.average_rate or 30) * ins.time_base))
+                last = 0
                 for packet in src.demux(ins):
                     if packet.dts is None:
                         continue
-                    t = float(packet.dts * ins.time_base)
-                    first = t if first is None else first
-                    last = t
-                    due = start + (offset + t - first) / speed
+                    packet.dts += shift
+                    packet.pts = None if packet.pts is None else packet.pts + shift
+                    last = max(last, packet.pts or packet.dts)
+                    origin = packet.dts if origin is None else origin
+                    due = start + float((packet.dts - origin) * ins.time_base) / speed
                     delay = due - time.monotonic()
                     if delay > 0:
                         time.sleep(delay)
@@ -82,7 +88,7 @@ def stream_packets(path: Path, target: str | IO[bytes], *, speed: float = 1.0,
                     packet.stream = ost
                     out.mux(packet)
                     sent += 1
-                offset += (last - first if first is not None and last is not None else 0) + 1 / 30
+                shift = last + step
     return sent
 
 
