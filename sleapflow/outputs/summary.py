@@ -46,6 +46,10 @@ class RunSummary(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         """The counts as log fields (seconds rounded for reading)."""
         out: dict[str, int | float] = msgspec.structs.asdict(self)
         out["seconds"] = round(self.seconds, 2)
+        if self.latency_p50_ms is None and not self.dropped_frames:
+            # A file's run: the live figures would be empty noise in its log line.
+            for key in ("dropped_frames", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms"):
+                del out[key]
         return out
 
     def line(self) -> str:
