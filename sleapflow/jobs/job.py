@@ -25,6 +25,7 @@ from sleapflow.errors import ConfigError
 from sleapflow.graphs.build import PreparedRun, RawOptions, build_graph, prepare
 from sleapflow.inputs import InputPlan
 from sleapflow.inputs.expand import ManyPlan, VideoTask
+from sleapflow.inputs.live import live_kind
 from sleapflow.jobs.guard import OutputGuard, check_outputs_apart, guarded_outputs, output_guards
 from sleapflow.jobs.progress import announce as announce_start
 from sleapflow.logs import get_logger
@@ -142,6 +143,9 @@ def plan_job(cfg: InferenceConfig, *, output: str | None = None, name_output: bo
     formats = check_formats(formats)
     if raw is not None and output is not None:
         raise ConfigError("a raw-array job writes no file; leave out the output")
+    if resume and live_kind(cfg.data_path, cfg.live):
+        raise ConfigError("--resume continues a file's run where it stopped; a live source "
+                          "cannot be replayed: start a new run with another -o")
     run = prepare(cfg, plan=plan, input_labels=input_labels, input_video=input_video,
                   model_loader=model_loader)
     if announce:
