@@ -52,7 +52,7 @@ from sleapflow.runtime.graph import edge_bounds
 from sleapflow.runtime.latency import LatencyMeter
 from sleapflow.stages.decode import DecodeSource
 from sleapflow.stages.filter import InstanceFilter
-from sleapflow.stages.live import LiveSource, ResultTap
+from sleapflow.stages.live import FrameWindow, LiveSource, ResultTap
 from sleapflow.stages.preprocess import network_input_size
 from sleapflow.stages.raw import RawOptions
 from sleapflow.stages.track import CleanUpTracks, LinkGapsStage, TrackFrames
@@ -100,12 +100,17 @@ class PreparedRun:
     decode_failures: DecodeFailures = field(default_factory=DecodeFailures)
     #: A live source's latency and dropped frames (None for files), filled as the run goes.
     latency: LatencyMeter | None = None
+    #: Latency mode: the live source's frames in the graph at once, given back by the tap.
+    window: FrameWindow | None = None
 
     def __post_init__(self) -> None:
         if self.decode_failures.max_failed is None:
             self.decode_failures.max_failed = self.cfg.input.max_failed_frames
         if self.latency is None and self.is_live:
             self.latency = LatencyMeter()
+        if self.window is None and self.is_live and self.ctx.latency_mode:
+            # A batch per forward worker: enough to keep the network busy, no more waiting.
+            self.window = FrameWindow(self.cfg.batch_size * max(1, self.ctx.forward_workers))
 
     @property
     def is_live(self) -> bool:
@@ -339,7 +344,7 @@ def _post_stages(run: PreparedRun,
         # Last before the writer: the poses (and tracks) are final here.
         stages.append(ResultTap(run.latency if run.latency is not None else LatencyMeter(),
                                 targets=check_targets(run.cfg.publish), source=run.plan.source_path or "",
-                                nodes=_node_names(run)))
+                                nodes=_node_names(run), window=run.window))
     return stages
 
 
@@ -385,7 +390,7 @@ def make_source(run: PreparedRun, *, start: int = 0, start_seq: int = 0) -> Any:
         capacity = cfg.batch_size if run.ctx.latency_mode else cfg.queue_maxsize
         return LiveSource(path, live=run.ctx.latency_mode, capacity=capacity, meter=run.latency,
                           video=run.plan.videos[0], duration=cfg.duration,
-                          idle_timeout_s=cfg.stream_timeout)
+                          idle_timeout_s=cfg.stream_timeout, window=run.window)
     return DecodeSource(run.plan, limiter=run.ctx.cpu_limiter, failures=run.decode_failures,
                         start=start, start_seq=start_seq)
 

@@ -22,7 +22,7 @@ from sleapflow.outputs.publish import Publisher, end_message, frame_message
 from sleapflow.runtime.graph import Role
 from sleapflow.runtime.latency import LatencyMeter
 
-__all__ = ("LiveSource", "ResultTap", "stop_live_sources")
+__all__ = ("FrameWindow", "LiveSource", "ResultTap", "stop_live_sources")
 
 
 log = get_logger(__name__)
@@ -39,6 +39,45 @@ def stop_live_sources() -> bool:
     for source in sources:
         source.stop()
     return bool(sources)
+
+
+class FrameWindow:
+    """Credits for the frames a live source may have in its graph at once (latency mode).
+
+    The source takes a credit per frame it sends; the result tap gives back the credits of
+    every frame up to the one whose result it has (a frame that left no result is given back
+    with the next one). Frames the source cannot send yet wait in its buffer, where the
+    oldest are dropped: so no frame waits in a queue inside the graph behind others.
+    Both sides run on the event loop."""
+
+    #: A frame that never comes back (a graph that drops it and then nothing else) must not
+    #: stop the source for good: after this long without a credit it sends anyway.
+    STALL_S = 2.0
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self.sent = 0
+        self.done = 0
+        self._room: anyio.Event | None = None
+
+    @property
+    def in_flight(self) -> int:
+        return self.sent - self.done
+
+    async def acquire(self) -> None:
+        with anyio.move_on_after(self.STALL_S):
+            while self.in_flight >= self.limit:
+                self._room = room = anyio.Event()
+                await room.wait()
+        self.sent += 1
+
+    def release_through(self, seq: int) -> None:
+        """The result of frame ``seq`` (numbered from 0 in send order) is out."""
+        if seq + 1 > self.done:
+            self.done = min(seq + 1, self.sent)
+            room, self._room = self._room, None
+            if room is not None:
+                room.set()
 
 
 class _FrameBuffer:
@@ -97,8 +136,10 @@ class LiveSource:
 
     def __init__(self, path: str, *, live: bool, capacity: int, meter: LatencyMeter,
                  video: Any = None, duration: float | None = None, idle_timeout_s: float = 10.0,
-                 name: str = "live") -> None:
+                 window: FrameWindow | None = None, name: str = "live") -> None:
         self.name = name
+        #: Latency mode: the frames allowed in the graph at once (given back by the tap).
+        self.window = window
         self.path = path
         self.live = live
         self.meter = meter
@@ -199,6 +240,10 @@ class LiveSource:
                 with anyio.move_on_after(self.duration if self.duration is not None
                                          else float("inf")):
                     while True:
+                        if self.window is not None:
+                            # Wait for room before taking a frame: what arrives meanwhile
+                            # pushes the oldest waiting frames out of the buffer.
+                            await self.window.acquire()
                         frame = await self._next()
                         if frame is None:
                             break
@@ -232,8 +277,10 @@ class ResultTap:
     restores_order = False
 
     def __init__(self, meter: LatencyMeter, *, targets: Sequence[str] = (), source: str = "",
-                 nodes: Sequence[str] = (), name: str = "result") -> None:
+                 nodes: Sequence[str] = (), window: FrameWindow | None = None,
+                 name: str = "result") -> None:
         self.name = name
+        self.window = window
         self.meter = meter
         self.targets = tuple(targets)
         self.source = source
@@ -254,6 +301,8 @@ class ResultTap:
                 task_status.started()
                 async for pred in inbox:
                     pred = self._stamp(pred, time.time())
+                    if self.window is not None:
+                        self.window.release_through(pred.seq)
                     if publisher is not None:
                         message = frame_message(pred, source=self.source, nodes=self.nodes)
                         await anyio.to_thread.run_sync(publisher.send, message,

@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -34,7 +35,6 @@ from live_helpers import (
 )
 
 N_FRAMES = 12
-LONG_FRAMES = 45
 #: Top-down runs cost the most: their stream is shortest.
 SHORT_FRAMES = 6
 
@@ -49,12 +49,6 @@ def clip(assets: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def short_clip(assets: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("live") / "short.ts"
     return write_ts_clip(assets / "datasets" / "centered_pair_small.mp4", out, SHORT_FRAMES)
-
-
-@pytest.fixture(scope="module")
-def long_clip(assets: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("live") / "long.ts"
-    return write_ts_clip(assets / "datasets" / "centered_pair_small.mp4", out, LONG_FRAMES)
 
 
 @pytest.fixture(scope="module")
@@ -120,34 +114,51 @@ def _subscriber(address: str, messages: list[dict[str, Any]]) -> threading.Threa
     return thread
 
 
-def test_udp_stream_equals_offline_run_and_publishes_every_frame_over_zmq(
-        clip: Path, single: list[str], tmp_path: Path,
+def test_udp_stream_slower_graph_drops_frames_and_the_rest_equal_offline_and_reach_zmq(
+        clip: Path, single: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
+    from sleapflow.stages.peaks import SingleInstancePeaks
+
     offline = _offline(clip, single, tmp_path / "offline.slp")
     pts = frame_pts(clip)
-    port, pub = free_port(), free_port(__import__("socket").SOCK_STREAM)
+    # The live run's graph takes 0.1 s a frame: a third of the stream's 30 frames/s.
+    original = SingleInstancePeaks.__call__
+
+    def slow(self: Any, batch: Any) -> Any:
+        time.sleep(0.1 * len(batch.frames))
+        return original(self, batch)
+
+    monkeypatch.setattr(SingleInstancePeaks, "__call__", slow)
+    port, pub = free_port(), free_port(socket.SOCK_STREAM)
     messages: list[dict[str, Any]] = []
     sub = _subscriber(f"tcp://127.0.0.1:{pub}", messages)
     sender = _udp_sender(clip, port)
-    out = tmp_path / "live.slp"
+    out, summary = tmp_path / "live.slp", tmp_path / "summary.json"
+    # Batch 1: a frame per forward worker in the graph at once, one waiting in the source.
     assert main(["track", "-i", f"udp://127.0.0.1:{port}", *single, "-o", str(out),
-                 "--stream_timeout", "0.5", "--publish", f"tcp://127.0.0.1:{pub}",
+                 "--batch_size", "1", "--stream_timeout", "0.5",
+                 "--publish", f"tcp://127.0.0.1:{pub}", "--summary_json", str(summary),
                  "--stats"]) == 0
     sender.join(10)
     sub.join(10)
     report = capsys.readouterr().out
-    assert "latency p50" in report and "dropped" in report
+    assert "latency p50" in report and "frames dropped" in report
     live = _points(out)
     poses = [m for m in messages if m["type"] == "poses"]
     # Every predicted frame was published, once, in order, and the end message counts them.
     assert [m["frame_idx"] for m in poses] == sorted(live)
-    assert [m["seq"] for m in poses] == sorted(m["seq"] for m in poses)
-    assert messages[-1] == {"type": "end", "v": 1, "source": f"udp://127.0.0.1:{port}",
-                            "frames": len(poses), "dropped": messages[-1]["dropped"]}
-    # Loopback UDP loses nothing here: every frame was predicted or dropped (latency mode, while
-    # the model warms up), but for the last one or two, which wait in the demuxer for a next
-    # packet that never comes.
-    assert N_FRAMES - 2 <= len(live) + messages[-1]["dropped"] <= N_FRAMES
+    assert [m["seq"] for m in poses] == list(range(len(poses)))
+    end = messages[-1]
+    assert end == {"type": "end", "v": 1, "source": f"udp://127.0.0.1:{port}",
+                   "frames": len(poses), "dropped": end["dropped"]}
+    # Behind the stream, the oldest waiting frames were dropped and counted, the same count
+    # in the summary; loopback UDP loses nothing else, but for the last frame or two, which
+    # wait in the demuxer for a next packet that never comes.
+    record = json.loads(summary.read_text())["videos"][0]["summary"]
+    assert end["dropped"] > 0 and record["dropped_frames"] == end["dropped"]
+    assert record["frames"] == len(live)
+    assert N_FRAMES - 2 <= len(live) + end["dropped"] <= N_FRAMES
+    assert record["latency_p99_ms"] >= record["latency_p50_ms"] > 0
     for m in poses:
         # Matched by timestamp: the offline frame with this frame's pts.
         j = int(np.argmin(np.abs(np.asarray(pts) - m["pts"])))
@@ -181,36 +192,8 @@ def test_http_stream_topdown_equals_offline_run(short_clip: Path, topdown: list[
     assert video.backend_metadata["shape"][1:] == [192, 256, 1]
 
 
-def test_a_graph_slower_than_the_stream_drops_the_oldest_frames_and_counts_them(
-        long_clip: Path, single: list[str], tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    from sleapflow.stages.peaks import SingleInstancePeaks
-
-    original = SingleInstancePeaks.__call__
-
-    def slow(self: Any, batch: Any) -> Any:
-        time.sleep(0.1 * len(batch.frames))  # 10 frames/s, a third of the stream's rate
-        return original(self, batch)
-
-    monkeypatch.setattr(SingleInstancePeaks, "__call__", slow)
-    summary = tmp_path / "summary.json"
-    port = free_port()
-    sender = _udp_sender(long_clip, port)
-    out = tmp_path / "live.slp"
-    assert main(["track", "-i", f"udp://127.0.0.1:{port}", *single, "-o", str(out),
-                 "--stream_timeout", "0.5", "--summary_json", str(summary)]) == 0
-    sender.join(10)
-    record = json.loads(summary.read_text())["videos"][0]["summary"]
-    written = len(sio.load_slp(str(out)).labeled_frames)
-    assert record["frames"] == written
-    assert record["dropped_frames"] > 0
-    # Nothing is lost unaccounted for: each frame received was predicted or dropped.
-    assert LONG_FRAMES - 2 <= written + record["dropped_frames"] <= LONG_FRAMES
-    assert record["latency_p99_ms"] >= record["latency_p50_ms"] > 0
-
-
 def test_ctrl_c_on_a_stdin_stream_writes_a_whole_output_and_ndjson_has_every_frame(
-        long_clip: Path, single: list[str], tmp_path: Path) -> None:
+        clip: Path, single: list[str], tmp_path: Path) -> None:
     out = tmp_path / "live.slp"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
            "OMP_NUM_THREADS": "1"}
@@ -222,7 +205,7 @@ def test_ctrl_c_on_a_stdin_stream_writes_a_whole_output_and_ndjson_has_every_fra
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env=env) as proc:
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-        feeder = threading.Thread(target=_feed, args=(long_clip, proc.stdin, stop), daemon=True)
+        feeder = threading.Thread(target=_feed, args=(clip, proc.stdin, stop), daemon=True)
         feeder.start()
         try:
             for line in proc.stdout:
@@ -243,7 +226,7 @@ def test_ctrl_c_on_a_stdin_stream_writes_a_whole_output_and_ndjson_has_every_fra
     assert "Stopping the live source" in stderr
     poses = [m for m in lines if m["type"] == "poses"]
     # Stopped early: the stream had far more to send.
-    assert 5 <= len(poses) < FEED_LOOPS * LONG_FRAMES
+    assert 5 <= len(poses) < FEED_LOOPS * N_FRAMES
     live = _points(out)
     assert [m["frame_idx"] for m in poses] == sorted(live)
     assert lines[-1]["frames"] == len(poses)
@@ -253,8 +236,8 @@ def test_ctrl_c_on_a_stdin_stream_writes_a_whole_output_and_ndjson_has_every_fra
     assert not list(tmp_path.glob("*.journal*"))
 
 
-#: The stdin stream runs for this many times the long clip: it outlasts the test.
-FEED_LOOPS = 20
+#: The stdin stream runs for this many times the clip (40 s): it outlasts the test.
+FEED_LOOPS = 100
 
 
 def _feed(clip: Path, pipe: Any, stop: threading.Event) -> None:
