@@ -69,6 +69,31 @@ async def test_latency_mode_batches_what_is_waiting_and_never_waits_for_more() -
     assert await _batches(greedy(), list(range(3)), prefill=False) == [[0], [1], [2]]
 
 
+@pytest.mark.anyio
+async def test_the_frame_window_holds_the_source_until_results_come_back() -> None:
+    from sleapflow.stages.live import FrameWindow
+
+    window = FrameWindow(2)
+    await window.acquire()
+    await window.acquire()
+    assert window.in_flight == 2
+    got_in = anyio.Event()
+
+    async def third() -> None:
+        await window.acquire()
+        got_in.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(third)
+        await anyio.wait_all_tasks_blocked()
+        assert not got_in.is_set()  # full: the third frame waits in the source
+        window.release_through(0)  # frame 0's result is out
+        await got_in.wait()
+    assert window.in_flight == 2
+    window.release_through(2)  # a frame that left no result is given back with a later one
+    assert window.in_flight == 0
+
+
 def test_latency_figures_are_the_percentiles_of_result_minus_capture() -> None:
     meter = LatencyMeter()
     assert meter.figures().p50_ms is None
