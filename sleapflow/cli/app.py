@@ -362,7 +362,7 @@ _DASH_VALUE = {"-i": "--data_path", "--data_path": "--data_path", "--data-path":
 
 def _optional_ray_address(argv: list[str]) -> list[str]:
     """``--ray`` may stand alone (a local instance): give it the value ``local`` then. And
-    ``-i -`` (stdin) and ``--publish -`` (stdout) are joined as ``--data_path=-`` and
+    ``track -i -`` (stdin) and ``--publish -`` (stdout) are joined as ``--data_path=-`` and
     ``--publish=-``: the parser would read a lone ``-`` as the start of another option."""
     out = list(argv)
     for i, token in enumerate(out):
@@ -370,7 +370,7 @@ def _optional_ray_address(argv: list[str]) -> list[str]:
             out[i] = "--ray=local"
     joined: list[str] = []
     for token in out:
-        if token == "-" and joined and joined[-1] in _DASH_VALUE:
+        if token == "-" and joined and joined[-1] in _DASH_VALUE and out[:1] == ["track"]:
             joined[-1] = f"{_DASH_VALUE[joined[-1]]}=-"
         else:
             joined.append(token)
