@@ -30,6 +30,7 @@ from sleapflow.graphs.common import (
     default_cpu_parallelism,
     output_skeleton,
     preprocess_plan,
+    resolve_embedding,
     resolve_models,
 )
 from sleapflow.graphs.track_only import LabelsTrackSource
@@ -62,6 +63,7 @@ __all__ = (
     "RawOptions",
     "TrackingStages",
     "build_graph",
+    "check_embedding_options",
     "check_network_inputs",
     "check_node_options",
     "dry_spec",
@@ -128,6 +130,8 @@ def prepare(cfg: InferenceConfig, *, plan: InputPlan | None = None,
                               "--tracking/-t to track the instances of an existing .slp")
         return _prepare_track_only(cfg, labels=input_labels)
     models = resolve_models(cfg.model_paths)
+    embedding = resolve_embedding(cfg.model_paths)
+    check_embedding_options(cfg, embedding is not None, bool(models))
     graph = GRAPHS[select_graph(list(models), cfg.graph)]
     if plan is None:
         if cfg.inputs:
@@ -138,6 +142,8 @@ def prepare(cfg: InferenceConfig, *, plan: InputPlan | None = None,
         if cfg.shard is not None and not cfg.inputs:
             plan = shard_frames_plan(plan, cfg.shard)  # one video: the I-th of N frame ranges
     ctx = _context(cfg, graph, models, plan)
+    if embedding is not None:
+        ctx = dataclasses.replace(ctx, embedding=embedding)
     if model_loader is not None:
         ctx = dataclasses.replace(ctx, model_loader=model_loader)
     run = PreparedRun(cfg=cfg, graph=graph, ctx=ctx, plan=plan)
@@ -188,6 +194,25 @@ def check_network_inputs(cfg: InferenceConfig, models: dict[str, ModelRef],
                 refuse(f"a {height} x {width} frame with input scale {network_plan.scale:g}, "
                        f"max height {network_plan.max_height} and max width "
                        f"{network_plan.max_width}", h, w)
+
+
+def check_embedding_options(cfg: InferenceConfig, has_embedding: bool, has_pose: bool) -> None:
+    """The options that need an embedding (re-ID) model, checked before anything loads."""
+    if has_embedding and not has_pose:
+        raise ConfigError("an embedding (re-ID) model embeds the instances a pose model finds: "
+                          "pass it with -m beside the pose models (e.g. -m centroid -m "
+                          "centered_instance -m embedding)")
+    if has_embedding:
+        return
+    if cfg.save_embeddings == "slp":
+        raise ConfigError("--save_embeddings slp needs an embedding (re-ID) model to compute the "
+                          "vectors: add its folder with -m beside the pose models")
+    tracker = cfg.tracker
+    if cfg.tracking and tracker.uses_appearance:
+        what = (f"--appearance_weight {tracker.appearance_weight:g}" if tracker.appearance_weight
+                else f"--tracker {tracker.tracker}")
+        raise ConfigError(f"{what} compares appearance vectors, and no embedding (re-ID) model was "
+                          "given: add its folder with -m beside the pose models")
 
 
 def check_node_options(cfg: InferenceConfig, nodes: tuple[str, ...]) -> None:
@@ -311,6 +336,10 @@ def _post_stages(run: PreparedRun,
     # no filter is asked for.
     if filt.active or tracker is not None:
         stages.append(MapStage("filter", filt, limiter=run.ctx.cpu_limiter))
+    if run.ctx.embedding is not None and not from_labels:
+        from sleapflow.graphs.embedding import embedding_stages
+
+        stages.extend(embedding_stages(run.ctx, tuple(run.primary_config().skeleton.node_names)))
     if tracker is not None:
         per_video = isinstance(run.plan, ManyPlan)
         track = TrackFrames(tracker, feed_empty_frames=run.graph.keep_empty_frames,
@@ -449,7 +478,8 @@ def make_writer(run: PreparedRun, *, output_path: str | None,
     else:
         builder = LabelsBuilder(plan.videos, output_skeleton(run.primary_config()),
                                 keep_empty_frames=run.graph.keep_empty_frames,
-                                track_order=run.graph.track_order(run.ctx))
+                                track_order=run.graph.track_order(run.ctx),
+                                save_embeddings=run.cfg.save_embeddings == "slp")
 
         def provenance(out: sio.Labels) -> dict[str, Any]:
             return run_provenance(run, out, started=started, frames_processed=len(out.labeled_frames))

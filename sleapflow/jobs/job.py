@@ -159,9 +159,15 @@ def plan_job(cfg: InferenceConfig, *, output: str | None = None, name_output: bo
     if render and (many or output is None):
         raise ConfigError("--render draws one run's output beside it: give one input and an "
                           "output, or draw each output with sleapflow render")
-    # Several inputs: one journal per video, beside its output.
+    vectors = run.cfg.save_embeddings == "slp"
+    if vectors and resume:
+        raise ConfigError("--resume cannot continue a run that writes --save_embeddings slp: its "
+                          "journal does not keep the appearance vectors; run it again without "
+                          "--resume")
+    # Several inputs: one journal per video, beside its output. The journal keeps no appearance
+    # vectors, so a run that writes them keeps its labels in memory instead.
     journal = journal and run.graph_name != "track_only" and "slp" in formats \
-        and (output is not None or many) and raw is None
+        and (output is not None or many) and raw is None and not vectors
     job = Job(run=run, output=output, formats=formats, export=export or ExportSettings(),
               render=render, journal=journal, resume=resume, raw=raw, remote=remote)
     if guard:

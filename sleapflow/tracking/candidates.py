@@ -37,6 +37,7 @@ class FrameRecord:
     tracking_scores: list[float | None]
     frame_idx: int
     image: np.ndarray | None  # prepared flow image; None when flow is off
+    appearance: np.ndarray | None = None  # (n, D) re-ID vectors; None without an appearance blend
 
 
 @dataclass(slots=True)
@@ -49,6 +50,7 @@ class QueueEntry:
     frame_idx: int
     image: np.ndarray | None
     tracking_score: float
+    appearance: np.ndarray | None = None  # (D,) re-ID vector
 
 
 @dataclass(slots=True)
@@ -61,6 +63,7 @@ class CandidateSet:
     valid: np.ndarray  # (m,) valid points of the *source* instance (min_match_points test)
     column_of: np.ndarray  # (m,) column index, -1 when the instance is not a candidate
     groups: list[tuple[int, int, np.ndarray | None]]  # (start, stop, reference image) runs
+    appearance: np.ndarray | None = None  # (m, D) stored re-ID vectors (NaN rows: none)
 
 
 def _stack(arrays: list[np.ndarray], empty_shape: tuple[int, ...]) -> np.ndarray:
@@ -135,8 +138,11 @@ class FixedWindowCandidates:
         if not points:
             return CandidateSet(columns, np.empty((0, 0, 2)), np.empty((0,)),
                                 np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), [])
+        appearance = ([r.appearance for r in self.records if len(r.track_ids)]
+                      if all(r.appearance is not None for r in self.records) else None)
         return CandidateSet(columns, np.concatenate(points), np.concatenate(feats),
-                            np.concatenate(valid), np.asarray(column_of, dtype=np.int64), groups)
+                            np.concatenate(valid), np.asarray(column_of, dtype=np.int64), groups,
+                            np.concatenate(appearance) if appearance else None)
 
     def stored_instances(self) -> int:
         return sum(len(r.track_ids) for r in self.records)
@@ -215,6 +221,8 @@ class LocalQueueCandidates:
             np.asarray([e.valid for e in entries], dtype=np.int64),
             column_arr,
             groups,
+            (np.stack([e.appearance for e in entries])  # type: ignore[misc]
+             if all(e.appearance is not None for e in entries) else None),
         )
 
     def stored_instances(self) -> int:
