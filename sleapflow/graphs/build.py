@@ -33,7 +33,7 @@ from sleapflow.graphs.common import (
     resolve_embedding,
     resolve_models,
 )
-from sleapflow.graphs.track_only import LabelsTrackSource
+from sleapflow.graphs.track_only import LabelsTrackSource, labels_have_vectors
 from sleapflow.inputs import InputPlan, WorkItem, plan_input
 from sleapflow.inputs.expand import ManyPlan, VideoTask, plan_many, shard_frames_plan, single_config
 from sleapflow.inputs.media_faults import DecodeFailures
@@ -299,6 +299,13 @@ def _prepare_track_only(cfg: InferenceConfig, *, labels: sio.Labels | None = Non
                               "inference and tracking on a video")
         labels = read_slp(cfg.data_path, "input")
     tracker = resolve_track_only_config(cfg.tracker, cfg.max_instances)
+    if (tracker.uses_appearance or cfg.save_embeddings == "slp") and not labels_have_vectors(labels):
+        what = ("--save_embeddings slp" if not tracker.uses_appearance else
+                f"--appearance_weight {tracker.appearance_weight:g}" if tracker.appearance_weight
+                else f"--tracker {tracker.tracker}")
+        raise ConfigError(f"{what} needs appearance (re-ID) vectors, and the instances of the "
+                          "input .slp carry none: run the pose models with an embedding model "
+                          "(-m ... --save_embeddings slp) first")
     if labels.skeletons:
         check_node_options(cfg, tuple(labels.skeletons[0].node_names))
     video_ids = {id(v): i for i, v in enumerate(labels.videos)}
@@ -469,7 +476,8 @@ def make_writer(run: PreparedRun, *, output_path: str | None,
         labels = plan.labels
         assert labels is not None and tracker is not None
         builder = LabelsBuilder(list(labels.videos), labels.skeletons[0], keep_empty_frames=True,
-                                extra_skeletons=list(labels.skeletons[1:]))
+                                extra_skeletons=list(labels.skeletons[1:]),
+                                save_embeddings=run.cfg.save_embeddings == "slp")
 
         def provenance(out: sio.Labels) -> dict[str, Any]:
             return add_seed_names(tracking_only_provenance(
