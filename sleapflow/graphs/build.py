@@ -513,8 +513,11 @@ def dry_spec(name: str, cfg: InferenceConfig | None = None) -> GraphSpec:
     if name not in GRAPHS:
         raise ConfigError(f"unknown graph {name!r}; known graphs: {', '.join(GRAPHS)}")
     graph = GRAPHS[name]
+    embedding = None
     if cfg.model_paths:
         models = resolve_models(cfg.model_paths)
+        embedding = resolve_embedding(cfg.model_paths)
+        check_embedding_options(cfg, embedding is not None, bool(models))
         select_graph(list(models), name)
     else:
         models = {kind: ModelRef(path=Path(f"<{kind} model>"),
@@ -522,6 +525,8 @@ def dry_spec(name: str, cfg: InferenceConfig | None = None) -> GraphSpec:
                   for kind in graph.model_types}
     plan = InputPlan(kind="dry", source_path=None, videos=[], items=[])
     ctx = _context(cfg, graph, models, plan)
+    if embedding is not None:
+        ctx = dataclasses.replace(ctx, embedding=embedding)
     if graph.from_labels:
         from sleapflow.tracking.track_only import resolve_track_only_config
 
