@@ -1,8 +1,9 @@
 """Expected vectors of the test embedding model, computed once with the reference (sleap-nn).
 
-Run with the reference's Python (it imports sleap_nn), from the repository root::
+Run from the repository root (the vectors are computed by the reference's own Python,
+``--peer-python``, in a child process: sleap-nn is no dependency of sleapflow)::
 
-    $HOME/sleapnn-peer/bin/python benchmarks/embedding_asset.py \\
+    python benchmarks/embedding_asset.py \\
         --model tests/assets/embedding_model \\
         --video ../shared/assets/datasets/centered_pair_small.mp4 \\
         --labels /tmp/embed_train/tracked.slp \\
@@ -49,6 +50,19 @@ def _crops(video: str, labels_path: str, size: int, frames: list[int]) -> tuple[
     return np.stack(crops)[:, None], np.asarray(where, dtype=np.int64)
 
 
+# Runs in the reference's interpreter: sleap-nn's own embedding layer on the saved crops.
+_REFERENCE_STEP = """
+import sys, numpy as np, torch, sleap_nn
+from sleap_nn.inference.predictor import Predictor
+crops = np.load(sys.argv[2])
+layer = Predictor.from_model_paths([sys.argv[1]], device="cpu").layer
+with torch.inference_mode():
+    out = layer.predict(torch.from_numpy(crops).float())
+np.save(sys.argv[3], out.pred_embeddings.squeeze(1).cpu().numpy().astype(np.float32))
+print(sleap_nn.__version__)
+"""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
@@ -56,24 +70,27 @@ def main() -> None:
     parser.add_argument("--labels", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--frames", default="0,37,74,111")
+    parser.add_argument("--peer-python", default=str(Path.home() / "sleapnn-peer/bin/python"))
     args = parser.parse_args()
 
-    import torch
+    import subprocess
+    import tempfile
+
     import yaml
-    from sleap_nn.inference.predictor import Predictor
 
     cfg = yaml.safe_load(Path(args.model, "training_config.yaml").read_text())
     size = int(cfg["data_config"]["preprocessing"]["crop_size"])
     crops, where = _crops(args.video, args.labels, size, [int(f) for f in args.frames.split(",")])
-    layer = Predictor.from_model_paths([args.model], device="cpu").layer
-    with torch.inference_mode():
-        out = layer.predict(torch.from_numpy(crops).float())
-    vectors = out.pred_embeddings.squeeze(1).cpu().numpy().astype(np.float32)
-    import sleap_nn
-
+    with tempfile.TemporaryDirectory() as tmp:
+        np.save(Path(tmp, "crops.npy"), crops)
+        done = subprocess.run([args.peer_python, "-c", _REFERENCE_STEP, args.model,
+                               str(Path(tmp, "crops.npy")), str(Path(tmp, "vectors.npy"))],
+                              check=True, capture_output=True, text=True)
+        vectors = np.load(Path(tmp, "vectors.npy"))
+    version = done.stdout.strip().splitlines()[-1]
     np.savez_compressed(args.out, crops=crops, vectors=vectors, where=where,
-                        sleap_nn_version=np.asarray(sleap_nn.__version__))
-    print(f"{len(crops)} crops, vectors {vectors.shape} -> {args.out}")
+                        sleap_nn_version=np.asarray(version))
+    print(f"{len(crops)} crops, vectors {vectors.shape} (sleap-nn {version}) -> {args.out}")
 
 
 if __name__ == "__main__":
