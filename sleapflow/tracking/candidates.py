@@ -66,6 +66,17 @@ class CandidateSet:
     appearance: np.ndarray | None = None  # (m, D) stored re-ID vectors (NaN rows: none)
 
 
+def _appearance_rows(blocks: list[np.ndarray | None], sizes: list[int]) -> np.ndarray | None:
+    """Stored re-ID vectors stacked, NaN rows where an instance had none (or a vector of
+    another length); None when no stored instance has one."""
+    dims = [b.shape[-1] for b in blocks if b is not None and np.isfinite(b).any()]
+    if not dims:
+        return None
+    dim = dims[-1]
+    return np.concatenate([b if b is not None and b.shape[-1] == dim else np.full((n, dim), np.nan)
+                           for b, n in zip(blocks, sizes)])
+
+
 def _stack(arrays: list[np.ndarray], empty_shape: tuple[int, ...]) -> np.ndarray:
     return np.stack(arrays) if arrays else np.empty(empty_shape)
 
@@ -138,11 +149,11 @@ class FixedWindowCandidates:
         if not points:
             return CandidateSet(columns, np.empty((0, 0, 2)), np.empty((0,)),
                                 np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), [])
-        appearance = ([r.appearance for r in self.records if len(r.track_ids)]
-                      if all(r.appearance is not None for r in self.records) else None)
+        kept = [r for r in self.records if len(r.track_ids)]
+        appearance = _appearance_rows([r.appearance for r in kept], [len(r.track_ids) for r in kept])
         return CandidateSet(columns, np.concatenate(points), np.concatenate(feats),
                             np.concatenate(valid), np.asarray(column_of, dtype=np.int64), groups,
-                            np.concatenate(appearance) if appearance else None)
+                            appearance)
 
     def stored_instances(self) -> int:
         return sum(len(r.track_ids) for r in self.records)
@@ -221,8 +232,8 @@ class LocalQueueCandidates:
             np.asarray([e.valid for e in entries], dtype=np.int64),
             column_arr,
             groups,
-            (np.stack([e.appearance for e in entries])  # type: ignore[misc]
-             if all(e.appearance is not None for e in entries) else None),
+            _appearance_rows([None if e.appearance is None else e.appearance[None]
+                              for e in entries], [1] * len(entries)),
         )
 
     def stored_instances(self) -> int:

@@ -71,3 +71,15 @@ def test_detections_without_vectors_fall_back_to_geometry() -> None:
         cfg = (TrackerConfig(candidates_method="local_queues", max_tracks=2, appearance_weight=0.5)
                if name == "classic" else TrackerConfig(tracker=name))
         assert switches(clip, cfg, missing) == 0
+
+
+def test_frames_without_vectors_can_come_between_frames_with_them() -> None:
+    # A .slp whose instances carry vectors on some frames only (an edited file): the classic
+    # tracker's stored candidates then mix both; the blend still fixes the pass-through swap.
+    clip = meeting_clip("pass", seed=0)
+    vectors = appearance_vectors(clip)
+    mixed = [v if f % 4 else np.full((len(v), 1), np.nan) for f, v in enumerate(vectors)]
+    for method in ("local_queues", "fixed_window"):
+        cfg = TrackerConfig(candidates_method=method, max_tracks=2 if method == "local_queues"
+                            else None, window_size=12, appearance_weight=0.5)
+        assert switches(clip, cfg, mixed) == 0, method
