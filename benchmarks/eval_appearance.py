@@ -9,6 +9,13 @@ identities. Two modes::
 
     python benchmarks/eval_appearance.py                 # accuracy table (Markdown)
     taskset -c 0 python benchmarks/eval_appearance.py --speed --frames 5000   # frames/s, 1 core
+    python benchmarks/eval_appearance.py --export DIR    # the clips as .slp, for the reference
+    python benchmarks/eval_appearance.py --score DIR     # score DIR/CLIP.TRACKER.slp outputs
+
+``--export`` writes ``CLIP.gt.slp`` (true identities) and ``CLIP.pred.slp`` (untracked
+detections carrying their vectors as sleap-io ``Embedding``s) for each clip; run the reference
+on them, e.g. ``sleap-nn predict -i DIR/bounce.pred.slp --tracking --tracker botsort -o
+DIR/bounce.botsort.slp``, then ``--score DIR`` scores every such output against its truth.
 
 ``--speed`` times ``track()`` per configuration on a long walking clip (tracker only: no
 network, no vectors computed), alternating configurations within each repeat, and prints the
@@ -21,6 +28,7 @@ import argparse
 import logging
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 import structlog
@@ -47,6 +55,13 @@ CONFIGS: dict[str, TrackerConfig] = {
 }
 
 
+#: Short file names of the clips for --export / --score.
+SHORT = {"meet and turn back, hidden 9 fr (50 fr)": "bounce",
+         "meet and walk on, hidden 9 fr (50 fr)": "pass",
+         "gaps 5-25 + spurious (400 fr)": "gaps525",
+         "gaps 30-45 + spurious (300 fr)": "gaps3045"}
+
+
 def clips() -> dict[str, SyntheticClip]:
     return {
         "meet and turn back, hidden 9 fr (50 fr)": meeting_clip("bounce", seed=0),
@@ -55,6 +70,41 @@ def clips() -> dict[str, SyntheticClip]:
         "gaps 30-45 + spurious (300 fr)": walking_clip(300, seed=3, gaps=(30, 45),
                                                        gaps_per_animal=2),
     }
+
+
+def export(folder: Path) -> None:
+    import sleap_io as sio
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, clip in clips().items():
+        short = SHORT[name]
+        pred = clip.to_labels(truth=False, video_name=f"{short}.mp4")
+        for lf, vectors in zip(pred.labeled_frames, appearance_vectors(clip)):
+            for inst, row in zip(lf.instances, vectors):
+                inst.identity_embedding = sio.Embedding(row.astype(np.float32))
+        sio.save_slp(pred, str(folder / f"{short}.pred.slp"), save_embedding_vectors=True)
+        sio.save_slp(clip.to_labels(truth=True, video_name=f"{short}.mp4"),
+                     str(folder / f"{short}.gt.slp"))
+        print(f"{folder / short}.pred.slp / .gt.slp")
+
+
+def score(folder: Path) -> None:
+    import sleap_io as sio
+
+    print("| clip | tracker | tracks | IDSW | IDF1 |")
+    print("|---|---|---|---|---|")
+    for name, short in SHORT.items():
+        truth = folder / f"{short}.gt.slp"
+        if not truth.exists():
+            continue
+        gt = sio.load_slp(str(truth))
+        for out in sorted(folder.glob(f"{short}.*.slp")):
+            tracker = out.name[len(short) + 1:-len(".slp")]
+            if tracker in ("gt", "pred"):
+                continue
+            m = evaluate_labels(gt, sio.load_slp(str(out)))
+            print(f"| {name} | {tracker} | {m['n_pred_tracks']} | {m['id_switches']} | "
+                  f"{m['idf1']:.3f} |")
 
 
 def track_names(clip: SyntheticClip, cfg: TrackerConfig,
@@ -106,9 +156,15 @@ def main() -> None:
     parser.add_argument("--speed", action="store_true", help="time the trackers instead")
     parser.add_argument("--frames", type=int, default=5000, help="--speed: clip length")
     parser.add_argument("--repeats", type=int, default=5, help="--speed: runs per tracker")
+    parser.add_argument("--export", type=Path, help="write the clips as .slp files here")
+    parser.add_argument("--score", type=Path, help="score the tracked .slp files here")
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    if args.speed:
+    if args.export is not None:
+        export(args.export)
+    elif args.score is not None:
+        score(args.score)
+    elif args.speed:
         speed(args.frames, args.repeats)
     else:
         accuracy()
