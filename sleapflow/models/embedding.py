@@ -252,7 +252,7 @@ class LoadedEmbedding:
     module: torch.nn.Module
 
 
-def load_embedding_model(path: str | Path, device: str | torch.device = "cpu", **_: Any) -> LoadedEmbedding:
+def load_embedding_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedEmbedding:
     """Load an embedding model folder strictly (train-only tensors such as the projection dropped)."""
     from sleapflow.models.loader import load_state_strict
 
