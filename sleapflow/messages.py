@@ -160,9 +160,12 @@ class FramePrediction(msgspec.Struct, frozen=True):
     arrival_time: float | None = None
     pts: float | None = None
     result_time: float | None = None
+    #: (I, D) float32 appearance (re-ID) vectors from an embedding model, NaN rows for instances
+    #: it could not crop; None when the run has no embedding model.
+    embeddings: Any = None
 
     _PER_INSTANCE = ("points", "point_scores", "instance_scores", "tracking_scores", "centroids",
-                     "centroid_scores", "is_user")
+                     "centroid_scores", "is_user", "embeddings")
 
     @classmethod
     def of(cls, info: FrameInfo, **fields: Any) -> FramePrediction:

@@ -30,9 +30,10 @@ from sleapflow.graphs.common import (
     default_cpu_parallelism,
     output_skeleton,
     preprocess_plan,
+    resolve_embedding,
     resolve_models,
 )
-from sleapflow.graphs.track_only import LabelsTrackSource
+from sleapflow.graphs.track_only import LabelsTrackSource, labels_have_vectors
 from sleapflow.inputs import InputPlan, WorkItem, plan_input
 from sleapflow.inputs.expand import ManyPlan, VideoTask, plan_many, shard_frames_plan, single_config
 from sleapflow.inputs.media_faults import DecodeFailures
@@ -65,6 +66,7 @@ __all__ = (
     "RawOptions",
     "TrackingStages",
     "build_graph",
+    "check_embedding_options",
     "check_network_inputs",
     "check_node_options",
     "dry_spec",
@@ -146,6 +148,8 @@ def prepare(cfg: InferenceConfig, *, plan: InputPlan | None = None,
                               "--tracking/-t to track the instances of an existing .slp")
         return _prepare_track_only(cfg, labels=input_labels)
     models = resolve_models(cfg.model_paths)
+    embedding = resolve_embedding(cfg.model_paths)
+    check_embedding_options(cfg, embedding is not None, bool(models))
     graph = GRAPHS[select_graph(list(models), cfg.graph)]
     if plan is None:
         if cfg.inputs:
@@ -156,6 +160,8 @@ def prepare(cfg: InferenceConfig, *, plan: InputPlan | None = None,
         if cfg.shard is not None and not cfg.inputs:
             plan = shard_frames_plan(plan, cfg.shard)  # one video: the I-th of N frame ranges
     ctx = _context(cfg, graph, models, plan)
+    if embedding is not None:
+        ctx = dataclasses.replace(ctx, embedding=embedding)
     if model_loader is not None:
         ctx = dataclasses.replace(ctx, model_loader=model_loader)
     run = PreparedRun(cfg=cfg, graph=graph, ctx=ctx, plan=plan)
@@ -206,6 +212,25 @@ def check_network_inputs(cfg: InferenceConfig, models: dict[str, ModelRef],
                 refuse(f"a {height} x {width} frame with input scale {network_plan.scale:g}, "
                        f"max height {network_plan.max_height} and max width "
                        f"{network_plan.max_width}", h, w)
+
+
+def check_embedding_options(cfg: InferenceConfig, has_embedding: bool, has_pose: bool) -> None:
+    """The options that need an embedding (re-ID) model, checked before anything loads."""
+    if has_embedding and not has_pose:
+        raise ConfigError("an embedding (re-ID) model embeds the instances a pose model finds: "
+                          "pass it with -m beside the pose models (e.g. -m centroid -m "
+                          "centered_instance -m embedding)")
+    if has_embedding:
+        return
+    if cfg.save_embeddings == "slp":
+        raise ConfigError("--save_embeddings slp needs an embedding (re-ID) model to compute the "
+                          "vectors: add its folder with -m beside the pose models")
+    tracker = cfg.tracker
+    if cfg.tracking and tracker.uses_appearance:
+        what = (f"--appearance_weight {tracker.appearance_weight:g}" if tracker.appearance_weight
+                else f"--tracker {tracker.tracker}")
+        raise ConfigError(f"{what} compares appearance vectors, and no embedding (re-ID) model was "
+                          "given: add its folder with -m beside the pose models")
 
 
 def check_node_options(cfg: InferenceConfig, nodes: tuple[str, ...]) -> None:
@@ -292,6 +317,13 @@ def _prepare_track_only(cfg: InferenceConfig, *, labels: sio.Labels | None = Non
                               "inference and tracking on a video")
         labels = read_slp(cfg.data_path, "input")
     tracker = resolve_track_only_config(cfg.tracker, cfg.max_instances)
+    if (tracker.uses_appearance or cfg.save_embeddings == "slp") and not labels_have_vectors(labels):
+        what = ("--save_embeddings slp" if not tracker.uses_appearance else
+                f"--appearance_weight {tracker.appearance_weight:g}" if tracker.appearance_weight
+                else f"--tracker {tracker.tracker}")
+        raise ConfigError(f"{what} needs appearance (re-ID) vectors, and the instances of the "
+                          "input .slp carry none: run the pose models with an embedding model "
+                          "(-m ... --save_embeddings slp) first")
     if labels.skeletons:
         check_node_options(cfg, tuple(labels.skeletons[0].node_names))
     video_ids = {id(v): i for i, v in enumerate(labels.videos)}
@@ -329,6 +361,10 @@ def _post_stages(run: PreparedRun,
     # no filter is asked for.
     if filt.active or tracker is not None:
         stages.append(MapStage("filter", filt, limiter=run.ctx.cpu_limiter))
+    if run.ctx.embedding is not None and not from_labels:
+        from sleapflow.graphs.embedding import embedding_stages
+
+        stages.extend(embedding_stages(run.ctx, tuple(run.primary_config().skeleton.node_names)))
     if tracker is not None:
         per_video = isinstance(run.plan, ManyPlan)
         track = TrackFrames(tracker, feed_empty_frames=run.graph.keep_empty_frames,
@@ -486,7 +522,8 @@ def make_writer(run: PreparedRun, *, output_path: str | None,
         labels = plan.labels
         assert labels is not None and tracker is not None
         builder = LabelsBuilder(list(labels.videos), labels.skeletons[0], keep_empty_frames=True,
-                                extra_skeletons=list(labels.skeletons[1:]))
+                                extra_skeletons=list(labels.skeletons[1:]),
+                                save_embeddings=run.cfg.save_embeddings == "slp")
 
         def provenance(out: sio.Labels) -> dict[str, Any]:
             return add_seed_names(tracking_only_provenance(
@@ -495,7 +532,8 @@ def make_writer(run: PreparedRun, *, output_path: str | None,
     else:
         builder = LabelsBuilder(plan.videos, output_skeleton(run.primary_config()),
                                 keep_empty_frames=run.graph.keep_empty_frames,
-                                track_order=run.graph.track_order(run.ctx))
+                                track_order=run.graph.track_order(run.ctx),
+                                save_embeddings=run.cfg.save_embeddings == "slp")
 
         def provenance(out: sio.Labels) -> dict[str, Any]:
             return run_provenance(run, out, started=started, frames_processed=len(out.labeled_frames))
@@ -521,8 +559,11 @@ def dry_spec(name: str, cfg: InferenceConfig | None = None) -> GraphSpec:
     if name not in GRAPHS:
         raise ConfigError(f"unknown graph {name!r}; known graphs: {', '.join(GRAPHS)}")
     graph = GRAPHS[name]
+    embedding = None
     if cfg.model_paths:
         models = resolve_models(cfg.model_paths)
+        embedding = resolve_embedding(cfg.model_paths)
+        check_embedding_options(cfg, embedding is not None, bool(models))
         select_graph(list(models), name)
     else:
         models = {kind: ModelRef(path=Path(f"<{kind} model>"),
@@ -530,6 +571,8 @@ def dry_spec(name: str, cfg: InferenceConfig | None = None) -> GraphSpec:
                   for kind in graph.model_types}
     plan = InputPlan(kind="dry", source_path=None, videos=[], items=[])
     ctx = _context(cfg, graph, models, plan)
+    if embedding is not None:
+        ctx = dataclasses.replace(ctx, embedding=embedding)
     if graph.from_labels:
         from sleapflow.tracking.track_only import resolve_track_only_config
 

@@ -173,9 +173,18 @@ def plan_job(cfg: InferenceConfig, *, output: str | None = None, name_output: bo
     if render and (many or output is None):
         raise ConfigError("--render draws one run's output beside it: give one input and an "
                           "output, or draw each output with sleapflow render")
+    # The journal keeps no appearance vectors, so a run that writes them, or tracks by them,
+    # could not be continued the same way: such a run keeps its labels in memory instead.
+    vectors = run.cfg.save_embeddings == "slp" or (
+        run.ctx.tracker is not None and run.ctx.tracker.uses_appearance)
+    if vectors and resume:
+        raise ConfigError("--resume cannot continue a run that writes (--save_embeddings slp) or "
+                          "tracks by (--appearance_weight, --tracker botsort/deepsort/strongsort/"
+                          "deepocsort) appearance vectors: its journal does not keep them; run it "
+                          "again without --resume")
     # Several inputs: one journal per video, beside its output.
     journal = journal and run.graph_name != "track_only" and "slp" in formats \
-        and (output is not None or many) and raw is None
+        and (output is not None or many) and raw is None and not vectors
     job = Job(run=run, output=output, formats=formats, export=export or ExportSettings(),
               render=render, journal=journal, resume=resume, raw=raw, remote=remote)
     if guard:

@@ -21,7 +21,7 @@ from sleapflow.options.validation import check_numbers
 __all__ = (
     "PRECISIONS", "RUNTIMES", "ExecutionOptions", "FilterOptions", "GroupingOptions", "InferenceConfig",
     "InputOptions", "OutputOptions", "OverlapMethod", "PeakOptions", "Precision", "PreprocessingOptions",
-    "Refinement", "Runtime", "TrackingOptions", "VideoLayout", "parse_frames",
+    "Refinement", "Runtime", "SaveEmbeddings", "TrackingOptions", "VideoLayout", "parse_frames",
 )
 
 
@@ -32,6 +32,7 @@ RUNTIMES: tuple[str, ...] = get_args(Runtime)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 VideoLayout = Literal["channels_last", "channels_first"]
 OverlapMethod = Literal["iou", "oks"]
+SaveEmbeddings = Literal["none", "slp"]
 
 #: ``auto``, or a device kind with an optional index; whether it exists here is checked when a
 #: run is prepared (:func:`sleapflow.backends.device.resolve_device`), which needs torch.
@@ -150,6 +151,8 @@ class OutputOptions(_Sub, frozen=True, kw_only=True):
     skip_existing: bool
     #: Continue an interrupted single-output run from its journal beside the output.
     resume: bool
+    #: ``slp``: the embedding model's re-ID vectors are written on the output's instances.
+    save_embeddings: str
 
 
 class ExecutionOptions(_Sub, frozen=True, kw_only=True):
@@ -381,6 +384,11 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
         "resume", help="Continue an interrupted run of the same command from its journal (kept "
                        "beside the output after a crash, a full disk or Ctrl-C)."),
         Role("output", changes_results=False, fronts=TRACK_ONLY)] = False
+    save_embeddings: Annotated[SaveEmbeddings, opt(
+        "save_embeddings", help="With an embedding (re-ID) model among -m: slp writes each "
+                                "instance's appearance vector into the output .slp (sleap-io's "
+                                "Embedding on the instance); none (default) does not."),
+        Role("output", fronts=SLEAPFLOW)] = "none"
     device: Annotated[str, opt(
         "device", "-d", help="Where the network runs: auto (a GPU if there is one), cpu, cuda, "
                              "cuda:N or mps."),
@@ -457,6 +465,8 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
         if not _DEVICE.fullmatch(self.device):
             raise ConfigError(f"--device: unknown device {self.device!r}; use auto, cpu, cuda, "
                               "cuda:N or mps")
+        if self.save_embeddings not in ("none", "slp"):
+            raise ConfigError(f"--save_embeddings must be 'none' or 'slp' (got {self.save_embeddings!r})")
         if self.runtime not in RUNTIMES:
             raise ConfigError(f"--runtime must be one of {', '.join(RUNTIMES)} (got {self.runtime!r})")
         if self.precision not in PRECISIONS:
