@@ -19,6 +19,8 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from sleapflow.messages import HeadPeaks
+
 __all__ = ("DEFAULT_TOP_K", "MAX_KEPT_TOP", "FusedPeaks", "HeadPeaks", "PeakHead", "centroid_slots_np",
            "local_peak_list", "overflows", "split_outputs")
 
@@ -80,21 +82,6 @@ class FusedPeaks(msgspec.Struct, frozen=True):
             else:
                 names += [f"{name}/points", f"{name}/vals"]
         return names
-
-
-class HeadPeaks(msgspec.Struct, frozen=True):
-    """One head's peaks for a batch, host numpy arrays.
-
-    Global: ``points`` (B, C, 2) float32, ``vals`` (B, C). Local: ``points`` (B, C, K, 2),
-    ``vals``/``valid``/``index`` (B, C, K) in descending value order, ``index`` the peak's raster
-    position ``y * W + x`` in the map, and ``counts`` (B, C) the local peaks each channel had.
-    """
-
-    points: Any
-    vals: Any
-    valid: Any = None
-    index: Any = None
-    counts: Any = None
 
 
 def _host(a: Any) -> np.ndarray:
