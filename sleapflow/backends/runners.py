@@ -328,7 +328,7 @@ class _ExportingRunner:
         exported, ref = self._export(x, fused)
         session = self._open(exported)
         got = apply_activations(self.activations, session(x))
-        worst = max(_worst_difference(got[k].float(), ref[k].float(), relative=k.endswith("/points"))
+        worst = max(_worst_difference(got[k].float(), ref[k].float(), self._points_units(k, x))
                     for k in ref)
         if worst > EXPORT_TOLERANCE:
             # Cache hits trust an entry without this check, so a failing one must go.
@@ -361,6 +361,15 @@ class _ExportingRunner:
         self._record(fused)[shape] = (key, built)
         log.info("onnx export", shape=shape, key=key, cached=not built, fused=fused)
         return _Exported(path, list(ref), out_shapes), ref
+
+    def _points_units(self, output: str, x: torch.Tensor) -> tuple[float, float, float] | None:
+        """For a fused head's points output: the input's (width, height) in the points' units,
+        and one map pixel in them; None for any other output."""
+        spec = self.fuse.head(output.rsplit("/", 1)[0]) if self.fuse is not None else None
+        if spec is None or not output.endswith("/points"):
+            return None
+        return (x.shape[-1] / spec.input_scale, x.shape[-2] / spec.input_scale,
+                spec.output_stride / spec.input_scale)
 
     @staticmethod
     def _check_onnx(path: Any) -> None:
@@ -400,20 +409,31 @@ class _ExportingRunner:
         return self._run(x, False)
 
 
-def _worst_difference(got: torch.Tensor, ref: torch.Tensor, *, relative: bool = False) -> float:
-    """Largest absolute difference (``relative``: relative where ``|ref| > 1``); NaN matches NaN
-    (a fused graph's below-threshold points), and NaN against a number is a mismatch.
+#: Largest fused-point difference accepted by the export check, in map pixels (scaled to
+#: EXPORT_TOLERANCE in the worst-difference figure): the same peak, refined alike.
+POINT_TOLERANCE = 0.05
 
-    Fused points are relative: integral refinement divides by its patch's sum, which on a weak
-    peak with negative neighbours is near 0, so a map difference of 1e-5 can move such a point
-    by 1e-2 px while the offset itself is hundreds of pixels (the torch path shares that)."""
+
+def _worst_difference(got: torch.Tensor, ref: torch.Tensor,
+                      points: tuple[float, float, float] | None = None) -> float:
+    """Largest absolute difference; NaN matches NaN (a fused graph's below-threshold points),
+    and NaN against a number is a mismatch.
+
+    With ``points`` (fused points: the input's width and height, one map pixel) points are
+    compared in map pixels against POINT_TOLERANCE, and only inside the input. Integral
+    refinement divides by its patch's sum, which on a weak peak with negative neighbours is
+    near 0: a map difference of 1e-5 then moves the point by 1e-3 px or far more (and throws
+    it outside the frame), in the torch path on another runtime's maps as much as here."""
     if got.numel() == 0:
         return 0.0
     both = torch.isnan(got) & torch.isnan(ref)
-    diff = (got - ref).abs()
-    if relative:
-        diff = diff / ref.abs().clamp(min=1.0)
-    diff = torch.where(both, torch.zeros_like(got), diff)
+    diff = torch.where(both, torch.zeros_like(got), (got - ref).abs())
+    if points is not None:
+        width, height, pixel = points
+        limit = torch.tensor([width, height], dtype=ref.dtype)
+        outside = ((ref < -1) | (ref > limit + 1)).any(dim=-1, keepdim=True)
+        diff = torch.where(outside & ~torch.isnan(diff), torch.zeros_like(diff), diff)
+        diff = diff / pixel * (EXPORT_TOLERANCE / POINT_TOLERANCE)
     return float(torch.nan_to_num(diff, nan=float("inf")).max())
 
 
