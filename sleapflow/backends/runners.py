@@ -19,9 +19,9 @@ from sleapflow.ops.fused_peaks import global_peaks, top_local_peaks
 from sleapflow.ops.preprocess import normalize
 
 __all__ = (
-    "EXPORT_TOLERANCE", "OPSET", "FusedHeads", "HeadMaps", "HostStaging", "NetworkRunner", "NoopRunner",
-    "OnnxRunner", "TensorRTRunner", "TorchRunner", "apply_activations", "export_onnx", "head_activations",
-    "make_runner", "pre_activation_maps",
+    "EXPORT_TOLERANCE", "OPSET", "POINT_TOLERANCE", "FusedHeads", "HeadMaps", "HostStaging",
+    "NetworkRunner", "NoopRunner", "OnnxRunner", "TensorRTRunner", "TorchRunner", "apply_activations",
+    "export_onnx", "head_activations", "make_runner", "pre_activation_maps",
 )
 
 

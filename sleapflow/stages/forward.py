@@ -11,10 +11,13 @@ import torch
 from sleapflow.backends import RuntimeChoice, make_runner
 from sleapflow.backends.fused import FusedPeaks, overflows, split_outputs
 from sleapflow.backends.runners import TorchRunner
+from sleapflow.logs import get_logger
 from sleapflow.messages import ModelOutput
 from sleapflow.runtime.adapters import MapStage
 
 __all__ = ("ModelForward", "forward_stage", "is_forward")
+
+log = get_logger(__name__)
 
 
 
@@ -44,6 +47,7 @@ class ModelForward:
         self.fuse = fuse
         #: What the runner really fuses (set in :meth:`setup`): None means maps come out.
         self.fused: FusedPeaks | None = None
+        self._overflowed = False
         self.model: Any = None
         self.runner: Any = None
         self._exact: TorchRunner | None = None
@@ -88,6 +92,11 @@ class ModelForward:
         maps, peaks = split_outputs(self.fused, heads)
         if overflows(self.fused, peaks):
             # More peaks than the graph's top-k holds: this batch's maps, so no peak is lost.
+            if not self._overflowed:
+                self._overflowed = True
+                log.info("fused peaks: a batch had more local peaks than the graph keeps; such "
+                         "batches use their maps (slower, same result)",
+                         k=[h.k for h in self.fused.heads if h.local])
             return ModelOutput(seq=item.seq, heads=self._kept(self.runner.maps(item.tensor)),
                                input=item)
         if self.head_filter is not None:
