@@ -84,11 +84,23 @@ class FusedPeaks(msgspec.Struct, frozen=True):
         return names
 
 
-def _host(a: Any) -> np.ndarray:
-    # ONNX Runtime on the CPU gives numpy; a CUDA runtime gives device tensors (one copy each).
-    if isinstance(a, np.ndarray):
-        return a
-    return np.asarray(a.cpu().numpy() if hasattr(a, "cpu") else a)
+def _on_host(outputs: dict[str, Any], names: list[str]) -> dict[str, np.ndarray]:
+    """``names``' outputs as numpy. ONNX Runtime on the CPU gives host arrays already; a CUDA
+    runtime gives device tensors, which travel in one copy (flattened and joined on the device,
+    split again here), not one per output."""
+    arrays = {k: outputs[k] for k in names}
+    on_device = [k for k, v in arrays.items() if not isinstance(v, np.ndarray)
+                 and getattr(getattr(v, "device", None), "type", "cpu") != "cpu"]
+    if on_device:
+        import torch  # a device tensor means torch is loaded already
+
+        joined = torch.cat([arrays[k].reshape(-1).float() for k in on_device]).cpu().numpy()
+        start = 0
+        for k in on_device:
+            size = int(arrays[k].numel())
+            arrays[k] = joined[start:start + size].reshape(tuple(arrays[k].shape))
+            start += size
+    return {k: v if isinstance(v, np.ndarray) else np.asarray(v.numpy()) for k, v in arrays.items()}
 
 
 def split_outputs(spec: FusedPeaks, outputs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, HeadPeaks]]:
@@ -98,19 +110,19 @@ def split_outputs(spec: FusedPeaks, outputs: dict[str, Any]) -> tuple[dict[str, 
     simple); masks, indices and counts are converted back here.
     """
     maps = {k: v for k, v in outputs.items() if "/" not in k}
+    host = _on_host(outputs, [k for k in outputs if "/" in k])
     peaks: dict[str, HeadPeaks] = {}
     for h in spec.heads:
-        if f"{h.head}/points" not in outputs:
+        if f"{h.head}/points" not in host:
             continue  # the head filter dropped it
-        points = _host(outputs[f"{h.head}/points"])
-        vals = _host(outputs[f"{h.head}/vals"])
+        points, vals = host[f"{h.head}/points"], host[f"{h.head}/vals"]
         if not h.local:
             peaks[h.head] = HeadPeaks(points=points, vals=vals)
             continue
         peaks[h.head] = HeadPeaks(
-            points=points, vals=vals, valid=_host(outputs[f"{h.head}/valid"]) > 0.5,
-            index=np.rint(_host(outputs[f"{h.head}/index"])).astype(np.int64),
-            counts=np.rint(_host(outputs[f"{h.head}/counts"])).astype(np.int64))
+            points=points, vals=vals, valid=host[f"{h.head}/valid"] > 0.5,
+            index=np.rint(host[f"{h.head}/index"]).astype(np.int64),
+            counts=np.rint(host[f"{h.head}/counts"]).astype(np.int64))
     return maps, peaks
 
 
