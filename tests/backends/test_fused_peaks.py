@@ -167,3 +167,34 @@ def test_overflowing_top_k_falls_back_to_maps(assets: Path, export_root: Path,
     assert tight.peaks is None
     want = TorchRunner(load_model(assets / f"{CKPT}centroid").module, CPU)(x)[head]
     torch.testing.assert_close(tight.heads[head], want, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize(("models", "fused"), [
+    (("centroid", "centered_instance"), {"centroid_forward": (True, 2), "instance_forward": (False, 1)}),
+    (("bottomup",), {"forward": (True, 32)}),
+    (("multiclass_bottomup",), {"forward": (True, 32)}),
+])
+def test_graphs_offer_their_peak_finding_unless_host_peaks(models: tuple[str, ...],
+                                                           fused: dict[str, tuple[bool, int]],
+                                                           assets: Path) -> None:
+    """Each graph hands its forward stages the peak stage's own parameters (local or global,
+    the top-k: max_instances for centroids, else the default); --host_peaks hands none."""
+    from sleapflow.graphs.build import prepare
+    from sleapflow.graphs.common import is_forward
+    from sleapflow.options.config import InferenceConfig
+
+    def offers(host_peaks: bool) -> dict[str, FusedPeaks | None]:
+        cfg = InferenceConfig(data_path=str(assets / MICE), device="cpu", runtime="onnx",
+                              model_paths=tuple(str(assets / f"{CKPT}{m}") for m in models),
+                              max_instances=2, peak_threshold=0.3, host_peaks=host_peaks)
+        run = prepare(cfg)
+        return {s.name: s.fn.fuse for s in run.graph.build(run.ctx, None) if is_forward(s)}
+
+    got = offers(False)
+    assert set(got) == set(fused)
+    for name, (local, k) in fused.items():
+        spec = got[name]
+        assert spec is not None and len(spec.heads) == 1
+        head = spec.heads[0]
+        assert (head.local, head.k, head.threshold) == (local, k, 0.3)
+    assert set(offers(True).values()) == {None}
