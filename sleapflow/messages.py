@@ -12,8 +12,8 @@ import numpy as np
 import sleap_io as sio
 
 __all__ = (
-    "CropBatch", "CropSet", "Frame", "FrameBatch", "FrameInfo", "FramePrediction", "InputPlan", "ModelInput",
-    "ModelOutput", "WorkItem",
+    "CropBatch", "CropSet", "Frame", "FrameBatch", "FrameInfo", "FramePrediction", "HeadPeaks", "InputPlan",
+    "ModelInput", "ModelOutput", "WorkItem",
 )
 
 
@@ -73,12 +73,40 @@ class ModelInput(msgspec.Struct, frozen=True):
     gt_points: tuple[Any, ...] | None = None
 
 
+class HeadPeaks(msgspec.Struct, frozen=True):
+    """One confidence-map head's peaks for a batch, found inside the runtime; host numpy arrays.
+
+    Global (one per channel): ``points`` (B, C, 2) float32, NaN below the threshold, ``vals``
+    (B, C). Local: ``points`` (B, C, K, 2), ``vals``/``valid``/``index`` (B, C, K), highest
+    first, ``index`` the peak's raster position ``y * W + x`` in the map, ``counts`` (B, C) the
+    local peaks each channel had. Points are already in the units the peak stage works in (see
+    :class:`sleapflow.backends.fused.PeakHead`).
+    """
+
+    points: Any
+    vals: Any
+    valid: Any = None
+    index: Any = None
+    counts: Any = None
+
+
 class ModelOutput(msgspec.Struct, frozen=True):
-    """Head outputs of one batch, still on the model's device, with the input they came from."""
+    """Head outputs of one batch, still on the model's device, with the input they came from.
+
+    Which form a head arrives in is fixed when the graph is built: as maps in ``heads``, or,
+    when the runtime runs the peak finding itself (a fused ONNX / TensorRT export), as
+    :class:`HeadPeaks` in ``peaks`` (that head is then absent from ``heads``). A batch whose
+    peaks overflowed the fused top-k comes as maps only (``peaks`` None).
+    """
 
     seq: int
     heads: dict[str, Any]
     input: Any
+    peaks: dict[str, HeadPeaks] | None = None
+
+    def head_peaks(self, head: str) -> HeadPeaks | None:
+        """``head``'s peaks when the runtime found them, else None (read its maps)."""
+        return None if self.peaks is None else self.peaks.get(head)
 
     @property
     def frames(self) -> tuple[FrameInfo, ...]:

@@ -47,7 +47,8 @@ def build_bottomup(ctx: BuildContext, raw: RawOptions | None = None) -> list[Any
                            min_instance_peaks=ctx.grouping.min_instance_peaks,
                            max_instances=ctx.peak_options.max_instances)
     workers = ctx.execution.postprocess_workers
-    stages: list[Any] = [batch_stage(ctx), preprocess_stage(ctx, plan), *forward_stages(ctx, ref)]
+    stages: list[Any] = [batch_stage(ctx), preprocess_stage(ctx, plan),
+                         *forward_stages(ctx, ref, fuse=ctx.fuse(peaks, raw))]
     if raw is not None:
         stages.append(MapStage("raw", BottomUpRawDict(peaks, grouping, raw), limiter=ctx.cpu_limiter))
         return stages
@@ -73,7 +74,7 @@ def build_multiclass_bottomup(ctx: BuildContext, raw: RawOptions | None = None) 
     stages = [
         batch_stage(ctx),
         preprocess_stage(ctx, plan),
-        *forward_stages(ctx, ref),
+        *forward_stages(ctx, ref, fuse=ctx.fuse(grouping, raw)),
         MapStage("classify", grouping, flatten=True, limiter=ctx.cpu_limiter) if raw is None else
         MapStage("raw", MultiClassBottomUpRawDict(grouping, raw), limiter=ctx.cpu_limiter),
     ]

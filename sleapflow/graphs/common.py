@@ -13,6 +13,7 @@ import anyio
 import sleap_io as sio
 
 from sleapflow.backends import RuntimeChoice
+from sleapflow.backends.fused import FusedPeaks
 from sleapflow.errors import ConfigError
 from sleapflow.inputs import InputPlan
 from sleapflow.models import ModelConfig, load_model, read_model_config, resolve_model_dir
@@ -176,6 +177,13 @@ class BuildContext:
         opts = self.peak_options
         return PeakSettings(threshold, opts.integral_refinement, opts.integral_patch_size)
 
+    def fuse(self, stage: Any, raw: RawOptions | None = None) -> FusedPeaks | None:
+        """``stage``'s peak finding to offer the forward stage's runtime, or None: the raw-output
+        path keeps maps (it returns them), and so does ``--host_peaks``."""
+        if raw is not None or self.execution.host_peaks:
+            return None
+        return stage.fused_peaks()
+
     @property
     def batch_maxsize(self) -> int:
         """Queue bound for edges that carry batches: about ``queue_maxsize`` frames."""
@@ -233,7 +241,7 @@ def preprocess_stage(ctx: BuildContext, plan: PreprocessPlan, *, keep_raw: bool 
 
 
 def model_forward_stage(ctx: BuildContext, ref: ModelRef, *, name: str = "forward",
-                  overrides: bool = True) -> MapStage:
+                  overrides: bool = True, fuse: FusedPeaks | None = None) -> MapStage:
     cfg = ctx.execution
     device = ctx.device
 
@@ -248,13 +256,15 @@ def model_forward_stage(ctx: BuildContext, ref: ModelRef, *, name: str = "forwar
     limiter = ctx.device_limiter if device != "cpu" else anyio.CapacityLimiter(workers)
     return forward_stage(load, device=device, name=name, limiter=limiter,
                               torch_threads=ctx.torch_threads, channels_last=cfg.channels_last,
-                              workers=workers, runtime=ctx.runtime, max_batch=cfg.batch_size)
+                              workers=workers, runtime=ctx.runtime, max_batch=cfg.batch_size,
+                              fuse=fuse)
 
 
 def forward_stages(ctx: BuildContext, ref: ModelRef, *, name: str = "forward",
-                   overrides: bool = True) -> list[Any]:
-    """The forward stage, followed by a reorder when several batches are in flight at once."""
-    stage = model_forward_stage(ctx, ref, name=name, overrides=overrides)
+                   overrides: bool = True, fuse: FusedPeaks | None = None) -> list[Any]:
+    """The forward stage, followed by a reorder when several batches are in flight at once;
+    ``fuse`` (:meth:`BuildContext.fuse`) lets an exporting runtime return peaks, not maps."""
+    stage = model_forward_stage(ctx, ref, name=name, overrides=overrides, fuse=fuse)
     if stage.preserves_order:
         return [stage]
     return [stage, ReorderStage(f"{name}_reorder")]

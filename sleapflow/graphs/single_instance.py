@@ -29,7 +29,8 @@ def build(ctx: BuildContext, raw: RawOptions | None = None) -> list[Any]:
     last = (MapStage("raw", SingleInstanceRawDict(peaks, head, raw), limiter=ctx.cpu_limiter)
             if raw is not None else
             MapStage("peaks", peaks, flatten=True, limiter=ctx.cpu_limiter))
-    return [batch_stage(ctx), preprocess_stage(ctx, plan), *forward_stages(ctx, ref), last]
+    forward = forward_stages(ctx, ref, fuse=ctx.fuse(peaks, raw))
+    return [batch_stage(ctx), preprocess_stage(ctx, plan), *forward, last]
 
 
 GRAPH = GraphDecl(

@@ -99,7 +99,7 @@ def _instance_stages(ctx: BuildContext, ref: ModelRef, raw: RawOptions | None = 
         BatchStage("crop_batch", ctx.execution.batch_size, weight=crop_weight, make_batch=make_crop_batch,
                    timeout=batch_timeout(ctx.execution), greedy=ctx.latency_mode),
         MapStage("crop_preprocess", CropPreprocessor(scale, config.max_stride), limiter=ctx.cpu_limiter),
-        *forward_stages(ctx, ref, name="instance_forward"),
+        *forward_stages(ctx, ref, name="instance_forward", fuse=ctx.fuse(peaks, raw)),
         last,
     ]
 
@@ -108,9 +108,11 @@ def build_topdown(ctx: BuildContext, raw: RawOptions | None = None) -> list[Any]
     centroid = ctx.models["centroid"]
     instance = _instance_ref(ctx)
     plan = preprocess_plan(ctx.preprocessing, centroid.config, instance.config)
-    centroid_forward = forward_stages(ctx, centroid, name="centroid_forward", overrides=False)
+    finder = _centroid_finder(ctx, centroid, plan.scale)
+    centroid_forward = forward_stages(ctx, centroid, name="centroid_forward", overrides=False,
+                                      fuse=ctx.fuse(finder, raw))
     model = centroid_forward[0].fn
-    crops = CentroidCrops(_centroid_finder(ctx, centroid, plan.scale), _crop_size(ctx, instance),
+    crops = CentroidCrops(finder, _crop_size(ctx, instance),
                           keep_maps=raw is not None and raw.return_confmaps,
                           exact=model.exact_maps if model.approximates_torch else None)
     stages = [
@@ -143,7 +145,7 @@ def build_centroid(ctx: BuildContext, raw: RawOptions | None = None) -> list[Any
     stages = [
         batch_stage(ctx),
         preprocess_stage(ctx, plan),
-        *forward_stages(ctx, centroid),
+        *forward_stages(ctx, centroid, fuse=ctx.fuse(finder, raw)),
         MapStage("centroids", CentroidOnlyPredictions(finder, anchor_index(ctx, centroid.config)),
                  flatten=True, limiter=ctx.cpu_limiter),
     ]

@@ -178,6 +178,8 @@ class ExecutionOptions(_Sub, frozen=True, kw_only=True):
     runtime: str
     #: fp32, or fp16/bf16 on CUDA.
     precision: str
+    #: Find peaks on the host from whole maps, not inside the ONNX Runtime / TensorRT graph.
+    host_peaks: bool
 
 
 class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -438,6 +440,12 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
                           "AMX / AVX512-BF16: about 2x faster there) or fp16 (CUDA); the reduced "
                           "ones give slightly different maps."),
         Role("execution", provenance=17)] = "fp32"
+    #: Peak finding runs inside the exported graph (onnx, tensorrt) unless this is set.
+    host_peaks: Annotated[bool, opt(
+        "host_peaks", help="With --runtime onnx or tensorrt: return whole confidence maps from "
+                           "the runtime and find peaks outside it (by default the runtime finds "
+                           "them and returns only peaks)."),
+        Role("execution", fronts=SLEAPFLOW | {"serve"})] = False
 
     def __post_init__(self) -> None:
         check_numbers(self)

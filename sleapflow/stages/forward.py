@@ -9,11 +9,15 @@ import anyio
 import torch
 
 from sleapflow.backends import RuntimeChoice, make_runner
+from sleapflow.backends.fused import FusedPeaks, overflows, split_outputs
 from sleapflow.backends.runners import TorchRunner
+from sleapflow.logs import get_logger
 from sleapflow.messages import ModelOutput
 from sleapflow.runtime.adapters import MapStage
 
 __all__ = ("ModelForward", "forward_stage", "is_forward")
+
+log = get_logger(__name__)
 
 
 
@@ -28,7 +32,8 @@ class ModelForward:
     def __init__(self, load: Callable[[], Any], *, device: str,
                  head_filter: tuple[str, ...] | None = None,
                  torch_threads: int | None = None, channels_last: bool = False,
-                 runtime: RuntimeChoice | None = None, max_batch: int = 4) -> None:
+                 runtime: RuntimeChoice | None = None, max_batch: int = 4,
+                 fuse: FusedPeaks | None = None) -> None:
         self._load = load
         self.device = torch.device(device)
         self.channels_last = channels_last and self.device.type == "cpu"
@@ -37,6 +42,12 @@ class ModelForward:
         #: Which runtime runs the network (torch, onnx, tensorrt); torch when not given.
         self.runtime = runtime or RuntimeChoice("torch", "torch", "default")
         self.max_batch = max_batch
+        #: The peak finding the graph's next stage would run, offered to the runtime; used
+        #: when the runtime exports (onnx, tensorrt): see :attr:`fused`.
+        self.fuse = fuse
+        #: What the runner really fuses (set in :meth:`setup`): None means maps come out.
+        self.fused: FusedPeaks | None = None
+        self._overflowed = False
         self.model: Any = None
         self.runner: Any = None
         self._exact: TorchRunner | None = None
@@ -50,9 +61,12 @@ class ModelForward:
         if self.torch_threads is not None:
             torch.set_num_threads(self.torch_threads)
         self.model = self._load()
+        offer = self.fuse if self.runtime.name in ("onnx", "tensorrt") else None
         self.runner = make_runner(self.runtime, self.model.module, self.device,
                                   threads=self.torch_threads, channels_last=self.channels_last,
-                                  max_batch=self.max_batch)
+                                  max_batch=self.max_batch, fuse=offer)
+        # An export folder's network runs as it is (a torch-side runner): it returns maps.
+        self.fused = offer if getattr(self.runner, "fuse", None) is not None else None
         if self.approximates_torch:
             # Built here, before any batch, because preparing the module changes it in place.
             self._exact = TorchRunner(self.model.module, self.device)
@@ -72,22 +86,39 @@ class ModelForward:
         if item.tensor is None or item.tensor.shape[0] == 0:
             # A top-down batch whose frames found no animals: nothing to run.
             return ModelOutput(seq=item.seq, heads={}, input=item)
-        return ModelOutput(seq=item.seq, heads=self._kept(self.runner(item.tensor)), input=item)
+        heads = self.runner(item.tensor)
+        if self.fused is None:
+            return ModelOutput(seq=item.seq, heads=self._kept(heads), input=item)
+        maps, peaks = split_outputs(self.fused, heads)
+        if overflows(self.fused, peaks):
+            # More peaks than the graph's top-k holds: this batch's maps, so no peak is lost.
+            if not self._overflowed:
+                self._overflowed = True
+                log.info("fused peaks: a batch had more local peaks than the graph keeps; such "
+                         "batches use their maps (slower, same result)",
+                         k=[h.k for h in self.fused.heads if h.local])
+            return ModelOutput(seq=item.seq, heads=self._kept(self.runner.maps(item.tensor)),
+                               input=item)
+        if self.head_filter is not None:
+            peaks = {k: v for k, v in peaks.items() if k in self.head_filter}
+        return ModelOutput(seq=item.seq, heads=self._kept(maps), input=item, peaks=peaks)
 
 
 def forward_stage(load: Callable[[], Any], *, device: str, name: str = "forward",
                   limiter: anyio.CapacityLimiter | None = None, workers: int = 1,
                   torch_threads: int | None = None, channels_last: bool = False,
                   head_filter: tuple[str, ...] | None = None,
-                  runtime: RuntimeChoice | None = None, max_batch: int = 4) -> MapStage:
+                  runtime: RuntimeChoice | None = None, max_batch: int = 4,
+                  fuse: FusedPeaks | None = None) -> MapStage:
     """The forward map node: the model loads in its setup step, before the stage starts, so a
     bad checkpoint fails the run before any frame is decoded; ``workers`` batches (CPU: each on
     its own core) are in flight at once, under ``limiter``. ``runtime`` (resolved by
     :func:`sleapflow.graphs.build.prepare`) chooses the network runner, built in the same setup
     step (an ONNX export or TensorRT build happens there, cached); ``max_batch`` bounds its
-    batch axis."""
+    batch axis; ``fuse`` offers the runtime the next stage's peak finding (see
+    :class:`ModelForward`)."""
     fn = ModelForward(load, device=device, head_filter=head_filter, torch_threads=torch_threads,
-                      channels_last=channels_last, runtime=runtime, max_batch=max_batch)
+                      channels_last=channels_last, runtime=runtime, max_batch=max_batch, fuse=fuse)
     return MapStage(name, fn, setup=fn.setup, limiter=limiter or anyio.CapacityLimiter(1),
                     workers=max(1, workers))
 

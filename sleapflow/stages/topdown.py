@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sleapflow.backends.fused import DEFAULT_TOP_K, MAX_KEPT_TOP, FusedPeaks, centroid_slots_np
 from sleapflow.messages import CropBatch, CropSet, FramePrediction, ModelInput, ModelOutput
 from sleapflow.ops import preprocess as prep
 from sleapflow.ops.caps import MAX_CENTROIDS_PER_FRAME, MAX_CROPS_PER_PART, cap_peaks
@@ -34,8 +35,22 @@ class CentroidFinder:
         self.peaks = peaks
         self.max_instances = max_instances
 
+    def fused_peaks(self) -> FusedPeaks:
+        """This finder's peak finding for a runtime's graph: a top-``max_instances`` (all the
+        slots keep), or DEFAULT_TOP_K with the forward's maps fallback beyond it."""
+        keeps_top = self.max_instances is not None and self.max_instances <= MAX_KEPT_TOP
+        k = self.max_instances if keeps_top and self.max_instances is not None else DEFAULT_TOP_K
+        return FusedPeaks((self.peaks.head(self.head, local=True, output_stride=self.output_stride,
+                                           input_scale=self.input_scale, k=k,
+                                           keeps_top=keeps_top),))
+
     def __call__(self, out: ModelOutput) -> tuple[torch.Tensor, torch.Tensor]:
         """Centroids (B, I, 2) float32 in original pixels and values (B, I), on the host."""
+        found = out.head_peaks(self.head)
+        if found is not None:
+            points, values = centroid_slots_np(found, self.max_instances)
+            eff_np = torch.as_tensor(np.asarray(out.eff_scale), dtype=torch.float32)
+            return torch.from_numpy(points) / eff_np[:, None, None], torch.from_numpy(values)
         cms = out.heads[self.head]
         with torch.inference_mode():
             points, vals, samples, channels = find_local_peaks(cms, self.peaks.threshold,
@@ -213,13 +228,25 @@ class InstancePeaks:
         #: arrive in order: this stage runs one worker behind the forward's reorder).
         self._pending: tuple[int, np.ndarray, np.ndarray, list[Any], list[Any]] | None = None
 
+    def fused_peaks(self) -> FusedPeaks:
+        """This stage's peak finding (one global peak per part of each crop) for a runtime's graph."""
+        return FusedPeaks((self.peaks.head(self.head, local=False, output_stride=self.output_stride,
+                                           input_scale=self.input_scale),))
+
     def __call__(self, out: ModelOutput) -> list[FramePrediction]:
         batch: CropBatch = out.input
         total = sum(s.n_crops for s in batch.sets)
         keypoints = np.zeros((0, self.n_nodes, 2), dtype=np.float32)
         values = np.zeros((0, self.n_nodes), dtype=np.float32)
         probs = None
-        if total:
+        found = out.head_peaks(self.head)
+        if total and found is not None:
+            offsets_np = np.concatenate([s.offsets.numpy() for s in batch.sets if s.n_crops])
+            keypoints = found.points + offsets_np[:, None, :]
+            values = found.vals
+            if self.class_head is not None:
+                probs = out.heads[self.class_head].float().cpu().numpy()
+        elif total:
             with torch.inference_mode():
                 points, vals = find_global_peaks(out.heads[self.head], self.peaks.threshold,
                                                  refinement=self.peaks.refinement,
