@@ -9,7 +9,14 @@ from typing import Any, Protocol
 
 import torch
 
-from sleapflow.backends.cache import CorruptEntry, ExportCache, entry_key, module_digest
+from sleapflow.backends.cache import (
+    OPSET,
+    CorruptEntry,
+    ExportCache,
+    entry_key,
+    export_key_parts,
+    module_digest,
+)
 from sleapflow.backends.select import RuntimeChoice
 from sleapflow.errors import BackendError, ConfigError
 from sleapflow.logs import get_logger
@@ -25,8 +32,6 @@ __all__ = (
 
 log = get_logger(__name__)
 
-#: ONNX opset of the export (part of the cache key through the export format).
-OPSET = 17
 #: Largest absolute map difference accepted between a fresh export and torch on its example batch.
 EXPORT_TOLERANCE = 1e-3
 
@@ -204,7 +209,7 @@ class _ExportingRunner:
     name = "exporting"
 
     def __init__(self, module: torch.nn.Module, device: torch.device, *, threads: int | None,
-                 precision: str, cache: ExportCache | None) -> None:
+                 precision: str, cache: ExportCache | None, model_key: str | None = None) -> None:
         self.module = module
         self.device = device
         self.threads = threads
@@ -212,7 +217,9 @@ class _ExportingRunner:
         self.cache = cache or ExportCache("onnx")
         self.staging = HostStaging(device)
         prepare_for_inference(module, device)
-        self.digest = module_digest(module)
+        # A checkpoint_digest from the caller keys entries by file bytes, so a later run finds
+        # them without loading torch; a bare module is keyed by its weights.
+        self.digest = model_key or module_digest(module)
         self.activations = head_activations(module)
         self._sessions: dict[tuple[int, ...], Any] = {}
         self._lock = threading.Lock()
@@ -223,11 +230,8 @@ class _ExportingRunner:
         raise NotImplementedError
 
     def _key_parts(self, shape: tuple[int, ...]) -> dict[str, Any]:
-        return {"model": self.digest, "shape": list(shape), "runtime": self.name,
-                "runtime_version": self.runtime_version(), "torch": torch.__version__,
-                "opset": OPSET, "precision": self.precision,
-                # Exports leave the heads' final activations to torch (see head_activations).
-                "activations": "torch"}
+        return export_key_parts(self.digest, shape, runtime=self.name,
+                                runtime_version=self.runtime_version(), precision=self.precision)
 
     def _open_cached(self, shape: tuple[int, ...]) -> Any:
         """A session on a verified cache entry for ``shape``, or None on a miss.

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import torch
-
+from sleapflow.lazy import lazy_module
 from sleapflow.logs import get_logger
+
+# torch loads on first use: a run on ONNX Runtime with a warm export cache never needs it.
+torch = lazy_module("torch")
 
 __all__ = ("MAX_CENTROIDS_PER_FRAME", "MAX_CROPS_PER_PART", "MAX_PEAKS_PER_PART", "cap_peaks")
 

@@ -7,10 +7,14 @@ once per batch.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
+from sleapflow.lazy import lazy_module
 from sleapflow.messages import FramePrediction, ModelOutput
+from sleapflow.ops import host_peaks
 from sleapflow.ops.peaks import find_global_peaks
+
+# torch loads on first use: a run on ONNX Runtime with a warm export cache never needs it.
+torch = lazy_module("torch")
 
 __all__ = ("PeakSettings", "SingleInstancePeaks")
 
@@ -38,13 +42,20 @@ class SingleInstancePeaks:
 
     def __call__(self, out: ModelOutput) -> list[FramePrediction]:
         cms = out.heads[self.head]
-        with torch.inference_mode():
-            points, vals = find_global_peaks(cms, self.peaks.threshold,
-                                             refinement=self.peaks.refinement,
-                                             patch_size=self.peaks.patch_size)
-            points = points * self.output_stride / self.input_scale
-        points_np = points.cpu().numpy().astype(np.float64)
-        vals_np = vals.cpu().numpy().astype(np.float64)
+        if isinstance(cms, np.ndarray):  # ONNX Runtime's maps on the CPU: no torch needed
+            points, vals = host_peaks.find_global_peaks(cms, self.peaks.threshold,
+                                                        refinement=self.peaks.refinement,
+                                                        patch_size=self.peaks.patch_size)
+            points_np = (points * self.output_stride / self.input_scale).astype(np.float64)
+            vals_np = vals.astype(np.float64)
+        else:
+            with torch.inference_mode():
+                points, vals = find_global_peaks(cms, self.peaks.threshold,
+                                                 refinement=self.peaks.refinement,
+                                                 patch_size=self.peaks.patch_size)
+                points = points * self.output_stride / self.input_scale
+            points_np = points.cpu().numpy().astype(np.float64)
+            vals_np = vals.cpu().numpy().astype(np.float64)
         eff = np.asarray(out.eff_scale, dtype=np.float64)
         points_np /= eff[:, None, None]
         preds = []

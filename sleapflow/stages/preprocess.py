@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 import numpy as np
 
@@ -54,19 +56,16 @@ class Preprocessor:
     """
 
     def __init__(self, plan: PreprocessPlan, *, keep_raw: bool = False,
-                 keep_images: bool = False) -> None:
+                 keep_images: bool = False, numpy: bool = False) -> None:
         self.plan = plan
         self.keep_raw = keep_raw
         self.keep_images = keep_images
+        #: Emit numpy arrays (ONNX Runtime on the CPU) instead of torch tensors.
+        self.numpy = numpy
 
-    def __call__(self, batch: FrameBatch) -> ModelInput:
+    def _tensors(self, images: list[np.ndarray]) -> tuple[Any, Any, float]:
         plan = self.plan
-        images = [f.image for f in batch.frames]
         x = ops.frames_to_tensor(images)
-        infos = tuple(FrameInfo(seq=f.seq, video_id=f.video_id, frame_idx=f.frame_idx,
-                                height=f.image.shape[0], width=f.image.shape[1],
-                                image=f.image if self.keep_images else None)
-                      for f in batch.frames)
         raw = x
         x = ops.ensure_channels(x, ensure_rgb=plan.ensure_rgb, ensure_grayscale=plan.ensure_grayscale)
         x, eff = ops.size_match(x, plan.max_height, plan.max_width)
@@ -74,8 +73,50 @@ class Preprocessor:
             raw, _ = ops.size_match(raw, plan.max_height, plan.max_width)
         x = ops.apply_input_scale(x, plan.scale)
         x = ops.pad_to_stride(x, plan.max_stride)
+        return x.contiguous(), raw, eff
+
+    def _arrays(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, float]:
+        """The same steps on numpy arrays, where they only copy or pad; a grayscale conversion
+        or a resize goes through torch's kernels (what the reference computes) and comes back."""
+        plan = self.plan
+        arr = np.stack(images)
+        if arr.ndim == 3:
+            arr = arr[..., None]
+        x = arr.transpose(0, 3, 1, 2)
+        height, width, channels = arr.shape[1], arr.shape[2], arr.shape[3]
+        target_h, target_w = plan.max_height or height, plan.max_width or width
+        resized = (height, width)
+        if (plan.max_height or plan.max_width) and (height, width) != (target_h, target_w):
+            ratio = min(target_h / height, target_w / width)
+            resized = (round(height * ratio), round(width * ratio))
+        to_rgb = plan.ensure_rgb and channels != 3
+        to_gray = not to_rgb and plan.ensure_grayscale and channels != 1
+        if resized != (height, width) or plan.scale != 1.0 or to_gray:
+            tensor, raw, eff = self._tensors(images)
+            return tensor.numpy(), raw.contiguous().numpy(), eff
+        if to_rgb:
+            x = np.tile(x, (1, 3, 1, 1))
+        raw = arr.transpose(0, 3, 1, 2)
+        if (target_h, target_w) != (height, width):
+            # A frame that fits without resizing is only padded (eff scale 1), as size_match.
+            pad = ((0, 0), (0, 0), (0, max(0, target_h - height)), (0, max(0, target_w - width)))
+            x = np.pad(x, pad)
+            raw = np.pad(raw, pad) if self.keep_raw else raw
+        stride = plan.max_stride
+        pad_h, pad_w = (-x.shape[2]) % stride, (-x.shape[3]) % stride
+        if pad_h or pad_w:
+            x = np.pad(x, ((0, 0), (0, 0), (0, pad_h), (0, pad_w)))
+        return np.ascontiguousarray(x), raw, 1.0
+
+    def __call__(self, batch: FrameBatch) -> ModelInput:
+        images = [f.image for f in batch.frames]
+        infos = tuple(FrameInfo(seq=f.seq, video_id=f.video_id, frame_idx=f.frame_idx,
+                                height=f.image.shape[0], width=f.image.shape[1],
+                                image=f.image if self.keep_images else None)
+                      for f in batch.frames)
+        x, raw, eff = (self._arrays if self.numpy else self._tensors)(images)
         gt = tuple(f.gt_points for f in batch.frames)
-        return ModelInput(seq=batch.seq, frames=infos, tensor=x.contiguous(),
+        return ModelInput(seq=batch.seq, frames=infos, tensor=x,
                           eff_scale=np.full(len(infos), eff, dtype=np.float64),
                           raw=raw if self.keep_raw else None,
                           gt_points=gt if any(g is not None for g in gt) else None)

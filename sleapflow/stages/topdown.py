@@ -6,8 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import torch
 
+from sleapflow.lazy import lazy_module
 from sleapflow.messages import CropBatch, CropSet, FramePrediction, ModelInput, ModelOutput
 from sleapflow.ops import preprocess as prep
 from sleapflow.ops.caps import MAX_CENTROIDS_PER_FRAME, MAX_CROPS_PER_PART, cap_peaks
@@ -20,6 +20,9 @@ __all__ = (
     "CROP_BOUNDARY_EPS", "CentroidCrops", "CentroidFinder", "CentroidOnlyPredictions", "ClassAssigner",
     "CropPreprocessor", "GroundTruthCrops", "InstancePeaks", "crop_weight", "make_crop_batch",
 )
+
+# torch loads on first use: a run on ONNX Runtime with a warm export cache never needs it.
+torch = lazy_module("torch")
 
 
 
