@@ -1,0 +1,164 @@
+"""A warm-cache ONNX Runtime run on the CPU never imports torch, and its export key is the bytes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sleap_io as sio
+
+from sleapflow.backends.cache import ExportCache, checkpoint_digest
+from sleapflow.backends.numpy_onnx import NumpyOnnxRunner, model_files
+from sleapflow.ops import host_peaks
+from sleapflow.testing import write_synthetic_model, write_synthetic_video
+
+ROOT = Path(__file__).resolve().parents[2]
+
+#: Runs the CLI in-process, then reports whether torch was ever imported.
+_WRAPPER = ("import sys\nfrom sleapflow.cli.app import main\nrc = main(sys.argv[1:])\n"
+            "print('TORCH_LOADED=' + str('torch' in sys.modules))\nsys.exit(rc)\n")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("torchfree")
+    model = write_synthetic_model(root / "model", "single_instance", n_nodes=3, filters=4,
+                                  filters_rate=1.5, max_stride=8, scale=1.0, seed=3)
+    clip = write_synthetic_video(root / "clip.mp4", n_frames=3, height=64, width=96)
+    return {"root": root, "model": model, "clip": clip}
+
+
+def _warm_subprocess(tiny: dict[str, Path], out: Path, cache: Path) -> str:
+    env = {**os.environ, "SLEAPFLOW_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT),
+           "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", _WRAPPER, "track", "-i", str(tiny["clip"]), "-m", str(tiny["model"]),
+         "--runtime", "onnx", "--device", "cpu", "-o", str(out)],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def _points(path: Path) -> np.ndarray:
+    labels = sio.load_slp(str(path))
+    return np.stack([lf.instances[0].numpy() for lf in labels.labeled_frames])
+
+
+def test_warm_cache_onnx_track_never_imports_torch_and_matches_torch(
+        tiny: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sleapflow.cli.app import main
+    from sleapflow.models import load_model
+
+    cache = tmp_path / "cache"
+    # Warm the cache here (this process has torch already): the run's frames are 1 x 64 x 96.
+    warmer = NumpyOnnxRunner(model_files(tiny["model"]), lambda: load_model(tiny["model"]),
+                             threads=1, cache=ExportCache("onnx", cache))
+    warmer(np.zeros((1, 1, 64, 96), dtype=np.uint8))
+    assert warmer.exports[(1, 64, 96)][1] is True
+    warm = _warm_subprocess(tiny, tmp_path / "warm.slp", cache)
+    assert "TORCH_LOADED=False" in warm
+    monkeypatch.setenv("SLEAPFLOW_CACHE_DIR", str(cache))
+    assert main(["track", "-i", str(tiny["clip"]), "-m", str(tiny["model"]), "--runtime", "torch",
+                 "--device", "cpu", "-o", str(tmp_path / "torch.slp")]) == 0
+    got, ref = _points(tmp_path / "warm.slp"), _points(tmp_path / "torch.slp")
+    assert got.shape == ref.shape == (3, 3, 2)
+    assert not np.isnan(ref).any()
+    # The ONNX tolerance of the parity suite (maps within 1e-3; peaks within a hundredth).
+    np.testing.assert_allclose(got, ref, atol=1e-2, rtol=0)
+    prov = sio.load_slp(str(tmp_path / "warm.slp")).provenance
+    assert prov["system_info"]["pytorch_version"] and prov["system_info"]["accelerator"] == "cpu"
+
+
+def _copy_model(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_the_byte_key_changes_with_every_file_and_option(tiny: dict[str, Path],
+                                                         tmp_path: Path) -> None:
+    model = _copy_model(tiny["model"], tmp_path / "m")
+    files = model_files(model)
+    assert files == {"weights": model / "best.ckpt", "config": model / "training_config.yaml"}
+    base = checkpoint_digest(files)
+    # The same bytes in another folder share the digest: the key is content, not a path.
+    assert checkpoint_digest(model_files(_copy_model(model, tmp_path / "m2"))) == base
+    runner = NumpyOnnxRunner(files, lambda: None, threads=1, cache=ExportCache("onnx", tmp_path))
+    key = runner.key((1, 64, 96))
+    assert runner.key((1, 64, 96)) == key
+    assert runner.key((1, 64, 104)) != key and runner.key((3, 64, 96)) != key
+    # Overrides are other files in other roles.
+    with_head = checkpoint_digest(model_files(model, head_ckpt_path=model))
+    with_backbone = checkpoint_digest(model_files(model, backbone_ckpt_path=model))
+    assert len({base, with_head, with_backbone}) == 3
+    # One flipped byte of the weights, or an edit of the config, gives another digest.
+    ckpt = bytearray((model / "best.ckpt").read_bytes())
+    ckpt[-10] ^= 1
+    (model / "best.ckpt").write_bytes(bytes(ckpt))
+    flipped = checkpoint_digest(files)
+    assert flipped != base
+    config = model / "training_config.yaml"
+    config.write_text(config.read_text().replace("sigma: 2.5", "sigma: 2.0"))
+    assert checkpoint_digest(files) not in (base, flipped)
+
+
+def test_the_key_parts_name_runtime_precision_and_exporter(tiny: dict[str, Path],
+                                                          tmp_path: Path) -> None:
+    runner = NumpyOnnxRunner(model_files(tiny["model"]), lambda: None, threads=1,
+                             cache=ExportCache("onnx", tmp_path))
+    from sleapflow.backends.cache import entry_key, export_key_parts
+
+    parts = export_key_parts(runner.digest, (1, 64, 96), runtime="onnx", runtime_version="x",
+                             precision="fp32")
+    assert {"model", "shape", "runtime", "runtime_version", "torch", "opset",
+            "precision"} <= set(parts)
+    keys = {entry_key({**parts, name: "other"}) for name in
+            ("runtime", "runtime_version", "torch", "opset", "precision")}
+    assert len(keys) == 5 and entry_key(parts) not in keys
+
+
+def test_a_warm_entry_is_the_one_the_torch_exporter_wrote(tiny: dict[str, Path],
+                                                          tmp_path: Path) -> None:
+    from sleapflow.models import load_model
+
+    cache = ExportCache("onnx", tmp_path)
+    loads = []
+
+    def load() -> object:
+        loads.append(1)
+        return load_model(tiny["model"])
+
+    x = np.random.default_rng(0).integers(0, 256, (2, 1, 64, 96), dtype=np.uint8)
+    cold = NumpyOnnxRunner(model_files(tiny["model"]), load, threads=1, cache=cache)
+    first = cold(x)
+    assert loads == [1] and cold.exports[(1, 64, 96)][1] is True
+    warm = NumpyOnnxRunner(model_files(tiny["model"]), load, threads=1, cache=cache)
+    again = warm(x[:1])
+    assert loads == [1] and warm.exports[(1, 64, 96)] == (cold.exports[(1, 64, 96)][0], False)
+    for name, maps in first.items():
+        assert isinstance(maps, np.ndarray) and maps.dtype == np.float32
+        np.testing.assert_array_equal(again[name], maps[:1])
+    record = json.loads((cache.entry_dir(warm.exports[(1, 64, 96)][0]) / "entry.json").read_text())
+    assert record["parts"]["model"] == warm.digest
+
+
+def test_numpy_global_peaks_equal_the_torch_form() -> None:
+    import torch
+
+    from sleapflow.ops.peaks import find_global_peaks
+
+    rng = np.random.default_rng(1)
+    cms = rng.random((3, 4, 12, 16), dtype=np.float32)
+    cms[0, 1] = 0.05  # below the threshold: NaN point, value 0
+    cms[1, 2, :, 0] = 2.0  # a peak on the border: the zero padding counts
+    for refinement in ("integral", None):
+        got_p, got_v = host_peaks.find_global_peaks(cms, 0.2, refinement=refinement)
+        ref_p, ref_v = find_global_peaks(torch.from_numpy(cms), 0.2, refinement=refinement)
+        np.testing.assert_allclose(got_p, ref_p.numpy(), atol=1e-6, rtol=0)
+        np.testing.assert_array_equal(got_v, ref_v.numpy())
+        assert np.isnan(got_p[0, 1]).all() and got_v[0, 1] == 0
