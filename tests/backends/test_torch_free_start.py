@@ -34,11 +34,18 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"root": root, "model": model, "clip": clip}
 
 
-def _warm_subprocess(tiny: dict[str, Path], out: Path, cache: Path) -> str:
+def _track(clip: Path, model: Path, runtime: str, out: Path) -> None:
+    from sleapflow.cli.app import main
+
+    assert main(["track", "-i", str(clip), "-m", str(model), "--runtime", runtime,
+                 "--device", "cpu", "-o", str(out)]) == 0
+
+
+def _warm_subprocess(clip: Path, model: Path, out: Path, cache: Path) -> str:
     env = {**os.environ, "SLEAPFLOW_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT),
            "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [sys.executable, "-c", _WRAPPER, "track", "-i", str(tiny["clip"]), "-m", str(tiny["model"]),
+        [sys.executable, "-c", _WRAPPER, "track", "-i", str(clip), "-m", str(model),
          "--runtime", "onnx", "--device", "cpu", "-o", str(out)],
         capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -51,26 +58,24 @@ def _points(path: Path) -> np.ndarray:
 
 
 def test_warm_cache_onnx_track_never_imports_torch_and_matches_torch(
-        tiny: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from sleapflow.cli.app import main
-    from sleapflow.models import load_model
-
+        tiny: dict[str, Path], assets: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The shared model resizes its input (max size 320 x 560, then scale 0.5): the numpy copy of
+    # torch's resize kernel is on the path too.
+    model = assets / "model_ckpts" / "minimal_instance_single_instance"
     cache = tmp_path / "cache"
-    # Warm the cache here (this process has torch already): the run's frames are 1 x 64 x 96.
-    warmer = NumpyOnnxRunner(model_files(tiny["model"]), lambda: load_model(tiny["model"]),
-                             threads=1, cache=ExportCache("onnx", cache))
-    warmer(np.zeros((1, 1, 64, 96), dtype=np.uint8))
-    assert warmer.exports[(1, 64, 96)][1] is True
-    warm = _warm_subprocess(tiny, tmp_path / "warm.slp", cache)
-    assert "TORCH_LOADED=False" in warm
     monkeypatch.setenv("SLEAPFLOW_CACHE_DIR", str(cache))
-    assert main(["track", "-i", str(tiny["clip"]), "-m", str(tiny["model"]), "--runtime", "torch",
-                 "--device", "cpu", "-o", str(tmp_path / "torch.slp")]) == 0
+    # The cold run here (this process has torch already) exports and fills the cache.
+    _track(tiny["clip"], model, "onnx", tmp_path / "cold.slp")
+    assert len(list((cache / "onnx").iterdir())) == 1
+    warm = _warm_subprocess(tiny["clip"], model, tmp_path / "warm.slp", cache)
+    assert "TORCH_LOADED=False" in warm
+    _track(tiny["clip"], model, "torch", tmp_path / "torch.slp")
     got, ref = _points(tmp_path / "warm.slp"), _points(tmp_path / "torch.slp")
-    assert got.shape == ref.shape == (3, 3, 2)
+    assert got.shape == ref.shape == (3, 2, 2)
     assert not np.isnan(ref).any()
     # The ONNX tolerance of the parity suite (maps within 1e-3; peaks within a hundredth).
     np.testing.assert_allclose(got, ref, atol=1e-2, rtol=0)
+    np.testing.assert_array_equal(_points(tmp_path / "cold.slp"), got)
     prov = sio.load_slp(str(tmp_path / "warm.slp")).provenance
     assert prov["system_info"]["pytorch_version"] and prov["system_info"]["accelerator"] == "cpu"
 
@@ -162,3 +167,46 @@ def test_numpy_global_peaks_equal_the_torch_form() -> None:
         np.testing.assert_allclose(got_p, ref_p.numpy(), atol=1e-6, rtol=0)
         np.testing.assert_array_equal(got_v, ref_v.numpy())
         assert np.isnan(got_p[0, 1]).all() and got_v[0, 1] == 0
+
+
+@pytest.mark.parametrize(("shape", "size"), [((2, 1, 320, 560), (160, 280)), ((1, 3, 50, 70), (37, 61)),
+                                             ((1, 1, 33, 47), (80, 47)), ((1, 1, 40, 9), (40, 1))])
+def test_numpy_resize_is_torchs_uint8_kernel_bit_for_bit(shape: tuple[int, ...],
+                                                         size: tuple[int, int]) -> None:
+    import torch
+    import torch.nn.functional as F
+
+    from sleapflow.ops.host_resize import resize_uint8
+
+    x = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
+    x[..., :3, :] = 255  # saturated rows: the clamp between passes matters
+    ref = F.interpolate(torch.from_numpy(x), size=size, mode="bilinear", antialias=True,
+                        align_corners=False).numpy()
+    np.testing.assert_array_equal(resize_uint8(x, size), ref)
+
+
+def test_numpy_preprocessing_equals_torchs_and_hands_over_past_the_budget(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from sleapflow.messages import Frame, FrameBatch
+    from sleapflow.stages import preprocess
+    from sleapflow.stages.preprocess import Preprocessor, PreprocessPlan
+
+    rng = np.random.default_rng(4)
+    plans = [PreprocessPlan(max_height=100, max_width=90, scale=0.75, max_stride=16),
+             PreprocessPlan(ensure_rgb=True, max_height=64, max_width=128, max_stride=8),
+             PreprocessPlan(scale=0.5, max_stride=32)]
+    for plan in plans:
+        frames = tuple(Frame(seq=i, video_id=0, frame_idx=i,
+                             image=rng.integers(0, 256, (50, 70, 1), dtype=np.uint8))
+                       for i in range(2))
+        batch = FrameBatch(seq=0, frames=frames)
+        ref = Preprocessor(plan, keep_raw=True)(batch)
+        host = Preprocessor(plan, keep_raw=True, numpy=True)
+        monkeypatch.setattr(preprocess, "NUMPY_RESIZE_BUDGET", 1)
+        for _ in range(2):  # the numpy kernel first, then torch's once the budget is spent
+            got = host(batch)
+            assert isinstance(got.tensor, np.ndarray) and got.tensor.flags.c_contiguous
+            np.testing.assert_array_equal(got.tensor, ref.tensor.numpy())
+            np.testing.assert_array_equal(got.raw, ref.raw.contiguous().numpy())
+            np.testing.assert_array_equal(got.eff_scale, ref.eff_scale)
+        monkeypatch.undo()
