@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ("find_global_peaks", "integral_refine")
+__all__ = ("find_global_peaks", "find_local_peaks", "integral_refine")
 
 
 def integral_refine(cms: np.ndarray, sample_inds: np.ndarray, channel_inds: np.ndarray,
@@ -60,3 +60,29 @@ def find_global_peaks(cms: np.ndarray, threshold: float, *, refinement: str | No
     points = np.where(below[..., None], np.float32(np.nan), points).astype(cms.dtype)
     vals = np.where(below, np.float32(0), vals).astype(cms.dtype)
     return points, vals
+
+
+def find_local_peaks(cms: np.ndarray, threshold: float, *, refinement: str | None = "integral",
+                     patch_size: int = 5
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Pixels strictly above all 8 neighbours and strictly above ``threshold``.
+
+    Returns points (n, 2) xy float, values (n,), sample and channel indices (n,) int32, in raster
+    order: sample, then row, then column, then channel.
+    """
+    low = np.finfo(cms.dtype).min
+    padded = np.pad(cms, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=low)
+    height, width = cms.shape[-2:]
+    neighbour_max = np.full_like(cms, low)
+    for dy in (0, 1, 2):
+        for dx in (0, 1, 2):
+            if dy == 1 and dx == 1:
+                continue
+            np.maximum(neighbour_max, padded[..., dy:dy + height, dx:dx + width], out=neighbour_max)
+    mask = (cms > neighbour_max) & (cms > threshold)
+    sample_inds, ys, xs, channel_inds = np.nonzero(mask.transpose(0, 2, 3, 1))
+    vals = cms[sample_inds, channel_inds, ys, xs]
+    points = np.stack([xs, ys], axis=-1).astype(cms.dtype)
+    if refinement == "integral":
+        points = points + integral_refine(cms, sample_inds, channel_inds, xs, ys, patch_size)
+    return points, vals, sample_inds.astype(np.int32), channel_inds.astype(np.int32)
