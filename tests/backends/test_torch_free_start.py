@@ -34,44 +34,52 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"root": root, "model": model, "clip": clip}
 
 
-def _track(clip: Path, model: Path, runtime: str, out: Path) -> None:
+def _track(inputs: list[str], runtime: str, out: Path) -> None:
     from sleapflow.cli.app import main
 
-    assert main(["track", "-i", str(clip), "-m", str(model), "--runtime", runtime,
-                 "--device", "cpu", "-o", str(out)]) == 0
+    assert main(["track", *inputs, "--runtime", runtime, "--device", "cpu", "-o", str(out)]) == 0
 
 
-def _warm_subprocess(clip: Path, model: Path, out: Path, cache: Path) -> str:
+def _warm_subprocess(inputs: list[str], out: Path, cache: Path) -> str:
     env = {**os.environ, "SLEAPFLOW_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT),
            "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [sys.executable, "-c", _WRAPPER, "track", "-i", str(clip), "-m", str(model),
-         "--runtime", "onnx", "--device", "cpu", "-o", str(out)],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+        [sys.executable, "-c", _WRAPPER, "track", *inputs, "--runtime", "onnx", "--device", "cpu",
+         "-o", str(out)], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
 
 
 def _points(path: Path) -> np.ndarray:
     labels = sio.load_slp(str(path))
-    return np.stack([lf.instances[0].numpy() for lf in labels.labeled_frames])
+    return np.stack([np.stack([i.numpy() for i in lf.instances]) for lf in labels.labeled_frames])
 
 
+@pytest.mark.parametrize("graph", ["single_instance", "topdown"])
 def test_warm_cache_onnx_track_never_imports_torch_and_matches_torch(
-        tiny: dict[str, Path], assets: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # The shared model resizes its input (max size 320 x 560, then scale 0.5): the numpy copy of
-    # torch's resize kernel is on the path too.
-    model = assets / "model_ckpts" / "minimal_instance_single_instance"
+        graph: str, tiny: dict[str, Path], assets: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    ckpts = assets / "model_ckpts"
+    if graph == "single_instance":
+        # The shared model resizes its input (max size 320 x 560, then scale 0.5): the numpy
+        # copy of torch's resize kernel is on the path too.
+        inputs = ["-i", str(tiny["clip"]), "-m", str(ckpts / "minimal_instance_single_instance")]
+        shape, entries = (3, 1, 2, 2), 1
+    else:
+        inputs = ["-i", str(assets / "datasets" / "centered_pair_small.mp4"), "--frames", "0-1",
+                  "-m", str(ckpts / "minimal_instance_centroid"),
+                  "-m", str(ckpts / "minimal_instance_centered_instance")]
+        shape, entries = (2, 2, 2, 2), 2
     cache = tmp_path / "cache"
     monkeypatch.setenv("SLEAPFLOW_CACHE_DIR", str(cache))
     # The cold run here (this process has torch already) exports and fills the cache.
-    _track(tiny["clip"], model, "onnx", tmp_path / "cold.slp")
-    assert len(list((cache / "onnx").iterdir())) == 1
-    warm = _warm_subprocess(tiny["clip"], model, tmp_path / "warm.slp", cache)
+    _track(inputs, "onnx", tmp_path / "cold.slp")
+    assert len(list((cache / "onnx").iterdir())) == entries
+    warm = _warm_subprocess(inputs, tmp_path / "warm.slp", cache)
     assert "TORCH_LOADED=False" in warm
-    _track(tiny["clip"], model, "torch", tmp_path / "torch.slp")
+    _track(inputs, "torch", tmp_path / "torch.slp")
     got, ref = _points(tmp_path / "warm.slp"), _points(tmp_path / "torch.slp")
-    assert got.shape == ref.shape == (3, 2, 2)
+    assert got.shape == ref.shape == shape
     assert not np.isnan(ref).any()
     # The ONNX tolerance of the parity suite (maps within 1e-3; peaks within a hundredth).
     np.testing.assert_allclose(got, ref, atol=1e-2, rtol=0)
@@ -210,3 +218,83 @@ def test_numpy_preprocessing_equals_torchs_and_hands_over_past_the_budget(
             np.testing.assert_array_equal(got.raw, ref.raw.contiguous().numpy())
             np.testing.assert_array_equal(got.eff_scale, ref.eff_scale)
         monkeypatch.undo()
+
+
+def test_numpy_topdown_ops_equal_the_torch_forms() -> None:
+    import torch
+
+    from sleapflow.ops import crops, host_crops
+    from sleapflow.ops.caps import cap_host_peaks, cap_peaks
+    from sleapflow.ops.peaks import find_local_peaks
+
+    rng = np.random.default_rng(5)
+    cms = rng.random((3, 2, 24, 20), dtype=np.float32) ** 4
+    cms[2] = 0.0  # a frame without peaks
+    got = host_peaks.find_local_peaks(cms, 0.3)
+    ref = [t.numpy() for t in find_local_peaks(torch.from_numpy(cms), 0.3)]
+    assert got[0].shape[0] > 4
+    np.testing.assert_allclose(got[0], ref[0], atol=1e-5, rtol=0)  # sums in another order
+    for g, r in zip(got[1:], ref[1:]):
+        np.testing.assert_array_equal(g, r)
+    capped = cap_host_peaks(*got, 2, n_channels=2, what="test peaks")
+    ref_capped = cap_peaks(*(torch.from_numpy(a) for a in got), 2, n_channels=2, what="test peaks")
+    assert capped[0].shape[0] < got[0].shape[0]
+    for g, r in zip(capped, ref_capped):
+        np.testing.assert_array_equal(g, r.numpy())
+    points, vals, samples = got[0][got[3] == 0], got[1][got[3] == 0], got[2][got[3] == 0]
+    for limit in (None, 1):
+        slots = host_crops.centroid_slots(points, vals, samples, 3, limit)
+        ref_slots = crops.centroid_slots(torch.from_numpy(points), torch.from_numpy(vals),
+                                         torch.from_numpy(samples), 3, limit)
+        for g, r in zip(slots, ref_slots):
+            np.testing.assert_array_equal(g, r.numpy())
+    centres = (rng.random((5, 2), dtype=np.float32) * 60).astype(np.float32)
+    centres[0] = [30.4999, 20.0]
+    for g, r in zip(host_crops.crop_windows(centres, 16), crops.crop_windows(torch.from_numpy(centres), 16)):
+        np.testing.assert_array_equal(g, r.numpy())
+    np.testing.assert_array_equal(host_crops.near_crop_boundary(centres, 16, 1e-3),
+                                  crops.near_crop_boundary(torch.from_numpy(centres), 16, 1e-3).numpy())
+    frames = rng.integers(0, 256, (2, 1, 40, 50), dtype=np.uint8)
+    inds = np.array([0, 1, 1, 0, 1])
+    origins = host_crops.crop_windows(centres, 16)[1]
+    np.testing.assert_array_equal(
+        host_crops.extract_crops(frames, inds, origins, 16),
+        crops.extract_crops(torch.from_numpy(frames), torch.from_numpy(inds),
+                            torch.from_numpy(origins), 16).numpy())
+
+
+class _HostCentreFromMap:
+    """Stands in for the peak finder on host arrays: each frame's centroid is its 'map'."""
+
+    head = "c"
+
+    def __call__(self, out: object) -> tuple[np.ndarray, np.ndarray]:
+        points = np.asarray(out.heads["c"], dtype=np.float32).reshape(-1, 1, 2)  # type: ignore[attr-defined]
+        return points, np.ones(points.shape[:2], dtype=np.float32)
+
+
+def test_host_arrays_boundary_frames_take_the_exact_maps_and_only_they() -> None:
+    from sleapflow.messages import FrameInfo, ModelInput, ModelOutput
+    from sleapflow.ops.host_crops import crop_windows
+    from sleapflow.stages.topdown import CentroidCrops
+
+    frames = tuple(FrameInfo(seq=i, video_id=0, frame_idx=i, height=200, width=200) for i in range(3))
+    steps = np.arange(200, dtype=np.uint8)
+    raw = np.stack([np.broadcast_to(steps[None, :], (200, 200)), np.broadcast_to(steps[:, None], (200, 200))])
+    batch = ModelInput(seq=0, frames=frames, tensor=np.arange(3, dtype=np.uint8)[:, None],
+                       eff_scale=np.ones(3), raw=np.repeat(raw[None], 3, axis=0))
+    approx = ModelOutput(seq=0, heads={"c": np.array([[100.4999, 60.0], [80.2, 60.0], [70.0, 60.5002]])},
+                         input=batch)
+    exact_centres = np.array([[100.5001, 60.0], [80.2, 60.0], [70.0, 60.4998]], dtype=np.float32)
+    asked: list[list[int]] = []
+
+    def exact(tensor: np.ndarray) -> dict[str, np.ndarray]:
+        rows = tensor[:, 0].astype(int).tolist()
+        asked.append(rows)
+        return {"c": exact_centres[rows]}
+
+    sets = CentroidCrops(_HostCentreFromMap(), 96, exact=exact)(approx)  # type: ignore[arg-type]
+    assert asked == [[0, 2]]
+    assert all(isinstance(s.crops, np.ndarray) for s in sets)
+    cut = [s.crops[0, :, 0, 0].tolist() for s in sets]
+    assert cut == crop_windows(exact_centres, 96)[1].tolist()
