@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -134,6 +135,48 @@ class NumpyOnnxRunner:
             self.cache.discard(key)
             return None
         return _Session(session, names)
+
+    def prefetch(self) -> threading.Thread:
+        """Open this model's cached sessions in a background thread, so that ONNX Runtime's
+        graph optimisation overlaps with the decoder's start instead of following the first
+        frame. Entries are found by their record (model digest and runtime version), whatever
+        their input shape; a batch of another shape still opens or builds its own. A first
+        batch that arrives meanwhile waits for the thread instead of opening its shape twice."""
+        def run() -> None:
+            with self._lock:
+                for shape, key in self._cached_shapes():
+                    if shape not in self._sessions:
+                        session = self._open_entry(key)
+                        if session is not None:
+                            self._sessions[shape] = session
+                            self.exports[shape] = (key, False)
+                            log.info("onnx export", shape=shape, key=key, cached=True)
+
+        thread = threading.Thread(target=run, name="onnx-prefetch")
+        thread.start()
+        return thread
+
+    def _cached_shapes(self) -> list[tuple[tuple[int, ...], str]]:
+        """(input shape, key) of the cache's entries for this model on this runtime."""
+        found = []
+        try:
+            folders = sorted(p for p in self.cache.dir.iterdir() if not p.name.startswith("."))
+        except OSError:
+            return []
+        version = _runtime_version()
+        for folder in folders:
+            try:
+                parts = json.loads((folder / "entry.json").read_text()).get("parts") or {}
+            except (OSError, ValueError, AttributeError):
+                continue  # a half-written or foreign folder: lookups deal with it
+            if parts.get("model") != self.digest or parts.get("runtime") != self.name \
+                    or parts.get("runtime_version") != version:
+                continue
+            shape = tuple(parts.get("shape") or ())
+            # Only a key that this runner would compute for that shape is trusted.
+            if shape and self.key(shape) == folder.name:
+                found.append((shape, folder.name))
+        return found
 
     def _build(self, x: np.ndarray) -> None:
         """Export through torch (a cold cache): the entry lands under this runner's key."""

@@ -76,6 +76,7 @@ class ModelForward:
 
             assert self.files is not None
             self.runner = NumpyOnnxRunner(self.files, self.loaded, threads=self.torch_threads)
+            self.runner.prefetch()  # sessions open while the decoder starts
             return
         if self.torch_threads is not None:
             torch.set_num_threads(self.torch_threads)

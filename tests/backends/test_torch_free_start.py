@@ -158,6 +158,15 @@ def test_a_warm_entry_is_the_one_the_torch_exporter_wrote(tiny: dict[str, Path],
         np.testing.assert_array_equal(again[name], maps[:1])
     record = json.loads((cache.entry_dir(warm.exports[(1, 64, 96)][0]) / "entry.json").read_text())
     assert record["parts"]["model"] == warm.digest
+    # Prefetching opens the cached shapes before any batch; another model's entries are left.
+    other = NumpyOnnxRunner({"weights": tiny["clip"]}, load, threads=1, cache=cache)
+    other.prefetch().join()
+    assert other.exports == {}
+    early = NumpyOnnxRunner(model_files(tiny["model"]), load, threads=1, cache=cache)
+    early.prefetch().join()
+    assert early.exports == {(1, 64, 96): warm.exports[(1, 64, 96)]}
+    np.testing.assert_array_equal(early(x[:1])[next(iter(first))], again[next(iter(first))])
+    assert loads == [1]
 
 
 def test_numpy_global_peaks_equal_the_torch_form() -> None:
