@@ -383,12 +383,9 @@ class OnnxRunner(_ExportingRunner):
     def _open(self, exported: _Exported) -> _OrtSession:
         import onnxruntime as ort
 
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(1, self.threads or 1)
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        opts.log_severity_level = 3
+        from sleapflow.backends.numpy_onnx import session_options
+
+        opts = session_options(self.threads)
         if self.device.type == "cuda":
             providers: list[Any] = [("CUDAExecutionProvider", {"device_id": self.device.index or 0}),
                                     "CPUExecutionProvider"]
