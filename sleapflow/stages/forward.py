@@ -65,8 +65,10 @@ class ModelForward:
         return self.runtime.name in ("onnx", "tensorrt") and self.runtime.precision == "fp32"
 
     def loaded(self) -> Any:
-        """The loaded model (loaded now if the runner has not needed it)."""
+        """The loaded model (loaded now, with torch's thread count set, if not yet)."""
         if self.model is None:
+            if self.torch_threads is not None:
+                torch.set_num_threads(self.torch_threads)
             self.model = self._load()
         return self.model
 
@@ -99,7 +101,7 @@ class ModelForward:
                 if self._exact is None:
                     from sleapflow.backends.runners import TorchRunner
 
-                    self._exact = TorchRunner(self._load().module, self.device)
+                    self._exact = TorchRunner(self.loaded().module, self.device)
             maps = self._exact(torch.from_numpy(tensor))
             return self._kept({k: v.numpy() for k, v in maps.items()})
         return self._kept((self._exact or self.runner)(tensor))
