@@ -17,28 +17,14 @@ from sleapflow.backends.cache import (
     entry_key,
     export_key_parts,
 )
+from sleapflow.backends.ort import session_options
 from sleapflow.errors import BackendError
 from sleapflow.logs import get_logger
 
-__all__ = ("NumpyOnnxRunner", "model_files", "session_options")
+__all__ = ("NumpyOnnxRunner", "model_files")
 
 
 log = get_logger(__name__)
-
-
-def session_options(threads: int | None) -> Any:
-    """ONNX Runtime session options sized like the torch path: ``threads`` intra-op threads,
-    sequential execution, and no spinning pool threads (on a shared CPU they burn the cores
-    the other stages need)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = max(1, threads or 1)
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    opts.log_severity_level = 3
-    return opts
 
 
 def _override_path(path: str | Path) -> Path:

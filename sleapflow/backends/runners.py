@@ -383,7 +383,7 @@ class OnnxRunner(_ExportingRunner):
     def _open(self, exported: _Exported) -> _OrtSession:
         import onnxruntime as ort
 
-        from sleapflow.backends.numpy_onnx import session_options
+        from sleapflow.backends.ort import session_options
 
         opts = session_options(self.threads)
         if self.device.type == "cuda":
