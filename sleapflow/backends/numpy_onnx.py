@@ -130,13 +130,18 @@ class NumpyOnnxRunner:
         batch that arrives meanwhile waits for the thread instead of opening its shape twice."""
         def run() -> None:
             with self._lock:
-                for shape, key in self._cached_shapes():
-                    if shape not in self._sessions:
-                        session = self._open_entry(key)
-                        if session is not None:
-                            self._sessions[shape] = session
-                            self.exports[shape] = (key, False)
-                            log.info("onnx export", shape=shape, key=key, cached=True)
+                try:
+                    for shape, key in self._cached_shapes():
+                        if shape not in self._sessions:
+                            session = self._open_entry(key)
+                            if session is not None:
+                                self._sessions[shape] = session
+                                self.exports[shape] = (key, False)
+                                log.info("onnx export", shape=shape, key=key, cached=True)
+                except Exception as exc:
+                    # Only a head start: the first batch opens (or builds) its entry itself
+                    # and reports what fails there, on the stage that owns the error.
+                    log.debug("onnx prefetch stopped", reason=str(exc))
 
         thread = threading.Thread(target=run, name="onnx-prefetch")
         thread.start()
