@@ -204,8 +204,8 @@ HOST_ARRAY_MODELS = ("single_instance", "centroid", "centered_instance")
 def host_arrays(ctx: BuildContext, ref: ModelRef) -> bool:
     """Whether ``ref``'s batches stay numpy arrays from preprocessing to peaks: ONNX Runtime
     in fp32 on the CPU, from a checkpoint folder, for a model type whose post-processing has a
-    numpy form. Such a run imports torch only if the export cache misses (or a resize needs
-    torch's kernel)."""
+    numpy form. Such a run imports torch only for an export cache miss, a grayscale conversion,
+    resizes past the preprocessor's numpy budget or a top-down crop-rounding recheck."""
     runtime = ctx.runtime
     return (runtime is not None and runtime.name == "onnx" and runtime.precision == "fp32"
             and ctx.device == "cpu" and ref.config.model_type in HOST_ARRAY_MODELS
