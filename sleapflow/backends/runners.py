@@ -9,7 +9,14 @@ from typing import Any, Protocol
 
 import torch
 
-from sleapflow.backends.cache import CorruptEntry, ExportCache, entry_key, module_digest
+from sleapflow.backends.cache import (
+    OPSET,
+    CorruptEntry,
+    ExportCache,
+    entry_key,
+    export_key_parts,
+    module_digest,
+)
 from sleapflow.backends.fused import FusedPeaks, PeakHead
 from sleapflow.backends.select import RuntimeChoice
 from sleapflow.errors import BackendError, ConfigError
@@ -27,8 +34,6 @@ __all__ = (
 
 log = get_logger(__name__)
 
-#: ONNX opset of the export (part of the cache key through the export format).
-OPSET = 17
 #: Largest absolute map difference accepted between a fresh export and torch on its example batch.
 EXPORT_TOLERANCE = 1e-3
 
@@ -258,7 +263,8 @@ class _ExportingRunner:
     name = "exporting"
 
     def __init__(self, module: torch.nn.Module, device: torch.device, *, threads: int | None,
-                 precision: str, cache: ExportCache | None, fuse: FusedPeaks | None = None) -> None:
+                 precision: str, cache: ExportCache | None, fuse: FusedPeaks | None = None,
+                 model_key: str | None = None) -> None:
         self.module = module
         self.device = device
         self.threads = threads
@@ -267,7 +273,9 @@ class _ExportingRunner:
         self.fuse = fuse
         self.staging = HostStaging(device)
         prepare_for_inference(module, device)
-        self.digest = module_digest(module)
+        # A checkpoint_digest from the caller keys entries by file bytes, so a later run finds
+        # them without loading torch; a bare module is keyed by its weights.
+        self.digest = model_key or module_digest(module)
         self.activations = head_activations(module)
         self._sessions: dict[tuple[bool, tuple[int, ...]], Any] = {}
         self._lock = threading.Lock()
@@ -281,11 +289,8 @@ class _ExportingRunner:
         raise NotImplementedError
 
     def _key_parts(self, shape: tuple[int, ...], fused: bool = False) -> dict[str, Any]:
-        parts = {"model": self.digest, "shape": list(shape), "runtime": self.name,
-                 "runtime_version": self.runtime_version(), "torch": torch.__version__,
-                 "opset": OPSET, "precision": self.precision,
-                 # Exports leave the heads' final activations to torch (see head_activations).
-                 "activations": "torch"}
+        parts = export_key_parts(self.digest, shape, runtime=self.name,
+                                 runtime_version=self.runtime_version(), precision=self.precision)
         if fused and self.fuse is not None:
             # Threshold, refinement, patch, k, strides and scale all shape the graph.
             parts["fused_peaks"] = self.fuse.key_parts()
@@ -497,12 +502,9 @@ class OnnxRunner(_ExportingRunner):
     def _open(self, exported: _Exported) -> _OrtSession:
         import onnxruntime as ort
 
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(1, self.threads or 1)
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        opts.log_severity_level = 3
+        from sleapflow.backends.ort import session_options
+
+        opts = session_options(self.threads)
         if self.device.type == "cuda":
             providers: list[Any] = [("CUDAExecutionProvider", {"device_id": self.device.index or 0}),
                                     "CPUExecutionProvider"]

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 import cyclopts
 from cyclopts import Parameter
 
-from sleapflow.bench.harness import bench_command
 from sleapflow.cli.nwb_options import NwbOptions
 from sleapflow.errors import ConfigError, Preempted, SleapflowError, StageError
 from sleapflow.jobs.preempt import running_task
@@ -25,7 +24,6 @@ from sleapflow.logs import configure_cli_logging, get_logger
 from sleapflow.options.declared import cli_options, option_values
 from sleapflow.options.help import HELP, canonical_argv, opt
 from sleapflow.options.validation import MAX_INT_OPTION, check_range
-from sleapflow.serve.command import serve_command
 
 __all__ = (
     "CsvFormat", "EvalMatchMethod", "GraphsOptions", "MergeOptions", "OutputFormat", "TrackOptions",
@@ -351,8 +349,12 @@ def graphs(
     return 0
 
 
-app.command(bench_command, name="bench")
-app.command(serve_command, name="serve")
+# Registered by import path: cyclopts imports them only when they run (or their help is
+# shown), so `track` does not pay for the benchmark harness or the service.
+app.command("sleapflow.bench.harness:bench_command", name="bench",
+            help="Per-stage throughput of a graph vs a serial loop and the forward-pass limit.")
+app.command("sleapflow.serve.command:serve_command", name="serve",
+            help="Serve pose estimation over HTTP and websockets, batching frames across clients.")
 
 
 #: Options whose value may be ``-`` (a stream on stdin / stdout), by each spelling.

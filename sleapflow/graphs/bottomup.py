@@ -15,7 +15,6 @@ from sleapflow.graphs.common import (
 )
 from sleapflow.models import ModelConfig
 from sleapflow.runtime import MapStage, ReorderStage
-from sleapflow.stages.bottomup import ClassMapGrouping, PafGrouping, PafPeaks
 from sleapflow.stages.raw import BottomUpRawDict, MultiClassBottomUpRawDict, RawOptions
 
 __all__ = ("GRAPHS", "build_bottomup", "build_multiclass_bottomup", "paf_edges")
@@ -33,6 +32,9 @@ def paf_edges(config: ModelConfig) -> list[tuple[int, int]]:
 
 
 def build_bottomup(ctx: BuildContext, raw: RawOptions | None = None) -> list[Any]:
+    # Imported here: PAF grouping needs torch, which graphs that never group should not load.
+    from sleapflow.stages.bottomup import PafGrouping, PafPeaks
+
     ref = ctx.models["bottomup"]
     config = ref.config
     assert config.pafs is not None
@@ -62,6 +64,8 @@ def build_bottomup(ctx: BuildContext, raw: RawOptions | None = None) -> list[Any
 
 
 def build_multiclass_bottomup(ctx: BuildContext, raw: RawOptions | None = None) -> list[Any]:
+    from sleapflow.stages.bottomup import ClassMapGrouping
+
     ref = ctx.models["multi_class_bottomup"]
     config = ref.config
     assert config.class_maps is not None

@@ -17,7 +17,8 @@ from sleapflow.backends.fused import FusedPeaks
 from sleapflow.errors import ConfigError
 from sleapflow.inputs import InputPlan
 from sleapflow.models import ModelConfig, load_model, read_model_config, resolve_model_dir
-from sleapflow.models.embedding import EmbeddingModelConfig, is_embedding_folder, read_embedding_config
+from sleapflow.models.embedding_config import EmbeddingModelConfig, is_embedding_folder, read_embedding_config
+from sleapflow.models.export_folder import is_network_folder
 from sleapflow.options.config import (
     ExecutionOptions,
     GroupingOptions,
@@ -64,9 +65,10 @@ class GraphDecl:
 
 
 __all__ = (
-    "BuildContext", "EmbeddingRef", "GraphDecl", "ModelRef", "ModelStages", "batch_stage", "batch_timeout",
-    "default_cpu_parallelism", "forward_stages", "is_forward", "model_forward_stage", "output_skeleton",
-    "preprocess_plan", "preprocess_stage", "resolve_embedding", "resolve_models",
+    "HOST_ARRAY_MODELS", "BuildContext", "EmbeddingRef", "GraphDecl", "ModelRef", "ModelStages",
+    "batch_stage", "batch_timeout", "default_cpu_parallelism", "forward_stages", "host_arrays",
+    "is_forward", "model_forward_stage", "output_skeleton", "preprocess_plan", "preprocess_stage",
+    "resolve_embedding", "resolve_models",
 )
 
 
@@ -234,14 +236,33 @@ def batch_stage(ctx: BuildContext, name: str = "batch") -> BatchStage:
                       timeout=batch_timeout(ctx.execution), greedy=ctx.latency_mode)
 
 
+#: Model types whose post-processing runs on numpy arrays (see :func:`host_arrays`). Heads that
+#: end in an activation (class maps, class vectors) leave it to torch, so multi-class models
+#: are not here.
+HOST_ARRAY_MODELS = ("single_instance", "centroid", "centered_instance")
+
+
+def host_arrays(ctx: BuildContext, ref: ModelRef) -> bool:
+    """Whether ``ref``'s batches stay numpy arrays from preprocessing to peaks: ONNX Runtime
+    in fp32 on the CPU, from a checkpoint folder, for a model type whose post-processing has a
+    numpy form. Such a run imports torch only for an export cache miss, a grayscale conversion,
+    resizes past the preprocessor's numpy budget or a top-down crop-rounding recheck."""
+    runtime = ctx.runtime
+    return (runtime is not None and runtime.name == "onnx" and runtime.precision == "fp32"
+            and ctx.device == "cpu" and ref.config.model_type in HOST_ARRAY_MODELS
+            and not ref.config.is_legacy and not is_network_folder(ref.path))
+
+
 def preprocess_stage(ctx: BuildContext, plan: PreprocessPlan, *, keep_raw: bool = False,
-                     name: str = "preprocess") -> MapStage:
-    return MapStage(name, Preprocessor(plan, keep_raw=keep_raw, keep_images=ctx.keep_images),
+                     name: str = "preprocess", numpy: bool = False) -> MapStage:
+    return MapStage(name, Preprocessor(plan, keep_raw=keep_raw, keep_images=ctx.keep_images,
+                                       numpy=numpy),
                     limiter=ctx.cpu_limiter)
 
 
 def model_forward_stage(ctx: BuildContext, ref: ModelRef, *, name: str = "forward",
-                  overrides: bool = True, fuse: FusedPeaks | None = None) -> MapStage:
+                  overrides: bool = True, fuse: FusedPeaks | None = None,
+                  numpy: bool = False) -> MapStage:
     cfg = ctx.execution
     device = ctx.device
 
@@ -254,17 +275,26 @@ def model_forward_stage(ctx: BuildContext, ref: ModelRef, *, name: str = "forwar
     # top-down graph's two models, and several batches of one model, run on different cores.
     workers = ctx.forward_workers if device == "cpu" else 1
     limiter = ctx.device_limiter if device != "cpu" else anyio.CapacityLimiter(workers)
+    files = None
+    if numpy:
+        from sleapflow.backends.numpy_onnx import model_files
+
+        files = model_files(ref.path,
+                            backbone_ckpt_path=cfg.backbone_ckpt_path if overrides else None,
+                            head_ckpt_path=cfg.head_ckpt_path if overrides else None)
     return forward_stage(load, device=device, name=name, limiter=limiter,
                               torch_threads=ctx.torch_threads, channels_last=cfg.channels_last,
                               workers=workers, runtime=ctx.runtime, max_batch=cfg.batch_size,
-                              fuse=fuse)
+                              fuse=fuse, files=files)
 
 
 def forward_stages(ctx: BuildContext, ref: ModelRef, *, name: str = "forward",
-                   overrides: bool = True, fuse: FusedPeaks | None = None) -> list[Any]:
+                   overrides: bool = True, fuse: FusedPeaks | None = None,
+                   numpy: bool = False) -> list[Any]:
     """The forward stage, followed by a reorder when several batches are in flight at once;
-    ``fuse`` (:meth:`BuildContext.fuse`) lets an exporting runtime return peaks, not maps."""
-    stage = model_forward_stage(ctx, ref, name=name, overrides=overrides, fuse=fuse)
+    ``fuse`` (:meth:`BuildContext.fuse`) lets an exporting runtime return peaks, not maps;
+    ``numpy``: batches are numpy arrays (see :func:`host_arrays`), maps read on the host."""
+    stage = model_forward_stage(ctx, ref, name=name, overrides=overrides, fuse=fuse, numpy=numpy)
     if stage.preserves_order:
         return [stage]
     return [stage, ReorderStage(f"{name}_reorder")]

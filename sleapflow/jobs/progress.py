@@ -139,9 +139,10 @@ def announce(*, graph: str, device: str, runtime: str | None) -> str:
 def start_line(*, graph: str, device: str, runtime: str = "torch") -> str:
     """One line naming what runs: versions, device, forward runtime and graph."""
     import sleap_io as sio
-    import torch
 
+    from sleapflow.backends.device import torch_build
     from sleapflow.outputs.provenance import sleapflow_version
 
+    # torch's version from its build file: a run on ONNX Runtime need not import torch.
     return (f"sleapflow {sleapflow_version()} | sleap-io {sio.__version__} | torch "
-            f"{torch.__version__} | device {device} | runtime {runtime} | graph {graph}")
+            f"{torch_build()['version']} | device {device} | runtime {runtime} | graph {graph}")

@@ -7,11 +7,15 @@ once per batch.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from sleapflow.backends.fused import FusedPeaks, PeakHead
+from sleapflow.lazy import lazy_module
 from sleapflow.messages import FramePrediction, ModelOutput
+from sleapflow.ops import host_peaks
 from sleapflow.ops.peaks import find_global_peaks
+
+# torch loads on first use: a run on ONNX Runtime with a warm export cache never needs it.
+torch = lazy_module("torch")
 
 __all__ = ("PeakSettings", "SingleInstancePeaks")
 
@@ -52,12 +56,19 @@ class SingleInstancePeaks:
 
     def __call__(self, out: ModelOutput) -> list[FramePrediction]:
         found = out.head_peaks(self.head)
-        if found is not None:
+        cms = out.heads.get(self.head)
+        if found is not None:  # the runtime ran the peak finding inside its graph
             points_np = found.points.astype(np.float64)
             vals_np = found.vals.astype(np.float64)
+        elif isinstance(cms, np.ndarray):  # ONNX Runtime's maps on the CPU: no torch needed
+            points, vals = host_peaks.find_global_peaks(cms, self.peaks.threshold,
+                                                        refinement=self.peaks.refinement,
+                                                        patch_size=self.peaks.patch_size)
+            points_np = (points * self.output_stride / self.input_scale).astype(np.float64)
+            vals_np = vals.astype(np.float64)
         else:
             with torch.inference_mode():
-                points, vals = find_global_peaks(out.heads[self.head], self.peaks.threshold,
+                points, vals = find_global_peaks(cms, self.peaks.threshold,
                                                  refinement=self.peaks.refinement,
                                                  patch_size=self.peaks.patch_size)
                 points = points * self.output_stride / self.input_scale

@@ -170,7 +170,8 @@ def test_overflowing_top_k_falls_back_to_maps(assets: Path, export_root: Path,
 
 
 @pytest.mark.parametrize(("models", "fused"), [
-    (("centroid", "centered_instance"), {"centroid_forward": (True, 2), "instance_forward": (False, 1)}),
+    (("centroid", "multiclass_centered_instance"),
+     {"centroid_forward": (True, 2), "instance_forward": (False, 1)}),
     (("bottomup",), {"forward": (True, 32)}),
     (("multiclass_bottomup",), {"forward": (True, 32)}),
 ])
