@@ -52,7 +52,7 @@ from sleapflow.stages.decode import DecodeSource
 from sleapflow.stages.filter import InstanceFilter
 from sleapflow.stages.preprocess import network_input_size
 from sleapflow.stages.raw import RawOptions
-from sleapflow.stages.track import CleanUpTracks, LinkGapsStage, TrackFrames
+from sleapflow.stages.track import CleanUpTracks, LinkGapsStage, StreamTracking, TrackFrames
 from sleapflow.stages.write import LabelsBuilder, SlpWriter
 
 __all__ = (
@@ -71,6 +71,7 @@ __all__ = (
     "prepare",
     "run_provenance",
     "select_runtime",
+    "stream_tracking",
     "tracking_stages",
 )
 
@@ -295,17 +296,9 @@ def _prepare_track_only(cfg: InferenceConfig, *, labels: sio.Labels | None = Non
 def _post_stages(run: PreparedRun,
                  tracker_inputs: Callable[[FramePrediction], None] | None = None) -> list[Any]:
     """Filtering and tracking, shared by every graph, after its own stages."""
-    opts = run.cfg.filters
     from_labels = run.graph.from_labels
     stages: list[Any] = []
-    filt = InstanceFilter(
-        overlap_method=opts.filter_overlapping_method if opts.filter_overlapping else None,
-        overlap_threshold=opts.filter_overlapping_threshold,
-        min_visible_nodes=opts.filter_min_visible_nodes,
-        min_visible_node_fraction=opts.filter_min_visible_node_fraction,
-        min_mean_node_score=opts.filter_min_mean_node_score,
-        min_instance_score=opts.filter_min_instance_score,
-        order="track_only" if from_labels else "inference")
+    filt = _instance_filter(run)
     tracker = run.ctx.tracker
     # The tracker must only see real instances, so empty slots are dropped before it even when
     # no filter is asked for.
@@ -323,6 +316,36 @@ def _post_stages(run: PreparedRun,
             stages.append(LinkGapsStage(tracker.max_gap, tracker.fill_gaps,
                                         tracker.min_match_similarity))
     return stages
+
+
+def _instance_filter(run: PreparedRun) -> InstanceFilter:
+    opts = run.cfg.filters
+    return InstanceFilter(
+        overlap_method=opts.filter_overlapping_method if opts.filter_overlapping else None,
+        overlap_threshold=opts.filter_overlapping_threshold,
+        min_visible_nodes=opts.filter_min_visible_nodes,
+        min_visible_node_fraction=opts.filter_min_visible_node_fraction,
+        min_mean_node_score=opts.filter_min_mean_node_score,
+        min_instance_score=opts.filter_min_instance_score,
+        order="track_only" if run.graph.from_labels else "inference")
+
+
+def stream_tracking(run: PreparedRun, cfg: InferenceConfig) -> StreamTracking | None:
+    """The filter, tracker and clean-up the graph of ``run`` would end in under ``cfg``'s
+    tracking options, as one callable with its own state (None when ``cfg`` does not track, or
+    the graph's identities come from the model), for a caller that tracks several streams
+    through one untracked graph: serve makes one per websocket stream. Gap linking looks ahead
+    at later frames, so it is refused here."""
+    tracker = inference_tracker_config(cfg, run.graph)
+    if tracker is None:
+        return None
+    if tracker.max_gap or tracker.fill_gaps:
+        raise ConfigError("gap linking (max_gap, fill_gaps) holds frames back to look ahead; a "
+                          "stream answered frame by frame cannot use it")
+    cleanup = CleanUpTracks(tracker)
+    return StreamTracking(_instance_filter(run),
+                          TrackFrames(tracker, feed_empty_frames=run.graph.keep_empty_frames),
+                          cleanup if cleanup.enabled else None)
 
 
 @dataclass(frozen=True)
