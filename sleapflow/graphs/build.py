@@ -130,6 +130,12 @@ def prepare(cfg: InferenceConfig, *, plan: InputPlan | None = None,
         return _prepare_track_only(cfg, labels=input_labels)
     models = resolve_models(cfg.model_paths)
     graph = GRAPHS[select_graph(list(models), cfg.graph)]
+    # Only a graph with both a centroid and an instance model has a centroid step to skip.
+    if cfg.centroid_every > 1 and not ("centroid" in graph.model_types
+                                        and len(graph.model_types) > 1):
+        raise ConfigError(f"--centroid_every {cfg.centroid_every} is for top-down models (a "
+                          f"centroid and a centered-instance model); the {graph.name} graph has "
+                          "no centroid step to skip")
     if plan is None:
         if cfg.inputs:
             plan = plan_many(cfg, need_ground_truth=graph.needs_ground_truth)

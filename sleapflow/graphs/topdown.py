@@ -28,8 +28,11 @@ from sleapflow.stages.topdown import (
     CentroidFinder,
     CentroidOnlyPredictions,
     CropPreprocessor,
+    FollowCrops,
     GroundTruthCrops,
     InstancePeaks,
+    KeyFrames,
+    PoseMemory,
     crop_weight,
     make_crop_batch,
 )
@@ -74,7 +77,8 @@ def _centroid_finder(ctx: BuildContext, ref: ModelRef, scale: float) -> Centroid
                           ctx.peaks(ctx.peak_options.centroid_threshold), ctx.peak_options.max_instances)
 
 
-def _instance_stages(ctx: BuildContext, ref: ModelRef, raw: RawOptions | None = None) -> list[Any]:
+def _instance_stages(ctx: BuildContext, ref: ModelRef, raw: RawOptions | None = None, *,
+                     one_frame_batches: bool = False) -> list[Any]:
     config = ref.config
     user_scale = ctx.preprocessing.input_scale
     scale = user_scale if user_scale is not None else config.preprocessing.scale
@@ -95,9 +99,13 @@ def _instance_stages(ctx: BuildContext, ref: ModelRef, raw: RawOptions | None = 
     last = (MapStage("raw", TopDownRawDict(peaks, _crop_size(ctx, ref), raw), flatten=True,
                      limiter=ctx.cpu_limiter) if raw is not None else
             MapStage("instance_peaks", peaks, flatten=True, limiter=ctx.cpu_limiter))
+    # Under --centroid_every the next frame's crops wait for this frame's poses, so a frame's
+    # crops must not wait for another frame's to fill a batch.
+    crop_batch = (BatchStage("crop_batch", 1, make_batch=make_crop_batch) if one_frame_batches else
+                  BatchStage("crop_batch", ctx.execution.batch_size, weight=crop_weight,
+                             make_batch=make_crop_batch, timeout=batch_timeout(ctx.execution)))
     return [
-        BatchStage("crop_batch", ctx.execution.batch_size, weight=crop_weight, make_batch=make_crop_batch,
-                   timeout=batch_timeout(ctx.execution)),
+        crop_batch,
         MapStage("crop_preprocess", CropPreprocessor(scale, config.max_stride), limiter=ctx.cpu_limiter),
         *forward_stages(ctx, ref, name="instance_forward"),
         last,
@@ -113,6 +121,9 @@ def build_topdown(ctx: BuildContext, raw: RawOptions | None = None) -> list[Any]
     crops = CentroidCrops(_centroid_finder(ctx, centroid, plan.scale), _crop_size(ctx, instance),
                           keep_maps=raw is not None and raw.return_confmaps,
                           exact=model.exact_maps if model.approximates_torch else None)
+    every = ctx.preprocessing.centroid_every
+    if every > 1:
+        return _follow_stages(ctx, plan, centroid_forward, crops, instance, raw, every)
     stages = [
         batch_stage(ctx),
         preprocess_stage(ctx, plan, keep_raw=True),
@@ -121,6 +132,26 @@ def build_topdown(ctx: BuildContext, raw: RawOptions | None = None) -> list[Any]
         *_instance_stages(ctx, instance, raw),
     ]
     return stages
+
+
+def _follow_stages(ctx: BuildContext, plan: Any, centroid_forward: list[Any], crops: CentroidCrops,
+                   instance: ModelRef, raw: RawOptions | None, every: int) -> list[Any]:
+    """Top-down with ``--centroid_every K``: the centroid model sees every K-th frame only; the
+    crop step cuts the others around the previous frame's poses, which the last stage here
+    hands back to it (:class:`~sleapflow.stages.topdown.PoseMemory`)."""
+    if raw is not None:
+        raise ConfigError("--centroid_every needs poses to crop the next frame from; it does not "
+                          "work with make_labels=False (raw maps): leave it at 1")
+    memory = PoseMemory(anchor_index(ctx, instance.config))
+    return [
+        batch_stage(ctx),
+        preprocess_stage(ctx, plan, keep_raw=True),
+        MapStage("key_frames", KeyFrames(every), limiter=ctx.cpu_limiter),
+        *centroid_forward,
+        FollowCrops(crops, KeyFrames(every), memory, limiter=ctx.cpu_limiter),
+        *_instance_stages(ctx, instance, one_frame_batches=True),
+        MapStage("remember_poses", memory.record, offload=False),
+    ]
 
 
 def build_centered_instance(ctx: BuildContext, raw: RawOptions | None = None) -> list[Any]:
