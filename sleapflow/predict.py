@@ -297,6 +297,10 @@ class Predictor:
     def graph_name(self) -> str:
         return self._session.name
 
+    def statistics(self) -> Any:
+        """The graph's per-stage counters so far (:class:`~sleapflow.runtime.GraphStats`)."""
+        return self._session.statistics()
+
     async def _one(self, image: Any, frame_idx: int) -> Any:
         await self._session.push(image, frame_idx=frame_idx)
         return await self._session.__anext__()

@@ -15,7 +15,7 @@ from sleapflow.errors import ConfigError
 from sleapflow.inputs import PyAVReader
 from sleapflow.predict import Poses
 
-N_FRAMES = 5
+N_FRAMES = 4
 CASES = {
     "single_instance": ("datasets/small_robot.mp4", ["model_ckpts/minimal_instance_single_instance"]),
     "topdown": ("datasets/centered_pair_small.mp4", ["model_ckpts/minimal_instance_centroid",
