@@ -435,7 +435,14 @@ def run_provenance(run: PreparedRun, labels: sio.Labels, *, started: datetime,
         tracking_config=tracker.legacy_provenance() if tracker is not None else None,
         device=run.ctx.device,
         runtime=run.ctx.runtime.as_dict() if run.ctx.runtime is not None else None)
-        | run.decode_failures.provenance() | _shard_provenance(run.cfg), labels)
+        | run.decode_failures.provenance() | _shard_provenance(run.cfg)
+        | _centroid_every_provenance(run.cfg), labels)
+
+
+def _centroid_every_provenance(cfg: InferenceConfig) -> dict[str, Any]:
+    """A run whose frames between key frames were cropped from the last poses says so (K > 1
+    only: the default changes nothing, and sleap-nn's keys stay as they are)."""
+    return {"centroid_every": cfg.centroid_every} if cfg.centroid_every > 1 else {}
 
 
 def _shard_provenance(cfg: InferenceConfig) -> dict[str, Any]:

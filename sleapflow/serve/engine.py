@@ -24,7 +24,7 @@ from sleapflow.errors import SleapflowError
 from sleapflow.messages import FramePrediction
 from sleapflow.serve.config import ServeConfig
 
-__all__ = ("LATENCY_WINDOW", "Busy", "Engine", "StreamRecord", "Ticket")
+__all__ = ("FINISHED_STREAMS_KEPT", "LATENCY_WINDOW", "Busy", "Engine", "StreamRecord", "Ticket")
 
 #: Each stream's latency percentiles are over its last this many frames.
 LATENCY_WINDOW = 4096

@@ -58,7 +58,9 @@ def test_key_frames_equal_k1_and_between_follow_the_last_poses(assets: Path, tmp
     assert main(["track", "-i", str(assets / CLIP), *(a for m in models for a in ("-m", m)),
                  "--frames", f"0-{N_FRAMES - 1}", "--batch_size", "4", "--centroid_every",
                  str(K), "--device", "cpu", "-o", str(out)]) == 0
-    for lf in sio.load_slp(str(out), open_videos=False):
+    written_labels = sio.load_slp(str(out), open_videos=False)
+    assert written_labels.provenance["centroid_every"] == K
+    for lf in written_labels:
         written = np.stack([inst.numpy() for inst in lf.instances])
         np.testing.assert_allclose(_sorted(written), _sorted(skip[lf.frame_idx].points),
                                    rtol=1e-6, atol=1e-4)
