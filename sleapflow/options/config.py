@@ -280,7 +280,9 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
                           "(default: the model's training setting)."),
         Role("preprocessing", provenance=12, bounds=(1, 32_768))] = None
     #: Top-down: the centroid model runs on every K-th frame only; the frames between are
-    #: cropped around the previous frame's poses (DLC-Live's skip-frames idea).
+    #: cropped around the previous frame's poses (DLC-Live's skip-frames idea). Not in serve:
+    #: its graph interleaves the frames of many streams, so "the previous frame" would be
+    #: another client's.
     centroid_every: Annotated[int, opt(
         "centroid_every", help="Top-down: run the centroid model on every K-th frame only and "
                                "crop the frames between around the previous frame's poses. "
@@ -288,7 +290,7 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
                                "animal that enters, or that a crop loses, is found only at the "
                                "next K-th frame, and frames between are predicted one after "
                                "another (no batching of their crops). 1 = off."),
-        Role("preprocessing", fronts=SLEAPFLOW | {"serve"}, bounds=(1, 10_000))] = 1
+        Role("preprocessing", fronts=SLEAPFLOW, bounds=(1, 10_000))] = 1
     peak_threshold: Annotated[float | tuple[float, float], opt(
         "peak_threshold", help="Confidence (0-1) a body part needs to be reported; lower finds "
                                "more points, including wrong ones."),
