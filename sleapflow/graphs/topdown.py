@@ -150,7 +150,7 @@ def _follow_stages(ctx: BuildContext, plan: Any, centroid_forward: list[Any], cr
         *centroid_forward,
         FollowCrops(crops, KeyFrames(every), memory, limiter=ctx.cpu_limiter),
         *_instance_stages(ctx, instance, one_frame_batches=True),
-        MapStage("remember_poses", memory.record, offload=False),
+        MapStage("remember_poses", memory, offload=False),
     ]
 
 

@@ -347,8 +347,9 @@ class KeyFrames:
 class PoseMemory:
     """Each frame's poses as the instance step makes them, for the crop step of the next frame.
 
-    :meth:`record` is a map stage's function on the event loop (it only stores arrays), placed
-    after the instance peaks; :meth:`wait_for` is awaited by :class:`FollowCrops`. Only the
+    Called with each prediction (:meth:`record`), it is a map stage's function on the event
+    loop (it only stores arrays), placed after the instance peaks; :meth:`wait_for` is awaited
+    by :class:`FollowCrops`. Only the
     newest two frames are kept: the crop step asks for frame t-1 before frame t exists.
     """
 
@@ -368,6 +369,9 @@ class PoseMemory:
         if event is not None:
             event.set()
         return pred
+
+    def __call__(self, pred: FramePrediction) -> FramePrediction:
+        return self.record(pred)
 
     async def wait_for(self, seq: int) -> tuple[np.ndarray, np.ndarray]:
         """Frame ``seq``'s animal centres (n, 2) in frame pixels (NaN: nothing found) and
