@@ -362,6 +362,11 @@ class PoseMemory:
         points = np.asarray(pred.points, dtype=np.float64)
         centroids = (gt_centroids(points, self.anchor_ind) if points.shape[0]
                      else np.zeros((0, 2)))
+        if pred.centroids is not None and points.shape[0]:
+            # An animal whose crop found no node keeps that crop's centre until the next key
+            # frame, rather than vanishing for the frames up to it.
+            lost = np.isnan(centroids[:, 0])
+            centroids[lost] = np.asarray(pred.centroids, dtype=np.float64)[lost]
         self._poses[pred.seq] = (centroids, np.asarray(pred.instance_scores, dtype=np.float64))
         for old in [k for k in self._poses if k < pred.seq - 1]:
             del self._poses[old]
