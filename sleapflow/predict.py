@@ -23,17 +23,21 @@ refuses ``make_labels=False`` clearly.
 from __future__ import annotations
 
 import inspect
-from contextlib import ExitStack
+import queue
+import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from functools import partial
 from types import TracebackType
 from typing import Any
 
 import anyio
-import anyio.from_thread
 import anyio.lowlevel
 import numpy as np
 import sleap_io as sio
+from anyio.from_thread import BlockingPortal
 
 from sleapflow.errors import ConfigError, EventLoopError, SleapflowError
 from sleapflow.graphs.build import RawOptions
@@ -196,6 +200,35 @@ def _resolve_call(args: dict[str, Any]) -> _Call:
 # --------------------------------------------------------------------------------------------
 
 
+@contextmanager
+def _loop_thread() -> Iterator[BlockingPortal]:
+    """An event loop in a daemon thread, driven through a blocking portal: unlike anyio's
+    ``start_blocking_portal`` (a pool thread), it never keeps the interpreter from exiting."""
+    handed: queue.Queue[BlockingPortal | BaseException] = queue.Queue()
+
+    async def serve() -> None:
+        async with BlockingPortal() as portal:
+            handed.put(portal)
+            await portal.sleep_until_stopped()
+
+    def run() -> None:
+        try:
+            anyio.run(serve)
+        except BaseException as exc:
+            handed.put(exc)
+
+    thread = threading.Thread(target=run, name="sleapflow Predictor", daemon=True)
+    thread.start()
+    got = handed.get()
+    if isinstance(got, BaseException):
+        raise got
+    try:
+        yield got
+    finally:
+        got.call(got.stop)
+        thread.join()
+
+
 @dataclass(frozen=True)
 class Poses:
     """One frame's animals, in frame pixels: ``points`` (n, nodes, 2) float64 with NaN for a
@@ -274,18 +307,20 @@ class Predictor:
         options.setdefault("batch_size", 1)
         options.setdefault("max_batch_delay_ms", 0.0)
         self._tracked = bool(options.get("tracking", False))
-        self._stack = ExitStack()
         self._closed = False
+        self._lock = threading.Lock()
+        # Checked here, in the caller's thread: a bad option fails before any thread starts.
+        session = open_graph(model_paths, **options)
+        self._stack = ExitStack()
         try:
-            # Checked here, in the caller's thread: a bad option fails before any thread starts.
-            session = open_graph(model_paths, **options)
-            self._portal = self._stack.enter_context(
-                anyio.from_thread.start_blocking_portal(name="sleapflow Predictor"))
+            self._portal = self._stack.enter_context(_loop_thread())
             self._session = self._stack.enter_context(
                 self._portal.wrap_async_context_manager(session))
         except BaseException:
             self._stack.close()
             raise
+        # A Predictor dropped without close() still stops its graph (at collection, or at exit).
+        self._finalizer = weakref.finalize(self, self._stack.close)
         self._frame_idx = 0
 
     @property
@@ -311,6 +346,10 @@ class Predictor:
         Frames may change size between calls; the caller's buffer is copied before the call
         returns, so it may be reused at once.
         """
+        with self._lock:  # one frame in flight: results pair with calls in order
+            return self._predict(frame, frame_idx)
+
+    def _predict(self, frame: Any, frame_idx: int | None) -> Poses:
         if self._closed:
             raise SleapflowError("predict(): this Predictor is closed")
         idx = self._frame_idx if frame_idx is None else int(frame_idx)
@@ -329,17 +368,18 @@ class Predictor:
 
     def _fail(self) -> None:
         self._closed = True
-        self._stack.close()
+        self._finalizer()
 
     def close(self) -> None:
         """Stop the graph and its thread (idempotent)."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            self._portal.call(self._session.close_input)
-        finally:
-            self._stack.close()
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                self._portal.call(self._session.close_input)
+            finally:
+                self._finalizer()
 
     def __enter__(self) -> Predictor:
         return self
