@@ -234,8 +234,10 @@ class Poses:
     """One frame's animals, in frame pixels: ``points`` (n, nodes, 2) float64 with NaN for a
     node not found, ``point_scores`` (n, nodes), ``instance_scores`` (n,). With tracking,
     ``track_ids`` (n,) int64 (the N of ``track_N``; -1: no track, e.g. a motion tracker's
-    unconfirmed detection) and ``tracking_scores`` (n,); without, both are None. Animals with
-    no node found are left out, as ``track`` leaves them out of its .slp."""
+    unconfirmed detection) and ``tracking_scores`` (n,); without, both are None.
+    ``track_names`` are the names ``track`` writes (``track_N``, or an identity model's class
+    names, which come without ``tracking``), None when there are none. Animals with no node
+    found are left out, as ``track`` leaves them out of its .slp."""
 
     frame_idx: int
     points: np.ndarray
@@ -243,6 +245,7 @@ class Poses:
     instance_scores: np.ndarray
     track_ids: np.ndarray | None = None
     tracking_scores: np.ndarray | None = None
+    track_names: tuple[str | None, ...] | None = None
 
     @property
     def n_instances(self) -> int:
@@ -269,10 +272,12 @@ def poses_of(pred: Any, *, tracked: bool) -> Poses:
         scores = (np.full(points.shape[0], np.nan) if pred.tracking_scores is None
                   else np.asarray(pred.tracking_scores, dtype=np.float64))
         tracking_scores = scores[keep]
+    names = (None if pred.track_names is None
+             else tuple(n for n, k in zip(pred.track_names, keep.tolist()) if k))
     return Poses(frame_idx=int(pred.frame_idx), points=points[keep],
                  point_scores=np.asarray(pred.point_scores, dtype=np.float64)[keep],
                  instance_scores=np.asarray(pred.instance_scores, dtype=np.float64)[keep],
-                 track_ids=track_ids, tracking_scores=tracking_scores)
+                 track_ids=track_ids, tracking_scores=tracking_scores, track_names=names)
 
 
 class Predictor:

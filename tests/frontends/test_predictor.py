@@ -56,7 +56,8 @@ def test_predict_frame_by_frame_equals_track(case: str, assets: Path, tmp_path: 
             got = tracked.predict(frame)
             untracked = plain.predict(frame)
             assert isinstance(got, Poses) and got.frame_idx == i == untracked.frame_idx
-            assert untracked.track_ids is None and got.track_ids is not None
+            assert untracked.track_ids is None and untracked.track_names is None
+            assert got.track_ids is not None
             ref = labels[i].instances if i in labels else []
             assert got.n_instances == untracked.n_instances == len(ref)
             if not ref:
@@ -69,6 +70,7 @@ def test_predict_frame_by_frame_equals_track(case: str, assets: Path, tmp_path: 
             np.testing.assert_allclose(got.instance_scores, [inst.score for inst in ref],
                                        rtol=1e-5, atol=1e-6)
             assert [f"track_{t}" for t in got.track_ids] == [inst.track.name for inst in ref]
+            assert got.track_names == tuple(inst.track.name for inst in ref)
             seen_tracks.update(got.track_ids.tolist())
             # Without: the same instances (tracking may only reorder them).
             np.testing.assert_allclose(untracked.points[_by_x(untracked.points)],
