@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from anyio.abc import TaskStatus
 
-from sleapflow.messages import CropBatch, CropSet, FramePrediction, ModelInput, ModelOutput
+from sleapflow.messages import CropBatch, CropSet, FrameInfo, FramePrediction, ModelInput, ModelOutput
 from sleapflow.ops import preprocess as prep
 from sleapflow.ops.caps import MAX_CENTROIDS_PER_FRAME, MAX_CROPS_PER_PART, cap_peaks
 from sleapflow.ops.crops import centroid_slots, crop_windows, extract_crops, near_crop_boundary
@@ -320,7 +320,8 @@ class CentroidOnlyPredictions:
 
 class KeyFrames:
     """Which frames run the centroid model under ``--centroid_every K``: every K-th frame of
-    the stream (``seq % K == 0``) and the first one seen (a resumed run may start between).
+    the stream (``seq % K == 0``), the first one seen (a resumed run may start between) and
+    the first of each new video (a many-video run: no crop follows an animal across videos).
 
     As a map stage's function it keeps only the key frames' rows of a batch's tensor, so the
     centroid model computes nothing for the others; the frames themselves all pass on. The
@@ -330,14 +331,19 @@ class KeyFrames:
     def __init__(self, every: int) -> None:
         self.every = every
         self._first: int | None = None
+        #: The video of the last frame asked about, and the first seq seen in it.
+        self._video: int | None = None
+        self._video_start = 0
 
-    def is_key(self, seq: int) -> bool:
+    def is_key(self, frame: FrameInfo) -> bool:
         if self._first is None:
-            self._first = seq
-        return seq == self._first or seq % self.every == 0
+            self._first = frame.seq
+        if frame.video_id != self._video:
+            self._video, self._video_start = frame.video_id, frame.seq
+        return frame.seq in (self._first, self._video_start) or frame.seq % self.every == 0
 
     def __call__(self, batch: ModelInput) -> ModelInput:
-        rows = [b for b, f in enumerate(batch.frames) if self.is_key(f.seq)]
+        rows = [b for b, f in enumerate(batch.frames) if self.is_key(f)]
         if len(rows) == len(batch.frames):
             return batch
         tensor = batch.tensor[torch.as_tensor(rows, dtype=torch.long)]
@@ -417,7 +423,7 @@ class FollowCrops:
     def key_sets(self, out: ModelOutput) -> dict[int, list[CropSet]]:
         """The key frames' crop sets, by frame ``seq``."""
         model_input: ModelInput = out.input
-        rows = [b for b, f in enumerate(model_input.frames) if self.keys.is_key(f.seq)]
+        rows = [b for b, f in enumerate(model_input.frames) if self.keys.is_key(f)]
         if not rows:
             return {}
         index = torch.as_tensor(rows, dtype=torch.long)

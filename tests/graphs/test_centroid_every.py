@@ -13,6 +13,8 @@ import sleapflow
 from sleapflow.cli.app import main
 from sleapflow.errors import ConfigError
 from sleapflow.inputs import PyAVReader
+from sleapflow.messages import FrameInfo
+from sleapflow.stages.topdown import KeyFrames
 
 CLIP = "datasets/centered_pair_small.mp4"
 MODELS = ("model_ckpts/minimal_instance_centroid", "model_ckpts/minimal_instance_centered_instance")
@@ -74,3 +76,11 @@ def test_centroid_every_is_checked(assets: Path, capsys: pytest.CaptureFixture[s
                  "--frames", "0", "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert "Error:" in err and "top-down" in err and "Traceback" not in err
+
+
+def test_key_frames_are_every_kth_the_first_and_each_new_videos_first() -> None:
+    keys = KeyFrames(3)
+    # A resumed run starting at seq 4 in video 0, then video 1 from seq 8 on.
+    frames = [FrameInfo(seq=s, video_id=0 if s < 8 else 1, frame_idx=s, height=8, width=8)
+              for s in range(4, 14)]
+    assert [f.seq for f in frames if keys.is_key(f)] == [4, 6, 8, 9, 12]
