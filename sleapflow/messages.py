@@ -27,6 +27,12 @@ class Frame(msgspec.Struct, frozen=True):
     image: Any
     #: Ground-truth instances ((n, N, 2) float, NaN = missing) for modes that need them.
     gt_points: Any = None
+    #: Live sources only (None otherwise), wall-clock seconds (``time.time()``): when the
+    #: camera took the frame (its stream timestamp mapped onto the wall clock) and when it
+    #: was decoded here; ``pts`` is the stream timestamp itself, in seconds.
+    capture_time: float | None = None
+    arrival_time: float | None = None
+    pts: float | None = None
 
 
 class FrameInfo(msgspec.Struct, frozen=True):
@@ -39,6 +45,10 @@ class FrameInfo(msgspec.Struct, frozen=True):
     width: int
     #: The decoded frame, kept only when a later stage needs pixels (optical-flow tracking).
     image: Any = None
+    #: A live frame's times, as on :class:`Frame` (None for files).
+    capture_time: float | None = None
+    arrival_time: float | None = None
+    pts: float | None = None
 
 
 class FrameBatch(msgspec.Struct, frozen=True):
@@ -144,15 +154,25 @@ class FramePrediction(msgspec.Struct, frozen=True):
     source_instances: tuple[Any, ...] | None = None
     is_user: Any = None
     untouched: tuple[Any, ...] = ()
+    #: A live frame's times (as on :class:`Frame`), and when its poses were ready (set as the
+    #: prediction leaves the graph for the writer and any publisher); None for files.
+    capture_time: float | None = None
+    arrival_time: float | None = None
+    pts: float | None = None
+    result_time: float | None = None
+    #: (I, D) float32 appearance (re-ID) vectors from an embedding model, NaN rows for instances
+    #: it could not crop; None when the run has no embedding model.
+    embeddings: Any = None
 
     _PER_INSTANCE = ("points", "point_scores", "instance_scores", "tracking_scores", "centroids",
-                     "centroid_scores", "is_user")
+                     "centroid_scores", "is_user", "embeddings")
 
     @classmethod
     def of(cls, info: FrameInfo, **fields: Any) -> FramePrediction:
         """A prediction for the frame ``info`` describes (its image rides along if kept)."""
         return cls(seq=info.seq, video_id=info.video_id, frame_idx=info.frame_idx,
-                   image=info.image, **fields)
+                   image=info.image, capture_time=info.capture_time,
+                   arrival_time=info.arrival_time, pts=info.pts, **fields)
 
     @property
     def n_instances(self) -> int:

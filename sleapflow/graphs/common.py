@@ -16,6 +16,7 @@ from sleapflow.backends import RuntimeChoice
 from sleapflow.errors import ConfigError
 from sleapflow.inputs import InputPlan
 from sleapflow.models import ModelConfig, load_model, read_model_config, resolve_model_dir
+from sleapflow.models.embedding import EmbeddingModelConfig, is_embedding_folder, read_embedding_config
 from sleapflow.options.config import (
     ExecutionOptions,
     GroupingOptions,
@@ -62,9 +63,9 @@ class GraphDecl:
 
 
 __all__ = (
-    "BuildContext", "GraphDecl", "ModelRef", "ModelStages", "batch_stage", "batch_timeout",
+    "BuildContext", "EmbeddingRef", "GraphDecl", "ModelRef", "ModelStages", "batch_stage", "batch_timeout",
     "default_cpu_parallelism", "forward_stages", "is_forward", "model_forward_stage", "output_skeleton",
-    "preprocess_plan", "preprocess_stage", "resolve_models",
+    "preprocess_plan", "preprocess_stage", "resolve_embedding", "resolve_models",
 )
 
 
@@ -76,12 +77,34 @@ class ModelRef:
     config: ModelConfig
 
 
+@dataclass(frozen=True)
+class EmbeddingRef:
+    """An embedding (re-ID) model folder and its decoded config; weights load in its forward."""
+
+    path: Path
+    config: EmbeddingModelConfig
+
+
+def resolve_embedding(model_paths: tuple[str, ...]) -> EmbeddingRef | None:
+    """The one embedding model among ``model_paths`` (None without one; two is an error: each
+    instance has one appearance-vector slot)."""
+    found = [p for p in model_paths if is_embedding_folder(p)]
+    if len(found) > 1:
+        raise ConfigError(f"{len(found)} embedding models given ({', '.join(map(str, found))}); pass "
+                          "one: each instance has a single appearance-vector slot")
+    if not found:
+        return None
+    config = read_embedding_config(found[0])
+    return EmbeddingRef(path=Path(config.path), config=config)
+
+
 def resolve_models(model_paths: tuple[str, ...]) -> dict[str, ModelRef]:
-    """Model folders keyed by model type; two models of one type is an error. An export folder
-    (``sleapflow export``) stands for the networks it holds."""
+    """Pose model folders keyed by model type; two models of one type is an error. An export
+    folder (``sleapflow export``) stands for the networks it holds. Embedding models are left
+    out (:func:`resolve_embedding` reads them)."""
     from sleapflow.models.export_folder import exported_network_dirs, is_exported_folder
 
-    paths = [p for raw in model_paths
+    paths = [p for raw in model_paths if not is_embedding_folder(raw)
              for p in (exported_network_dirs(raw) if is_exported_folder(raw) else [raw])]
     models: dict[str, ModelRef] = {}
     for raw in paths:
@@ -116,11 +139,20 @@ class BuildContext:
     #: What loads a model for a forward stage (``load_model``; a worker that keeps its models
     #: loaded passes a :class:`~sleapflow.models.loader.ModelCache`).
     model_loader: Callable[..., Any] = load_model
+    #: The embedding (re-ID) model run on each instance's crop, if one was given.
+    embedding: EmbeddingRef | None = None
+
+    @property
+    def latency_mode(self) -> bool:
+        """A live source read in latency mode (``--live``, the default for live sources):
+        batches take what is waiting instead of waiting to fill."""
+        return self.plan is not None and self.plan.kind == "live" and self.cfg.live is not False
 
     @property
     def keep_images(self) -> bool:
-        """Frames keep their pixels past preprocessing when the tracker reads them (flow)."""
-        return self.tracker is not None and self.tracker.needs_image
+        """Frames keep their pixels past preprocessing when the tracker reads them (flow) or
+        the embedding branch crops them."""
+        return (self.tracker is not None and self.tracker.needs_image) or self.embedding is not None
 
     # The sub-configs the builders read; each builder takes only the one it uses.
 
@@ -191,7 +223,7 @@ def batch_timeout(execution: ExecutionOptions) -> float | None:
 
 def batch_stage(ctx: BuildContext, name: str = "batch") -> BatchStage:
     return BatchStage(name, ctx.execution.batch_size, key=frame_shape_key, make_batch=make_frame_batch,
-                      timeout=batch_timeout(ctx.execution))
+                      timeout=batch_timeout(ctx.execution), greedy=ctx.latency_mode)
 
 
 def preprocess_stage(ctx: BuildContext, plan: PreprocessPlan, *, keep_raw: bool = False,

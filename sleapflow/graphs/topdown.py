@@ -103,7 +103,8 @@ def _instance_stages(ctx: BuildContext, ref: ModelRef, raw: RawOptions | None = 
     # crops must not wait for another frame's to fill a batch.
     crop_batch = (BatchStage("crop_batch", 1, make_batch=make_crop_batch) if one_frame_batches else
                   BatchStage("crop_batch", ctx.execution.batch_size, weight=crop_weight,
-                             make_batch=make_crop_batch, timeout=batch_timeout(ctx.execution)))
+                             make_batch=make_crop_batch, timeout=batch_timeout(ctx.execution),
+                             greedy=ctx.latency_mode))
     return [
         crop_batch,
         MapStage("crop_preprocess", CropPreprocessor(scale, config.max_stride), limiter=ctx.cpu_limiter),

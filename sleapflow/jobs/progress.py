@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from sleapflow.logs import get_logger
 
-__all__ = ("INTERVAL_S", "GuiProgress", "Progress", "ProgressBar", "announce", "start_line")
+__all__ = ("INTERVAL_S", "GuiProgress", "NoProgress", "Progress", "ProgressBar", "announce", "start_line")
 
 
 log = get_logger("sleapflow")
@@ -52,7 +52,8 @@ class ProgressBar:
             TextColumn("{task.fields[fps]:.1f} FPS"), disable=not self._interactive,
             refresh_per_second=4,
         )
-        self._task = self._progress.add_task(label, total=total, fps=0.0)
+        # No total (a live source): the bar counts frames without an end.
+        self._task = self._progress.add_task(label, total=total or None, fps=0.0)
         self._next_log = 0.1
 
     def __enter__(self) -> ProgressBar:
@@ -72,6 +73,19 @@ class ProgressBar:
             self._next_log += 0.1
             log.info("progress", frames=self.done, total=self.total,
                                                    fps=round(fps, 1))
+
+class NoProgress:
+    """No display: for runs whose stdout carries data (``--publish -``)."""
+
+    def __enter__(self) -> NoProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def advance(self, n: int) -> None:
+        pass
+
 
 #: Seconds between progress lines (sleap-nn throttles to about 4 per second, last one always).
 INTERVAL_S = 0.25

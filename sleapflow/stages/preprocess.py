@@ -65,7 +65,9 @@ class Preprocessor:
         x = ops.frames_to_tensor(images)
         infos = tuple(FrameInfo(seq=f.seq, video_id=f.video_id, frame_idx=f.frame_idx,
                                 height=f.image.shape[0], width=f.image.shape[1],
-                                image=f.image if self.keep_images else None)
+                                image=f.image if self.keep_images else None,
+                                capture_time=f.capture_time, arrival_time=f.arrival_time,
+                                pts=f.pts)
                       for f in batch.frames)
         raw = x
         x = ops.ensure_channels(x, ensure_rgb=plan.ensure_rgb, ensure_grayscale=plan.ensure_grayscale)
