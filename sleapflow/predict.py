@@ -341,26 +341,33 @@ class Predictor:
         """The graph's per-stage counters so far (:class:`~sleapflow.runtime.GraphStats`)."""
         return self._session.statistics()
 
-    async def _one(self, image: Any, frame_idx: int) -> Any:
-        await self._session.push(image, frame_idx=frame_idx)
+    def latency(self) -> Any:
+        """Capture-to-pose latency of the frames passed with ``capture_time`` (percentiles in
+        ms, the session's :class:`~sleapflow.runtime.latency.LatencyFigures`), None if none."""
+        return self._session.latency()
+
+    async def _one(self, image: Any, frame_idx: int, capture_time: float | None) -> Any:
+        await self._session.push(image, frame_idx=frame_idx, capture_time=capture_time)
         return await self._session.__anext__()
 
-    def predict(self, frame: Any, *, frame_idx: int | None = None) -> Poses:
+    def predict(self, frame: Any, *, frame_idx: int | None = None,
+                capture_time: float | None = None) -> Poses:
         """The poses in one (H, W[, C]) uint8 frame; ``frame_idx`` defaults to a count from 0.
 
-        Frames may change size between calls; the caller's buffer is copied before the call
-        returns, so it may be reused at once.
+        ``capture_time`` (``time.time()`` seconds, e.g. the camera's timestamp) times the frame
+        from capture to pose: :meth:`latency` then reports it. Frames may change size between
+        calls; the caller's buffer is copied before the call returns, so it may be reused at once.
         """
         with self._lock:  # one frame in flight: results pair with calls in order
-            return self._predict(frame, frame_idx)
+            return self._predict(frame, frame_idx, capture_time)
 
-    def _predict(self, frame: Any, frame_idx: int | None) -> Poses:
+    def _predict(self, frame: Any, frame_idx: int | None, capture_time: float | None) -> Poses:
         if self._closed:
             raise SleapflowError("predict(): this Predictor is closed")
         idx = self._frame_idx if frame_idx is None else int(frame_idx)
         self._frame_idx = idx + 1
         try:
-            pred = self._portal.call(self._one, frame, idx)
+            pred = self._portal.call(self._one, frame, idx, capture_time)
         except StopAsyncIteration:
             self._fail()
             raise SleapflowError("predict(): the graph has stopped") from None

@@ -3,6 +3,7 @@ and with tracking the same identities), for single-instance and top-down models.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -89,5 +90,10 @@ def test_predictor_refuses_what_it_cannot_do(assets: Path) -> None:
             p.predict(np.zeros((64, 64, 3), dtype=np.float32))
         # A bad frame leaves the graph working.
         assert p.predict(np.zeros((64, 64, 3), dtype=np.uint8)).points.shape[1:] == (2, 2)
+        assert p.latency() is None  # no frame came with a capture time
+        captured = time.time() - 0.5  # a frame captured half a second ago
+        p.predict(np.zeros((64, 64, 3), dtype=np.uint8), capture_time=captured)
+        figures = p.latency()
+        assert figures is not None and figures.frames == 1 and figures.p50_ms >= 500
     with pytest.raises(sleapflow.SleapflowError, match="closed"):
         p.predict(np.zeros((64, 64, 3), dtype=np.uint8))
