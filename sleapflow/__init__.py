@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from sleapflow.messages import FramePrediction
     from sleapflow.models import load_model
     from sleapflow.options.config import InferenceConfig
-    from sleapflow.predict import arun_inference, run_inference
+    from sleapflow.predict import Poses, Predictor, arun_inference, run_inference
     from sleapflow.runtime import GraphRunner, GraphSpec, GraphStats, run_graph
     from sleapflow.session import GraphSession, open_graph
     from sleapflow.tracking import Tracker, TrackerConfig
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 _LAZY = {
     "run_inference": "sleapflow.predict",
     "arun_inference": "sleapflow.predict",
+    "Predictor": "sleapflow.predict",
+    "Poses": "sleapflow.predict",
     "open_graph": "sleapflow.session",
     "GraphSession": "sleapflow.session",
     "FramePrediction": "sleapflow.messages",
@@ -52,6 +54,8 @@ __all__ = (
     "GraphStats",
     "InferenceConfig",
     "ModelLoadError",
+    "Poses",
+    "Predictor",
     "SleapflowError",
     "StageError",
     "Tracker",

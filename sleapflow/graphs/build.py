@@ -56,7 +56,7 @@ from sleapflow.stages.filter import InstanceFilter
 from sleapflow.stages.live import FrameWindow, LiveSource, ResultTap
 from sleapflow.stages.preprocess import network_input_size
 from sleapflow.stages.raw import RawOptions
-from sleapflow.stages.track import CleanUpTracks, LinkGapsStage, TrackFrames
+from sleapflow.stages.track import CleanUpTracks, LinkGapsStage, StreamTracking, TrackFrames
 from sleapflow.stages.write import LabelsBuilder, SlpWriter
 
 __all__ = (
@@ -76,6 +76,7 @@ __all__ = (
     "prepare",
     "run_provenance",
     "select_runtime",
+    "stream_tracking",
     "tracking_stages",
 )
 
@@ -151,6 +152,12 @@ def prepare(cfg: InferenceConfig, *, plan: InputPlan | None = None,
     embedding = resolve_embedding(cfg.model_paths)
     check_embedding_options(cfg, embedding is not None, bool(models))
     graph = GRAPHS[select_graph(list(models), cfg.graph)]
+    # Only a graph with both a centroid and an instance model has a centroid step to skip.
+    if cfg.centroid_every > 1 and not ("centroid" in graph.model_types
+                                        and len(graph.model_types) > 1):
+        raise ConfigError(f"--centroid_every {cfg.centroid_every} is for top-down models (a "
+                          f"centroid and a centered-instance model); the {graph.name} graph has "
+                          "no centroid step to skip")
     if plan is None:
         if cfg.inputs:
             plan = plan_many(cfg, need_ground_truth=graph.needs_ground_truth)
@@ -345,17 +352,9 @@ def _prepare_track_only(cfg: InferenceConfig, *, labels: sio.Labels | None = Non
 def _post_stages(run: PreparedRun,
                  tracker_inputs: Callable[[FramePrediction], None] | None = None) -> list[Any]:
     """Filtering and tracking, shared by every graph, after its own stages."""
-    opts = run.cfg.filters
     from_labels = run.graph.from_labels
     stages: list[Any] = []
-    filt = InstanceFilter(
-        overlap_method=opts.filter_overlapping_method if opts.filter_overlapping else None,
-        overlap_threshold=opts.filter_overlapping_threshold,
-        min_visible_nodes=opts.filter_min_visible_nodes,
-        min_visible_node_fraction=opts.filter_min_visible_node_fraction,
-        min_mean_node_score=opts.filter_min_mean_node_score,
-        min_instance_score=opts.filter_min_instance_score,
-        order="track_only" if from_labels else "inference")
+    filt = _instance_filter(run)
     tracker = run.ctx.tracker
     # The tracker must only see real instances, so empty slots are dropped before it even when
     # no filter is asked for.
@@ -382,6 +381,36 @@ def _post_stages(run: PreparedRun,
                                 targets=check_targets(run.cfg.publish), source=run.plan.source_path or "",
                                 nodes=_node_names(run), window=run.window))
     return stages
+
+
+def _instance_filter(run: PreparedRun) -> InstanceFilter:
+    opts = run.cfg.filters
+    return InstanceFilter(
+        overlap_method=opts.filter_overlapping_method if opts.filter_overlapping else None,
+        overlap_threshold=opts.filter_overlapping_threshold,
+        min_visible_nodes=opts.filter_min_visible_nodes,
+        min_visible_node_fraction=opts.filter_min_visible_node_fraction,
+        min_mean_node_score=opts.filter_min_mean_node_score,
+        min_instance_score=opts.filter_min_instance_score,
+        order="track_only" if run.graph.from_labels else "inference")
+
+
+def stream_tracking(run: PreparedRun, cfg: InferenceConfig) -> StreamTracking | None:
+    """The filter, tracker and clean-up the graph of ``run`` would end in under ``cfg``'s
+    tracking options, as one callable with its own state (None when ``cfg`` does not track, or
+    the graph's identities come from the model), for a caller that tracks several streams
+    through one untracked graph: serve makes one per websocket stream. Gap linking looks ahead
+    at later frames, so it is refused here."""
+    tracker = inference_tracker_config(cfg, run.graph)
+    if tracker is None:
+        return None
+    if tracker.max_gap or tracker.fill_gaps:
+        raise ConfigError("gap linking (max_gap, fill_gaps) holds frames back to look ahead; a "
+                          "stream answered frame by frame cannot use it")
+    cleanup = CleanUpTracks(tracker)
+    return StreamTracking(_instance_filter(run),
+                          TrackFrames(tracker, feed_empty_frames=run.graph.keep_empty_frames),
+                          cleanup if cleanup.enabled else None)
 
 
 def _node_names(run: PreparedRun) -> tuple[str, ...]:
@@ -488,7 +517,14 @@ def run_provenance(run: PreparedRun, labels: sio.Labels, *, started: datetime,
         tracking_config=tracker.legacy_provenance() if tracker is not None else None,
         device=run.ctx.device,
         runtime=run.ctx.runtime.as_dict() if run.ctx.runtime is not None else None)
-        | run.decode_failures.provenance() | _shard_provenance(run.cfg), labels)
+        | run.decode_failures.provenance() | _shard_provenance(run.cfg)
+        | _centroid_every_provenance(run.cfg), labels)
+
+
+def _centroid_every_provenance(cfg: InferenceConfig) -> dict[str, Any]:
+    """A run whose frames between key frames were cropped from the last poses says so (K > 1
+    only: the default changes nothing, and sleap-nn's keys stay as they are)."""
+    return {"centroid_every": cfg.centroid_every} if cfg.centroid_every > 1 else {}
 
 
 def _shard_provenance(cfg: InferenceConfig) -> dict[str, Any]:

@@ -29,8 +29,11 @@ from sleapflow.stages.topdown import (
     CentroidFinder,
     CentroidOnlyPredictions,
     CropPreprocessor,
+    FollowCrops,
     GroundTruthCrops,
     InstancePeaks,
+    KeyFrames,
+    PoseMemory,
     crop_weight,
     make_crop_batch,
 )
@@ -76,7 +79,7 @@ def _centroid_finder(ctx: BuildContext, ref: ModelRef, scale: float) -> Centroid
 
 
 def _instance_stages(ctx: BuildContext, ref: ModelRef, raw: RawOptions | None = None, *,
-                     numpy: bool = False) -> list[Any]:
+                     numpy: bool = False, one_frame_batches: bool = False) -> list[Any]:
     config = ref.config
     user_scale = ctx.preprocessing.input_scale
     scale = user_scale if user_scale is not None else config.preprocessing.scale
@@ -97,9 +100,14 @@ def _instance_stages(ctx: BuildContext, ref: ModelRef, raw: RawOptions | None = 
     last = (MapStage("raw", TopDownRawDict(peaks, _crop_size(ctx, ref), raw), flatten=True,
                      limiter=ctx.cpu_limiter) if raw is not None else
             MapStage("instance_peaks", peaks, flatten=True, limiter=ctx.cpu_limiter))
+    # Under --centroid_every the next frame's crops wait for this frame's poses, so a frame's
+    # crops must not wait for another frame's to fill a batch.
+    crop_batch = (BatchStage("crop_batch", 1, make_batch=make_crop_batch) if one_frame_batches else
+                  BatchStage("crop_batch", ctx.execution.batch_size, weight=crop_weight,
+                             make_batch=make_crop_batch, timeout=batch_timeout(ctx.execution),
+                             greedy=ctx.latency_mode))
     return [
-        BatchStage("crop_batch", ctx.execution.batch_size, weight=crop_weight, make_batch=make_crop_batch,
-                   timeout=batch_timeout(ctx.execution), greedy=ctx.latency_mode),
+        crop_batch,
         MapStage("crop_preprocess", CropPreprocessor(scale, config.max_stride), limiter=ctx.cpu_limiter),
         *forward_stages(ctx, ref, name="instance_forward", numpy=numpy,
                         fuse=None if numpy else ctx.fuse(peaks, raw)),
@@ -114,13 +122,18 @@ def build_topdown(ctx: BuildContext, raw: RawOptions | None = None) -> list[Any]
     finder = _centroid_finder(ctx, centroid, plan.scale)
     # Numpy arrays end to end (ONNX Runtime on the CPU) unless the raw dicts want torch's; off
     # that path the exporting runtime may return the centroid peaks itself.
-    numpy = raw is None and host_arrays(ctx, centroid) and host_arrays(ctx, instance)
+    # --centroid_every's pose hand-back works on torch tensors: it keeps the torch path.
+    every = ctx.preprocessing.centroid_every
+    numpy = (raw is None and every == 1 and host_arrays(ctx, centroid)
+             and host_arrays(ctx, instance))
     centroid_forward = forward_stages(ctx, centroid, name="centroid_forward", overrides=False,
                                       numpy=numpy, fuse=None if numpy else ctx.fuse(finder, raw))
     model = centroid_forward[0].fn
     crops = CentroidCrops(finder, _crop_size(ctx, instance),
                           keep_maps=raw is not None and raw.return_confmaps,
                           exact=model.exact_maps if model.approximates_torch else None)
+    if every > 1:
+        return _follow_stages(ctx, plan, centroid_forward, crops, instance, raw, every)
     stages = [
         batch_stage(ctx),
         preprocess_stage(ctx, plan, keep_raw=True, numpy=numpy),
@@ -129,6 +142,26 @@ def build_topdown(ctx: BuildContext, raw: RawOptions | None = None) -> list[Any]
         *_instance_stages(ctx, instance, raw, numpy=numpy),
     ]
     return stages
+
+
+def _follow_stages(ctx: BuildContext, plan: Any, centroid_forward: list[Any], crops: CentroidCrops,
+                   instance: ModelRef, raw: RawOptions | None, every: int) -> list[Any]:
+    """Top-down with ``--centroid_every K``: the centroid model sees every K-th frame only; the
+    crop step cuts the others around the previous frame's poses, which the last stage here
+    hands back to it (:class:`~sleapflow.stages.topdown.PoseMemory`)."""
+    if raw is not None:
+        raise ConfigError("--centroid_every needs poses to crop the next frame from; it does not "
+                          "work with make_labels=False (raw maps): leave it at 1")
+    memory = PoseMemory(anchor_index(ctx, instance.config))
+    return [
+        batch_stage(ctx),
+        preprocess_stage(ctx, plan, keep_raw=True),
+        MapStage("key_frames", KeyFrames(every), limiter=ctx.cpu_limiter),
+        *centroid_forward,
+        FollowCrops(crops, KeyFrames(every), memory, limiter=ctx.cpu_limiter),
+        *_instance_stages(ctx, instance, one_frame_batches=True),
+        MapStage("remember_poses", memory, offload=False),
+    ]
 
 
 def build_centered_instance(ctx: BuildContext, raw: RawOptions | None = None) -> list[Any]:

@@ -91,6 +91,7 @@ class PreprocessingOptions(_Sub, frozen=True, kw_only=True):
     ensure_grayscale: bool | None
     crop_size: int | None
     anchor_part: str | None
+    centroid_every: int
 
 
 class PeakOptions(_Sub, frozen=True, kw_only=True):
@@ -308,6 +309,18 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
         "crop_size", help="Top-down: side of the square crop around each animal, in pixels "
                           "(default: the model's training setting)."),
         Role("preprocessing", provenance=12, bounds=(1, 32_768))] = None
+    #: Top-down: the centroid model runs on every K-th frame only; the frames between are
+    #: cropped around the previous frame's poses (DLC-Live's skip-frames idea). Not in serve:
+    #: its graph interleaves the frames of many streams, so "the previous frame" would be
+    #: another client's.
+    centroid_every: Annotated[int, opt(
+        "centroid_every", help="Top-down: run the centroid model on every K-th frame only and "
+                               "crop the frames between around the previous frame's poses. "
+                               "K > 1 saves up to (K-1)/K of the centroid model's time, but an "
+                               "animal that enters, or that a crop loses, is found only at the "
+                               "next K-th frame, and frames between are predicted one after "
+                               "another (no batching of their crops). 1 = off."),
+        Role("preprocessing", fronts=SLEAPFLOW, bounds=(1, 10_000))] = 1
     peak_threshold: Annotated[float | tuple[float, float], opt(
         "peak_threshold", help="Confidence (0-1) a body part needs to be reported; lower finds "
                                "more points, including wrong ones."),
@@ -398,7 +411,7 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     tracking: Annotated[bool, opt(
         "tracking", "-t", help="Follow each animal from frame to frame and give it a track "
                                "(identity)."),
-        Role("tracking")] = False
+        Role("tracking", fronts=SLEAP_NN | {"serve"})] = False
     tracker: TrackerConfig = msgspec.field(default_factory=TrackerConfig)
     graph: Annotated[str | None, opt(
         "graph", help="Run this named graph instead of the one chosen from the model types (see "
@@ -433,13 +446,13 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
                         "reference for this device and model: ONNX Runtime on CPU, torch "
                         "elsewhere; the choice is logged and kept in the output's provenance), "
                         "torch, onnx or tensorrt (NVIDIA GPUs, extra sleapflow[tensorrt])."),
-        Role("execution", provenance=16)] = "auto"
+        Role("execution", provenance=16, fronts=SLEAP_NN | {"serve"})] = "auto"
     #: fp32, or fp16/bf16 on CUDA (torch autocast, or TensorRT's fp16).
     precision: Annotated[Precision, opt(
         "precision", help="Number format of the network: fp32 (exact), bf16 (CUDA, or a CPU with "
                           "AMX / AVX512-BF16: about 2x faster there) or fp16 (CUDA); the reduced "
                           "ones give slightly different maps."),
-        Role("execution", provenance=17)] = "fp32"
+        Role("execution", provenance=17, fronts=SLEAP_NN | {"serve"})] = "fp32"
     #: Peak finding runs inside the exported graph (onnx, tensorrt) unless this is set.
     host_peaks: Annotated[bool, opt(
         "host_peaks", help="With --runtime onnx or tensorrt: return whole confidence maps from "

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal, get_args
 import msgspec
 
 from sleapflow.errors import ConfigError
-from sleapflow.options.role import SLEAPFLOW, Role
+from sleapflow.options.role import SLEAP_NN, SLEAPFLOW, Role
 from sleapflow.options.spelling import opt
 from sleapflow.options.validation import check_bounds
 
@@ -18,8 +18,9 @@ from sleapflow.options.validation import check_bounds
 
 __all__ = (
     "APPEARANCE_TRACKERS", "CANDIDATE_METHODS", "FEATURES", "KALMAN_FEATURES", "MATCHING_METHODS",
-    "SCORING_METHODS", "SCORING_REDUCTIONS", "TRACKERS", "CandidatesMethod", "Features",
-    "MatchingMethod", "ScoringMethod", "ScoringReduction", "TrackerConfig", "parse_node_indices",
+    "SCORING_METHODS", "SCORING_REDUCTIONS", "SLEAPFLOW_SERVE", "SLEAP_NN_SERVE", "TRACKERS",
+    "CandidatesMethod", "Features", "MatchingMethod", "ScoringMethod", "ScoringReduction",
+    "TrackerConfig", "parse_node_indices",
 )
 
 
@@ -53,6 +54,12 @@ _COMPATIBLE_FEATURES: dict[str, tuple[str, ...]] = {
     "cosine_sim": ("keypoints", "centroids", "bboxes", "image"),
     "euclidean_dist": ("keypoints", "centroids", "bboxes", "image"),
 }
+
+# serve tracks each websocket stream (and each video request) with its own tracker, so it takes
+# every tracker option but gap linking: max_gap / fill_gaps hold frames back to look ahead, and
+# serve answers each frame as soon as it is predicted.
+SLEAP_NN_SERVE = SLEAP_NN | {"serve"}
+SLEAPFLOW_SERVE = SLEAPFLOW | {"serve"}
 
 # Values sleap-nn documents but does not implement for pose tracking (segmentation masks).
 _UNSUPPORTED = {
@@ -102,109 +109,109 @@ class TrackerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     window_size: Annotated[int, opt(
         "tracking_window_size", help="Past frames compared against when matching animals to "
                                      "tracks."),
-        Role("tracking", bounds=(1, 10_000))] = 5
+        Role("tracking", fronts=SLEAP_NN_SERVE, bounds=(1, 10_000))] = 5
     min_new_track_points: Annotated[int, opt(
         "min_new_track_points", help="An unmatched animal starts a new track only with at least "
                                      "this many body parts."),
-        Role("tracking", bounds=(0, None))] = 0
+        Role("tracking", fronts=SLEAP_NN_SERVE, bounds=(0, None))] = 0
     candidates_method: Annotated[str, opt(
         "candidates_method", help="Which past animals a detection may match: fixed_window (the "
                                   "last frames) or local_queues (the last appearances of each "
                                   "track)."),
-        Role("tracking", cli_type=CandidatesMethod)] = "fixed_window"
+        Role("tracking", fronts=SLEAP_NN_SERVE, cli_type=CandidatesMethod)] = "fixed_window"
     min_match_points: Annotated[int, opt(
         "min_match_points", help="Body parts two detections must share to be compared."),
-        Role("tracking", bounds=(0, None))] = 0
+        Role("tracking", fronts=SLEAP_NN_SERVE, bounds=(0, None))] = 0
     features: Annotated[str, opt(
         "features", help="What is compared between frames: keypoints, centroids, bboxes or image "
                          "(appearance)."),
-        Role("tracking", cli_type=Features)] = "keypoints"
+        Role("tracking", fronts=SLEAP_NN_SERVE, cli_type=Features)] = "keypoints"
     scoring_method: Annotated[str, opt(
         "scoring_method", help="How similar two detections are: oks, cosine_sim, iou or "
                                "euclidean_dist."),
-        Role("tracking", cli_type=ScoringMethod)] = "oks"
+        Role("tracking", fronts=SLEAP_NN_SERVE, cli_type=ScoringMethod)] = "oks"
     scoring_reduction: Annotated[str, opt(
         "scoring_reduction", help="How scores against a track's past detections are combined: "
                                   "mean, max or robust_quantile."),
-        Role("tracking", cli_type=ScoringReduction)] = "mean"
+        Role("tracking", fronts=SLEAP_NN_SERVE, cli_type=ScoringReduction)] = "mean"
     robust_best_instance: Annotated[float, opt(
         "robust_best_instance", help="With robust_quantile: the quantile used (1.0 = the best "
                                      "match)."),
-        Role("tracking", bounds=(0.0, 1.0))] = 1.0
+        Role("tracking", fronts=SLEAP_NN_SERVE, bounds=(0.0, 1.0))] = 1.0
     oks_stddev: Annotated[float | None, opt(
         "oks_stddev", help="Spread (standard deviation) of keypoint similarity, as a fraction of "
                            "the animal's size."),
-        Role("tracking", bounds=(1e-06, None))] = None
+        Role("tracking", fronts=SLEAP_NN_SERVE, bounds=(1e-06, None))] = None
     track_matching_method: Annotated[str, opt(
         "track_matching_method", help="How detections are assigned to tracks: hungarian (best "
                                       "overall) or greedy (best first)."),
-        Role("tracking", cli_type=MatchingMethod)] = "hungarian"
+        Role("tracking", fronts=SLEAP_NN_SERVE, cli_type=MatchingMethod)] = "hungarian"
     max_tracks: Annotated[int | None, opt(
         "max_tracks", help="At most this many tracks (animals) in the whole video. Default: no "
                            "limit."),
-        Role("tracking", bounds=(1, 10_000))] = None
+        Role("tracking", fronts=SLEAP_NN_SERVE, bounds=(1, 10_000))] = None
     use_flow: Annotated[bool, opt(
         "use_flow", help="Predict where each animal moved with optical flow before matching."),
-        Role("tracking")] = False
+        Role("tracking", fronts=SLEAP_NN_SERVE)] = False
     of_img_scale: Annotated[float, opt(
         "of_img_scale", help="Optical flow: scale frames by this before computing flow (smaller "
                              "is faster)."),
-        Role("tracking", bounds=(0.01, 10.0))] = 1.0
+        Role("tracking", fronts=SLEAP_NN_SERVE, bounds=(0.01, 10.0))] = 1.0
     of_window_size: Annotated[int, opt(
         "of_window_size", help="Optical flow: search window in pixels."),
-        Role("tracking", bounds=(3, 1001))] = 21
+        Role("tracking", fronts=SLEAP_NN_SERVE, bounds=(3, 1001))] = 21
     of_max_levels: Annotated[int, opt(
         "of_max_levels", help="Optical flow: pyramid levels (more follows faster motion)."),
-        Role("tracking", bounds=(0, 16))] = 3
+        Role("tracking", fronts=SLEAP_NN_SERVE, bounds=(0, 16))] = 3
     use_kalman: Annotated[bool, opt(
         "use_kalman", help="Classic tracker: move each track's candidates to a constant-velocity "
                            "Kalman prediction. Needs --max_tracks or "
                            "--tracking_target_instance_count."),
-        Role("tracking")] = False
+        Role("tracking", fronts=SLEAP_NN_SERVE)] = False
     kf_track_features: Annotated[str, opt(
         "kf_track_features", help="What the Kalman filters follow: centroid or keypoints."),
-        Role("tracking")] = "centroid"
+        Role("tracking", fronts=SLEAP_NN_SERVE)] = "centroid"
     kf_init_frame_count: Annotated[int, opt(
         "kf_init_frame_count", help="Frames tracked without the Kalman shift first."),
-        Role("tracking", bounds=(0, None))] = 10
+        Role("tracking", fronts=SLEAP_NN_SERVE, bounds=(0, None))] = 10
     kf_node_indices: Annotated[tuple[int, ...] | None, opt(
         "kf_node_indices", help="Comma-separated node indices for the Kalman centroid (default: "
                                 "all)."),
-        Role("tracking", cli_type=str | None)] = None
+        Role("tracking", fronts=SLEAP_NN_SERVE, cli_type=str | None)] = None
     kf_reset_gap_size: Annotated[int, opt(
         "kf_reset_gap_size", help="Frames unseen after which a track's Kalman filter is reset."),
-        Role("tracking", bounds=(0, None))] = 5
+        Role("tracking", fronts=SLEAP_NN_SERVE, bounds=(0, None))] = 5
     post_connect_single_breaks: Annotated[bool, opt(
         "post_connect_single_breaks", help="After tracking, join a track that breaks for one "
                                            "frame when only one track is missing."),
-        Role("tracking")] = False
+        Role("tracking", fronts=SLEAP_NN_SERVE)] = False
     tracking_target_instance_count: Annotated[int | None, opt(
         "tracking_target_instance_count", help="How many animals are expected per frame (used by "
                                                "the clean-up options)."),
-        Role("tracking", bounds=(0, 10_000))] = None
+        Role("tracking", fronts=SLEAP_NN_SERVE, bounds=(0, 10_000))] = None
     tracking_pre_cull_to_target: Annotated[int, opt(
         "tracking_pre_cull_to_target", help="Before tracking, keep only the expected number of "
                                             "animals per frame (0 = off)."),
-        Role("tracking", bounds=(0, None))] = 0
+        Role("tracking", fronts=SLEAP_NN_SERVE, bounds=(0, None))] = 0
     tracking_pre_cull_iou_threshold: Annotated[float, opt(
         "tracking_pre_cull_iou_threshold", help="Before tracking, remove detections overlapping "
                                                 "more than this (0 = off)."),
-        Role("tracking", bounds=(0.0, 1.0))] = 0.0
+        Role("tracking", fronts=SLEAP_NN_SERVE, bounds=(0.0, 1.0))] = 0.0
     tracking_clean_instance_count: Annotated[int, opt(
         "tracking_clean_instance_count", help="After tracking, keep at most this many animals "
                                               "per frame (0 = off)."),
-        Role("tracking", bounds=(0, None))] = 0
+        Role("tracking", fronts=SLEAP_NN_SERVE, bounds=(0, None))] = 0
     tracking_clean_iou_threshold: Annotated[float, opt(
         "tracking_clean_iou_threshold", help="After tracking, remove instances overlapping more "
                                              "than this (0 = off)."),
-        Role("tracking", bounds=(0.0, 1.0))] = 0.0
+        Role("tracking", fronts=SLEAP_NN_SERVE, bounds=(0.0, 1.0))] = 0.0
     # sleapflow's own tracking options (not in sleap-nn's run_inference).
     tracker: Annotated[str, opt(
         "tracker", help="classic (sleap-nn's candidate tracker, the default), a motion-model "
                         "tracker: sort, bytetrack or ocsort, or an appearance tracker that also "
                         "compares re-ID vectors (needs an embedding model, -m): botsort, "
                         "deepsort, strongsort or deepocsort."),
-        Role("tracking", fronts=SLEAPFLOW, keyword="tracker_name")] = "classic"
+        Role("tracking", fronts=SLEAPFLOW_SERVE, keyword="tracker_name")] = "classic"
     appearance_weight: Annotated[float, opt(
         "appearance_weight", help="Classic tracker: weight of appearance (cosine similarity of "
                                   "the embedding model's re-ID vectors) blended with the "
@@ -212,29 +219,29 @@ class TrackerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
                                   "uses appearance as a complementary cue, 1.0 is appearance "
                                   "only. Needs an embedding model (-m) and a bounded "
                                   "--scoring_method (oks or iou)."),
-        Role("tracking", fronts=SLEAPFLOW, bounds=(0.0, 1.0))] = 0.0
+        Role("tracking", fronts=SLEAPFLOW_SERVE, bounds=(0.0, 1.0))] = 0.0
     track_buffer: Annotated[int, opt(
         "track_buffer", help="Motion trackers: frames a lost track is kept for re-association."),
-        Role("tracking", fronts=SLEAPFLOW, bounds=(1, None))] = 30
+        Role("tracking", fronts=SLEAPFLOW_SERVE, bounds=(1, None))] = 30
     min_hits: Annotated[int, opt(
         "min_hits", help="Motion trackers: consecutive matches before a track gets an id "
                          "(earlier detections stay untracked)."),
-        Role("tracking", fronts=SLEAPFLOW, bounds=(1, None))] = 3
+        Role("tracking", fronts=SLEAPFLOW_SERVE, bounds=(1, None))] = 3
     track_high_threshold: Annotated[float, opt(
         "track_high_threshold", help="bytetrack: score at or above which a detection is matched "
                                      "first."),
-        Role("tracking", fronts=SLEAPFLOW, bounds=(0.0, 1.0))] = 0.5
+        Role("tracking", fronts=SLEAPFLOW_SERVE, bounds=(0.0, 1.0))] = 0.5
     track_low_threshold: Annotated[float, opt(
         "track_low_threshold", help="Motion trackers: detections scoring at or below are "
                                     "ignored."),
-        Role("tracking", fronts=SLEAPFLOW, bounds=(0.0, 1.0))] = 0.1
+        Role("tracking", fronts=SLEAPFLOW_SERVE, bounds=(0.0, 1.0))] = 0.1
     new_track_threshold: Annotated[float, opt(
         "new_track_threshold", help="Motion trackers: minimum score to start a track."),
-        Role("tracking", fronts=SLEAPFLOW, bounds=(0.0, 1.0))] = 0.6
+        Role("tracking", fronts=SLEAPFLOW_SERVE, bounds=(0.0, 1.0))] = 0.6
     min_match_similarity: Annotated[float, opt(
         "min_match_similarity", help="Motion trackers: minimum keypoint similarity in [0, 1] for "
                                      "a match."),
-        Role("tracking", fronts=SLEAPFLOW, bounds=(0.0, 1.0))] = 0.3
+        Role("tracking", fronts=SLEAPFLOW_SERVE, bounds=(0.0, 1.0))] = 0.3
     max_gap: Annotated[int, opt(
         "max_gap", help="Re-link a track that ended to one starting within N frames (motion + "
                         "pose); 0 = off."),

@@ -24,6 +24,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from sleapflow.errors import InputNotFoundError, SleapflowError
 from sleapflow.inputs import open_reader, plan_input
+from sleapflow.messages import FramePrediction
 from sleapflow.options.boundary import build_config
 from sleapflow.serve.codec import (
     BadRequest,
@@ -168,6 +169,8 @@ class Service:
         # Decoding uploads and videos: a few threads, not one per client, so that many clients
         # neither oversubscribe the cores the graph needs nor spread frames over many arenas.
         self.decode_limiter = anyio.CapacityLimiter(max(1, min(4, os.cpu_count() or 1)))
+        # Tracking a frame takes well under a millisecond to a few; one thread for all streams.
+        self.track_limiter = anyio.CapacityLimiter(1)
         self.confinement = Confinement(self.cfg.video_root)
 
     # ---- helpers ---------------------------------------------------------------------------
@@ -309,9 +312,22 @@ class Service:
             raise
         return stream
 
+    async def tracked(self, tracker: Any, pred: FramePrediction, ticket: Ticket) -> FramePrediction:
+        """``pred`` through its stream's own tracker, off the event loop."""
+        if tracker is None:
+            return pred
+        if tracker.needs_image and ticket.pixels is not None:
+            pixels = ticket.pixels if ticket.pixels.ndim == 3 else ticket.pixels[..., None]
+            pred = msgspec.structs.replace(pred, image=pixels)
+        ticket.pixels = None
+        out: FramePrediction = await anyio.to_thread.run_sync(tracker, pred,
+                                                              limiter=self.track_limiter)
+        return out
+
     async def stream(self, websocket: WebSocket) -> None:
         await websocket.accept()
         engine = self.engine
+        record, tracker = engine.open_stream("websocket")
         # (seq, ticket or error, received time), in arrival order; bounded so a fast camera is
         # held by TCP backpressure instead of piling frames up here.
         send, receive = anyio.create_memory_object_stream[tuple[int, Ticket | ErrorBody, float]](
@@ -368,12 +384,15 @@ class Service:
                                 continue
                             pred = await engine.result(item)
                             live.discard(item)
+                            pred = await self.tracked(tracker, pred, item)
                             latency = (anyio.current_time() - received) * 1000
+                            record.add(latency)
                             await websocket.send_text(encode(prediction_body(
                                 pred, self.nodes, seq=seq, latency_ms=latency)).decode())
                 except (WebSocketDisconnect, OSError):
                     tg.cancel_scope.cancel()  # the client went away: nothing left to answer
         finally:
+            engine.close_stream(record)
             for ticket in live:
                 engine.cancel(ticket)
 
@@ -432,6 +451,7 @@ class _VideoStream(Response):
                     "headers": [(b"content-type", NDJSON.encode())]})
         out, inbox = anyio.create_memory_object_stream[Ticket | ErrorBody](
             self.service.cfg.stream_inflight)
+        record, tracker = self.engine.open_stream("video")
 
         async def produce() -> None:
             async with out:
@@ -456,6 +476,8 @@ class _VideoStream(Response):
                             if isinstance(item, Ticket):
                                 pred = await self.engine.result(item)
                                 self.live.discard(item)
+                                pred = await self.service.tracked(tracker, pred, item)
+                                record.add((anyio.current_time() - item.submitted_at) * 1000)
                                 line = encode(prediction_body(pred, self.service.nodes))
                             else:
                                 line = encode(item)
@@ -466,6 +488,7 @@ class _VideoStream(Response):
                     pass  # the client went away while we were sending
                 tg.cancel_scope.cancel()
         finally:
+            self.engine.close_stream(record)
             for ticket in self.live:
                 self.engine.cancel(ticket)
             with anyio.CancelScope(shield=True):

@@ -38,12 +38,17 @@ class BadRequest(Exception):
 # ---- response shapes ------------------------------------------------------------------------
 
 
-class Instance(msgspec.Struct, frozen=True):
-    """One animal: ``points[k]`` is node k's (x, y) in image pixels, null where not found."""
+class Instance(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One animal: ``points[k]`` is node k's (x, y) in image pixels, null where not found.
+
+    ``track`` (``track_N``) and ``tracking_score`` are sent on a tracked stream (``serve
+    --tracking``: a websocket stream or a video request, each with its own tracker)."""
 
     points: list[list[float | None]]
     point_scores: list[float | None]
     score: float | None
+    track: str | None = None
+    tracking_score: float | None = None
 
 
 class Prediction(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -98,8 +103,14 @@ def prediction_body(pred: FramePrediction, nodes: list[str], *, seq: int | None 
     scores = np.asarray(pred.point_scores, dtype=np.float64)
     inst = np.asarray(pred.instance_scores, dtype=np.float64)
     keep = ~np.all(np.isnan(points), axis=(1, 2)) if points.size else np.zeros(0, bool)
-    instances = [Instance(points=p, point_scores=s, score=c) for p, s, c, k in
-                 zip(points.tolist(), scores.tolist(), inst.tolist(), keep.tolist()) if k]
+    n = points.shape[0]
+    tracks = pred.track_names or (None,) * n
+    tracking = (np.full(n, np.nan) if pred.tracking_scores is None
+                else np.asarray(pred.tracking_scores, dtype=np.float64))
+    instances = [Instance(points=p, point_scores=s, score=c, track=t,
+                          tracking_score=None if t is None or math.isnan(ts) else ts)
+                 for p, s, c, t, ts, k in zip(points.tolist(), scores.tolist(), inst.tolist(),
+                                              tracks, tracking.tolist(), keep.tolist()) if k]
     return Prediction(frame_idx=pred.frame_idx, nodes=nodes, instances=instances, seq=seq,
                       latency_ms=None if latency_ms is None else round(latency_ms, 3))
 

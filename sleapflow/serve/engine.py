@@ -11,7 +11,9 @@ the load.
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -22,7 +24,12 @@ from sleapflow.errors import SleapflowError
 from sleapflow.messages import FramePrediction
 from sleapflow.serve.config import ServeConfig
 
-__all__ = ("Busy", "Engine", "Ticket")
+__all__ = ("FINISHED_STREAMS_KEPT", "LATENCY_WINDOW", "Busy", "Engine", "StreamRecord", "Ticket")
+
+#: Each stream's latency percentiles are over its last this many frames.
+LATENCY_WINDOW = 4096
+#: Finished streams whose figures ``/v1/stats`` still shows (the most recent ones).
+FINISHED_STREAMS_KEPT = 32
 
 
 
@@ -37,10 +44,12 @@ class Busy(Exception):
 class Ticket:
     """One frame's way through the engine: its pixels until pushed, then its result."""
 
-    __slots__ = ("cancelled", "done", "frame_idx", "image", "result", "submitted_at")
+    __slots__ = ("cancelled", "done", "frame_idx", "image", "pixels", "result", "submitted_at")
 
     def __init__(self, image: np.ndarray, frame_idx: int) -> None:
         self.image: np.ndarray | None = image
+        #: The frame, kept past the push only for a tracker that reads pixels (optical flow).
+        self.pixels: np.ndarray | None = None
         self.frame_idx = frame_idx
         self.result: FramePrediction | None = None
         self.cancelled = False
@@ -48,12 +57,54 @@ class Ticket:
         self.submitted_at = anyio.current_time()
 
 
-class Engine:
-    """Shares one graph (an ``open_graph`` session) among many clients; see the module doc."""
+class StreamRecord:
+    """One stream's figures for ``/v1/stats``: frames answered and, over its last
+    :data:`LATENCY_WINDOW` frames, the time from a frame's arrival at the server (its request
+    read in full) to its result being ready (tracking included). Capture-to-pose latency needs
+    the camera's clock and is the live sources' figure, not this one."""
 
-    def __init__(self, graph: Any, cfg: ServeConfig) -> None:
+    __slots__ = ("frames", "id", "kind", "latencies_ms", "open", "tracked")
+
+    def __init__(self, stream_id: int, kind: str, tracked: bool) -> None:
+        self.id = stream_id
+        self.kind = kind
+        self.tracked = tracked
+        self.open = True
+        self.frames = 0
+        self.latencies_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
+
+    def add(self, latency_ms: float) -> None:
+        self.frames += 1
+        self.latencies_ms.append(latency_ms)
+
+    def summary(self) -> dict[str, Any]:
+        window = np.asarray(self.latencies_ms, dtype=np.float64)
+        pct = ({f"p{q}": round(float(np.percentile(window, q)), 3) for q in (50, 95, 99)}
+               if window.size else {"p50": None, "p95": None, "p99": None})
+        return {"id": self.id, "kind": self.kind, "open": self.open, "tracked": self.tracked,
+                "frames_answered": self.frames, "arrival_to_result_ms": pct}
+
+
+class Engine:
+    """Shares one graph (an ``open_graph`` session) among many clients; see the module doc.
+
+    ``tracking`` makes one stream's tracker (a fresh state per call), or is None when the
+    server does not track: the graph itself is untracked, so that the streams it mixes keep
+    their identities apart.
+    """
+
+    def __init__(self, graph: Any, cfg: ServeConfig,
+                 tracking: Callable[[], Callable[[FramePrediction], FramePrediction] | None]
+                 | None = None) -> None:
         self.graph = graph
         self.cfg = cfg
+        self.tracking = tracking
+        self._stream_ids = itertools.count()
+        self.streams: dict[int, StreamRecord] = {}
+        self._finished: deque[StreamRecord] = deque(maxlen=FINISHED_STREAMS_KEPT)
+        probe = tracking() if tracking is not None else None
+        #: The graph drops pixels after preprocessing; a pixel-reading tracker gets them here.
+        self.keep_pixels = bool(getattr(probe, "needs_image", False))
         self._slots = anyio.Semaphore(cfg.max_pending)
         # Never blocks: a ticket is queued only after it took a slot.
         self._queue_send, self._queue_receive = anyio.create_memory_object_stream[Ticket](
@@ -115,6 +166,18 @@ class Engine:
             ticket.image = None
             self.counters["frames_cancelled"] += 1
 
+    def open_stream(self, kind: str) -> tuple[StreamRecord, Any]:
+        """A new stream's record, and its own tracker (None when the server does not track)."""
+        tracker = self.tracking() if self.tracking is not None else None
+        record = StreamRecord(next(self._stream_ids), kind, tracker is not None)
+        self.streams[record.id] = record
+        return record, tracker
+
+    def close_stream(self, record: StreamRecord) -> None:
+        record.open = False
+        if self.streams.pop(record.id, None) is not None:
+            self._finished.append(record)
+
     # ---- the two tasks that move frames ----------------------------------------------------
 
     async def feed(self) -> None:
@@ -126,6 +189,8 @@ class Engine:
                     ticket.done.set()
                     continue
                 image, ticket.image = ticket.image, None
+                if self.keep_pixels:
+                    ticket.pixels = image
                 self._pushed.append(ticket)
                 # push() waits while the graph is full: the feeder, not the event loop, is held.
                 await self.graph.push(image, frame_idx=ticket.frame_idx, copy=False)
@@ -177,4 +242,5 @@ class Engine:
                 "server": {**self.counters, "frames_pending": self.pending,
                            "max_pending": self.cfg.max_pending,
                            "mean_batch_size": None if mean_batch is None else round(mean_batch, 4),
-                           "batch_size": self.cfg.options.get("batch_size")}}
+                           "batch_size": self.cfg.options.get("batch_size")},
+                "streams": [r.summary() for r in (*self._finished, *self.streams.values())]}

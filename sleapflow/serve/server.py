@@ -160,15 +160,26 @@ async def serve(cfg: ServeConfig) -> int:
     """Serve until SIGTERM/SIGINT: then stop accepting, finish open requests, drain the graph."""
     import uvicorn
 
+    from sleapflow.graphs.build import stream_tracking
+    from sleapflow.options.boundary import TRACKER_KEYS, build_config
     from sleapflow.serve.app import build_app
     from sleapflow.serve.engine import Engine
     from sleapflow.session import open_graph
 
     pin_mmap_threshold()
+    # The graph is shared by every stream, so it runs untracked; each stream gets its own
+    # tracker (the graph's filter, tracker and clean-up) over the shared graph's results.
+    tracking_keys = {"tracking", *TRACKER_KEYS}
+    graph_options = {k: v for k, v in cfg.options.items() if k not in tracking_keys}
+    full = build_config(model_paths=list(cfg.model_paths), **cfg.options)
     sock = bind(cfg.host, cfg.port)
     try:
-        async with open_graph(list(cfg.model_paths), **cfg.options) as graph:
-            engine = Engine(graph, cfg)
+        async with open_graph(list(cfg.model_paths), **graph_options) as graph:
+            assert graph.run is not None
+            run = graph.run
+            tracking = ((lambda: stream_tracking(run, full)) if full.tracking else None)
+            # Engine makes one tracker at once: a bad tracker setting fails at start.
+            engine = Engine(graph, cfg, tracking)
             nodes = list(graph.node_names or ())
             config = uvicorn.Config(
                 build_app(engine, nodes), lifespan="off",
@@ -187,8 +198,9 @@ async def serve(cfg: ServeConfig) -> int:
                 host, port = sock.getsockname()[:2]
                 shown = f"[{host}]" if ":" in host else host
                 auth = "bearer token" if cfg.token else "no auth"
-                print(f"sleapflow serve: listening on http://{shown}:{port} (graph {graph.name}, "
-                      f"{auth}, batch {cfg.options.get('batch_size')}, max delay "
+                tracked = ", tracking each stream" if tracking is not None else ""
+                print(f"sleapflow serve: listening on http://{shown}:{port} (graph {graph.name}"
+                      f"{tracked}, {auth}, batch {cfg.options.get('batch_size')}, max delay "
                       f"{cfg.options.get('max_batch_delay_ms')} ms)", file=sys.stderr, flush=True)
                 await server.serve(sockets=[sock])
                 # Connections are closed: push what is queued, then let the graph run dry.

@@ -5,22 +5,27 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import anyio
+import msgspec
 import numpy as np
+from anyio.abc import TaskStatus
 
 from sleapflow.backends.fused import DEFAULT_TOP_K, MAX_KEPT_TOP, FusedPeaks, centroid_slots_np
 from sleapflow.lazy import lazy_module
-from sleapflow.messages import CropBatch, CropSet, FramePrediction, ModelInput, ModelOutput
+from sleapflow.messages import CropBatch, CropSet, FrameInfo, FramePrediction, ModelInput, ModelOutput
 from sleapflow.ops import host_crops, host_peaks, host_resize
 from sleapflow.ops import preprocess as prep
 from sleapflow.ops.caps import MAX_CENTROIDS_PER_FRAME, MAX_CROPS_PER_PART, cap_host_peaks, cap_peaks
 from sleapflow.ops.crops import centroid_slots, crop_windows, extract_crops, near_crop_boundary
 from sleapflow.ops.instances import gt_centroids
 from sleapflow.ops.peaks import find_global_peaks, find_local_peaks
+from sleapflow.runtime.graph import Role
 from sleapflow.stages.peaks import PeakSettings
 
 __all__ = (
     "CROP_BOUNDARY_EPS", "CentroidCrops", "CentroidFinder", "CentroidOnlyPredictions", "ClassAssigner",
-    "CropPreprocessor", "GroundTruthCrops", "InstancePeaks", "crop_weight", "make_crop_batch",
+    "CropPreprocessor", "FollowCrops", "GroundTruthCrops", "InstancePeaks", "KeyFrames", "PoseMemory",
+    "crop_weight", "make_crop_batch",
 )
 
 # torch loads on first use: a run on ONNX Runtime with a warm export cache never needs it.
@@ -412,3 +417,159 @@ class CentroidOnlyPredictions:
                                              point_scores=v[:, None], instance_scores=v,
                                              centroids=c, centroid_scores=v, centroid_only=True))
         return preds
+
+
+# --------------------------------------------------------------------------------------------
+# --centroid_every K: the centroid model on key frames only, crops from the last poses between
+# --------------------------------------------------------------------------------------------
+
+
+class KeyFrames:
+    """Which frames run the centroid model under ``--centroid_every K``: every K-th frame of
+    the stream (``seq % K == 0``), the first one seen (a resumed run may start between) and
+    the first of each new video (a many-video run: no crop follows an animal across videos).
+
+    As a map stage's function it keeps only the key frames' rows of a batch's tensor, so the
+    centroid model computes nothing for the others; the frames themselves all pass on. The
+    crop step asks :meth:`is_key` of its own instance: both see the same frames in order.
+    """
+
+    def __init__(self, every: int) -> None:
+        self.every = every
+        self._first: int | None = None
+        #: The video of the last frame asked about, and the first seq seen in it.
+        self._video: int | None = None
+        self._video_start = 0
+
+    def is_key(self, frame: FrameInfo) -> bool:
+        if self._first is None:
+            self._first = frame.seq
+        if frame.video_id != self._video:
+            self._video, self._video_start = frame.video_id, frame.seq
+        return frame.seq in (self._first, self._video_start) or frame.seq % self.every == 0
+
+    def __call__(self, batch: ModelInput) -> ModelInput:
+        rows = [b for b, f in enumerate(batch.frames) if self.is_key(f)]
+        if len(rows) == len(batch.frames):
+            return batch
+        tensor = batch.tensor[torch.as_tensor(rows, dtype=torch.long)]
+        return msgspec.structs.replace(batch, tensor=tensor)
+
+
+class PoseMemory:
+    """Each frame's poses as the instance step makes them, for the crop step of the next frame.
+
+    Called with each prediction (:meth:`record`), it is a map stage's function on the event
+    loop (it only stores arrays), placed after the instance peaks; :meth:`wait_for` is awaited
+    by :class:`FollowCrops`. Only the
+    newest two frames are kept: the crop step asks for frame t-1 before frame t exists.
+    """
+
+    def __init__(self, anchor_ind: int | None) -> None:
+        self.anchor_ind = anchor_ind
+        self._poses: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._arrived: dict[int, anyio.Event] = {}
+
+    def record(self, pred: FramePrediction) -> FramePrediction:
+        points = np.asarray(pred.points, dtype=np.float64)
+        centroids = (gt_centroids(points, self.anchor_ind) if points.shape[0]
+                     else np.zeros((0, 2)))
+        if pred.centroids is not None and points.shape[0]:
+            # An animal whose crop found no node keeps that crop's centre until the next key
+            # frame, rather than vanishing for the frames up to it.
+            lost = np.isnan(centroids[:, 0])
+            centroids[lost] = np.asarray(pred.centroids, dtype=np.float64)[lost]
+        self._poses[pred.seq] = (centroids, np.asarray(pred.instance_scores, dtype=np.float64))
+        for old in [k for k in self._poses if k < pred.seq - 1]:
+            del self._poses[old]
+        event = self._arrived.pop(pred.seq, None)
+        if event is not None:
+            event.set()
+        return pred
+
+    def __call__(self, pred: FramePrediction) -> FramePrediction:
+        return self.record(pred)
+
+    async def wait_for(self, seq: int) -> tuple[np.ndarray, np.ndarray]:
+        """Frame ``seq``'s animal centres (n, 2) in frame pixels (NaN: nothing found) and
+        scores (n,), once its poses are made."""
+        if seq not in self._poses:
+            event = self._arrived.setdefault(seq, anyio.Event())
+            await event.wait()
+        return self._poses.pop(seq)
+
+
+class FollowCrops:
+    """The crop step of ``--centroid_every K``: key frames are cut around the centroid
+    model's peaks (as :class:`CentroidCrops` cuts them); every other frame around the centres
+    of the previous frame's poses, each crop keeping its animal's score.
+
+    Written by hand, not a map stage: a frame between key frames waits (on the event loop, no
+    thread held) for the previous frame's poses, which the stages after this one make. So the
+    frames between key frames go through the instance model one after another; the instance
+    step's batching must not hold a frame's crops back waiting for more (the graph batches
+    crops one frame at a time under this option).
+    """
+
+    role: Role = "stage"
+    preserves_order = True
+    requires_order = True
+    restores_order = False
+    #: Frames' crop sets, one or more per batch that came in.
+    emits = "items"
+
+    def __init__(self, crops: CentroidCrops, keys: KeyFrames, memory: PoseMemory, *,
+                 name: str = "crop", limiter: anyio.CapacityLimiter | None = None) -> None:
+        self.name = name
+        self.crops = crops
+        self.keys = keys
+        self.memory = memory
+        self.limiter = limiter
+
+    def key_sets(self, out: ModelOutput) -> dict[int, list[CropSet]]:
+        """The key frames' crop sets, by frame ``seq``."""
+        model_input: ModelInput = out.input
+        rows = [b for b, f in enumerate(model_input.frames) if self.keys.is_key(f)]
+        if not rows:
+            return {}
+        index = torch.as_tensor(rows, dtype=torch.long)
+        sub = ModelInput(seq=model_input.seq, frames=tuple(model_input.frames[b] for b in rows),
+                         tensor=model_input.tensor,
+                         eff_scale=np.asarray(model_input.eff_scale)[rows],
+                         raw=model_input.raw[index])
+        by_seq: dict[int, list[CropSet]] = {f.seq: [] for f in sub.frames}
+        for crop_set in self.crops(ModelOutput(seq=out.seq, heads=out.heads, input=sub,
+                                                  peaks=out.peaks)):
+            by_seq[crop_set.seq].append(crop_set)
+        return by_seq
+
+    def follow_sets(self, model_input: ModelInput, b: int, centres: np.ndarray,
+                    scores: np.ndarray) -> list[CropSet]:
+        """Frame ``b``'s crops, centred on the previous frame's animals."""
+        sub = ModelInput(seq=model_input.seq, frames=(model_input.frames[b],), tensor=None,
+                         eff_scale=np.asarray(model_input.eff_scale)[b:b + 1],
+                         raw=model_input.raw[b:b + 1])
+        keep = ~np.isnan(centres[:, 0]) if centres.shape[0] else np.zeros(0, dtype=bool)
+        slots = max(1, int(keep.sum()))
+        centroids = torch.full((1, slots, 2), float("nan"))
+        values = torch.full((1, slots), float("nan"))
+        if keep.any():
+            centroids[0, : keep.sum()] = torch.as_tensor(centres[keep], dtype=torch.float32)
+            values[0, : keep.sum()] = torch.as_tensor(scores[keep], dtype=torch.float32)
+        return _crop_sets(sub, centroids, values, self.crops.crop_size)
+
+    async def run(self, inbox: Any, outbox: Any, *,
+                  task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with inbox, outbox:
+            task_status.started()
+            async for out in inbox:
+                keyed = await anyio.to_thread.run_sync(self.key_sets, out, limiter=self.limiter)
+                for b, info in enumerate(out.input.frames):
+                    sets = keyed.get(info.seq)
+                    if sets is None:
+                        centres, scores = await self.memory.wait_for(info.seq - 1)
+                        sets = await anyio.to_thread.run_sync(self.follow_sets, out.input, b,
+                                                              centres, scores,
+                                                              limiter=self.limiter)
+                    for crop_set in sets:
+                        await outbox.send(crop_set)

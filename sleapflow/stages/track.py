@@ -16,7 +16,7 @@ from sleapflow.tracking.linking import GapLinker
 from sleapflow.tracking.motion import UNTRACKED, make_tracker
 from sleapflow.tracking.track_only import copy_instance
 
-__all__ = ("CleanUpTracks", "LinkGapsStage", "TrackFrames")
+__all__ = ("CleanUpTracks", "LinkGapsStage", "StreamTracking", "TrackFrames")
 
 
 def _whole_stream(item: Any) -> Hashable:
@@ -156,6 +156,28 @@ class CleanUpTracks(KeyedStage[PostTrackingCleanup]):
         mine = kept[kept >= n_untouched] - n_untouched
         names = tuple(k for i, k in zip(kept.tolist(), new_keys) if i >= n_untouched)
         return pred.subset(mine, track_names=names, untouched=untouched_kept)
+
+
+class StreamTracking:
+    """One stream's filter, tracker and clean-up, called frame by frame outside a graph.
+
+    The stages are the graph's own (their ``__call__`` works one frame outside a graph), so a
+    stream tracked this way gets what a tracked run of the same frames writes. Each instance
+    holds one stream's state: make one per stream. Frames must come in order, one at a time.
+    """
+
+    def __init__(self, filt: Callable[[FramePrediction], FramePrediction], track: TrackFrames,
+                 cleanup: CleanUpTracks | None) -> None:
+        self.steps: tuple[Callable[[FramePrediction], FramePrediction], ...] = tuple(
+            step for step in (filt, track, cleanup) if step is not None)
+        #: Whether the tracker reads the frame's pixels (optical flow, image features): the
+        #: caller then sets ``image`` on each prediction.
+        self.needs_image: bool = track.config.needs_image
+
+    def __call__(self, pred: FramePrediction) -> FramePrediction:
+        for step in self.steps:
+            pred = step(pred)
+        return pred
 
 
 class LinkGapsStage(KeyedStage[GapLinker]):
