@@ -52,7 +52,7 @@ from sleapflow.stages.decode import DecodeSource
 from sleapflow.stages.filter import InstanceFilter
 from sleapflow.stages.preprocess import network_input_size
 from sleapflow.stages.raw import RawOptions
-from sleapflow.stages.track import CleanUpTracks, LinkGapsStage, TrackFrames
+from sleapflow.stages.track import CleanUpTracks, LinkGapsStage, LinkIdentities, TrackFrames
 from sleapflow.stages.write import LabelsBuilder, SlpWriter
 
 __all__ = (
@@ -319,6 +319,8 @@ def _post_stages(run: PreparedRun,
         cleanup = CleanUpTracks(tracker, per_video=per_video)
         if cleanup.enabled:
             stages.append(cleanup)
+        if tracker.link_tracklets:
+            stages.append(LinkIdentities(tracker))
         if tracker.max_gap or tracker.fill_gaps:
             stages.append(LinkGapsStage(tracker.max_gap, tracker.fill_gaps,
                                         tracker.min_match_similarity))
@@ -332,6 +334,7 @@ class TrackingStages:
     track: TrackFrames | None
     cleanup: CleanUpTracks | None
     link: LinkGapsStage | None
+    identity: LinkIdentities | None = None
 
 
 def tracking_stages(spec: GraphSpec) -> TrackingStages:
@@ -340,7 +343,7 @@ def tracking_stages(spec: GraphSpec) -> TrackingStages:
         return next((s for s in spec.stages if isinstance(s, kind)), None)
 
     return TrackingStages(track=first(TrackFrames), cleanup=first(CleanUpTracks),
-                          link=first(LinkGapsStage))
+                          link=first(LinkGapsStage), identity=first(LinkIdentities))
 
 
 def make_source(run: PreparedRun, *, start: int = 0, start_seq: int = 0) -> Any:

@@ -1,0 +1,470 @@
+"""Identity linking after any tracker (``--link_tracklets``): stitches tracklets across gaps and
+corrects swaps at crossings, over a bounded window of frames or the whole video.
+
+The tracker's output is cut into *segments*: maximal runs of one tracker track with no missing
+frame, cut again where two tracks come close (at the frame of closest approach, where a tracker
+swaps identities). Segments are then given *identities* in order of their first frame. Each
+candidate pair (an identity free at the segment's start, the segment) is scored by
+
+* motion: the identity's last poses, moved along their fitted velocity, against the segment's
+  first poses, and the segment's first poses moved backwards against the identity's last ones.
+  The tolerance grows with the time between the two (an animal hidden for 40 frames may be
+  anywhere within a wider circle than one hidden for 2), and three motion hypotheses are tried
+  (kept velocity, velocity decaying over ~10 frames, standing still): the best one counts;
+* pose shape: the rigid-invariant node-to-node distances of the two ends;
+* appearance, where instances carry vectors (``FramePrediction.embeddings``, one row per
+  instance): the cosine of the two ends' mean vectors.
+
+Pairs are matched by Hungarian per start frame. Without an animal count a segment joins the
+best identity whose score clears a threshold, else starts an identity of its own; with
+``max_tracks`` N at most N identities exist, a segment joins the best free one whatever its
+score, and one that co-occurs with all N (a duplicate detection) is left untracked. Segments
+that are short and low-scoring (spurious detections) never claim an identity on motion alone.
+
+``window`` frames are held back (0: the whole video, the offline linker): frames leave in
+blocks once ``window`` have arrived, and identities carry over between blocks, so latency and
+memory are ``window`` frames plus a short history per identity. Nothing links across videos.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import msgspec
+import numpy as np
+
+from sleapflow.messages import FramePrediction
+from sleapflow.options.mot import linking_overrides
+from sleapflow.options.tracker import TrackerConfig
+from sleapflow.tracking.motion import pose_size
+
+__all__ = ("LinkParams", "TrackletLinker", "link_params")
+
+#: Detections at each end of a segment used to fit its motion and shape.
+END_FRAMES = 8
+#: Frames over which a lost animal's velocity decays in the "slowing down" hypothesis.
+MOTION_MEMORY = 10.0
+#: Log-density penalty per unit of cosine distance between two ends' appearance vectors.
+APPEARANCE_WEIGHT = 8.0
+#: How much likelier a short, low-scoring segment is to be a new (spurious) track.
+WEAK_BIRTH_FACTOR = 20.0
+#: Prior odds for keeping the tracker's own continuation over a swap or re-link.
+SAME_TRACK_PRIOR = 4.0
+#: Hungarian cost of leaving a segment untracked (closed set, count reached).
+UNTRACKED_COST = 1e9
+
+
+@dataclass(frozen=True)
+class LinkParams:
+    """What the linker needs from the tracker options (see :class:`TrackerConfig`)."""
+
+    window: int = 0
+    max_tracks: int | None = None
+    swap_correction: bool = True
+    #: Longest gap (frames) over which an identity may be re-joined without appearance.
+    max_link_gap: int = 300
+    #: Animal size in px; None: measured from the poses.
+    body_size: float | None = None
+    #: Prior probability that a segment no identity explains well is a new animal (no count).
+    new_identity_prior: float = 0.05
+    #: Instance score below which a short segment counts as spurious.
+    weak_score: float = 0.5
+    #: Segments shorter than this (frames) may be spurious.
+    weak_length: int = 3
+
+
+def link_params(config: TrackerConfig) -> LinkParams:
+    """The linker's parameters from the tracker options (``--mot_param`` linking keys
+    included)."""
+    extra = linking_overrides(config.mot_param)
+    return LinkParams(window=config.link_window, max_tracks=config.max_tracks,
+                      swap_correction=extra.get("link_swap_correction", True),
+                      max_link_gap=extra.get("link_spatial_gate_frames", 300),
+                      body_size=extra.get("body_size"))
+
+
+@dataclass
+class _Det:
+    frame: int
+    row: int  # index of the FramePrediction in the block
+    inst: int  # instance row within that frame
+    pose: np.ndarray
+    centroid: np.ndarray
+    score: float
+    vector: np.ndarray | None
+
+
+@dataclass
+class _Segment:
+    raw: str
+    dets: list[_Det]
+
+    @property
+    def start(self) -> int:
+        return self.dets[0].frame
+
+    @property
+    def end(self) -> int:
+        return self.dets[-1].frame
+
+
+@dataclass
+class _Identity:
+    name: str
+    last: deque[_Det] = field(default_factory=lambda: deque(maxlen=END_FRAMES))
+    raw: str | None = None  # the tracker track that fed it last
+    vectors: deque[np.ndarray] = field(default_factory=lambda: deque(maxlen=END_FRAMES))
+
+    @property
+    def end(self) -> int:
+        return self.last[-1].frame
+
+
+def _moved(velocity: np.ndarray, dt: float, reach: str) -> np.ndarray:
+    """Displacement after ``dt`` frames: velocity kept, decaying over ~MOTION_MEMORY frames,
+    or the animal standing still. Over a long occlusion an animal may do any of the three."""
+    if reach == "kept":
+        return velocity * dt
+    if reach == "decaying":
+        return velocity * np.sign(dt) * MOTION_MEMORY * (1.0 - np.exp(-abs(dt) / MOTION_MEMORY))
+    return np.zeros(2)
+
+
+def _centroid(pose: np.ndarray) -> np.ndarray:
+    ok = ~np.isnan(pose).any(axis=-1)
+    return pose[ok].mean(axis=0) if ok.any() else np.full(2, np.nan)
+
+
+def _fit(dets: list[_Det] | deque[_Det]) -> tuple[np.ndarray, np.ndarray, int]:
+    """Least-squares centroid line through ``dets``: (position at the reference frame,
+    velocity px/frame, reference frame). The reference is the last detection's frame."""
+    t = np.array([d.frame for d in dets], dtype=np.float64)
+    c = np.array([d.centroid for d in dets])
+    ok = np.isfinite(c).all(axis=1)
+    t, c = t[ok], c[ok]
+    ref = int(dets[-1].frame)
+    if len(t) == 0:
+        return np.full(2, np.nan), np.zeros(2), ref
+    if len(t) == 1 or np.ptp(t) == 0:
+        return c[-1], np.zeros(2), ref
+    tt = t - ref
+    a = np.vstack([tt, np.ones_like(tt)]).T
+    (vel, pos), *_ = np.linalg.lstsq(a, c, rcond=None)
+    return pos, vel, ref
+
+
+def _shape(dets: list[_Det] | deque[_Det]) -> np.ndarray:
+    """Mean node-to-node distance matrix (NaN where a pair is never seen): rigid-invariant."""
+    mats = []
+    for d in dets:
+        diff = d.pose[:, None, :] - d.pose[None, :, :]
+        mats.append(np.hypot(diff[..., 0], diff[..., 1]))
+    stack = np.stack(mats)
+    with np.errstate(invalid="ignore"):
+        count = np.isfinite(stack).sum(axis=0)
+        total = np.where(np.isfinite(stack), stack, 0.0).sum(axis=0)
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+class TrackletLinker:
+    """Synchronous core of the identity-linking stage: :meth:`push` frames in order, then
+    :meth:`flush`. Windowed (``params.window`` frames) or whole-video (``window=0``)."""
+
+    def __init__(self, params: LinkParams) -> None:
+        self.params = params
+        self.block: list[FramePrediction] = []
+        self.video_id: int | None = None
+        self.identities: dict[str, _Identity] = {}
+        self.size: float | None = params.body_size
+        self.extent: tuple[np.ndarray, np.ndarray] | None = None
+        self._counter = 0
+        # Figures for --stats.
+        self.links = 0
+        self.swaps = 0
+        self.untracked = 0
+        self.max_held = 0
+
+    # ------------------------------------------------------------------------------------
+    def push(self, pred: FramePrediction) -> list[FramePrediction]:
+        """Take the next frame; return the frames that may leave now."""
+        out: list[FramePrediction] = []
+        if self.video_id is not None and pred.video_id != self.video_id:
+            out = self._process()
+            self.identities.clear()  # nothing links across videos
+            self.size = self.params.body_size
+            self.extent = None
+        self.video_id = pred.video_id
+        self.block.append(pred)
+        self.max_held = max(self.max_held, len(self.block))
+        if self.params.window and len(self.block) >= self.params.window:
+            out.extend(self._process())
+        return out
+
+    def flush(self) -> list[FramePrediction]:
+        """The frames still held back, at the end of the stream."""
+        return self._process()
+
+    # ------------------------------------------------------------------------------------
+    def _detections(self) -> dict[str, list[_Det]]:
+        by_raw: dict[str, list[_Det]] = {}
+        for row, pred in enumerate(self.block):
+            names = pred.track_names or ()
+            if not names:
+                continue
+            pts = np.asarray(pred.points, dtype=np.float64)
+            scores = np.asarray(pred.instance_scores, dtype=np.float64)
+            vectors = getattr(pred, "embeddings", None)
+            for i, name in enumerate(names):
+                if name is None:
+                    continue
+                vec = None if vectors is None else np.asarray(vectors[i], dtype=np.float64)
+                by_raw.setdefault(name, []).append(
+                    _Det(pred.frame_idx, row, i, pts[i], _centroid(pts[i]), float(scores[i]), vec))
+        return by_raw
+
+    def _body_size(self, by_raw: dict[str, list[_Det]]) -> float:
+        if self.size is not None:
+            return self.size
+        sizes = [pose_size(d.pose) for dets in by_raw.values() for d in dets[:200]]
+        sizes = [s for s in sizes if np.isfinite(s) and s > 0]
+        self.size = float(np.median(sizes)) if sizes else 50.0
+        return self.size
+
+    def _segments(self, by_raw: dict[str, list[_Det]], size: float) -> list[_Segment]:
+        """Runs of one tracker track without a missing frame, cut at close approaches."""
+        close: set[tuple[int, int]] = set()  # (frame, inst) at a close approach's nearest frame
+        if self.params.swap_correction:
+            close = self._close_approaches(by_raw, size)
+        segments: list[_Segment] = []
+        for raw, dets in by_raw.items():
+            dets.sort(key=lambda d: d.frame)
+            run: list[_Det] = []
+            for d in dets:
+                if run and (d.frame != run[-1].frame + 1
+                            or (run[-1].frame, run[-1].inst) in close):
+                    segments.append(_Segment(raw, run))
+                    run = []
+                run.append(d)
+            if run:
+                segments.append(_Segment(raw, run))
+        return segments
+
+    @staticmethod
+    def _close_approaches(by_raw: dict[str, list[_Det]], size: float) -> set[tuple[int, int]]:
+        """The detections at the nearest frame of each episode where two tracks come within half
+        a body of each other: where a tracker may have swapped them."""
+        per_frame: dict[int, list[tuple[str, _Det]]] = {}
+        for raw, dets in by_raw.items():
+            for d in dets:
+                per_frame.setdefault(d.frame, []).append((raw, d))
+        episodes: dict[tuple[str, str], list[tuple[float, int, _Det, _Det]]] = {}
+        limit = 0.5 * size
+        for f, items in per_frame.items():
+            for i in range(len(items)):
+                for j in range(i + 1, len(items)):
+                    (ra, a), (rb, b) = items[i], items[j]
+                    dist = float(np.hypot(*(a.centroid - b.centroid)))
+                    if np.isfinite(dist) and dist < limit:
+                        key = (ra, rb) if ra < rb else (rb, ra)
+                        episodes.setdefault(key, []).append((dist, f, a, b))
+        cuts: set[tuple[int, int]] = set()
+        for items in episodes.values():
+            items.sort(key=lambda x: x[1])
+            # Split a pair's close frames into episodes separated by a frame apart.
+            group: list[tuple[float, int, _Det, _Det]] = []
+            for item in [*items, None]:
+                if item is not None and (not group or item[1] == group[-1][1] + 1):
+                    group.append(item)
+                    continue
+                if group:
+                    _, _, a, b = min(group, key=lambda x: x[0])
+                    cuts.update({(a.frame, a.inst), (b.frame, b.inst)})
+                group = [item] if item is not None else []
+        return cuts
+
+    # ------------------------------------------------------------------------------------
+    def _log_link(self, ident: _Identity, seg: _Segment, size: float) -> float:
+        """Log-density that ``seg`` continues ``ident``: the motion fit (a 2D Gaussian whose
+        spread grows with the gap, so a tighter prediction counts for more), pose shape and,
+        where both carry vectors, appearance."""
+        head = seg.dets[:END_FRAMES]
+        tail = list(ident.last)
+        p_end, v_end, t_end = _fit(tail)
+        p_start, v_start, _ = _fit(list(reversed(head)))
+        t_start = head[0].frame
+        if not (np.isfinite(p_end).all() and np.isfinite(p_start).all()):
+            return -np.inf
+        best = -np.inf
+        for reach in ("kept", "decaying", "still"):
+            # Forward: the identity's end moved to each of the segment's first frames; backward:
+            # the segment's start moved back to each of the identity's last frames.
+            terms = []
+            for d in head:
+                dt = d.frame - t_end
+                sigma = self._sigma(size, dt, v_end)
+                err = self._pose_err(tail[-1].pose, d.pose, _moved(v_end, dt, reach))
+                terms.append(-0.5 * (err / sigma) ** 2 - np.log(2 * np.pi * sigma ** 2))
+            for d in tail:
+                dt = t_start - d.frame
+                sigma = self._sigma(size, dt, v_start)
+                err = self._pose_err(head[0].pose, d.pose, _moved(v_start, -dt, reach))
+                terms.append(-0.5 * (err / sigma) ** 2 - np.log(2 * np.pi * sigma ** 2))
+            finite = [t for t in terms if np.isfinite(t)]
+            if finite:
+                best = max(best, float(np.mean(finite)))
+        if not np.isfinite(best):
+            return -np.inf
+        # Pose shape: rigid-invariant, so it holds over any gap.
+        sa, sb = _shape(tail), _shape(head)
+        ok = np.isfinite(sa) & np.isfinite(sb)
+        if ok.sum() >= 3:
+            shape_err = float(np.sqrt(np.mean((sa[ok] - sb[ok]) ** 2))) / max(0.05 * size, 1.0)
+            best -= 0.125 * min(shape_err, 3.0) ** 2
+        if ident.vectors and any(d.vector is not None for d in head):
+            a = np.mean(ident.vectors, axis=0)
+            b = np.mean([d.vector for d in head if d.vector is not None], axis=0)
+            cos = float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))
+            best -= APPEARANCE_WEIGHT * (1.0 - cos)
+        return best
+
+    @staticmethod
+    def _sigma(size: float, dt: float, velocity: np.ndarray) -> float:
+        """Tolerance (px) after ``dt`` frames: pose noise plus a drift growing with the gap
+        (faster animals may stray further)."""
+        speed = float(np.hypot(*velocity)) if np.isfinite(velocity).all() else 0.0
+        return 0.15 * size + abs(dt) * max(0.02 * size, 0.4 * speed)
+
+    @staticmethod
+    def _pose_err(a: np.ndarray, b: np.ndarray, move: np.ndarray) -> float:
+        """Mean node distance (px) between pose ``a`` moved by ``move`` and pose ``b``."""
+        d = np.hypot(*((a + move) - b).T)
+        d = d[np.isfinite(d)]
+        return float(d.mean()) if d.size else float("nan")
+
+    # ------------------------------------------------------------------------------------
+    def _new_name(self) -> str:
+        while True:
+            name = f"track_{self._counter}"
+            self._counter += 1
+            if name not in self.identities:
+                return name
+
+    def _is_weak(self, seg: _Segment) -> bool:
+        return (len(seg.dets) < self.params.weak_length
+                and float(np.mean([d.score for d in seg.dets])) < self.params.weak_score)
+
+    def _log_area(self, by_raw: dict[str, list[_Det]], size: float) -> float:
+        """Log of the area animals were seen in so far (px^2): where a new animal may appear."""
+        cs = np.array([d.centroid for dets in by_raw.values() for d in dets]).reshape(-1, 2)
+        cs = cs[np.isfinite(cs).all(axis=1)]
+        if len(cs):
+            lo, hi = cs.min(axis=0), cs.max(axis=0)
+            if self.extent is not None:
+                lo, hi = np.minimum(lo, self.extent[0]), np.maximum(hi, self.extent[1])
+            self.extent = (lo, hi)
+        if self.extent is None:
+            return float(np.log(max(size, 1.0) ** 2))
+        w, h = self.extent[1] - self.extent[0] + size
+        return float(np.log(w * h))
+
+    def _assign(self, group: list[_Segment], free: list[str], size: float, log_area: float,
+                names: dict[tuple[int, int], str | None]) -> None:
+        """Identities for the segments starting on one frame: one Hungarian over linking to a
+        free identity, starting a new one, or (animal count reached) staying untracked."""
+        from scipy.optimize import linear_sum_assignment
+
+        p = self.params
+        n, m = len(group), len(free)
+        # The alternative to a link: a new animal appearing anywhere in the arena. A segment
+        # that looks spurious (short, low score) is far more likely to be one than a return.
+        birth = np.array([log_area - np.log(p.new_identity_prior * (WEAK_BIRTH_FACTOR
+                                                                     if self._is_weak(s) else 1.0))
+                          for s in group])
+        slots = (n if p.max_tracks is None
+                 else max(0, p.max_tracks - len(self.identities)))
+        cost = np.full((n, m + n), UNTRACKED_COST)
+        for r, s in enumerate(group):
+            for c, name in enumerate(free):
+                ident = self.identities[name]
+                link = -self._log_link(ident, s, size)
+                if ident.raw == s.raw:
+                    # The tracker's own continuation is the prior: a swap or a re-link to
+                    # another identity must be clearly better to be taken.
+                    link -= np.log(SAME_TRACK_PRIOR)
+                if p.max_tracks is None and link > birth[r]:
+                    continue  # less likely than a new animal: never linked
+                cost[r, c] = min(link, UNTRACKED_COST - 1.0)
+            for k in range(min(slots, n)):
+                cost[r, m + k] = birth[r]
+        rows, cols = linear_sum_assignment(cost)
+        for r, c in zip(rows.tolist(), cols.tolist()):
+            s = group[r]
+            if c < m and cost[r, c] < UNTRACKED_COST:
+                name = free[c]
+                ident = self.identities[name]
+                if ident.raw != s.raw:
+                    if ident.end == s.start - 1:
+                        self.swaps += 1
+                    else:
+                        self.links += 1
+            elif c >= m and cost[r, c] < UNTRACKED_COST:
+                name = self._new_name()
+                self.identities[name] = _Identity(name)
+            else:
+                for d in s.dets:
+                    names[(d.row, d.inst)] = None
+                self.untracked += len(s.dets)
+                continue
+            ident = self.identities[name]
+            ident.raw = s.raw
+            for d in s.dets:
+                names[(d.row, d.inst)] = name
+                ident.last.append(d)
+                if d.vector is not None:
+                    ident.vectors.append(d.vector)
+
+    def _process(self) -> list[FramePrediction]:
+        """Give the block's segments identities and release the block."""
+        if not self.block:
+            return []
+
+        by_raw = self._detections()
+        size = self._body_size(by_raw)
+        segments = self._segments(by_raw, size)
+        segments.sort(key=lambda s: (s.start, s.raw))
+        names: dict[tuple[int, int], str | None] = {}
+        log_area = self._log_area(by_raw, size)
+        busy_until: dict[str, int] = {n: ident.end for n, ident in self.identities.items()}
+        p = self.params
+        i = 0
+        while i < len(segments):
+            start = segments[i].start
+            group = []
+            while i < len(segments) and segments[i].start == start:
+                group.append(segments[i])
+                i += 1
+            free = [n for n, end in busy_until.items() if end < start
+                    and (p.max_tracks is not None or start - end <= p.max_link_gap)]
+            self._assign(group, free, size, log_area, names)
+            for s in group:
+                name = names.get((s.dets[0].row, s.dets[0].inst))
+                if name is not None:
+                    busy_until[name] = s.end
+        out = []
+        for row, pred in enumerate(self.block):
+            if not pred.track_names:
+                out.append(pred)
+                continue
+            new = tuple(names.get((row, i)) if n is not None else None
+                        for i, n in enumerate(pred.track_names))
+            out.append(msgspec.structs.replace(pred, track_names=new))
+        self.block = []
+        # Identities too long gone to be re-joined are forgotten (bounded memory), unless the
+        # animal count is known (a closed set keeps every identity).
+        if p.max_tracks is None and out:
+            now = out[-1].frame_idx
+            for n in [n for n, ident in self.identities.items()
+                      if now - ident.end > p.max_link_gap]:
+                del self.identities[n]
+        return out
