@@ -51,6 +51,10 @@ APPEARANCE_WEIGHT = 8.0
 WEAK_BIRTH_FACTOR = 20.0
 #: Prior odds for keeping the tracker's own continuation over a swap or re-link.
 SAME_TRACK_PRIOR = 4.0
+#: Centroid distance (in body sizes) under which two tracks are close enough to be swapped.
+CLOSE_BODIES = 1.5
+#: One-frame centroid step (in body sizes) beyond which a track is cut.
+JUMP_BODIES = 1.0
 #: Hungarian cost of leaving a segment untracked (closed set, count reached).
 UNTRACKED_COST = 1e9
 
@@ -114,6 +118,7 @@ class _Identity:
     name: str
     last: deque[_Det] = field(default_factory=lambda: deque(maxlen=END_FRAMES))
     raw: str | None = None  # the tracker track that fed it last
+    strong: bool = False  # whether a segment that is not spurious-looking ever fed it
     vectors: deque[np.ndarray] = field(default_factory=lambda: deque(maxlen=END_FRAMES))
 
     @property
@@ -232,17 +237,21 @@ class TrackletLinker:
         return self.size
 
     def _segments(self, by_raw: dict[str, list[_Det]], size: float) -> list[_Segment]:
-        """Runs of one tracker track without a missing frame, cut at close approaches."""
+        """Runs of one tracker track without a missing frame, cut at close approaches and at
+        implausible leaps."""
         close: set[tuple[int, int]] = set()  # (frame, inst) at a close approach's nearest frame
         if self.params.swap_correction:
             close = self._close_approaches(by_raw, size)
+        # A track that leaps further than this in one frame has jumped to another animal.
+        jump = JUMP_BODIES * size
         segments: list[_Segment] = []
         for raw, dets in by_raw.items():
             dets.sort(key=lambda d: d.frame)
             run: list[_Det] = []
             for d in dets:
-                if run and (d.frame != run[-1].frame + 1
-                            or (run[-1].frame, run[-1].inst) in close):
+                if run and (d.frame != run[-1].frame + 1 or (d.frame, d.inst) in close
+                            or (run[-1].frame, run[-1].inst) in close
+                            or not np.hypot(*(d.centroid - run[-1].centroid)) <= jump):
                     segments.append(_Segment(raw, run))
                     run = []
                 run.append(d)
@@ -252,36 +261,24 @@ class TrackletLinker:
 
     @staticmethod
     def _close_approaches(by_raw: dict[str, list[_Det]], size: float) -> set[tuple[int, int]]:
-        """The detections at the nearest frame of each episode where two tracks come within half
-        a body of each other: where a tracker may have swapped them."""
-        per_frame: dict[int, list[tuple[str, _Det]]] = {}
-        for raw, dets in by_raw.items():
+        """The detections of two tracks within CLOSE_BODIES body sizes of each other: where a tracker may
+        swap them, each of these frames is decided again on its own."""
+        per_frame: dict[int, list[_Det]] = {}
+        for dets in by_raw.values():
             for d in dets:
-                per_frame.setdefault(d.frame, []).append((raw, d))
-        episodes: dict[tuple[str, str], list[tuple[float, int, _Det, _Det]]] = {}
-        limit = 0.5 * size
-        for f, items in per_frame.items():
-            for i in range(len(items)):
-                for j in range(i + 1, len(items)):
-                    (ra, a), (rb, b) = items[i], items[j]
-                    dist = float(np.hypot(*(a.centroid - b.centroid)))
-                    if np.isfinite(dist) and dist < limit:
-                        key = (ra, rb) if ra < rb else (rb, ra)
-                        episodes.setdefault(key, []).append((dist, f, a, b))
-        cuts: set[tuple[int, int]] = set()
-        for items in episodes.values():
-            items.sort(key=lambda x: x[1])
-            # Split a pair's close frames into episodes separated by a frame apart.
-            group: list[tuple[float, int, _Det, _Det]] = []
-            for item in [*items, None]:
-                if item is not None and (not group or item[1] == group[-1][1] + 1):
-                    group.append(item)
-                    continue
-                if group:
-                    _, _, a, b = min(group, key=lambda x: x[0])
-                    cuts.update({(a.frame, a.inst), (b.frame, b.inst)})
-                group = [item] if item is not None else []
-        return cuts
+                per_frame.setdefault(d.frame, []).append(d)
+        close: set[tuple[int, int]] = set()
+        limit = CLOSE_BODIES * size
+        for items in per_frame.values():
+            if len(items) < 2:
+                continue
+            c = np.array([d.centroid for d in items])
+            dist = np.hypot(*(c[:, None, :] - c[None, :, :]).transpose(2, 0, 1))
+            np.fill_diagonal(dist, np.inf)
+            with np.errstate(invalid="ignore"):
+                near = (dist < limit).any(axis=1)
+            close.update((d.frame, d.inst) for d, hit in zip(items, near.tolist()) if hit)
+        return close
 
     # ------------------------------------------------------------------------------------
     def _log_link(self, ident: _Identity, seg: _Segment, size: float) -> float:
@@ -300,12 +297,14 @@ class TrackletLinker:
             # Forward: the identity's end moved to each of the segment's first frames; backward:
             # the segment's start moved back to each of the identity's last frames.
             terms = []
-            for d in head:
+            # A velocity fitted on fewer than 3 detections says little: that side's
+            # extrapolation is left out.
+            for d in head if len(tail) >= 2 or len(head) < 3 else ():
                 dt = d.frame - t_end
                 sigma = self._sigma(size, dt, v_end)
                 err = self._pose_err(tail[-1].pose, d.pose, _moved(v_end, dt, reach))
                 terms.append(-0.5 * (err / sigma) ** 2 - np.log(2 * np.pi * sigma ** 2))
-            for d in tail:
+            for d in tail if len(head) >= 3 or len(tail) < 2 else ():
                 dt = t_start - d.frame
                 sigma = self._sigma(size, dt, v_start)
                 err = self._pose_err(head[0].pose, d.pose, _moved(v_start, -dt, reach))
@@ -378,9 +377,9 @@ class TrackletLinker:
         n, m = len(group), len(free)
         # The alternative to a link: a new animal appearing anywhere in the arena. A segment
         # that looks spurious (short, low score) is far more likely to be one than a return.
-        birth = np.array([log_area - np.log(p.new_identity_prior * (WEAK_BIRTH_FACTOR
-                                                                     if self._is_weak(s) else 1.0))
-                          for s in group])
+        weak = [self._is_weak(s) for s in group]
+        birth = np.array([log_area - np.log(p.new_identity_prior
+                                            * (WEAK_BIRTH_FACTOR if w else 1.0)) for w in weak])
         slots = (n if p.max_tracks is None
                  else max(0, p.max_tracks - len(self.identities)))
         cost = np.full((n, m + n), UNTRACKED_COST)
@@ -388,10 +387,13 @@ class TrackletLinker:
             for c, name in enumerate(free):
                 ident = self.identities[name]
                 link = -self._log_link(ident, s, size)
-                if ident.raw == s.raw:
-                    # The tracker's own continuation is the prior: a swap or a re-link to
-                    # another identity must be clearly better to be taken.
+                if ident.raw == s.raw and ident.end == s.start - 1:
+                    # The tracker's own continuation is the prior: a swap must be clearly
+                    # better to be taken.
                     link -= np.log(SAME_TRACK_PRIOR)
+                if not ident.strong and not weak[r]:
+                    # An identity only spurious-looking segments formed is a poor anchor.
+                    link += np.log(WEAK_BIRTH_FACTOR)
                 if p.max_tracks is None and link > birth[r]:
                     continue  # less likely than a new animal: never linked
                 cost[r, c] = min(link, UNTRACKED_COST - 1.0)
@@ -418,6 +420,7 @@ class TrackletLinker:
                 continue
             ident = self.identities[name]
             ident.raw = s.raw
+            ident.strong = ident.strong or not weak[r]
             for d in s.dets:
                 names[(d.row, d.inst)] = name
                 ident.last.append(d)
