@@ -19,7 +19,8 @@ Pairs are matched by Hungarian per start frame. Without an animal count a segmen
 best identity whose score clears a threshold, else starts an identity of its own; with
 ``max_tracks`` N at most N identities exist, a segment joins the best free one whatever its
 score, and one that co-occurs with all N (a duplicate detection) is left untracked. Segments
-that are short and low-scoring (spurious detections) never claim an identity on motion alone.
+that are short and low-scoring (spurious detections) join an identity only where it explains
+them well, and are left untracked otherwise (they never start an identity).
 
 ``window`` frames are held back (0: the whole video, the offline linker): frames leave in
 blocks once ``window`` have arrived, and identities carry over between blocks, so latency and
@@ -45,12 +46,16 @@ __all__ = ("LinkParams", "TrackletLinker", "link_params")
 END_FRAMES = 8
 #: Frames over which a lost animal's velocity decays in the "slowing down" hypothesis.
 MOTION_MEMORY = 10.0
+#: Log-density penalty per squared unit of shape difference (a twentieth of the body size).
+SHAPE_WEIGHT = 0.5
 #: Log-density penalty per unit of cosine distance between two ends' appearance vectors.
 APPEARANCE_WEIGHT = 8.0
 #: How much likelier a short, low-scoring segment is to be a new (spurious) track.
 WEAK_BIRTH_FACTOR = 20.0
 #: Prior odds for keeping the tracker's own continuation over a swap or re-link.
 SAME_TRACK_PRIOR = 4.0
+#: The same, where the tracker re-associated its track after a gap.
+SAME_TRACK_GAP_PRIOR = 2.0
 #: Centroid distance (in body sizes) under which two tracks are close enough to be swapped.
 CLOSE_BODIES = 1.5
 #: One-frame centroid step (in body sizes) beyond which a track is cut.
@@ -319,7 +324,7 @@ class TrackletLinker:
         ok = np.isfinite(sa) & np.isfinite(sb)
         if ok.sum() >= 3:
             shape_err = float(np.sqrt(np.mean((sa[ok] - sb[ok]) ** 2))) / max(0.05 * size, 1.0)
-            best -= 0.125 * min(shape_err, 3.0) ** 2
+            best -= SHAPE_WEIGHT * min(shape_err, 4.0) ** 2
         if ident.vectors and any(d.vector is not None for d in head):
             a = np.mean(ident.vectors, axis=0)
             b = np.mean([d.vector for d in head if d.vector is not None], axis=0)
@@ -387,12 +392,14 @@ class TrackletLinker:
             for c, name in enumerate(free):
                 ident = self.identities[name]
                 link = -self._log_link(ident, s, size)
-                if ident.raw == s.raw and ident.end == s.start - 1:
+                if ident.raw == s.raw:
                     # The tracker's own continuation is the prior: a swap must be clearly
-                    # better to be taken.
-                    link -= np.log(SAME_TRACK_PRIOR)
-                if not ident.strong and not weak[r]:
-                    # An identity only spurious-looking segments formed is a poor anchor.
+                    # better to be taken. Across a gap the tracker's guess is weaker.
+                    link -= np.log(SAME_TRACK_PRIOR if ident.end == s.start - 1
+                                   else SAME_TRACK_GAP_PRIOR)
+                if weak[r] or not ident.strong:
+                    # A spurious-looking segment is a poor continuation, and an identity only
+                    # such segments formed is a poor anchor.
                     link += np.log(WEAK_BIRTH_FACTOR)
                 if p.max_tracks is None and link > birth[r]:
                     continue  # less likely than a new animal: never linked
@@ -410,7 +417,7 @@ class TrackletLinker:
                         self.swaps += 1
                     else:
                         self.links += 1
-            elif c >= m and cost[r, c] < UNTRACKED_COST:
+            elif c >= m and cost[r, c] < UNTRACKED_COST and not weak[r]:
                 name = self._new_name()
                 self.identities[name] = _Identity(name)
             else:
