@@ -7,8 +7,8 @@ from typing import Any
 
 from sleapflow.errors import ConfigError
 
-__all__ = ("LINKING_KEYS", "MOT_KEYS", "SLEAP_NN_ONLY_KEYS", "linking_overrides", "parse_mot_param",
-           "resolve_mot_params")
+__all__ = ("LINKING_KEYS", "MOT_KEYS", "PRESETS", "SLEAP_NN_ONLY_KEYS", "linking_overrides",
+           "parse_mot_param", "resolve_mot_params")
 
 # Keys sleapflow applies: those the motion trackers read (TrackerConfig fields of the same
 # name), those identity linking reads, and the preset.

@@ -40,7 +40,12 @@ from sleapflow.options.mot import linking_overrides
 from sleapflow.options.tracker import TrackerConfig
 from sleapflow.tracking.motion import pose_size
 
-__all__ = ("LinkParams", "TrackletLinker", "link_params")
+__all__ = (
+    "APPEARANCE_WEIGHT", "CLOSE_BODIES", "END_FRAMES", "JUMP_BODIES", "MOTION_MEMORY",
+    "SAME_TRACK_GAP_PRIOR", "SAME_TRACK_PRIOR", "SHAPE_WEIGHT", "UNTRACKED_COST",
+    "WEAK_BIRTH_FACTOR",
+    "LinkParams", "TrackletLinker", "link_params",
+)
 
 #: Detections at each end of a segment used to fit its motion and shape.
 END_FRAMES = 8
