@@ -70,19 +70,28 @@ def clip_sets(assets: Path) -> dict[str, dict[str, SyntheticClip]]:
     }
 
 
-def configs() -> dict[str, TrackerConfig]:
+def configs(full: bool = False) -> dict[str, TrackerConfig]:
+    """Every tracker with and without linking; ``full`` adds --max_gap, the linking window and
+    a given count for each tracker."""
+    bases: dict[str, dict] = {"classic": {}, "sort": {"tracker": "sort"},
+                              "bytetrack": {"tracker": "bytetrack"}, "ocsort": {"tracker": "ocsort"}}
+    if full:
+        bases["classic local_queues"] = {"candidates_method": "local_queues"}
     out: dict[str, TrackerConfig] = {}
-    bases = {"classic": {}, "classic local_queues": {"candidates_method": "local_queues"},
-             "sort": {"tracker": "sort"}, "bytetrack": {"tracker": "bytetrack"},
-             "ocsort": {"tracker": "ocsort"}}
+    for name, base in bases.items():
+        out[f"{name} --link_tracklets"] = TrackerConfig(**base, link_tracklets=True)
+    out["bytetrack --link_tracklets --link_window 100"] = TrackerConfig(
+        tracker="bytetrack", link_tracklets=True, link_window=100)
     for name, base in bases.items():
         out[name] = TrackerConfig(**base)
-        out[f"{name} --max_gap 50"] = TrackerConfig(**base, max_gap=50)
-        out[f"{name} --link_tracklets"] = TrackerConfig(**base, link_tracklets=True)
-        out[f"{name} --link_tracklets --link_window 100"] = TrackerConfig(
-            **base, link_tracklets=True, link_window=100)
-        out[f"{name} --link_tracklets --max_tracks 2 (count given)"] = TrackerConfig(
-            **base, link_tracklets=True, max_tracks=2)
+        if full or name == "bytetrack":
+            out[f"{name} --max_gap 50"] = TrackerConfig(**base, max_gap=50)
+        if full:
+            out[f"{name} --link_tracklets --link_window 100"] = TrackerConfig(
+                **base, link_tracklets=True, link_window=100)
+        if full or name == "bytetrack":
+            out[f"{name} --link_tracklets --max_tracks 2 (count given)"] = TrackerConfig(
+                **base, link_tracklets=True, max_tracks=2)
     out["classic local_queues --max_tracks 2 (count given)"] = TrackerConfig(
         candidates_method="local_queues", max_tracks=2)
     return out
@@ -119,12 +128,20 @@ def score(gt: sio.Labels, pred: sio.Labels) -> tuple[float, int, int]:
     return float(m["idf1"]), int(m["id_switches"]), int(m["n_pred_tracks"])
 
 
+def _row(name: str, cells: list[tuple[float, int, int]]) -> None:
+    shown = " | ".join(f"{i:.3f} / {s} / {t}" for i, s, t in cells)
+    print(f"| {name} | {shown} | {np.mean([c[0] for c in cells]):.3f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--assets", type=Path, default=ASSETS)
     parser.add_argument("--write", type=Path, help="save each clip's .gt.slp and .slp here")
     parser.add_argument("--peer", type=Path, help="score sleap-nn's CLIP__CONFIG.slp from here")
     parser.add_argument("--only", help="only configurations whose name contains this")
+    parser.add_argument("--peer-only", action="store_true", help="only sleap-nn's rows")
+    parser.add_argument("--full", action="store_true",
+                        help="also --max_gap, the window and a count for every tracker")
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     sets = clip_sets(args.assets)
@@ -139,24 +156,22 @@ def main() -> None:
         print(f"| configuration | {' | '.join(clips)} | mean IDF1 |")
         print(f"|---|{'---|' * len(clips)}---|")
         rows: dict[str, list[tuple[float, int, int]]] = {}
-        for name, cfg in configs().items():
-            if args.only and args.only not in name:
+        for name, cfg in configs(args.full).items():
+            if args.peer_only or (args.only and args.only not in name):
                 continue
             rows[f"sleapflow {name}"] = [
                 score(c.to_labels(truth=True), c.to_labels(truth=False, tracks=track_names(c, cfg)))
                 for c in clips.values()]
+            _row(f"sleapflow {name}", rows[f"sleapflow {name}"])
         if args.peer:
             runs = sorted({p.name.split("__", 1)[1].removesuffix(".slp")
                            for p in args.peer.glob("*__*.slp")})
             for run in runs:
                 paths = [args.peer / f"{clip}__{run}.slp" for clip in clips]
                 if all(p.exists() for p in paths):
-                    rows[f"sleap-nn 0.3.5 predict {run.replace('_', ' ')}"] = [
-                        score(c.to_labels(truth=True), sio.load_slp(str(p)))
-                        for c, p in zip(clips.values(), paths)]
-        for name, cells in rows.items():
-            shown = " | ".join(f"{i:.3f} / {s} / {t}" for i, s, t in cells)
-            print(f"| {name} | {shown} | {np.mean([c[0] for c in cells]):.3f} |", flush=True)
+                    _row(f"sleap-nn 0.3.5 predict {run.replace('_', ' ')}",
+                         [score(c.to_labels(truth=True), sio.load_slp(str(p)))
+                          for c, p in zip(clips.values(), paths)])
     print("\ncells: IDF1 / ID switches / tracks")
 
 
