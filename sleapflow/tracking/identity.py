@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -39,6 +40,7 @@ from sleapflow.messages import FramePrediction
 from sleapflow.options.mot import linking_overrides
 from sleapflow.options.tracker import TrackerConfig
 from sleapflow.tracking.motion import pose_size
+from sleapflow.tracking.track_only import copy_instance
 
 __all__ = (
     "APPEARANCE_WEIGHT", "CLOSE_BODIES", "END_FRAMES", "JUMP_BODIES", "MOTION_MEMORY",
@@ -473,7 +475,18 @@ class TrackletLinker:
                 continue
             new = tuple(names.get((row, i)) if n is not None else None
                         for i, n in enumerate(pred.track_names))
-            out.append(msgspec.structs.replace(pred, track_names=new))
+            changes: dict[str, Any] = {"track_names": new}
+            if pred.source_instances is not None and any(
+                    n is None and inst.track is not None
+                    for n, inst in zip(new, pred.source_instances)):
+                # Track-only: an instance left untracked must not keep its input's old track.
+                sources = list(pred.source_instances)
+                for i, n in enumerate(new):
+                    if n is None and sources[i].track is not None:
+                        sources[i] = copy_instance(sources[i])
+                        sources[i].track = None
+                changes["source_instances"] = tuple(sources)
+            out.append(msgspec.structs.replace(pred, **changes))
         self.block = []
         # Identities too long gone to be re-joined are forgotten (bounded memory), unless the
         # animal count is known (a closed set keeps every identity).

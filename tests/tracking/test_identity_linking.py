@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 import sleap_io as sio
@@ -112,10 +113,19 @@ def test_max_tracks_makes_a_closed_set() -> None:
     extra = [frame(fr.frame_idx, [*zip(fr.points, fr.track_names or ()),
                                   (BODY + np.array([3.0 * fr.frame_idx, 200.0]), "z")])
              if 10 <= fr.frame_idx < 14 else fr for fr in frames]
+    # As a track-only input: every instance carries an old track the output must not keep.
+    skeleton = sio.Skeleton([f"n{i}" for i in range(len(BODY))])
+    old = sio.Track("old")
+    extra = [msgspec.structs.replace(fr, source_instances=tuple(
+        sio.PredictedInstance.from_numpy(p, skeleton=skeleton, track=old) for p in fr.points))
+        for fr in extra]
     out = run(TrackletLinker(LinkParams(max_tracks=2)), extra)
     names = [n for fr in out for n in fr.track_names or ()]
     assert len({n for n in names if n is not None}) == 2
     assert names.count(None) == 4
+    left = [inst for fr in out for n, inst in zip(fr.track_names or (), fr.source_instances or ())
+            if n is None]
+    assert len(left) == 4 and all(inst.track is None for inst in left)
 
 
 def test_link_tracklets_through_the_cli_heals_occlusions(tmp_path: Path) -> None:
