@@ -169,7 +169,7 @@ def main() -> None:
             for run in runs:
                 paths = [args.peer / f"{clip}__{run}.slp" for clip in clips]
                 if all(p.exists() for p in paths):
-                    _row(f"sleap-nn 0.3.5 predict {run.replace('_', ' ')}",
+                    _row(f"sleap-nn 0.3.5 predict {run.replace('+', ' ')}",
                          [score(c.to_labels(truth=True), sio.load_slp(str(p)))
                           for c, p in zip(clips.values(), paths)])
     print("\ncells: IDF1 / ID switches / tracks")

@@ -14,16 +14,16 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-#: Run name (shown in the table with "_" as spaces) -> sleap-nn predict tracking flags.
+#: Run name (shown in the table with "+" as spaces) -> sleap-nn predict tracking flags.
 RUNS: dict[str, list[str]] = {
-    "classic_--link_tracklets": ["--link_tracklets"],
+    "classic+--link_tracklets": ["--link_tracklets"],
     "sort": ["--tracker", "sort"],
-    "sort_--link_tracklets": ["--tracker", "sort", "--link_tracklets"],
+    "sort+--link_tracklets": ["--tracker", "sort", "--link_tracklets"],
     "bytetrack": ["--tracker", "bytetrack"],
-    "bytetrack_--link_tracklets": ["--tracker", "bytetrack", "--link_tracklets"],
+    "bytetrack+--link_tracklets": ["--tracker", "bytetrack", "--link_tracklets"],
     "ocsort": ["--tracker", "ocsort"],
-    "ocsort_--link_tracklets": ["--tracker", "ocsort", "--link_tracklets"],
-    "bytetrack_--link_tracklets_--max_tracks_2_(count_given)": [
+    "ocsort+--link_tracklets": ["--tracker", "ocsort", "--link_tracklets"],
+    "bytetrack+--link_tracklets+--max_tracks+2": [
         "--tracker", "bytetrack", "--link_tracklets", "--max_tracks", "2"],
 }
 
