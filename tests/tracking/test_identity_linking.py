@@ -131,7 +131,7 @@ def test_max_tracks_makes_a_closed_set() -> None:
 def test_link_tracklets_through_the_cli_heals_occlusions(tmp_path: Path) -> None:
     """The streaming graph: bytetrack loses animals hidden longer than its track buffer; with
     --link_tracklets (a window, no count) the two animals keep one identity each."""
-    clip = walking_clip(150, seed=5, gaps=(32, 40), gaps_per_animal=1, noise=2.0)
+    clip = walking_clip(120, seed=5, gaps=(32, 40), gaps_per_animal=1, noise=2.0)
     gt = clip.to_labels(truth=True)
     src, out = tmp_path / "in.slp", tmp_path / "out.slp"
     sio.save_slp(clip.to_labels(truth=False), str(src))
