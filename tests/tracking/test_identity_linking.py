@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -192,3 +193,38 @@ def test_new_options_have_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--link_window INT With --link_tracklets: frames held back" in text
     assert "0 = the whole video" in text  # the window's meaning is in its help
     assert "--mot_param STR... KEY=VALUE, repeatable" in text
+
+
+class _WithVectors(FramePrediction, frozen=True):
+    """Frames whose instances carry appearance vectors (what an embedding model adds)."""
+
+    embeddings: Any = None
+
+
+def test_appearance_vectors_decide_what_motion_cannot() -> None:
+    """Both animals stand still side by side, vanish together and come back in each other's
+    place: motion and shape cannot tell, the vectors they carry can."""
+    vec = {"left": np.array([1.0, 0.0, 0.0]), "right": np.array([0.0, 1.0, 0.0])}
+    frames = []
+    for f in range(40):
+        if 15 <= f < 30:
+            frames.append(_WithVectors(seq=f, video_id=0, frame_idx=f, points=np.zeros((0, 4, 2)),
+                                       point_scores=np.zeros((0, 4)),
+                                       instance_scores=np.zeros(0), track_names=()))
+            continue
+        after = f >= 30
+        # After the gap the animal first seen on the left stands on the right.
+        animals = [("left", 130.0 if after else 100.0), ("right", 100.0 if after else 130.0)]
+        pts = np.stack([BODY + np.array([x, 100.0]) for _, x in animals])
+        frames.append(_WithVectors(
+            seq=f, video_id=0, frame_idx=f, points=pts, point_scores=np.ones(pts.shape[:2]),
+            instance_scores=np.full(2, 0.9),
+            track_names=tuple(f"{a}{'2' if after else ''}" for a, _ in animals),
+            embeddings=np.stack([vec[a] for a, _ in animals])))
+    out = run(TrackletLinker(LinkParams()), frames)
+    seen: dict[str, set[str]] = {}
+    for fr, raw in zip(out, frames):
+        for n, r in zip(fr.track_names or (), raw.track_names or ()):
+            seen.setdefault(r.rstrip("2"), set()).add(n)
+    assert len(seen["left"]) == 1 and len(seen["right"]) == 1
+    assert seen["left"] != seen["right"]
