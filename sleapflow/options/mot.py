@@ -18,8 +18,7 @@ _TRACKER_KEYS: dict[str, type] = {
 }
 #: Keys identity linking reads (with any tracker, the classic one included).
 LINKING_KEYS: dict[str, type] = {
-    "link_tracklets": bool, "max_tracks": int, "link_swap_correction": bool,
-    "link_spatial_gate_frames": int, "body_size": float,
+    "link_tracklets": bool, "max_tracks": int, "link_swap_correction": bool, "body_size": float,
 }
 #: Every key sleapflow accepts.
 MOT_KEYS: tuple[str, ...] = ("preset", *_TRACKER_KEYS, *LINKING_KEYS)
@@ -32,6 +31,9 @@ SLEAP_NN_ONLY_KEYS: tuple[str, ...] = (
     "ema_alpha", "adaptive_ema", "gallery_size", "gallery_budget", "mc_lambda", "nsa",
     "delta_t", "inertia", "use_byte", "w_assoc_emb", "aw_param", "aw_off", "rescue",
     "rescue_min_similarity",
+    # sleap-nn lifts its linker's spatial gate after this many steps; sleapflow's linker has a
+    # gap-dependent tolerance instead, so the key would mean something else here.
+    "link_spatial_gate_frames",
 )
 _OPTIONAL = ("max_tracks", "body_size")
 
@@ -101,7 +103,7 @@ def parse_mot_param(text: str) -> tuple[str, Any]:
     value = _value(key, raw, kind)
     if key == "body_size" and value is not None and value <= 0:
         raise ConfigError(f"--mot_param body_size={raw}: body_size must be > 0 (px).")
-    if key in ("link_spatial_gate_frames", "max_tracks") and value is not None and value < 1:
+    if key == "max_tracks" and value is not None and value < 1:
         raise ConfigError(f"--mot_param {key}={raw}: {key} must be >= 1.")
     return key, value
 
@@ -135,4 +137,4 @@ def resolve_mot_params(tracker: str, texts: tuple[str, ...]) -> dict[str, Any]:
 def linking_overrides(texts: tuple[str, ...]) -> dict[str, Any]:
     """The linking-only keys among ``texts`` (already validated), last one winning."""
     return {k: v for k, v in map(parse_mot_param, texts)
-            if k in ("link_swap_correction", "link_spatial_gate_frames", "body_size")}
+            if k in ("link_swap_correction", "body_size")}

@@ -96,7 +96,6 @@ def link_params(config: TrackerConfig) -> LinkParams:
     extra = linking_overrides(config.mot_param)
     return LinkParams(window=config.link_window, max_tracks=config.max_tracks,
                       swap_correction=extra.get("link_swap_correction", True),
-                      max_link_gap=extra.get("link_spatial_gate_frames", 300),
                       body_size=extra.get("body_size"))
 
 
@@ -251,7 +250,7 @@ class TrackletLinker:
     def _segments(self, by_raw: dict[str, list[_Det]], size: float) -> list[_Segment]:
         """Runs of one tracker track without a missing frame, cut at close approaches and at
         implausible leaps."""
-        close: set[tuple[int, int]] = set()  # (frame, inst) at a close approach's nearest frame
+        close: set[tuple[int, int]] = set()  # (frame, inst) of detections near another track
         if self.params.swap_correction:
             close = self._close_approaches(by_raw, size)
         # A track that leaps further than this in one frame has jumped to another animal.
@@ -273,8 +272,8 @@ class TrackletLinker:
 
     @staticmethod
     def _close_approaches(by_raw: dict[str, list[_Det]], size: float) -> set[tuple[int, int]]:
-        """The detections of two tracks within CLOSE_BODIES body sizes of each other: where a tracker may
-        swap them, each of these frames is decided again on its own."""
+        """Detections within CLOSE_BODIES body sizes of another track's: where a tracker may
+        swap two animals, so each of these frames is decided again on its own."""
         per_frame: dict[int, list[_Det]] = {}
         for dets in by_raw.values():
             for d in dets:
