@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Hashable
 from functools import partial
 from typing import Any
@@ -167,6 +168,9 @@ class LinkIdentities(KeyedStage[TrackletLinker]):
     def __init__(self, config: TrackerConfig, *, name: str | None = None) -> None:
         params = link_params(config)
         held = f"window={params.window}" if params.window else "whole video"
-        super().__init__(name or f"link_tracklets({held})", partial(TrackletLinker, params),
+        # One numbering for the stream: each video's linker names new identities from it.
+        numbers = itertools.count()
+        super().__init__(name or f"link_tracklets({held})",
+                         partial(TrackletLinker, params, numbers),
                          TrackletLinker.push, flush=TrackletLinker.flush, flatten=True)
         self.params = params

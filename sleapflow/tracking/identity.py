@@ -29,7 +29,9 @@ memory are ``window`` frames plus a short history per identity. Nothing links ac
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -187,14 +189,16 @@ class TrackletLinker:
     """Synchronous core of the identity-linking stage: :meth:`push` frames in order, then
     :meth:`flush`. Windowed (``params.window`` frames) or whole-video (``window=0``)."""
 
-    def __init__(self, params: LinkParams) -> None:
+    def __init__(self, params: LinkParams, numbers: Iterator[int] | None = None) -> None:
         self.params = params
+        #: Numbers of new identities; a stage shares one between its videos' linkers, so no
+        #: two videos' identities share a name.
+        self.numbers = numbers if numbers is not None else itertools.count()
         self.block: list[FramePrediction] = []
         self.video_id: int | None = None
         self.identities: dict[str, _Identity] = {}
         self.size: float | None = params.body_size
         self.extent: tuple[np.ndarray, np.ndarray] | None = None
-        self._counter = 0
         # Figures for --stats.
         self.links = 0
         self.swaps = 0
@@ -355,8 +359,7 @@ class TrackletLinker:
     # ------------------------------------------------------------------------------------
     def _new_name(self) -> str:
         while True:
-            name = f"track_{self._counter}"
-            self._counter += 1
+            name = f"track_{next(self.numbers)}"
             if name not in self.identities:
                 return name
 

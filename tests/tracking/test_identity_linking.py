@@ -16,6 +16,7 @@ from sleapflow.errors import ConfigError
 from sleapflow.evaluation.identity import evaluate_labels
 from sleapflow.messages import FramePrediction
 from sleapflow.options.mot import resolve_mot_params
+from sleapflow.stages.track import LinkIdentities
 from sleapflow.tracking import TrackerConfig
 from sleapflow.tracking.identity import LinkParams, TrackletLinker
 from sleapflow.tracking.motion import make_tracker
@@ -228,3 +229,16 @@ def test_appearance_vectors_decide_what_motion_cannot() -> None:
             seen.setdefault(r.rstrip("2"), set()).add(n)
     assert len(seen["left"]) == 1 and len(seen["right"]) == 1
     assert seen["left"] != seen["right"]
+
+
+def test_identities_of_different_videos_never_share_a_name() -> None:
+    """The stage links each video on its own (nothing links across), with one numbering."""
+    stage = LinkIdentities(TrackerConfig(link_tracklets=True, link_window=8))
+    assert stage.name == "link_tracklets(window=8)"
+    first = two_walkers((5, 8), n=20)
+    second = [msgspec.structs.replace(fr, video_id=1) for fr in two_walkers((5, 8), n=20)]
+    out = [o for fr in first + second for o in stage.push(fr)] + stage.finish()
+    assert [(fr.video_id, fr.frame_idx) for fr in out] == [(v, f) for v in (0, 1)
+                                                            for f in range(20)]
+    names = [{n for fr in out if fr.video_id == v for n in fr.track_names or ()} for v in (0, 1)]
+    assert len(names[0]) == 2 and len(names[1]) == 2 and not names[0] & names[1]
