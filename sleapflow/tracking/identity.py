@@ -139,14 +139,16 @@ class _Identity:
         return self.last[-1].frame
 
 
-def _moved(velocity: np.ndarray, dt: float, reach: str) -> np.ndarray:
-    """Displacement after ``dt`` frames: velocity kept, decaying over ~MOTION_MEMORY frames,
-    or the animal standing still. Over a long occlusion an animal may do any of the three."""
+def _moved(velocity: np.ndarray, dt: np.ndarray, reach: str) -> np.ndarray:
+    """Displacements ``(len(dt), 2)`` after ``dt`` frames (negative: backwards in time):
+    velocity kept, decaying over ~MOTION_MEMORY frames, or the animal standing still. Over a
+    long occlusion an animal may do any of the three."""
     if reach == "kept":
-        return velocity * dt
+        return velocity[None] * dt[:, None]
     if reach == "decaying":
-        return velocity * np.sign(dt) * MOTION_MEMORY * (1.0 - np.exp(-abs(dt) / MOTION_MEMORY))
-    return np.zeros(2)
+        reach_frames = np.sign(dt) * MOTION_MEMORY * (1.0 - np.exp(-np.abs(dt) / MOTION_MEMORY))
+        return velocity[None] * reach_frames[:, None]
+    return np.zeros((len(dt), 2))
 
 
 def _centroid(pose: np.ndarray) -> np.ndarray:
@@ -307,26 +309,23 @@ class TrackletLinker:
         t_start = head[0].frame
         if not (np.isfinite(p_end).all() and np.isfinite(p_start).all()):
             return -np.inf
+        # Forward: the identity's end moved to each of the segment's first frames; backward:
+        # the segment's start moved back to each of the identity's last frames. A velocity
+        # fitted on fewer than 3 detections says little: that side's extrapolation is left out.
+        sides = []
+        if len(tail) >= 2 or len(head) < 3:
+            sides.append((tail[-1].pose, np.stack([d.pose for d in head]),
+                          np.array([d.frame - t_end for d in head], dtype=np.float64), v_end))
+        if len(head) >= 3 or len(tail) < 2:
+            sides.append((head[0].pose, np.stack([d.pose for d in tail]),
+                          np.array([d.frame - t_start for d in tail], dtype=np.float64), v_start))
         best = -np.inf
         for reach in ("kept", "decaying", "still"):
-            # Forward: the identity's end moved to each of the segment's first frames; backward:
-            # the segment's start moved back to each of the identity's last frames.
-            terms = []
-            # A velocity fitted on fewer than 3 detections says little: that side's
-            # extrapolation is left out.
-            for d in head if len(tail) >= 2 or len(head) < 3 else ():
-                dt = d.frame - t_end
-                sigma = self._sigma(size, dt, v_end)
-                err = self._pose_err(tail[-1].pose, d.pose, _moved(v_end, dt, reach))
-                terms.append(-0.5 * (err / sigma) ** 2 - np.log(2 * np.pi * sigma ** 2))
-            for d in tail if len(head) >= 3 or len(tail) < 2 else ():
-                dt = t_start - d.frame
-                sigma = self._sigma(size, dt, v_start)
-                err = self._pose_err(head[0].pose, d.pose, _moved(v_start, -dt, reach))
-                terms.append(-0.5 * (err / sigma) ** 2 - np.log(2 * np.pi * sigma ** 2))
-            finite = [t for t in terms if np.isfinite(t)]
-            if finite:
-                best = max(best, float(np.mean(finite)))
+            terms = np.concatenate([self._terms(anchor, poses, dts, vel, reach, size)
+                                    for anchor, poses, dts, vel in sides])
+            finite = terms[np.isfinite(terms)]
+            if finite.size:
+                best = max(best, float(finite.mean()))
         if not np.isfinite(best):
             return -np.inf
         # Pose shape: rigid-invariant, so it holds over any gap.
@@ -343,18 +342,21 @@ class TrackletLinker:
         return best
 
     @staticmethod
-    def _sigma(size: float, dt: float, velocity: np.ndarray) -> float:
-        """Tolerance (px) after ``dt`` frames: pose noise plus a drift growing with the gap
-        (faster animals may stray further)."""
+    def _terms(anchor: np.ndarray, poses: np.ndarray, dts: np.ndarray, velocity: np.ndarray,
+               reach: str, size: float) -> np.ndarray:
+        """Per pose of ``poses`` (``dts`` frames from ``anchor``), the log-density of its mean
+        node distance to ``anchor`` moved along ``velocity`` under one motion hypothesis. The
+        tolerance is pose noise plus a drift growing with the gap (faster animals may stray
+        further); NaN where no node is seen in both."""
         speed = float(np.hypot(*velocity)) if np.isfinite(velocity).all() else 0.0
-        return 0.15 * size + abs(dt) * max(0.02 * size, 0.4 * speed)
-
-    @staticmethod
-    def _pose_err(a: np.ndarray, b: np.ndarray, move: np.ndarray) -> float:
-        """Mean node distance (px) between pose ``a`` moved by ``move`` and pose ``b``."""
-        d = np.hypot(*((a + move) - b).T)
-        d = d[np.isfinite(d)]
-        return float(d.mean()) if d.size else float("nan")
+        sigma = 0.15 * size + np.abs(dts) * max(0.02 * size, 0.4 * speed)
+        moved = anchor[None] + _moved(velocity, dts, reach)[:, None, :]
+        dist = np.hypot(*(moved - poses).transpose(2, 0, 1))
+        seen = np.isfinite(dist)
+        count = seen.sum(axis=1)
+        err = np.where(count > 0, np.where(seen, dist, 0.0).sum(axis=1) / np.maximum(count, 1),
+                       np.nan)
+        return -0.5 * (err / sigma) ** 2 - np.log(2 * np.pi * sigma ** 2)
 
     # ------------------------------------------------------------------------------------
     def _new_name(self) -> str:
