@@ -33,7 +33,7 @@ RAW = RawOptions(return_confmaps=True)
 #: Each graph a check reads its stage from: its options and whether it is the raw variant.
 CASES: dict[str, tuple[dict[str, Any], bool]] = {
     "topdown_tracked": (dict(data_path=VIDEO, model_paths=("centroid", "centered_instance"),
-                             frames="0-3", tracking=True, max_gap=5,
+                             frames="0-3", tracking=True, max_gap=5, link_tracklets=True,
                              tracking_clean_instance_count=2), False),
     "topdown_raw": (dict(data_path=VIDEO, model_paths=("centroid", "centered_instance"),
                          frames="0-1"), True),
@@ -63,6 +63,7 @@ CHECKS = [
     ("topdown_tracked", "crop_preprocess"), ("topdown_tracked", "instance_peaks"),
     ("topdown_tracked", "filter"), ("topdown_tracked", "track"),
     ("topdown_tracked", "track_cleanup"), ("topdown_tracked", "link_gaps"),
+    ("topdown_tracked", "link_tracklets(whole video)"),
     ("topdown_tracked", "write"),
     ("topdown_raw", "raw"), ("topdown_raw", "collect"),
     ("bottomup", "paf_peaks"), ("bottomup", "group"), ("bottomup_raw", "raw"),
