@@ -241,6 +241,8 @@ class TrackletLinker:
                 if name is None:
                     continue
                 vec = None if vectors is None else np.asarray(vectors[i], dtype=np.float64)
+                if vec is not None and not np.isfinite(vec).all():
+                    vec = None  # an instance the embedding model could not crop (NaN row)
                 by_raw.setdefault(name, []).append(
                     _Det(pred.frame_idx, row, i, pts[i], _centroid(pts[i]), float(scores[i]), vec))
         return by_raw

@@ -221,7 +221,8 @@ def test_appearance_vectors_decide_what_motion_cannot() -> None:
             seq=f, video_id=0, frame_idx=f, points=pts, point_scores=np.ones(pts.shape[:2]),
             instance_scores=np.full(2, 0.9),
             track_names=tuple(f"{a}{'2' if after else ''}" for a, _ in animals),
-            embeddings=np.stack([vec[a] for a, _ in animals])))
+            # A NaN row (an instance the embedding model could not crop) counts as no vector.
+            embeddings=np.stack([vec[a] if f != 31 else np.full(3, np.nan) for a, _ in animals])))
     out = run(TrackletLinker(LinkParams()), frames)
     seen: dict[str, set[str]] = {}
     for fr, raw in zip(out, frames):
