@@ -49,10 +49,27 @@ _PAPER: dict[str, dict[str, Any]] = {
     "ocsort": {"min_hits": 3, "track_buffer": 30, "track_high_threshold": 0.6,
                "track_low_threshold": 0.1, "new_track_threshold": 0.6,
                "min_match_similarity": 0.3},
+    # The appearance trackers (issue #27's other half), for when sleapflow offers them.
+    "deepsort": {"min_hits": 3, "track_buffer": 30, "track_high_threshold": 0.8,
+                 "track_low_threshold": 0.8, "new_track_threshold": 0.8,
+                 "min_match_similarity": 0.3},
+    "strongsort": {"min_hits": 3, "track_buffer": 30, "track_high_threshold": 0.6,
+                   "track_low_threshold": 0.6, "new_track_threshold": 0.6,
+                   "min_match_similarity": 0.3},
+    "botsort": {"min_hits": 2, "track_buffer": 30, "track_high_threshold": 0.6,
+                "track_low_threshold": 0.1, "new_track_threshold": 0.7,
+                "min_match_similarity": 0.2},
+    "deepocsort": {"min_hits": 3, "track_buffer": 30, "track_high_threshold": 0.6,
+                   "track_low_threshold": 0.1, "new_track_threshold": 0.6,
+                   "min_match_similarity": 0.3},
 }
 _ANIMAL: dict[str, dict[str, Any]] = {
     "sort": {"track_buffer": 30, "track_high_threshold": 0.1, "track_low_threshold": 0.1,
              "new_track_threshold": 0.1},
+    "deepsort": {"track_high_threshold": 0.5, "track_low_threshold": 0.1,
+                 "new_track_threshold": 0.1},
+    "strongsort": {"track_high_threshold": 0.5, "track_low_threshold": 0.1,
+                   "new_track_threshold": 0.1},
 }
 PRESETS = ("animal", "paper")
 
@@ -125,7 +142,7 @@ def resolve_mot_params(tracker: str, texts: tuple[str, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     preset = next((v for k, v in reversed(parsed) if k == "preset"), None)
     if preset is not None:
-        out.update(_PAPER[tracker])
+        out.update(_PAPER.get(tracker, {}))
         if preset == "animal":
             out.update(_ANIMAL.get(tracker, {}))
     for key, value in parsed:
