@@ -12,8 +12,8 @@ import numpy as np
 import sleap_io as sio
 
 __all__ = (
-    "CropBatch", "CropSet", "Frame", "FrameBatch", "FrameInfo", "FramePrediction", "InputPlan", "ModelInput",
-    "ModelOutput", "WorkItem",
+    "CropBatch", "CropSet", "Frame", "FrameBatch", "FrameInfo", "FramePrediction", "HeadPeaks", "InputPlan",
+    "ModelInput", "ModelOutput", "WorkItem",
 )
 
 
@@ -27,6 +27,12 @@ class Frame(msgspec.Struct, frozen=True):
     image: Any
     #: Ground-truth instances ((n, N, 2) float, NaN = missing) for modes that need them.
     gt_points: Any = None
+    #: Live sources only (None otherwise), wall-clock seconds (``time.time()``): when the
+    #: camera took the frame (its stream timestamp mapped onto the wall clock) and when it
+    #: was decoded here; ``pts`` is the stream timestamp itself, in seconds.
+    capture_time: float | None = None
+    arrival_time: float | None = None
+    pts: float | None = None
 
 
 class FrameInfo(msgspec.Struct, frozen=True):
@@ -39,6 +45,10 @@ class FrameInfo(msgspec.Struct, frozen=True):
     width: int
     #: The decoded frame, kept only when a later stage needs pixels (optical-flow tracking).
     image: Any = None
+    #: A live frame's times, as on :class:`Frame` (None for files).
+    capture_time: float | None = None
+    arrival_time: float | None = None
+    pts: float | None = None
 
 
 class FrameBatch(msgspec.Struct, frozen=True):
@@ -63,12 +73,40 @@ class ModelInput(msgspec.Struct, frozen=True):
     gt_points: tuple[Any, ...] | None = None
 
 
+class HeadPeaks(msgspec.Struct, frozen=True):
+    """One confidence-map head's peaks for a batch, found inside the runtime; host numpy arrays.
+
+    Global (one per channel): ``points`` (B, C, 2) float32, NaN below the threshold, ``vals``
+    (B, C). Local: ``points`` (B, C, K, 2), ``vals``/``valid``/``index`` (B, C, K), highest
+    first, ``index`` the peak's raster position ``y * W + x`` in the map, ``counts`` (B, C) the
+    local peaks each channel had. Points are already in the units the peak stage works in (see
+    :class:`sleapflow.backends.fused.PeakHead`).
+    """
+
+    points: Any
+    vals: Any
+    valid: Any = None
+    index: Any = None
+    counts: Any = None
+
+
 class ModelOutput(msgspec.Struct, frozen=True):
-    """Head outputs of one batch, still on the model's device, with the input they came from."""
+    """Head outputs of one batch, still on the model's device, with the input they came from.
+
+    Which form a head arrives in is fixed when the graph is built: as maps in ``heads``, or,
+    when the runtime runs the peak finding itself (a fused ONNX / TensorRT export), as
+    :class:`HeadPeaks` in ``peaks`` (that head is then absent from ``heads``). A batch whose
+    peaks overflowed the fused top-k comes as maps only (``peaks`` None).
+    """
 
     seq: int
     heads: dict[str, Any]
     input: Any
+    peaks: dict[str, HeadPeaks] | None = None
+
+    def head_peaks(self, head: str) -> HeadPeaks | None:
+        """``head``'s peaks when the runtime found them, else None (read its maps)."""
+        return None if self.peaks is None else self.peaks.get(head)
 
     @property
     def frames(self) -> tuple[FrameInfo, ...]:
@@ -144,15 +182,25 @@ class FramePrediction(msgspec.Struct, frozen=True):
     source_instances: tuple[Any, ...] | None = None
     is_user: Any = None
     untouched: tuple[Any, ...] = ()
+    #: A live frame's times (as on :class:`Frame`), and when its poses were ready (set as the
+    #: prediction leaves the graph for the writer and any publisher); None for files.
+    capture_time: float | None = None
+    arrival_time: float | None = None
+    pts: float | None = None
+    result_time: float | None = None
+    #: (I, D) float32 appearance (re-ID) vectors from an embedding model, NaN rows for instances
+    #: it could not crop; None when the run has no embedding model.
+    embeddings: Any = None
 
     _PER_INSTANCE = ("points", "point_scores", "instance_scores", "tracking_scores", "centroids",
-                     "centroid_scores", "is_user")
+                     "centroid_scores", "is_user", "embeddings")
 
     @classmethod
     def of(cls, info: FrameInfo, **fields: Any) -> FramePrediction:
         """A prediction for the frame ``info`` describes (its image rides along if kept)."""
         return cls(seq=info.seq, video_id=info.video_id, frame_idx=info.frame_idx,
-                   image=info.image, **fields)
+                   image=info.image, capture_time=info.capture_time,
+                   arrival_time=info.arrival_time, pts=info.pts, **fields)
 
     @property
     def n_instances(self) -> int:

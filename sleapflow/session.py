@@ -25,6 +25,7 @@ Several graphs can run at once in one event loop, each in its own ``async with``
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from datetime import datetime
@@ -32,6 +33,7 @@ from types import TracebackType
 from typing import Any
 
 import anyio
+import msgspec
 import numpy as np
 import sleap_io as sio
 from anyio import BrokenResourceError, ClosedResourceError, EndOfStream
@@ -48,11 +50,12 @@ from sleapflow.options.config import InferenceConfig
 from sleapflow.options.declared import front_options
 from sleapflow.runtime import GraphRunner, GraphSpec, GraphStats, RunningGraph, running_graph
 from sleapflow.runtime.graph import Role
+from sleapflow.runtime.latency import LatencyFigures, LatencyMeter
 
 __all__ = ("GraphSession", "PushSource", "ResultSink", "SpecFactory", "open_custom_graph", "open_graph")
 
-#: A pushed frame on its way to the source stage: (image, frame_idx, video_id).
-_Pushed = tuple[np.ndarray, int, int]
+#: A pushed frame on its way to the source stage: (image, frame_idx, video_id, capture_time).
+_Pushed = tuple[np.ndarray, int, int, float | None]
 
 
 class PushSource:
@@ -76,9 +79,12 @@ class PushSource:
                   task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with outbox, self._frames:
             task_status.started()
-            async for image, frame_idx, video_id in self._frames:
+            async for image, frame_idx, video_id, capture_time in self._frames:
+                # A frame pushed with its capture time is timed through the graph (latency).
+                arrival = None if capture_time is None else time.time()
                 await outbox.send(Frame(seq=self.sent, video_id=video_id, frame_idx=frame_idx,
-                                        image=image))
+                                        image=image, capture_time=capture_time,
+                                        arrival_time=arrival))
                 self.sent += 1
 
 
@@ -144,6 +150,8 @@ class GraphSession:
         self._stage_ends: list[Any] = []
         self._started = datetime.now()
         self._answered = 0
+        #: Latency of pushed frames that carried a capture time, to when they were read.
+        self._latency = LatencyMeter()
 
     # ---- public API ------------------------------------------------------------------------
 
@@ -165,6 +173,14 @@ class GraphSession:
             raise SleapflowError("the graph is not open")
         return self.runner.statistics()
 
+    def latency(self) -> LatencyFigures | None:
+        """Capture-to-pose latency so far (percentiles in ms) and frames dropped: a live
+        ``source=``'s, or that of frames pushed with ``capture_time`` (to when each result was
+        read); None when no frame is timed (a file, frames pushed without a capture time)."""
+        if self.run is not None and self.run.latency is not None:
+            return self.run.latency.figures()
+        return self._latency.figures() if self._latency.frames else None
+
     def provenance(self) -> dict[str, Any]:
         """The provenance a file written from this session's results so far would record: the
         same keys ``track`` and ``run_inference`` write (``frames_processed`` counts the results
@@ -176,10 +192,13 @@ class GraphSession:
                               frames_processed=self._answered)
 
     async def push(self, image: Any, *, frame_idx: int | None = None, video_id: int = 0,
-                   copy: bool = True) -> None:
+                   capture_time: float | None = None, copy: bool = True) -> None:
         """Send one (H, W[, C]) uint8 frame in; waits while the graph is full.
 
-        ``frame_idx`` defaults to one more than the previous frame's (from 0).
+        ``frame_idx`` defaults to one more than the previous frame's (from 0). With
+        ``capture_time`` (``time.time()`` seconds, e.g. the camera's timestamp) the frame is
+        timed: its result carries capture, arrival and result times, and :meth:`latency`
+        counts it.
         """
         if not self._push_mode:
             raise ConfigError("push(): this graph reads its frames from source=; open it without "
@@ -192,7 +211,7 @@ class GraphSession:
         idx = self._next_frame_idx if frame_idx is None else int(frame_idx)
         self._next_frame_idx = idx + 1
         try:
-            await self._input_send.send((frame, idx, int(video_id)))
+            await self._input_send.send((frame, idx, int(video_id), capture_time))
         except (BrokenResourceError, ClosedResourceError):
             # The source stopped taking frames: the graph failed. Its error cancels this block;
             # wait for that so the caller sees the StageError, not this symptom.
@@ -223,7 +242,12 @@ class GraphSession:
         except ClosedResourceError:
             raise StopAsyncIteration from None
         self._answered += 1
-        return result  # type: ignore[no-any-return]
+        if isinstance(result, FramePrediction) and result.capture_time is not None \
+                and result.result_time is None:
+            now = time.time()
+            self._latency.add(result.capture_time, now)
+            result = msgspec.structs.replace(result, result_time=now)
+        return result
 
     # ---- lifecycle -------------------------------------------------------------------------
 

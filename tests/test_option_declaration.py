@@ -151,7 +151,7 @@ def test_provenance_and_resume_keep_their_keys() -> None:
         "queue_maxsize", "runtime", "precision")
     assert neutral_options() == {"output_path", "queue_maxsize", "postprocess_workers", "torch_threads",
                                  "forward_workers", "device", "max_failed_frames", "resume",
-                                 "skip_existing"}
+                                 "skip_existing", "stream_timeout", "publish"}
 
 
 def test_every_declared_flag_has_a_hyphenated_spelling() -> None:

@@ -3,26 +3,30 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from sleapflow.errors import BackendError
 from sleapflow.logs import get_logger
 
-__all__ = ("EXPORT_FORMAT", "CorruptEntry", "ExportCache", "cache_root", "entry_key", "file_sha256",
-           "module_digest")
+__all__ = ("EXPORT_FORMAT", "OPSET", "CorruptEntry", "ExportCache", "cache_root", "checkpoint_digest",
+           "entry_key", "export_key_parts", "file_sha256", "module_digest", "torch_version")
 
 
 log = get_logger(__name__)
 
 #: Bumped whenever the export itself changes (wrapper, opset, options): old entries then miss.
 EXPORT_FORMAT = 1
+#: ONNX opset of the export (part of every key).
+OPSET = 17
 _ENTRY = "entry.json"
 _ATTEMPTS = 4
 
@@ -54,6 +58,53 @@ def module_digest(module: Any) -> str:
         if t.numel():
             h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
+
+
+@functools.cache
+def torch_version() -> str:
+    """torch's version from its package metadata: a key is computed without importing torch."""
+    try:
+        return metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        return "none"
+
+
+@functools.cache
+def _code_digest() -> str:
+    """SHA-256 over the sources that turn a checkpoint into the exported graph (architectures,
+    inference rewrites, the export wrapper): a change there must miss old entries, which a key
+    from the checkpoint's bytes alone would not notice."""
+    package = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for path in [*sorted((package / "models").glob("*.py")), package / "backends" / "runners.py"]:
+        h.update(f"{path.relative_to(package)}:".encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def checkpoint_digest(files: Mapping[str, Path]) -> str:
+    """SHA-256 over the files that define a network (weights, training config, override
+    checkpoints: role -> path) and the code that builds and exports it.
+
+    Needs no torch: a warm start on ONNX Runtime finds its entry without loading the
+    checkpoint. Any byte of any of these files changing gives another digest; so does the
+    same file in another role (a backbone override is not a head override).
+    """
+    h = hashlib.sha256()
+    h.update(f"code:{_code_digest()};".encode())
+    for role, path in sorted(files.items()):
+        h.update(f"{role}:{path.stat().st_size}:{file_sha256(path)};".encode())
+    return h.hexdigest()
+
+
+def export_key_parts(model: str, shape: tuple[int, ...], *, runtime: str, runtime_version: str,
+                     precision: str) -> dict[str, Any]:
+    """What keys one exported network: the model's digest, the input (C, H, W), the runtime
+    and its version, the exporter (torch's version, opset) and the precision. Exports leave
+    the heads' final activations to the caller (see runners.head_activations)."""
+    return {"model": model, "shape": list(shape), "runtime": runtime,
+            "runtime_version": runtime_version, "torch": torch_version(), "opset": OPSET,
+            "precision": precision, "activations": "torch"}
 
 
 def entry_key(parts: Mapping[str, Any]) -> str:

@@ -41,6 +41,7 @@ from sleapflow.models.export_folder import (
     is_exported_folder,
 )
 from sleapflow.models.schema import ModelConfig
+from sleapflow.ops.fused_peaks import global_peaks, top_local_peaks
 
 __all__ = ("EXPORT_FORMATS", "EXPORT_PRECISIONS", "export_model")
 
@@ -129,61 +130,6 @@ def _pad_to(x: torch.Tensor, stride: int) -> torch.Tensor:
     return F.pad(x, [0, (stride - width % stride) % stride, 0, (stride - height % stride) % stride])
 
 
-def _refine(maps: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
-    """Integral-refinement offsets (B, C, k, 2) of the peaks at integer ``xs``/``ys`` (B, C, k) of
-    ``maps`` (B, C, H, W): the weighted centroid of a zero-padded 5x5 patch around each."""
-    half = _PATCH // 2
-    padded = F.pad(maps, [half, half, half, half])
-    width = torch._shape_as_tensor(padded)[-1]  # traced as the graph's own size, not a constant
-    flat = padded.flatten(2)
-    steps = torch.arange(_PATCH, device=maps.device)
-    rows = ys.long()[..., None, None] + steps[:, None]
-    cols = xs.long()[..., None, None] + steps[None, :]
-    index = (rows * width + cols).flatten(2)  # (B, C, k * 25)
-    patch = torch.gather(flat, -1, index).reshape(*xs.shape, _PATCH * _PATCH)
-    grid = torch.arange(_PATCH, device=maps.device, dtype=maps.dtype) - (_PATCH - 1) / 2
-    gx = grid.repeat(_PATCH)
-    gy = grid.repeat_interleave(_PATCH)
-    total = patch.sum(-1)
-    return torch.stack([(patch * gx).sum(-1) / total, (patch * gy).sum(-1) / total], dim=-1)
-
-
-def _global_peaks(maps: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per channel of (B, C, H, W): refined points (B, C, 2) in map pixels and values (B, C);
-    below ``threshold`` a NaN point and 0, as sleapflow's (and the reference's) global peaks."""
-    col_max = maps.amax(dim=2)
-    xs = col_max.argmax(dim=-1)
-    ys = maps.amax(dim=3).argmax(dim=-1)
-    vals = col_max.amax(dim=-1)
-    offsets = _refine(maps, xs[..., None], ys[..., None])[:, :, 0]
-    points = torch.stack([xs, ys], dim=-1).to(maps.dtype) + offsets
-    below = vals < threshold
-    points = torch.where(below[..., None], torch.full_like(points, float("nan")), points)
-    return points, torch.where(below, torch.zeros_like(vals), vals)
-
-
-def _top_local_peaks(maps: torch.Tensor, k: int, threshold: float
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The ``k`` highest local peaks (strictly above their 8 neighbours and ``threshold``) of each
-    channel of (B, C, H, W): refined points (B, C, k, 2), values (B, C, k), valid (B, C, k)."""
-    padded = F.pad(maps, [1, 1, 1, 1], value=-1e9)
-    others = torch.full_like(maps, -1e9)
-    for dy in (0, 1, 2):
-        for dx in (0, 1, 2):
-            if dy != 1 or dx != 1:
-                # Slices by offsets from both ends: the frame size stays dynamic in the graph.
-                others = torch.maximum(others, padded[..., dy:dy - 2 or None, dx:dx - 2 or None])
-    is_peak = (maps > others) & (maps > threshold)
-    flat = torch.where(is_peak, maps, torch.full_like(maps, -1e9)).flatten(2)
-    vals, idx = torch.topk(flat, k, dim=-1)
-    width = torch._shape_as_tensor(maps)[-1]
-    xs = idx % width
-    ys = torch.div(idx, width, rounding_mode="floor")
-    valid = vals > threshold
-    points = torch.stack([xs, ys], dim=-1).to(maps.dtype) + _refine(maps, xs, ys)
-    return points, vals, valid
-
-
 class _Network(nn.Module):
     """One trained network with the preprocessing sleapflow gives it, in-graph."""
 
@@ -221,7 +167,7 @@ class _SingleGraph(nn.Module):
         self.threshold = threshold
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        points, vals = _global_peaks(self.net.confmaps(image), self.threshold)
+        points, vals = global_peaks(self.net.confmaps(image), self.threshold, patch_size=_PATCH)
         return self.net.to_image(points), vals
 
 
@@ -235,7 +181,8 @@ class _CentroidGraph(nn.Module):
         self.threshold = threshold
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        points, vals, valid = _top_local_peaks(self.net.confmaps(image), self.k, self.threshold)
+        points, vals, valid, _, _ = top_local_peaks(self.net.confmaps(image), self.k, self.threshold,
+                                                    patch_size=_PATCH)
         points, vals, valid = points[:, 0], vals[:, 0], valid[:, 0]
         points = torch.where(valid[..., None], self.net.to_image(points), torch.zeros_like(points))
         return points, torch.where(valid, vals, torch.zeros_like(vals)), valid
@@ -272,7 +219,8 @@ class _TopDownGraph(nn.Module):
         crops = torch.gather(padded.flatten(2), -1, index.expand(-1, channels, -1))
         crops = crops.reshape(-1, channels, k, crop, crop).transpose(1, 2)
         crops = crops.reshape(-1, channels, crop, crop)
-        points, vals = _global_peaks(self.instance.confmaps(crops), self.threshold)
+        points, vals = global_peaks(self.instance.confmaps(crops), self.threshold,
+                                    patch_size=_PATCH)
         points = self.instance.to_image(points).reshape(-1, k, self.n_nodes, 2) + top_left[:, :, None]
         vals = vals.reshape(-1, k, self.n_nodes)
         points = torch.where(valid[..., None, None], points, torch.zeros_like(points))
@@ -308,7 +256,8 @@ class _BottomUpGraph(nn.Module):
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         maps = self.net.maps(image)
-        peaks, vals, valid = _top_local_peaks(maps[self.cms_head], self.k, self.threshold)
+        peaks, vals, valid, _, _ = top_local_peaks(maps[self.cms_head], self.k, self.threshold,
+                                                   patch_size=_PATCH)
         peaks = peaks * self.cms_stride  # scaled-input pixels, as sleap-nn's reader expects
         pafs = maps[self.paf_head]
         size = torch._shape_as_tensor(pafs)

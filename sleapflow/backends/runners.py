@@ -9,24 +9,31 @@ from typing import Any, Protocol
 
 import torch
 
-from sleapflow.backends.cache import CorruptEntry, ExportCache, entry_key, module_digest
+from sleapflow.backends.cache import (
+    OPSET,
+    CorruptEntry,
+    ExportCache,
+    entry_key,
+    export_key_parts,
+    module_digest,
+)
+from sleapflow.backends.fused import FusedPeaks, PeakHead
 from sleapflow.backends.select import RuntimeChoice
 from sleapflow.errors import BackendError, ConfigError
 from sleapflow.logs import get_logger
 from sleapflow.models.inference_opt import prepare_for_inference
+from sleapflow.ops.fused_peaks import global_peaks, top_local_peaks
 from sleapflow.ops.preprocess import normalize
 
 __all__ = (
-    "EXPORT_TOLERANCE", "OPSET", "HeadMaps", "HostStaging", "NetworkRunner", "NoopRunner", "OnnxRunner",
-    "TensorRTRunner", "TorchRunner", "apply_activations", "export_onnx", "head_activations", "make_runner",
-    "pre_activation_maps",
+    "EXPORT_TOLERANCE", "OPSET", "POINT_TOLERANCE", "FusedHeads", "HeadMaps", "HostStaging",
+    "NetworkRunner", "NoopRunner", "OnnxRunner", "TensorRTRunner", "TorchRunner", "apply_activations",
+    "export_onnx", "head_activations", "make_runner", "pre_activation_maps",
 )
 
 
 log = get_logger(__name__)
 
-#: ONNX opset of the export (part of the cache key through the export format).
-OPSET = 17
 #: Largest absolute map difference accepted between a fresh export and torch on its example batch.
 EXPORT_TOLERANCE = 1e-3
 
@@ -157,19 +164,67 @@ class HeadMaps(torch.nn.Module):
         return tuple(out[k] for k in self.names)
 
 
-def export_onnx(module: torch.nn.Module, example: torch.Tensor, names: list[str], path: Any) -> None:
+def _head_peaks(maps: torch.Tensor, spec: PeakHead) -> list[torch.Tensor]:
+    """One head's fused outputs, all float32 (see :func:`sleapflow.backends.fused.split_outputs`);
+    empty top-k slots are zeroed (index -1), so their contents never depend on how a runtime
+    orders ties among non-peaks."""
+    if not spec.local:
+        points, vals = global_peaks(maps, spec.threshold, refinement=spec.refinement,
+                                    patch_size=spec.patch_size)
+        return [points * spec.output_stride / spec.input_scale, vals]
+    # The export pins the map size (it is in the cache key), so k can be clamped to it here.
+    k = min(spec.k, int(maps.shape[-2]) * int(maps.shape[-1]))
+    points, vals, valid, index, counts = top_local_peaks(
+        maps, k, spec.threshold, refinement=spec.refinement, patch_size=spec.patch_size)
+    points = points * spec.output_stride / spec.input_scale
+    points = torch.where(valid[..., None], points, torch.zeros_like(points))
+    vals = torch.where(valid, vals, torch.zeros_like(vals))
+    index = torch.where(valid, index, torch.full_like(index, -1))
+    return [points, vals, valid.float(), index.float(), counts.float()]
+
+
+class FusedHeads(torch.nn.Module):
+    """The module's heads with peak finding fused in (for export): a fused head gives its
+    peaks (:meth:`FusedPeaks.output_names` lists the outputs), any other head its
+    pre-activation maps, as :class:`HeadMaps`."""
+
+    def __init__(self, module: torch.nn.Module, names: list[str], fuse: FusedPeaks) -> None:
+        super().__init__()
+        self.module = module
+        self.names = names
+        self.fuse = fuse
+        self.activations = head_activations(module)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = pre_activation_maps(self.module, x, self.activations)
+        result: list[torch.Tensor] = []
+        for name in self.names:
+            spec = self.fuse.head(name)
+            if spec is None:
+                result.append(out[name])
+                continue
+            maps = self.activations[name](out[name]) if name in self.activations else out[name]
+            result += _head_peaks(maps, spec)
+        return tuple(result)
+
+
+def export_onnx(module: torch.nn.Module, example: torch.Tensor, names: list[str], path: Any,
+                fuse: FusedPeaks | None = None) -> None:
     """``torch.onnx.export`` with a dynamic batch axis; the tracer's shape warnings are expected
-    (padding is computed from H, W, which the cache key pins) and silenced.
+    (padding is computed from H, W, which the cache key pins) and silenced. With ``fuse`` the
+    graph ends in those heads' peak finding (:class:`FusedHeads`).
 
     Raises :class:`BackendError` when torch cannot export the module (an operator without an
     ONNX form, a tracer failure): the model still runs under torch.
     """
-    axes = {"x": {0: "batch"}, **{n: {0: "batch"} for n in names}}
+    outputs = fuse.output_names(names) if fuse is not None else names
+    wrapper = FusedHeads(module, names, fuse) if fuse is not None else HeadMaps(module, names)
+    axes = {"x": {0: "batch"}, **{n: {0: "batch"} for n in outputs}}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(HeadMaps(module, names).eval(), (example,), str(path), dynamo=False,
-                              input_names=["x"], output_names=names, dynamic_axes=axes,
+            torch.onnx.export(wrapper.eval(), (example,), str(path), dynamo=False,
+                              input_names=["x"], output_names=outputs, dynamic_axes=axes,
                               opset_version=OPSET, do_constant_folding=True)
     except Exception as exc:  # torch.onnx raises many types (its own, RuntimeError, TypeError...)
         raise BackendError(
@@ -199,44 +254,59 @@ class _ExportingRunner:
     The first batch of a new (C, H, W) exports the torch module (or reuses the cached export),
     checks the exported graph against torch on that very batch, and builds the session; later
     batches of that shape go straight to it. A lock keeps concurrent workers from exporting twice.
+
+    With ``fuse`` the export ends in those heads' peak finding (:class:`FusedHeads`): a call
+    returns their peaks (named ``head/points`` ...) instead of their maps; :meth:`maps` still
+    gives whole maps (a second export, built only when asked for).
     """
 
     name = "exporting"
 
     def __init__(self, module: torch.nn.Module, device: torch.device, *, threads: int | None,
-                 precision: str, cache: ExportCache | None) -> None:
+                 precision: str, cache: ExportCache | None, fuse: FusedPeaks | None = None,
+                 model_key: str | None = None) -> None:
         self.module = module
         self.device = device
         self.threads = threads
         self.precision = precision
         self.cache = cache or ExportCache("onnx")
+        self.fuse = fuse
         self.staging = HostStaging(device)
         prepare_for_inference(module, device)
-        self.digest = module_digest(module)
+        # A checkpoint_digest from the caller keys entries by file bytes, so a later run finds
+        # them without loading torch; a bare module is keyed by its weights.
+        self.digest = model_key or module_digest(module)
         self.activations = head_activations(module)
-        self._sessions: dict[tuple[int, ...], Any] = {}
+        self._sessions: dict[tuple[bool, tuple[int, ...]], Any] = {}
         self._lock = threading.Lock()
-        #: Per shape class: the key and whether this process built the entry (tests, logs).
+        #: Per shape class: the key and whether this process built the entry (tests, logs); for
+        #: the runner's own outputs (fused when ``fuse`` is given).
         self.exports: dict[tuple[int, ...], tuple[str, bool]] = {}
+        #: The same for the maps exports a fused runner builds on demand (:meth:`maps`).
+        self.maps_exports: dict[tuple[int, ...], tuple[str, bool]] = {}
 
     def runtime_version(self) -> str:
         raise NotImplementedError
 
-    def _key_parts(self, shape: tuple[int, ...]) -> dict[str, Any]:
-        return {"model": self.digest, "shape": list(shape), "runtime": self.name,
-                "runtime_version": self.runtime_version(), "torch": torch.__version__,
-                "opset": OPSET, "precision": self.precision,
-                # Exports leave the heads' final activations to torch (see head_activations).
-                "activations": "torch"}
+    def _key_parts(self, shape: tuple[int, ...], fused: bool = False) -> dict[str, Any]:
+        parts = export_key_parts(self.digest, shape, runtime=self.name,
+                                 runtime_version=self.runtime_version(), precision=self.precision)
+        if fused and self.fuse is not None:
+            # Threshold, refinement, patch, k, strides and scale all shape the graph.
+            parts["fused_peaks"] = self.fuse.key_parts()
+        return parts
 
-    def _open_cached(self, shape: tuple[int, ...]) -> Any:
+    def _record(self, fused: bool) -> dict[tuple[int, ...], tuple[str, bool]]:
+        return self.exports if fused == (self.fuse is not None) else self.maps_exports
+
+    def _open_cached(self, shape: tuple[int, ...], fused: bool = False) -> Any:
         """A session on a verified cache entry for ``shape``, or None on a miss.
 
         Such an entry was checked against torch when it was built, and its checksum pins it, so
         a hit skips the torch reference forward (the slowest part of a warm start). An entry
         whose record lacks its heads, or that the runtime cannot load, is discarded: rebuilt,
         never trusted."""
-        key = entry_key(self._key_parts(shape))
+        key = entry_key(self._key_parts(shape, fused))
         # No onnx.checker here: the checksum already proves this is the artifact that passed it,
         # and importing onnx (0.6 s, holding the GIL) would stall the decoder at start-up.
         hit = self.cache.lookup(key, "model.onnx")
@@ -253,40 +323,58 @@ class _ExportingRunner:
             log.warning("export cache entry does not load; rebuilding", key=key, reason=str(exc))
             self.cache.discard(key)
             return None
-        self.exports[shape] = (key, False)
-        log.info("onnx export", shape=shape, key=key, cached=True)
+        self._record(fused)[shape] = (key, False)
+        log.info("onnx export", shape=shape, key=key, cached=True, fused=fused)
         return session
 
-    def _open_checked(self, x: torch.Tensor) -> Any:
+    def _open_checked(self, x: torch.Tensor, fused: bool = False) -> Any:
         """Export (or reuse a concurrent builder's entry) and check it against torch on ``x``."""
         shape = tuple(x.shape[1:])
-        exported, ref = self._export(x)
+        exported, ref = self._export(x, fused)
         session = self._open(exported)
         got = apply_activations(self.activations, session(x))
-        worst = max(float((got[k].float() - ref[k].float()).abs().max()) for k in ref)
+        worst = max(_worst_difference(got[k].float(), ref[k].float(), self._points_units(k, x))
+                    for k in ref)
         if worst > EXPORT_TOLERANCE:
             # Cache hits trust an entry without this check, so a failing one must go.
-            self.cache.discard(self.exports[shape][0])
+            self.cache.discard(self._record(fused)[shape][0])
             raise BackendError(
                 f"the {self.name} export of this model differs from torch by {worst:.2e} on "
                 f"its first batch (limit {EXPORT_TOLERANCE}); use --runtime torch")
         return session
 
-    def _export(self, x: torch.Tensor) -> tuple[_Exported, dict[str, torch.Tensor]]:
+    def _export(self, x: torch.Tensor, fused: bool = False
+                ) -> tuple[_Exported, dict[str, torch.Tensor]]:
         shape = tuple(x.shape[1:])
+        fuse = self.fuse if fused else None
         with torch.inference_mode():
-            ref = self.module(x)
-        names = list(ref)
+            maps = self.module(x)
+            names = list(maps)
+            if fuse is None:
+                ref = maps
+            else:
+                outs = FusedHeads(self.module, names, fuse)(x)
+                ref = apply_activations(self.activations,
+                                        dict(zip(fuse.output_names(names), outs, strict=True)))
         out_shapes = {k: tuple(v.shape[1:]) for k, v in ref.items()}
-        key = entry_key(self._key_parts(shape))
+        key = entry_key(self._key_parts(shape, fused))
         path, built = self.cache.get_or_build(
-            key, "model.onnx", lambda p: export_onnx(self.module, x, names, p),
-            meta={"parts": self._key_parts(shape), "heads": names,
+            key, "model.onnx", lambda p: export_onnx(self.module, x, names, p, fuse),
+            meta={"parts": self._key_parts(shape, fused), "heads": list(ref),
                   "out_shapes": {k: list(v) for k, v in out_shapes.items()}},
             check=self._check_onnx)
-        self.exports[shape] = (key, built)
-        log.info("onnx export", shape=shape, key=key, cached=not built)
-        return _Exported(path, names, out_shapes), ref
+        self._record(fused)[shape] = (key, built)
+        log.info("onnx export", shape=shape, key=key, cached=not built, fused=fused)
+        return _Exported(path, list(ref), out_shapes), ref
+
+    def _points_units(self, output: str, x: torch.Tensor) -> tuple[float, float, float] | None:
+        """For a fused head's points output: the input's (width, height) in the points' units,
+        and one map pixel in them; None for any other output."""
+        spec = self.fuse.head(output.rsplit("/", 1)[0]) if self.fuse is not None else None
+        if spec is None or not output.endswith("/points"):
+            return None
+        return (x.shape[-1] / spec.input_scale, x.shape[-2] / spec.input_scale,
+                spec.output_stride / spec.input_scale)
 
     @staticmethod
     def _check_onnx(path: Any) -> None:
@@ -294,29 +382,64 @@ class _ExportingRunner:
 
         onnx.checker.check_model(str(path))
 
-    def _session_for(self, x: torch.Tensor) -> Any:
-        shape = tuple(x.shape[1:])
-        session = self._sessions.get(shape)
+    def _session_for(self, x: torch.Tensor, fused: bool = False) -> Any:
+        slot = (fused, tuple(x.shape[1:]))
+        session = self._sessions.get(slot)
         if session is not None:
             return session
         with self._lock:
-            session = self._sessions.get(shape)
+            session = self._sessions.get(slot)
             if session is None:
-                session = self._open_cached(shape)
+                session = self._open_cached(slot[1], fused)
                 if session is None:
-                    session = self._open_checked(x)
-                self._sessions[shape] = session
+                    session = self._open_checked(x, fused)
+                self._sessions[slot] = session
         return session
 
     def _open(self, exported: _Exported) -> Any:
         raise NotImplementedError
 
-    def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _run(self, x: torch.Tensor, fused: bool) -> dict[str, torch.Tensor]:
         with torch.inference_mode():
             xf = normalize(self.staging.to_device(x)).contiguous()
             if xf.shape[0] == 0:
                 return {}
-            return apply_activations(self.activations, self._session_for(xf)(xf))
+            return apply_activations(self.activations, self._session_for(xf, fused)(xf))
+
+    def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self._run(x, self.fuse is not None)
+
+    def maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every head's maps, also on a fused runner (for a batch whose peaks overflow k)."""
+        return self._run(x, False)
+
+
+#: Largest fused-point difference accepted by the export check, in map pixels (scaled to
+#: EXPORT_TOLERANCE in the worst-difference figure): the same peak, refined alike.
+POINT_TOLERANCE = 0.05
+
+
+def _worst_difference(got: torch.Tensor, ref: torch.Tensor,
+                      points: tuple[float, float, float] | None = None) -> float:
+    """Largest absolute difference; NaN matches NaN (a fused graph's below-threshold points),
+    and NaN against a number is a mismatch.
+
+    With ``points`` (fused points: the input's width and height, one map pixel) points are
+    compared in map pixels against POINT_TOLERANCE, and only inside the input. Integral
+    refinement divides by its patch's sum, which on a weak peak with negative neighbours is
+    near 0: a map difference of 1e-5 then moves the point by 1e-3 px or far more (and throws
+    it outside the frame), in the torch path on another runtime's maps as much as here."""
+    if got.numel() == 0:
+        return 0.0
+    both = torch.isnan(got) & torch.isnan(ref)
+    diff = torch.where(both, torch.zeros_like(got), (got - ref).abs())
+    if points is not None:
+        width, height, pixel = points
+        limit = torch.tensor([width, height], dtype=ref.dtype)
+        outside = ((ref < -1) | (ref > limit + 1)).any(dim=-1, keepdim=True)
+        diff = torch.where(outside & ~torch.isnan(diff), torch.zeros_like(diff), diff)
+        diff = diff / pixel * (EXPORT_TOLERANCE / POINT_TOLERANCE)
+    return float(torch.nan_to_num(diff, nan=float("inf")).max())
 
 
 class _OrtSession:
@@ -379,12 +502,9 @@ class OnnxRunner(_ExportingRunner):
     def _open(self, exported: _Exported) -> _OrtSession:
         import onnxruntime as ort
 
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(1, self.threads or 1)
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        opts.log_severity_level = 3
+        from sleapflow.backends.ort import session_options
+
+        opts = session_options(self.threads)
         if self.device.type == "cuda":
             providers: list[Any] = [("CUDAExecutionProvider", {"device_id": self.device.index or 0}),
                                     "CPUExecutionProvider"]
@@ -409,8 +529,10 @@ class TensorRTRunner(_ExportingRunner):
     name = "tensorrt"
 
     def __init__(self, module: torch.nn.Module, device: torch.device, *, threads: int | None,
-                 precision: str, cache: ExportCache | None, max_batch: int) -> None:
-        super().__init__(module, device, threads=threads, precision=precision, cache=cache)
+                 precision: str, cache: ExportCache | None, max_batch: int,
+                 fuse: FusedPeaks | None = None) -> None:
+        super().__init__(module, device, threads=threads, precision=precision, cache=cache,
+                         fuse=fuse)
         self.max_batch = max(1, max_batch)
         self.engines = ExportCache("tensorrt", self.cache.dir.parent)
 
@@ -419,8 +541,8 @@ class TensorRTRunner(_ExportingRunner):
 
         return tensorrt.__version__
 
-    def _key_parts(self, shape: tuple[int, ...]) -> dict[str, Any]:
-        parts = super()._key_parts(shape)
+    def _key_parts(self, shape: tuple[int, ...], fused: bool = False) -> dict[str, Any]:
+        parts = super()._key_parts(shape, fused)
         # The ONNX export is device-independent; engines are not.
         return {**parts, "runtime": "onnx-for-tensorrt", "precision": "fp32"}
 
@@ -521,8 +643,10 @@ class NoopRunner:
 
 def make_runner(choice: RuntimeChoice, module: torch.nn.Module, device: torch.device | str, *,
                 threads: int | None = None, channels_last: bool = False, max_batch: int = 4,
-                cache: ExportCache | None = None) -> NetworkRunner:
-    """The runner for ``choice`` around a loaded (eval-mode, on ``device``) module."""
+                cache: ExportCache | None = None, fuse: FusedPeaks | None = None) -> NetworkRunner:
+    """The runner for ``choice`` around a loaded (eval-mode, on ``device``) module. ``fuse``
+    (peak finding inside the graph) applies to the exporting runtimes (onnx, tensorrt); the
+    others return maps whatever it says."""
     dev = torch.device(device)
     if getattr(module, "runs_itself", False):
         # An export folder's network is already on ONNX Runtime: the module is called as it is.
@@ -534,10 +658,11 @@ def make_runner(choice: RuntimeChoice, module: torch.nn.Module, device: torch.de
     if choice.name == "torch":
         return TorchRunner(module, dev, channels_last=channels_last, precision=choice.precision)
     if choice.name == "onnx":
-        return OnnxRunner(module, dev, threads=threads, precision=choice.precision, cache=cache)
+        return OnnxRunner(module, dev, threads=threads, precision=choice.precision, cache=cache,
+                          fuse=fuse)
     if choice.name == "noop":
         return NoopRunner(module, dev)
     if choice.name == "tensorrt":
         return TensorRTRunner(module, dev, threads=threads, precision=choice.precision,
-                              cache=cache, max_batch=max_batch)
+                              cache=cache, max_batch=max_batch, fuse=fuse)
     raise ConfigError(f"unknown runtime {choice.name!r}; choose torch, onnx or tensorrt")

@@ -21,8 +21,14 @@ def _runner_for(stage: Any, name: str) -> Any:
     runtime, precision = parse_label(name)
     choice = RuntimeChoice("noop", "noop", "bench") if name == "noop" else resolve_runtime(
         runtime, str(stage.device), precision=precision)
-    return make_runner(choice, stage.model.module, stage.device, threads=stage.torch_threads,
-                       max_batch=stage.max_batch)
+    runner = make_runner(choice, stage.loaded().module, stage.device, threads=stage.torch_threads,
+                         max_batch=stage.max_batch)
+    if not stage.host_arrays:
+        return runner
+    import torch
+
+    # The graph's batches are numpy arrays (ONNX Runtime on the CPU); these runners take torch's.
+    return lambda x: runner(torch.from_numpy(x))
 
 
 def forward_limits(stages: list[Any], kept: dict[str, list[Any]], calls: dict[str, int],

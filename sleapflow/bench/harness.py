@@ -284,6 +284,8 @@ class BenchRecord(msgspec.Struct, frozen=True, kw_only=True):
     serial_fps_runs: list[float] = []
     #: The graph's network runtime (resolved) and the forward-only limit of every runtime.
     runtime: str = "torch"
+    #: ``--host_peaks``: an exporting runtime returned maps (peaks found outside it).
+    host_peaks: bool = False
     forward_limit_by_runtime: dict[str, float] = {}
     serial_fps: float | None = None
     serial_torch_threads: int | None = None
@@ -389,7 +391,7 @@ def run_bench(graph: str = "single_instance", *, data: str | None = None,
               device: str = option("device").default,
               torch_threads: int | None = None, serial: bool = True, repeat: int = 1,
               workdir: str | Path | None = None, runtime: str = "auto",
-              precision: str = "fp32") -> BenchRecord:
+              precision: str = "fp32", host_peaks: bool = False) -> BenchRecord:
     """Measure ``graph`` end to end, serially and forward-only; see the module docstring.
 
     With ``repeat`` > 1 the graph and the serial loop run alternately that many times (drift
@@ -424,7 +426,7 @@ def run_bench(graph: str = "single_instance", *, data: str | None = None,
                               graph=graph, torch_threads=torch_threads,
                               # "noop" (a forward at no cost) exists for benchmarks only.
                               runtime="torch" if runtime == "noop" else runtime,
-                              precision=precision)
+                              precision=precision, host_peaks=host_peaks)
         load_before = os.getloadavg()[0]
         cores = os.cpu_count() or 1
         graph_runs: list[tuple[Any, int, float]] = []
@@ -505,7 +507,7 @@ def run_bench(graph: str = "single_instance", *, data: str | None = None,
             frames_total=seen, warmup_frames=warmup, frames_measured=n_measured,
             graph_wall_s=measured.wall_s, graph_fps=graph_fps, bottleneck=measured.bottleneck,
             stages=stages, command=" ".join(["sleapflow", *sys.argv[1:]]),
-            runtime=_own(run), **record,
+            runtime=_own(run), host_peaks=host_peaks, **record,
         )
 
 
@@ -569,7 +571,7 @@ if TYPE_CHECKING:
     BenchOptions: TypeAlias = Any
 else:
     BenchOptions = cli_options("track", class_name="BenchOptions",
-                               names=("batch_size", "queue_maxsize", "device"))
+                               names=("batch_size", "queue_maxsize", "device", "host_peaks"))
 
 
 def bench_command(

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 import cyclopts
 from cyclopts import Parameter
 
-from sleapflow.bench.harness import bench_command
 from sleapflow.cli.nwb_options import NwbOptions
 from sleapflow.errors import ConfigError, Preempted, SleapflowError, StageError
 from sleapflow.jobs.preempt import running_task
@@ -25,7 +24,6 @@ from sleapflow.logs import configure_cli_logging, get_logger
 from sleapflow.options.declared import cli_options, option_values
 from sleapflow.options.help import HELP, canonical_argv, opt
 from sleapflow.options.validation import MAX_INT_OPTION, check_range
-from sleapflow.serve.command import serve_command
 
 __all__ = (
     "CsvFormat", "EvalMatchMethod", "GraphsOptions", "MergeOptions", "OutputFormat", "TrackOptions",
@@ -115,6 +113,7 @@ def track(
         parse_shard,
         shard_output_path,
     )
+    from sleapflow.inputs.live import live_kind
     from sleapflow.options.boundary import build_config
 
     configure_logging(verbose)
@@ -176,6 +175,9 @@ def track(
                                   else max_retries, gpus_per_worker=ray_gpus_per_worker),
                        summary_json=summary_json)
     out = None
+    if not many and live_kind(paths[0], cfg.live) and output_path is None:
+        raise ConfigError(f"-i {paths[0]!r} is a live source: name the output with -o "
+                          "(e.g. -o session.slp)")
     if not many:
         if cfg.shard is not None and cfg.shard[1] > 1 and output_path is not None \
                 and not output_is_folder(output_path):
@@ -193,7 +195,8 @@ def track(
     job = plan_job(cfg, output=out, formats=output_format, export=export_settings, render=render,
                    journal=True, resume=resume)
     result = run_job_with_progress(job, gui=gui, preempt=preempt)
-    report = sys.stderr if gui else sys.stdout  # --gui keeps stdout for its JSON lines
+    # --gui keeps stdout for its JSON lines, --publish - for its poses.
+    report = sys.stderr if gui or any(t in ("-", "ndjson:-") for t in cfg.publish) else sys.stdout
     if not many and result.summary is not None:
         print(f"{job.shown_output or 'predictions'}: {result.summary.line()}", file=report)
     if stats:
@@ -346,17 +349,34 @@ def graphs(
     return 0
 
 
-app.command(bench_command, name="bench")
-app.command(serve_command, name="serve")
+# Registered by import path: cyclopts imports them only when they run (or their help is
+# shown), so `track` does not pay for the benchmark harness or the service.
+app.command("sleapflow.bench.harness:bench_command", name="bench",
+            help="Per-stage throughput of a graph vs a serial loop and the forward-pass limit.")
+app.command("sleapflow.serve.command:serve_command", name="serve",
+            help="Serve pose estimation over HTTP and websockets, batching frames across clients.")
+
+
+#: Options whose value may be ``-`` (a stream on stdin / stdout), by each spelling.
+_DASH_VALUE = {"-i": "--data_path", "--data_path": "--data_path", "--data-path": "--data_path",
+               "--publish": "--publish"}
 
 
 def _optional_ray_address(argv: list[str]) -> list[str]:
-    """``--ray`` may stand alone (a local instance): give it the value ``local`` then."""
+    """``--ray`` may stand alone (a local instance): give it the value ``local`` then. And
+    ``track -i -`` (stdin) and ``--publish -`` (stdout) are joined as ``--data_path=-`` and
+    ``--publish=-``: the parser would read a lone ``-`` as the start of another option."""
     out = list(argv)
     for i, token in enumerate(out):
         if token == "--ray" and (i + 1 == len(out) or out[i + 1].startswith("-")):
             out[i] = "--ray=local"
-    return out
+    joined: list[str] = []
+    for token in out:
+        if token == "-" and joined and joined[-1] in _DASH_VALUE and out[:1] == ["track"]:
+            joined[-1] = f"{_DASH_VALUE[joined[-1]]}=-"
+        else:
+            joined.append(token)
+    return joined
 
 
 @app.command
@@ -511,13 +531,21 @@ class _CtrlC:
     def __init__(self) -> None:
         self.count = 0
         self.timer: threading.Timer | None = None
+        #: The first Ctrl-C ended live streams rather than cancelling the run.
+        self.live = False
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         self.count += 1
-        if self.count == 1:
+        if self.count == 1 or (self.count == 2 and self.live):
             task = running_task()
             if task is None:  # not inside an event loop: an ordinary KeyboardInterrupt
                 raise KeyboardInterrupt
+            if self.count == 1 and _live_sources_running():
+                # A live source ends its stream instead: the graph drains and the output is
+                # written whole. A second Ctrl-C cancels as usual (the journal is kept).
+                self.live = True
+                task.get_loop().call_soon_threadsafe(_stop_live_sources)
+                return
             task.cancel()
             task.get_loop().call_soon_threadsafe(lambda: None)  # wake a loop blocked in select()
         elif self.timer is None:
@@ -528,6 +556,20 @@ class _CtrlC:
     def stop(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
+
+
+def _live_sources_running() -> bool:
+    from sleapflow.stages import live
+
+    return bool(live._ACTIVE)
+
+
+def _stop_live_sources() -> None:
+    from sleapflow.stages.live import stop_live_sources
+
+    if stop_live_sources():
+        print("Stopping the live source: writing what was predicted (Ctrl-C again to "
+              "interrupt)", file=sys.stderr)
 
 
 def _exit_interrupted(*_: object) -> None:

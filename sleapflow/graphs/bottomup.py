@@ -15,7 +15,6 @@ from sleapflow.graphs.common import (
 )
 from sleapflow.models import ModelConfig
 from sleapflow.runtime import MapStage, ReorderStage
-from sleapflow.stages.bottomup import ClassMapGrouping, PafGrouping, PafPeaks
 from sleapflow.stages.raw import BottomUpRawDict, MultiClassBottomUpRawDict, RawOptions
 
 __all__ = ("GRAPHS", "build_bottomup", "build_multiclass_bottomup", "paf_edges")
@@ -33,6 +32,9 @@ def paf_edges(config: ModelConfig) -> list[tuple[int, int]]:
 
 
 def build_bottomup(ctx: BuildContext, raw: RawOptions | None = None) -> list[Any]:
+    # Imported here: PAF grouping needs torch, which graphs that never group should not load.
+    from sleapflow.stages.bottomup import PafGrouping, PafPeaks
+
     ref = ctx.models["bottomup"]
     config = ref.config
     assert config.pafs is not None
@@ -47,7 +49,8 @@ def build_bottomup(ctx: BuildContext, raw: RawOptions | None = None) -> list[Any
                            min_instance_peaks=ctx.grouping.min_instance_peaks,
                            max_instances=ctx.peak_options.max_instances)
     workers = ctx.execution.postprocess_workers
-    stages: list[Any] = [batch_stage(ctx), preprocess_stage(ctx, plan), *forward_stages(ctx, ref)]
+    stages: list[Any] = [batch_stage(ctx), preprocess_stage(ctx, plan),
+                         *forward_stages(ctx, ref, fuse=ctx.fuse(peaks, raw))]
     if raw is not None:
         stages.append(MapStage("raw", BottomUpRawDict(peaks, grouping, raw), limiter=ctx.cpu_limiter))
         return stages
@@ -61,6 +64,8 @@ def build_bottomup(ctx: BuildContext, raw: RawOptions | None = None) -> list[Any
 
 
 def build_multiclass_bottomup(ctx: BuildContext, raw: RawOptions | None = None) -> list[Any]:
+    from sleapflow.stages.bottomup import ClassMapGrouping
+
     ref = ctx.models["multi_class_bottomup"]
     config = ref.config
     assert config.class_maps is not None
@@ -73,7 +78,7 @@ def build_multiclass_bottomup(ctx: BuildContext, raw: RawOptions | None = None) 
     stages = [
         batch_stage(ctx),
         preprocess_stage(ctx, plan),
-        *forward_stages(ctx, ref),
+        *forward_stages(ctx, ref, fuse=ctx.fuse(grouping, raw)),
         MapStage("classify", grouping, flatten=True, limiter=ctx.cpu_limiter) if raw is None else
         MapStage("raw", MultiClassBottomUpRawDict(grouping, raw), limiter=ctx.cpu_limiter),
     ]

@@ -30,9 +30,10 @@ from sleapflow.graphs.common import (
     default_cpu_parallelism,
     output_skeleton,
     preprocess_plan,
+    resolve_embedding,
     resolve_models,
 )
-from sleapflow.graphs.track_only import LabelsTrackSource
+from sleapflow.graphs.track_only import LabelsTrackSource, labels_have_vectors
 from sleapflow.inputs import InputPlan, WorkItem, plan_input
 from sleapflow.inputs.expand import ManyPlan, VideoTask, plan_many, shard_frames_plan, single_config
 from sleapflow.inputs.media_faults import DecodeFailures
@@ -44,12 +45,15 @@ from sleapflow.options.declared import provenance_keys
 from sleapflow.options.tracker import TrackerConfig
 from sleapflow.outputs.journal import ResumedFrames
 from sleapflow.outputs.provenance import add_seed_names, inference_provenance, tracking_only_provenance
+from sleapflow.outputs.publish import check_targets
 from sleapflow.outputs.slp_read import read_slp
 from sleapflow.runtime import GraphSpec, MapStage, chain
 from sleapflow.runtime.adapters import CollectSink
 from sleapflow.runtime.graph import edge_bounds
+from sleapflow.runtime.latency import LatencyMeter
 from sleapflow.stages.decode import DecodeSource
 from sleapflow.stages.filter import InstanceFilter
+from sleapflow.stages.live import FrameWindow, LiveSource, ResultTap
 from sleapflow.stages.preprocess import network_input_size
 from sleapflow.stages.raw import RawOptions
 from sleapflow.stages.track import CleanUpTracks, LinkGapsStage, LinkIdentities, TrackFrames
@@ -62,6 +66,7 @@ __all__ = (
     "RawOptions",
     "TrackingStages",
     "build_graph",
+    "check_embedding_options",
     "check_network_inputs",
     "check_node_options",
     "dry_spec",
@@ -95,10 +100,24 @@ class PreparedRun:
     #: The run's record of undecodable frames, shared by the decoder, the provenance and the
     #: journal (``--max_failed_frames`` bounds it).
     decode_failures: DecodeFailures = field(default_factory=DecodeFailures)
+    #: A live source's latency and dropped frames (None for files), filled as the run goes.
+    latency: LatencyMeter | None = None
+    #: Latency mode: the live source's frames in the graph at once, given back by the tap.
+    window: FrameWindow | None = None
 
     def __post_init__(self) -> None:
         if self.decode_failures.max_failed is None:
             self.decode_failures.max_failed = self.cfg.input.max_failed_frames
+        if self.latency is None and self.is_live:
+            self.latency = LatencyMeter()
+        if self.window is None and self.is_live and self.ctx.latency_mode:
+            # A batch per forward worker: enough to keep the network busy, no more waiting.
+            self.window = FrameWindow(self.cfg.batch_size * max(1, self.ctx.forward_workers))
+
+    @property
+    def is_live(self) -> bool:
+        """Whether the input is a camera or stream (:mod:`sleapflow.inputs.live`)."""
+        return self.plan.kind == "live"
 
     @property
     def graph_name(self) -> str:
@@ -122,12 +141,15 @@ def prepare(cfg: InferenceConfig, *, plan: InputPlan | None = None,
     ``run_inference``'s in-memory inputs (they win over ``cfg.data_path``, in that order).
     ``model_loader`` replaces ``load_model`` for the forward stages (a worker's model cache).
     """
+    check_targets(cfg.publish)  # a bad address or a missing pyzmq fails before any model loads
     if not cfg.model_paths:
         if not cfg.tracking:
             raise ConfigError("no models given: pass --model_paths/-m to run inference, or "
                               "--tracking/-t to track the instances of an existing .slp")
         return _prepare_track_only(cfg, labels=input_labels)
     models = resolve_models(cfg.model_paths)
+    embedding = resolve_embedding(cfg.model_paths)
+    check_embedding_options(cfg, embedding is not None, bool(models))
     graph = GRAPHS[select_graph(list(models), cfg.graph)]
     if plan is None:
         if cfg.inputs:
@@ -138,6 +160,8 @@ def prepare(cfg: InferenceConfig, *, plan: InputPlan | None = None,
         if cfg.shard is not None and not cfg.inputs:
             plan = shard_frames_plan(plan, cfg.shard)  # one video: the I-th of N frame ranges
     ctx = _context(cfg, graph, models, plan)
+    if embedding is not None:
+        ctx = dataclasses.replace(ctx, embedding=embedding)
     if model_loader is not None:
         ctx = dataclasses.replace(ctx, model_loader=model_loader)
     run = PreparedRun(cfg=cfg, graph=graph, ctx=ctx, plan=plan)
@@ -188,6 +212,25 @@ def check_network_inputs(cfg: InferenceConfig, models: dict[str, ModelRef],
                 refuse(f"a {height} x {width} frame with input scale {network_plan.scale:g}, "
                        f"max height {network_plan.max_height} and max width "
                        f"{network_plan.max_width}", h, w)
+
+
+def check_embedding_options(cfg: InferenceConfig, has_embedding: bool, has_pose: bool) -> None:
+    """The options that need an embedding (re-ID) model, checked before anything loads."""
+    if has_embedding and not has_pose:
+        raise ConfigError("an embedding (re-ID) model embeds the instances a pose model finds: "
+                          "pass it with -m beside the pose models (e.g. -m centroid -m "
+                          "centered_instance -m embedding)")
+    if has_embedding:
+        return
+    if cfg.save_embeddings == "slp":
+        raise ConfigError("--save_embeddings slp needs an embedding (re-ID) model to compute the "
+                          "vectors: add its folder with -m beside the pose models")
+    tracker = cfg.tracker
+    if cfg.tracking and tracker.uses_appearance:
+        what = (f"--appearance_weight {tracker.appearance_weight:g}" if tracker.appearance_weight
+                else f"--tracker {tracker.tracker}")
+        raise ConfigError(f"{what} compares appearance vectors, and no embedding (re-ID) model was "
+                          "given: add its folder with -m beside the pose models")
 
 
 def check_node_options(cfg: InferenceConfig, nodes: tuple[str, ...]) -> None:
@@ -274,6 +317,13 @@ def _prepare_track_only(cfg: InferenceConfig, *, labels: sio.Labels | None = Non
                               "inference and tracking on a video")
         labels = read_slp(cfg.data_path, "input")
     tracker = resolve_track_only_config(cfg.tracker, cfg.max_instances)
+    if (tracker.uses_appearance or cfg.save_embeddings == "slp") and not labels_have_vectors(labels):
+        what = ("--save_embeddings slp" if not tracker.uses_appearance else
+                f"--appearance_weight {tracker.appearance_weight:g}" if tracker.appearance_weight
+                else f"--tracker {tracker.tracker}")
+        raise ConfigError(f"{what} needs appearance (re-ID) vectors, and the instances of the "
+                          "input .slp carry none: run the pose models with an embedding model "
+                          "(-m ... --save_embeddings slp) first")
     if labels.skeletons:
         check_node_options(cfg, tuple(labels.skeletons[0].node_names))
     video_ids = {id(v): i for i, v in enumerate(labels.videos)}
@@ -311,6 +361,10 @@ def _post_stages(run: PreparedRun,
     # no filter is asked for.
     if filt.active or tracker is not None:
         stages.append(MapStage("filter", filt, limiter=run.ctx.cpu_limiter))
+    if run.ctx.embedding is not None and not from_labels:
+        from sleapflow.graphs.embedding import embedding_stages
+
+        stages.extend(embedding_stages(run.ctx, tuple(run.primary_config().skeleton.node_names)))
     if tracker is not None:
         per_video = isinstance(run.plan, ManyPlan)
         track = TrackFrames(tracker, feed_empty_frames=run.graph.keep_empty_frames,
@@ -324,7 +378,20 @@ def _post_stages(run: PreparedRun,
         if tracker.max_gap or tracker.fill_gaps:
             stages.append(LinkGapsStage(tracker.max_gap, tracker.fill_gaps,
                                         tracker.min_match_similarity))
+    if run.latency is not None or run.cfg.publish:
+        # Last before the writer: the poses (and tracks) are final here.
+        stages.append(ResultTap(run.latency if run.latency is not None else LatencyMeter(),
+                                targets=check_targets(run.cfg.publish), source=run.plan.source_path or "",
+                                nodes=_node_names(run), window=run.window))
     return stages
+
+
+def _node_names(run: PreparedRun) -> tuple[str, ...]:
+    if run.graph.from_labels:
+        labels = run.plan.labels
+        return tuple(labels.skeletons[0].node_names) if labels is not None and labels.skeletons \
+            else ()
+    return tuple(output_skeleton(run.primary_config()).node_names)
 
 
 @dataclass(frozen=True)
@@ -354,6 +421,15 @@ def make_source(run: PreparedRun, *, start: int = 0, start_seq: int = 0) -> Any:
         assert run.plan.labels is not None and run.ctx.tracker is not None
         return LabelsTrackSource(run.plan.labels, run.ctx.tracker,
                                  video_index=run.cfg.video_index, frames=run.cfg.frames)
+    if run.is_live:
+        assert run.latency is not None and run.plan.source_path is not None
+        cfg = run.cfg
+        path = "-" if run.plan.source_path == "<stdin>" else run.plan.source_path
+        # Latency mode keeps a batch's worth of frames waiting; otherwise a queue's worth.
+        capacity = cfg.batch_size if run.ctx.latency_mode else cfg.queue_maxsize
+        return LiveSource(path, live=run.ctx.latency_mode, capacity=capacity, meter=run.latency,
+                          video=run.plan.videos[0], duration=cfg.duration,
+                          idle_timeout_s=cfg.stream_timeout, window=run.window)
     return DecodeSource(run.plan, limiter=run.ctx.cpu_limiter, failures=run.decode_failures,
                         start=start, start_seq=start_seq)
 
@@ -384,8 +460,14 @@ def build_graph(run: PreparedRun, *, source: Any = None, sink: Any = None,
     if raw is None:
         middle = [*middle, *_post_stages(run, tracker_inputs)]
     stages = [source, *middle, sink]
-    sizes = edge_bounds(stages, items=run.ctx.execution.queue_maxsize,
-                        batches=run.ctx.batch_maxsize)
+    if run.ctx.latency_mode:
+        # Frames wait in the live source, which drops the oldest, not in queues: a batch is
+        # formed from the newest frames and leaves at once; the source's own edge holds one.
+        sizes = edge_bounds(stages, items=run.ctx.execution.batch_size, batches=1)
+        sizes[0] = 1
+    else:
+        sizes = edge_bounds(stages, items=run.ctx.execution.queue_maxsize,
+                            batches=run.ctx.batch_maxsize)
     description = run.graph.description + (" (raw arrays)" if raw is not None else "")
     meta = {"model_types": sorted(run.ctx.models), "device": run.ctx.device,
             "runtime": run.ctx.runtime.name if run.ctx.runtime is not None else None}
@@ -443,7 +525,8 @@ def make_writer(run: PreparedRun, *, output_path: str | None,
         labels = plan.labels
         assert labels is not None and tracker is not None
         builder = LabelsBuilder(list(labels.videos), labels.skeletons[0], keep_empty_frames=True,
-                                extra_skeletons=list(labels.skeletons[1:]))
+                                extra_skeletons=list(labels.skeletons[1:]),
+                                save_embeddings=run.cfg.save_embeddings == "slp")
 
         def provenance(out: sio.Labels) -> dict[str, Any]:
             return add_seed_names(tracking_only_provenance(
@@ -452,7 +535,8 @@ def make_writer(run: PreparedRun, *, output_path: str | None,
     else:
         builder = LabelsBuilder(plan.videos, output_skeleton(run.primary_config()),
                                 keep_empty_frames=run.graph.keep_empty_frames,
-                                track_order=run.graph.track_order(run.ctx))
+                                track_order=run.graph.track_order(run.ctx),
+                                save_embeddings=run.cfg.save_embeddings == "slp")
 
         def provenance(out: sio.Labels) -> dict[str, Any]:
             return run_provenance(run, out, started=started, frames_processed=len(out.labeled_frames))
@@ -478,8 +562,11 @@ def dry_spec(name: str, cfg: InferenceConfig | None = None) -> GraphSpec:
     if name not in GRAPHS:
         raise ConfigError(f"unknown graph {name!r}; known graphs: {', '.join(GRAPHS)}")
     graph = GRAPHS[name]
+    embedding = None
     if cfg.model_paths:
         models = resolve_models(cfg.model_paths)
+        embedding = resolve_embedding(cfg.model_paths)
+        check_embedding_options(cfg, embedding is not None, bool(models))
         select_graph(list(models), name)
     else:
         models = {kind: ModelRef(path=Path(f"<{kind} model>"),
@@ -487,6 +574,8 @@ def dry_spec(name: str, cfg: InferenceConfig | None = None) -> GraphSpec:
                   for kind in graph.model_types}
     plan = InputPlan(kind="dry", source_path=None, videos=[], items=[])
     ctx = _context(cfg, graph, models, plan)
+    if embedding is not None:
+        ctx = dataclasses.replace(ctx, embedding=embedding)
     if graph.from_labels:
         from sleapflow.tracking.track_only import resolve_track_only_config
 

@@ -13,9 +13,12 @@ import anyio
 import sleap_io as sio
 
 from sleapflow.backends import RuntimeChoice
+from sleapflow.backends.fused import FusedPeaks
 from sleapflow.errors import ConfigError
 from sleapflow.inputs import InputPlan
 from sleapflow.models import ModelConfig, load_model, read_model_config, resolve_model_dir
+from sleapflow.models.embedding_config import EmbeddingModelConfig, is_embedding_folder, read_embedding_config
+from sleapflow.models.export_folder import is_network_folder
 from sleapflow.options.config import (
     ExecutionOptions,
     GroupingOptions,
@@ -62,9 +65,10 @@ class GraphDecl:
 
 
 __all__ = (
-    "BuildContext", "GraphDecl", "ModelRef", "ModelStages", "batch_stage", "batch_timeout",
-    "default_cpu_parallelism", "forward_stages", "is_forward", "model_forward_stage", "output_skeleton",
-    "preprocess_plan", "preprocess_stage", "resolve_models",
+    "HOST_ARRAY_MODELS", "BuildContext", "EmbeddingRef", "GraphDecl", "ModelRef", "ModelStages",
+    "batch_stage", "batch_timeout", "default_cpu_parallelism", "forward_stages", "host_arrays",
+    "is_forward", "model_forward_stage", "output_skeleton", "preprocess_plan", "preprocess_stage",
+    "resolve_embedding", "resolve_models",
 )
 
 
@@ -76,12 +80,34 @@ class ModelRef:
     config: ModelConfig
 
 
+@dataclass(frozen=True)
+class EmbeddingRef:
+    """An embedding (re-ID) model folder and its decoded config; weights load in its forward."""
+
+    path: Path
+    config: EmbeddingModelConfig
+
+
+def resolve_embedding(model_paths: tuple[str, ...]) -> EmbeddingRef | None:
+    """The one embedding model among ``model_paths`` (None without one; two is an error: each
+    instance has one appearance-vector slot)."""
+    found = [p for p in model_paths if is_embedding_folder(p)]
+    if len(found) > 1:
+        raise ConfigError(f"{len(found)} embedding models given ({', '.join(map(str, found))}); pass "
+                          "one: each instance has a single appearance-vector slot")
+    if not found:
+        return None
+    config = read_embedding_config(found[0])
+    return EmbeddingRef(path=Path(config.path), config=config)
+
+
 def resolve_models(model_paths: tuple[str, ...]) -> dict[str, ModelRef]:
-    """Model folders keyed by model type; two models of one type is an error. An export folder
-    (``sleapflow export``) stands for the networks it holds."""
+    """Pose model folders keyed by model type; two models of one type is an error. An export
+    folder (``sleapflow export``) stands for the networks it holds. Embedding models are left
+    out (:func:`resolve_embedding` reads them)."""
     from sleapflow.models.export_folder import exported_network_dirs, is_exported_folder
 
-    paths = [p for raw in model_paths
+    paths = [p for raw in model_paths if not is_embedding_folder(raw)
              for p in (exported_network_dirs(raw) if is_exported_folder(raw) else [raw])]
     models: dict[str, ModelRef] = {}
     for raw in paths:
@@ -116,11 +142,20 @@ class BuildContext:
     #: What loads a model for a forward stage (``load_model``; a worker that keeps its models
     #: loaded passes a :class:`~sleapflow.models.loader.ModelCache`).
     model_loader: Callable[..., Any] = load_model
+    #: The embedding (re-ID) model run on each instance's crop, if one was given.
+    embedding: EmbeddingRef | None = None
+
+    @property
+    def latency_mode(self) -> bool:
+        """A live source read in latency mode (``--live``, the default for live sources):
+        batches take what is waiting instead of waiting to fill."""
+        return self.plan is not None and self.plan.kind == "live" and self.cfg.live is not False
 
     @property
     def keep_images(self) -> bool:
-        """Frames keep their pixels past preprocessing when the tracker reads them (flow)."""
-        return self.tracker is not None and self.tracker.needs_image
+        """Frames keep their pixels past preprocessing when the tracker reads them (flow) or
+        the embedding branch crops them."""
+        return (self.tracker is not None and self.tracker.needs_image) or self.embedding is not None
 
     # The sub-configs the builders read; each builder takes only the one it uses.
 
@@ -143,6 +178,13 @@ class BuildContext:
     def peaks(self, threshold: float) -> PeakSettings:
         opts = self.peak_options
         return PeakSettings(threshold, opts.integral_refinement, opts.integral_patch_size)
+
+    def fuse(self, stage: Any, raw: RawOptions | None = None) -> FusedPeaks | None:
+        """``stage``'s peak finding to offer the forward stage's runtime, or None: the raw-output
+        path keeps maps (it returns them), and so does ``--host_peaks``."""
+        if raw is not None or self.execution.host_peaks:
+            return None
+        return stage.fused_peaks()
 
     @property
     def batch_maxsize(self) -> int:
@@ -191,17 +233,36 @@ def batch_timeout(execution: ExecutionOptions) -> float | None:
 
 def batch_stage(ctx: BuildContext, name: str = "batch") -> BatchStage:
     return BatchStage(name, ctx.execution.batch_size, key=frame_shape_key, make_batch=make_frame_batch,
-                      timeout=batch_timeout(ctx.execution))
+                      timeout=batch_timeout(ctx.execution), greedy=ctx.latency_mode)
+
+
+#: Model types whose post-processing runs on numpy arrays (see :func:`host_arrays`). Heads that
+#: end in an activation (class maps, class vectors) leave it to torch, so multi-class models
+#: are not here.
+HOST_ARRAY_MODELS = ("single_instance", "centroid", "centered_instance")
+
+
+def host_arrays(ctx: BuildContext, ref: ModelRef) -> bool:
+    """Whether ``ref``'s batches stay numpy arrays from preprocessing to peaks: ONNX Runtime
+    in fp32 on the CPU, from a checkpoint folder, for a model type whose post-processing has a
+    numpy form. Such a run imports torch only for an export cache miss, a grayscale conversion,
+    resizes past the preprocessor's numpy budget or a top-down crop-rounding recheck."""
+    runtime = ctx.runtime
+    return (runtime is not None and runtime.name == "onnx" and runtime.precision == "fp32"
+            and ctx.device == "cpu" and ref.config.model_type in HOST_ARRAY_MODELS
+            and not ref.config.is_legacy and not is_network_folder(ref.path))
 
 
 def preprocess_stage(ctx: BuildContext, plan: PreprocessPlan, *, keep_raw: bool = False,
-                     name: str = "preprocess") -> MapStage:
-    return MapStage(name, Preprocessor(plan, keep_raw=keep_raw, keep_images=ctx.keep_images),
+                     name: str = "preprocess", numpy: bool = False) -> MapStage:
+    return MapStage(name, Preprocessor(plan, keep_raw=keep_raw, keep_images=ctx.keep_images,
+                                       numpy=numpy),
                     limiter=ctx.cpu_limiter)
 
 
 def model_forward_stage(ctx: BuildContext, ref: ModelRef, *, name: str = "forward",
-                  overrides: bool = True) -> MapStage:
+                  overrides: bool = True, fuse: FusedPeaks | None = None,
+                  numpy: bool = False) -> MapStage:
     cfg = ctx.execution
     device = ctx.device
 
@@ -214,15 +275,26 @@ def model_forward_stage(ctx: BuildContext, ref: ModelRef, *, name: str = "forwar
     # top-down graph's two models, and several batches of one model, run on different cores.
     workers = ctx.forward_workers if device == "cpu" else 1
     limiter = ctx.device_limiter if device != "cpu" else anyio.CapacityLimiter(workers)
+    files = None
+    if numpy:
+        from sleapflow.backends.numpy_onnx import model_files
+
+        files = model_files(ref.path,
+                            backbone_ckpt_path=cfg.backbone_ckpt_path if overrides else None,
+                            head_ckpt_path=cfg.head_ckpt_path if overrides else None)
     return forward_stage(load, device=device, name=name, limiter=limiter,
                               torch_threads=ctx.torch_threads, channels_last=cfg.channels_last,
-                              workers=workers, runtime=ctx.runtime, max_batch=cfg.batch_size)
+                              workers=workers, runtime=ctx.runtime, max_batch=cfg.batch_size,
+                              fuse=fuse, files=files)
 
 
 def forward_stages(ctx: BuildContext, ref: ModelRef, *, name: str = "forward",
-                   overrides: bool = True) -> list[Any]:
-    """The forward stage, followed by a reorder when several batches are in flight at once."""
-    stage = model_forward_stage(ctx, ref, name=name, overrides=overrides)
+                   overrides: bool = True, fuse: FusedPeaks | None = None,
+                   numpy: bool = False) -> list[Any]:
+    """The forward stage, followed by a reorder when several batches are in flight at once;
+    ``fuse`` (:meth:`BuildContext.fuse`) lets an exporting runtime return peaks, not maps;
+    ``numpy``: batches are numpy arrays (see :func:`host_arrays`), maps read on the host."""
+    stage = model_forward_stage(ctx, ref, name=name, overrides=overrides, fuse=fuse, numpy=numpy)
     if stage.preserves_order:
         return [stage]
     return [stage, ReorderStage(f"{name}_reorder")]

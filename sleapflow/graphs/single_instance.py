@@ -9,6 +9,7 @@ from sleapflow.graphs.common import (
     GraphDecl,
     batch_stage,
     forward_stages,
+    host_arrays,
     preprocess_plan,
     preprocess_stage,
 )
@@ -29,7 +30,13 @@ def build(ctx: BuildContext, raw: RawOptions | None = None) -> list[Any]:
     last = (MapStage("raw", SingleInstanceRawDict(peaks, head, raw), limiter=ctx.cpu_limiter)
             if raw is not None else
             MapStage("peaks", peaks, flatten=True, limiter=ctx.cpu_limiter))
-    return [batch_stage(ctx), preprocess_stage(ctx, plan), *forward_stages(ctx, ref), last]
+    # The raw dicts hand torch's arrays to the caller as the reference does: torch path. The
+    # numpy path (no torch) reads maps on the host; peaks fused into the export need torch's
+    # exporting runner, so they are offered only off that path.
+    numpy = raw is None and host_arrays(ctx, ref)
+    fuse = None if numpy else ctx.fuse(peaks, raw)
+    return [batch_stage(ctx), preprocess_stage(ctx, plan, numpy=numpy),
+            *forward_stages(ctx, ref, numpy=numpy, fuse=fuse), last]
 
 
 GRAPH = GraphDecl(

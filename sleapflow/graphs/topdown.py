@@ -17,6 +17,7 @@ from sleapflow.graphs.common import (
     batch_stage,
     batch_timeout,
     forward_stages,
+    host_arrays,
     preprocess_plan,
     preprocess_stage,
 )
@@ -74,7 +75,8 @@ def _centroid_finder(ctx: BuildContext, ref: ModelRef, scale: float) -> Centroid
                           ctx.peaks(ctx.peak_options.centroid_threshold), ctx.peak_options.max_instances)
 
 
-def _instance_stages(ctx: BuildContext, ref: ModelRef, raw: RawOptions | None = None) -> list[Any]:
+def _instance_stages(ctx: BuildContext, ref: ModelRef, raw: RawOptions | None = None, *,
+                     numpy: bool = False) -> list[Any]:
     config = ref.config
     user_scale = ctx.preprocessing.input_scale
     scale = user_scale if user_scale is not None else config.preprocessing.scale
@@ -97,9 +99,10 @@ def _instance_stages(ctx: BuildContext, ref: ModelRef, raw: RawOptions | None = 
             MapStage("instance_peaks", peaks, flatten=True, limiter=ctx.cpu_limiter))
     return [
         BatchStage("crop_batch", ctx.execution.batch_size, weight=crop_weight, make_batch=make_crop_batch,
-                   timeout=batch_timeout(ctx.execution)),
+                   timeout=batch_timeout(ctx.execution), greedy=ctx.latency_mode),
         MapStage("crop_preprocess", CropPreprocessor(scale, config.max_stride), limiter=ctx.cpu_limiter),
-        *forward_stages(ctx, ref, name="instance_forward"),
+        *forward_stages(ctx, ref, name="instance_forward", numpy=numpy,
+                        fuse=None if numpy else ctx.fuse(peaks, raw)),
         last,
     ]
 
@@ -108,17 +111,22 @@ def build_topdown(ctx: BuildContext, raw: RawOptions | None = None) -> list[Any]
     centroid = ctx.models["centroid"]
     instance = _instance_ref(ctx)
     plan = preprocess_plan(ctx.preprocessing, centroid.config, instance.config)
-    centroid_forward = forward_stages(ctx, centroid, name="centroid_forward", overrides=False)
+    finder = _centroid_finder(ctx, centroid, plan.scale)
+    # Numpy arrays end to end (ONNX Runtime on the CPU) unless the raw dicts want torch's; off
+    # that path the exporting runtime may return the centroid peaks itself.
+    numpy = raw is None and host_arrays(ctx, centroid) and host_arrays(ctx, instance)
+    centroid_forward = forward_stages(ctx, centroid, name="centroid_forward", overrides=False,
+                                      numpy=numpy, fuse=None if numpy else ctx.fuse(finder, raw))
     model = centroid_forward[0].fn
-    crops = CentroidCrops(_centroid_finder(ctx, centroid, plan.scale), _crop_size(ctx, instance),
+    crops = CentroidCrops(finder, _crop_size(ctx, instance),
                           keep_maps=raw is not None and raw.return_confmaps,
                           exact=model.exact_maps if model.approximates_torch else None)
     stages = [
         batch_stage(ctx),
-        preprocess_stage(ctx, plan, keep_raw=True),
+        preprocess_stage(ctx, plan, keep_raw=True, numpy=numpy),
         *centroid_forward,
         MapStage("crop", crops, flatten=True, limiter=ctx.cpu_limiter),
-        *_instance_stages(ctx, instance, raw),
+        *_instance_stages(ctx, instance, raw, numpy=numpy),
     ]
     return stages
 
@@ -143,7 +151,7 @@ def build_centroid(ctx: BuildContext, raw: RawOptions | None = None) -> list[Any
     stages = [
         batch_stage(ctx),
         preprocess_stage(ctx, plan),
-        *forward_stages(ctx, centroid),
+        *forward_stages(ctx, centroid, fuse=ctx.fuse(finder, raw)),
         MapStage("centroids", CentroidOnlyPredictions(finder, anchor_index(ctx, centroid.config)),
                  flatten=True, limiter=ctx.cpu_limiter),
     ]

@@ -9,13 +9,14 @@ import numpy as np
 import sleap_io as sio
 from anyio.abc import TaskStatus
 
+from sleapflow.errors import ConfigError
 from sleapflow.graphs.common import GraphDecl
 from sleapflow.messages import FramePrediction
 from sleapflow.runtime.graph import Role
 from sleapflow.tracking import TrackerConfig
 from sleapflow.tracking.track_only import instance_score, select_frames
 
-__all__ = ("GRAPH", "LabelsTrackSource", "frame_from_labels")
+__all__ = ("GRAPH", "LabelsTrackSource", "frame_from_labels", "instance_vectors", "labels_have_vectors")
 
 
 
@@ -31,7 +32,30 @@ def frame_from_labels(seq: int, video_id: int, lf: sio.LabeledFrame,
         point_scores=np.ones(points.shape[:2]),
         instance_scores=np.array([instance_score(i) for i in instances], dtype=np.float64),
         is_user=np.array([not isinstance(i, sio.PredictedInstance) for i in instances], dtype=bool),
-        source_instances=tuple(instances), image=image)
+        source_instances=tuple(instances), image=image, embeddings=instance_vectors(instances))
+
+
+def instance_vectors(instances: list[sio.Instance]) -> np.ndarray | None:
+    """(n, D) re-ID vectors the instances carry (an earlier ``--save_embeddings slp`` run), NaN
+    rows for instances without one; None when none of them has one."""
+    vectors = [getattr(i, "identity_embedding", None) for i in instances]
+    dims = {np.asarray(v.vector).shape[-1] for v in vectors if v is not None}
+    if not dims:
+        return None
+    if len(dims) > 1:
+        raise ConfigError(f"the instances of one frame carry re-ID vectors of different lengths "
+                         f"({sorted(dims)}); they cannot be compared")
+    out = np.full((len(instances), dims.pop()), np.nan)
+    for k, v in enumerate(vectors):
+        if v is not None:
+            out[k] = np.asarray(v.vector, dtype=np.float64)
+    return out
+
+
+def labels_have_vectors(labels: sio.Labels) -> bool:
+    """Whether any instance of ``labels`` carries a re-ID vector."""
+    return any(getattr(i, "identity_embedding", None) is not None
+               for lf in labels.labeled_frames for i in lf.instances)
 
 
 class LabelsTrackSource:

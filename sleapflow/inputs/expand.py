@@ -13,6 +13,7 @@ from pathlib import Path
 import msgspec
 
 from sleapflow.errors import ConfigError, SleapflowError, VideoDecodeError
+from sleapflow.inputs.live import live_kind
 from sleapflow.inputs.media_limits import check_input_path
 from sleapflow.inputs.remote import is_url
 from sleapflow.inputs.selection import IMAGE_SUFFIXES, VIDEO_SUFFIXES, InputPlan, WorkItem, plan_input
@@ -70,8 +71,8 @@ def expand_inputs(paths: Sequence[str], input_list: str | None = None) -> tuple[
     many = len(raw) > 1 or input_list is not None
     out: list[str] = []
     for item in raw:
-        if is_url(item):
-            out.append(item)  # no local checks: planning asks its server
+        if is_url(item) or live_kind(item):
+            out.append(item)  # no local checks: planning asks its server, or opens the source
             continue
         p = Path(item)
         st = check_input_path(item)  # too long a path, a FIFO or a device: refused here
@@ -101,12 +102,16 @@ def expand_inputs(paths: Sequence[str], input_list: str | None = None) -> tuple[
     unique: list[str] = []
     seen: set[str] = set()
     for item in out:
-        key = item if is_url(item) else Path(item).resolve().as_posix()
+        key = item if is_url(item) or live_kind(item) else Path(item).resolve().as_posix()
         if key in seen:
             log.warning("input given twice; processed once", input=item)
             continue
         seen.add(key)
         unique.append(item)
+    live = [item for item in unique if live_kind(item)]
+    if live and many:
+        raise ConfigError(f"-i {live[0]!r} is a live source: it is read on its own, one per run "
+                          "(start one sleapflow track per camera or stream)")
     return unique, many
 
 

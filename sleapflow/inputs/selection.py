@@ -17,6 +17,7 @@ import numpy as np
 import sleap_io as sio
 
 from sleapflow.errors import ConfigError, InputNotFoundError, VideoDecodeError
+from sleapflow.inputs.live import live_kind, plan_live
 from sleapflow.inputs.media_limits import (
     check_array_frame,
     check_frame_size,
@@ -149,6 +150,12 @@ def plan_input(cfg: InferenceConfig, *, need_ground_truth: bool = False,
     if not cfg.data_path:
         raise ConfigError("--data_path/-i is required")
     raw = cfg.data_path
+    if live_kind(raw, cfg.live):
+        return _plan_live(cfg, raw, need_ground_truth)
+    if cfg.live is not None or cfg.duration is not None:
+        flag = "--live" if cfg.live else "--no-live" if cfg.live is False else "--duration"
+        raise ConfigError(f"{flag} applies to live sources (a camera /dev/videoN, an rtsp, udp, "
+                          f"tcp, srt or http(s) stream, or -i - for stdin), not to {raw!r}")
     if is_url(raw):
         return _plan_remote(cfg, raw, need_ground_truth)
     if glob.has_magic(raw) and not Path(raw).exists():
@@ -175,6 +182,17 @@ def plan_input(cfg: InferenceConfig, *, need_ground_truth: bool = False,
     if suffix in HDF5_SUFFIXES:
         return _plan_sio_video(cfg, raw, raw, "hdf5")
     return _plan_media(cfg, raw)
+
+
+def _plan_live(cfg: InferenceConfig, raw: str, need_gt: bool) -> InputPlan:
+    """A camera or stream: read once, in order, for as long as it runs (no frame selection)."""
+    if cfg.frames is not None:
+        raise ConfigError(f"--frames selects frames of a file; a live source ({raw!r}) is read "
+                          "as it comes: use --duration to stop after some seconds")
+    if cfg.shard is not None:
+        raise ConfigError(f"--shard splits a file's frames; a live source ({raw!r}) cannot be "
+                          "split")
+    return plan_live(raw, live=cfg.live, need_ground_truth=need_gt)
 
 
 def _plan_remote(cfg: InferenceConfig, url: str, need_gt: bool) -> InputPlan:

@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import msgspec
 import sleap_io as sio
 
 from sleapflow.errors import ConfigError
 from sleapflow.graphs.build import PreparedRun, RawOptions, build_graph, prepare
 from sleapflow.inputs import InputPlan
 from sleapflow.inputs.expand import ManyPlan, VideoTask
+from sleapflow.inputs.live import live_kind
 from sleapflow.jobs.guard import OutputGuard, check_outputs_apart, guarded_outputs, output_guards
 from sleapflow.jobs.progress import announce as announce_start
 from sleapflow.logs import get_logger
@@ -42,10 +44,14 @@ from sleapflow.outputs.remote import RemoteOutput, is_url, stage_remote_output, 
 from sleapflow.outputs.summary import RunSummary, total
 from sleapflow.runtime import GraphRunner, GraphSpec, GraphStats
 
-__all__ = ("Job", "JobResult", "job_spec", "plan_job", "run_job", "run_job_with_progress")
+__all__ = ("LIVE_ROOM_FRAMES", "Job", "JobResult", "job_spec", "plan_job", "run_job",
+           "run_job_with_progress")
 
 
 log = get_logger("sleapflow")
+
+#: Frames a live source's output is checked for room for (it has no frame count).
+LIVE_ROOM_FRAMES = 30 * 3600
 
 
 @dataclass
@@ -82,6 +88,11 @@ class Job:
     @property
     def plan(self) -> InputPlan:
         return self.run.plan
+
+    @property
+    def publishes_stdout(self) -> bool:
+        """``--publish -``: stdout carries the poses, so reports go to stderr."""
+        return any(t in ("-", "ndjson:-") for t in self.run.cfg.publish)
 
     @property
     def frames(self) -> int:
@@ -132,6 +143,9 @@ def plan_job(cfg: InferenceConfig, *, output: str | None = None, name_output: bo
     formats = check_formats(formats)
     if raw is not None and output is not None:
         raise ConfigError("a raw-array job writes no file; leave out the output")
+    if resume and live_kind(cfg.data_path, cfg.live):
+        raise ConfigError("--resume continues a file's run where it stopped; a live source "
+                          "cannot be replayed: start a new run with another -o")
     run = prepare(cfg, plan=plan, input_labels=input_labels, input_video=input_video,
                   model_loader=model_loader)
     if announce:
@@ -159,9 +173,18 @@ def plan_job(cfg: InferenceConfig, *, output: str | None = None, name_output: bo
     if render and (many or output is None):
         raise ConfigError("--render draws one run's output beside it: give one input and an "
                           "output, or draw each output with sleapflow render")
+    # The journal keeps no appearance vectors, so a run that writes them, or tracks by them,
+    # could not be continued the same way: such a run keeps its labels in memory instead.
+    vectors = run.cfg.save_embeddings == "slp" or (
+        run.ctx.tracker is not None and run.ctx.tracker.uses_appearance)
+    if vectors and resume:
+        raise ConfigError("--resume cannot continue a run that writes (--save_embeddings slp) or "
+                          "tracks by (--appearance_weight, --tracker botsort/deepsort/strongsort/"
+                          "deepocsort) appearance vectors: its journal does not keep them; run it "
+                          "again without --resume")
     # Several inputs: one journal per video, beside its output.
     journal = journal and run.graph_name != "track_only" and "slp" in formats \
-        and (output is not None or many) and raw is None
+        and (output is not None or many) and raw is None and not vectors
     job = Job(run=run, output=output, formats=formats, export=export or ExportSettings(),
               render=render, journal=journal, resume=resume, raw=raw, remote=remote)
     if guard:
@@ -209,7 +232,9 @@ def _guards(job: Job) -> list[OutputGuard]:
                               for t in plan.tasks if t.status == "planned"])
     if job.output is None:
         return []
-    return [OutputGuard(job.output, n_frames=job.frames)]
+    # A live source has no frame count: its output is checked for room as for an hour of
+    # frames at 30 frames/s.
+    return [OutputGuard(job.output, n_frames=LIVE_ROOM_FRAMES if job.run.is_live else job.frames)]
 
 
 def job_spec(job: Job, *, source: Any = None, sink: Any = None,
@@ -284,6 +309,10 @@ async def run_job(job: Job, *, on_frame: Callable[[int], None] | None = None,
                                                              job.remote)
     wall = result.stats.wall_s
     result.summary = _summary(sinks[-1] if sinks else None, result, written_frames, wall)
+    if job.run.latency is not None:
+        latency = job.run.latency.figures()
+        result.stats = msgspec.structs.replace(result.stats, latency=latency)
+        result.summary = result.summary.with_latency(latency)
     log.info("done", **result.summary.fields(),
              fps=round(written_frames / wall, 1) if wall > 0 else None,
              output=", ".join(result.uploaded or map(str, result.outputs)) or None)
@@ -357,10 +386,12 @@ def run_job_with_progress(job: Job, *, gui: bool = False,
     from functools import partial
 
     from sleapflow.jobs.preempt import run_preemptible
-    from sleapflow.jobs.progress import GuiProgress, ProgressBar
+    from sleapflow.jobs.progress import GuiProgress, NoProgress, ProgressBar
 
     label = "Tracking..." if job.run.graph_name == "track_only" else "Predicting..."
-    display = (GuiProgress if gui else ProgressBar)(job.frames, label)
+    display: Any = (GuiProgress if gui else ProgressBar)(job.frames, label)
+    if job.publishes_stdout:
+        display = NoProgress()  # stdout carries the published poses, and nothing else
     with display:
         return anyio.run(run_preemptible, partial(run_job, job, on_frame=display.advance),
                          preempt)

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from sleapflow.logs import get_logger
 
-__all__ = ("INTERVAL_S", "GuiProgress", "Progress", "ProgressBar", "announce", "start_line")
+__all__ = ("INTERVAL_S", "GuiProgress", "NoProgress", "Progress", "ProgressBar", "announce", "start_line")
 
 
 log = get_logger("sleapflow")
@@ -52,7 +52,8 @@ class ProgressBar:
             TextColumn("{task.fields[fps]:.1f} FPS"), disable=not self._interactive,
             refresh_per_second=4,
         )
-        self._task = self._progress.add_task(label, total=total, fps=0.0)
+        # No total (a live source): the bar counts frames without an end.
+        self._task = self._progress.add_task(label, total=total or None, fps=0.0)
         self._next_log = 0.1
 
     def __enter__(self) -> ProgressBar:
@@ -72,6 +73,19 @@ class ProgressBar:
             self._next_log += 0.1
             log.info("progress", frames=self.done, total=self.total,
                                                    fps=round(fps, 1))
+
+class NoProgress:
+    """No display: for runs whose stdout carries data (``--publish -``)."""
+
+    def __enter__(self) -> NoProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def advance(self, n: int) -> None:
+        pass
+
 
 #: Seconds between progress lines (sleap-nn throttles to about 4 per second, last one always).
 INTERVAL_S = 0.25
@@ -125,9 +139,10 @@ def announce(*, graph: str, device: str, runtime: str | None) -> str:
 def start_line(*, graph: str, device: str, runtime: str = "torch") -> str:
     """One line naming what runs: versions, device, forward runtime and graph."""
     import sleap_io as sio
-    import torch
 
+    from sleapflow.backends.device import torch_build
     from sleapflow.outputs.provenance import sleapflow_version
 
+    # torch's version from its build file: a run on ONNX Runtime need not import torch.
     return (f"sleapflow {sleapflow_version()} | sleap-io {sio.__version__} | torch "
-            f"{torch.__version__} | device {device} | runtime {runtime} | graph {graph}")
+            f"{torch_build()['version']} | device {device} | runtime {runtime} | graph {graph}")

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from sleapflow.errors import ConfigError, ModelLoadError
+from sleapflow.lazy import lazy_module
 from sleapflow.logs import get_logger
-from sleapflow.models.checkpoint import read_checkpoint, strip_prefix
-from sleapflow.models.network import PoseNetwork
 from sleapflow.models.normalise import config_from_yaml
 from sleapflow.models.schema import ModelConfig
+
+if TYPE_CHECKING:
+    import torch
+else:
+    # Resolving folders and reading configs needs no torch; loading weights does.
+    torch = lazy_module("torch")
 
 __all__ = (
     "LoadedModel", "ModelCache", "apply_overrides", "load_model", "load_state_strict", "read_model_config",
@@ -184,6 +188,8 @@ def apply_overrides(
     Unlike sleap-nn (``strict=False``, silent no-ops), the part being replaced must match the model
     key for key and shape for shape, so a checkpoint of another architecture or model type fails.
     """
+    from sleapflow.models.checkpoint import read_checkpoint, strip_prefix
+
     ours = net.state_dict()
     model_cfg = Path(cfg.path) / ("training_config.json" if cfg.is_legacy else "training_config.yaml")
     updates: dict[str, torch.Tensor] = {}
@@ -260,7 +266,8 @@ def load_model(
     """
     dev = _torch_device(device)
     model_dir = resolve_model_dir(path)
-    from sleapflow.models.export_folder import ExportedNetwork, is_network_folder, network_config
+    from sleapflow.models.export_folder import is_network_folder, network_config
+    from sleapflow.models.exported_network import ExportedNetwork
 
     if is_network_folder(model_dir):  # a network of a `sleapflow export` folder: ONNX Runtime
         if backbone_ckpt_path is not None or head_ckpt_path is not None:
@@ -271,6 +278,9 @@ def load_model(
         cfg = network_config(model_dir)
         module = ExportedNetwork(model_dir, cfg, dev, threads=torch.get_num_threads())
         return LoadedModel(path=model_dir, config=cfg, module=module)
+    from sleapflow.models.checkpoint import read_checkpoint, strip_prefix
+    from sleapflow.models.network import PoseNetwork
+
     cfg = read_model_config(model_dir)
     net = PoseNetwork(cfg)
     if cfg.is_legacy:

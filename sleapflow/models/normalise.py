@@ -330,6 +330,10 @@ def config_from_yaml(cfg_path: str | Path) -> ModelConfig:
     if hd is None:
         raise ConfigError(f"{source}: `model_config.head_configs` has no non-null head")
     mtype, hraw = hd
+    if mtype == "embedding":
+        raise ConfigError(f"{source}: an embedding (re-ID) model gives appearance vectors, not "
+                          "poses: pass it with -m beside the pose models (e.g. -m centroid -m "
+                          "centered_instance -m embedding)")
     if mtype not in MODEL_TYPES:
         what = "segmentation/detection" if mtype in UNSUPPORTED_HEADS else "unknown"
         raise ConfigError(

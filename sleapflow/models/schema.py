@@ -22,7 +22,8 @@ MODEL_TYPES: tuple[str, ...] = (
     "multi_class_topdown",
 )
 
-# Head types sleap-nn knows but sleapflow does not run; named in the error so users know why.
+# Head types sleap-nn knows but sleapflow does not run as pose models; named in the error so
+# users know why (embedding models run as a branch beside them: sleapflow.models.embedding).
 UNSUPPORTED_HEADS = (
     "bottomup_segmentation",
     "centered_instance_segmentation",

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-import torch
+import numpy as np
 
+from sleapflow.lazy import lazy_module
 from sleapflow.logs import get_logger
 
-__all__ = ("MAX_CENTROIDS_PER_FRAME", "MAX_CROPS_PER_PART", "MAX_PEAKS_PER_PART", "cap_peaks")
+# torch loads on first use: a run on ONNX Runtime with a warm export cache never needs it.
+torch = lazy_module("torch")
+
+__all__ = ("MAX_CENTROIDS_PER_FRAME", "MAX_CROPS_PER_PART", "MAX_PEAKS_PER_PART", "cap_host_peaks",
+           "cap_peaks")
 
 
 log = get_logger(__name__)
@@ -55,6 +60,30 @@ def cap_peaks(points: torch.Tensor, vals: torch.Tensor, samples: torch.Tensor,
     starts = torch.cumsum(counts, 0) - counts
     rank = torch.arange(n, device=points.device) - starts[group]
     keep = torch.zeros(n, dtype=torch.bool, device=points.device)
+    keep[idx[rank < cap]] = True
+    _warn_once(what, cap, worst)
+    return points[keep], vals[keep], samples[keep], channels[keep]
+
+
+def cap_host_peaks(points: np.ndarray, vals: np.ndarray, samples: np.ndarray,
+                   channels: np.ndarray, cap: int, *, n_channels: int, what: str
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`cap_peaks` on numpy arrays (ONNX Runtime's outputs on the CPU): the same peaks
+    kept, in the same order."""
+    n = int(points.shape[0])
+    if n <= cap:
+        return points, vals, samples, channels
+    key = samples.astype(np.int64) * n_channels + channels.astype(np.int64)
+    by_value = np.argsort(-vals, kind="stable")
+    idx = by_value[np.argsort(key[by_value], kind="stable")]  # by group, then value desc
+    group = key[idx]
+    counts = np.bincount(group)
+    worst = int(counts.max())
+    if worst <= cap:
+        return points, vals, samples, channels
+    starts = np.cumsum(counts) - counts
+    rank = np.arange(n) - starts[group]
+    keep = np.zeros(n, dtype=bool)
     keep[idx[rank < cap]] = True
     _warn_once(what, cap, worst)
     return points[keep], vals[keep], samples[keep], channels[keep]

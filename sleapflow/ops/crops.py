@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from sleapflow.lazy import lazy_module
+
+# torch loads on first use: a run on ONNX Runtime with a warm export cache never needs it.
+torch = lazy_module("torch")
+_F = lazy_module("torch.nn.functional")
+
 
 __all__ = ("centroid_slots", "crop_windows", "extract_crops", "near_crop_boundary")
 
@@ -63,7 +67,7 @@ def extract_crops(frames: torch.Tensor, frame_inds: torch.Tensor, origins: torch
     channels = frames.shape[1]
     if n == 0:
         return frames.new_zeros((0, channels, crop_size, crop_size))
-    padded = F.pad(frames, (crop_size, crop_size, crop_size, crop_size))
+    padded = _F.pad(frames, (crop_size, crop_size, crop_size, crop_size))
     steps = torch.arange(crop_size, device=frames.device)
     rows = (origins[:, 1, None] + steps[None, :] + crop_size).clamp_(0, padded.shape[-2] - 1)
     cols = (origins[:, 0, None] + steps[None, :] + crop_size).clamp_(0, padded.shape[-1] - 1)

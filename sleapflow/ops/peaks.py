@@ -6,8 +6,12 @@ to the host once per batch.
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from sleapflow.lazy import lazy_module
+
+# torch loads on first use: a run on ONNX Runtime with a warm export cache never needs it.
+torch = lazy_module("torch")
+_F = lazy_module("torch.nn.functional")
+
 
 __all__ = ("find_global_peaks", "find_local_peaks", "integral_refine")
 
@@ -24,7 +28,7 @@ def integral_refine(cms: torch.Tensor, sample_inds: torch.Tensor, channel_inds: 
     if n == 0:
         return torch.zeros((0, 2), dtype=cms.dtype, device=cms.device)
     half = patch_size // 2
-    padded = F.pad(cms, (half, half, half, half))
+    padded = _F.pad(cms, (half, half, half, half))
     # The crop origin, trunc(p - P/2 + 0.5 + P//2) - P//2, is p - half for odd P.
     origin_x = torch.trunc(xs.to(cms.dtype) - patch_size / 2 + 0.5 + half).long() - half
     origin_y = torch.trunc(ys.to(cms.dtype) - patch_size / 2 + 0.5 + half).long() - half
@@ -73,7 +77,7 @@ def find_local_peaks(cms: torch.Tensor, threshold: float, *, refinement: str | N
     order: sample, then row, then column, then channel.
     """
     neg_inf = torch.finfo(cms.dtype).min
-    padded = F.pad(cms, (1, 1, 1, 1), value=neg_inf)
+    padded = _F.pad(cms, (1, 1, 1, 1), value=neg_inf)
     height, width = cms.shape[-2:]
     neighbour_max = torch.full_like(cms, neg_inf)
     for dy in (0, 1, 2):

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 __all__ = (
     "apply_input_scale", "ensure_channels", "frames_to_tensor", "normalize", "pad_to_stride", "resize_uint8",
     "rgb_to_grayscale_uint8", "size_match",
 )
+
+from sleapflow.lazy import lazy_module
+
+# torch loads on first use: a run on ONNX Runtime with a warm export cache never needs it.
+torch = lazy_module("torch")
+_F = lazy_module("torch.nn.functional")
 
 
 
@@ -47,8 +51,8 @@ def resize_uint8(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(x.shape[-2:]) == tuple(size):
         return x
     if x.device.type == "cpu":
-        return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
-    out = F.interpolate(x.float(), size=size, mode="bilinear", antialias=True, align_corners=False)
+        return _F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+    out = _F.interpolate(x.float(), size=size, mode="bilinear", antialias=True, align_corners=False)
     return out.round_().clamp_(0, 255).to(torch.uint8)
 
 
@@ -68,7 +72,7 @@ def size_match(x: torch.Tensor, max_height: int | None, max_width: int | None
     new_h = round(height * ratio)
     new_w = round(width * ratio)
     x = resize_uint8(x, (new_h, new_w))
-    x = F.pad(x, (0, max(0, target_w - new_w), 0, max(0, target_h - new_h)))
+    x = _F.pad(x, (0, max(0, target_w - new_w), 0, max(0, target_h - new_h)))
     return x, ratio
 
 
@@ -86,7 +90,7 @@ def pad_to_stride(x: torch.Tensor, stride: int) -> torch.Tensor:
     pad_w = (stride - width % stride) % stride
     if pad_h == 0 and pad_w == 0:
         return x
-    return F.pad(x, (0, pad_w, 0, pad_h))
+    return _F.pad(x, (0, pad_w, 0, pad_h))
 
 
 def normalize(x: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,7 @@ from sleapflow.options.validation import check_numbers
 __all__ = (
     "PRECISIONS", "RUNTIMES", "ExecutionOptions", "FilterOptions", "GroupingOptions", "InferenceConfig",
     "InputOptions", "OutputOptions", "OverlapMethod", "PeakOptions", "Precision", "PreprocessingOptions",
-    "Refinement", "Runtime", "TrackingOptions", "VideoLayout", "parse_frames",
+    "Refinement", "Runtime", "SaveEmbeddings", "TrackingOptions", "VideoLayout", "parse_frames",
 )
 
 
@@ -32,6 +32,7 @@ RUNTIMES: tuple[str, ...] = get_args(Runtime)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 VideoLayout = Literal["channels_last", "channels_first"]
 OverlapMethod = Literal["iou", "oks"]
+SaveEmbeddings = Literal["none", "slp"]
 
 #: ``auto``, or a device kind with an optional index; whether it exists here is checked when a
 #: run is prepared (:func:`sleapflow.backends.device.resolve_device`), which needs torch.
@@ -73,6 +74,11 @@ class InputOptions(_Sub, frozen=True, kw_only=True):
     only_predicted_frames: bool
     #: Frames that may fail to decode (corrupt packets) before the run fails; None: no limit.
     max_failed_frames: int | None
+    #: Live sources: latency mode (None: on for live sources), stop after ``duration`` seconds,
+    #: end of stream after ``stream_timeout`` seconds without a frame.
+    live: bool | None
+    duration: float | None
+    stream_timeout: float
 
 
 class PreprocessingOptions(_Sub, frozen=True, kw_only=True):
@@ -140,9 +146,13 @@ class OutputOptions(_Sub, frozen=True, kw_only=True):
 
     output_path: str | None
     no_empty_frames: bool
+    #: Where each frame's poses are sent as they are made (sleapflow.outputs.publish).
+    publish: tuple[str, ...]
     skip_existing: bool
     #: Continue an interrupted single-output run from its journal beside the output.
     resume: bool
+    #: ``slp``: the embedding model's re-ID vectors are written on the output's instances.
+    save_embeddings: str
 
 
 class ExecutionOptions(_Sub, frozen=True, kw_only=True):
@@ -168,6 +178,8 @@ class ExecutionOptions(_Sub, frozen=True, kw_only=True):
     runtime: str
     #: fp32, or fp16/bf16 on CUDA.
     precision: str
+    #: Find peaks on the host from whole maps, not inside the ONNX Runtime / TensorRT graph.
+    host_peaks: bool
 
 
 class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -249,6 +261,24 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
         "max_failed_frames", help="Fail when more frames than this cannot be decoded (default: "
                                   "skip them all, and report them)."),
         Role("input", changes_results=False, fronts=SLEAPFLOW, bounds=(0, None))] = None
+    #: Latency mode: None is on for live sources (cameras, network streams, stdin) and off for
+    #: files; with an http(s) URL, True also says the URL is a stream, not a file to download.
+    live: Annotated[bool | None, opt(
+        "live", negative=True, help="Latency mode for live sources (on by default for "
+        "/dev/video*, rtsp/udp/tcp/srt URLs and -i -): frames the graph cannot take yet are "
+        "dropped, oldest first, and counted; --no-live queues every frame instead. With an "
+        "http(s) URL, either flag reads it as a stream instead of downloading a file."),
+        Role("input", fronts=SLEAPFLOW)] = None
+    #: A live source's run ends after this many seconds of stream (None: at its end or Ctrl-C).
+    duration: Annotated[float | None, opt(
+        "duration", help="Live sources: stop after this many seconds and write what was "
+                         "predicted (default: at the end of the stream, or Ctrl-C)."),
+        Role("input", fronts=SLEAPFLOW, bounds=(0.0, None))] = None
+    #: A live stream that sends nothing for this long has ended (UDP has no end-of-stream).
+    stream_timeout: Annotated[float, opt(
+        "stream_timeout", help="Live sources: seconds without a frame after which the stream "
+                               "counts as ended (UDP streams have no other end)."),
+        Role("input", changes_results=False, fronts=SLEAPFLOW, bounds=(0.05, 86_400.0))] = 10.0
     batch_size: Annotated[int, opt(
         "batch_size", "-b", help="Frames sent through the network at once. Larger is faster on a "
                                  "GPU and uses more memory."),
@@ -339,6 +369,13 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
                                   "input, named INPUT.predictions.slp. With several inputs, a "
                                   "folder (ending in /) to put every INPUT.predictions.slp in."),
         Role("output", changes_results=False, fronts=frozenset({"track", "run_inference"}))] = None
+    #: Each frame's poses sent as they are made: ``-`` (NDJSON on stdout) and/or ZeroMQ PUB
+    #: addresses (``tcp://127.0.0.1:5555``); see docs/LIVE.md for the messages.
+    publish: Annotated[tuple[str, ...], opt(
+        "publish", help="Send each frame's poses as they are made: - (or ndjson:-) for NDJSON "
+                        "lines on stdout, tcp://HOST:PORT for a ZeroMQ PUB socket (needs the "
+                        "live extra); repeat for several."),
+        Role("output", changes_results=False, fronts=TRACK_ONLY)] = ()
     #: Many-input runs: leave a video whose output exists and is complete alone.
     skip_existing: Annotated[bool, opt(
         "skip_existing", help="Skip videos whose output exists and is complete."),
@@ -349,6 +386,11 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
         "resume", help="Continue an interrupted run of the same command from its journal (kept "
                        "beside the output after a crash, a full disk or Ctrl-C)."),
         Role("output", changes_results=False, fronts=TRACK_ONLY)] = False
+    save_embeddings: Annotated[SaveEmbeddings, opt(
+        "save_embeddings", help="With an embedding (re-ID) model among -m: slp writes each "
+                                "instance's appearance vector into the output .slp (sleap-io's "
+                                "Embedding on the instance); none (default) does not."),
+        Role("output", fronts=SLEAPFLOW)] = "none"
     device: Annotated[str, opt(
         "device", "-d", help="Where the network runs: auto (a GPU if there is one), cpu, cuda, "
                              "cuda:N or mps."),
@@ -398,6 +440,12 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
                           "AMX / AVX512-BF16: about 2x faster there) or fp16 (CUDA); the reduced "
                           "ones give slightly different maps."),
         Role("execution", provenance=17)] = "fp32"
+    #: Peak finding runs inside the exported graph (onnx, tensorrt) unless this is set.
+    host_peaks: Annotated[bool, opt(
+        "host_peaks", help="With --runtime onnx or tensorrt: return whole confidence maps from "
+                           "the runtime and find peaks outside it (by default the runtime finds "
+                           "them and returns only peaks)."),
+        Role("execution", fronts=SLEAPFLOW | {"serve"})] = False
 
     def __post_init__(self) -> None:
         check_numbers(self)
@@ -425,6 +473,8 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
         if not _DEVICE.fullmatch(self.device):
             raise ConfigError(f"--device: unknown device {self.device!r}; use auto, cpu, cuda, "
                               "cuda:N or mps")
+        if self.save_embeddings not in ("none", "slp"):
+            raise ConfigError(f"--save_embeddings must be 'none' or 'slp' (got {self.save_embeddings!r})")
         if self.runtime not in RUNTIMES:
             raise ConfigError(f"--runtime must be one of {', '.join(RUNTIMES)} (got {self.runtime!r})")
         if self.precision not in PRECISIONS:

@@ -18,9 +18,9 @@ from sleapflow.options.validation import check_bounds
 # No ``from __future__ import annotations``: the fields' markers are built once (see config.py).
 
 __all__ = (
-    "CANDIDATE_METHODS", "FEATURES", "KALMAN_FEATURES", "MATCHING_METHODS", "SCORING_METHODS",
-    "SCORING_REDUCTIONS", "TRACKERS", "CandidatesMethod", "Features", "MatchingMethod", "ScoringMethod",
-    "ScoringReduction", "TrackerConfig", "parse_node_indices",
+    "APPEARANCE_TRACKERS", "CANDIDATE_METHODS", "FEATURES", "KALMAN_FEATURES", "MATCHING_METHODS",
+    "SCORING_METHODS", "SCORING_REDUCTIONS", "TRACKERS", "CandidatesMethod", "Features",
+    "MatchingMethod", "ScoringMethod", "ScoringReduction", "TrackerConfig", "parse_node_indices",
 )
 
 
@@ -39,7 +39,11 @@ MATCHING_METHODS: tuple[str, ...] = get_args(MatchingMethod)
 # one) rather than msgspec's; the command line takes the Literal types (cli_type), so its help
 # lists the choices. Kalman features and tracker names are plain text there too.
 KALMAN_FEATURES = ("centroid", "keypoints")
-TRACKERS = ("classic", "sort", "bytetrack", "ocsort")
+TRACKERS = ("classic", "sort", "bytetrack", "ocsort", "botsort", "deepsort", "strongsort",
+            "deepocsort")
+#: The trackers that read each detection's appearance (re-ID) vector: they need an embedding
+#: model beside the pose models.
+APPEARANCE_TRACKERS = ("botsort", "deepsort", "strongsort", "deepocsort")
 
 # Which feature representations each scoring function can compare. sleap-nn crashes (shape
 # errors) on the second processed frame for the other pairs; we refuse them up front instead.
@@ -197,9 +201,19 @@ class TrackerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
         Role("tracking", bounds=(0.0, 1.0))] = 0.0
     # sleapflow's own tracking options (not in sleap-nn's run_inference).
     tracker: Annotated[str, opt(
-        "tracker", help="classic (sleap-nn's candidate tracker, the default), or a motion-model "
-                        "tracker: sort, bytetrack or ocsort."),
+        "tracker", help="classic (sleap-nn's candidate tracker, the default), a motion-model "
+                        "tracker: sort, bytetrack or ocsort, or an appearance tracker that also "
+                        "compares re-ID vectors (needs an embedding model, -m): botsort, "
+                        "deepsort, strongsort or deepocsort."),
         Role("tracking", fronts=SLEAPFLOW, keyword="tracker_name")] = "classic"
+    appearance_weight: Annotated[float, opt(
+        "appearance_weight", help="Classic tracker: weight of appearance (cosine similarity of "
+                                  "the embedding model's re-ID vectors) blended with the "
+                                  "geometric score: 0.0 (default) is geometry only, 0.15-0.5 "
+                                  "uses appearance as a complementary cue, 1.0 is appearance "
+                                  "only. Needs an embedding model (-m) and a bounded "
+                                  "--scoring_method (oks or iou)."),
+        Role("tracking", fronts=SLEAPFLOW, bounds=(0.0, 1.0))] = 0.0
     track_buffer: Annotated[int, opt(
         "track_buffer", help="Motion trackers: frames a lost track is kept for re-association."),
         Role("tracking", fronts=SLEAPFLOW, bounds=(1, None))] = 30
@@ -291,6 +305,20 @@ class TrackerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
         if self.link_window and not self.link_tracklets:
             raise ConfigError("--link_window applies to --link_tracklets; add --link_tracklets "
                               "or drop --link_window.")
+        if self.appearance_weight > 0:
+            if self.tracker != "classic":
+                raise ConfigError(f"--appearance_weight applies to the classic tracker; --tracker "
+                                  f"{self.tracker} does not blend scores (the appearance trackers "
+                                  "botsort, deepsort, strongsort and deepocsort use the vectors "
+                                  "their own way). Drop --appearance_weight.")
+            if self.use_flow or self.use_kalman:
+                raise ConfigError("--appearance_weight does not combine with --use_flow / "
+                                  "--use_kalman: the motion models score shifted poses, which "
+                                  "the appearance blend has no counterpart for; drop one.")
+            if self.scoring_method not in ("oks", "iou"):
+                raise ConfigError(f"--appearance_weight needs a bounded geometric score to blend "
+                                  f"with; --scoring_method {self.scoring_method} is not one: use "
+                                  "oks (keypoints) or iou (bboxes).")
         if self.kf_node_indices is not None and (
                 any(i < 0 for i in self.kf_node_indices)
                 or len(set(self.kf_node_indices)) != len(self.kf_node_indices)):
@@ -320,6 +348,11 @@ class TrackerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     def needs_image(self) -> bool:
         """Whether :meth:`Tracker.track` must be given the frame image."""
         return self.use_flow or self.features == "image"
+
+    @property
+    def uses_appearance(self) -> bool:
+        """Whether the tracker reads the detections' re-ID vectors."""
+        return self.appearance_weight > 0 or self.tracker in APPEARANCE_TRACKERS
 
     @property
     def pre_cull_enabled(self) -> bool:

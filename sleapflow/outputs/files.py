@@ -251,7 +251,7 @@ def _reserve(folder: Path, size: int) -> None:
         ballast.unlink(missing_ok=True)
 
 
-def save_slp_safely(labels: Any, path: str | Path) -> Path:
+def save_slp_safely(labels: Any, path: str | Path, *, save_embedding_vectors: bool = False) -> Path:
     """Write ``labels`` to a temporary file beside the real target and rename it into place
     only on success, so an existing output is never half-written, lost, or (for a symlink)
     replaced by a file. Failures raise :class:`OutputWriteError` naming the path and reason.
@@ -262,7 +262,11 @@ def save_slp_safely(labels: Any, path: str | Path) -> Path:
     import sleap_io as sio
 
     def write(tmp: str) -> None:
-        sio.save_slp(labels, tmp, restore_original_videos=False, verbose=False)
+        if save_embedding_vectors:  # sleap-io writes the instances' re-ID vectors only when asked
+            sio.save_slp(labels, tmp, restore_original_videos=False, verbose=False,
+                         save_embedding_vectors=True)
+        else:
+            sio.save_slp(labels, tmp, restore_original_videos=False, verbose=False)
 
     return save_h5_safely(path, write, estimate_slp_bytes(labels))
 

@@ -54,10 +54,27 @@ def sleapflow_version() -> str:
 
 
 def system_info(*, full: bool = True) -> dict[str, Any]:
-    """Python, platform and torch facts; ``full`` adds the CUDA version and the GPUs."""
+    """Python, platform and torch facts; ``full`` adds the CUDA version and the GPUs.
+
+    Where no GPU can be present (:func:`~sleapflow.backends.device.accelerator_possible`) and
+    the run has not loaded torch (ONNX Runtime on a warm cache), torch's facts come from its
+    build file and torch stays unloaded.
+    """
+    from sleapflow.backends.device import accelerator_possible, torch_build
+
+    if "torch" not in sys.modules and not accelerator_possible():
+        build = torch_build()
+        info = {"python_version": sys.version.split()[0], "platform": platform.platform(),
+                "pytorch_version": build["version"]}
+        if full:
+            info["cuda_version"] = build["cuda"]
+        info["accelerator"] = "cpu"
+        if full:
+            info["gpu_count"] = 0
+        return info
     import torch
 
-    info: dict[str, Any] = {
+    info = {
         "python_version": sys.version.split()[0],
         "platform": platform.platform(),
         "pytorch_version": torch.__version__,
@@ -178,14 +195,15 @@ def add_seed_names(prov: dict[str, Any], labels: sio.Labels) -> dict[str, Any]:
     system = prov.get("system_info") or {}
     inference = prov.get("inference_config") or {}
     selection = prov.get("frame_selection") or {}
-    import torch
+    from sleapflow.backends.device import torch_build
 
+    build = torch_build()
     names: dict[str, Any] = {
         "timestamp_start": prov.get(f"{prefix}_start_timestamp"),
         "timestamp_end": prov.get(f"{prefix}_end_timestamp"),
         "runtime_sec": prov.get(f"{prefix}_runtime_seconds"),
         "sleap_io_version": prov.get("sleap_io_version", sio.__version__),
-        "torch_version": system.get("pytorch_version", torch.__version__),
+        "torch_version": system.get("pytorch_version", build["version"]),
         "model_paths": prov.get("model_paths"),
         "model_type": prov.get("model_type"),
         "head_type": HEAD_TYPES.get(str(prov.get("graph"))),
@@ -201,7 +219,7 @@ def add_seed_names(prov: dict[str, Any], labels: sio.Labels) -> dict[str, Any]:
         "max_instances": inference.get("max_instances"),
         "device": prov.get("device", system.get("accelerator")),
         "python_version": system.get("python_version", sys.version.split()[0]),
-        "cuda_version": system.get("cuda_version", torch.version.cuda),
+        "cuda_version": system.get("cuda_version", build["cuda"]),
         "gpu_names": system.get("gpus", []),
     }
     if tracking_only:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -27,20 +28,43 @@ class RunSummary(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     #: Frames that could not be decoded (as the output's provenance ``frames_failed``).
     failed_frames: int = 0
     seconds: float = 0.0
+    #: Live sources: frames dropped because the graph fell behind, and the capture-to-pose
+    #: latency percentiles in milliseconds (None for files).
+    dropped_frames: int = 0
+    latency_p50_ms: float | None = None
+    latency_p95_ms: float | None = None
+    latency_p99_ms: float | None = None
+
+    def with_latency(self, latency: Any) -> RunSummary:
+        """This summary with a live run's :class:`~sleapflow.runtime.latency.LatencyFigures`."""
+        return msgspec.structs.replace(self, dropped_frames=latency.dropped,
+                                       latency_p50_ms=latency.p50_ms,
+                                       latency_p95_ms=latency.p95_ms,
+                                       latency_p99_ms=latency.p99_ms)
 
     def fields(self) -> dict[str, int | float]:
         """The counts as log fields (seconds rounded for reading)."""
         out: dict[str, int | float] = msgspec.structs.asdict(self)
         out["seconds"] = round(self.seconds, 2)
+        if self.latency_p50_ms is None and not self.dropped_frames:
+            # A file's run: the live figures would be empty noise in its log line.
+            for key in ("dropped_frames", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms"):
+                del out[key]
         return out
 
     def line(self) -> str:
         """One sentence for a person: ``1100 frames (3 empty, 0 failed), 2195 instances,
         2 tracks in 41.2 s``."""
         tracks = f", {self.tracks} track{'s' * (self.tracks != 1)}" if self.tracks else ""
+        live = ""
+        if self.latency_p50_ms is not None:
+            live = (f"; latency p50 {self.latency_p50_ms:.1f} ms, p95 {self.latency_p95_ms:.1f} "
+                    f"ms, p99 {self.latency_p99_ms:.1f} ms, {self.dropped_frames} dropped")
+        elif self.dropped_frames:
+            live = f"; {self.dropped_frames} dropped"
         return (f"{self.frames} frame{'s' * (self.frames != 1)} ({self.empty_frames} empty, "
                 f"{self.failed_frames} failed), {self.instances} instance"
-                f"{'s' * (self.instances != 1)}{tracks} in {self.seconds:.1f} s")
+                f"{'s' * (self.instances != 1)}{tracks} in {self.seconds:.1f} s{live}")
 
 
 def total(summaries: Iterable[RunSummary], seconds: float) -> RunSummary:

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Hashable, Iterable
 from typing import Any, Generic, TypeVar
 
 import anyio
+import anyio.lowlevel
 from anyio import CapacityLimiter, EndOfStream
 from anyio.abc import TaskStatus
 
@@ -227,9 +228,12 @@ class BatchStage:
     def __init__(self, name: str, size: int, *, key: Callable[[Any], Hashable] | None = None,
                  timeout: float | None = None,
                  make_batch: Callable[[int, list[Any]], Any] | None = None,
-                 weight: Callable[[Any], int] | None = None) -> None:
+                 weight: Callable[[Any], int] | None = None, greedy: bool = False) -> None:
         if size < 1:
             raise ValueError("batch size must be >= 1")
+        #: Latency mode: a batch is what is waiting when its first item arrives (one item when
+        #: the graph keeps up, up to ``size`` when it falls behind); nothing waits for more.
+        self.greedy = greedy
         self.weight = weight
         self.name = name
         self.size = size
@@ -244,6 +248,9 @@ class BatchStage:
                   task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with inbox, outbox:
             task_status.started()
+            if self.greedy:
+                await self._run_greedy(inbox, outbox)
+                return
             batcher = self.batcher()
             # The timeout is a deadline set by the batch's first item: a steady trickle of
             # items must not hold a batch for ``timeout`` per item.
@@ -264,6 +271,26 @@ class BatchStage:
                     await outbox.send(batch)
                 if self.timeout is not None and len(batcher.pending) == 1:
                     deadline = anyio.current_time() + self.timeout
+            if batcher.pending:
+                await outbox.send(batcher.flush())
+
+    async def _run_greedy(self, inbox: Any, outbox: Any) -> None:
+        batcher = self.batcher()
+        while True:
+            try:
+                item = await inbox.receive()
+            except EndOfStream:
+                break
+            ready = batcher.add(item)
+            while batcher.pending and not ready:
+                # One scheduling round lets the stage before hand over what it holds.
+                await anyio.lowlevel.checkpoint()
+                try:
+                    ready = batcher.add(inbox.receive_nowait())
+                except (anyio.WouldBlock, EndOfStream):
+                    break
+            for batch in ready:
+                await outbox.send(batch)
             if batcher.pending:
                 await outbox.send(batcher.flush())
 

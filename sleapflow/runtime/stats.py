@@ -7,6 +7,8 @@ from types import MappingProxyType
 
 import msgspec
 
+from sleapflow.runtime.latency import LatencyFigures
+
 __all__ = ("Clock", "GraphStats", "StageMeter", "StageStats")
 
 
@@ -62,6 +64,8 @@ class GraphStats(msgspec.Struct, frozen=True):
     graph: str
     stages: tuple[StageStats, ...]
     wall_s: float
+    #: A live source's capture-to-pose latency and dropped frames (None for files).
+    latency: LatencyFigures | None = None
 
     def by_name(self) -> Mapping[str, StageStats]:
         return MappingProxyType({s.name: s for s in self.stages})
@@ -79,6 +83,7 @@ class GraphStats(msgspec.Struct, frozen=True):
             graph=self.graph,
             stages=tuple(s.minus(prior[s.name]) if s.name in prior else s for s in self.stages),
             wall_s=self.wall_s - earlier.wall_s,
+            latency=self.latency,
         )
 
     def table(self) -> str:
@@ -93,6 +98,8 @@ class GraphStats(msgspec.Struct, frozen=True):
                 f"{100 * s.blocked_fraction:>10.1f}{s.peak_inbox_depth:>8}"
             )
         rows.append(f"bottleneck: {self.bottleneck}   wall: {self.wall_s:.3f} s")
+        if self.latency is not None:
+            rows.append(f"live: {self.latency.frames} frames timed, {self.latency.line()}")
         return "\n".join(rows)
 
 

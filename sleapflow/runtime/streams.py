@@ -40,6 +40,13 @@ class MeteredReceiveStream(Generic[T]):
         self._meter.last_item = item
         return item
 
+    def receive_nowait(self) -> T:
+        """An item already waiting (raises ``anyio.WouldBlock`` when none is): no wait to count."""
+        item = self._inner.receive_nowait()
+        self._meter.items_in += 1
+        self._meter.last_item = item
+        return item
+
     def __aiter__(self) -> MeteredReceiveStream[T]:
         return self
 

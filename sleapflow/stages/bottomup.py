@@ -13,6 +13,7 @@ import msgspec
 import numpy as np
 import torch
 
+from sleapflow.backends.fused import DEFAULT_TOP_K, FusedPeaks, local_peak_list
 from sleapflow.messages import FrameInfo, FramePrediction, ModelOutput
 from sleapflow.ops.caps import MAX_PEAKS_PER_PART, cap_peaks
 from sleapflow.ops.identity import class_slot_order, classify_peaks_from_maps
@@ -54,16 +55,14 @@ class PafPeaks:
         self.max_edge_length_ratio = max_edge_length_ratio
         self.dist_penalty_weight = dist_penalty_weight
 
+    def fused_peaks(self) -> FusedPeaks:
+        """The local peaks (scaled-input pixels) for a runtime's graph; the PAFs stay maps."""
+        return _fused_local(self.peaks, self.cms_head, self.cms_stride)
+
     def __call__(self, out: ModelOutput) -> PeakBatch:
         with torch.inference_mode():
-            points, vals, samples, channels = find_local_peaks(
-                out.heads[self.cms_head], self.peaks.threshold, refinement=self.peaks.refinement,
-                patch_size=self.peaks.patch_size)
-            # Bounded grouping: candidates (and PAF line integrals) grow with peaks squared.
-            points, vals, samples, channels = cap_peaks(
-                points, vals, samples, channels, MAX_PEAKS_PER_PART,
-                n_channels=out.heads[self.cms_head].shape[1], what="peaks of one part in a frame")
-            points = points * self.cms_stride
+            points, vals, samples, channels = _local_peaks(out, self.cms_head, self.cms_stride,
+                                                           self.peaks)
             scores = score_paf_lines(out.heads[self.paf_head], points, samples, channels,
                                      self.edge_inds, pafs_stride=self.paf_stride,
                                      n_points=self.n_points,
@@ -73,6 +72,29 @@ class PafPeaks:
                          points=points.cpu().numpy(), vals=vals.cpu().numpy(),
                          sample_inds=samples.cpu().numpy(), channel_inds=channels.cpu().numpy(),
                          scores=scores.to_numpy() if isinstance(scores, PafScores) else scores)
+
+
+def _fused_local(peaks: PeakSettings, head: str, stride: int) -> FusedPeaks:
+    # DEFAULT_TOP_K is below MAX_PEAKS_PER_PART: a part with more peaks falls back to maps.
+    return FusedPeaks((peaks.head(head, local=True, output_stride=stride, k=DEFAULT_TOP_K),))
+
+
+def _local_peaks(out: ModelOutput, head: str, stride: int, peaks: PeakSettings
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every local peak of ``head`` in raster order, points in scaled-input pixels (peak times
+    ``stride``), from the runtime's peaks or found here on the maps."""
+    found = out.head_peaks(head)
+    if found is not None:
+        points, vals, samples, channels = local_peak_list(found)
+        return (torch.from_numpy(points), torch.from_numpy(vals), torch.from_numpy(samples),
+                torch.from_numpy(channels))
+    points, vals, samples, channels = find_local_peaks(
+        out.heads[head], peaks.threshold, refinement=peaks.refinement, patch_size=peaks.patch_size)
+    # Bounded grouping: candidates (and PAF line integrals) grow with peaks squared.
+    points, vals, samples, channels = cap_peaks(
+        points, vals, samples, channels, MAX_PEAKS_PER_PART, n_channels=out.heads[head].shape[1],
+        what="peaks of one part in a frame")
+    return points * stride, vals, samples, channels
 
 
 def _per_frame(frames: tuple[FrameInfo, ...], points: np.ndarray, vals: np.ndarray,
@@ -126,16 +148,14 @@ class ClassMapGrouping:
         self.peaks = peaks
         self.max_instances = max_instances
 
+    def fused_peaks(self) -> FusedPeaks:
+        """The local peaks (scaled-input pixels) for a runtime's graph; class maps stay maps."""
+        return _fused_local(self.peaks, self.cms_head, self.cms_stride)
+
     def __call__(self, out: ModelOutput) -> list[FramePrediction]:
         with torch.inference_mode():
-            points, vals, samples, channels = find_local_peaks(
-                out.heads[self.cms_head], self.peaks.threshold, refinement=self.peaks.refinement,
-                patch_size=self.peaks.patch_size)
-            # Bounded grouping: candidates (and PAF line integrals) grow with peaks squared.
-            points, vals, samples, channels = cap_peaks(
-                points, vals, samples, channels, MAX_PEAKS_PER_PART,
-                n_channels=out.heads[self.cms_head].shape[1], what="peaks of one part in a frame")
-            points = points * self.cms_stride
+            points, vals, samples, channels = _local_peaks(out, self.cms_head, self.cms_stride,
+                                                           self.peaks)
             pts, pvals, _, scores, tracking = classify_peaks_from_maps(
                 out.heads[self.class_head], points, vals, samples, channels,
                 class_maps_stride=self.class_stride, n_nodes=self.n_nodes)

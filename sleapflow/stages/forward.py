@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import anyio
-import torch
 
 from sleapflow.backends import RuntimeChoice, make_runner
-from sleapflow.backends.runners import TorchRunner
+from sleapflow.backends.fused import FusedPeaks, overflows, split_outputs
+from sleapflow.lazy import lazy_module
+from sleapflow.logs import get_logger
 from sleapflow.messages import ModelOutput
 from sleapflow.runtime.adapters import MapStage
 
+# torch loads on first use: a run on ONNX Runtime with a warm export cache never needs it.
+torch = lazy_module("torch")
+
 __all__ = ("ModelForward", "forward_stage", "is_forward")
+
+log = get_logger(__name__)
 
 
 
@@ -28,41 +36,91 @@ class ModelForward:
     def __init__(self, load: Callable[[], Any], *, device: str,
                  head_filter: tuple[str, ...] | None = None,
                  torch_threads: int | None = None, channels_last: bool = False,
-                 runtime: RuntimeChoice | None = None, max_batch: int = 4) -> None:
+                 runtime: RuntimeChoice | None = None, max_batch: int = 4,
+                 fuse: FusedPeaks | None = None,
+                 files: Mapping[str, Path] | None = None) -> None:
         self._load = load
-        self.device = torch.device(device)
-        self.channels_last = channels_last and self.device.type == "cpu"
+        self.device_name = device
+        self.channels_last = channels_last and device.split(":", 1)[0] == "cpu"
         self.head_filter = head_filter
         self.torch_threads = torch_threads
         #: Which runtime runs the network (torch, onnx, tensorrt); torch when not given.
         self.runtime = runtime or RuntimeChoice("torch", "torch", "default")
         self.max_batch = max_batch
+        #: The peak finding the graph's next stage would run, offered to the runtime; used
+        #: when the runtime exports (onnx, tensorrt): see :attr:`fused`.
+        self.fuse = fuse
+        #: What the runner really fuses (set in :meth:`setup`): None means maps come out.
+        self.fused: FusedPeaks | None = None
+        self._overflowed = False
+        #: The model's files by role: batches are numpy arrays run by ONNX Runtime from the
+        #: export cache, and the model (and torch) load only on a cache miss.
+        self.files = files
         self.model: Any = None
         self.runner: Any = None
-        self._exact: TorchRunner | None = None
+        self._exact: Any = None
+        self._exact_lock = threading.Lock()
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device(self.device_name)
+
+    @property
+    def host_arrays(self) -> bool:
+        """Whether batches are numpy arrays (ONNX Runtime on the CPU; see ``files``)."""
+        return self.files is not None
 
     @property
     def approximates_torch(self) -> bool:
         """Whether the runner is an fp32 runtime other than torch (its maps differ by ~1e-5)."""
         return self.runtime.name in ("onnx", "tensorrt") and self.runtime.precision == "fp32"
 
+    def loaded(self) -> Any:
+        """The loaded model (loaded now, with torch's thread count set, if not yet)."""
+        if self.model is None:
+            if self.torch_threads is not None:
+                torch.set_num_threads(self.torch_threads)
+            self.model = self._load()
+        return self.model
+
     def setup(self) -> None:
+        if self.host_arrays:
+            from sleapflow.backends.numpy_onnx import NumpyOnnxRunner
+
+            assert self.files is not None
+            self.runner = NumpyOnnxRunner(self.files, self.loaded, threads=self.torch_threads)
+            self.runner.prefetch()  # sessions open while the decoder starts
+            return
         if self.torch_threads is not None:
             torch.set_num_threads(self.torch_threads)
         self.model = self._load()
+        offer = self.fuse if self.runtime.name in ("onnx", "tensorrt") else None
         self.runner = make_runner(self.runtime, self.model.module, self.device,
                                   threads=self.torch_threads, channels_last=self.channels_last,
-                                  max_batch=self.max_batch)
+                                  max_batch=self.max_batch, fuse=offer)
+        # An export folder's network runs as it is (a torch-side runner): it returns maps.
+        self.fused = offer if getattr(self.runner, "fuse", None) is not None else None
         if self.approximates_torch:
+            from sleapflow.backends.runners import TorchRunner
+
             # Built here, before any batch, because preparing the module changes it in place.
             self._exact = TorchRunner(self.model.module, self.device)
 
-    def exact_maps(self, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
+    def exact_maps(self, tensor: Any) -> dict[str, Any]:
         """torch fp32 maps of a uint8 batch, whichever runtime runs the stage: for the rare
-        decision (a crop on a rounding boundary) that must not depend on the runtime."""
+        decision (a crop on a rounding boundary) that must not depend on the runtime. On host
+        arrays the torch model loads the first time one is needed."""
+        if self.host_arrays:
+            with self._exact_lock:
+                if self._exact is None:
+                    from sleapflow.backends.runners import TorchRunner
+
+                    self._exact = TorchRunner(self.loaded().module, self.device)
+            maps = self._exact(torch.from_numpy(tensor))
+            return self._kept({k: v.numpy() for k, v in maps.items()})
         return self._kept((self._exact or self.runner)(tensor))
 
-    def _kept(self, heads: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def _kept(self, heads: dict[str, Any]) -> dict[str, Any]:
         if self.head_filter is None:
             return heads
         return {k: v for k, v in heads.items() if k in self.head_filter}
@@ -72,22 +130,42 @@ class ModelForward:
         if item.tensor is None or item.tensor.shape[0] == 0:
             # A top-down batch whose frames found no animals: nothing to run.
             return ModelOutput(seq=item.seq, heads={}, input=item)
-        return ModelOutput(seq=item.seq, heads=self._kept(self.runner(item.tensor)), input=item)
+        heads = self.runner(item.tensor)
+        if self.fused is None:
+            return ModelOutput(seq=item.seq, heads=self._kept(heads), input=item)
+        maps, peaks = split_outputs(self.fused, heads)
+        if overflows(self.fused, peaks):
+            # More peaks than the graph's top-k holds: this batch's maps, so no peak is lost.
+            if not self._overflowed:
+                self._overflowed = True
+                log.info("fused peaks: a batch had more local peaks than the graph keeps; such "
+                         "batches use their maps (slower, same result)",
+                         k=[h.k for h in self.fused.heads if h.local])
+            return ModelOutput(seq=item.seq, heads=self._kept(self.runner.maps(item.tensor)),
+                               input=item)
+        if self.head_filter is not None:
+            peaks = {k: v for k, v in peaks.items() if k in self.head_filter}
+        return ModelOutput(seq=item.seq, heads=self._kept(maps), input=item, peaks=peaks)
 
 
 def forward_stage(load: Callable[[], Any], *, device: str, name: str = "forward",
                   limiter: anyio.CapacityLimiter | None = None, workers: int = 1,
                   torch_threads: int | None = None, channels_last: bool = False,
                   head_filter: tuple[str, ...] | None = None,
-                  runtime: RuntimeChoice | None = None, max_batch: int = 4) -> MapStage:
+                  runtime: RuntimeChoice | None = None, max_batch: int = 4,
+                  fuse: FusedPeaks | None = None,
+                  files: Mapping[str, Path] | None = None) -> MapStage:
     """The forward map node: the model loads in its setup step, before the stage starts, so a
     bad checkpoint fails the run before any frame is decoded; ``workers`` batches (CPU: each on
     its own core) are in flight at once, under ``limiter``. ``runtime`` (resolved by
     :func:`sleapflow.graphs.build.prepare`) chooses the network runner, built in the same setup
     step (an ONNX export or TensorRT build happens there, cached); ``max_batch`` bounds its
-    batch axis."""
+    batch axis; ``fuse`` offers the runtime the next stage's peak finding (see
+    :class:`ModelForward`). With ``files`` (ONNX Runtime on the CPU) batches are numpy arrays
+    and the model loads only when the export cache misses."""
     fn = ModelForward(load, device=device, head_filter=head_filter, torch_threads=torch_threads,
-                      channels_last=channels_last, runtime=runtime, max_batch=max_batch)
+                      channels_last=channels_last, runtime=runtime, max_batch=max_batch, fuse=fuse,
+                      files=files)
     return MapStage(name, fn, setup=fn.setup, limiter=limiter or anyio.CapacityLimiter(1),
                     workers=max(1, workers))
 

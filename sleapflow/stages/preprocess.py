@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 import numpy as np
 
 from sleapflow.messages import FrameBatch, FrameInfo, ModelInput
+from sleapflow.ops import host_resize
 from sleapflow.ops import preprocess as ops
 
-__all__ = ("PreprocessPlan", "Preprocessor", "frame_shape_key", "make_frame_batch",
+__all__ = ("NUMPY_RESIZE_BUDGET", "PreprocessPlan", "Preprocessor", "frame_shape_key", "make_frame_batch",
            "network_input_size")
 
+
+
+#: Input pixels the numpy resize may handle in one preprocessor before torch's kernel takes
+#: over: the numpy copy is about 5x slower, so past ~50 megapixels (50 frames of 1024 x 1024)
+#: importing torch once (1.3-1.7 s) costs less than going on without it.
+NUMPY_RESIZE_BUDGET = 50_000_000
 
 
 class PreprocessPlan(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -54,19 +63,18 @@ class Preprocessor:
     """
 
     def __init__(self, plan: PreprocessPlan, *, keep_raw: bool = False,
-                 keep_images: bool = False) -> None:
+                 keep_images: bool = False, numpy: bool = False) -> None:
         self.plan = plan
         self.keep_raw = keep_raw
         self.keep_images = keep_images
+        #: Emit numpy arrays (ONNX Runtime on the CPU) instead of torch tensors.
+        self.numpy = numpy
+        #: Pixels resized by the numpy kernel so far (see NUMPY_RESIZE_BUDGET).
+        self._resized = 0
 
-    def __call__(self, batch: FrameBatch) -> ModelInput:
+    def _tensors(self, images: list[np.ndarray]) -> tuple[Any, Any, float]:
         plan = self.plan
-        images = [f.image for f in batch.frames]
         x = ops.frames_to_tensor(images)
-        infos = tuple(FrameInfo(seq=f.seq, video_id=f.video_id, frame_idx=f.frame_idx,
-                                height=f.image.shape[0], width=f.image.shape[1],
-                                image=f.image if self.keep_images else None)
-                      for f in batch.frames)
         raw = x
         x = ops.ensure_channels(x, ensure_rgb=plan.ensure_rgb, ensure_grayscale=plan.ensure_grayscale)
         x, eff = ops.size_match(x, plan.max_height, plan.max_width)
@@ -74,8 +82,66 @@ class Preprocessor:
             raw, _ = ops.size_match(raw, plan.max_height, plan.max_width)
         x = ops.apply_input_scale(x, plan.scale)
         x = ops.pad_to_stride(x, plan.max_stride)
+        return x.contiguous(), raw, eff
+
+    def _arrays(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None, float]:
+        """The same steps on numpy arrays, bit for bit. A resize uses the numpy copy of torch's
+        kernel until :data:`NUMPY_RESIZE_BUDGET` pixels went through it (a short run never
+        imports torch); after that, and for a grayscale conversion, torch's kernels run (the
+        import is then repaid by their speed) and the result comes back as numpy."""
+        plan = self.plan
+        arr = np.stack(images)
+        if arr.ndim == 3:
+            arr = arr[..., None]
+        height, width, channels = arr.shape[1], arr.shape[2], arr.shape[3]
+        to_rgb = plan.ensure_rgb and channels != 3
+        to_gray = not to_rgb and plan.ensure_grayscale and channels != 1
+        target_h, target_w = plan.max_height or height, plan.max_width or width
+        fitted, eff = (height, width), 1.0
+        if (plan.max_height or plan.max_width) and (height, width) != (target_h, target_w):
+            eff = min(target_h / height, target_w / width)
+            fitted = (round(height * eff), round(width * eff))
+            target_h, target_w = max(target_h, fitted[0]), max(target_w, fitted[1])
+        resizes = fitted != (height, width) or plan.scale != 1.0
+        if to_gray or (resizes and self._resized >= NUMPY_RESIZE_BUDGET):
+            tensor, raw, eff = self._tensors(images)
+            return tensor.numpy(), raw.contiguous().numpy() if self.keep_raw else None, eff
+        if resizes:
+            self._resized += arr.size
+        x = arr.transpose(0, 3, 1, 2)
+        if to_rgb:
+            x = np.tile(x, (1, 3, 1, 1))
+        x = self._fit(x, fitted, (target_h, target_w))
+        raw = self._fit(arr.transpose(0, 3, 1, 2), fitted, (target_h, target_w)) \
+            if self.keep_raw else None
+        if plan.scale != 1.0:
+            x = host_resize.resize_uint8(x, (int(x.shape[2] * plan.scale), int(x.shape[3] * plan.scale)))
+        stride = plan.max_stride
+        pad_h, pad_w = (-x.shape[2]) % stride, (-x.shape[3]) % stride
+        if pad_h or pad_w:
+            x = np.pad(x, ((0, 0), (0, 0), (0, pad_h), (0, pad_w)))
+        return np.ascontiguousarray(x), raw, eff
+
+    @staticmethod
+    def _fit(x: np.ndarray, fitted: tuple[int, int], target: tuple[int, int]) -> np.ndarray:
+        """size_match's resize to ``fitted`` and zero padding (bottom, right) to ``target``."""
+        x = host_resize.resize_uint8(x, fitted) if tuple(x.shape[2:]) != fitted else x
+        pad_h, pad_w = target[0] - x.shape[2], target[1] - x.shape[3]
+        if pad_h or pad_w:
+            x = np.pad(x, ((0, 0), (0, 0), (0, pad_h), (0, pad_w)))
+        return x
+
+    def __call__(self, batch: FrameBatch) -> ModelInput:
+        images = [f.image for f in batch.frames]
+        infos = tuple(FrameInfo(seq=f.seq, video_id=f.video_id, frame_idx=f.frame_idx,
+                                height=f.image.shape[0], width=f.image.shape[1],
+                                image=f.image if self.keep_images else None,
+                                capture_time=f.capture_time, arrival_time=f.arrival_time,
+                                pts=f.pts)
+                      for f in batch.frames)
+        x, raw, eff = (self._arrays if self.numpy else self._tensors)(images)
         gt = tuple(f.gt_points for f in batch.frames)
-        return ModelInput(seq=batch.seq, frames=infos, tensor=x.contiguous(),
+        return ModelInput(seq=batch.seq, frames=infos, tensor=x,
                           eff_scale=np.full(len(infos), eff, dtype=np.float64),
                           raw=raw if self.keep_raw else None,
                           gt_points=gt if any(g is not None for g in gt) else None)

@@ -3,21 +3,28 @@ the same stage functions the labels graphs use."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import numpy as np
-import torch
 
+from sleapflow.lazy import lazy_module
 from sleapflow.messages import CropBatch, FramePrediction, ModelOutput
-from sleapflow.stages.bottomup import ClassMapGrouping, PafGrouping, PafPeaks
-from sleapflow.stages.peaks import SingleInstancePeaks
-from sleapflow.stages.topdown import InstancePeaks
 
 __all__ = (
     "BottomUpRawDict", "MultiClassBottomUpRawDict", "RawOptions", "SingleInstanceRawDict", "TopDownRawDict",
     "frame_keys",
 )
+
+# torch loads on first use: a run on ONNX Runtime with a warm export cache never needs it.
+torch = lazy_module("torch")
+
+if TYPE_CHECKING:
+    # Only named in hints: the bottom-up stages import the PAF and identity ops, whose torch
+    # decorators would load torch for graphs that never group parts.
+    from sleapflow.stages.bottomup import ClassMapGrouping, PafGrouping, PafPeaks
+    from sleapflow.stages.peaks import SingleInstancePeaks
+    from sleapflow.stages.topdown import InstancePeaks
 
 
 

@@ -6,11 +6,13 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import torch
 
+from sleapflow.backends.fused import DEFAULT_TOP_K, MAX_KEPT_TOP, FusedPeaks, centroid_slots_np
+from sleapflow.lazy import lazy_module
 from sleapflow.messages import CropBatch, CropSet, FramePrediction, ModelInput, ModelOutput
+from sleapflow.ops import host_crops, host_peaks, host_resize
 from sleapflow.ops import preprocess as prep
-from sleapflow.ops.caps import MAX_CENTROIDS_PER_FRAME, MAX_CROPS_PER_PART, cap_peaks
+from sleapflow.ops.caps import MAX_CENTROIDS_PER_FRAME, MAX_CROPS_PER_PART, cap_host_peaks, cap_peaks
 from sleapflow.ops.crops import centroid_slots, crop_windows, extract_crops, near_crop_boundary
 from sleapflow.ops.instances import gt_centroids
 from sleapflow.ops.peaks import find_global_peaks, find_local_peaks
@@ -20,6 +22,9 @@ __all__ = (
     "CROP_BOUNDARY_EPS", "CentroidCrops", "CentroidFinder", "CentroidOnlyPredictions", "ClassAssigner",
     "CropPreprocessor", "GroundTruthCrops", "InstancePeaks", "crop_weight", "make_crop_batch",
 )
+
+# torch loads on first use: a run on ONNX Runtime with a warm export cache never needs it.
+torch = lazy_module("torch")
 
 
 
@@ -34,9 +39,26 @@ class CentroidFinder:
         self.peaks = peaks
         self.max_instances = max_instances
 
-    def __call__(self, out: ModelOutput) -> tuple[torch.Tensor, torch.Tensor]:
-        """Centroids (B, I, 2) float32 in original pixels and values (B, I), on the host."""
+    def fused_peaks(self) -> FusedPeaks:
+        """This finder's peak finding for a runtime's graph: a top-``max_instances`` (all the
+        slots keep), or DEFAULT_TOP_K with the forward's maps fallback beyond it."""
+        keeps_top = self.max_instances is not None and self.max_instances <= MAX_KEPT_TOP
+        k = self.max_instances if keeps_top and self.max_instances is not None else DEFAULT_TOP_K
+        return FusedPeaks((self.peaks.head(self.head, local=True, output_stride=self.output_stride,
+                                           input_scale=self.input_scale, k=k,
+                                           keeps_top=keeps_top),))
+
+    def __call__(self, out: ModelOutput) -> tuple[Any, Any]:
+        """Centroids (B, I, 2) float32 in original pixels and values (B, I), on the host
+        (numpy arrays when the maps are: ONNX Runtime on the CPU)."""
+        found = out.head_peaks(self.head)
+        if found is not None:  # the runtime found them inside its graph (torch path otherwise)
+            points, values = centroid_slots_np(found, self.max_instances)
+            eff_np = torch.as_tensor(np.asarray(out.eff_scale), dtype=torch.float32)
+            return torch.from_numpy(points) / eff_np[:, None, None], torch.from_numpy(values)
         cms = out.heads[self.head]
+        if isinstance(cms, np.ndarray):
+            return self._host(cms, out.eff_scale)
         with torch.inference_mode():
             points, vals, samples, channels = find_local_peaks(cms, self.peaks.threshold,
                                                                refinement=self.peaks.refinement,
@@ -49,27 +71,52 @@ class CentroidFinder:
         eff = torch.as_tensor(np.asarray(out.eff_scale), dtype=torch.float32)
         return centroids.cpu() / eff[:, None, None], values.cpu()
 
+    def _host(self, cms: np.ndarray, eff_scale: Any) -> tuple[np.ndarray, np.ndarray]:
+        points, vals, samples, channels = host_peaks.find_local_peaks(
+            cms, self.peaks.threshold, refinement=self.peaks.refinement,
+            patch_size=self.peaks.patch_size)
+        points, vals, samples, _ = cap_host_peaks(points, vals, samples, channels,
+                                                  MAX_CENTROIDS_PER_FRAME, n_channels=cms.shape[1],
+                                                  what="centroid candidates in a frame")
+        points = points * self.output_stride / self.input_scale
+        centroids, values = host_crops.centroid_slots(points, vals, samples, cms.shape[0],
+                                                      self.max_instances)
+        eff = np.asarray(eff_scale, dtype=np.float32)
+        return centroids / eff[:, None, None], values
 
-def _crop_sets(model_input: ModelInput, centroids: torch.Tensor, values: torch.Tensor,
-               crop_size: int, centroid_maps: torch.Tensor | None = None) -> list[CropSet]:
-    """Cut one crop per valid centroid from the size-matched frames, grouped per frame."""
-    eff = torch.as_tensor(np.asarray(model_input.eff_scale), dtype=torch.float32)
-    sized = centroids * eff[:, None, None]
-    valid = ~torch.isnan(sized[..., 0])
-    frame_inds, slot_inds = torch.nonzero(valid, as_tuple=True)
-    top_left, origins = crop_windows(sized[frame_inds, slot_inds], crop_size)
-    crops = extract_crops(model_input.raw, frame_inds, origins, crop_size)
+
+def _crop_sets(model_input: ModelInput, centroids: Any, values: Any,
+               crop_size: int, centroid_maps: Any = None) -> list[CropSet]:
+    """Cut one crop per valid centroid from the size-matched frames, grouped per frame (with
+    numpy arrays throughout when the centroids are numpy)."""
+    if isinstance(centroids, np.ndarray):
+        eff = np.asarray(model_input.eff_scale, dtype=np.float32)
+        sized = centroids * eff[:, None, None]
+        frame_inds, slot_inds = np.nonzero(~np.isnan(sized[..., 0]))
+        top_left, origins = host_crops.crop_windows(sized[frame_inds, slot_inds], crop_size)
+        crops = host_crops.extract_crops(model_input.raw, frame_inds, origins, crop_size)
+        tensors = False
+    else:
+        eff = torch.as_tensor(np.asarray(model_input.eff_scale), dtype=torch.float32)
+        sized = centroids * eff[:, None, None]
+        valid = ~torch.isnan(sized[..., 0])
+        frame_inds, slot_inds = torch.nonzero(valid, as_tuple=True)
+        top_left, origins = crop_windows(sized[frame_inds, slot_inds], crop_size)
+        crops = extract_crops(model_input.raw, frame_inds, origins, crop_size)
+        tensors = True
     sets = []
     for b, info in enumerate(model_input.frames):
-        mine = torch.nonzero(frame_inds == b, as_tuple=True)[0]
+        mine = (torch.nonzero(frame_inds == b, as_tuple=True) if tensors else
+                np.nonzero(frame_inds == b))[0]
         # Parts of at most MAX_CROPS_PER_PART crops, so the instance model's batches stay
         # bounded however many centroids a frame has; InstancePeaks joins them again.
         bounds = list(range(0, len(mine), MAX_CROPS_PER_PART)) or [0]
         for k, start in enumerate(bounds):
             part = mine[start:start + MAX_CROPS_PER_PART]
             sets.append(CropSet(seq=info.seq, frame=info, eff_scale=float(eff[b]),
-                                centroids=centroids[b].numpy(), centroid_vals=values[b].numpy(),
-                                crops=crops[part], slots=slot_inds[part].numpy(),
+                                centroids=np.asarray(centroids[b]),
+                                centroid_vals=np.asarray(values[b]),
+                                crops=crops[part], slots=np.asarray(slot_inds[part]),
                                 offsets=top_left[part],
                                 centroid_map=None if centroid_maps is None else centroid_maps[b],
                                 last=k == len(bounds) - 1))
@@ -82,9 +129,12 @@ def _crop_sets(model_input: ModelInput, centroids: torch.Tensor, values: torch.T
 CROP_BOUNDARY_EPS = 1e-3
 
 
-def _widen_slots(t: torch.Tensor, slots: int) -> torch.Tensor:
+def _widen_slots(t: Any, slots: int) -> Any:
     if t.shape[1] >= slots:
         return t
+    if isinstance(t, np.ndarray):
+        pad = np.full((t.shape[0], slots - t.shape[1], *t.shape[2:]), np.nan, dtype=t.dtype)
+        return np.concatenate([t, pad], axis=1)
     pad = t.new_full((t.shape[0], slots - t.shape[1], *t.shape[2:]), float("nan"))
     return torch.cat([t, pad], dim=1)
 
@@ -106,10 +156,37 @@ class CentroidCrops:
 
     def __call__(self, out: ModelOutput) -> list[CropSet]:
         centroids, values = self.finder(out)
+        if isinstance(centroids, np.ndarray):
+            # Host arrays never keep maps (the raw dicts run on torch's path).
+            if self.exact is not None and centroids.size:
+                centroids, values = self._recheck_host(out, centroids, values)
+            return _crop_sets(out.input, centroids, values, self.crop_size)
         maps = out.heads[self.finder.head].float().cpu() if self.keep_maps else None
         if self.exact is not None and centroids.numel():
             centroids, values, maps = self._recheck_boundaries(out, centroids, values, maps)
         return _crop_sets(out.input, centroids, values, self.crop_size, maps)
+
+    def _recheck_host(self, out: ModelOutput, centroids: np.ndarray, values: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_recheck_boundaries` on numpy arrays; torch loads only if a frame needs it."""
+        assert self.exact is not None
+        eff_scale = np.asarray(out.input.eff_scale)
+        eff = eff_scale.astype(np.float32)
+        near = host_crops.near_crop_boundary(centroids * eff[:, None, None], self.crop_size,
+                                             CROP_BOUNDARY_EPS).any(axis=1)
+        frames = np.nonzero(near)[0]
+        if frames.size == 0:
+            return centroids, values
+        heads = self.exact(out.input.tensor[frames])
+        sub_input = ModelInput(seq=out.input.seq, frames=tuple(out.input.frames[i] for i in frames),
+                               tensor=None, eff_scale=eff_scale[frames])
+        again, again_vals = self.finder(ModelOutput(seq=out.seq, heads=heads, input=sub_input))
+        slots = max(centroids.shape[1], again.shape[1])
+        centroids = _widen_slots(centroids, slots).copy()
+        values = _widen_slots(values, slots).copy()
+        centroids[frames] = _widen_slots(again, slots)
+        values[frames] = _widen_slots(again_vals, slots)
+        return centroids, values
 
     def _recheck_boundaries(self, out: ModelOutput, centroids: torch.Tensor, values: torch.Tensor,
                             maps: torch.Tensor | None
@@ -182,6 +259,15 @@ class CropPreprocessor:
         crops = [s.crops for s in batch.sets if s.n_crops]
         if not crops:
             return batch
+        if isinstance(crops[0], np.ndarray):
+            x = np.concatenate(crops)
+            if self.scale != 1.0:
+                size = (int(x.shape[2] * self.scale), int(x.shape[3] * self.scale))
+                x = host_resize.resize_uint8(x, size)
+            pad_h, pad_w = (-x.shape[2]) % self.max_stride, (-x.shape[3]) % self.max_stride
+            if pad_h or pad_w:
+                x = np.pad(x, ((0, 0), (0, 0), (0, pad_h), (0, pad_w)))
+            return CropBatch(seq=batch.seq, sets=batch.sets, tensor=np.ascontiguousarray(x))
         x = torch.cat(crops)
         x = prep.apply_input_scale(x, self.scale)
         x = prep.pad_to_stride(x, self.max_stride)
@@ -213,13 +299,33 @@ class InstancePeaks:
         #: arrive in order: this stage runs one worker behind the forward's reorder).
         self._pending: tuple[int, np.ndarray, np.ndarray, list[Any], list[Any]] | None = None
 
+    def fused_peaks(self) -> FusedPeaks:
+        """This stage's peak finding (one global peak per part of each crop) for a runtime's graph."""
+        return FusedPeaks((self.peaks.head(self.head, local=False, output_stride=self.output_stride,
+                                           input_scale=self.input_scale),))
+
     def __call__(self, out: ModelOutput) -> list[FramePrediction]:
         batch: CropBatch = out.input
         total = sum(s.n_crops for s in batch.sets)
         keypoints = np.zeros((0, self.n_nodes, 2), dtype=np.float32)
         values = np.zeros((0, self.n_nodes), dtype=np.float32)
         probs = None
-        if total:
+        found = out.head_peaks(self.head)
+        if total and found is not None:  # the runtime found them inside its graph
+            offsets_np = np.concatenate([np.asarray(s.offsets) for s in batch.sets if s.n_crops])
+            keypoints = found.points + offsets_np[:, None, :]
+            values = found.vals
+            if self.class_head is not None:
+                probs = out.heads[self.class_head].float().cpu().numpy()
+        elif total and isinstance(out.heads[self.head], np.ndarray):
+            # ONNX Runtime's maps on the CPU (no class head there: see graphs.common).
+            points, values = host_peaks.find_global_peaks(out.heads[self.head], self.peaks.threshold,
+                                                          refinement=self.peaks.refinement,
+                                                          patch_size=self.peaks.patch_size)
+            points = points * self.output_stride / self.input_scale
+            offsets = np.concatenate([s.offsets for s in batch.sets if s.n_crops])
+            keypoints = points + offsets[:, None, :]
+        elif total:
             with torch.inference_mode():
                 points, vals = find_global_peaks(out.heads[self.head], self.peaks.threshold,
                                                  refinement=self.peaks.refinement,

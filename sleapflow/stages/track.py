@@ -73,9 +73,12 @@ class TrackFrames(KeyedStage[Any]):
         if pred.n_instances == 0 and not self.feed_empty_frames:
             return pred
         image = pred.image if self.config.needs_image else None
+        extra = {}
+        if self.config.uses_appearance:
+            extra["embeddings"] = self._embeddings(pred)
         result = tracker.track(np.asarray(pred.points, dtype=np.float64),
                                np.asarray(pred.instance_scores, dtype=np.float64),
-                               frame_idx=pred.frame_idx, image=image)
+                               frame_idx=pred.frame_idx, image=image, **extra)
         names: list[str | None] = []
         for track_id, old in zip(result.track_ids.tolist(), self._old_names(pred, result.indices)):
             if track_id == UNTRACKED:
@@ -94,6 +97,14 @@ class TrackFrames(KeyedStage[Any]):
                     sources[i].track = None
             out = msgspec.structs.replace(out, source_instances=tuple(sources))
         return out
+
+    @staticmethod
+    def _embeddings(pred: FramePrediction) -> np.ndarray:
+        """The frame's re-ID vectors; a frame without them (an input .slp's instances that
+        carry none) gets NaN rows, which the trackers read as "no appearance evidence"."""
+        if pred.embeddings is not None:
+            return np.asarray(pred.embeddings, dtype=np.float64)
+        return np.full((pred.n_instances, 1), np.nan)
 
     @staticmethod
     def _old_names(pred: FramePrediction, indices: np.ndarray) -> list[str | None]:

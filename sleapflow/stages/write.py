@@ -32,10 +32,11 @@ __all__ = (
 )
 
 
-def save_labels_atomically(labels: sio.Labels, path: str | Path) -> None:
+def save_labels_atomically(labels: sio.Labels, path: str | Path, *,
+                           save_embedding_vectors: bool = False) -> None:
     """Write to a temporary file beside ``path`` (beside a symlink's target) and rename it into
     place only on success; see :func:`sleapflow.outputs.files.save_slp_safely`."""
-    save_slp_safely(labels, path)
+    save_slp_safely(labels, path, save_embedding_vectors=save_embedding_vectors)
 
 
 class LabelsBuilder:
@@ -43,8 +44,11 @@ class LabelsBuilder:
 
     def __init__(self, videos: list[sio.Video], skeleton: sio.Skeleton, *,
                  keep_empty_frames: bool, track_order: tuple[str, ...] = (),
-                 extra_skeletons: list[sio.Skeleton] | None = None) -> None:
+                 extra_skeletons: list[sio.Skeleton] | None = None,
+                 save_embeddings: bool = False) -> None:
         self.videos = videos
+        #: Write each instance's appearance vector (``FramePrediction.embeddings``) on it.
+        self.save_embeddings = save_embeddings
         self.skeleton = skeleton
         self.extra_skeletons = list(extra_skeletons or [])
         self.keep_empty_frames = keep_empty_frames
@@ -117,10 +121,15 @@ class LabelsBuilder:
                 kwargs["track"] = self._track(pred.track_names[i])
             if pred.tracking_scores is not None and not np.isnan(pred.tracking_scores[i]):
                 kwargs["tracking_score"] = float(pred.tracking_scores[i])
-            instances.append(sio.PredictedInstance.from_numpy(
+            inst = sio.PredictedInstance.from_numpy(
                 points_data=points[i], skeleton=skeleton,
                 point_scores=np.asarray(pred.point_scores[i], dtype=np.float64),
-                score=float(pred.instance_scores[i]), **kwargs))
+                score=float(pred.instance_scores[i]), **kwargs)
+            if self.save_embeddings and pred.embeddings is not None:
+                vector = np.asarray(pred.embeddings[i], dtype=np.float32)
+                if np.isfinite(vector).all():
+                    inst.identity_embedding = sio.Embedding(vector)
+            instances.append(inst)
         self._note(len(instances))
         if not instances and not self.keep_empty_frames:
             return None
@@ -239,7 +248,8 @@ class SlpWriter:
             # After provenance, as the reference: frames_processed counts the empty frames too.
             labels.labeled_frames = [lf for lf in labels.labeled_frames if len(lf.instances) > 0]
         if self.output_path is not None:
-            save_labels_atomically(labels, self.output_path)
+            save_labels_atomically(labels, self.output_path,
+                                   save_embedding_vectors=self.builder.save_embeddings)
         if self.journal is not None:
             self.journal.close()
             self.journal.path.unlink(missing_ok=True)  # the output now holds every frame

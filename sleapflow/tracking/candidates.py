@@ -37,6 +37,7 @@ class FrameRecord:
     tracking_scores: list[float | None]
     frame_idx: int
     image: np.ndarray | None  # prepared flow image; None when flow is off
+    appearance: np.ndarray | None = None  # (n, D) re-ID vectors; None without an appearance blend
 
 
 @dataclass(slots=True)
@@ -49,6 +50,7 @@ class QueueEntry:
     frame_idx: int
     image: np.ndarray | None
     tracking_score: float
+    appearance: np.ndarray | None = None  # (D,) re-ID vector
 
 
 @dataclass(slots=True)
@@ -61,6 +63,18 @@ class CandidateSet:
     valid: np.ndarray  # (m,) valid points of the *source* instance (min_match_points test)
     column_of: np.ndarray  # (m,) column index, -1 when the instance is not a candidate
     groups: list[tuple[int, int, np.ndarray | None]]  # (start, stop, reference image) runs
+    appearance: np.ndarray | None = None  # (m, D) stored re-ID vectors (NaN rows: none)
+
+
+def _appearance_rows(blocks: list[np.ndarray | None], sizes: list[int]) -> np.ndarray | None:
+    """Stored re-ID vectors stacked, NaN rows where an instance had none (or a vector of
+    another length); None when no stored instance has one."""
+    dims = [b.shape[-1] for b in blocks if b is not None and np.isfinite(b).any()]
+    if not dims:
+        return None
+    dim = dims[-1]
+    return np.concatenate([b if b is not None and b.shape[-1] == dim else np.full((n, dim), np.nan)
+                           for b, n in zip(blocks, sizes)])
 
 
 def _stack(arrays: list[np.ndarray], empty_shape: tuple[int, ...]) -> np.ndarray:
@@ -135,8 +149,11 @@ class FixedWindowCandidates:
         if not points:
             return CandidateSet(columns, np.empty((0, 0, 2)), np.empty((0,)),
                                 np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), [])
+        kept = [r for r in self.records if len(r.track_ids)]
+        appearance = _appearance_rows([r.appearance for r in kept], [len(r.track_ids) for r in kept])
         return CandidateSet(columns, np.concatenate(points), np.concatenate(feats),
-                            np.concatenate(valid), np.asarray(column_of, dtype=np.int64), groups)
+                            np.concatenate(valid), np.asarray(column_of, dtype=np.int64), groups,
+                            appearance)
 
     def stored_instances(self) -> int:
         return sum(len(r.track_ids) for r in self.records)
@@ -215,6 +232,8 @@ class LocalQueueCandidates:
             np.asarray([e.valid for e in entries], dtype=np.int64),
             column_arr,
             groups,
+            _appearance_rows([None if e.appearance is None else e.appearance[None]
+                              for e in entries], [1] * len(entries)),
         )
 
     def stored_instances(self) -> int:

@@ -1,4 +1,5 @@
-"""Motion-model trackers (``--tracker sort | bytetrack | ocsort``) and the constant-velocity filter.
+"""Motion-model trackers (``--tracker sort | bytetrack | ocsort``, and the appearance trackers
+built on them, see :mod:`sleapflow.tracking.appearance`) and the constant-velocity filter.
 
 Each track carries a constant-velocity Kalman filter on its centroid (``kf_track_features=
 "centroid"``, the default) or on every node (``"keypoints"``). A track's predicted pose is its last
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sleapflow.options.tracker import TrackerConfig
+from sleapflow.tracking.appearance import AppearanceMemory, AppearanceParams, base_tracker, unit_rows
 from sleapflow.tracking.kalman import ConstantVelocity, visible_centroid
 from sleapflow.tracking.tracker import FrameTracks, Tracker
 
@@ -89,6 +91,7 @@ class MotionTrack:
     #: recent observed centroids (frame, xy) for OC-SORT's momentum and re-update
     history: list[tuple[int, np.ndarray]] = field(default_factory=list)
     direction: np.ndarray | None = None  # unit vector of recent observed motion (OC-SORT)
+    appearance: AppearanceMemory | None = None  # re-ID memory (appearance trackers)
 
     @property
     def confirmed(self) -> bool:
@@ -114,6 +117,11 @@ class MotionParams:
     r: float = 4.0
     momentum_weight: float = 0.2
 
+    @property
+    def base(self) -> str:
+        """The motion tracker whose association this one follows (BoT-SORT: ByteTrack, ...)."""
+        return base_tracker(self.tracker)
+
     @classmethod
     def from_config(cls, cfg: TrackerConfig) -> MotionParams:
         return cls(tracker=cfg.tracker, track_buffer=cfg.track_buffer, min_hits=cfg.min_hits,
@@ -123,11 +131,15 @@ class MotionParams:
 
 
 class MotionTracker:
-    """``sort`` / ``bytetrack`` / ``ocsort``: same :meth:`track` interface as the classic tracker."""
+    """``sort`` / ``bytetrack`` / ``ocsort`` and their appearance variants (``deepsort`` /
+    ``strongsort``, ``botsort``, ``deepocsort``): same :meth:`track` interface as the classic
+    tracker."""
 
     def __init__(self, config: TrackerConfig) -> None:
         self.config = config
         self.params = MotionParams.from_config(config)
+        #: The appearance tracker's rules; None for sort / bytetrack / ocsort.
+        self.appearance = AppearanceParams.for_tracker(config.tracker, config.track_high_threshold)
         self.tracks: list[MotionTrack] = []
         self.next_id = 0
         self._nodes: np.ndarray | None = None
@@ -194,11 +206,23 @@ class MotionTracker:
         return [(int(r), int(c), float(sim[r, c])) for r, c in zip(rows, cols)
                 if sim[r, c] >= threshold]
 
+    @staticmethod
+    def _assign_scored(sim: np.ndarray, score: np.ndarray,
+                       ok: np.ndarray) -> list[tuple[int, int, float]]:
+        """Hungarian on ``score`` over the pairs ``ok`` allows; each pair keeps its geometric
+        similarity as its tracking score."""
+        if sim.size == 0 or not ok.any():
+            return []
+        from scipy.optimize import linear_sum_assignment
+
+        rows, cols = linear_sum_assignment(-np.where(ok, score, -1e6))
+        return [(int(r), int(c), float(sim[r, c])) for r, c in zip(rows, cols) if ok[r, c]]
+
     def _update(self, track: MotionTrack, points: np.ndarray, frame_idx: int) -> None:
         gap = frame_idx - track.last_frame
         centroid = visible_centroid(points, self._nodes)
         obs = points.ravel() if self.params.kf_features == "keypoints" else centroid
-        if self.params.tracker == "ocsort" and gap > 1:
+        if self.params.base == "ocsort" and gap > 1:
             self._reupdate(track, obs, frame_idx)
         else:
             track.filter.update(obs)
@@ -221,7 +245,7 @@ class MotionTracker:
         track.history.append((frame_idx, centroid))
         if len(track.history) > 8:
             del track.history[0]
-        if self.params.tracker == "ocsort":
+        if self.params.base == "ocsort":
             # Observed direction over the last (up to) three steps, for the momentum term.
             f0, c0 = track.history[max(0, len(track.history) - 4)]
             v = centroid - c0
@@ -246,8 +270,14 @@ class MotionTracker:
 
     # -- the per-frame entry point -------------------------------------------------------
     def track(self, points: np.ndarray, instance_scores: np.ndarray | None = None,
-              frame_idx: int = 0, image: np.ndarray | None = None) -> FrameTracks:
+              frame_idx: int = 0, image: np.ndarray | None = None,
+              embeddings: np.ndarray | None = None) -> FrameTracks:
+        """One frame; ``embeddings`` (n, D) are the detections' re-ID vectors (NaN rows: none),
+        read by the appearance trackers only."""
         p = self.params
+        app = self.appearance
+        vectors = (unit_rows(embeddings) if app is not None and embeddings is not None
+                   and len(embeddings) == len(points) else None)
         pts = np.asarray(points, dtype=np.float64)
         n = len(pts)
         if n == 0:
@@ -263,17 +293,25 @@ class MotionTracker:
         confirmed = [t for t in self.tracks if t.confirmed]
         tentative = [t for t in self.tracks if not t.confirmed]
         usable = np.flatnonzero((scores > p.low) & ~np.isnan(pts).all(axis=(1, 2)))
-        high = usable[scores[usable] >= p.high] if p.tracker == "bytetrack" else usable
-        low = usable[scores[usable] < p.high] if p.tracker == "bytetrack" else usable[:0]
+        byte = p.base == "bytetrack"
+        high = usable[scores[usable] >= p.high] if byte else usable
+        low = usable[scores[usable] < p.high] if byte else usable[:0]
         assigned: dict[int, tuple[MotionTrack, float]] = {}
 
         def stage(dets: np.ndarray, tracks: list[MotionTrack], predicted: bool = True,
-                  momentum: bool = False) -> tuple[np.ndarray, list[MotionTrack]]:
+                  momentum: bool = False, appearance: bool = False
+                  ) -> tuple[np.ndarray, list[MotionTrack]]:
             if len(dets) == 0 or not tracks:
                 return dets, tracks
             sim = self._similarity(pts[dets], tracks, predicted)
             bonus = p.momentum_weight * self._momentum(pts[dets], tracks) if momentum else None
-            pairs = self._assign(sim, p.min_similarity, bonus)
+            if appearance and app is not None and vectors is not None:
+                cos = np.stack([t.appearance.cosine(vectors[dets], app) if t.appearance is not None
+                                else np.full(len(dets), np.nan) for t in tracks], axis=1)
+                score, ok = app.combine(sim, cos, p.min_similarity, bonus)
+                pairs = self._assign_scored(sim, score, ok)
+            else:
+                pairs = self._assign(sim, p.min_similarity, bonus)
             used_d = {r for r, _, _ in pairs}
             used_t = {c for _, c, _ in pairs}
             for r, c, s in pairs:
@@ -281,17 +319,25 @@ class MotionTracker:
             return (np.array([d for i, d in enumerate(dets) if i not in used_d], dtype=np.int64),
                     [t for j, t in enumerate(tracks) if j not in used_t])
 
-        rest, left = stage(high, confirmed, momentum=p.tracker == "ocsort")
-        if p.tracker == "bytetrack":
+        rest, left = stage(high, confirmed, momentum=p.base == "ocsort", appearance=True)
+        if app is not None and app.geometric_second_stage and vectors is not None:
+            # DeepSORT's cascade ends with geometry for the tracks seen on the previous frame.
+            recent = [t for t in left if frame_idx - t.last_frame <= 1]
+            rest, unmatched = stage(rest, recent)
+            gone = {id(t) for t in recent} - {id(t) for t in unmatched}
+            left = [t for t in left if id(t) not in gone]
+        if byte:
             recent = [t for t in left if frame_idx - t.last_frame <= 1]
             _, _ = stage(low, recent)
-        if p.tracker == "ocsort":
+        if p.base == "ocsort":
             # Observation-centric recovery: left-over detections vs lost tracks' last poses.
             rest, left = stage(rest, left, predicted=False)
         rest, _ = stage(rest, tentative)
 
         for d, (t, _s) in assigned.items():
             self._update(t, pts[d], frame_idx)
+            if app is not None and vectors is not None and t.appearance is not None:
+                t.appearance.update(vectors[d], float(scores[d]), app)
             t.hits += 1
             if not t.confirmed and t.hits >= p.min_hits:
                 t.track_id = self.next_id
@@ -301,8 +347,11 @@ class MotionTracker:
         self.tracks = [t for t in self.tracks if t.confirmed or id(t) in matched]
         births: dict[int, MotionTrack] = {}
         for d in rest.tolist():
-            if scores[d] >= p.new_track and (p.tracker != "bytetrack" or scores[d] >= p.high):
+            if scores[d] >= p.new_track and (not byte or scores[d] >= p.high):
                 t = self._new_track(pts[d], frame_idx)
+                if app is not None:
+                    t.appearance = AppearanceMemory.start(
+                        None if vectors is None else vectors[d], app)
                 if p.min_hits <= 1:
                     t.track_id = self.next_id
                     self.next_id += 1

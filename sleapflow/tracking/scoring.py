@@ -14,7 +14,7 @@ import numpy as np
 
 from sleapflow.ops.oks import frame_oks
 
-__all__ = ("cosine_sim", "euclidean_dist", "iou", "oks", "reduce_scores", "similarity")
+__all__ = ("blend_appearance", "cosine_sim", "euclidean_dist", "iou", "oks", "reduce_scores", "similarity")
 
 
 
@@ -131,3 +131,20 @@ def _quantile_linear(values: np.ndarray, count: np.ndarray, q: float) -> np.ndar
     same = prev_i == next_i
     out[same] = a[same]
     return out
+
+
+def blend_appearance(geometric: np.ndarray, current: np.ndarray, stored: np.ndarray,
+                     weight: float) -> np.ndarray:
+    """``(1 - w) * geometric + w * cosine`` for pairs where both re-ID vectors exist.
+
+    ``current`` (n, D) and ``stored`` (m, D) are unit vectors (NaN rows: no vector). A pair
+    without appearance, or that geometry cannot score (NaN), keeps its geometric score, so the
+    blend never invents a match geometry rules out.
+    """
+    if current.shape[-1] != stored.shape[-1]:  # one side has no vectors at all
+        return geometric
+    appearance = np.nan_to_num(current) @ np.nan_to_num(stored).T
+    both = (~np.isnan(current).any(axis=1))[:, None] & (~np.isnan(stored).any(axis=1))[None, :]
+    both &= ~np.isnan(geometric)
+    return np.where(both, (1.0 - weight) * geometric + weight * appearance, geometric)
+

@@ -4,10 +4,12 @@ Animals follow smooth Lissajous paths in their own part of an arena, each a rigi
 turned along its heading, with per-node noise and missing nodes. Options add what makes tracking
 hard: occlusion gaps (an animal vanishes for a run of frames), dropped detections and spurious
 low-score detections (random poses anywhere, and near-duplicates beside a real animal). A second
-generator makes two animals cross head-on. Every detection carries its true animal id, so the
-clip converts to tracked ground truth and untracked predictions. A real tracked clip becomes one
-with :func:`clip_from_labels`, and :func:`occlude` makes any clip hard the same way (occlusion
-gaps, spurious detections, pose noise).
+generator makes two animals cross head-on, another makes them meet while hidden and either
+turn back or walk on. Every detection carries its true animal id, so the clip converts to
+tracked ground truth and untracked predictions; :func:`appearance_vectors` gives each detection a
+re-ID vector of its animal (for the appearance trackers). A real tracked clip becomes one with
+:func:`clip_from_labels`, and :func:`occlude` makes any clip hard the same way (occlusion gaps,
+spurious detections, pose noise).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import sleap_io as sio
 
-__all__ = ("SyntheticClip", "clip_from_labels", "crossing_clip", "occlude", "walking_clip")
+__all__ = ("SyntheticClip", "appearance_vectors", "clip_from_labels", "crossing_clip",
+           "meeting_clip", "occlude", "walking_clip")
 
 
 
@@ -148,6 +151,50 @@ def crossing_clip(n_frames: int = 80, n_nodes: int = 13, *, speed: float = 4.0,
             dets.append((pose, 0.9, a))
         frames.append(dets)
     return _finish(frames, n_nodes, 2)
+
+
+def meeting_clip(kind: str = "bounce", n_frames: int = 50, n_nodes: int = 13, *,
+                 hidden: tuple[int, int] = (16, 25), speed: float = 2.0, seed: int = 0,
+                 noise: float = 0.5) -> SyntheticClip:
+    """Two animals walk towards each other and meet at frame 20 while both are hidden (frames
+    ``hidden[0]`` to ``hidden[1] - 1``). ``bounce``: each turns back the way it came, so a
+    constant-velocity prediction swaps them; ``pass``: they walk on past each other, so the
+    last seen positions swap them. Only appearance tells which is which after the gap."""
+    if kind not in ("bounce", "pass"):
+        raise ValueError(f"kind must be 'bounce' or 'pass', got {kind!r}")
+    rng = np.random.default_rng(seed)
+    body = _body(n_nodes, 24.0, rng)
+    frames: list[list[tuple[np.ndarray, float, int]]] = []
+    for f in range(n_frames):
+        d = f - 20
+        xs = ([400 - abs(speed * d) - 8, 400 + abs(speed * d) + 8] if kind == "bounce"
+              else [400 + speed * d, 400 - speed * d])
+        dets = []
+        if not hidden[0] <= f < hidden[1]:
+            for a in range(2):
+                pose = _place(body, np.array([xs[a], 300.0 + 6 * a]), 0.0)
+                dets.append((pose + rng.normal(0, noise, pose.shape), 0.9, a))
+        order = rng.permutation(len(dets))
+        frames.append([dets[i] for i in order])
+    return _finish(frames, n_nodes, 2)
+
+
+def appearance_vectors(clip: SyntheticClip, dim: int = 16, *, noise: float = 0.15,
+                       seed: int = 1, distinct: bool = True) -> list[np.ndarray]:
+    """Per frame, ``(n, dim)`` unit re-ID vectors: each animal's own direction plus noise
+    (spurious detections get random ones). ``distinct=False`` gives every animal the same
+    direction: vectors that carry no identity."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(clip.n_animals, dim))
+    if not distinct:
+        base[:] = base[0]
+    base /= np.linalg.norm(base, axis=1, keepdims=True)
+    out = []
+    for ids in clip.ids:
+        v = np.where((ids >= 0)[:, None], base[np.maximum(ids, 0)], rng.normal(size=(len(ids), dim)))
+        v = v + rng.normal(0, noise, v.shape)
+        out.append(v / np.linalg.norm(v, axis=1, keepdims=True))
+    return out
 
 
 def clip_from_labels(labels: sio.Labels, *, min_nodes: int = 5) -> SyntheticClip:

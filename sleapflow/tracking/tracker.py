@@ -113,6 +113,8 @@ class Tracker:
                                                cfg.max_tracks)
         else:
             self._fixed = FixedWindowCandidates(cfg.window_size, cfg.min_new_track_points)
+        #: This frame's unit re-ID vectors (appearance blend only).
+        self._appearance: np.ndarray | None = None
         self._kalman: KalmanShift | None = None
         if cfg.use_kalman:
             self._kalman = KalmanShift(features=cfg.kf_track_features,
@@ -122,7 +124,8 @@ class Tracker:
 
     # ----------------------------------------------------------------------------------------
     def track(self, points: np.ndarray, instance_scores: np.ndarray | None = None,
-              frame_idx: int = 0, image: np.ndarray | None = None) -> FrameTracks:
+              frame_idx: int = 0, image: np.ndarray | None = None,
+              embeddings: np.ndarray | None = None) -> FrameTracks:
         """Assign tracks to one frame's instances.
 
         Args:
@@ -132,6 +135,9 @@ class Tracker:
             frame_idx: the frame index, stored with the candidates.
             image: the frame, ``(H, W)`` or ``(H, W, C)``; required when ``use_flow`` or
                 ``features="image"``, ignored otherwise.
+            embeddings: ``(n, D)`` re-ID vectors (NaN rows: none); read when
+                ``appearance_weight > 0``, where each pair's geometric similarity is blended
+                with the vectors' cosine similarity (sleap-nn's blend).
         """
         cfg = self.config
         pts = np.asarray(points, dtype=np.float64)
@@ -150,6 +156,14 @@ class Tracker:
             index_map = pre_cull(pts, scores, int(cfg.tracking_target_instance_count or 0),
                                  cfg.tracking_pre_cull_iou_threshold)
             pts = pts[index_map]
+        self._appearance = None
+        if cfg.appearance_weight > 0:
+            if embeddings is None:
+                raise ValueError("appearance_weight > 0 needs the instances' embeddings; pass "
+                                 "embeddings=")
+            vectors = np.asarray(embeddings, dtype=np.float64)[index_map]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                self._appearance = vectors / np.linalg.norm(vectors, axis=-1, keepdims=True)
         features = feats.compute(cfg.features, pts, image)
         valid = feats.valid_point_counts(pts)
         flow_image = (flow.prepare_image(image, cfg.of_img_scale)
@@ -172,7 +186,8 @@ class Tracker:
         fixed = self._fixed
         assert fixed is not None
         n = len(pts)
-        record = FrameRecord(pts, features, valid, [None] * n, [None] * n, frame_idx, flow_image)
+        record = FrameRecord(pts, features, valid, [None] * n, [None] * n, frame_idx, flow_image,
+                             self._appearance)
         if fixed.is_empty:
             # Initialisation: the record is kept only if it started a track, so a frame whose
             # instances all lack points leaves the tracker uninitialised.
@@ -206,8 +221,11 @@ class Tracker:
         min_new = self.config.min_new_track_points
         out: list[tuple[int, int, float]] = []
 
+        appearance = self._appearance
+
         def entry(i: int, score: float) -> QueueEntry:
-            return QueueEntry(pts[i], features[i], int(valid[i]), frame_idx, flow_image, score)
+            return QueueEntry(pts[i], features[i], int(valid[i]), frame_idx, flow_image, score,
+                              None if appearance is None else appearance[i])
 
         if local.is_empty:
             for i in range(len(pts)):
@@ -269,6 +287,9 @@ class Tracker:
         # Only score the stored instances that are candidates of some column.
         pair = scoring.similarity(cfg.scoring_method, features, cand_features[selected],
                                   self._oks_stddev)  # (n, s)
+        if self._appearance is not None and cands.appearance is not None:
+            pair = scoring.blend_appearance(pair, self._appearance, cands.appearance[selected],
+                                            cfg.appearance_weight)
         column_of = cands.column_of[selected]
         usable = cands.valid[selected] > cfg.min_match_points
         # Pad each column's candidates into (n_cols, k) slots.

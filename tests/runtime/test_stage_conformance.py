@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,12 @@ import pytest
 
 import sleapflow
 from sleapflow.graphs.build import build_graph, prepare
-from sleapflow.messages import Frame
+from sleapflow.messages import Frame, FramePrediction
 from sleapflow.options.boundary import build_config
 from sleapflow.runtime import GraphSpec, KeyedStage, MapStage, chain, run_graph
+from sleapflow.runtime.latency import LatencyMeter
 from sleapflow.session import PushSource, ResultSink
+from sleapflow.stages.live import LiveSource, ResultTap
 from sleapflow.stages.raw import RawOptions
 from sleapflow.testing import ListSource, check_stage, write_synthetic_video
 
@@ -188,12 +191,13 @@ def _close_streams() -> Any:
     yield
     for stream in _STREAMS:
         stream.close()
+    _LIVE_DIR.cleanup()
 
 
 def _push_source() -> PushSource:
     send, receive = anyio.create_memory_object_stream[Any](3)
     for frame in _frames(3):
-        send.send_nowait((frame.image, frame.frame_idx, 0))
+        send.send_nowait((frame.image, frame.frame_idx, 0, None))
     send.close()
     _STREAMS.append(receive)
     return PushSource(receive)
@@ -203,6 +207,28 @@ def _result_sink() -> ResultSink:
     send, receive = anyio.create_memory_object_stream[Any](10)
     _STREAMS.extend([send, receive])
     return ResultSink(send)
+
+
+#: A tiny clip the live source reads as a stream (made once, removed with the module's streams).
+_LIVE_DIR = tempfile.TemporaryDirectory(prefix="sleapflow-live-check-")
+
+
+def _live_source() -> LiveSource:
+    clip = Path(_LIVE_DIR.name) / "clip.mp4"
+    if not clip.exists():
+        write_synthetic_video(clip, n_frames=6, height=32, width=32)
+    # --no-live: every frame kept, so each run emits the same frames.
+    return LiveSource(str(clip), live=False, capacity=2, meter=LatencyMeter())
+
+
+def _result_tap() -> ResultTap:
+    return ResultTap(LatencyMeter())
+
+
+def _predictions(n: int) -> list[FramePrediction]:
+    return [FramePrediction(seq=i, video_id=0, frame_idx=i, points=np.zeros((1, 2, 2)),
+                            point_scores=np.ones((1, 2)), instance_scores=np.ones(1),
+                            capture_time=100.0 + i) for i in range(n)]
 
 
 def _keyed() -> KeyedStage[list]:
@@ -219,6 +245,8 @@ OTHERS: dict[str, tuple[Callable[[], Any], Callable[[], list[Any]], Any]] = {
     "KeyedStage": (_keyed, lambda: [*_frames(3), Frame(seq=3, video_id=1, frame_idx=0, image=None)],
                    object()),
     "ListSource": (lambda: ListSource(_frames(3)), list, None),
+    "LiveSource": (_live_source, list, None),
+    "ResultTap": (_result_tap, lambda: _predictions(3), object()),
 }
 
 

@@ -1,0 +1,123 @@
+"""Peaks inside the runtime against peaks on the host: whole-graph frames/s per graph, ONNX Runtime, CPU.
+
+For each graph, ``sleapflow bench``'s measurement (:func:`sleapflow.bench.harness.run_bench`,
+warm-up excluded, no serial baseline) runs with the peak finding fused into the exported graph
+(the default) and with ``--host_peaks`` (the runtime returns maps; torch finds the peaks),
+alternating fused / maps / maps / fused ... so drift on a shared machine hits both alike. The
+report quotes the median frames/s of each, their ratio, and the busy time per frame of the
+forward and peak stages (where the work moved). The export cache is warmed first, so neither
+side pays an export.
+
+Example (the command the RESULTS.md section names)::
+
+    python benchmarks/bench_fused_peaks.py --rounds 3 --frames 300 --json bench_out/fused_peaks.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSETS = ROOT.parent / "shared" / "assets"
+CKPT = "model_ckpts/minimal_instance_"
+CLIP = "datasets/centered_pair_small.mp4"
+
+#: Graph → (clip, model folders): the reference's own cases.
+CASES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "single_instance": ("datasets/small_robot.mp4", ("single_instance",)),
+    "centroid": (CLIP, ("centroid",)),
+    "topdown": (CLIP, ("centroid", "centered_instance")),
+    "bottomup": (CLIP, ("bottomup",)),
+    "multiclass_bottomup": (CLIP, ("multiclass_bottomup",)),
+    "multiclass_topdown": (CLIP, ("centroid", "multiclass_centered_instance")),
+}
+
+#: Stages whose busy time the peak finding moves between.
+_FORWARD = ("forward", "centroid_forward", "instance_forward")
+_PEAKS = ("peaks", "centroids", "crop", "instance_peaks", "paf_peaks", "classify")
+
+
+def _busy_ms_per_frame(record: Any, names: tuple[str, ...]) -> float:
+    frames = max(1, record.frames_measured)
+    return 1000 * sum(s.busy_pct / 100 * s.wall_s for s in record.stages if s.name in names) / frames
+
+
+def measure(graph: str, *, frames: int, warmup: int, rounds: int, batch_size: int) -> dict[str, Any]:
+    """Alternating fused / host-peaks runs of ``graph``: medians and the per-run figures."""
+    from sleapflow.bench.harness import run_bench
+
+    data, models = CASES[graph]
+
+    def once(host_peaks: bool, n: int = frames) -> Any:
+        return run_bench(graph, data=str(ASSETS / data),
+                         models=tuple(str(ASSETS / f"{CKPT}{m}") for m in models),
+                         frames=n, warmup=min(warmup, n - 1), batch_size=batch_size,
+                         serial=False, runtime="onnx", host_peaks=host_peaks)
+
+    once(False, warmup + 2)  # fill the export cache: neither side measures an export
+    once(True, warmup + 2)
+    runs: dict[str, list[Any]] = {"fused": [], "maps": []}
+    for i in range(rounds):
+        order = ("fused", "maps") if i % 2 == 0 else ("maps", "fused")
+        for name in order:
+            runs[name].append(once(name == "maps"))
+    out: dict[str, Any] = {"graph": graph, "frames": frames, "rounds": rounds}
+    for name, recs in runs.items():
+        out[name] = {
+            "fps": statistics.median(r.graph_fps for r in recs),
+            "fps_runs": [r.graph_fps for r in recs],
+            "forward_busy_ms_per_frame": statistics.median(_busy_ms_per_frame(r, _FORWARD)
+                                                           for r in recs),
+            "peaks_busy_ms_per_frame": statistics.median(_busy_ms_per_frame(r, _PEAKS)
+                                                         for r in recs),
+            "loadavg": [r.loadavg for r in recs],
+        }
+    out["fused_over_maps"] = out["fused"]["fps"] / out["maps"]["fps"] if out["maps"]["fps"] else None
+    first = runs["fused"][0]
+    out["device_name"], out["versions"] = first.device_name, first.versions
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--graphs", default=",".join(CASES),
+                        help=f"comma-separated, from {', '.join(CASES)}")
+    parser.add_argument("--frames", type=int, default=300, help="frames per run, warm-up included")
+    parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=3, help="fused/maps pairs per graph")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--json", type=Path, default=None, help="write every figure here")
+    args = parser.parse_args(argv)
+    graphs = [g for g in args.graphs.split(",") if g]
+    unknown = [g for g in graphs if g not in CASES]
+    if unknown:
+        parser.error(f"unknown graph(s) {unknown}; choose from {', '.join(CASES)}")
+    results = []
+    print(f"{'graph':<22}{'fused fps':>11}{'maps fps':>11}{'ratio':>8}"
+          f"{'fwd ms/f fused/maps':>22}{'peaks ms/f fused/maps':>24}")
+    for graph in graphs:
+        r = measure(graph, frames=args.frames, warmup=args.warmup, rounds=args.rounds,
+                    batch_size=args.batch_size)
+        results.append(r)
+        f, m = r["fused"], r["maps"]
+        print(f"{graph:<22}{f['fps']:>11.1f}{m['fps']:>11.1f}{r['fused_over_maps']:>8.2f}"
+              f"{f['forward_busy_ms_per_frame']:>11.2f}/{m['forward_busy_ms_per_frame']:<10.2f}"
+              f"{f['peaks_busy_ms_per_frame']:>12.2f}/{m['peaks_busy_ms_per_frame']:<11.2f}",
+              flush=True)
+    if results:
+        from importlib.metadata import version
+
+        print(f"device: {results[0]['device_name']}; onnxruntime {version('onnxruntime')}")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,329 @@
+"""The live source (a camera or stream read by a thread of its own, dropping what the graph cannot
+take in latency mode) and the result tap (result times, latency, ``--publish``)."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+import msgspec
+from anyio.abc import TaskStatus
+
+from sleapflow.inputs.live import LiveFrame, LiveReader
+from sleapflow.logs import get_logger
+from sleapflow.messages import Frame, FramePrediction
+from sleapflow.outputs.publish import Publisher, end_message, frame_message
+from sleapflow.runtime.graph import Role
+from sleapflow.runtime.latency import LatencyMeter
+
+__all__ = ("FrameWindow", "LiveSource", "ResultTap", "stop_live_sources")
+
+
+log = get_logger(__name__)
+
+#: The live sources running in this process: a first Ctrl-C ends their streams (the graph then
+#: drains and writes everything) instead of cancelling the run.
+_ACTIVE: list[LiveSource] = []
+
+
+def stop_live_sources() -> bool:
+    """End every running live source's stream, as at its end; False when none runs. Call it on
+    the event loop's thread (the CLI's SIGINT handler schedules it there)."""
+    sources = list(_ACTIVE)
+    for source in sources:
+        source.stop()
+    return bool(sources)
+
+
+class FrameWindow:
+    """Credits for the frames a live source may have in its graph at once (latency mode).
+
+    The source takes a credit per frame it sends; the result tap gives back the credits of
+    every frame up to the one whose result it has (a frame that left no result is given back
+    with the next one). Frames the source cannot send yet wait in its buffer, where the
+    oldest are dropped: so no frame waits in a queue inside the graph behind others.
+    Both sides run on the event loop."""
+
+    #: A frame that never comes back (a graph that drops it and then nothing else) must not
+    #: stop the source for good: after this long without a credit it sends anyway.
+    STALL_S = 2.0
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self.sent = 0
+        self.done = 0
+        self._room: anyio.Event | None = None
+
+    @property
+    def in_flight(self) -> int:
+        return self.sent - self.done
+
+    async def acquire(self) -> None:
+        with anyio.move_on_after(self.STALL_S):
+            while self.in_flight >= self.limit:
+                self._room = room = anyio.Event()
+                await room.wait()
+        self.sent += 1
+
+    def release_through(self, seq: int) -> None:
+        """The result of frame ``seq`` (numbered from 0 in send order) is out."""
+        if seq + 1 > self.done:
+            self.done = min(seq + 1, self.sent)
+            room, self._room = self._room, None
+            if room is not None:
+                room.set()
+
+
+class _FrameBuffer:
+    """Frames decoded but not yet sent on, between the reader thread and the event loop.
+
+    ``drop_oldest``: a full buffer drops its oldest frame for the new one (latency mode);
+    otherwise the reader waits for room (every frame kept, the stream's own buffers fill)."""
+
+    def __init__(self, capacity: int, *, drop_oldest: bool) -> None:
+        self.capacity = max(1, capacity)
+        self.drop_oldest = drop_oldest
+        self.frames: deque[LiveFrame] = deque()
+        self.dropped = 0
+        self.done = False
+        self.error: BaseException | None = None
+        self.cond = threading.Condition()
+
+    def put(self, frame: LiveFrame, stopped: threading.Event) -> None:
+        with self.cond:
+            if self.drop_oldest:
+                while len(self.frames) >= self.capacity:
+                    self.frames.popleft()
+                    self.dropped += 1
+            else:
+                while len(self.frames) >= self.capacity and not stopped.is_set():
+                    self.cond.wait(0.1)
+            self.frames.append(frame)
+
+    def take(self) -> LiveFrame | None:
+        with self.cond:
+            frame = self.frames.popleft() if self.frames else None
+            self.cond.notify_all()
+            return frame
+
+
+class LiveSource:
+    """Reads a live source in a reader thread that never waits on the graph (latency mode), and
+    sends its frames on as the graph takes them.
+
+    In latency mode the frames waiting for the graph are at most ``capacity`` (a batch's
+    worth): when the graph falls behind the oldest of them are dropped and counted in
+    ``meter``, so what the next batch gets is the newest. Without it (``live=False``) every
+    frame is kept and the reader waits for room. The run ends at the end of the stream, after
+    ``idle_timeout_s`` without a frame, after ``duration`` seconds, or at :meth:`stop`
+    (Ctrl-C): the graph then drains, so everything already taken is predicted and written.
+    ``video``'s metadata learns the stream's shape and frame rate as the first frame arrives.
+    """
+
+    role: Role = "source"
+    preserves_order = True
+    requires_order = False
+    restores_order = False
+
+    #: How long the end of a run waits for the reader thread to let go of the stream.
+    JOIN_S = 2.0
+
+    def __init__(self, path: str, *, live: bool, capacity: int, meter: LatencyMeter,
+                 video: Any = None, duration: float | None = None, idle_timeout_s: float = 10.0,
+                 window: FrameWindow | None = None, name: str = "live") -> None:
+        self.name = name
+        #: Latency mode: the frames allowed in the graph at once (given back by the tap).
+        self.window = window
+        self.path = path
+        self.live = live
+        self.meter = meter
+        self.video = video
+        self.duration = duration
+        self.reader = LiveReader(path, idle_timeout_s=idle_timeout_s)
+        self.buffer = _FrameBuffer(capacity, drop_oldest=live)
+        self._stopped = threading.Event()
+        self._wake: anyio.Event | None = None
+        self._token: Any = None
+        self._counted_drops = 0
+
+    # -- the reader thread ----------------------------------------------------------------
+    def _notify(self) -> None:
+        with self.buffer.cond:
+            wake, self._wake = self._wake, None
+        if wake is not None and self._token is not None:
+            # RuntimeError: the event loop is gone, nobody waits any more.
+            with contextlib.suppress(RuntimeError):
+                anyio.from_thread.run_sync(wake.set, token=self._token)
+
+    def _pump(self) -> None:
+        try:
+            self.reader.open()
+            for frame in self.reader.frames_iter():
+                if self._stopped.is_set():
+                    break
+                self.buffer.put(frame, self._stopped)
+                self._notify()
+                if self._stopped.is_set():
+                    break
+        except BaseException as exc:  # handed to the event loop, raised there
+            self.buffer.error = exc
+        finally:
+            try:
+                self.reader.close()
+            finally:
+                with self.buffer.cond:
+                    self.buffer.done = True
+                self._notify()
+
+    # -- the event loop -------------------------------------------------------------------
+    def stop(self) -> None:
+        """End the stream here (thread-safe with the reader; call on the event loop)."""
+        self._stopped.set()
+        self.reader.stop()
+        with self.buffer.cond:
+            wake, self._wake = self._wake, None
+            self.buffer.cond.notify_all()
+        if wake is not None:
+            wake.set()
+
+    def _note_drops(self) -> None:
+        new = self.buffer.dropped - self._counted_drops
+        if new:
+            self.meter.drop(new)
+            self._counted_drops = self.buffer.dropped
+
+    def _describe_video(self) -> None:
+        """The output's video gets the stream's frame size and rate from its first frame."""
+        if self.video is None or self.reader.shape is None:
+            return
+        meta = self.video.backend_metadata
+        if meta.get("shape") is None:
+            height, width, channels = self.reader.shape
+            meta.update(shape=[0, height, width, channels], grayscale=channels == 1,
+                        fps=self.reader.fps)
+
+    async def _next(self) -> LiveFrame | None:
+        while True:
+            frame = self.buffer.take()
+            self._note_drops()
+            if frame is not None:
+                return frame
+            if self._stopped.is_set():
+                return None
+            with self.buffer.cond:
+                if self.buffer.done and not self.buffer.frames:
+                    if self.buffer.error is not None:
+                        raise self.buffer.error
+                    return None
+                if self.buffer.frames:
+                    continue
+                self._wake = wake = anyio.Event()
+            await wake.wait()
+
+    async def run(self, inbox: None, outbox: Any, *,
+                  task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with outbox:
+            self._token = anyio.lowlevel.current_token()
+            thread = threading.Thread(target=self._pump, name=f"sleapflow-{self.name}",
+                                      daemon=True)
+            _ACTIVE.append(self)
+            try:
+                thread.start()
+                task_status.started()
+                seq = 0
+                with anyio.move_on_after(self.duration if self.duration is not None
+                                         else float("inf")):
+                    while True:
+                        if self.window is not None:
+                            # Wait for room before taking a frame: what arrives meanwhile
+                            # pushes the oldest waiting frames out of the buffer.
+                            await self.window.acquire()
+                        frame = await self._next()
+                        if frame is None:
+                            break
+                        self._describe_video()
+                        await outbox.send(Frame(
+                            seq=seq, video_id=0, frame_idx=frame.index, image=frame.image,
+                            capture_time=frame.capture_time, arrival_time=frame.arrival_time,
+                            pts=frame.pts))
+                        seq += 1
+            finally:
+                _ACTIVE.remove(self)
+                self.stop()
+                with anyio.CancelScope(shield=True):
+                    # The reader lets go of the stream at its next frame or read timeout; a
+                    # stalled camera must not hold the run's end for long.
+                    await anyio.to_thread.run_sync(thread.join, self.JOIN_S)
+                self._note_drops()
+            if self.video is not None and self.video.backend_metadata.get("shape"):
+                self.video.backend_metadata["shape"][0] = self.reader._last_index + 1
+            log.info("live source ended", source=self.path, frames=self.reader.frames,
+                     sent=seq, dropped=self.meter.dropped)
+
+
+class ResultTap:
+    """Stamps each prediction's result time, records its latency in ``meter`` and publishes it
+    (``--publish``) before the writer takes it; the last message says the run has ended."""
+
+    role: Role = "stage"
+    preserves_order = True
+    requires_order = False
+    restores_order = False
+
+    def __init__(self, meter: LatencyMeter, *, targets: Sequence[str] = (), source: str = "",
+                 nodes: Sequence[str] = (), window: FrameWindow | None = None,
+                 name: str = "result") -> None:
+        self.name = name
+        self.window = window
+        self.meter = meter
+        self.targets = tuple(targets)
+        self.source = source
+        self.nodes = tuple(nodes)
+        self.published = 0
+        # One publishing thread keeps the messages in order; sends never wait on a consumer.
+        self._limiter = anyio.CapacityLimiter(1)
+
+    async def run(self, inbox: Any, outbox: Any, *,
+                  task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        import time
+
+        async with inbox, outbox:
+            publisher: Publisher | None = None
+            if self.targets:
+                publisher = await anyio.to_thread.run_sync(Publisher, self.targets)
+            try:
+                task_status.started()
+                async for pred in inbox:
+                    pred = self._stamp(pred, time.time())
+                    if self.window is not None:
+                        self.window.release_through(pred.seq)
+                    if publisher is not None:
+                        message = frame_message(pred, source=self.source, nodes=self.nodes)
+                        await anyio.to_thread.run_sync(publisher.send, message,
+                                                       limiter=self._limiter)
+                        self.published += 1
+                    await outbox.send(pred)
+            finally:
+                if publisher is not None:
+                    with anyio.CancelScope(shield=True):
+                        end = end_message(source=self.source, frames=self.published,
+                                          dropped=self.meter.dropped)
+                        await anyio.to_thread.run_sync(self._finish, publisher, end)
+
+    @staticmethod
+    def _finish(publisher: Publisher, end: dict[str, Any]) -> None:
+        try:
+            publisher.send(end)
+        finally:
+            publisher.close()
+
+    def _stamp(self, pred: FramePrediction, now: float) -> FramePrediction:
+        if pred.capture_time is not None:
+            self.meter.add(pred.capture_time, now)
+        return msgspec.structs.replace(pred, result_time=now)

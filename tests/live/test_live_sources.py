@@ -1,0 +1,246 @@
+"""Live sources on loopback (no camera): a clip streamed in real time over UDP, HTTP and stdin is
+predicted as it comes, its poses equal an offline run of the same clip (matched by timestamp),
+a graph slower than the stream drops and counts frames, Ctrl-C writes a whole output, and
+``--publish`` delivers every frame's message in order (ZeroMQ and NDJSON)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import sleap_io as sio
+
+from sleapflow.cli.app import main
+
+sys.path.insert(0, str(Path(__file__).parent))
+from live_helpers import (
+    frame_pts,
+    free_port,
+    http_stream,
+    nan_equal,
+    stream_packets,
+    wait_udp_bound,
+    write_ts_clip,
+)
+
+N_FRAMES = 12
+#: Top-down runs cost the most: their stream is shortest.
+SHORT_FRAMES = 6
+
+
+@pytest.fixture(scope="module")
+def clip(assets: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("live") / "clip.ts"
+    return write_ts_clip(assets / "datasets" / "centered_pair_small.mp4", out, N_FRAMES)
+
+
+@pytest.fixture(scope="module")
+def short_clip(assets: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("live") / "short.ts"
+    return write_ts_clip(assets / "datasets" / "centered_pair_small.mp4", out, SHORT_FRAMES)
+
+
+@pytest.fixture(scope="module")
+def single(assets: Path) -> list[str]:
+    # torch: no ONNX export to wait for (these tests are about the source, not the runtime).
+    return ["-m", str(assets / "model_ckpts" / "minimal_instance_single_instance"),
+            "--runtime", "torch"]
+
+
+@pytest.fixture(scope="module")
+def topdown(assets: Path) -> list[str]:
+    return ["-m", str(assets / "model_ckpts" / "minimal_instance_centroid"),
+            "-m", str(assets / "model_ckpts" / "minimal_instance_centered_instance"),
+            "--runtime", "torch"]
+
+
+def _offline(clip: Path, models: list[str], out: Path) -> dict[int, np.ndarray]:
+    assert main(["track", "-i", str(clip), *models, "-o", str(out)]) == 0
+    return _points(out)
+
+
+def _points(path: Path) -> dict[int, np.ndarray]:
+    """frame_idx -> (I, N, 2) points, instances in the file's order."""
+    labels = sio.load_slp(str(path))
+    return {lf.frame_idx: np.stack([inst.numpy() for inst in lf.instances])
+            for lf in labels.labeled_frames}
+
+
+def _udp_sender(clip: Path, port: int, **kwargs: Any) -> threading.Thread:
+    def send() -> None:
+        wait_udp_bound(port)
+        stream_packets(clip, f"udp://127.0.0.1:{port}?pkt_size=1316", **kwargs)
+
+    thread = threading.Thread(target=send, daemon=True)
+    thread.start()
+    return thread
+
+
+def _subscriber(address: str, messages: list[dict[str, Any]]) -> threading.Thread:
+    import zmq
+
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.SUB)
+    sock.setsockopt(zmq.SUBSCRIBE, b"")
+    sock.setsockopt(zmq.RCVTIMEO, 20_000)
+    sock.setsockopt(zmq.RECONNECT_IVL, 10)  # the publisher binds once its run starts
+    sock.connect(address)
+
+    def receive() -> None:
+        try:
+            while True:
+                message = json.loads(sock.recv())
+                messages.append(message)
+                if message["type"] == "end":
+                    return
+        except zmq.Again:
+            return
+        finally:
+            sock.close()
+
+    thread = threading.Thread(target=receive, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_udp_stream_slower_graph_drops_frames_and_the_rest_equal_offline_and_reach_zmq(
+        clip: Path, single: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from sleapflow.stages.peaks import SingleInstancePeaks
+
+    offline = _offline(clip, single, tmp_path / "offline.slp")
+    pts = frame_pts(clip)
+    # The live run's graph takes 0.1 s a frame: a third of the stream's 30 frames/s.
+    original = SingleInstancePeaks.__call__
+
+    def slow(self: Any, batch: Any) -> Any:
+        time.sleep(0.1 * len(batch.frames))
+        return original(self, batch)
+
+    monkeypatch.setattr(SingleInstancePeaks, "__call__", slow)
+    port, pub = free_port(), free_port(socket.SOCK_STREAM)
+    messages: list[dict[str, Any]] = []
+    sub = _subscriber(f"tcp://127.0.0.1:{pub}", messages)
+    sender = _udp_sender(clip, port)
+    out, summary = tmp_path / "live.slp", tmp_path / "summary.json"
+    # Batch 1: a frame per forward worker in the graph at once, one waiting in the source.
+    assert main(["track", "-i", f"udp://127.0.0.1:{port}", *single, "-o", str(out),
+                 "--batch_size", "1", "--stream_timeout", "0.5",
+                 "--publish", f"tcp://127.0.0.1:{pub}", "--summary_json", str(summary),
+                 "--stats"]) == 0
+    sender.join(10)
+    sub.join(10)
+    report = capsys.readouterr().out
+    assert "latency p50" in report and "frames dropped" in report
+    live = _points(out)
+    poses = [m for m in messages if m["type"] == "poses"]
+    # Every predicted frame was published, once, in order, and the end message counts them.
+    assert [m["frame_idx"] for m in poses] == sorted(live)
+    assert [m["seq"] for m in poses] == list(range(len(poses)))
+    end = messages[-1]
+    assert end == {"type": "end", "v": 1, "source": f"udp://127.0.0.1:{port}",
+                   "frames": len(poses), "dropped": end["dropped"]}
+    # Behind the stream, the oldest waiting frames were dropped and counted, the same count
+    # in the summary; loopback UDP loses nothing else, but for the last frame or two, which
+    # wait in the demuxer for a next packet that never comes.
+    record = json.loads(summary.read_text())["videos"][0]["summary"]
+    assert end["dropped"] > 0 and record["dropped_frames"] == end["dropped"]
+    assert record["frames"] == len(live)
+    assert N_FRAMES - 2 <= len(live) + end["dropped"] <= N_FRAMES
+    assert record["latency_p99_ms"] >= record["latency_p50_ms"] > 0
+    for m in poses:
+        # Matched by timestamp: the offline frame with this frame's pts.
+        j = int(np.argmin(np.abs(np.asarray(pts) - m["pts"])))
+        assert abs(pts[j] - m["pts"]) < 1e-6
+        assert nan_equal(live[m["frame_idx"]], offline[j])
+        assert nan_equal([[p[:2] for p in inst["points"]] for inst in m["instances"]],
+                         np.asarray(live[m["frame_idx"]], dtype=float))
+        assert m["capture_time"] <= m["arrival_time"] <= m["result_time"]
+        assert m["latency_ms"] == pytest.approx((m["result_time"] - m["capture_time"]) * 1e3,
+                                                abs=1e-2)
+
+
+def test_http_stream_topdown_equals_offline_run(short_clip: Path, topdown: list[str],
+                                                tmp_path: Path) -> None:
+    offline = _offline(short_clip, topdown, tmp_path / "offline.slp")
+    assert len(offline) == SHORT_FRAMES
+    with http_stream(short_clip) as url:
+        out = tmp_path / "live.slp"
+        # --no-live: a stream (not a file to download) whose every frame is kept (queued),
+        # even while the models warm up.
+        assert main(["track", "-i", url, "--no-live", *topdown, "-o", str(out),
+                     "--stream_timeout", "2"]) == 0
+    live = _points(out)
+    # An HTTP stream starts at the client's request and ends with the response: every frame,
+    # numbered from the first, as offline.
+    assert sorted(live) == sorted(offline)
+    for idx, points in offline.items():
+        assert nan_equal(live[idx], points)
+    video = sio.load_slp(str(out)).videos[0]
+    assert video.filename == url
+    assert video.backend_metadata["shape"][1:] == [192, 256, 1]
+
+
+def test_ctrl_c_on_a_stdin_stream_writes_a_whole_output_and_ndjson_has_every_frame(
+        clip: Path, single: list[str], tmp_path: Path) -> None:
+    out = tmp_path / "live.slp"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+           "OMP_NUM_THREADS": "1"}
+    lines: list[dict[str, Any]] = []
+    stop = threading.Event()
+    with subprocess.Popen(
+            [sys.executable, "-m", "sleapflow", "track", "-i", "-", *single, "-o", str(out),
+             "--publish", "-", "--stream_timeout", "20"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=env) as proc:
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        feeder = threading.Thread(target=_feed, args=(clip, proc.stdin, stop), daemon=True)
+        feeder.start()
+        try:
+            for line in proc.stdout:
+                lines.append(json.loads(line))
+                if len(lines) == 5:
+                    proc.send_signal(signal.SIGINT)
+                if lines[-1]["type"] == "end":
+                    break
+            rc = proc.wait(30)
+            stderr = proc.stderr.read().decode()
+        finally:
+            stop.set()
+            proc.kill()
+            feeder.join(10)
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.close()
+    assert rc == 0, stderr
+    assert "Stopping the live source" in stderr
+    poses = [m for m in lines if m["type"] == "poses"]
+    # Stopped early: the stream had far more to send.
+    assert 5 <= len(poses) < FEED_LOOPS * N_FRAMES
+    live = _points(out)
+    assert [m["frame_idx"] for m in poses] == sorted(live)
+    assert lines[-1]["frames"] == len(poses)
+    for m in poses:
+        assert nan_equal([[p[:2] for p in inst["points"]] for inst in m["instances"]],
+                         np.asarray(live[m["frame_idx"]], dtype=float))
+    assert not list(tmp_path.glob("*.journal*"))
+
+
+#: The stdin stream runs for this many times the clip (40 s): it outlasts the test.
+FEED_LOOPS = 100
+
+
+def _feed(clip: Path, pipe: Any, stop: threading.Event) -> None:
+    # The receiver goes away mid-stream: a broken pipe, in PyAV's words.
+    with contextlib.suppress(Exception):
+        stream_packets(clip, pipe, stop=stop, loops=FEED_LOOPS)

@@ -1,0 +1,164 @@
+"""The live pieces alone, without a stream: which inputs are live, latency-mode batching, the
+latency figures, the summary line and the user errors (one ``Error:`` line, exit 2)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import numpy as np
+import pytest
+
+from sleapflow.cli.app import main
+from sleapflow.errors import ConfigError
+from sleapflow.inputs.live import live_kind
+from sleapflow.outputs.publish import check_targets, frame_message
+from sleapflow.outputs.summary import RunSummary
+from sleapflow.runtime.adapters import BatchStage
+from sleapflow.runtime.latency import LatencyMeter
+
+
+def test_which_inputs_are_live_sources() -> None:
+    assert live_kind("-") == "stdin"
+    assert live_kind("/dev/video0") == "device"
+    for url in ("udp://127.0.0.1:5000", "rtsp://cam/stream", "tcp://10.0.0.2:9000",
+                "srt://host:1234", "rtmp://host/app"):
+        assert live_kind(url) == "stream", url
+    # http(s) stays a file to download unless --live/--no-live says otherwise or the suffix
+    # names a stream format.
+    assert live_kind("https://host/video.mp4") is None
+    assert live_kind("https://host/video.mp4", live=True) == "stream"
+    assert live_kind("https://host/video.mp4", live=False) == "stream"
+    assert live_kind("http://host/cam.mjpg") == "stream"
+    assert live_kind("http://host/index.m3u8") == "stream"
+    assert live_kind("clip.mp4") is None
+    assert live_kind("/dev/null") is None
+    assert live_kind(None) is None
+
+
+async def _batches(stage: BatchStage, items: list[int], *, prefill: bool) -> list[list[int]]:
+    """Run ``stage`` on ``items``: all waiting at once (``prefill``), or one at a time, each
+    sent only after the batch before it came out (a graph that keeps up)."""
+    inbox_send, inbox = anyio.create_memory_object_stream[Any](len(items))
+    outbox, out_receive = anyio.create_memory_object_stream[Any](len(items))
+    got: list[list[int]] = []
+    async with anyio.create_task_group() as tg, out_receive:
+        tg.start_soon(stage.run, inbox, outbox)
+        async with inbox_send:
+            if prefill:
+                for item in items:
+                    inbox_send.send_nowait(item)
+            else:
+                for item in items:
+                    await inbox_send.send(item)
+                    got.append(await out_receive.receive())
+        got.extend([batch async for batch in out_receive])
+    return got
+
+
+@pytest.mark.anyio
+async def test_latency_mode_batches_what_is_waiting_and_never_waits_for_more() -> None:
+    def greedy() -> BatchStage:
+        return BatchStage("batch", 4, make_batch=lambda seq, items: list(items), greedy=True)
+
+    # Behind: five frames waiting make a full batch and then the one left.
+    assert await _batches(greedy(), list(range(5)), prefill=True) == [[0, 1, 2, 3], [4]]
+    # Keeping up: each frame leaves alone at once (no timeout, no wait for a full batch).
+    assert await _batches(greedy(), list(range(3)), prefill=False) == [[0], [1], [2]]
+
+
+@pytest.mark.anyio
+async def test_the_frame_window_holds_the_source_until_results_come_back() -> None:
+    from sleapflow.stages.live import FrameWindow
+
+    window = FrameWindow(2)
+    await window.acquire()
+    await window.acquire()
+    assert window.in_flight == 2
+    got_in = anyio.Event()
+
+    async def third() -> None:
+        await window.acquire()
+        got_in.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(third)
+        await anyio.wait_all_tasks_blocked()
+        assert not got_in.is_set()  # full: the third frame waits in the source
+        window.release_through(0)  # frame 0's result is out
+        await got_in.wait()
+    assert window.in_flight == 2
+    window.release_through(2)  # a frame that left no result is given back with a later one
+    assert window.in_flight == 0
+
+
+def test_latency_figures_are_the_percentiles_of_result_minus_capture() -> None:
+    meter = LatencyMeter()
+    assert meter.figures().p50_ms is None
+    latencies = np.linspace(0.010, 0.110, 101)  # 10 ms .. 110 ms
+    for i, lat in enumerate(latencies):
+        meter.add(1000.0 + i, 1000.0 + i + lat)
+    meter.drop(3)
+    fig = meter.figures()
+    assert fig.frames == 101 and fig.dropped == 3
+    assert fig.p50_ms == pytest.approx(60.0, abs=1e-6)
+    assert fig.p95_ms == pytest.approx(105.0, abs=1e-6)
+    assert fig.p99_ms == pytest.approx(109.0, abs=1e-6)
+    assert fig.max_ms == pytest.approx(110.0, abs=1e-6)
+    assert fig.line() == "latency p50 60.0 ms, p95 105.0 ms, p99 109.0 ms; 3 frames dropped"
+    summary = RunSummary(frames=101, seconds=4.0).with_latency(fig)
+    assert summary.line().endswith("; latency p50 60.0 ms, p95 105.0 ms, p99 109.0 ms, 3 dropped")
+    assert "latency" not in RunSummary(frames=3, seconds=1.0).line()
+
+
+def test_a_frame_message_carries_poses_tracks_and_times() -> None:
+    from sleapflow.messages import FramePrediction
+
+    pred = FramePrediction(seq=4, video_id=0, frame_idx=7,
+                           points=np.array([[[1.0, 2.0], [np.nan, np.nan]]]),
+                           point_scores=np.array([[0.9, np.nan]]), instance_scores=np.array([0.8]),
+                           track_names=("track_0",), tracking_scores=np.array([0.5]), pts=0.25,
+                           capture_time=10.0, arrival_time=10.01, result_time=10.02)
+    msg = frame_message(pred, source="udp://x", nodes=("head", "tail"))
+    assert msg["latency_ms"] == pytest.approx(20.0)
+    assert msg["instances"] == [{"track": "track_0", "score": 0.8, "tracking_score": 0.5,
+                                 "points": [[1.0, 2.0], [None, None]],
+                                 "point_scores": [0.9, None]}]
+    assert (msg["type"], msg["seq"], msg["frame_idx"], msg["pts"], msg["nodes"]) == \
+        ("poses", 4, 7, 0.25, ["head", "tail"])
+
+
+def test_publish_targets_are_checked_before_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert check_targets(["ndjson:-", "tcp://127.0.0.1:5555"]) == ("-", "tcp://127.0.0.1:5555")
+    with pytest.raises(ConfigError, match=r"give - .* or a ZeroMQ address"):
+        check_targets(["udp://127.0.0.1:5555"])
+    with pytest.raises(ConfigError, match="given twice"):
+        check_targets(["-", "ndjson:-"])
+    monkeypatch.setitem(sys.modules, "zmq", None)  # pyzmq not installed
+    with pytest.raises(ConfigError, match=r'needs pyzmq: .*sleapflow\[live\]'):
+        check_targets(["tcp://127.0.0.1:5555"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["-i", "udp://127.0.0.1:9"], "is a live source: name the output with -o"),
+    (["-i", "-", "-i", "udp://127.0.0.1:9"], "is a live source: it is read on its own"),
+    (["-i", "{video}", "--duration", "5", "-o", "{out}"], "--duration applies to live sources"),
+    (["-i", "udp://127.0.0.1:9", "--frames", "0-3", "-o", "{out}"], "use --duration"),
+    (["-i", "udp://127.0.0.1:9", "--publish", "bogus", "-o", "{out}"], "--publish 'bogus'"),
+    (["-i", "udp://127.0.0.1:9", "--resume", "-o", "{out}"], "cannot be replayed"),
+])
+def test_live_user_errors_are_one_line_and_exit_2(argv: list[str], message: str, assets: Path,
+                                                  tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    video = assets / "datasets" / "centered_pair_small.mp4"
+    out = tmp_path / "out.slp"
+    argv = [a.format(video=video, out=out) for a in argv]
+    model = str(assets / "model_ckpts" / "minimal_instance_single_instance")
+    assert main(["track", *argv, "-m", model]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1 and message in errors[0], err
+    assert "Traceback" not in err
+    assert not out.exists()
