@@ -10,6 +10,10 @@ optical-flow tracker on a synthetic 384x384 textured video. Run::
 
 ``--motion`` also times the Kalman shift and the motion-model trackers (``--tracker sort |
 bytetrack | ocsort``, with and without ``--max_gap``), alternating them within each repeat.
+``--link`` also times identity linking (``--link_tracklets``, whole video and windowed, with and
+without a count) after the classic and the motion trackers, its final flush included::
+
+    taskset -c 0 python benchmarks/bench_tracker.py --nodes 13 --link   # issue 27
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import numpy as np
 
 from sleapflow.messages import FramePrediction
 from sleapflow.tracking import TrackerConfig
+from sleapflow.tracking.identity import TrackletLinker, link_params
 from sleapflow.tracking.linking import GapLinker
 from sleapflow.tracking.motion import make_tracker
 
@@ -56,12 +61,18 @@ def bench(config: TrackerConfig, poses: np.ndarray, repeats: int = 3,
         tracker = make_tracker(config)
         linker = (GapLinker(config.max_gap, config.fill_gaps)
                   if config.max_gap or config.fill_gaps else None)
+        identity = TrackletLinker(link_params(config)) if config.link_tracklets else None
         start = time.perf_counter()
         for frame_idx, frame in enumerate(poses):
             image = images[frame_idx] if images is not None else None
             result = tracker.track(frame, scores, frame_idx, image)
+            pred = _prediction(frame_idx, frame, scores, result.track_ids)
+            preds = [pred] if identity is None else identity.push(pred)
             if linker is not None:
-                linker.push(_prediction(frame_idx, frame, scores, result.track_ids))
+                for p in preds:
+                    linker.push(p)
+        if identity is not None:
+            identity.flush()
         best = max(best, len(poses) / (time.perf_counter() - start))
     return best
 
@@ -86,6 +97,18 @@ MOTION_VARIANTS: dict[str, TrackerConfig] = {
 }
 
 
+LINK_VARIANTS: dict[str, TrackerConfig] = {
+    "classic + link_tracklets": TrackerConfig(link_tracklets=True),
+    "sort + link_tracklets": TrackerConfig(tracker="sort", link_tracklets=True),
+    "bytetrack + link_tracklets": TrackerConfig(tracker="bytetrack", link_tracklets=True),
+    "ocsort + link_tracklets": TrackerConfig(tracker="ocsort", link_tracklets=True),
+    "bytetrack + link_tracklets + link_window 100": TrackerConfig(
+        tracker="bytetrack", link_tracklets=True, link_window=100),
+    "bytetrack + link_tracklets + max_tracks 2": TrackerConfig(
+        tracker="bytetrack", link_tracklets=True, max_tracks=2),
+}
+
+
 VARIANTS: dict[str, TrackerConfig] = {
     "default (fixed_window, keypoints, oks, mean, hungarian)": TrackerConfig(),
     "local_queues max_tracks=2": TrackerConfig(candidates_method="local_queues", max_tracks=2),
@@ -107,13 +130,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--motion", action="store_true",
                         help="also time --use_kalman and the motion-model trackers")
+    parser.add_argument("--link", action="store_true",
+                        help="also time identity linking (--link_tracklets) after the trackers")
     parser.add_argument("--flow", action="store_true",
                         help="also time the optical-flow tracker on 384x384 synthetic frames")
     args = parser.parse_args()
     poses = synthetic_poses(args.frames, args.animals, args.nodes)
     print(f"{args.frames} frames, {args.animals} animals x {args.nodes} nodes, "
           f"best of {args.repeats}")
-    variants = {**VARIANTS, **(MOTION_VARIANTS if args.motion else {})}
+    variants = {**VARIANTS, **(MOTION_VARIANTS if args.motion else {}),
+                **(LINK_VARIANTS if args.link else {})}
     # One pass of every variant per round, best round kept: drift on a shared machine hits all.
     best = dict.fromkeys(variants, 0.0)
     for _ in range(args.repeats):

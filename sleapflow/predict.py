@@ -291,7 +291,8 @@ class Predictor:
     ``open_graph``'s: ``device``, ``runtime``, ``precision``, ``peak_threshold``,
     ``max_instances``, ``tracking`` and the tracker's options, ``centroid_every``, ...; with
     ``tracking=True`` the tracker's state carries from one call to the next (the frames of one
-    camera, in order). Gap linking (``max_gap``, ``fill_gaps``) looks ahead, so it is refused.
+    camera, in order). Gap and identity linking (``max_gap``, ``fill_gaps``,
+    ``link_tracklets``) look ahead, so they are refused.
 
     Not for use inside a running event loop (``predict`` blocks); there use ``open_graph``.
     Close it with :meth:`close` or use it as a context manager.
@@ -305,10 +306,15 @@ class Predictor:
                                  "loop; from async code use `async with sleapflow.open_graph(...)`")
         if "source" in options:
             raise ConfigError("Predictor: frames are passed to predict(); there is no source=")
-        for name in ("max_gap", "fill_gaps"):
-            if options.get(name):
+        from sleapflow.options.mot import parse_mot_param
+
+        mot = options.get("mot_param") or ()
+        linking = any(k == "link_tracklets" and v for k, v in
+                      map(parse_mot_param, (mot,) if isinstance(mot, str) else mot))
+        for name in ("max_gap", "fill_gaps", "link_tracklets"):
+            if options.get(name) or (name == "link_tracklets" and linking):
                 raise ConfigError(f"Predictor: {name} re-links tracks by looking ahead at later "
-                                  "frames, so it cannot answer each frame as it comes; leave it 0")
+                                  "frames, so it cannot answer each frame as it comes; leave it off")
         options.setdefault("batch_size", 1)
         options.setdefault("max_batch_delay_ms", 0.0)
         self._tracked = bool(options.get("tracking", False))

@@ -56,7 +56,7 @@ from sleapflow.stages.filter import InstanceFilter
 from sleapflow.stages.live import FrameWindow, LiveSource, ResultTap
 from sleapflow.stages.preprocess import network_input_size
 from sleapflow.stages.raw import RawOptions
-from sleapflow.stages.track import CleanUpTracks, LinkGapsStage, StreamTracking, TrackFrames
+from sleapflow.stages.track import CleanUpTracks, LinkGapsStage, LinkIdentities, StreamTracking, TrackFrames
 from sleapflow.stages.write import LabelsBuilder, SlpWriter
 
 __all__ = (
@@ -372,6 +372,8 @@ def _post_stages(run: PreparedRun,
         cleanup = CleanUpTracks(tracker, per_video=per_video)
         if cleanup.enabled:
             stages.append(cleanup)
+        if tracker.link_tracklets:
+            stages.append(LinkIdentities(tracker))
         if tracker.max_gap or tracker.fill_gaps:
             stages.append(LinkGapsStage(tracker.max_gap, tracker.fill_gaps,
                                         tracker.min_match_similarity))
@@ -404,9 +406,10 @@ def stream_tracking(run: PreparedRun, cfg: InferenceConfig) -> StreamTracking | 
     tracker = inference_tracker_config(cfg, run.graph)
     if tracker is None:
         return None
-    if tracker.max_gap or tracker.fill_gaps:
-        raise ConfigError("gap linking (max_gap, fill_gaps) holds frames back to look ahead; a "
-                          "stream answered frame by frame cannot use it")
+    if tracker.max_gap or tracker.fill_gaps or tracker.link_tracklets:
+        raise ConfigError("gap and identity linking (max_gap, fill_gaps, link_tracklets) hold "
+                          "frames back to look ahead; a stream answered frame by frame cannot "
+                          "use them")
     cleanup = CleanUpTracks(tracker)
     return StreamTracking(_instance_filter(run),
                           TrackFrames(tracker, feed_empty_frames=run.graph.keep_empty_frames),
@@ -428,6 +431,7 @@ class TrackingStages:
     track: TrackFrames | None
     cleanup: CleanUpTracks | None
     link: LinkGapsStage | None
+    identity: LinkIdentities | None = None
 
 
 def tracking_stages(spec: GraphSpec) -> TrackingStages:
@@ -436,7 +440,7 @@ def tracking_stages(spec: GraphSpec) -> TrackingStages:
         return next((s for s in spec.stages if isinstance(s, kind)), None)
 
     return TrackingStages(track=first(TrackFrames), cleanup=first(CleanUpTracks),
-                          link=first(LinkGapsStage))
+                          link=first(LinkGapsStage), identity=first(LinkIdentities))
 
 
 def make_source(run: PreparedRun, *, start: int = 0, start_seq: int = 0) -> Any:

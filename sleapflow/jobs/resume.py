@@ -79,8 +79,11 @@ def _replay_tracking(run: Any, stages: Any, state: ResumeState) -> int:
             out = track(pred)
             if stages.cleanup is not None:
                 out = stages.cleanup(out)
+            # Frames the linkers let go were written before.
+            outs = [out] if stages.identity is None else stages.identity.push(out)
             if stages.link is not None:
-                stages.link.push(out)  # frames it lets go were written before
+                for held in outs:
+                    stages.link.push(held)
             fed += 1
     finally:
         for reader in readers.values():

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal, get_args
 import msgspec
 
 from sleapflow.errors import ConfigError
+from sleapflow.options.mot import resolve_mot_params
 from sleapflow.options.role import SLEAP_NN, SLEAPFLOW, Role
 from sleapflow.options.spelling import opt
 from sleapflow.options.validation import check_bounds
@@ -250,8 +251,29 @@ class TrackerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
         "fill_gaps", help="Interpolate gaps of at most K frames inside a track (marked with score "
                           "-1); adds K frames of latency."),
         Role("tracking", fronts=SLEAPFLOW, bounds=(0, 10_000))] = 0
+    link_tracklets: Annotated[bool, opt(
+        "link_tracklets", help="Identity linking after tracking (any --tracker): re-joins tracks "
+                               "broken by gaps or occlusions (motion, pose shape, appearance "
+                               "where instances carry it) and corrects identity swaps at "
+                               "crossings; uses --max_tracks as the animal count when given. "
+                               "Holds --link_window frames."),
+        Role("tracking", fronts=SLEAPFLOW)] = False
+    link_window: Annotated[int, opt(
+        "link_window", help="With --link_tracklets: frames held back and linked together (the "
+                            "latency and memory bound); 0 = the whole video (offline linking). "
+                            "Shown in --stats."),
+        Role("tracking", fronts=SLEAPFLOW, bounds=(0, 1_000_000))] = 0
+    mot_param: Annotated[tuple[str, ...], opt(
+        "mot_param", help="KEY=VALUE, repeatable: sleap-nn 0.3.5's MOT parameters, e.g. "
+                          "preset=paper, track_buffer=20, link_swap_correction=false, "
+                          "body_size=40. Overrides the matching flags."),
+        Role("tracking", fronts=SLEAPFLOW)] = ()
 
     def __post_init__(self) -> None:
+        if self.mot_param:
+            # Resolved once, here: the struct then holds the values every stage reads.
+            for name, value in resolve_mot_params(self.tracker, self.mot_param).items():
+                msgspec.structs.force_setattr(self, name, value)
         self.validate()
 
     def validate(self) -> None:
@@ -280,10 +302,16 @@ class TrackerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
             if self.tracking_target_instance_count is None and self.max_tracks is None:
                 raise ConfigError("use_kalman requires a known number of animals: add "
                                   "--max_tracks N or --tracking_target_instance_count N.")
-        if self.tracker != "classic" and (self.use_flow or self.max_tracks is not None):
-            raise ConfigError(f"--tracker {self.tracker} does not use "
-                              f"{'--use_flow' if self.use_flow else '--max_tracks'}; those belong "
-                              "to --tracker classic.")
+        if self.tracker != "classic" and self.use_flow:
+            raise ConfigError(f"--tracker {self.tracker} does not use --use_flow; it belongs to "
+                              "--tracker classic.")
+        if self.tracker != "classic" and self.max_tracks is not None and not self.link_tracklets:
+            raise ConfigError(f"--tracker {self.tracker} takes --max_tracks only with "
+                              "--link_tracklets (identity linking enforces the animal count); "
+                              "add --link_tracklets or drop --max_tracks.")
+        if self.link_window and not self.link_tracklets:
+            raise ConfigError("--link_window applies to --link_tracklets; add --link_tracklets "
+                              "or drop --link_window.")
         if self.appearance_weight > 0:
             if self.tracker != "classic":
                 raise ConfigError(f"--appearance_weight applies to the classic tracker; --tracker "

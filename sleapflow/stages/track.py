@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Hashable
 from functools import partial
 from typing import Any
@@ -12,11 +13,12 @@ import numpy as np
 from sleapflow.messages import FramePrediction
 from sleapflow.runtime.adapters import KeyedStage, video_key
 from sleapflow.tracking import UNASSIGNED, PostTrackingCleanup, TrackerConfig
+from sleapflow.tracking.identity import TrackletLinker, link_params
 from sleapflow.tracking.linking import GapLinker
 from sleapflow.tracking.motion import UNTRACKED, make_tracker
 from sleapflow.tracking.track_only import copy_instance
 
-__all__ = ("CleanUpTracks", "LinkGapsStage", "StreamTracking", "TrackFrames")
+__all__ = ("CleanUpTracks", "LinkGapsStage", "LinkIdentities", "StreamTracking", "TrackFrames")
 
 
 def _whole_stream(item: Any) -> Hashable:
@@ -189,3 +191,19 @@ class LinkGapsStage(KeyedStage[GapLinker]):
                  name: str = "link_gaps") -> None:
         super().__init__(name, partial(GapLinker, max_gap, fill_gaps, min_similarity),
                          GapLinker.push, flush=GapLinker.flush, flatten=True)
+
+
+class LinkIdentities(KeyedStage[TrackletLinker]):
+    """The streaming stage around :class:`TrackletLinker` (``--link_tracklets``): order in,
+    order out, frames held back in blocks of ``--link_window`` (the whole video with 0). Its
+    name carries the window, so ``--stats`` shows what it holds."""
+
+    def __init__(self, config: TrackerConfig, *, name: str | None = None) -> None:
+        params = link_params(config)
+        held = f"window={params.window}" if params.window else "whole video"
+        # One numbering for the stream: each video's linker names new identities from it.
+        numbers = itertools.count()
+        super().__init__(name or f"link_tracklets({held})",
+                         partial(TrackletLinker, params, numbers),
+                         TrackletLinker.push, flush=TrackletLinker.flush, flatten=True)
+        self.params = params

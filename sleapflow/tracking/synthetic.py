@@ -7,7 +7,9 @@ low-score detections (random poses anywhere, and near-duplicates beside a real a
 generator makes two animals cross head-on, another makes them meet while hidden and either
 turn back or walk on. Every detection carries its true animal id, so the clip converts to
 tracked ground truth and untracked predictions; :func:`appearance_vectors` gives each detection a
-re-ID vector of its animal (for the appearance trackers).
+re-ID vector of its animal (for the appearance trackers). A real tracked clip becomes one with
+:func:`clip_from_labels`, and :func:`occlude` makes any clip hard the same way (occlusion gaps,
+spurious detections, pose noise).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import sleap_io as sio
 
-__all__ = ("SyntheticClip", "appearance_vectors", "crossing_clip", "meeting_clip", "walking_clip")
+__all__ = ("SyntheticClip", "appearance_vectors", "clip_from_labels", "crossing_clip",
+           "meeting_clip", "occlude", "walking_clip")
 
 
 
@@ -193,3 +196,64 @@ def appearance_vectors(clip: SyntheticClip, dim: int = 16, *, noise: float = 0.1
         out.append(v / np.linalg.norm(v, axis=1, keepdims=True))
     return out
 
+
+def clip_from_labels(labels: sio.Labels, *, min_nodes: int = 5) -> SyntheticClip:
+    """A tracked ``.slp`` as a clip: one frame per frame index from 0 to the last labelled one,
+    each track an animal id; untracked instances and ones with fewer than ``min_nodes`` visible
+    nodes are left out."""
+    names = sorted({i.track.name for lf in labels for i in lf.instances if i.track is not None})
+    ids = {n: k for k, n in enumerate(names)}
+    n_nodes = len(labels.skeletons[0].nodes)
+    last = max(lf.frame_idx for lf in labels.labeled_frames)
+    frames: list[list[tuple[np.ndarray, float, int]]] = [[] for _ in range(last + 1)]
+    for lf in labels.labeled_frames:
+        for inst in lf.instances:
+            pts = inst.numpy()[:, :2].astype(np.float64)
+            if inst.track is None or (~np.isnan(pts).any(axis=1)).sum() < min_nodes:
+                continue
+            frames[lf.frame_idx].append((pts, float(getattr(inst, "score", 1.0) or 1.0),
+                                         ids[inst.track.name]))
+    return _finish(frames, n_nodes, len(names))
+
+
+def occlude(clip: SyntheticClip, *, seed: int = 0, gaps: tuple[int, int] = (5, 40),
+            hidden: float = 0.2, spurious: float = 0.1, noise: float = 2.0) -> SyntheticClip:
+    """``clip`` made occlusion-heavy: each animal hidden for runs of ``gaps`` frames (inclusive)
+    covering about ``hidden`` of its frames, node noise of ``noise`` px, and a spurious
+    low-score detection (score 0.1-0.45) on a ``spurious`` fraction of frames (half of them a
+    near-duplicate of a real animal, half a real pose moved anywhere in the arena). Scores of
+    real detections become 0.7-1.0."""
+    rng = np.random.default_rng(seed)
+    n = len(clip)
+    hide = np.zeros((clip.n_animals, n), dtype=bool)
+    for a in range(clip.n_animals):
+        # Runs placed at random, not overlapping and not touching, until ``hidden`` is covered.
+        for _ in range(1000):
+            if hide[a].mean() >= hidden:
+                break
+            length = int(rng.integers(gaps[0], gaps[1] + 1))
+            start = int(rng.integers(0, max(1, n - length)))
+            if hide[a, max(0, start - 3):start + length + 3].any():
+                continue
+            hide[a, start:start + length] = True
+    everything = [p for pts in clip.points for p in pts]
+    lo = np.nanmin([np.nanmin(p, axis=0) for p in everything], axis=0) if everything else np.zeros(2)
+    hi = np.nanmax([np.nanmax(p, axis=0) for p in everything], axis=0) if everything else np.ones(2)
+    frames: list[list[tuple[np.ndarray, float, int]]] = []
+    for f in range(n):
+        dets: list[tuple[np.ndarray, float, int]] = []
+        for pts, a in zip(clip.points[f], clip.ids[f].tolist()):
+            if a >= 0 and hide[a, f]:
+                continue
+            dets.append((pts + rng.normal(0, noise, pts.shape), float(rng.uniform(0.7, 1.0)), a))
+        if dets and rng.random() < spurious:
+            pose = dets[int(rng.integers(len(dets)))][0]
+            if rng.random() < 0.5:
+                fake = pose + rng.normal(0, 6.0, 2)
+            else:
+                fake = pose - np.nanmean(pose, axis=0) + rng.uniform(lo, hi)
+            dets.append((fake, float(rng.uniform(0.1, 0.45)), -1))
+        order = rng.permutation(len(dets))
+        frames.append([dets[i] for i in order])
+    n_nodes = clip.points[0].shape[1] if clip.points else 13
+    return _finish(frames, n_nodes, clip.n_animals)

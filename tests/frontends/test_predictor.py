@@ -83,6 +83,8 @@ def test_predictor_refuses_what_it_cannot_do(assets: Path) -> None:
     model = str(assets / CASES["single_instance"][1][0])
     with pytest.raises(ConfigError, match="max_gap"):
         sleapflow.Predictor(model, tracking=True, max_gap=3)
+    with pytest.raises(ConfigError, match="link_tracklets"):
+        sleapflow.Predictor(model, tracking=True, link_tracklets=True)
     with pytest.raises(ConfigError, match="unknown option"):
         sleapflow.Predictor(model, frames_per_second=3)
     with sleapflow.Predictor(model, device="cpu") as p:

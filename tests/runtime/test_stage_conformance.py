@@ -36,7 +36,7 @@ RAW = RawOptions(return_confmaps=True)
 #: Each graph a check reads its stage from: its options and whether it is the raw variant.
 CASES: dict[str, tuple[dict[str, Any], bool]] = {
     "topdown_tracked": (dict(data_path=VIDEO, model_paths=("centroid", "centered_instance"),
-                             frames="0-3", tracking=True, max_gap=5,
+                             frames="0-3", tracking=True, max_gap=5, link_tracklets=True,
                              tracking_clean_instance_count=2), False),
     # One frame: the crop step alone (as checked here) would wait forever on a frame between
     # key frames, whose poses only the stages after it make (tests/graphs/test_centroid_every).
@@ -70,6 +70,7 @@ CHECKS = [
     ("topdown_tracked", "crop_preprocess"), ("topdown_tracked", "instance_peaks"),
     ("topdown_tracked", "filter"), ("topdown_tracked", "track"),
     ("topdown_tracked", "track_cleanup"), ("topdown_tracked", "link_gaps"),
+    ("topdown_tracked", "link_tracklets(whole video)"),
     ("topdown_tracked", "write"),
     ("topdown_follow", "key_frames"), ("topdown_follow", "crop"),
     ("topdown_follow", "remember_poses"),
