@@ -11,6 +11,7 @@ import torch
 from sleapflow.backends import RuntimeChoice, make_runner
 from sleapflow.backends.runners import TorchRunner
 from sleapflow.messages import ModelOutput
+from sleapflow.ops.preprocess import normalize
 from sleapflow.runtime.adapters import MapStage
 
 __all__ = ("ModelForward", "forward_stage", "is_forward")
@@ -56,6 +57,17 @@ class ModelForward:
         if self.approximates_torch:
             # Built here, before any batch, because preparing the module changes it in place.
             self._exact = TorchRunner(self.model.module, self.device)
+
+    def calibrated(self, shape: tuple[int, ...]) -> bool:
+        """Whether inputs of (C, H, W) ``shape`` are ready to run: always, except for an int8
+        runner that has not been calibrated on inputs of that shape yet."""
+        check = getattr(self.runner, "calibrated", None)
+        return True if check is None else bool(check(shape))
+
+    def calibrate(self, tensors: list[torch.Tensor]) -> None:
+        """Calibrate an int8 runner on uint8 network inputs (batches, as the stage gets them)."""
+        with torch.inference_mode():
+            self.runner.calibrate([normalize(t) for t in tensors if t.shape[0]])
 
     def exact_maps(self, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
         """torch fp32 maps of a uint8 batch, whichever runtime runs the stage: for the rare
