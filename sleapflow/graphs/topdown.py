@@ -17,6 +17,7 @@ from sleapflow.graphs.common import (
     batch_stage,
     batch_timeout,
     forward_stages,
+    is_forward,
     preprocess_plan,
     preprocess_stage,
 )
@@ -109,7 +110,7 @@ def build_topdown(ctx: BuildContext, raw: RawOptions | None = None) -> list[Any]
     instance = _instance_ref(ctx)
     plan = preprocess_plan(ctx.preprocessing, centroid.config, instance.config)
     centroid_forward = forward_stages(ctx, centroid, name="centroid_forward", overrides=False)
-    model = centroid_forward[0].fn
+    model = next(s.fn for s in centroid_forward if is_forward(s))  # int8 puts a calibrator first
     crops = CentroidCrops(_centroid_finder(ctx, centroid, plan.scale), _crop_size(ctx, instance),
                           keep_maps=raw is not None and raw.return_confmaps,
                           exact=model.exact_maps if model.approximates_torch else None)
