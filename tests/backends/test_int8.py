@@ -19,15 +19,18 @@ from sleapflow.errors import ConfigError
 from sleapflow.models import load_model
 from sleapflow.ops.preprocess import normalize
 from sleapflow.options.config import InferenceConfig
-from sleapflow.runtime.serial import run_serial
 from sleapflow.runtime.adapters import MapStage
+from sleapflow.runtime.serial import run_serial
 from sleapflow.stages.calibrate import calibrate_stage
+from sleapflow.testing import captured_logs
 
 CKPT = "model_ckpts/minimal_instance_"
-#: Largest int8 point deviation from fp32 accepted on the tiny top-down models. Measured on
-#: frames 0-7 of centered_pair_small: p50 0.1 px, max 1.1 px (300 frames: p99 ~1.4 px, max
-#: ~2.1 px): a peak moving by up to half an output-grid cell (stride 2 x 1/scale 0.5... see
-#: RESULTS.md "int8"); 3 px leaves room for another CPU's int8 kernels.
+#: Largest int8 deviation of an instance's worst point from fp32 accepted on the tiny top-down
+#: models over frames 0-7 of centered_pair_small. Measured here (no VNNI, 7-bit weights):
+#: per-instance worst point 0.08-1.41 px, median 0.2 px; the instance model's output grid is
+#: 2 px, so 3 px allows a peak one cell off plus refinement, and room for a VNNI CPU's
+#: full-range weights. (Whole clip, 32-frame calibration: p50 0.11 px, p99 4.4 px, with rare
+#: near-tied peaks of this undertrained model flipping: benchmarks/RESULTS.md, "int8".)
 TOLERANCE_PX = 3.0
 
 
@@ -136,28 +139,32 @@ def test_cache_key_follows_the_calibration_source(assets: Path, tmp_path: Path) 
     assert len(list((tmp_path / "cache" / "onnx-int8").iterdir())) == 2
 
 
-def _points(path: Path) -> dict[int, np.ndarray]:
-    labels = sio.load_slp(str(path), open_videos=False)
+def _points(labels: sio.Labels) -> dict[int, np.ndarray]:
     return {lf.frame_idx: np.stack([i.numpy()[:, :2] for i in lf.instances]) for lf in labels
             if lf.instances}
 
 
-def test_int8_topdown_runs_and_stays_near_fp32(assets: Path, tmp_path: Path,
+def test_int8_topdown_runs_and_stays_near_fp32(assets: Path, reference: Path, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SLEAPFLOW_CACHE_DIR", str(tmp_path / "cache"))
-    base = ["track", "-i", str(assets / "datasets/centered_pair_small.mp4"), "-m",
-            str(assets / f"{CKPT}centroid"), "-m", str(assets / f"{CKPT}centered_instance"),
-            "--frames", "0-7", "--device", "cpu", "--runtime", "onnx"]
-    assert main([*base, "-o", str(tmp_path / "fp32.slp")]) == 0
-    assert main([*base, "-o", str(tmp_path / "int8.slp"), "--precision", "int8"]) == 0
-    fp32, int8 = _points(tmp_path / "fp32.slp"), _points(tmp_path / "int8.slp")
-    assert sorted(int8) == sorted(fp32) == list(range(8))
-    worst = 0.0
-    for frame, ref in fp32.items():
-        got = int8[frame]
-        assert got.shape == ref.shape, frame  # same animals found
-        d = np.linalg.norm(got[:, None] - ref[None], axis=-1)  # (ours, theirs, node)
-        worst = max(worst, float(np.nanmin(np.nanmax(d, axis=-1), axis=1).max()))
-    assert worst <= TOLERANCE_PX
-    # Both models were quantized, each calibrated on the run's own inputs, and cached.
+    out = tmp_path / "int8.slp"
+    with captured_logs() as logs:
+        assert main(["track", "-i", str(assets / "datasets/centered_pair_small.mp4"), "-m",
+                     str(assets / f"{CKPT}centroid"), "-m", str(assets / f"{CKPT}centered_instance"),
+                     "--frames", "0-7", "--device", "cpu", "--precision", "int8", "-o", str(out)]) == 0
+    # Each model was calibrated once on what it sees: the 8 frames, and their 16 crops.
+    calibrations = sorted(e["inputs"] for e in logs if e["event"] == "int8 calibration")
+    assert calibrations == [8, 16]
     assert len(list((tmp_path / "cache" / "onnx-int8").iterdir())) == 2
+    # Against the fp32 reference (sleap-nn; sleapflow's fp32 is within 0.05 px of it).
+    ref = sio.load_slp(str(reference / "topdown__centered_pair_small.slp"), open_videos=False)
+    want = {k: v for k, v in _points(ref).items() if k < 8}
+    got = _points(sio.load_slp(str(out), open_videos=False))
+    assert sorted(got) == sorted(want) == list(range(8))
+    worst = []
+    for frame, theirs in want.items():
+        ours = got[frame]
+        assert ours.shape == theirs.shape, frame  # the same animals found
+        d = np.linalg.norm(ours[:, None] - theirs[None], axis=-1)  # (ours, theirs, node)
+        worst.extend(np.nanmin(np.nanmax(d, axis=-1), axis=1))
+    assert max(worst) <= TOLERANCE_PX and float(np.median(worst)) <= 0.5
