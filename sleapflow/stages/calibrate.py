@@ -44,7 +44,9 @@ class Calibrator:
     calibration, which runs in a worker thread; the hold is at most ``frames`` inputs plus one
     batch. With ``calibration_set`` (items as this forward pass would get them, from
     ``--calibration_frames``), the first item calibrates on the set's first ``frames`` inputs
-    and nothing is held.
+    and nothing is held. A caller that pushes one frame and awaits its result before pushing
+    the next (``open_graph``) should give a calibration set: held results only come once
+    ``frames`` inputs have been pushed, or the stream ends.
     """
 
     def __init__(self, forward: ModelForward, *, frames: int,
