@@ -106,7 +106,7 @@ def _cpu_bf16(requested: str) -> RuntimeChoice:
     return RuntimeChoice("torch", requested, why, "bf16")
 
 
-def _cpu_int8(requested: str, kind: str) -> RuntimeChoice:
+def _cpu_int8(requested: str, kind: str, channels_last: bool) -> RuntimeChoice:
     """int8 is ONNX Runtime's static quantization on the CPU, asked for by name: ``auto`` with
     int8 means ONNX Runtime (no other runtime runs int8 here), and ``auto`` never picks int8."""
     if kind != "cpu":
@@ -116,6 +116,9 @@ def _cpu_int8(requested: str, kind: str) -> RuntimeChoice:
         raise ConfigError(f"--precision int8 runs through --runtime onnx (ONNX Runtime's static "
                           f"quantization; got --runtime {requested}); use --runtime auto or onnx, "
                           "or --precision fp32")
+    if channels_last:
+        raise ConfigError("--channels_last is a torch memory layout; --precision int8 runs on "
+                          "ONNX Runtime: leave one of them out")
     if "onnx" not in installed_runtimes("cpu"):
         raise ConfigError("--precision int8 needs onnxruntime: pip install onnxruntime")
     why = ("asked for" if requested == "onnx" else
@@ -137,7 +140,7 @@ def resolve_runtime(requested: str, device: str, *, precision: str = "fp32",
                           f"{', '.join(PRECISIONS)}")
     kind = device.split(":", 1)[0]
     if precision == "int8":
-        return _cpu_int8(requested, kind)
+        return _cpu_int8(requested, kind, channels_last)
     if precision == "bf16" and kind == "cpu":
         return _cpu_bf16(requested)
     if precision != "fp32" and kind != "cuda":

@@ -55,6 +55,11 @@ def test_int8_elsewhere_is_a_config_error(runtime: str, device: str, message: st
         resolve_runtime(runtime, device, precision="int8")
 
 
+def test_int8_with_channels_last_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="--channels_last is a torch memory layout"):
+        resolve_runtime("auto", "cpu", precision="int8", channels_last=True)
+
+
 def test_int8_with_torch_is_refused_on_the_command_line(assets: Path, tmp_path: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out.slp"
