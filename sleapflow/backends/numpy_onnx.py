@@ -131,7 +131,7 @@ class NumpyOnnxRunner:
         def run() -> None:
             with self._lock:
                 try:
-                    for shape, key in self._cached_shapes():
+                    for shape, key in self.cached_shapes():
                         if shape not in self._sessions:
                             session = self._open_entry(key)
                             if session is not None:
@@ -147,7 +147,7 @@ class NumpyOnnxRunner:
         thread.start()
         return thread
 
-    def _cached_shapes(self) -> list[tuple[tuple[int, ...], str]]:
+    def cached_shapes(self) -> list[tuple[tuple[int, ...], str]]:
         """(input shape, key) of the cache's entries for this model on this runtime."""
         found = []
         try:

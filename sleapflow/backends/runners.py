@@ -27,8 +27,8 @@ from sleapflow.ops.preprocess import normalize
 
 __all__ = (
     "EXPORT_TOLERANCE", "OPSET", "POINT_TOLERANCE", "FusedHeads", "HeadMaps", "HostStaging",
-    "NetworkRunner", "NoopRunner", "OnnxRunner", "TensorRTRunner", "TorchRunner", "apply_activations",
-    "export_onnx", "head_activations", "make_runner", "pre_activation_maps",
+    "Int8OnnxRunner", "NetworkRunner", "NoopRunner", "OnnxRunner", "TensorRTRunner", "TorchRunner",
+    "apply_activations", "export_onnx", "head_activations", "make_runner", "pre_activation_maps",
 )
 
 
@@ -518,6 +518,92 @@ class OnnxRunner(_ExportingRunner):
         return _OrtSession(session, exported, self.device)
 
 
+class Int8OnnxRunner(OnnxRunner):
+    """ONNX Runtime on the CPU running an int8 (QDQ) quantization of the fp32 export.
+
+    Each input shape class is quantized once, calibrated on real network inputs of that shape
+    (:meth:`calibrate`: the run's first frames or crops, or a calibration set). The fp32 export
+    is the same cache entry an fp32 ONNX run uses, checked against torch as usual; the
+    quantized network is a second entry (cache kind ``onnx-int8``) keyed by that entry, the
+    calibration inputs' digest and the quantization settings, so another calibration source
+    makes another entry. A batch of a shape nobody calibrated is quantized on itself alone
+    (with a warning): correct, but calibrated on few inputs.
+    """
+
+    name = "onnx"
+
+    def __init__(self, module: torch.nn.Module, device: torch.device, *, threads: int | None,
+                 cache: ExportCache | None) -> None:
+        from sleapflow.backends.quantize import cpu_has_int8_dot, warn_without_int8_dot
+
+        if device.type != "cpu":
+            raise ConfigError(f"--precision int8 runs on the CPU only (got {device})")
+        super().__init__(module, device, threads=threads, precision="int8", cache=cache)
+        self.quantized = ExportCache("onnx-int8", self.cache.dir.parent)
+        #: Without int8 dot-product instructions, 7-bit weights avoid ONNX Runtime's
+        #: 16-bit accumulation overflow (see quantize_network).
+        self.reduce_range = not cpu_has_int8_dot()
+        warn_without_int8_dot()
+        #: Per shape class: the int8 entry's key and whether this process built it.
+        self.int8_exports: dict[tuple[int, ...], tuple[str, bool]] = {}
+
+    def _key_parts(self, shape: tuple[int, ...], fused: bool = False) -> dict[str, Any]:
+        # The fp32 export is shared with fp32 ONNX runs: only the quantized entry is int8's.
+        return {**super()._key_parts(shape, fused), "precision": "fp32"}
+
+    def int8_key(self, fp32_key: str, digest: str) -> str:
+        """The quantized entry's key: the fp32 entry, the calibration inputs, the settings."""
+        from sleapflow.backends.quantize import QUANTIZATION
+
+        return entry_key({"onnx_entry": fp32_key, "calibration": digest,
+                          "quantization": QUANTIZATION, "reduce_range": self.reduce_range,
+                          "runtime_version": self.runtime_version()})
+
+    def calibrated(self, shape: tuple[int, ...]) -> bool:
+        """Whether inputs of (C, H, W) ``shape`` already have their int8 network."""
+        return shape in self._sessions
+
+    def calibrate(self, batches: list[torch.Tensor]) -> None:
+        """Quantize each shape class among ``batches`` (normalised float32, as the network is
+        fed) that has no int8 network yet, calibrated on that class's batches."""
+        groups: dict[tuple[int, ...], list[torch.Tensor]] = {}
+        for batch in batches:
+            if batch.shape[0]:
+                groups.setdefault(tuple(batch.shape[1:]), []).append(batch.contiguous())
+        with self._lock:
+            for shape, group in groups.items():
+                if shape not in self._sessions:
+                    self._sessions[shape] = self._quantize(shape, group)
+
+    def _quantize(self, shape: tuple[int, ...], group: list[torch.Tensor]) -> _OrtSession:
+        from sleapflow.backends.quantize import calibration_digest, quantize_network
+
+        fp32 = self._open_checked(group[0])
+        samples = [b.numpy() for b in group]
+        key = self.int8_key(self.exports[shape][0], calibration_digest(samples))
+        source = fp32.exported
+        path, built = self.quantized.get_or_build(
+            key, "model.onnx",
+            lambda p: quantize_network(source.path, p, samples, reduce_range=self.reduce_range),
+            meta={"onnx_entry": self.exports[shape][0], "calibration_inputs":
+                  sum(int(b.shape[0]) for b in group), "reduce_range": self.reduce_range})
+        self.int8_exports[shape] = (key, built)
+        log.info("int8 quantization", shape=shape, key=key, cached=not built,
+                 calibration_inputs=sum(int(b.shape[0]) for b in group))
+        return self._open(_Exported(path, source.names, source.out_shapes))
+
+    def _session_for(self, x: torch.Tensor, fused: bool = False) -> Any:
+        # int8 never fuses peaks (make_runner offers it none): one session per input shape.
+        shape = tuple(x.shape[1:])
+        session = self._sessions.get(shape)
+        if session is None:
+            log.warning("int8: no calibration inputs of this shape; calibrating on this batch "
+                        "alone", shape=shape, inputs=int(x.shape[0]))
+            self.calibrate([x])
+            session = self._sessions[shape]
+        return session
+
+
 class TensorRTRunner(_ExportingRunner):
     """TensorRT engines built from the cached ONNX export, themselves cached per GPU and precision.
 
@@ -657,6 +743,8 @@ def make_runner(choice: RuntimeChoice, module: torch.nn.Module, device: torch.de
         return TorchRunner(module, dev)
     if choice.name == "torch":
         return TorchRunner(module, dev, channels_last=channels_last, precision=choice.precision)
+    if choice.name == "onnx" and choice.precision == "int8":
+        return Int8OnnxRunner(module, dev, threads=threads, cache=cache)
     if choice.name == "onnx":
         return OnnxRunner(module, dev, threads=threads, precision=choice.precision, cache=cache,
                           fuse=fuse)

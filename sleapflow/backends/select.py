@@ -106,6 +106,26 @@ def _cpu_bf16(requested: str) -> RuntimeChoice:
     return RuntimeChoice("torch", requested, why, "bf16")
 
 
+def _cpu_int8(requested: str, kind: str, channels_last: bool) -> RuntimeChoice:
+    """int8 is ONNX Runtime's static quantization on the CPU, asked for by name: ``auto`` with
+    int8 means ONNX Runtime (no other runtime runs int8 here), and ``auto`` never picks int8."""
+    if kind != "cpu":
+        raise ConfigError(f"--precision int8 runs on the CPU (ONNX Runtime) only (got --device "
+                          f"{kind}); use --device cpu, or --precision fp16 on a GPU")
+    if requested not in ("auto", "onnx"):
+        raise ConfigError(f"--precision int8 runs through --runtime onnx (ONNX Runtime's static "
+                          f"quantization; got --runtime {requested}); use --runtime auto or onnx, "
+                          "or --precision fp32")
+    if channels_last:
+        raise ConfigError("--channels_last is a torch memory layout; --precision int8 runs on "
+                          "ONNX Runtime: leave one of them out")
+    if "onnx" not in installed_runtimes("cpu"):
+        raise ConfigError("--precision int8 needs onnxruntime: pip install onnxruntime")
+    why = ("asked for" if requested == "onnx" else
+           "int8 runs through ONNX Runtime's static quantization on the CPU")
+    return RuntimeChoice("onnx", requested, why, "int8")
+
+
 def resolve_runtime(requested: str, device: str, *, precision: str = "fp32",
                     channels_last: bool = False, graph: str | None = None) -> RuntimeChoice:
     """Check ``requested`` against the device and what is installed; resolve ``auto``.
@@ -119,6 +139,8 @@ def resolve_runtime(requested: str, device: str, *, precision: str = "fp32",
         raise ConfigError(f"--precision: unknown precision {precision!r}; use one of "
                           f"{', '.join(PRECISIONS)}")
     kind = device.split(":", 1)[0]
+    if precision == "int8":
+        return _cpu_int8(requested, kind, channels_last)
     if precision == "bf16" and kind == "cpu":
         return _cpu_bf16(requested)
     if precision != "fp32" and kind != "cuda":

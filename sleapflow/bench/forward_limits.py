@@ -19,6 +19,9 @@ def _runner_for(stage: Any, name: str) -> Any:
 
     stage = stage.fn  # the map node's ModelForward: model, device, threads, batch bound
     runtime, precision = parse_label(name)
+    if precision == "int8" and stage.runtime.label == name:
+        # The graph's own runner: a fresh one would be calibrated on its warm-up batch alone.
+        return stage.runner
     choice = RuntimeChoice("noop", "noop", "bench") if name == "noop" else resolve_runtime(
         runtime, str(stage.device), precision=precision)
     runner = make_runner(choice, stage.loaded().module, stage.device, threads=stage.torch_threads,

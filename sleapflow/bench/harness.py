@@ -602,7 +602,8 @@ def bench_command(
     precision: Annotated[str, Parameter(name=["--precision"],
                                         help="The graph's number format: fp32, or bf16 (CPUs "
                                              "with AMX / AVX512-BF16, and CUDA) / fp16 "
-                                             "(CUDA).")] = "fp32",
+                                             "(CUDA) / int8 (ONNX Runtime on the CPU; "
+                                             "calibrated during the warm-up).")] = "fp32",
     json_path: Annotated[str | None, Parameter(name=["--json"],
                                                help="Write the record (with device, versions and "
                                                     "git revision) as JSON here.")] = None,

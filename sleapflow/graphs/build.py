@@ -169,6 +169,10 @@ def prepare(cfg: InferenceConfig, *, plan: InputPlan | None = None,
     ctx = _context(cfg, graph, models, plan)
     if embedding is not None:
         ctx = dataclasses.replace(ctx, embedding=embedding)
+    if cfg.calibration_frames is not None:
+        from sleapflow.graphs.calibration import plan_calibration
+
+        ctx.calibration = plan_calibration(cfg, need_ground_truth=graph.needs_ground_truth)
     if model_loader is not None:
         ctx = dataclasses.replace(ctx, model_loader=model_loader)
     run = PreparedRun(cfg=cfg, graph=graph, ctx=ctx, plan=plan)
@@ -487,6 +491,11 @@ def build_graph(run: PreparedRun, *, source: Any = None, sink: Any = None,
         sink = (CollectSink("collect") if raw is not None else
                 make_writer(run, output_path=output_path, on_frame=on_frame))
     middle = run.graph.build(run.ctx, raw)
+    if run.ctx.calibration is not None:
+        from sleapflow.backends.quantize import CALIBRATION_FRAMES
+        from sleapflow.graphs.calibration import wire_calibration
+
+        wire_calibration(run.ctx.calibration, middle, CALIBRATION_FRAMES)
     if raw is None:
         middle = [*middle, *_post_stages(run, tracker_inputs)]
     stages = [source, *middle, sink]

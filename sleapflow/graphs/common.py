@@ -139,6 +139,8 @@ class BuildContext:
     tracker: TrackerConfig | None = None
     #: The resolved network runtime (None: torch, e.g. a dry build or a track-only run).
     runtime: RuntimeChoice | None = None
+    #: ``--calibration_frames``, planned (int8 only); None: calibrate on the run's own inputs.
+    calibration: InputPlan | None = None
     #: What loads a model for a forward stage (``load_model``; a worker that keeps its models
     #: loaded passes a :class:`~sleapflow.models.loader.ModelCache`).
     model_loader: Callable[..., Any] = load_model
@@ -293,11 +295,18 @@ def forward_stages(ctx: BuildContext, ref: ModelRef, *, name: str = "forward",
                    numpy: bool = False) -> list[Any]:
     """The forward stage, followed by a reorder when several batches are in flight at once;
     ``fuse`` (:meth:`BuildContext.fuse`) lets an exporting runtime return peaks, not maps;
-    ``numpy``: batches are numpy arrays (see :func:`host_arrays`), maps read on the host."""
+    ``numpy``: batches are numpy arrays (see :func:`host_arrays`), maps read on the host;
+    under int8, preceded by its calibration node."""
     stage = model_forward_stage(ctx, ref, name=name, overrides=overrides, fuse=fuse, numpy=numpy)
+    before: list[Any] = []
+    if ctx.runtime is not None and ctx.runtime.precision == "int8":
+        from sleapflow.backends.quantize import CALIBRATION_FRAMES
+        from sleapflow.stages.calibrate import calibrate_stage
+
+        before = [calibrate_stage(stage, frames=CALIBRATION_FRAMES)]
     if stage.preserves_order:
-        return [stage]
-    return [stage, ReorderStage(f"{name}_reorder")]
+        return [*before, stage]
+    return [*before, stage, ReorderStage(f"{name}_reorder")]
 
 
 def output_skeleton(config: ModelConfig) -> sio.Skeleton:

@@ -18,6 +18,7 @@ from sleapflow.graphs.common import (
     batch_timeout,
     forward_stages,
     host_arrays,
+    is_forward,
     preprocess_plan,
     preprocess_stage,
 )
@@ -128,7 +129,7 @@ def build_topdown(ctx: BuildContext, raw: RawOptions | None = None) -> list[Any]
              and host_arrays(ctx, instance))
     centroid_forward = forward_stages(ctx, centroid, name="centroid_forward", overrides=False,
                                       numpy=numpy, fuse=None if numpy else ctx.fuse(finder, raw))
-    model = centroid_forward[0].fn
+    model = next(s.fn for s in centroid_forward if is_forward(s))  # int8 puts a calibrator first
     crops = CentroidCrops(finder, _crop_size(ctx, instance),
                           keep_maps=raw is not None and raw.return_confmaps,
                           exact=model.exact_maps if model.approximates_torch else None)

@@ -27,7 +27,7 @@ __all__ = (
 
 #: What ``--runtime`` and ``--precision`` accept (sleapflow.backends.select resolves them).
 Runtime = Literal["auto", "torch", "onnx", "tensorrt"]
-Precision = Literal["fp32", "fp16", "bf16"]
+Precision = Literal["fp32", "fp16", "bf16", "int8"]
 RUNTIMES: tuple[str, ...] = get_args(Runtime)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 VideoLayout = Literal["channels_last", "channels_first"]
@@ -177,10 +177,12 @@ class ExecutionOptions(_Sub, frozen=True, kw_only=True):
     max_batch_delay_ms: float | None
     #: Network runtime: auto, torch, onnx or tensorrt (resolved per device in graphs.build).
     runtime: str
-    #: fp32, or fp16/bf16 on CUDA.
+    #: fp32, or fp16/bf16 on CUDA, or int8 (ONNX Runtime on the CPU).
     precision: str
     #: Find peaks on the host from whole maps, not inside the ONNX Runtime / TensorRT graph.
     host_peaks: bool
+    #: int8: the video or .slp whose first frames calibrate the quantization (None: the run's own).
+    calibration_frames: str | None
 
 
 class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -450,7 +452,8 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     #: fp32, or fp16/bf16 on CUDA (torch autocast, or TensorRT's fp16).
     precision: Annotated[Precision, opt(
         "precision", help="Number format of the network: fp32 (exact), bf16 (CUDA, or a CPU with "
-                          "AMX / AVX512-BF16: about 2x faster there) or fp16 (CUDA); the reduced "
+                          "AMX / AVX512-BF16: about 2x faster there), fp16 (CUDA) or int8 (ONNX "
+                          "Runtime on the CPU, calibrated; fast with VNNI / AMX); the reduced "
                           "ones give slightly different maps."),
         Role("execution", provenance=17, fronts=SLEAP_NN | {"serve"})] = "fp32"
     #: Peak finding runs inside the exported graph (onnx, tensorrt) unless this is set.
@@ -459,6 +462,12 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
                            "the runtime and find peaks outside it (by default the runtime finds "
                            "them and returns only peaks)."),
         Role("execution", fronts=SLEAPFLOW | {"serve"})] = False
+    #: int8 only: what calibrates the quantization (None: the run's own first frames).
+    calibration_frames: Annotated[str | None, opt(
+        "calibration_frames", help="With --precision int8: a video or .slp whose first frames "
+                                   "calibrate the quantization (default: the run's own first "
+                                   "frames, which then wait for it)."),
+        Role("execution", fronts=SLEAPFLOW)] = None
 
     def __post_init__(self) -> None:
         check_numbers(self)
@@ -493,6 +502,11 @@ class InferenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
         if self.precision not in PRECISIONS:
             raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)} "
                               f"(got {self.precision!r})")
+        if self.calibration_frames is not None and self.precision != "int8":
+            raise ConfigError("--calibration_frames calibrates --precision int8; add --precision "
+                              f"int8 or leave it out (got --precision {self.precision})")
+        if self.calibration_frames is not None and not self.calibration_frames.strip():
+            raise ConfigError("--calibration_frames: give a video or .slp path")
 
     @property
     def centroid_threshold(self) -> float:

@@ -14,6 +14,7 @@ from sleapflow.backends.fused import FusedPeaks, overflows, split_outputs
 from sleapflow.lazy import lazy_module
 from sleapflow.logs import get_logger
 from sleapflow.messages import ModelOutput
+from sleapflow.ops.preprocess import normalize
 from sleapflow.runtime.adapters import MapStage
 
 # torch loads on first use: a run on ONNX Runtime with a warm export cache never needs it.
@@ -89,6 +90,10 @@ class ModelForward:
 
             assert self.files is not None
             self.runner = NumpyOnnxRunner(self.files, self.loaded, threads=self.torch_threads)
+            if not self.runner.cached_shapes():
+                # Nothing cached for these bytes: the first batch exports through torch anyway,
+                # so load now and a bad checkpoint fails the run before any frame is decoded.
+                self.loaded()
             self.runner.prefetch()  # sessions open while the decoder starts
             return
         if self.torch_threads is not None:
@@ -105,6 +110,17 @@ class ModelForward:
 
             # Built here, before any batch, because preparing the module changes it in place.
             self._exact = TorchRunner(self.model.module, self.device)
+
+    def calibrated(self, shape: tuple[int, ...]) -> bool:
+        """Whether inputs of (C, H, W) ``shape`` are ready to run: always, except for an int8
+        runner that has not been calibrated on inputs of that shape yet."""
+        check = getattr(self.runner, "calibrated", None)
+        return True if check is None else bool(check(shape))
+
+    def calibrate(self, tensors: list[torch.Tensor]) -> None:
+        """Calibrate an int8 runner on uint8 network inputs (batches, as the stage gets them)."""
+        with torch.inference_mode():
+            self.runner.calibrate([normalize(t) for t in tensors if t.shape[0]])
 
     def exact_maps(self, tensor: Any) -> dict[str, Any]:
         """torch fp32 maps of a uint8 batch, whichever runtime runs the stage: for the rare
