@@ -88,13 +88,18 @@ def bench_round(graph: str, *, root: Path, work: Path, round_: int, frames: int,
 
 
 def cpu_profile(graph: str, *, root: Path, frames: int, warmup: int, batch_size: int,
-                runtimes: tuple[str, ...] = ("onnx", "torch")) -> dict[str, float]:
+                runtimes: tuple[str, ...] = ("onnx", "torch"),
+                peak_threshold: float | None = None, clip: Path | None = None) -> dict[str, float]:
     """CPU milliseconds per frame of each stage, from sleapflow's serial loop (the graph's
     stages one after another) timed by process CPU time instead of wall time, so other work on
     a shared machine does not inflate them. On a machine with nothing else to do, a graph that
     keeps every core busy runs at about cores / (total CPU per frame), and the forward-only
     limit at about cores / (forward CPU per frame): their ratio, ``forward_share``, is a
-    load-free estimate of the graph/forward-limit fraction ``sleapflow bench`` measures."""
+    load-free estimate of the graph/forward-limit fraction ``sleapflow bench`` measures.
+
+    Attribution between stages is approximate: the video decoder's own threads decode ahead
+    while later stages run, and their CPU time lands on those stages (mostly preprocess and the
+    first forward). The total, and so ``forward_share``, is not affected."""
     import time
     import types
 
@@ -104,9 +109,10 @@ def cpu_profile(graph: str, *, root: Path, frames: int, warmup: int, batch_size:
     from sleapflow.runtime import serial
 
     names, _ = GRAPHS[graph]
-    cfg = InferenceConfig(data_path=str(root / "data" / "walk.mp4"),
+    cfg = InferenceConfig(data_path=str(clip or root / "data" / "walk.mp4"),
                           model_paths=tuple(str(root / "models" / n) for n in names), device="cpu",
-                          batch_size=batch_size, frames=tuple(range(frames)), graph=graph)
+                          batch_size=batch_size, frames=tuple(range(frames)), graph=graph,
+                          **({} if peak_threshold is None else {"peak_threshold": peak_threshold}))
     cpu_clock = types.SimpleNamespace(perf_counter=time.process_time)
     # The three modules that time the serial loop read their clock through their ``time``.
     saved = harness.time, forward_limits.time, serial.time

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -235,8 +234,10 @@ def train(names: list[str], out: Path, sleap_nn: str, threads: int,
     """Train the models at once, one process each with ``threads`` threads (parallel processes
     use a small shared CPU better than one wide process at a time).
 
-    With ``max_minutes``, training still running then is interrupted (SIGINT, which Lightning
-    treats as a request to stop): sleap-nn keeps the best checkpoint of the epochs it finished.
+    With ``max_minutes``, training still running then is killed: the folder keeps the best
+    checkpoint of the epochs it finished (written at each epoch's end) and its training config.
+    Killing, not interrupting, because an interrupted ``sleap-nn train`` goes on to predict the
+    whole training set for its own evaluation, which takes longer than the training here.
     """
     configs = out / "configs"
     configs.mkdir(parents=True, exist_ok=True)
@@ -255,7 +256,7 @@ def train(names: list[str], out: Path, sleap_nn: str, threads: int,
             proc.wait(None if deadline is None else max(1.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             print(f"{name}: past --max-minutes, stopping (keeps its best checkpoint)", flush=True)
-            proc.send_signal(signal.SIGINT)
+            proc.kill()
             proc.wait()
         if not (out / "models" / name / "best.ckpt").is_file():
             failed.append(name)
