@@ -43,9 +43,9 @@ GRAPHS: dict[str, tuple[tuple[str, ...], int]] = {
 
 
 def track_round(graph: str, tools: list[str], *, root: Path, work: Path, round_: int,
-                peer: Path | None, batch_size: int, extra: list[str]) -> dict[str, float]:
+                peer: Path | None, batch_size: int, extra: list[str], n_frames: int) -> dict[str, float]:
     """One alternating round of whole ``track`` processes: wall seconds per tool."""
-    names, n_frames = GRAPHS[graph]
+    names, _ = GRAPHS[graph]
     models = [root / "models" / n for n in names]
     walls: dict[str, float] = {}
     for tool in tools:
@@ -163,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--graphs", default="topdown,bottomup")
     parser.add_argument("--runs", type=int, default=3, help="alternating rounds")
     parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--track-frames", type=int, default=None,
+                        help="frames per track run (default: 500 top-down, 300 bottom-up)")
     parser.add_argument("--bench-frames", type=int, default=200, help="frames per `sleapflow bench`")
     parser.add_argument("--bench-warmup", type=int, default=20)
     parser.add_argument("--peer", default=str(bench_graphs.DEFAULT_PEER),
@@ -197,13 +199,14 @@ def main(argv: list[str] | None = None) -> int:
             order = tools[round_ % len(tools):] + tools[:round_ % len(tools)]
             for tool, wall in track_round(graph, order, root=args.root, work=work, round_=round_, peer=peer,
                                           batch_size=args.batch_size,
-                                          extra=args.sleapflow_args.split()).items():
+                                          extra=args.sleapflow_args.split(),
+                                          n_frames=args.track_frames or GRAPHS[graph][1]).items():
                 walls[tool].append(wall)
             if not args.no_bench:
                 benches.append(bench_round(graph, root=args.root, work=work, round_=round_,
                                            frames=args.bench_frames, warmup=args.bench_warmup,
                                            batch_size=args.batch_size))
-        n_frames = GRAPHS[graph][1]
+        n_frames = args.track_frames or GRAPHS[graph][1]
         summary: dict = {"frames": n_frames, "walls": walls,
                          "fps": {t: n_frames / statistics.median(w) for t, w in walls.items() if w}}
         if peer and not args.no_track:
