@@ -64,13 +64,28 @@ def extract_crops(frames: torch.Tensor, frame_inds: torch.Tensor, origins: torch
                   crop_size: int) -> torch.Tensor:
     """Integer-pixel windows (n, C, crop, crop) of (B, C, H, W) frames; outside pixels are 0."""
     n = int(frame_inds.shape[0])
-    channels = frames.shape[1]
+    channels, height, width = frames.shape[1:]
     if n == 0:
         return frames.new_zeros((0, channels, crop_size, crop_size))
-    padded = _F.pad(frames, (crop_size, crop_size, crop_size, crop_size))
-    steps = torch.arange(crop_size, device=frames.device)
-    rows = (origins[:, 1, None] + steps[None, :] + crop_size).clamp_(0, padded.shape[-2] - 1)
-    cols = (origins[:, 0, None] + steps[None, :] + crop_size).clamp_(0, padded.shape[-1] - 1)
-    # The clamp only matters for crops wholly outside the padded frame, whose pixels are 0 anyway.
-    crops = padded[frame_inds[:, None, None], :, rows[:, :, None], cols[:, None, :]]
-    return crops.permute(0, 3, 1, 2).contiguous()
+    if frames.device.type != "cpu":
+        # On an accelerator one batched gather from the padded frames, with no host sync.
+        padded = _F.pad(frames, (crop_size, crop_size, crop_size, crop_size))
+        steps = torch.arange(crop_size, device=frames.device)
+        rows = (origins[:, 1, None] + steps[None, :] + crop_size).clamp_(0, padded.shape[-2] - 1)
+        cols = (origins[:, 0, None] + steps[None, :] + crop_size).clamp_(0, padded.shape[-1] - 1)
+        # The clamp only matters for crops wholly outside the padded frame, whose pixels are 0.
+        crops = padded[frame_inds[:, None, None], :, rows[:, :, None], cols[:, None, :]]
+        return crops.permute(0, 3, 1, 2).contiguous()
+    # On the CPU, copy each window's overlap with its frame into a zeroed crop, reading the
+    # frames as (B, H, W, C): decoded frames are a channels-last view, so this touches only the
+    # crops' bytes. Padding the whole batch and gathering from it cost more than the instance
+    # model itself at 1024x1024.
+    out = frames.new_zeros((n, crop_size, crop_size, channels))
+    src = frames.permute(0, 2, 3, 1)
+    for k, (b, x0, y0) in enumerate(zip(frame_inds.tolist(), origins[:, 0].tolist(),
+                                        origins[:, 1].tolist(), strict=True)):
+        top, bottom = max(y0, 0), min(y0 + crop_size, height)
+        left, right = max(x0, 0), min(x0 + crop_size, width)
+        if top < bottom and left < right:
+            out[k, top - y0:bottom - y0, left - x0:right - x0] = src[b, top:bottom, left:right]
+    return out.permute(0, 3, 1, 2).contiguous()

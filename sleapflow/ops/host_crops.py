@@ -54,10 +54,14 @@ def extract_crops(frames: np.ndarray, frame_inds: np.ndarray, origins: np.ndarra
     channels = frames.shape[1]
     if n == 0:
         return np.zeros((0, channels, crop_size, crop_size), dtype=frames.dtype)
-    pad = ((0, 0), (0, 0), (crop_size, crop_size), (crop_size, crop_size))
-    padded = np.pad(frames, pad)
-    steps = np.arange(crop_size)
-    rows = np.clip(origins[:, 1, None] + steps[None, :] + crop_size, 0, padded.shape[-2] - 1)
-    cols = np.clip(origins[:, 0, None] + steps[None, :] + crop_size, 0, padded.shape[-1] - 1)
-    crops = padded[frame_inds[:, None, None], :, rows[:, :, None], cols[:, None, :]]
-    return np.ascontiguousarray(crops.transpose(0, 3, 1, 2))
+    height, width = frames.shape[2:]
+    # Copy each window's overlap with its frame into a zeroed crop: padding the whole batch and
+    # gathering from it cost more than the instance model itself at 1024x1024.
+    out = np.zeros((n, channels, crop_size, crop_size), dtype=frames.dtype)
+    for k, (b, x0, y0) in enumerate(zip(frame_inds.tolist(), origins[:, 0].tolist(),
+                                        origins[:, 1].tolist(), strict=True)):
+        top, bottom = max(y0, 0), min(y0 + crop_size, height)
+        left, right = max(x0, 0), min(x0 + crop_size, width)
+        if top < bottom and left < right:
+            out[k, :, top - y0:bottom - y0, left - x0:right - x0] = frames[b, :, top:bottom, left:right]
+    return out
