@@ -11,6 +11,7 @@ Writes ``DIR/CLIP__RUN.slp`` for each ``CLIP.slp`` (not ``*.gt.slp``) and each r
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 
@@ -29,7 +30,8 @@ RUNS: dict[str, list[str]] = {
 
 
 def main() -> None:
-    from sleap_nn.cli import cli
+    # The reference's own Python runs this file (sleap_nn is not a sleapflow dependency).
+    cli = importlib.import_module("sleap_nn.cli").cli
 
     folder = Path(sys.argv[1])
     only = sys.argv[2] if len(sys.argv) > 2 else ""

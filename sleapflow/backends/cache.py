@@ -14,7 +14,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from sleapflow.errors import BackendError
+from sleapflow.errors import BackendError, ModelLoadError
 from sleapflow.logs import get_logger
 
 __all__ = ("EXPORT_FORMAT", "OPSET", "CorruptEntry", "ExportCache", "cache_root", "checkpoint_digest",
@@ -93,7 +93,10 @@ def checkpoint_digest(files: Mapping[str, Path]) -> str:
     h = hashlib.sha256()
     h.update(f"code:{_code_digest()};".encode())
     for role, path in sorted(files.items()):
-        h.update(f"{role}:{path.stat().st_size}:{file_sha256(path)};".encode())
+        try:
+            h.update(f"{role}:{path.stat().st_size}:{file_sha256(path)};".encode())
+        except OSError as exc:  # the model file itself: the user's to fix, as when loading it
+            raise ModelLoadError(f"cannot read the model file {path}: {exc}") from exc
     return h.hexdigest()
 
 

@@ -559,13 +559,13 @@ class _CtrlC:
 
 
 def _live_sources_running() -> bool:
-    from sleapflow.stages import live
+    from sleapflow.inputs.live import live_sources_running
 
-    return bool(live._ACTIVE)
+    return live_sources_running()
 
 
 def _stop_live_sources() -> None:
-    from sleapflow.stages.live import stop_live_sources
+    from sleapflow.inputs.live import stop_live_sources
 
     if stop_live_sources():
         print("Stopping the live source: writing what was predicted (Ctrl-C again to "

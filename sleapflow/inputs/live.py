@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import sleap_io as sio
@@ -24,7 +24,8 @@ from sleapflow.messages import InputPlan
 from sleapflow.outputs.remote import HTTP_SCHEMES, url_scheme
 
 __all__ = ("LIVE_SCHEMES", "OPEN_TIMEOUT_S", "STREAM_SUFFIXES", "LiveFrame", "LiveReader", "live_kind",
-           "plan_live")
+           "live_sources_running", "plan_live", "register_live_source", "stop_live_sources",
+           "unregister_live_source")
 
 
 log = get_logger(__name__)
@@ -229,3 +230,34 @@ class LiveReader:
                 self._container.close()
             finally:
                 self._container = None
+
+
+class _Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+#: The live sources running in this process: a first Ctrl-C ends their streams (the graph then
+#: drains and writes everything) instead of cancelling the run. Kept here, below the stages, so
+#: that the command line can reach it without importing a stage.
+_ACTIVE: list[_Stoppable] = []
+
+
+def register_live_source(source: _Stoppable) -> None:
+    _ACTIVE.append(source)
+
+
+def unregister_live_source(source: _Stoppable) -> None:
+    _ACTIVE.remove(source)
+
+
+def live_sources_running() -> bool:
+    return bool(_ACTIVE)
+
+
+def stop_live_sources() -> bool:
+    """End every running live source's stream, as at its end; False when none runs. Call it on
+    the event loop's thread (the CLI's SIGINT handler schedules it there)."""
+    sources = list(_ACTIVE)
+    for source in sources:
+        source.stop()
+    return bool(sources)

@@ -82,8 +82,11 @@ def _head_type(raw: dict[str, Any]) -> str | None:
 def is_embedding_folder(path: str | Path) -> bool:
     """Whether ``path`` is a sleap-nn model folder (or its config/ckpt) of the embedding type."""
     p = Path(path).expanduser()
-    cfg = (p.parent if p.is_file() else p) / "training_config.yaml"
-    if not cfg.is_file():
+    try:
+        cfg = (p.parent if p.is_file() else p) / "training_config.yaml"
+        if not cfg.is_file():
+            return False
+    except OSError:  # a name too long, a folder it may not read: the model loader says so
         return False
     try:
         return _head_type(_load_yaml(cfg)) == "embedding"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable
-from typing import Any
+from typing import Any, cast
 
 from sleapflow.logs import get_logger
 from sleapflow.runtime.adapters import KeyedStage, MapStage
@@ -107,7 +107,7 @@ def calibrate_stage(forward: MapStage, *, frames: int,
                     calibration_set: Callable[[], Iterable[Any]] | None = None) -> KeyedStage[HeldInputs]:
     """The calibration node in front of the forward map node ``forward`` (set up before it
     gets an item, since stages start sink first); its work runs under the forward's limiter."""
-    fn = Calibrator(forward.fn, frames=frames, calibration_set=calibration_set)
+    fn = Calibrator(cast(ModelForward, forward.fn), frames=frames, calibration_set=calibration_set)
     return KeyedStage(f"{forward.name}_calibrate", HeldInputs, fn, key=_one_key, flush=fn.release,
                       flatten=True, limiter=forward.limiter, requires_order=False)
 

@@ -78,7 +78,7 @@ class EmbedCrops:
         frame, scale = prep.size_match(frame, cfg.max_height, cfg.max_width)
         centers = instance_centers(pred.points, self.anchor) * scale
         # An instance with no visible node gets a crop at the origin; its vector is dropped.
-        finite = np.isfinite(centers).all(axis=1)
+        finite = np.asarray(np.isfinite(centers).all(axis=1), dtype=bool)
         centers_t = torch.as_tensor(np.where(finite[:, None], centers, 0.0), dtype=torch.float32)
         _, origins = crop_windows(centers_t, size)
         crops = extract_crops(frame, torch.zeros(n, dtype=torch.long), origins, size)

@@ -63,7 +63,7 @@ class ModelForward:
         self._exact_lock = threading.Lock()
 
     @property
-    def device(self) -> torch.device:
+    def device(self) -> Any:
         return torch.device(self.device_name)
 
     @property
@@ -117,7 +117,7 @@ class ModelForward:
         check = getattr(self.runner, "calibrated", None)
         return True if check is None else bool(check(shape))
 
-    def calibrate(self, tensors: list[torch.Tensor]) -> None:
+    def calibrate(self, tensors: list[Any]) -> None:
         """Calibrate an int8 runner on uint8 network inputs (batches, as the stage gets them)."""
         with torch.inference_mode():
             self.runner.calibrate([normalize(t) for t in tensors if t.shape[0]])

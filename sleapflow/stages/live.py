@@ -15,31 +15,17 @@ import anyio.lowlevel
 import msgspec
 from anyio.abc import TaskStatus
 
-from sleapflow.inputs.live import LiveFrame, LiveReader
+from sleapflow.inputs.live import LiveFrame, LiveReader, register_live_source, unregister_live_source
 from sleapflow.logs import get_logger
 from sleapflow.messages import Frame, FramePrediction
 from sleapflow.outputs.publish import Publisher, end_message, frame_message
 from sleapflow.runtime.graph import Role
 from sleapflow.runtime.latency import LatencyMeter
 
-__all__ = ("FrameWindow", "LiveSource", "ResultTap", "stop_live_sources")
+__all__ = ("FrameWindow", "LiveSource", "ResultTap")
 
 
 log = get_logger(__name__)
-
-#: The live sources running in this process: a first Ctrl-C ends their streams (the graph then
-#: drains and writes everything) instead of cancelling the run.
-_ACTIVE: list[LiveSource] = []
-
-
-def stop_live_sources() -> bool:
-    """End every running live source's stream, as at its end; False when none runs. Call it on
-    the event loop's thread (the CLI's SIGINT handler schedules it there)."""
-    sources = list(_ACTIVE)
-    for source in sources:
-        source.stop()
-    return bool(sources)
-
 
 class FrameWindow:
     """Credits for the frames a live source may have in its graph at once (latency mode).
@@ -232,7 +218,7 @@ class LiveSource:
             self._token = anyio.lowlevel.current_token()
             thread = threading.Thread(target=self._pump, name=f"sleapflow-{self.name}",
                                       daemon=True)
-            _ACTIVE.append(self)
+            register_live_source(self)
             try:
                 thread.start()
                 task_status.started()
@@ -254,7 +240,7 @@ class LiveSource:
                             pts=frame.pts))
                         seq += 1
             finally:
-                _ACTIVE.remove(self)
+                unregister_live_source(self)
                 self.stop()
                 with anyio.CancelScope(shield=True):
                     # The reader lets go of the stream at its next frame or read timeout; a

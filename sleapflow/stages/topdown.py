@@ -153,7 +153,7 @@ class CentroidCrops:
     """
 
     def __init__(self, finder: CentroidFinder, crop_size: int, *, keep_maps: bool = False,
-                 exact: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = None) -> None:
+                 exact: Callable[[Any], dict[str, Any]] | None = None) -> None:
         self.finder = finder
         self.crop_size = crop_size
         self.keep_maps = keep_maps
@@ -193,9 +193,9 @@ class CentroidCrops:
         values[frames] = _widen_slots(again_vals, slots)
         return centroids, values
 
-    def _recheck_boundaries(self, out: ModelOutput, centroids: torch.Tensor, values: torch.Tensor,
-                            maps: torch.Tensor | None
-                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def _recheck_boundaries(self, out: ModelOutput, centroids: Any, values: Any,
+                            maps: Any | None
+                            ) -> tuple[Any, Any, Any | None]:
         assert self.exact is not None
         eff_scale = np.asarray(out.input.eff_scale)
         eff = torch.as_tensor(eff_scale, dtype=torch.float32)
