@@ -7,8 +7,9 @@ from typing import Any
 
 from sleapflow.errors import ConfigError
 
-__all__ = ("LINKING_KEYS", "MOT_KEYS", "PRESETS", "SLEAP_NN_ONLY_KEYS", "linking_overrides",
-           "parse_mot_param", "resolve_mot_params")
+__all__ = ("APPEARANCE_KEYS", "APPEARANCE_TRACKERS", "LINKING_KEYS", "MOT_KEYS", "PRESETS",
+           "SLEAP_NN_ONLY_KEYS", "appearance_overrides", "linking_overrides", "parse_mot_param",
+           "resolve_mot_params")
 
 # Keys sleapflow applies: those the motion trackers read (TrackerConfig fields of the same
 # name), those identity linking reads, and the preset.
@@ -20,17 +21,22 @@ _TRACKER_KEYS: dict[str, type] = {
 LINKING_KEYS: dict[str, type] = {
     "link_tracklets": bool, "max_tracks": int, "link_swap_correction": bool, "body_size": float,
 }
+#: Keys the appearance trackers read (sleapflow.tracking.appearance.AppearanceParams).
+APPEARANCE_KEYS: dict[str, type] = {
+    "appearance_threshold": float, "ema_alpha": float, "adaptive_ema": bool, "gallery_budget": int,
+    "proximity_threshold": float, "mc_lambda": float, "w_assoc_emb": float, "rescue": bool,
+    "rescue_min_similarity": float,
+}
+APPEARANCE_TRACKERS = ("botsort", "deepsort", "strongsort", "deepocsort")
 #: Every key sleapflow accepts.
-MOT_KEYS: tuple[str, ...] = ("preset", *_TRACKER_KEYS, *LINKING_KEYS)
+MOT_KEYS: tuple[str, ...] = ("preset", *_TRACKER_KEYS, *LINKING_KEYS, *APPEARANCE_KEYS)
 #: sleap-nn 0.3.5's other MOTParams fields: parts of its trackers (Kalman parameterisation,
 #: appearance galleries, OC-SORT / Deep OC-SORT terms) that sleapflow's trackers do not have.
 SLEAP_NN_ONLY_KEYS: tuple[str, ...] = (
     "similarity", "oks_stddev", "box_padding", "score_mode", "normalize_scores", "kalman",
     "time_base", "low_stage_min_similarity", "unconfirmed_min_similarity",
-    "duplicate_similarity", "fuse_score", "appearance_threshold", "proximity_threshold",
-    "ema_alpha", "adaptive_ema", "gallery_size", "gallery_budget", "mc_lambda", "nsa",
-    "delta_t", "inertia", "use_byte", "w_assoc_emb", "aw_param", "aw_off", "rescue",
-    "rescue_min_similarity",
+    "duplicate_similarity", "fuse_score", "gallery_size", "nsa",
+    "delta_t", "inertia", "use_byte", "aw_param", "aw_off",
     # sleap-nn lifts its linker's spatial gate after this many steps; sleapflow's linker has a
     # gap-dependent tolerance instead, so the key would mean something else here.
     "link_spatial_gate_frames",
@@ -110,7 +116,7 @@ def parse_mot_param(text: str) -> tuple[str, Any]:
         if raw not in PRESETS:
             raise ConfigError(f"--mot_param preset={raw}: choose one of {', '.join(PRESETS)}.")
         return key, raw
-    kind = _TRACKER_KEYS.get(key) or LINKING_KEYS.get(key)
+    kind = _TRACKER_KEYS.get(key) or LINKING_KEYS.get(key) or APPEARANCE_KEYS.get(key)
     if kind is None:
         if key in SLEAP_NN_ONLY_KEYS:
             raise ConfigError(f"--mot_param {key}: a sleap-nn parameter of trackers sleapflow "
@@ -133,6 +139,11 @@ def resolve_mot_params(tracker: str, texts: tuple[str, ...]) -> dict[str, Any]:
         ConfigError: a bad ``KEY=VALUE``, or a motion-tracker key with the classic tracker.
     """
     parsed = [parse_mot_param(t) for t in texts]
+    if tracker not in APPEARANCE_TRACKERS:
+        odd = [k for k, _ in parsed if k in APPEARANCE_KEYS]
+        if odd:
+            raise ConfigError(f"--mot_param {odd[0]} applies to the appearance trackers (--tracker "
+                              f"{' / '.join(APPEARANCE_TRACKERS)}), not --tracker {tracker}.")
     if tracker == "classic":
         odd = [k for k, _ in parsed if k not in LINKING_KEYS]
         if odd:
@@ -155,3 +166,8 @@ def linking_overrides(texts: tuple[str, ...]) -> dict[str, Any]:
     """The linking-only keys among ``texts`` (already validated), last one winning."""
     return {k: v for k, v in map(parse_mot_param, texts)
             if k in ("link_swap_correction", "body_size")}
+
+
+def appearance_overrides(texts: tuple[str, ...]) -> dict[str, Any]:
+    """The appearance keys among ``texts`` (already validated), last one winning."""
+    return {k: v for k, v in map(parse_mot_param, texts) if k in APPEARANCE_KEYS}

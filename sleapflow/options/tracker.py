@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal, get_args
 import msgspec
 
 from sleapflow.errors import ConfigError
-from sleapflow.options.mot import resolve_mot_params
+from sleapflow.options.mot import APPEARANCE_TRACKERS, resolve_mot_params
 from sleapflow.options.role import SLEAP_NN, SLEAPFLOW, Role
 from sleapflow.options.spelling import opt
 from sleapflow.options.validation import check_bounds
@@ -44,7 +44,7 @@ TRACKERS = ("classic", "sort", "bytetrack", "ocsort", "botsort", "deepsort", "st
             "deepocsort")
 #: The trackers that read each detection's appearance (re-ID) vector: they need an embedding
 #: model beside the pose models.
-APPEARANCE_TRACKERS = ("botsort", "deepsort", "strongsort", "deepocsort")
+# Defined beside the MOT parameters they read (sleapflow.options.mot); re-exported here.
 
 # Which feature representations each scoring function can compare. sleap-nn crashes (shape
 # errors) on the second processed frame for the other pairs; we refuse them up front instead.

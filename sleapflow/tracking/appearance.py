@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -88,8 +89,10 @@ class AppearanceParams:
     update_min_score: float = 0.5
 
     @classmethod
-    def for_tracker(cls, name: str, update_min_score: float = 0.5) -> AppearanceParams | None:
-        """The animal preset of ``name``; None for a tracker without appearance."""
+    def for_tracker(cls, name: str, update_min_score: float = 0.5,
+                    overrides: dict[str, Any] | None = None) -> AppearanceParams | None:
+        """The animal preset of ``name`` with ``overrides`` (``--mot_param`` keys) on top; None
+        for a tracker without appearance."""
         presets: dict[str, dict[str, object]] = {
             "botsort": {"ema_alpha": 0.8, "proximity_threshold": 0.5},
             "deepsort": {"gallery_budget": 30},
@@ -100,7 +103,7 @@ class AppearanceParams:
         if name not in presets:
             return None
         return cls(tracker=name, update_min_score=update_min_score,
-                   **presets[name])  # type: ignore[arg-type]
+                   **{**presets[name], **(overrides or {})})  # type: ignore[arg-type]
 
     def combine(self, geometric: np.ndarray, cosine: np.ndarray, min_similarity: float,
                 bonus: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sleapflow.options.mot import appearance_overrides
 from sleapflow.options.tracker import TrackerConfig
 from sleapflow.tracking.appearance import AppearanceMemory, AppearanceParams, base_tracker, unit_rows
 from sleapflow.tracking.kalman import ConstantVelocity, visible_centroid
@@ -139,7 +140,8 @@ class MotionTracker:
         self.config = config
         self.params = MotionParams.from_config(config)
         #: The appearance tracker's rules; None for sort / bytetrack / ocsort.
-        self.appearance = AppearanceParams.for_tracker(config.tracker, config.track_high_threshold)
+        self.appearance = AppearanceParams.for_tracker(config.tracker, config.track_high_threshold,
+                                                       appearance_overrides(config.mot_param))
         self.tracks: list[MotionTrack] = []
         self.next_id = 0
         self._nodes: np.ndarray | None = None

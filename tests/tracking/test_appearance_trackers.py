@@ -83,3 +83,22 @@ def test_frames_without_vectors_can_come_between_frames_with_them() -> None:
         cfg = TrackerConfig(candidates_method=method, max_tracks=2 if method == "local_queues"
                             else None, window_size=12, appearance_weight=0.5)
         assert switches(clip, cfg, mixed) == 0, method
+
+
+def test_mot_param_sets_the_appearance_knobs_only_for_appearance_trackers() -> None:
+    """sleap-nn's appearance MOTParams names reach the appearance trackers; a motion-only
+    tracker refuses them by name."""
+    from sleapflow.errors import ConfigError
+
+    tracker = make_tracker(TrackerConfig(tracker="botsort",
+                                         mot_param=("ema_alpha=0.5", "appearance_threshold=0.3")))
+    assert tracker.appearance is not None
+    assert (tracker.appearance.ema_alpha, tracker.appearance.appearance_threshold) == (0.5, 0.3)
+    default = make_tracker(TrackerConfig(tracker="botsort"))
+    assert default.appearance is not None and default.appearance.ema_alpha == 0.8
+    deep = make_tracker(TrackerConfig(tracker="deepsort", mot_param=("gallery_budget=7",)))
+    assert deep.appearance is not None and deep.appearance.gallery_budget == 7
+    with pytest.raises(ConfigError, match="appearance trackers"):
+        TrackerConfig(tracker="bytetrack", mot_param=("ema_alpha=0.5",))
+    with pytest.raises(ConfigError, match="expects a number"):
+        TrackerConfig(tracker="botsort", mot_param=("ema_alpha=fast",))
