@@ -122,16 +122,17 @@ class NumpyOnnxRunner:
             return None
         return _Session(session, names)
 
-    def prefetch(self) -> threading.Thread:
+    def prefetch(self, entries: list[tuple[tuple[int, ...], str]] | None = None) -> threading.Thread:
         """Open this model's cached sessions in a background thread, so that ONNX Runtime's
         graph optimisation overlaps with the decoder's start instead of following the first
         frame. Entries are found by their record (model digest and runtime version), whatever
         their input shape; a batch of another shape still opens or builds its own. A first
-        batch that arrives meanwhile waits for the thread instead of opening its shape twice."""
+        batch that arrives meanwhile waits for the thread instead of opening its shape twice.
+        ``entries``: :meth:`cached_shapes` when the caller has already listed them."""
         def run() -> None:
             with self._lock:
                 try:
-                    for shape, key in self.cached_shapes():
+                    for shape, key in (self.cached_shapes() if entries is None else entries):
                         if shape not in self._sessions:
                             session = self._open_entry(key)
                             if session is not None:

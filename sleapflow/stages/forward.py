@@ -90,11 +90,12 @@ class ModelForward:
 
             assert self.files is not None
             self.runner = NumpyOnnxRunner(self.files, self.loaded, threads=self.torch_threads)
-            if not self.runner.cached_shapes():
+            cached = self.runner.cached_shapes()
+            if not cached:
                 # Nothing cached for these bytes: the first batch exports through torch anyway,
                 # so load now and a bad checkpoint fails the run before any frame is decoded.
                 self.loaded()
-            self.runner.prefetch()  # sessions open while the decoder starts
+            self.runner.prefetch(cached)  # sessions open while the decoder starts
             return
         if self.torch_threads is not None:
             torch.set_num_threads(self.torch_threads)
