@@ -10,6 +10,7 @@ import msgspec
 import numpy as np
 import pytest
 import sleap_io as sio
+from tracking_helpers import assert_refused_before_running
 
 from sleapflow.cli.app import app, main
 from sleapflow.errors import ConfigError
@@ -177,13 +178,7 @@ def test_mot_param_presets_and_overrides() -> None:
 ])
 def test_bad_linking_options_fail_before_running(bad: list[str], reference: Path, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "out.slp"
-    out.write_bytes(b"keep me")
-    src = str(reference / "trackonly_default.slp")
-    assert main(["track", "-i", src, "-t", *bad, "-o", str(out)]) == 2
-    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert len(err) == 1 and err[0].startswith("Error:")
-    assert out.read_bytes() == b"keep me"
+    assert_refused_before_running(bad, reference, tmp_path, capsys)
 
 
 def test_new_options_have_help(capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sleap_io as sio
+from tracking_helpers import assert_refused_before_running
 
 from sleapflow.cli.app import main
 from sleapflow.evaluation.identity import evaluate_labels
@@ -126,10 +127,4 @@ def test_untracked_detections_clear_old_tracks_in_track_only(tmp_path: Path) -> 
 ])
 def test_bad_tracker_options_fail_before_running(bad: list[str], reference: Path, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "out.slp"
-    out.write_bytes(b"keep me")
-    src = str(reference / "trackonly_default.slp")
-    assert main(["track", "-i", src, "-t", *bad, "-o", str(out)]) == 2
-    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert len(err) == 1 and err[0].startswith("Error:")
-    assert out.read_bytes() == b"keep me"
+    assert_refused_before_running(bad, reference, tmp_path, capsys)
