@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import yaml
 
 from sleapflow.errors import ConfigError, ModelLoadError
+from sleapflow.models.config_file import read_yaml_mapping
 from sleapflow.models.file_schema import BACKBONE_STRUCTS, convert, first_non_null
 from sleapflow.models.schema import ConvNeXtConfig, SwinTConfig, UNetConfig
 
@@ -61,18 +61,6 @@ class _FilePre(msgspec.Struct, frozen=True):
     burn_in: bool = False
 
 
-def _load_yaml(path: Path) -> dict[str, Any]:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ModelLoadError(f"cannot read {path}: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    return raw
-
-
 def _head_type(raw: dict[str, Any]) -> str | None:
     heads = (raw.get("model_config") or {}).get("head_configs") or {}
     found = first_non_null(heads) if isinstance(heads, dict) else None
@@ -89,7 +77,7 @@ def is_embedding_folder(path: str | Path) -> bool:
     except OSError:  # a name too long, a folder it may not read: the model loader says so
         return False
     try:
-        return _head_type(_load_yaml(cfg)) == "embedding"
+        return _head_type(read_yaml_mapping(cfg)) == "embedding"
     except (ConfigError, ModelLoadError):
         return False
 
@@ -105,7 +93,7 @@ def read_embedding_config(model_dir: str | Path) -> EmbeddingModelConfig:
     if not (d / "best.ckpt").is_file() or not cfg_path.is_file():
         raise ModelLoadError(f"embedding model folder {str(d)!r} needs best.ckpt and training_config.yaml")
     source = str(cfg_path)
-    raw = _load_yaml(cfg_path)
+    raw = read_yaml_mapping(cfg_path)
     if _head_type(raw) != "embedding":
         raise ConfigError(f"{source}: not an embedding model (head_configs.embedding is null)")
     model = raw["model_config"]

@@ -6,9 +6,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from sleapflow.errors import ConfigError, ModelLoadError
+from sleapflow.errors import ConfigError
+from sleapflow.models.config_file import read_yaml_mapping
 from sleapflow.models.file_schema import (
     BACKBONE_STRUCTS,
     REQUIRED_SUBHEADS,
@@ -306,14 +305,7 @@ def config_from_yaml(cfg_path: str | Path) -> ModelConfig:
     cfg_path = Path(cfg_path)
     model_dir = cfg_path.parent
     source = str(cfg_path)
-    try:
-        raw = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ModelLoadError(f"cannot read {source}: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source} is not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level")
+    raw = read_yaml_mapping(cfg_path)
     tc = convert(raw, FileTrainingConfig, prefix="", source=source)
 
     bb = first_non_null(tc.model_config.backbone_config)

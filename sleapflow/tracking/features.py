@@ -7,7 +7,6 @@ tracker turns NaN similarities into infinite costs, so no warning is useful here
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 __all__ = (
@@ -67,6 +66,8 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     if img.ndim == 3 and img.shape[-1] == 1:
         img = img[..., 0]
     elif img.ndim == 3 and img.shape[-1] >= 3:
+        import cv2  # OpenCV loads with the image feature only, not with every tracker
+
         img = cv2.cvtColor(np.ascontiguousarray(img[..., :3]), cv2.COLOR_RGB2GRAY)
     elif img.ndim != 2:
         raise ValueError(f"expected an (H, W) or (H, W, C) image, got shape {img.shape}")
@@ -89,6 +90,8 @@ def image_patches(points: np.ndarray, image: np.ndarray | None) -> np.ndarray:
     out = np.full((n, IMAGE_PATCH_SIZE * IMAGE_PATCH_SIZE), np.nan)
     if n == 0:
         return out
+    import cv2
+
     gray = to_gray(image)
     height, width = gray.shape
     boxes = bboxes(points)

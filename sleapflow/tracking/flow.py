@@ -8,14 +8,15 @@ tracker keeps, so a frame is converted and resized once instead of once per comp
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 __all__ = ("LK_CRITERIA", "prepare_image", "shift_points")
 
 
-#: Lucas-Kanade stopping criteria used by sleap-nn: 30 iterations or a 0.01 px step.
-LK_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01)
+#: Lucas-Kanade stopping criteria used by sleap-nn: 30 iterations or a 0.01 px step
+#: (``cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT`` is 2 | 1; spelled out so that importing
+#: the tracker does not load OpenCV, which only the flow tracker needs).
+LK_CRITERIA = (2 | 1, 30, 0.01)
 
 
 def prepare_image(image: np.ndarray, scale: float = 1.0) -> np.ndarray:
@@ -26,6 +27,8 @@ def prepare_image(image: np.ndarray, scale: float = 1.0) -> np.ndarray:
     usual (H, W, 3) frames stay 3-channel, which OpenCV's LK accepts); the image is resized by
     ``scale`` with OpenCV's default bilinear interpolation.
     """
+    import cv2
+
     img = np.asarray(image)
     if np.issubdtype(img.dtype, np.floating):
         img = img.astype(np.uint8)
@@ -45,6 +48,8 @@ def shift_points(points: np.ndarray, ref_image: np.ndarray, new_image: np.ndarra
     Both images must come from :func:`prepare_image` with the same ``scale``. Points OpenCV could
     not follow (status 0: missing, outside the image, lost) come back NaN.
     """
+    import cv2
+
     n, n_nodes = points.shape[:2]
     if n == 0 or n_nodes == 0:
         return np.empty_like(points, dtype=np.float32)

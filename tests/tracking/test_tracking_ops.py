@@ -227,3 +227,18 @@ def test_match_dispatch() -> None:
         assert sorted(zip(rows.tolist(), cols.tolist())) == [(0, 0), (1, 1)]
     with pytest.raises(ValueError):
         matching.match("auction", cost)
+
+
+def test_flow_criteria_are_opencvs_and_the_tracker_loads_without_opencv() -> None:
+    import subprocess
+    import sys
+
+    import cv2
+
+    from sleapflow.tracking import flow
+
+    assert flow.LK_CRITERIA[0] == cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT
+    code = ("import sys, sleapflow.tracking, sleapflow.tracking.flow, sleapflow.tracking.features; "
+            "print('cv2' in sys.modules)")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "False"
