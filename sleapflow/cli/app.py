@@ -102,6 +102,9 @@ def track(
     ] = "TERM,USR1",
 ) -> int:
     """Run pose inference on a video or labels file and write a .slp (sleap-nn track compatible)."""
+    from sleapflow.lazy import import_sleap_io_media
+
+    import_sleap_io_media()
     options = {"data_path": data_path, **option_values(inference)}
     resume = options.pop("resume")  # the job's, not the config's: plan_job takes it
     model_paths, output_path = options["model_paths"], options["output_path"]
