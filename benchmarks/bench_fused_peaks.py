@@ -3,14 +3,13 @@
 For each graph, ``sleapflow bench``'s measurement (:func:`sleapflow.bench.harness.run_bench`,
 warm-up excluded, no serial baseline) runs with the peak finding fused into the exported graph
 and with ``--host_peaks`` (the runtime returns maps; torch finds the peaks), alternating
-fused / maps / maps / fused ... so drift on a shared machine hits both alike. Graphs whose
-models all have a torch-free numpy path (``sleapflow.graphs.common.HOST_ARRAY_MODELS``: fp32
-ONNX Runtime on the CPU runs them on numpy arrays end to end, which is what ``track`` does by
-default there) are also measured on that path ("numpy"); the fused and maps runs then switch
-it off for the run, so they measure what the exporting path does on other runtimes. The
-report quotes the median frames/s of each, their ratios, and the busy time per frame of the
-forward and peak stages (where the work moved). The export cache is warmed first, so no
-side pays an export.
+fused / maps / maps / fused ... so drift on a shared machine hits both alike. Graphs that
+fp32 ONNX Runtime on the CPU runs on numpy arrays end to end (the torch-free path, what
+``track`` does by default there; see ``sleapflow.graphs.common.host_arrays``) are also
+measured on that path ("numpy"); the fused and maps runs then switch it off for the run, so
+they measure what the exporting path does on other runtimes. The report quotes the median
+frames/s of each, their ratios, and the busy time per frame of the forward and peak stages
+(where the work moved). The export cache is warmed first, so no side pays an export.
 
 Example (the command the RESULTS.md section names)::
 
@@ -68,10 +67,18 @@ def _numpy_path(on: bool) -> Iterator[None]:
 
 
 def has_numpy_path(graph: str) -> bool:
-    """Whether every model of ``graph``'s case runs on numpy arrays by default (CPU, fp32 ONNX)."""
-    from sleapflow.graphs.common import HOST_ARRAY_MODELS
+    """Whether ``graph``'s case, as built for fp32 ONNX Runtime on the CPU, runs every forward
+    stage on numpy arrays."""
+    from sleapflow.graphs.build import prepare
+    from sleapflow.graphs.common import is_forward
+    from sleapflow.options.config import InferenceConfig
 
-    return all(m in HOST_ARRAY_MODELS for m in CASES[graph][1])
+    data, models = CASES[graph]
+    cfg = InferenceConfig(data_path=str(ASSETS / data), device="cpu", runtime="onnx",
+                          model_paths=tuple(str(ASSETS / f"{CKPT}{m}") for m in models))
+    run = prepare(cfg)
+    forwards = [s for s in run.graph.build(run.ctx, None) if is_forward(s)]
+    return bool(forwards) and all(s.fn.host_arrays for s in forwards)
 
 
 def measure(graph: str, *, frames: int, warmup: int, rounds: int, batch_size: int) -> dict[str, Any]:
