@@ -184,5 +184,5 @@ def score_paf_lines(
             per_point = vx * ux[:, None] + vy * uy[:, None]
             penalty = np.minimum(max_edge_length * (np.float32(1.0) / length) - np.float32(1.0),
                                  np.float32(0.0)) * weight
-        scores[sl] = _row_sum(per_point) / np.float32(n_points) + penalty
+            scores[sl] = _row_sum(per_point) / np.float32(n_points) + penalty
     return cand

@@ -1,5 +1,4 @@
-"""Numpy PAF line scoring (sleapflow.ops.host_paf) against the torch form, and the bottom-up
-peak stage on numpy maps against torch maps."""
+"""Numpy PAF line scoring (ops.host_paf) and the bottom-up peak stage on numpy maps, against torch."""
 
 from __future__ import annotations
 
