@@ -40,7 +40,7 @@ import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Literal, TypeAlias
+from typing import Literal, ParamSpec, TypeAlias, TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -77,10 +77,14 @@ _CHUNK = 1 << 17
 Array: TypeAlias = "torch.Tensor | np.ndarray"
 
 
-def _no_grad(fn: Callable[..., Any]) -> Callable[..., Any]:
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _no_grad(fn: Callable[_P, _R]) -> Callable[_P, _R]:
     """``torch.no_grad()`` as a decorator that imports torch at the first call, not here."""
     @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         with torch.no_grad():
             return fn(*args, **kwargs)
 
