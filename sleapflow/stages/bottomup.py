@@ -8,7 +8,7 @@ CPU) are read with numpy throughout, so such a run never imports torch.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import numpy as np
@@ -22,8 +22,11 @@ from sleapflow.ops.paf import PafScores, group_batch, paf_edge_order, score_paf_
 from sleapflow.ops.peaks import find_local_peaks
 from sleapflow.stages.peaks import PeakSettings
 
-# torch loads on first use: a run on ONNX Runtime with a warm export cache never needs it.
-torch = lazy_module("torch")
+if TYPE_CHECKING:
+    import torch
+else:
+    # torch loads on first use: a run on ONNX Runtime with a warm export cache never needs it.
+    torch = lazy_module("torch")
 
 __all__ = ("ClassMapGrouping", "PafGrouping", "PafPeaks", "PeakBatch")
 
