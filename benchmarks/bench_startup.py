@@ -1,6 +1,6 @@
 """Time to first pose: a whole ``track`` process on one frame, with a warm export cache.
 
-    python benchmarks/bench_startup.py [--runs 7] [--model DIR] [--synthetic] [--peer PATH]
+    python benchmarks/bench_startup.py [--runs 7] [--model DIR] [--synthetic] [--data VIDEO] [--peer PATH]
 
 Each run is a fresh process (``python -m sleapflow track``, or the reference's ``sleap-nn
 track`` with ``--peer``) from start to exit, the one frame's .slp written: what a user waits for
@@ -11,9 +11,13 @@ and the bytecode cache (``PYTHONPYCACHEPREFIX``, a private folder), as an instal
 ``--synthetic`` writes a tiny single-instance model without input scaling (its preprocessing
 needs no resize); the default model is the shared test model, whose input size match and
 scale 0.5 resize every frame (with the numpy copy of torch's kernel on the torch-free path).
-The table says whether each run imported torch. A last row, "libraries only", is a process that
-imports just the third-party modules a warm-cache run loads (see ``_FLOOR``) and exits: the part
-of the figure that sleapflow's own code cannot remove.
+``--data`` tracks the first frame of a real clip instead of the synthetic one: a bottom-up
+model then finds animals, so the run includes its PAF scoring and grouping, e.g.
+``--model ../shared/assets/model_ckpts/minimal_instance_bottomup --data
+../shared/assets/datasets/centered_pair_small.mp4``. The table says whether each run imported
+torch. A last row, "libraries only", is a process that imports just the third-party modules a
+warm-cache run loads (see ``_FLOOR``) and exits: the part of the figure that sleapflow's own
+code cannot remove.
 """
 
 from __future__ import annotations
@@ -64,6 +68,8 @@ def main() -> int:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--synthetic", action="store_true",
                         help="a tiny single-instance model without input scaling, written here")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="a video whose first frame is tracked (default: a synthetic 320x560 clip)")
     parser.add_argument("--runtimes", default="onnx,torch",
                         help="sleapflow runtimes to time, comma-separated")
     parser.add_argument("--peer", type=Path, default=None,
@@ -81,7 +87,8 @@ def main() -> int:
                                           filters=16, max_stride=16, scale=1.0)
         # Two frames, the first predicted: sleap-io reports a one-frame MPEG-4 clip as empty,
         # which the reference refuses to read.
-        clip = write_synthetic_video(tmpdir / "one.mp4", n_frames=2, height=320, width=560)
+        clip = args.data.resolve() if args.data is not None else write_synthetic_video(
+            tmpdir / "one.mp4", n_frames=2, height=320, width=560)
         env = {**os.environ, "SLEAPFLOW_CACHE_DIR": str(tmpdir / "cache"),
                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
                # Bytecode cached (outside the checkout) as an installed package has it: with
@@ -107,8 +114,9 @@ def main() -> int:
                 seconds, torch = _run(cmd, env)
                 times[name].append(seconds)
                 loaded[name].add(torch)
-    print(f"model {model if not args.synthetic else 'synthetic (scale 1.0)'}; one 320x560 frame "
-          f"(--frames 0 of a two-frame clip); "
+    frame = (f"frame 0 of {args.data}" if args.data is not None else
+             "one 320x560 frame (--frames 0 of a two-frame clip)")
+    print(f"model {model if not args.synthetic else 'synthetic (scale 1.0)'}; {frame}; "
           f"{args.runs} runs each, alternating; load average {os.getloadavg()[0]:.1f}")
     print(f"{'tool':<20} {'median s':>9} {'min s':>7} {'max s':>7}  torch imported")
     for name, values in times.items():

@@ -10,6 +10,7 @@ from sleapflow.graphs.common import (
     GraphDecl,
     batch_stage,
     forward_stages,
+    host_arrays,
     preprocess_plan,
     preprocess_stage,
 )
@@ -32,7 +33,7 @@ def paf_edges(config: ModelConfig) -> list[tuple[int, int]]:
 
 
 def build_bottomup(ctx: BuildContext, raw: RawOptions | None = None) -> list[Any]:
-    # Imported here: PAF grouping needs torch, which graphs that never group should not load.
+    # Imported here: graphs that never group need not load scipy's matching or these stages.
     from sleapflow.stages.bottomup import PafGrouping, PafPeaks
 
     ref = ctx.models["bottomup"]
@@ -49,8 +50,12 @@ def build_bottomup(ctx: BuildContext, raw: RawOptions | None = None) -> list[Any
                            min_instance_peaks=ctx.grouping.min_instance_peaks,
                            max_instances=ctx.peak_options.max_instances)
     workers = ctx.execution.postprocess_workers
-    stages: list[Any] = [batch_stage(ctx), preprocess_stage(ctx, plan),
-                         *forward_stages(ctx, ref, fuse=ctx.fuse(peaks, raw))]
+    # Numpy arrays end to end (ONNX Runtime on the CPU, no torch) unless the raw dicts want
+    # torch's; off that path the exporting runtime may find the peaks itself.
+    numpy = raw is None and host_arrays(ctx, ref)
+    stages: list[Any] = [batch_stage(ctx), preprocess_stage(ctx, plan, numpy=numpy),
+                         *forward_stages(ctx, ref, numpy=numpy,
+                                         fuse=None if numpy else ctx.fuse(peaks, raw))]
     if raw is not None:
         stages.append(MapStage("raw", BottomUpRawDict(peaks, grouping, raw), limiter=ctx.cpu_limiter))
         return stages

@@ -241,7 +241,7 @@ def batch_stage(ctx: BuildContext, name: str = "batch") -> BatchStage:
 #: Model types whose post-processing runs on numpy arrays (see :func:`host_arrays`). Heads that
 #: end in an activation (class maps, class vectors) leave it to torch, so multi-class models
 #: are not here.
-HOST_ARRAY_MODELS = ("single_instance", "centroid", "centered_instance")
+HOST_ARRAY_MODELS = ("single_instance", "centroid", "centered_instance", "bottomup")
 
 
 def host_arrays(ctx: BuildContext, ref: ModelRef) -> bool:

@@ -7,6 +7,7 @@ Three steps, split by where they run:
    Numerically it mirrors ``sleap_nn.inference.ops.paf.score_paf_lines_batch`` op for op (same
    interpolation with the float32-eps denominator, torch half-to-even rounding, clamping, matmul,
    mean and distance penalty), so per-candidate scores agree with the reference on the same device.
+   :func:`sleapflow.ops.host_paf.score_paf_lines` is its numpy form for ONNX Runtime's maps.
 2. :func:`group_instances` (numpy + scipy, on the host, one frame): per edge, Hungarian matching of
    the candidates (``linear_sum_assignment`` on ``-score``), then SLEAP's greedy assembly of matched
    connections into instances in BFS edge order, ``min_instance_peaks`` and instance scores.
@@ -34,18 +35,22 @@ Known, deliberate differences from the reference (listed for docs/COMPATIBILITY.
 
 from __future__ import annotations
 
+import functools
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, ParamSpec, TypeAlias, TypeVar
 
 import numpy as np
-import torch
 from numpy.typing import ArrayLike, NDArray
 
 from sleapflow.errors import ModelLoadError
+from sleapflow.lazy import lazy_module
 from sleapflow.ops.filters import order_for_max_instances
+
+# torch loads on first use: grouping (numpy) also serves runs that never import torch.
+torch = lazy_module("torch")
 
 
 def linear_sum_assignment(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -69,7 +74,21 @@ _INTERP_DENOM = 1.0 + float(np.finfo(np.float32).eps)
 # when a frame has hundreds of peaks per node, without changing any result.
 _CHUNK = 1 << 17
 
-Array = torch.Tensor | np.ndarray
+Array: TypeAlias = "torch.Tensor | np.ndarray"
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _no_grad(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """``torch.no_grad()`` as a decorator that imports torch at the first call, not here."""
+    @functools.wraps(fn)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with torch.no_grad():
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +144,7 @@ def _empty_scores(device: torch.device) -> PafScores:
     return PafScores(z, z, z, z, z, z, torch.zeros(0, dtype=torch.float32, device=device))
 
 
-@torch.no_grad()
+@_no_grad
 def score_paf_lines(
     pafs: torch.Tensor,
     points: torch.Tensor,
@@ -576,7 +595,9 @@ def group_instances(
 
 
 def _to_numpy(x: ArrayLike | torch.Tensor) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
+    if isinstance(x, np.ndarray):
+        return x
+    if hasattr(x, "detach"):  # a torch tensor: checked by duck type so numpy input never imports torch
         return x.detach().cpu().numpy()
     return np.asarray(x)
 

@@ -2,24 +2,31 @@
 
 The device part (peaks, refinement, line scoring) and the host part (Hungarian matching and
 assembly) are separate stages so grouping overlaps the next forward pass, and can run in several
-worker threads when it is the slow part.
+worker threads when it is the slow part. Maps that arrive as numpy arrays (ONNX Runtime on the
+CPU) are read with numpy throughout, so such a run never imports torch.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import numpy as np
-import torch
 
 from sleapflow.backends.fused import DEFAULT_TOP_K, FusedPeaks, local_peak_list
+from sleapflow.lazy import lazy_module
 from sleapflow.messages import FrameInfo, FramePrediction, ModelOutput
-from sleapflow.ops.caps import MAX_PEAKS_PER_PART, cap_peaks
-from sleapflow.ops.identity import class_slot_order, classify_peaks_from_maps
+from sleapflow.ops import host_paf, host_peaks
+from sleapflow.ops.caps import MAX_PEAKS_PER_PART, cap_host_peaks, cap_peaks
 from sleapflow.ops.paf import PafScores, group_batch, paf_edge_order, score_paf_lines
 from sleapflow.ops.peaks import find_local_peaks
 from sleapflow.stages.peaks import PeakSettings
+
+if TYPE_CHECKING:
+    import torch
+else:
+    # torch loads on first use: a run on ONNX Runtime with a warm export cache never needs it.
+    torch = lazy_module("torch")
 
 __all__ = ("ClassMapGrouping", "PafGrouping", "PafPeaks", "PeakBatch")
 
@@ -60,6 +67,9 @@ class PafPeaks:
         return _fused_local(self.peaks, self.cms_head, self.cms_stride)
 
     def __call__(self, out: ModelOutput) -> PeakBatch:
+        pafs = out.heads[self.paf_head]
+        if isinstance(pafs, np.ndarray):
+            return self._host(out, pafs)
         with torch.inference_mode():
             points, vals, samples, channels = _local_peaks(out, self.cms_head, self.cms_stride,
                                                            self.peaks)
@@ -72,6 +82,28 @@ class PafPeaks:
                          points=points.cpu().numpy(), vals=vals.cpu().numpy(),
                          sample_inds=samples.cpu().numpy(), channel_inds=channels.cpu().numpy(),
                          scores=scores.to_numpy() if isinstance(scores, PafScores) else scores)
+
+    def _host(self, out: ModelOutput, pafs: np.ndarray) -> PeakBatch:
+        """:meth:`__call__` on numpy maps: torch's candidates and scores for the same peaks
+        (numpy's refinement sums in another order: peaks agree within ~1e-5 px)."""
+        found = out.head_peaks(self.cms_head)
+        if found is not None:
+            points, vals, samples, channels = local_peak_list(found)
+        else:
+            cms = out.heads[self.cms_head]
+            points, vals, samples, channels = host_peaks.find_local_peaks(
+                cms, self.peaks.threshold, refinement=self.peaks.refinement,
+                patch_size=self.peaks.patch_size)
+            points, vals, samples, channels = cap_host_peaks(
+                points, vals, samples, channels, MAX_PEAKS_PER_PART, n_channels=cms.shape[1],
+                what="peaks of one part in a frame")
+            points = points * np.float32(self.cms_stride)
+        scores = host_paf.score_paf_lines(pafs, points, samples, channels, self.edge_inds,
+                                          pafs_stride=self.paf_stride, n_points=self.n_points,
+                                          max_edge_length_ratio=self.max_edge_length_ratio,
+                                          dist_penalty_weight=self.dist_penalty_weight)
+        return PeakBatch(seq=out.seq, frames=out.frames, eff_scale=out.eff_scale, points=points,
+                         vals=vals, sample_inds=samples, channel_inds=channels, scores=scores)
 
 
 def _fused_local(peaks: PeakSettings, head: str, stride: int) -> FusedPeaks:
@@ -153,6 +185,9 @@ class ClassMapGrouping:
         return _fused_local(self.peaks, self.cms_head, self.cms_stride)
 
     def __call__(self, out: ModelOutput) -> list[FramePrediction]:
+        # Class maps come from torch's side (exports leave their sigmoid to it): torch is loaded.
+        from sleapflow.ops.identity import class_slot_order, classify_peaks_from_maps
+
         with torch.inference_mode():
             points, vals, samples, channels = _local_peaks(out, self.cms_head, self.cms_stride,
                                                            self.peaks)

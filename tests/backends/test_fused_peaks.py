@@ -177,12 +177,18 @@ def test_overflowing_top_k_falls_back_to_maps(assets: Path, export_root: Path,
 ])
 def test_graphs_offer_their_peak_finding_unless_host_peaks(models: tuple[str, ...],
                                                            fused: dict[str, tuple[bool, int]],
-                                                           assets: Path) -> None:
+                                                           assets: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Each graph hands its forward stages the peak stage's own parameters (local or global,
     the top-k: max_instances for centroids, else the default); --host_peaks hands none."""
+    from sleapflow.graphs import common
     from sleapflow.graphs.build import prepare
     from sleapflow.graphs.common import is_forward
     from sleapflow.options.config import InferenceConfig
+
+    # fp32 ONNX Runtime on the CPU keeps host-array models on numpy (no export to fuse into);
+    # with none of them, the graphs take the exporting path they take on other devices.
+    monkeypatch.setattr(common, "HOST_ARRAY_MODELS", ())
 
     def offers(host_peaks: bool) -> dict[str, FusedPeaks | None]:
         cfg = InferenceConfig(data_path=str(assets / MICE), device="cpu", runtime="onnx",
