@@ -9,8 +9,10 @@ over ``udp://127.0.0.1`` at its frame rate, looping for ``--seconds``, into ``sl
 published message) is collected, the first ``--warmup`` frames left out (model warm-up, the
 stream's probe). Beside it, ``sleapflow bench GRAPH --batch_size 1`` on the same clip and models
 gives the batch-1 forward-only time of the graph's runtime. Prints p50/p95/p99, frames dropped,
-and the issue's target (p99 <= 1.5 x forward + 5 ms). ``--tiny`` is a seconds-long check that the
-script runs.
+and the issue's target (p99 <= 1.5 x forward + 5 ms); then, per run, where the time went: the
+first second of results, the sender's lateness (each packet's real send time against its due
+time), the graph's own time and ``track --stats``' latency segments (p50/p99 per seam, and
+what the p99 frames are made of). ``--tiny`` is a seconds-long check that the script runs.
 """
 
 from __future__ import annotations
@@ -64,22 +66,75 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
+def _segment_rows(report: str) -> list[str]:
+    """The latency-segment table of ``track --stats`` (its header, rule and rows)."""
+    lines = report.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("latency segment"):
+            end = next((j for j in range(i + 2, len(lines)) if not lines[j].strip()), len(lines))
+            return lines[i:end]
+    return []
+
+
+def _sender_shift(poses: list[dict[str, Any]], sent_pts: dict[int, float]) -> int | None:
+    """The constant (ms) the muxer added to the sender's timestamps, found as the shift that
+    matches the most received frames to sent packets."""
+    got = [round(m["pts"] * 1000) for m in poses if m.get("pts") is not None]
+    if not got or not sent_pts:
+        return None
+    probe = got[: min(len(got), 30)]
+    best, best_hits = None, 0
+    for first in probe[:3]:
+        for p in sent_pts:
+            shift = first - p
+            hits = sum((g - shift) in sent_pts for g in probe)
+            if hits > best_hits:
+                best, best_hits = shift, hits
+    return best
+
+
+def _attribute(poses: list[dict[str, Any]], log: list[tuple[float, float, float]],
+               warmup: int) -> dict[str, list[float]]:
+    """Per frame after ``warmup``: the sender's lateness (sent minus due), the graph's own
+    time (result minus decoded here) and the latency against the real send time (result
+    minus sent; it includes the transport the clock mapping leaves out), in ms."""
+    sent = {round(p * 1000): (due, real) for p, due, real in log}
+    shift = _sender_shift(poses, {k: v[1] for k, v in sent.items()})
+    out: dict[str, list[float]] = {"late": [], "graph": [], "from_send": []}
+    for m in poses:
+        if m["seq"] < warmup or m.get("result_time") is None:
+            continue
+        out["graph"].append((m["result_time"] - m["arrival_time"]) * 1000.0)
+        if shift is None or m.get("pts") is None:
+            continue
+        match = sent.get(round(m["pts"] * 1000) - shift)
+        if match is not None:
+            due, real = match
+            out["late"].append((real - due) * 1000.0)
+            out["from_send"].append((m["result_time"] - real) * 1000.0)
+    return out
+
+
 def _live_run(graph: str, clip: Path, loops: int, warmup: int,
               extra: list[str]) -> dict[str, Any]:
-    """One live run: the latencies of the frames after ``warmup``, and the run's drops."""
+    """One live run: the latencies of the frames after ``warmup``, the run's drops, where the
+    time went (``--stats``' latency segments) and the sender's timing."""
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "sleapflow", "track", "-i", f"udp://127.0.0.1:{port}",
                *(a for m in _models(graph) for a in ("-m", m)), "-o", str(Path(tmp) / "live.slp"),
-               "--publish", "-", "--stream_timeout", "2", *extra]
+               "--publish", "-", "--stream_timeout", "2", "--stats", *extra]
         messages: list[dict[str, Any]] = []
-        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                              env=_env()) as proc:
+        sent_log: list[tuple[float, float, float]] = []
+        report_path = Path(tmp) / "report.txt"
+        with report_path.open("w") as report, \
+                subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=report, env=_env()) as proc:
             assert proc.stdout is not None
 
             def send() -> None:
                 wait_udp_bound(port, timeout=120)
-                stream_packets(clip, f"udp://127.0.0.1:{port}?pkt_size=1316", loops=loops)
+                stream_packets(clip, f"udp://127.0.0.1:{port}?pkt_size=1316", loops=loops,
+                               log=sent_log)
 
             sender = threading.Thread(target=send, daemon=True)
             sender.start()
@@ -87,11 +142,23 @@ def _live_run(graph: str, clip: Path, loops: int, warmup: int,
                 messages.append(json.loads(line))
             proc.wait()
             sender.join()
+        report_text = report_path.read_text()
     poses = [m for m in messages if m["type"] == "poses"]
     end = messages[-1] if messages and messages[-1]["type"] == "end" else {"dropped": None}
     kept = [m["latency_ms"] for m in poses if m["seq"] >= warmup]
+    # The first second of results apart from the rest: a slow start shows here.
+    t0 = poses[0]["result_time"] if poses else 0.0
+    first = [m["latency_ms"] for m in poses if m["result_time"] - t0 < 1.0]
     return {"frames": len(poses), "timed": len(kept), "dropped": end["dropped"],
-            "latencies": kept}
+            "latencies": kept, "first_second": first,
+            "segments": _segment_rows(report_text), **_attribute(poses, sent_log, warmup)}
+
+
+def _pct(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    p50, p99, top = np.percentile(np.asarray(values, dtype=np.float64), (50, 99, 100))
+    return f"p50 {p50:.1f}, p99 {p99:.1f}, max {top:.1f} ms ({len(values)} frames)"
 
 
 def main() -> int:
@@ -107,6 +174,7 @@ def main() -> int:
         args.seconds, args.warmup, args.runs = 2.0, 5, 1
     extra = ["--runtime", args.runtime] if args.runtime else []
     rows = []
+    details: list[tuple[str, list[dict[str, Any]]]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for graph in args.graph:
             video, _ = GRAPHS[graph]
@@ -123,6 +191,7 @@ def main() -> int:
             rows.append((graph, runtime, forward, p50, p95, p99, target,
                          statistics.median(r["dropped"] or 0 for r in runs),
                          sum(r["frames"] for r in runs), int(lat.size)))
+            details.append((graph, runs))
     print(f"{'graph':<16}{'runtime':<9}{'fwd b1 ms':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
           f"{'target':>9}{'dropped':>9}{'frames':>8}{'timed':>7}")
     for g, rt, fwd, p50, p95, p99, target, dropped, frames, timed in rows:
@@ -130,6 +199,16 @@ def main() -> int:
         print(f"{g:<16}{rt:<9}{fwd:>10.1f}{p50:>9.1f}{p95:>9.1f}{p99:>9.1f}{target:>9.1f}"
               f"{dropped:>9}{frames:>8}{timed:>7}  {mark}")
     print(f"load average {os.getloadavg()[0]:.1f}; stream 30 fps over udp loopback, MPEG-TS")
+    for graph, runs in details:
+        for i, r in enumerate(runs):
+            print(f"\n{graph}, run {i + 1}: where the time went (after the first {args.warmup} "
+                  "frames unless said)")
+            print(f"  first second of results (warm-up included): {_pct(r['first_second'])}")
+            print(f"  sender lateness (sent - due):               {_pct(r['late'])}")
+            print(f"  graph (result - decoded here):              {_pct(r['graph'])}")
+            print(f"  result - real send time:                    {_pct(r['from_send'])}")
+            for line in r["segments"]:
+                print(f"  {line}")
     return 0
 
 

@@ -510,7 +510,9 @@ def build_graph(run: PreparedRun, *, source: Any = None, sink: Any = None,
     description = run.graph.description + (" (raw arrays)" if raw is not None else "")
     meta = {"model_types": sorted(run.ctx.models), "device": run.ctx.device,
             "runtime": run.ctx.runtime.name if run.ctx.runtime is not None else None}
-    return chain(run.graph_name, stages, sizes, description=description, meta=meta)
+    # A live run's frames are stamped at every seam, so its latency can be split by stage.
+    return chain(run.graph_name, stages, sizes, description=description, meta=meta,
+                 seams=run.latency)
 
 
 def run_provenance(run: PreparedRun, labels: sio.Labels, *, started: datetime,

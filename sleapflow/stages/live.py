@@ -311,5 +311,5 @@ class ResultTap:
 
     def _stamp(self, pred: FramePrediction, now: float) -> FramePrediction:
         if pred.capture_time is not None:
-            self.meter.add(pred.capture_time, now)
+            self.meter.add(pred.capture_time, now, seq=pred.seq, arrival_time=pred.arrival_time)
         return msgspec.structs.replace(pred, result_time=now)
