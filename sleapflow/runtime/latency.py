@@ -100,13 +100,16 @@ class LatencyMeter:
     (``serve``'s per-stream stats, the end-of-run summary). ``clock`` must be the clock of
     the frames' capture and arrival times (``time.time``)."""
 
-    __slots__ = ("_clock", "_columns", "_latencies", "_open", "_totals", "dropped", "stale")
+    __slots__ = ("_clock", "_columns", "_latencies", "_open", "_totals", "dropped", "stale",
+                 "untimed_below")
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._latencies: list[float] = []
         self.dropped = 0
         self.stale = 0
+        #: Frames numbered below this warmed the graph up: their results are not timed.
+        self.untimed_below = 0
         #: Frames in the graph: their seam stamps so far (seam -> time), in passing order.
         self._open: dict[int, dict[str, float]] = {}
         #: Per segment, its duration (s) for every timed frame that has stamps, NaN where a
@@ -117,9 +120,12 @@ class LatencyMeter:
 
     def add(self, capture_time: float, result_time: float, *, seq: int | None = None,
             arrival_time: float | None = None) -> None:
-        """Frame ``seq``'s result is out: its latency, and its segments when it was stamped."""
-        self._latencies.append(result_time - capture_time)
+        """Frame ``seq``'s result is out: its latency, and its segments when it was stamped
+        (a warm-up frame's, below :attr:`untimed_below`, is not counted)."""
         stamps = self._open.pop(seq, None) if seq is not None else None
+        if seq is not None and seq < self.untimed_below:
+            return
+        self._latencies.append(result_time - capture_time)
         if seq is not None and self._open:
             # Results come in order: an older frame still open left no result; forget it.
             for old in [s for s in self._open if s < seq]:

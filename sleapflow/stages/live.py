@@ -28,13 +28,14 @@ __all__ = ("FrameWindow", "LiveSource", "ResultTap")
 log = get_logger(__name__)
 
 class FrameWindow:
-    """Credits for the frames a live source may have in its graph at once (latency mode).
+    """Credits for the batches a live source may have in its graph at once (latency mode).
 
-    The source takes a credit per frame it sends; the result tap gives back the credits of
-    every frame up to the one whose result it has (a frame that left no result is given back
-    with the next one). Frames the source cannot send yet wait in its buffer, where the
-    oldest are dropped: so no frame waits in a queue inside the graph behind others.
-    Both sides run on the event loop."""
+    The source takes a credit per group of frames it sends back to back (what was waiting
+    when the credit came: the greedy batch stage makes them one batch), and the result tap
+    gives back the credit of every group up to the frame whose result it has (a frame that
+    left no result is given back with the next one). Frames the source cannot send yet wait
+    in its buffer, where the oldest are dropped: so no frame waits in a queue inside the
+    graph behind another batch. Both sides run on the event loop."""
 
     #: A frame that never comes back (a graph that drops it and then nothing else) must not
     #: stop the source for good: after this long without a credit it sends anyway.
@@ -44,23 +45,51 @@ class FrameWindow:
         self.limit = max(1, limit)
         self.sent = 0
         self.done = 0
+        #: The last frame (send order) of each group in flight, oldest first.
+        self._groups: deque[int] = deque()
         self._room: anyio.Event | None = None
 
     @property
     def in_flight(self) -> int:
-        return self.sent - self.done
+        """Groups (batches) sent whose results are not all out."""
+        return len(self._groups)
 
     async def acquire(self) -> None:
+        """Wait for room, then count the next frame sent as the first of a new group."""
         with anyio.move_on_after(self.STALL_S):
             while self.in_flight >= self.limit:
                 self._room = room = anyio.Event()
                 await room.wait()
         self.sent += 1
+        self._groups.append(self.sent - 1)
+
+    def extend(self) -> None:
+        """Count the next frame sent in the group the last :meth:`acquire` opened."""
+        self.sent += 1
+        if self._groups:
+            self._groups[-1] = self.sent - 1
+        else:
+            self._groups.append(self.sent - 1)
+
+    #: The longest the warm-up frame is waited for (an export cache miss builds its session
+    #: meanwhile); a frame that leaves no result is never given back, and must not stop the run.
+    WARM_S = 60.0
+
+    async def drained(self, stopped: threading.Event) -> None:
+        """Wait until every frame sent has its result (or the source is stopped)."""
+        with anyio.move_on_after(self.WARM_S):
+            while self.in_flight > 0 and not stopped.is_set():
+                self._room = room = anyio.Event()
+                # stop() cannot wake this wait: look at the flag now and then.
+                with anyio.move_on_after(0.1):
+                    await room.wait()
 
     def release_through(self, seq: int) -> None:
         """The result of frame ``seq`` (numbered from 0 in send order) is out."""
         if seq + 1 > self.done:
             self.done = min(seq + 1, self.sent)
+            while self._groups and self._groups[0] < self.done:
+                self._groups.popleft()
             room, self._room = self._room, None
             if room is not None:
                 room.set()
@@ -92,6 +121,15 @@ class _FrameBuffer:
                     self.cond.wait(0.1)
             self.frames.append(frame)
 
+    def clear(self) -> int:
+        """Drop every waiting frame; how many there were, with those the buffer pushed out."""
+        with self.cond:
+            n = len(self.frames) + self.dropped
+            self.frames.clear()
+            self.dropped = 0
+            self.cond.notify_all()
+            return n
+
     def take(self) -> LiveFrame | None:
         with self.cond:
             frame = self.frames.popleft() if self.frames else None
@@ -110,6 +148,12 @@ class LiveSource:
     ``idle_timeout_s`` without a frame, after ``duration`` seconds, or at :meth:`stop`
     (Ctrl-C): the graph then drains, so everything already taken is predicted and written.
     ``video``'s metadata learns the stream's shape and frame rate as the first frame arrives.
+
+    Latency mode warms the graph up on the stream's first frame: it goes through alone (the
+    sessions for the stream's frame size, the first forward pass, lazy imports), untimed,
+    and the frames that arrived meanwhile are dropped as stale (``meter.stale``, not
+    ``meter.dropped``) so the next frame sent is the newest and every frame timed met a
+    warm graph. A closed loop then starts on fresh frames rather than on a backlog.
     """
 
     role: Role = "source"
@@ -178,6 +222,21 @@ class LiveSource:
         if wake is not None:
             wake.set()
 
+    @staticmethod
+    def _message(seq: int, frame: LiveFrame) -> Frame:
+        return Frame(seq=seq, video_id=0, frame_idx=frame.index, image=frame.image,
+                     capture_time=frame.capture_time, arrival_time=frame.arrival_time,
+                     pts=frame.pts)
+
+    async def _warm_up(self) -> None:
+        """After the first frame: wait for its result, then drop what arrived meanwhile."""
+        assert self.window is not None
+        await self.window.drained(self._stopped)
+        stale = self.buffer.clear()
+        self._counted_drops = 0
+        self.meter.drop_stale(stale)
+        log.info("live graph warm", source=self.path, stale=stale)
+
     def _note_drops(self) -> None:
         new = self.buffer.dropped - self._counted_drops
         if new:
@@ -234,11 +293,23 @@ class LiveSource:
                         if frame is None:
                             break
                         self._describe_video()
-                        await outbox.send(Frame(
-                            seq=seq, video_id=0, frame_idx=frame.index, image=frame.image,
-                            capture_time=frame.capture_time, arrival_time=frame.arrival_time,
-                            pts=frame.pts))
+                        await outbox.send(self._message(seq, frame))
                         seq += 1
+                        if self.window is None:
+                            continue
+                        if seq == 1:
+                            self.meter.untimed_below = 1
+                            await self._warm_up()
+                            continue
+                        # What else waits goes with it, as one batch: the newest frames.
+                        for _ in range(self.buffer.capacity - 1):
+                            more = self.buffer.take()
+                            if more is None:
+                                break
+                            self.window.extend()
+                            await outbox.send(self._message(seq, more))
+                            seq += 1
+                        self._note_drops()
             finally:
                 unregister_live_source(self)
                 self.stop()
@@ -299,7 +370,7 @@ class ResultTap:
                 if publisher is not None:
                     with anyio.CancelScope(shield=True):
                         end = end_message(source=self.source, frames=self.published,
-                                          dropped=self.meter.dropped)
+                                          dropped=self.meter.dropped, stale=self.meter.stale)
                         await anyio.to_thread.run_sync(self._finish, publisher, end)
 
     @staticmethod

@@ -63,8 +63,13 @@ class Preprocessor:
     """
 
     def __init__(self, plan: PreprocessPlan, *, keep_raw: bool = False,
-                 keep_images: bool = False, numpy: bool = False) -> None:
+                 keep_images: bool = False, numpy: bool = False,
+                 numpy_resize_budget: int | None = None) -> None:
         self.plan = plan
+        #: Pixels the numpy resize takes before torch's kernel does (None:
+        #: :data:`NUMPY_RESIZE_BUDGET`; 0: torch's from the first frame).
+        self.numpy_resize_budget = (NUMPY_RESIZE_BUDGET if numpy_resize_budget is None
+                                    else numpy_resize_budget)
         self.keep_raw = keep_raw
         self.keep_images = keep_images
         #: Emit numpy arrays (ONNX Runtime on the CPU) instead of torch tensors.
@@ -103,7 +108,7 @@ class Preprocessor:
             fitted = (round(height * eff), round(width * eff))
             target_h, target_w = max(target_h, fitted[0]), max(target_w, fitted[1])
         resizes = fitted != (height, width) or plan.scale != 1.0
-        if to_gray or (resizes and self._resized >= NUMPY_RESIZE_BUDGET):
+        if to_gray or (resizes and self._resized >= self.numpy_resize_budget):
             tensor, raw, eff = self._tensors(images)
             return tensor.numpy(), raw.contiguous().numpy() if self.keep_raw else None, eff
         if resizes:
