@@ -67,8 +67,8 @@ class GraphDecl:
 __all__ = (
     "HOST_ARRAY_MODELS", "BuildContext", "EmbeddingRef", "GraphDecl", "ModelRef", "ModelStages",
     "batch_stage", "batch_timeout", "default_cpu_parallelism", "forward_stages", "host_arrays",
-    "is_forward", "model_forward_stage", "output_skeleton", "preprocess_plan", "preprocess_stage",
-    "resolve_embedding", "resolve_models",
+    "is_forward", "live_cpu_parallelism", "model_forward_stage", "output_skeleton",
+    "preprocess_plan", "preprocess_stage", "resolve_embedding", "resolve_models",
 )
 
 
