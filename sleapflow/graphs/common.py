@@ -266,12 +266,12 @@ def host_arrays(ctx: BuildContext, ref: ModelRef) -> bool:
 
 def preprocess_stage(ctx: BuildContext, plan: PreprocessPlan, *, keep_raw: bool = False,
                      name: str = "preprocess", numpy: bool = False) -> MapStage:
-    # Live: torch's resize from the first frame (the warm-up frame pays its import) rather
+    # Live: torch's resize from the first frame, imported before the stream opens, rather
     # than a switch mid-stream that stalls one frame for the import (1.3-2 s).
-    return MapStage(name, Preprocessor(plan, keep_raw=keep_raw, keep_images=ctx.keep_images,
-                                       numpy=numpy,
-                                       numpy_resize_budget=0 if ctx.latency_mode else None),
-                    limiter=ctx.cpu_limiter)
+    pre = Preprocessor(plan, keep_raw=keep_raw, keep_images=ctx.keep_images, numpy=numpy,
+                       numpy_resize_budget=0 if ctx.latency_mode else None)
+    return MapStage(name, pre, limiter=ctx.cpu_limiter,
+                    setup=pre.warm if ctx.latency_mode else None)
 
 
 def model_forward_stage(ctx: BuildContext, ref: ModelRef, *, name: str = "forward",

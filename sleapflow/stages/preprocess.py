@@ -77,6 +77,13 @@ class Preprocessor:
         #: Pixels resized by the numpy kernel so far (see NUMPY_RESIZE_BUDGET).
         self._resized = 0
 
+    def warm(self) -> None:
+        """Load what the first batch would (torch, when its resize is to run from the first
+        frame) on a small blank frame: a stage's set-up step, before the stream opens."""
+        if self.numpy and self.numpy_resize_budget == 0:
+            side = max(2, self.plan.max_stride)
+            self._tensors([np.zeros((side, side, 3), dtype=np.uint8)])
+
     def _tensors(self, images: list[np.ndarray]) -> tuple[Any, Any, float]:
         plan = self.plan
         x = ops.frames_to_tensor(images)

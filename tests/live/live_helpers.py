@@ -52,6 +52,12 @@ def frame_pts(path: Path) -> list[float]:
         return [float(f.time) for f in c.decode(video=0)]
 
 
+#: A low-delay sender: each packet flushed as it is muxed, so no frame's tail waits in the
+#: output buffer for the next frame, and video PES packets carry their length, so that the
+#: receiver's demuxer lets a frame go when it is complete, not when the next one starts.
+LOW_DELAY_MUX = {"flush_packets": "1", "omit_video_pes_length": "0"}
+
+
 def stream_packets(path: Path, target: str | IO[bytes], *, speed: float = 1.0,
                    stop: threading.Event | None = None, loops: int = 1,
                    log: list[tuple[float, float, float]] | None = None) -> int:
@@ -59,12 +65,11 @@ def stream_packets(path: Path, target: str | IO[bytes], *, speed: float = 1.0,
     time, ``loops`` times over with timestamps running on; returns the packets sent. ``target``
     is a URL or a writable binary file. ``log`` gets, per packet, its pts (s, as sent), when it
     was due and when it was really sent (``time.time()``): a late sender is told apart from a
-    slow receiver. Each packet is flushed as it is muxed, so no frame's tail waits in the
-    output buffer for the next frame."""
+    slow receiver. The muxer is set for low delay (:data:`LOW_DELAY_MUX`)."""
     import av
 
     sent = 0
-    with av.open(target, "w", format="mpegts", options={"flush_packets": "1"}) as out:
+    with av.open(target, "w", format="mpegts", options=LOW_DELAY_MUX) as out:
         ost = None
         start = time.monotonic()
         wall_start = time.time()
