@@ -1,14 +1,18 @@
 """Capture-to-pose latency of a live stream: a 30 fps clip sent over UDP loopback in real time.
 
     python benchmarks/bench_live.py [--graph single_instance topdown] [--seconds 20] [--runs 1]
+                                    [--batch_size N]
 
 For each graph: the clip (``small_robot.mp4`` for single-instance, ``centered_pair_small.mp4``
 for top-down, from ../shared/assets, re-encoded as low-delay MPEG-TS; not committed) is streamed
 over ``udp://127.0.0.1`` at its frame rate, looping for ``--seconds``, into ``sleapflow track
 -i udp://... --publish -``; each frame's latency (result time minus capture time, from its
 published message) is collected, the first ``--warmup`` frames left out (model warm-up, the
-stream's probe). Beside it, ``sleapflow bench GRAPH --batch_size 1`` on the same clip and models
-gives the batch-1 forward-only time of the graph's runtime. Prints p50/p95/p99, frames dropped,
+stream's probe; the graph's own warm-up frame and the stale frames it drops are never timed),
+and the last frame or two that a finished stream's demuxer holds to its end are left out.
+Beside it, ``sleapflow bench GRAPH --batch_size 1 --forward_workers 1`` on the same clip and
+models gives the batch-1 forward-only time of the graph's runtime, one frame at a time on every
+core's thread as the live graph runs it. Prints p50/p95/p99, frames dropped,
 and the issue's target (p99 <= 1.5 x forward + 5 ms); then, per run, where the time went: the
 first second of results, the sender's lateness (each packet's real send time against its due
 time), the graph's own time and ``track --stats``' latency segments (p50/p99 per seam, and
@@ -179,11 +183,15 @@ def main() -> int:
                              "frame and the stale frames it drops).")
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--runtime", default=None, help="--runtime for track and bench.")
+    parser.add_argument("--batch_size", type=int, default=None,
+                        help="--batch_size for the live run (default: track's); the forward "
+                             "time is batch 1 either way.")
     parser.add_argument("--tiny", action="store_true", help="A few seconds: checks the script.")
     args = parser.parse_args()
     if args.tiny:
         args.seconds, args.warmup, args.runs = 2.0, 5, 1
     extra = ["--runtime", args.runtime] if args.runtime else []
+    live_extra = extra + (["--batch_size", str(args.batch_size)] if args.batch_size else [])
     rows = []
     details: list[tuple[str, list[dict[str, Any]]]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -194,7 +202,8 @@ def main() -> int:
                                  crop=WHOLE)
             loops = max(1, round(args.seconds * 30 / n))
             forward, runtime = _forward_ms(graph, clip, 40 if args.tiny else n, extra)
-            runs = [_live_run(graph, clip, loops, args.warmup, extra) for _ in range(args.runs)]
+            runs = [_live_run(graph, clip, loops, args.warmup, live_extra)
+                    for _ in range(args.runs)]
             lat = np.asarray([v for r in runs for v in r["latencies"]], dtype=np.float64)
             p50, p95, p99 = (float(v) for v in np.percentile(lat, (50, 95, 99))) if lat.size \
                 else (float("nan"),) * 3
@@ -209,7 +218,8 @@ def main() -> int:
         mark = "ok" if p99 <= target else "over"
         print(f"{g:<16}{rt:<9}{fwd:>10.1f}{p50:>9.1f}{p95:>9.1f}{p99:>9.1f}{target:>9.1f}"
               f"{dropped:>9}{frames:>8}{timed:>7}  {mark}")
-    print(f"load average {os.getloadavg()[0]:.1f}; stream 30 fps over udp loopback, MPEG-TS")
+    print(f"load average {os.getloadavg()[0]:.1f}; stream 30 fps over udp loopback, MPEG-TS; "
+          f"live batch size {args.batch_size or 'track default'}")
     for graph, runs in details:
         for i, r in enumerate(runs):
             print(f"\n{graph}, run {i + 1}: where the time went (after the first {args.warmup} "
@@ -220,6 +230,8 @@ def main() -> int:
             print(f"  sender lateness (sent - due):               {_pct(r['late'])}")
             print(f"  graph (result - decoded here):              {_pct(r['graph'])}")
             print(f"  result - real send time:                    {_pct(r['from_send'])}")
+            if r["segments"]:
+                print("  track --stats (every frame timed, those held to the stream's end too):")
             for line in r["segments"]:
                 print(f"  {line}")
     return 0
