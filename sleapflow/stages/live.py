@@ -4,7 +4,9 @@ take in latency mode) and the result tap (result times, latency, ``--publish``).
 from __future__ import annotations
 
 import contextlib
+import gc
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -95,6 +97,28 @@ class FrameWindow:
                 room.set()
 
 
+class _HeapFreeze:
+    """Keeps what set-up made (torch, the models, the modules: most of the heap) out of the
+    garbage collector's full collections while live sources run: scanning it stops the whole
+    process for 100-150 ms, the longest stall a warm live graph had. Nested: the heap thaws
+    when the last live source ends."""
+
+    holders = 0
+
+    @classmethod
+    def hold(cls) -> None:
+        if cls.holders == 0:
+            gc.collect()  # the garbage made so far goes now, not frozen with the rest
+            gc.freeze()
+        cls.holders += 1
+
+    @classmethod
+    def release(cls) -> None:
+        cls.holders -= 1
+        if cls.holders == 0:
+            gc.unfreeze()
+
+
 class _FrameBuffer:
     """Frames decoded but not yet sent on, between the reader thread and the event loop.
 
@@ -181,6 +205,9 @@ class LiveSource:
         self._wake: anyio.Event | None = None
         self._token: Any = None
         self._counted_drops = 0
+        self._frozen = False
+        #: Frames captured before this (wall clock) arrived during the warm-up: stale.
+        self._warm_at = float("-inf")
 
     # -- the reader thread ----------------------------------------------------------------
     def _notify(self) -> None:
@@ -232,6 +259,10 @@ class LiveSource:
         """After the first frame: wait for its result, then drop what arrived meanwhile."""
         assert self.window is not None
         await self.window.drained(self._stopped)
+        # Frames that arrive during the collection are stale too.
+        _HeapFreeze.hold()
+        self._frozen = True
+        self._warm_at = time.time()
         stale = self.buffer.clear()
         self._counted_drops = 0
         self.meter.drop_stale(stale)
@@ -253,9 +284,18 @@ class LiveSource:
             meta.update(shape=[0, height, width, channels], grayscale=channels == 1,
                         fps=self.reader.fps)
 
-    async def _next(self) -> LiveFrame | None:
+    def _take(self) -> LiveFrame | None:
+        """The next waiting frame; one captured before the graph was warm is stale (the
+        reader may decode it late: the warm-up's collection holds every thread)."""
         while True:
             frame = self.buffer.take()
+            if frame is None or frame.capture_time >= self._warm_at:
+                return frame
+            self.meter.drop_stale()
+
+    async def _next(self) -> LiveFrame | None:
+        while True:
+            frame = self._take()
             self._note_drops()
             if frame is not None:
                 return frame
@@ -303,7 +343,7 @@ class LiveSource:
                             continue
                         # What else waits goes with it, as one batch: the newest frames.
                         for _ in range(self.buffer.capacity - 1):
-                            more = self.buffer.take()
+                            more = self._take()
                             if more is None:
                                 break
                             self.window.extend()
@@ -312,6 +352,9 @@ class LiveSource:
                         self._note_drops()
             finally:
                 unregister_live_source(self)
+                if self._frozen:
+                    self._frozen = False
+                    _HeapFreeze.release()
                 self.stop()
                 with anyio.CancelScope(shield=True):
                     # The reader lets go of the stream at its next frame or read timeout; a
@@ -348,8 +391,6 @@ class ResultTap:
 
     async def run(self, inbox: Any, outbox: Any, *,
                   task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        import time
-
         async with inbox, outbox:
             publisher: Publisher | None = None
             if self.targets:

@@ -307,3 +307,31 @@ async def test_the_runner_stamps_every_frame_at_every_seam() -> None:
     assert names == ["src", "work queue", "work", "sink queue", "sink"]
     work_seg = next(s for s in meter.figures().segments if s.name == "work")
     assert work_seg.p50_ms == pytest.approx(250.0)
+
+
+def test_frames_captured_before_the_graph_was_warm_are_stale_and_the_heap_thaws() -> None:
+    import gc
+    import threading
+
+    from sleapflow.inputs.live import LiveFrame
+    from sleapflow.stages.live import LiveSource, _HeapFreeze
+
+    meter = LatencyMeter()
+    source = LiveSource("udp://127.0.0.1:9", live=True, capacity=4, meter=meter)
+    never = threading.Event()
+    for i, captured in enumerate((9.0, 9.9, 10.2)):
+        source.buffer.put(LiveFrame(index=i, image=None, pts=None, capture_time=captured,
+                                    arrival_time=10.3), never)
+    source._warm_at = 10.0  # decoded late, after the warm-up, but captured during it
+    frame = source._take()
+    assert frame is not None and frame.index == 2 and meter.stale == 2
+    assert source._take() is None
+    # Set-up's heap leaves the full collections while live sources run, and comes back after.
+    before = gc.get_freeze_count()
+    _HeapFreeze.hold()
+    _HeapFreeze.hold()
+    assert gc.get_freeze_count() > before
+    _HeapFreeze.release()
+    assert gc.get_freeze_count() > before
+    _HeapFreeze.release()
+    assert gc.get_freeze_count() == before
