@@ -11,8 +11,8 @@ published message) is collected, the first ``--warmup`` frames left out (model w
 stream's probe; the graph's own warm-up frame and the stale frames it drops are never timed),
 and the last frame or two that a finished stream's demuxer holds to its end are left out.
 Beside it, ``sleapflow bench GRAPH --batch_size 1 --forward_workers 1`` on the same clip and
-models gives the batch-1 forward-only time of the graph's runtime, one frame at a time on every
-core's thread as the live graph runs it. Prints p50/p95/p99, frames dropped,
+models gives the batch-1 forward-only time of the graph's runtime, one frame at a time as the
+live graph runs it. Prints p50/p95/p99, frames dropped,
 and the issue's target (p99 <= 1.5 x forward + 5 ms); then, per run, where the time went: the
 first second of results, the sender's lateness (each packet's real send time against its due
 time), the graph's own time and ``track --stats``' latency segments (p50/p99 per seam, and
@@ -54,12 +54,12 @@ def _models(graph: str) -> list[str]:
 
 def _forward_ms(graph: str, clip: Path, frames: int, extra: list[str]) -> tuple[float, str]:
     """Batch-1 forward-only ms per frame of the graph's runtime, from ``sleapflow bench``, as a
-    live graph runs it: one frame at a time (one forward worker) on every core's thread."""
+    live graph runs it: one frame at a time (one forward worker), a file run's threads."""
     with tempfile.TemporaryDirectory() as tmp:
         record_path = Path(tmp) / "bench.json"
         cmd = [sys.executable, "-m", "sleapflow", "bench", graph, "-i", str(clip),
                *(a for m in _models(graph) for a in ("-m", m)), "--batch_size", "1",
-               "--forward_workers", "1", "--torch_threads", str(os.cpu_count() or 1),
+               "--forward_workers", "1",
                "--frames", str(frames), "--warmup", str(min(20, frames // 4)),
                "--json", str(record_path), *extra]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=_env())

@@ -262,7 +262,7 @@ def _context(cfg: InferenceConfig, graph: GraphDecl, models: dict[str, ModelRef]
              plan: InputPlan | None) -> BuildContext:
     device = resolve_device(cfg.device)
     live = plan is not None and plan.kind == "live" and cfg.live is not False
-    workers, threads = (live_cpu_parallelism() if live else
+    workers, threads = (live_cpu_parallelism(len(models)) if live else
                         default_cpu_parallelism(len(models)))
     if cfg.torch_threads is not None:
         threads = cfg.torch_threads

@@ -207,13 +207,15 @@ def default_cpu_parallelism(n_models: int) -> tuple[int, int]:
     return workers, max(1, cores // (workers * max(1, n_models)))
 
 
-def live_cpu_parallelism() -> tuple[int, int]:
+def live_cpu_parallelism(n_models: int) -> tuple[int, int]:
     """(forward workers per model, threads per worker) for a live source in latency mode.
 
-    A live frame is alone in the graph while the graph keeps up, so the cores are spent on
-    that one frame's forward pass (intra-op threads) rather than on batches in flight: their
-    pipelining buys frames per second, and each frame waits for its turn."""
-    return 1, max(1, os.cpu_count() or 1)
+    A live frame is alone in the graph while the graph keeps up, so batches in flight buy
+    nothing but a wait for their turn: one forward pass per model at a time. Its threads are
+    a file run's (:func:`default_cpu_parallelism`), not every core: a convolution's sums run
+    in another order on another thread count, and the poses of a stream must equal those of
+    the same frames read from a file (``--torch_threads`` trades that for speed)."""
+    return 1, default_cpu_parallelism(n_models)[1]
 
 
 def preprocess_plan(cfg: PreprocessingOptions, primary: ModelConfig,

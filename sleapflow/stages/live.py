@@ -258,15 +258,14 @@ class LiveSource:
     async def _warm_up(self) -> None:
         """After the first frame: wait for its result, then drop what arrived meanwhile."""
         assert self.window is not None
+        start = time.perf_counter()
         await self.window.drained(self._stopped)
-        # Frames that arrive during the collection are stale too.
-        _HeapFreeze.hold()
-        self._frozen = True
         self._warm_at = time.time()
         stale = self.buffer.clear()
         self._counted_drops = 0
         self.meter.drop_stale(stale)
-        log.info("live graph warm", source=self.path, stale=stale)
+        log.info("live graph warm", source=self.path, stale=stale,
+                 seconds=round(time.perf_counter() - start, 3))
 
     def _note_drops(self) -> None:
         new = self.buffer.dropped - self._counted_drops
@@ -319,6 +318,10 @@ class LiveSource:
                                       daemon=True)
             register_live_source(self)
             try:
+                # Everything set up so far (the graph's stages start before their source)
+                # leaves the full collections, before the stream is opened.
+                _HeapFreeze.hold()
+                self._frozen = True
                 thread.start()
                 task_status.started()
                 seq = 0
