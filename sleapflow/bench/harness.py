@@ -391,7 +391,8 @@ def run_bench(graph: str = "single_instance", *, data: str | None = None,
               device: str = option("device").default,
               torch_threads: int | None = None, serial: bool = True, repeat: int = 1,
               workdir: str | Path | None = None, runtime: str = "auto",
-              precision: str = "fp32", host_peaks: bool = False) -> BenchRecord:
+              precision: str = "fp32", host_peaks: bool = False,
+              forward_workers: int | None = None) -> BenchRecord:
     """Measure ``graph`` end to end, serially and forward-only; see the module docstring.
 
     With ``repeat`` > 1 the graph and the serial loop run alternately that many times (drift
@@ -424,6 +425,7 @@ def run_bench(graph: str = "single_instance", *, data: str | None = None,
                               batch_size=batch_size, queue_maxsize=queue_maxsize,
                               frames=None if data.endswith(".slp") else tuple(range(frames)),
                               graph=graph, torch_threads=torch_threads,
+                              forward_workers=forward_workers,
                               # "noop" (a forward at no cost) exists for benchmarks only.
                               runtime="torch" if runtime == "noop" else runtime,
                               precision=precision, host_peaks=host_peaks)
@@ -590,6 +592,10 @@ def bench_command(
     torch_threads: Annotated[int | None, opt("torch_threads",
                                              help="torch threads per forward worker "
                                              "(default: 1 per core's worker on CPU).")] = None,
+    forward_workers: Annotated[int | None, opt(
+        "forward_workers", help="Batches in flight per model on the CPU (default: one per "
+                                "core, up to 4); 1 times one frame at a time, as a live "
+                                "graph runs it.")] = None,
     serial: Annotated[bool, Parameter(help="Also run the serial baseline and forward limit.",
                                       negative=["--no-serial"])] = True,
     repeat: Annotated[int, Parameter(help="Alternating graph/serial rounds; medians are quoted "
@@ -611,7 +617,8 @@ def bench_command(
     """Per-stage throughput of a graph vs a serial loop and the forward-pass limit."""
     record = run_bench(graph, data=data, models=tuple(model), frames=frames, warmup=warmup,
                        **option_values(execution), torch_threads=torch_threads, serial=serial,
-                       repeat=repeat, runtime=runtime, precision=precision)
+                       repeat=repeat, runtime=runtime, precision=precision,
+                       forward_workers=forward_workers)
     print(f"graph {record.graph} on {record.device} ({record.device_name}), runtime "
           f"{record.runtime}, torch "
           f"{record.versions.get('torch')}, batch {record.batch_size}, frames {record.frame_shape}"

@@ -28,6 +28,7 @@ from sleapflow.graphs.common import (
     GraphDecl,
     ModelRef,
     default_cpu_parallelism,
+    live_cpu_parallelism,
     output_skeleton,
     preprocess_plan,
     resolve_embedding,
@@ -112,8 +113,9 @@ class PreparedRun:
         if self.latency is None and self.is_live:
             self.latency = LatencyMeter()
         if self.window is None and self.is_live and self.ctx.latency_mode:
-            # A batch per forward worker: enough to keep the network busy, no more waiting.
-            self.window = FrameWindow(self.cfg.batch_size * max(1, self.ctx.forward_workers))
+            # A batch per forward worker: enough to keep the network busy; more would only
+            # wait in the graph's queues behind the batches before it.
+            self.window = FrameWindow(max(1, self.ctx.forward_workers))
 
     @property
     def is_live(self) -> bool:
@@ -259,7 +261,9 @@ def check_node_options(cfg: InferenceConfig, nodes: tuple[str, ...]) -> None:
 def _context(cfg: InferenceConfig, graph: GraphDecl, models: dict[str, ModelRef],
              plan: InputPlan | None) -> BuildContext:
     device = resolve_device(cfg.device)
-    workers, threads = default_cpu_parallelism(len(models))
+    live = plan is not None and plan.kind == "live" and cfg.live is not False
+    workers, threads = (live_cpu_parallelism(len(models)) if live else
+                        default_cpu_parallelism(len(models)))
     if cfg.torch_threads is not None:
         threads = cfg.torch_threads
     if cfg.forward_workers is not None:
@@ -510,7 +514,9 @@ def build_graph(run: PreparedRun, *, source: Any = None, sink: Any = None,
     description = run.graph.description + (" (raw arrays)" if raw is not None else "")
     meta = {"model_types": sorted(run.ctx.models), "device": run.ctx.device,
             "runtime": run.ctx.runtime.name if run.ctx.runtime is not None else None}
-    return chain(run.graph_name, stages, sizes, description=description, meta=meta)
+    # A live run's frames are stamped at every seam, so its latency can be split by stage.
+    return chain(run.graph_name, stages, sizes, description=description, meta=meta,
+                 seams=run.latency)
 
 
 def run_provenance(run: PreparedRun, labels: sio.Labels, *, started: datetime,

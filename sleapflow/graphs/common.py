@@ -67,8 +67,8 @@ class GraphDecl:
 __all__ = (
     "HOST_ARRAY_MODELS", "BuildContext", "EmbeddingRef", "GraphDecl", "ModelRef", "ModelStages",
     "batch_stage", "batch_timeout", "default_cpu_parallelism", "forward_stages", "host_arrays",
-    "is_forward", "model_forward_stage", "output_skeleton", "preprocess_plan", "preprocess_stage",
-    "resolve_embedding", "resolve_models",
+    "is_forward", "live_cpu_parallelism", "model_forward_stage", "output_skeleton",
+    "preprocess_plan", "preprocess_stage", "resolve_embedding", "resolve_models",
 )
 
 
@@ -207,6 +207,17 @@ def default_cpu_parallelism(n_models: int) -> tuple[int, int]:
     return workers, max(1, cores // (workers * max(1, n_models)))
 
 
+def live_cpu_parallelism(n_models: int) -> tuple[int, int]:
+    """(forward workers per model, threads per worker) for a live source in latency mode.
+
+    A live frame is alone in the graph while the graph keeps up, so batches in flight buy
+    nothing but a wait for their turn: one forward pass per model at a time. Its threads are
+    a file run's (:func:`default_cpu_parallelism`), not every core: a convolution's sums run
+    in another order on another thread count, and the poses of a stream must equal those of
+    the same frames read from a file (``--torch_threads`` trades that for speed)."""
+    return 1, default_cpu_parallelism(n_models)[1]
+
+
 def preprocess_plan(cfg: PreprocessingOptions, primary: ModelConfig,
                     fallback: ModelConfig | None = None) -> PreprocessPlan:
     """User overrides first, then the primary model's training config, then the fallback's."""
@@ -257,14 +268,17 @@ def host_arrays(ctx: BuildContext, ref: ModelRef) -> bool:
 
 def preprocess_stage(ctx: BuildContext, plan: PreprocessPlan, *, keep_raw: bool = False,
                      name: str = "preprocess", numpy: bool = False) -> MapStage:
-    return MapStage(name, Preprocessor(plan, keep_raw=keep_raw, keep_images=ctx.keep_images,
-                                       numpy=numpy),
-                    limiter=ctx.cpu_limiter)
+    # Live: torch's resize from the first frame, imported before the stream opens, rather
+    # than a switch mid-stream that stalls one frame for the import (1.3-2 s).
+    pre = Preprocessor(plan, keep_raw=keep_raw, keep_images=ctx.keep_images, numpy=numpy,
+                       numpy_resize_budget=0 if ctx.latency_mode else None)
+    return MapStage(name, pre, limiter=ctx.cpu_limiter,
+                    setup=pre.warm if ctx.latency_mode else None)
 
 
 def model_forward_stage(ctx: BuildContext, ref: ModelRef, *, name: str = "forward",
                   overrides: bool = True, fuse: FusedPeaks | None = None,
-                  numpy: bool = False) -> MapStage:
+                  numpy: bool = False, exact_early: bool = False) -> MapStage:
     cfg = ctx.execution
     device = ctx.device
 
@@ -287,17 +301,21 @@ def model_forward_stage(ctx: BuildContext, ref: ModelRef, *, name: str = "forwar
     return forward_stage(load, device=device, name=name, limiter=limiter,
                               torch_threads=ctx.torch_threads, channels_last=cfg.channels_last,
                               workers=workers, runtime=ctx.runtime, max_batch=cfg.batch_size,
-                              fuse=fuse, files=files)
+                              fuse=fuse, files=files, ready_first=ctx.latency_mode,
+                              exact_early=exact_early and ctx.latency_mode)
 
 
 def forward_stages(ctx: BuildContext, ref: ModelRef, *, name: str = "forward",
                    overrides: bool = True, fuse: FusedPeaks | None = None,
-                   numpy: bool = False) -> list[Any]:
+                   numpy: bool = False, exact_early: bool = False) -> list[Any]:
     """The forward stage, followed by a reorder when several batches are in flight at once;
     ``fuse`` (:meth:`BuildContext.fuse`) lets an exporting runtime return peaks, not maps;
     ``numpy``: batches are numpy arrays (see :func:`host_arrays`), maps read on the host;
-    under int8, preceded by its calibration node."""
-    stage = model_forward_stage(ctx, ref, name=name, overrides=overrides, fuse=fuse, numpy=numpy)
+    under int8, preceded by its calibration node. ``exact_early``: in latency mode, the torch
+    model behind :meth:`~sleapflow.stages.forward.ModelForward.exact_maps` loads before the
+    first frame instead of when a frame first needs it."""
+    stage = model_forward_stage(ctx, ref, name=name, overrides=overrides, fuse=fuse, numpy=numpy,
+                                exact_early=exact_early)
     before: list[Any] = []
     if ctx.runtime is not None and ctx.runtime.precision == "int8":
         from sleapflow.backends.quantize import CALIBRATION_FRAMES

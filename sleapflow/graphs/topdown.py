@@ -128,7 +128,8 @@ def build_topdown(ctx: BuildContext, raw: RawOptions | None = None) -> list[Any]
     numpy = (raw is None and every == 1 and host_arrays(ctx, centroid)
              and host_arrays(ctx, instance))
     centroid_forward = forward_stages(ctx, centroid, name="centroid_forward", overrides=False,
-                                      numpy=numpy, fuse=None if numpy else ctx.fuse(finder, raw))
+                                      numpy=numpy, fuse=None if numpy else ctx.fuse(finder, raw),
+                                      exact_early=True)
     model = next(s.fn for s in centroid_forward if is_forward(s))  # int8 puts a calibrator first
     crops = CentroidCrops(finder, _crop_size(ctx, instance),
                           keep_maps=raw is not None and raw.return_confmaps,

@@ -77,10 +77,11 @@ def frame_message(pred: FramePrediction, *, source: str, nodes: Sequence[str]) -
             "latency_ms": latency, "nodes": list(nodes), "instances": instances}
 
 
-def end_message(*, source: str, frames: int, dropped: int) -> dict[str, Any]:
-    """The last message of a run: how many frames were published and dropped."""
+def end_message(*, source: str, frames: int, dropped: int, stale: int = 0) -> dict[str, Any]:
+    """The last message of a run: how many frames were published and dropped (``stale``:
+    dropped while the graph warmed up, apart)."""
     return {"type": "end", "v": MESSAGE_VERSION, "source": source, "frames": frames,
-            "dropped": dropped}
+            "dropped": dropped, "stale": stale}
 
 
 class Publisher:

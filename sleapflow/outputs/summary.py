@@ -34,21 +34,25 @@ class RunSummary(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     latency_p50_ms: float | None = None
     latency_p95_ms: float | None = None
     latency_p99_ms: float | None = None
+    #: Live sources: frames dropped because they arrived while the graph warmed up.
+    stale_frames: int = 0
 
     def with_latency(self, latency: Any) -> RunSummary:
         """This summary with a live run's :class:`~sleapflow.runtime.latency.LatencyFigures`."""
         return msgspec.structs.replace(self, dropped_frames=latency.dropped,
                                        latency_p50_ms=latency.p50_ms,
                                        latency_p95_ms=latency.p95_ms,
-                                       latency_p99_ms=latency.p99_ms)
+                                       latency_p99_ms=latency.p99_ms,
+                                       stale_frames=latency.stale)
 
     def fields(self) -> dict[str, int | float]:
         """The counts as log fields (seconds rounded for reading)."""
         out: dict[str, int | float] = msgspec.structs.asdict(self)
         out["seconds"] = round(self.seconds, 2)
-        if self.latency_p50_ms is None and not self.dropped_frames:
+        if self.latency_p50_ms is None and not self.dropped_frames and not self.stale_frames:
             # A file's run: the live figures would be empty noise in its log line.
-            for key in ("dropped_frames", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms"):
+            for key in ("dropped_frames", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms",
+                        "stale_frames"):
                 del out[key]
         return out
 

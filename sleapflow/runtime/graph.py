@@ -58,6 +58,9 @@ class GraphSpec:
     edges: tuple[Edge, ...]
     description: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    #: Told each frame's passage through each stage (``passed(stage, item, sent=...)``): a
+    #: live run's :class:`~sleapflow.runtime.latency.LatencyMeter`; None stamps nothing.
+    seams: Any = None
 
     def stage(self, name: str) -> Any:
         for s in self.stages:
@@ -109,7 +112,8 @@ def edge_bounds(stages: Sequence[Any], *, items: int, batches: int) -> list[int]
 
 
 def chain(name: str, stages: Sequence[Any], maxsize: int | Sequence[int], *,
-          description: str = "", meta: dict[str, Any] | None = None) -> GraphSpec:
+          description: str = "", meta: dict[str, Any] | None = None,
+          seams: Any = None) -> GraphSpec:
     """A linear graph: each stage feeds the next through a queue of ``maxsize`` items."""
     sizes = [maxsize] * (len(stages) - 1) if isinstance(maxsize, int) else list(maxsize)
     if len(sizes) != len(stages) - 1:
@@ -119,7 +123,7 @@ def chain(name: str, stages: Sequence[Any], maxsize: int | Sequence[int], *,
         for a, b, size in zip(stages[:-1], stages[1:], sizes)
     )
     spec = GraphSpec(name=name, stages=tuple(stages), edges=edges, description=description,
-                     meta=dict(meta or {}))
+                     meta=dict(meta or {}), seams=seams)
     validate(spec)
     return spec
 

@@ -119,8 +119,10 @@ class GraphRunner:
         for edge in spec.edges:
             send, receive = anyio.create_memory_object_stream[Any](max_buffer_size=edge.maxsize)
             self.raw_streams.extend([send, receive])
-            outboxes[edge.src] = MeteredSendStream(send, self._meters[edge.src], self._clock)
-            inboxes[edge.dst] = MeteredReceiveStream(receive, self._meters[edge.dst], self._clock)
+            outboxes[edge.src] = MeteredSendStream(send, self._meters[edge.src], self._clock,
+                                                   spec.seams)
+            inboxes[edge.dst] = MeteredReceiveStream(receive, self._meters[edge.dst], self._clock,
+                                                     spec.seams)
         self._started_at = self._clock()
         try:
             async with anyio.create_task_group() as tg:

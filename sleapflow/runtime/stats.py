@@ -100,6 +100,8 @@ class GraphStats(msgspec.Struct, frozen=True):
         rows.append(f"bottleneck: {self.bottleneck}   wall: {self.wall_s:.3f} s")
         if self.latency is not None:
             rows.append(f"live: {self.latency.frames} frames timed, {self.latency.line()}")
+            if self.latency.segments:
+                rows += ["", self.latency.segment_table()]
         return "\n".join(rows)
 
 

@@ -39,8 +39,15 @@ class ModelForward:
                  torch_threads: int | None = None, channels_last: bool = False,
                  runtime: RuntimeChoice | None = None, max_batch: int = 4,
                  fuse: FusedPeaks | None = None,
-                 files: Mapping[str, Path] | None = None) -> None:
+                 files: Mapping[str, Path] | None = None, ready_first: bool = False,
+                 exact_early: bool = False) -> None:
         self._load = load
+        #: Latency mode: the cached sessions are open when setup returns (not opening in the
+        #: background while the first frames wait for them).
+        self.ready_first = ready_first
+        #: Latency mode, and the crop step may ask for :meth:`exact_maps`: its torch model
+        #: loads in setup, not in the middle of the stream.
+        self.exact_early = exact_early
         self.device_name = device
         self.channels_last = channels_last and device.split(":", 1)[0] == "cpu"
         self.head_filter = head_filter
@@ -95,7 +102,11 @@ class ModelForward:
                 # Nothing cached for these bytes: the first batch exports through torch anyway,
                 # so load now and a bad checkpoint fails the run before any frame is decoded.
                 self.loaded()
-            self.runner.prefetch(cached)  # sessions open while the decoder starts
+            opening = self.runner.prefetch(cached)  # sessions open while the decoder starts
+            if self.ready_first:
+                opening.join()
+            if self.exact_early and self.approximates_torch:
+                self._exact_runner()
             return
         if self.torch_threads is not None:
             torch.set_num_threads(self.torch_threads)
@@ -128,14 +139,18 @@ class ModelForward:
         decision (a crop on a rounding boundary) that must not depend on the runtime. On host
         arrays the torch model loads the first time one is needed."""
         if self.host_arrays:
-            with self._exact_lock:
-                if self._exact is None:
-                    from sleapflow.backends.runners import TorchRunner
-
-                    self._exact = TorchRunner(self.loaded().module, self.device)
-            maps = self._exact(torch.from_numpy(tensor))
+            maps = self._exact_runner()(torch.from_numpy(tensor))
             return self._kept({k: v.numpy() for k, v in maps.items()})
         return self._kept((self._exact or self.runner)(tensor))
+
+    def _exact_runner(self) -> Any:
+        """The torch fp32 runner of :meth:`exact_maps` on host arrays, built on first use."""
+        with self._exact_lock:
+            if self._exact is None:
+                from sleapflow.backends.runners import TorchRunner
+
+                self._exact = TorchRunner(self.loaded().module, self.device)
+            return self._exact
 
     def _kept(self, heads: dict[str, Any]) -> dict[str, Any]:
         if self.head_filter is None:
@@ -171,7 +186,8 @@ def forward_stage(load: Callable[[], Any], *, device: str, name: str = "forward"
                   head_filter: tuple[str, ...] | None = None,
                   runtime: RuntimeChoice | None = None, max_batch: int = 4,
                   fuse: FusedPeaks | None = None,
-                  files: Mapping[str, Path] | None = None) -> MapStage:
+                  files: Mapping[str, Path] | None = None, ready_first: bool = False,
+                  exact_early: bool = False) -> MapStage:
     """The forward map node: the model loads in its setup step, before the stage starts, so a
     bad checkpoint fails the run before any frame is decoded; ``workers`` batches (CPU: each on
     its own core) are in flight at once, under ``limiter``. ``runtime`` (resolved by
@@ -179,10 +195,11 @@ def forward_stage(load: Callable[[], Any], *, device: str, name: str = "forward"
     step (an ONNX export or TensorRT build happens there, cached); ``max_batch`` bounds its
     batch axis; ``fuse`` offers the runtime the next stage's peak finding (see
     :class:`ModelForward`). With ``files`` (ONNX Runtime on the CPU) batches are numpy arrays
-    and the model loads only when the export cache misses."""
+    and the model loads only when the export cache misses. ``ready_first`` / ``exact_early``:
+    latency mode's set-up before the first frame (see :class:`ModelForward`)."""
     fn = ModelForward(load, device=device, head_filter=head_filter, torch_threads=torch_threads,
                       channels_last=channels_last, runtime=runtime, max_batch=max_batch, fuse=fuse,
-                      files=files)
+                      files=files, ready_first=ready_first, exact_early=exact_early)
     return MapStage(name, fn, setup=fn.setup, limiter=limiter or anyio.CapacityLimiter(1),
                     workers=max(1, workers))
 

@@ -4,7 +4,9 @@ take in latency mode) and the result tap (result times, latency, ``--publish``).
 from __future__ import annotations
 
 import contextlib
+import gc
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -28,13 +30,14 @@ __all__ = ("FrameWindow", "LiveSource", "ResultTap")
 log = get_logger(__name__)
 
 class FrameWindow:
-    """Credits for the frames a live source may have in its graph at once (latency mode).
+    """Credits for the batches a live source may have in its graph at once (latency mode).
 
-    The source takes a credit per frame it sends; the result tap gives back the credits of
-    every frame up to the one whose result it has (a frame that left no result is given back
-    with the next one). Frames the source cannot send yet wait in its buffer, where the
-    oldest are dropped: so no frame waits in a queue inside the graph behind others.
-    Both sides run on the event loop."""
+    The source takes a credit per group of frames it sends back to back (what was waiting
+    when the credit came: the greedy batch stage makes them one batch), and the result tap
+    gives back the credit of every group up to the frame whose result it has (a frame that
+    left no result is given back with the next one). Frames the source cannot send yet wait
+    in its buffer, where the oldest are dropped: so no frame waits in a queue inside the
+    graph behind another batch. Both sides run on the event loop."""
 
     #: A frame that never comes back (a graph that drops it and then nothing else) must not
     #: stop the source for good: after this long without a credit it sends anyway.
@@ -44,26 +47,76 @@ class FrameWindow:
         self.limit = max(1, limit)
         self.sent = 0
         self.done = 0
+        #: The last frame (send order) of each group in flight, oldest first.
+        self._groups: deque[int] = deque()
         self._room: anyio.Event | None = None
 
     @property
     def in_flight(self) -> int:
-        return self.sent - self.done
+        """Groups (batches) sent whose results are not all out."""
+        return len(self._groups)
 
     async def acquire(self) -> None:
+        """Wait for room, then count the next frame sent as the first of a new group."""
         with anyio.move_on_after(self.STALL_S):
             while self.in_flight >= self.limit:
                 self._room = room = anyio.Event()
                 await room.wait()
         self.sent += 1
+        self._groups.append(self.sent - 1)
+
+    def extend(self) -> None:
+        """Count the next frame sent in the group the last :meth:`acquire` opened."""
+        self.sent += 1
+        if self._groups:
+            self._groups[-1] = self.sent - 1
+        else:
+            self._groups.append(self.sent - 1)
+
+    #: The longest the warm-up frame is waited for (an export cache miss builds its session
+    #: meanwhile); a frame that leaves no result is never given back, and must not stop the run.
+    WARM_S = 60.0
+
+    async def drained(self, stopped: threading.Event) -> None:
+        """Wait until every frame sent has its result (or the source is stopped)."""
+        with anyio.move_on_after(self.WARM_S):
+            while self.in_flight > 0 and not stopped.is_set():
+                self._room = room = anyio.Event()
+                # stop() cannot wake this wait: look at the flag now and then.
+                with anyio.move_on_after(0.1):
+                    await room.wait()
 
     def release_through(self, seq: int) -> None:
         """The result of frame ``seq`` (numbered from 0 in send order) is out."""
         if seq + 1 > self.done:
             self.done = min(seq + 1, self.sent)
+            while self._groups and self._groups[0] < self.done:
+                self._groups.popleft()
             room, self._room = self._room, None
             if room is not None:
                 room.set()
+
+
+class _HeapFreeze:
+    """Keeps what set-up made (torch, the models, the modules: most of the heap) out of the
+    garbage collector's full collections while live sources run: scanning it stops the whole
+    process for 100-150 ms, the longest stall a warm live graph had. Nested: the heap thaws
+    when the last live source ends."""
+
+    holders = 0
+
+    @classmethod
+    def hold(cls) -> None:
+        if cls.holders == 0:
+            gc.collect()  # the garbage made so far goes now, not frozen with the rest
+            gc.freeze()
+        cls.holders += 1
+
+    @classmethod
+    def release(cls) -> None:
+        cls.holders -= 1
+        if cls.holders == 0:
+            gc.unfreeze()
 
 
 class _FrameBuffer:
@@ -92,6 +145,15 @@ class _FrameBuffer:
                     self.cond.wait(0.1)
             self.frames.append(frame)
 
+    def clear(self) -> int:
+        """Drop every waiting frame; how many there were, with those the buffer pushed out."""
+        with self.cond:
+            n = len(self.frames) + self.dropped
+            self.frames.clear()
+            self.dropped = 0
+            self.cond.notify_all()
+            return n
+
     def take(self) -> LiveFrame | None:
         with self.cond:
             frame = self.frames.popleft() if self.frames else None
@@ -110,6 +172,12 @@ class LiveSource:
     ``idle_timeout_s`` without a frame, after ``duration`` seconds, or at :meth:`stop`
     (Ctrl-C): the graph then drains, so everything already taken is predicted and written.
     ``video``'s metadata learns the stream's shape and frame rate as the first frame arrives.
+
+    Latency mode warms the graph up on the stream's first frame: it goes through alone (the
+    sessions for the stream's frame size, the first forward pass, lazy imports), untimed,
+    and the frames that arrived meanwhile are dropped as stale (``meter.stale``, not
+    ``meter.dropped``) so the next frame sent is the newest and every frame timed met a
+    warm graph. A closed loop then starts on fresh frames rather than on a backlog.
     """
 
     role: Role = "source"
@@ -137,6 +205,9 @@ class LiveSource:
         self._wake: anyio.Event | None = None
         self._token: Any = None
         self._counted_drops = 0
+        self._frozen = False
+        #: Frames captured before this (wall clock) arrived during the warm-up: stale.
+        self._warm_at = float("-inf")
 
     # -- the reader thread ----------------------------------------------------------------
     def _notify(self) -> None:
@@ -178,6 +249,24 @@ class LiveSource:
         if wake is not None:
             wake.set()
 
+    @staticmethod
+    def _message(seq: int, frame: LiveFrame) -> Frame:
+        return Frame(seq=seq, video_id=0, frame_idx=frame.index, image=frame.image,
+                     capture_time=frame.capture_time, arrival_time=frame.arrival_time,
+                     pts=frame.pts)
+
+    async def _warm_up(self) -> None:
+        """After the first frame: wait for its result, then drop what arrived meanwhile."""
+        assert self.window is not None
+        start = time.perf_counter()
+        await self.window.drained(self._stopped)
+        self._warm_at = time.time()
+        stale = self.buffer.clear()
+        self._counted_drops = 0
+        self.meter.drop_stale(stale)
+        log.info("live graph warm", source=self.path, stale=stale,
+                 seconds=round(time.perf_counter() - start, 3))
+
     def _note_drops(self) -> None:
         new = self.buffer.dropped - self._counted_drops
         if new:
@@ -194,9 +283,18 @@ class LiveSource:
             meta.update(shape=[0, height, width, channels], grayscale=channels == 1,
                         fps=self.reader.fps)
 
-    async def _next(self) -> LiveFrame | None:
+    def _take(self) -> LiveFrame | None:
+        """The next waiting frame; one captured before the graph was warm is stale (the
+        reader may decode it late: the warm-up's collection holds every thread)."""
         while True:
             frame = self.buffer.take()
+            if frame is None or frame.capture_time >= self._warm_at:
+                return frame
+            self.meter.drop_stale()
+
+    async def _next(self) -> LiveFrame | None:
+        while True:
+            frame = self._take()
             self._note_drops()
             if frame is not None:
                 return frame
@@ -220,6 +318,10 @@ class LiveSource:
                                       daemon=True)
             register_live_source(self)
             try:
+                # Everything set up so far (the graph's stages start before their source)
+                # leaves the full collections, before the stream is opened.
+                _HeapFreeze.hold()
+                self._frozen = True
                 thread.start()
                 task_status.started()
                 seq = 0
@@ -234,13 +336,28 @@ class LiveSource:
                         if frame is None:
                             break
                         self._describe_video()
-                        await outbox.send(Frame(
-                            seq=seq, video_id=0, frame_idx=frame.index, image=frame.image,
-                            capture_time=frame.capture_time, arrival_time=frame.arrival_time,
-                            pts=frame.pts))
+                        await outbox.send(self._message(seq, frame))
                         seq += 1
+                        if self.window is None:
+                            continue
+                        if seq == 1:
+                            self.meter.untimed_below = 1
+                            await self._warm_up()
+                            continue
+                        # What else waits goes with it, as one batch: the newest frames.
+                        for _ in range(self.buffer.capacity - 1):
+                            more = self._take()
+                            if more is None:
+                                break
+                            self.window.extend()
+                            await outbox.send(self._message(seq, more))
+                            seq += 1
+                        self._note_drops()
             finally:
                 unregister_live_source(self)
+                if self._frozen:
+                    self._frozen = False
+                    _HeapFreeze.release()
                 self.stop()
                 with anyio.CancelScope(shield=True):
                     # The reader lets go of the stream at its next frame or read timeout; a
@@ -277,8 +394,6 @@ class ResultTap:
 
     async def run(self, inbox: Any, outbox: Any, *,
                   task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        import time
-
         async with inbox, outbox:
             publisher: Publisher | None = None
             if self.targets:
@@ -299,7 +414,7 @@ class ResultTap:
                 if publisher is not None:
                     with anyio.CancelScope(shield=True):
                         end = end_message(source=self.source, frames=self.published,
-                                          dropped=self.meter.dropped)
+                                          dropped=self.meter.dropped, stale=self.meter.stale)
                         await anyio.to_thread.run_sync(self._finish, publisher, end)
 
     @staticmethod
@@ -311,5 +426,5 @@ class ResultTap:
 
     def _stamp(self, pred: FramePrediction, now: float) -> FramePrediction:
         if pred.capture_time is not None:
-            self.meter.add(pred.capture_time, now)
+            self.meter.add(pred.capture_time, now, seq=pred.seq, arrival_time=pred.arrival_time)
         return msgspec.structs.replace(pred, result_time=now)

@@ -63,14 +63,26 @@ class Preprocessor:
     """
 
     def __init__(self, plan: PreprocessPlan, *, keep_raw: bool = False,
-                 keep_images: bool = False, numpy: bool = False) -> None:
+                 keep_images: bool = False, numpy: bool = False,
+                 numpy_resize_budget: int | None = None) -> None:
         self.plan = plan
+        #: Pixels the numpy resize takes before torch's kernel does (None:
+        #: :data:`NUMPY_RESIZE_BUDGET`; 0: torch's from the first frame).
+        self.numpy_resize_budget = (NUMPY_RESIZE_BUDGET if numpy_resize_budget is None
+                                    else numpy_resize_budget)
         self.keep_raw = keep_raw
         self.keep_images = keep_images
         #: Emit numpy arrays (ONNX Runtime on the CPU) instead of torch tensors.
         self.numpy = numpy
         #: Pixels resized by the numpy kernel so far (see NUMPY_RESIZE_BUDGET).
         self._resized = 0
+
+    def warm(self) -> None:
+        """Load what the first batch would (torch, when its resize is to run from the first
+        frame) on a small blank frame: a stage's set-up step, before the stream opens."""
+        if self.numpy and self.numpy_resize_budget == 0:
+            side = max(2, self.plan.max_stride)
+            self._tensors([np.zeros((side, side, 3), dtype=np.uint8)])
 
     def _tensors(self, images: list[np.ndarray]) -> tuple[Any, Any, float]:
         plan = self.plan
@@ -103,7 +115,7 @@ class Preprocessor:
             fitted = (round(height * eff), round(width * eff))
             target_h, target_w = max(target_h, fitted[0]), max(target_w, fitted[1])
         resizes = fitted != (height, width) or plan.scale != 1.0
-        if to_gray or (resizes and self._resized >= NUMPY_RESIZE_BUDGET):
+        if to_gray or (resizes and self._resized >= self.numpy_resize_budget):
             tensor, raw, eff = self._tensors(images)
             return tensor.numpy(), raw.contiguous().numpy() if self.keep_raw else None, eff
         if resizes:

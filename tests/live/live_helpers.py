@@ -52,17 +52,27 @@ def frame_pts(path: Path) -> list[float]:
         return [float(f.time) for f in c.decode(video=0)]
 
 
+#: A low-delay sender: each packet flushed as it is muxed, so no frame's tail waits in the
+#: output buffer for the next frame, and video PES packets carry their length, so that the
+#: receiver's demuxer lets a frame go when it is complete, not when the next one starts.
+LOW_DELAY_MUX = {"flush_packets": "1", "omit_video_pes_length": "0"}
+
+
 def stream_packets(path: Path, target: str | IO[bytes], *, speed: float = 1.0,
-                   stop: threading.Event | None = None, loops: int = 1) -> int:
+                   stop: threading.Event | None = None, loops: int = 1,
+                   log: list[tuple[float, float, float]] | None = None) -> int:
     """Remux ``path``'s packets (no re-encoding) to ``target`` as MPEG-TS at ``speed`` x real
     time, ``loops`` times over with timestamps running on; returns the packets sent. ``target``
-    is a URL or a writable binary file."""
+    is a URL or a writable binary file. ``log`` gets, per packet, its pts (s, as sent), when it
+    was due and when it was really sent (``time.time()``): a late sender is told apart from a
+    slow receiver. The muxer is set for low delay (:data:`LOW_DELAY_MUX`)."""
     import av
 
     sent = 0
-    with av.open(target, "w", format="mpegts") as out:
+    with av.open(target, "w", format="mpegts", options=LOW_DELAY_MUX) as out:
         ost = None
         start = time.monotonic()
+        wall_start = time.time()
         shift = 0  # in the stream's time base: each loop carries on where the last one ended
         origin = None
         for _ in range(loops):
@@ -88,6 +98,9 @@ def stream_packets(path: Path, target: str | IO[bytes], *, speed: float = 1.0,
                     packet.stream = ost
                     out.mux(packet)
                     sent += 1
+                    if log is not None and packet.pts is not None:
+                        log.append((float(packet.pts * ins.time_base),
+                                    wall_start + (due - start), time.time()))
                 shift = last + step
     return sent
 

@@ -16,7 +16,7 @@ from sleapflow.errors import ConfigError
 from sleapflow.inputs.live import live_kind
 from sleapflow.outputs.publish import check_targets, frame_message
 from sleapflow.outputs.summary import RunSummary
-from sleapflow.runtime.adapters import BatchStage
+from sleapflow.runtime.adapters import BatchStage, CollectSink
 from sleapflow.runtime.latency import LatencyMeter
 
 
@@ -162,3 +162,176 @@ def test_live_user_errors_are_one_line_and_exit_2(argv: list[str], message: str,
     assert len(errors) == 1 and message in errors[0], err
     assert "Traceback" not in err
     assert not out.exists()
+
+
+class _Clock:
+    """A clock that reads what the test set."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_latency_is_split_at_the_seams_and_the_slowest_frames_say_where_they_waited() -> None:
+    from sleapflow.messages import Frame, FrameBatch, FramePrediction
+
+    clock = _Clock()
+    meter = LatencyMeter(clock=clock)
+    # 100 frames: each decoded 1 ms after capture, sent on at once, batched alone, 5 ms of
+    # network; frame 99 waits 200 ms in the forward stage's queue.
+    for seq in range(100):
+        t0 = 1000.0 + seq
+        frame = Frame(seq=seq, video_id=0, frame_idx=seq, image=None)
+        batch = FrameBatch(seq=seq, frames=(frame,))
+        steps = [("live", frame, True, 0.002), ("batch", frame, False, 0.0),
+                 ("batch", batch, True, 0.0), ("forward", batch, False,
+                                              0.2 if seq == 99 else 0.0),
+                 ("forward", batch, True, 0.005)]
+        clock.now = t0 + 0.001
+        for stage, item, sent, wait in steps:
+            clock.now += wait
+            meter.passed(stage, item, sent=sent)
+        pred = FramePrediction(seq=seq, video_id=0, frame_idx=seq, points=None,
+                               point_scores=None, instance_scores=None)
+        clock.now += 0.001
+        meter.passed("result", pred, sent=False)
+        meter.add(t0, clock.now + 0.0005, seq=seq, arrival_time=t0 + 0.001)
+    fig = meter.figures()
+    segs = {s.name: s for s in fig.segments}
+    assert [s.name for s in fig.segments] == ["stream", "live", "batch queue", "batch",
+                                              "forward queue", "forward", "result queue",
+                                              "result"]
+    assert segs["stream"].p50_ms == pytest.approx(1.0)
+    assert segs["live"].p50_ms == pytest.approx(2.0)
+    assert segs["forward"].p50_ms == pytest.approx(5.0)
+    assert segs["result"].p50_ms == pytest.approx(0.5)
+    assert segs["forward queue"].p50_ms == pytest.approx(0.0, abs=1e-6)
+    # The one slow frame is the p99 frame: its wait is in the forward queue, nowhere else.
+    assert segs["forward queue"].tail_ms == pytest.approx(200.0)
+    assert segs["forward"].tail_ms == pytest.approx(5.0)
+    assert segs["forward queue"].mean_ms == pytest.approx(2.0)
+    assert fig.max_ms == pytest.approx(1.0 + 2.0 + 200.0 + 5.0 + 1.0 + 0.5)
+    table = fig.segment_table().splitlines()
+    assert table[0].split()[:2] == ["latency", "segment"]
+    assert table[6].split() == ["forward", "queue", "0.00", "2.00", "2.00", "200.00"]
+
+
+def test_frame_seqs_are_the_frames_an_item_carries() -> None:
+    from sleapflow.messages import CropSet, Frame, FrameBatch, FrameInfo
+    from sleapflow.runtime.latency import frame_seqs
+
+    frames = tuple(Frame(seq=s, video_id=0, frame_idx=s, image=None) for s in (7, 8))
+    info = FrameInfo(seq=9, video_id=0, frame_idx=9, height=1, width=1)
+    crops = CropSet(seq=3, frame=info, eff_scale=1.0, centroids=None, centroid_vals=None,
+                    crops=None, slots=None, offsets=None)
+    assert frame_seqs(FrameBatch(seq=0, frames=frames)) == (7, 8)  # not the batch's own seq
+    assert frame_seqs(frames[1]) == (8,)
+    assert frame_seqs(crops) == (9,)
+    assert frame_seqs([1, 2]) == ()
+
+
+def test_the_warm_up_frame_is_not_timed_and_stale_frames_are_counted_apart() -> None:
+    meter = LatencyMeter()
+    meter.untimed_below = 1
+    meter.add(10.0, 12.5, seq=0)  # the warm-up frame: 2.5 s of set-up
+    meter.drop_stale(40)
+    meter.add(12.4, 12.41, seq=1)
+    meter.drop(2)
+    fig = meter.figures()
+    assert (fig.frames, fig.dropped, fig.stale) == (1, 2, 40)
+    assert fig.max_ms == pytest.approx(10.0)
+    assert fig.line().endswith("2 frames dropped (40 more arrived during warm-up)")
+    summary = RunSummary(frames=2, seconds=3.0).with_latency(fig)
+    assert (summary.dropped_frames, summary.stale_frames) == (2, 40)
+
+
+@pytest.mark.anyio
+async def test_the_window_counts_batches_and_a_batch_is_back_when_its_last_frame_is() -> None:
+    from sleapflow.stages.live import FrameWindow
+
+    window = FrameWindow(1)
+    await window.acquire()  # frame 0 opens a batch,
+    window.extend()  # frames 1 and 2 go with it
+    window.extend()
+    assert (window.in_flight, window.sent) == (1, 3)
+    got_in = anyio.Event()
+
+    async def next_batch() -> None:
+        await window.acquire()
+        got_in.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(next_batch)
+        await anyio.wait_all_tasks_blocked()
+        window.release_through(1)  # frames 0 and 1 are out, frame 2 is not
+        await anyio.wait_all_tasks_blocked()
+        assert not got_in.is_set()
+        window.release_through(2)
+        await got_in.wait()
+    assert (window.in_flight, window.sent) == (1, 4)
+
+
+@pytest.mark.anyio
+async def test_the_runner_stamps_every_frame_at_every_seam() -> None:
+    from sleapflow.messages import Frame
+    from sleapflow.runtime import MapStage, chain, run_graph
+
+    clock = _Clock()
+    meter = LatencyMeter(clock=clock)
+
+    class Source:
+        name, role = "src", "source"
+        preserves_order, requires_order, restores_order = True, False, False
+
+        async def run(self, inbox: None, outbox: Any, *, task_status: Any) -> None:
+            async with outbox:
+                task_status.started()
+                for seq in range(3):
+                    clock.now = 100.0 + seq
+                    await outbox.send(Frame(seq=seq, video_id=0, frame_idx=seq, image=None))
+
+    def work(frame: Frame) -> Frame:
+        clock.now += 0.25
+        return frame
+
+    sink = CollectSink("sink")
+    spec = chain("stamped", [Source(), MapStage("work", work, offload=False), sink], 1,
+                 seams=meter)
+    await run_graph(spec)
+    assert [f.seq for f in sink.items] == [0, 1, 2]
+    for seq in range(3):
+        meter.add(100.0 + seq, clock.now, seq=seq)
+    names = [s.name for s in meter.figures().segments]
+    assert names == ["src", "work queue", "work", "sink queue", "sink"]
+    work_seg = next(s for s in meter.figures().segments if s.name == "work")
+    assert work_seg.p50_ms == pytest.approx(250.0)
+
+
+def test_frames_captured_before_the_graph_was_warm_are_stale_and_the_heap_thaws() -> None:
+    import gc
+    import threading
+
+    from sleapflow.inputs.live import LiveFrame
+    from sleapflow.stages.live import LiveSource, _HeapFreeze
+
+    meter = LatencyMeter()
+    source = LiveSource("udp://127.0.0.1:9", live=True, capacity=4, meter=meter)
+    never = threading.Event()
+    for i, captured in enumerate((9.0, 9.9, 10.2)):
+        source.buffer.put(LiveFrame(index=i, image=None, pts=None, capture_time=captured,
+                                    arrival_time=10.3), never)
+    source._warm_at = 10.0  # decoded late, after the warm-up, but captured during it
+    frame = source._take()
+    assert frame is not None and frame.index == 2 and meter.stale == 2
+    assert source._take() is None
+    # Set-up's heap leaves the full collections while live sources run, and comes back after.
+    before = gc.get_freeze_count()
+    _HeapFreeze.hold()
+    _HeapFreeze.hold()
+    assert gc.get_freeze_count() > before
+    _HeapFreeze.release()
+    assert gc.get_freeze_count() > before
+    _HeapFreeze.release()
+    assert gc.get_freeze_count() == before
