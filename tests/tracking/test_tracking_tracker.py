@@ -289,7 +289,7 @@ def _noisy_stream(n_frames: int, seed: int = 0, max_animals: int = 3):
 def test_state_is_bounded_by_the_window(cfg: TrackerConfig) -> None:
     tracker = Tracker(cfg)
     # Uncapped, up to 8 animals a frame spawn ids fast enough for the 1000 below in 8000 frames
-    # (1190 ids; 3 a frame needed 20 000). Capped, the stream only has to outlast the window
+    # (1175 ids; 3 a frame needed 20 000). Capped, the stream only has to outlast the window
     # many times over. The state is read after every frame, so no peak between reads goes unseen.
     max_instances, n_frames = (8, 8_000) if cfg.max_tracks is None else (3, 2_000)
     limit_records = cfg.window_size if cfg.max_tracks is None else cfg.max_tracks
