@@ -270,11 +270,12 @@ def test_image_features_track_by_appearance() -> None:
 
 # --- bounded state ---------------------------------------------------------------------------
 
-def _noisy_stream(n_frames: int, seed: int = 0):
-    """Random numbers of animals appearing anywhere: many tracks, many spawns."""
+def _noisy_stream(n_frames: int, seed: int = 0, max_animals: int = 3):
+    """Random numbers of animals (0 to ``max_animals``) appearing anywhere: many tracks, many
+    spawns."""
     rng = np.random.default_rng(seed)
     for i in range(n_frames):
-        n = int(rng.integers(0, 4))
+        n = int(rng.integers(0, max_animals + 1))
         pts = rng.uniform(0, 1000, size=(n, 2, 2))
         pts[rng.random((n, 2)) < 0.1] = NAN
         yield i, pts
@@ -287,17 +288,19 @@ def _noisy_stream(n_frames: int, seed: int = 0):
 ], ids=["fixed_window", "local_queues"])
 def test_state_is_bounded_by_the_window(cfg: TrackerConfig) -> None:
     tracker = Tracker(cfg)
-    max_instances = 3
+    # Uncapped, up to 8 animals a frame spawn ids fast enough for the 1000 below in 8000 frames
+    # (1175 ids; 3 a frame needed 20 000). Capped, the stream only has to outlast the window
+    # many times over. The state is read after every frame, so no peak between reads goes unseen.
+    max_instances, n_frames = (8, 8_000) if cfg.max_tracks is None else (3, 2_000)
     limit_records = cfg.window_size if cfg.max_tracks is None else cfg.max_tracks
     limit_instances = cfg.window_size * (max_instances if cfg.max_tracks is None
                                          else cfg.max_tracks)
     peak_records = peak_instances = 0
-    for i, pts in _noisy_stream(20_000):
+    for i, pts in _noisy_stream(n_frames, max_animals=max_instances):
         tracker.track(pts, frame_idx=i)
-        if i % 100 == 0:
-            state = tracker.state()
-            peak_records = max(peak_records, state.records)
-            peak_instances = max(peak_instances, state.instances)
+        state = tracker.state()
+        peak_records = max(peak_records, state.records)
+        peak_instances = max(peak_instances, state.instances)
     assert peak_records <= limit_records
     assert 0 < peak_instances <= limit_instances
     if cfg.max_tracks is None:
@@ -312,7 +315,8 @@ def test_flow_keeps_only_the_images_the_window_needs() -> None:
                               max_tracks=2)):
         tracker = Tracker(cfg)
         peak = 0
-        for i, pts in _noisy_stream(1500, seed=1):
+        # 300 frames outlast the 3-frame window a hundred times (1500 only took longer).
+        for i, pts in _noisy_stream(300, seed=1):
             tracker.track(pts / 25, frame_idx=i, image=np.roll(tex, i % 7, axis=0))
             peak = max(peak, tracker.state().images)
         bound = cfg.window_size * (1 if cfg.max_tracks is None else cfg.max_tracks)
