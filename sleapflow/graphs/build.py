@@ -55,7 +55,7 @@ from sleapflow.runtime.latency import LatencyMeter
 from sleapflow.stages.decode import DecodeSource
 from sleapflow.stages.filter import InstanceFilter
 from sleapflow.stages.live import FrameWindow, LiveSource, ResultTap
-from sleapflow.stages.preprocess import network_input_size
+from sleapflow.stages.preprocess import fitted_size, network_input_size
 from sleapflow.stages.raw import RawOptions
 from sleapflow.stages.track import CleanUpTracks, LinkGapsStage, LinkIdentities, StreamTracking, TrackFrames
 from sleapflow.stages.write import LabelsBuilder, SlpWriter
@@ -200,6 +200,11 @@ def check_network_inputs(cfg: InferenceConfig, models: dict[str, ModelRef],
             f"the most sleapflow runs is {MAX_NETWORK_PIXELS / 1e6:.0f} M "
             "(e.g. 4096 x 4096): lower --input_scale, --max_height / --max_width or --crop_size")
 
+    def refuse_empty(what: str, h: int, w: int, made: str = "each network input") -> None:
+        raise ConfigError(
+            f"{what} would make {made} {h} x {w} pixels, and a network needs at least one pixel "
+            "each way: raise --max_height / --max_width, --input_scale or --crop_size")
+
     shapes = set()
     for video in plan.videos:
         try:
@@ -215,16 +220,23 @@ def check_network_inputs(cfg: InferenceConfig, models: dict[str, ModelRef],
             scale = pre.input_scale if pre.input_scale is not None else ref.config.preprocessing.scale
             if crop:
                 side = int(crop * (scale or 1.0))
+                if side < 1:
+                    refuse_empty(f"--crop_size {crop} at input scale {scale:g}", side, side)
                 if side * side > MAX_NETWORK_PIXELS:
                     refuse(f"--crop_size {crop} at input scale {scale:g}", side, side)
             continue
         network_plan = preprocess_plan(pre, ref.config)
         for height, width in sorted(shapes):
             h, w = network_input_size(network_plan, height, width)
+            what = (f"a {height} x {width} frame with input scale {network_plan.scale:g}, "
+                    f"max height {network_plan.max_height} and max width {network_plan.max_width}")
+            fit_h, fit_w = fitted_size(network_plan, height, width)
+            if min(fit_h, fit_w) < 1:
+                refuse_empty(what, fit_h, fit_w, "the frame's resize before padding")
+            if min(h, w) < 1:
+                refuse_empty(what, h, w)
             if h * w > MAX_NETWORK_PIXELS:
-                refuse(f"a {height} x {width} frame with input scale {network_plan.scale:g}, "
-                       f"max height {network_plan.max_height} and max width "
-                       f"{network_plan.max_width}", h, w)
+                refuse(what, h, w)
 
 
 def check_embedding_options(cfg: InferenceConfig, has_embedding: bool, has_pose: bool) -> None:

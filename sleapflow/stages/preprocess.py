@@ -11,8 +11,8 @@ from sleapflow.messages import FrameBatch, FrameInfo, ModelInput
 from sleapflow.ops import host_resize
 from sleapflow.ops import preprocess as ops
 
-__all__ = ("NUMPY_RESIZE_BUDGET", "PreprocessPlan", "Preprocessor", "frame_shape_key", "make_frame_batch",
-           "network_input_size")
+__all__ = ("NUMPY_RESIZE_BUDGET", "PreprocessPlan", "Preprocessor", "fitted_size", "frame_shape_key",
+           "make_frame_batch", "network_input_size")
 
 
 
@@ -31,6 +31,16 @@ class PreprocessPlan(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_width: int | None = None
     scale: float = 1.0
     max_stride: int = 1
+
+
+def fitted_size(plan: PreprocessPlan, height: int, width: int) -> tuple[int, int]:
+    """The size a ``height`` x ``width`` frame is resized to before the size match pads it to
+    max_height x max_width (unchanged when no size match applies)."""
+    target_h, target_w = plan.max_height or height, plan.max_width or width
+    if (plan.max_height or plan.max_width) and (height, width) != (target_h, target_w):
+        ratio = min(target_h / height, target_w / width)
+        return round(height * ratio), round(width * ratio)
+    return height, width
 
 
 def network_input_size(plan: PreprocessPlan, height: int, width: int) -> tuple[int, int]:

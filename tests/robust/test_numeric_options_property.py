@@ -115,8 +115,11 @@ def test_a_drawn_value_is_one_error_line_or_a_completed_run(drawn: tuple[Option,
 
 
 @pytest.mark.parametrize("args", [["--input_scale", "100"],
-                                  ["--max_height", "32768", "--max_width", "32768"]])
-def test_the_top_of_the_input_size_ranges_is_refused_before_the_models(args: list[str]) -> None:
+                                  ["--max_height", "32768", "--max_width", "32768"],
+                                  # A 1-pixel-wide fit of a wide frame, halved by the model's
+                                  # input scale: no pixel left.
+                                  ["--max_width", "1"]])
+def test_the_ends_of_the_input_size_ranges_are_refused_before_the_models(args: list[str]) -> None:
     with tempfile.TemporaryDirectory(prefix="sleapflow-prop-") as tmp:
         rc, err, rss = _run(args, Path(tmp))
     lines = [ln for ln in err.splitlines() if ln.startswith("Error:")]
