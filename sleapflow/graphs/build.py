@@ -475,8 +475,15 @@ def make_source(run: PreparedRun, *, start: int = 0, start_seq: int = 0) -> Any:
         assert run.latency is not None and run.plan.source_path is not None
         cfg = run.cfg
         path = "-" if run.plan.source_path == "<stdin>" else run.plan.source_path
-        # Latency mode keeps a batch's worth of frames waiting; otherwise a queue's worth.
-        capacity = cfg.batch_size if run.ctx.latency_mode else cfg.queue_maxsize
+        # Latency mode keeps a batch's worth of frames waiting (what goes in as one batch when
+        # the graph is behind); otherwise a queue's worth. On the CPU a batch costs about its
+        # frames' time, so a bigger one makes every frame in it wait without predicting more:
+        # there only the newest frame waits, and frames go in one at a time (top-down at 30 fps
+        # on two cores: p50 78 ms against 268 ms with batches of 4, RESULTS.md).
+        if not run.ctx.latency_mode:
+            capacity = cfg.queue_maxsize
+        else:
+            capacity = 1 if run.ctx.device == "cpu" else cfg.batch_size
         return LiveSource(path, live=run.ctx.latency_mode, capacity=capacity, meter=run.latency,
                           video=run.plan.videos[0], duration=cfg.duration,
                           idle_timeout_s=cfg.stream_timeout, window=run.window)

@@ -335,3 +335,20 @@ def test_frames_captured_before_the_graph_was_warm_are_stale_and_the_heap_thaws(
     assert gc.get_freeze_count() > before
     _HeapFreeze.release()
     assert gc.get_freeze_count() == before
+
+
+def test_on_the_cpu_only_the_newest_frame_waits_on_an_accelerator_a_batch(assets: Path) -> None:
+    import dataclasses
+
+    from sleapflow.graphs.build import make_source, prepare
+    from sleapflow.options.boundary import build_config
+
+    model = str(assets / "model_ckpts" / "minimal_instance_single_instance")
+    stream = "udp://127.0.0.1:9"  # planned, never opened: make_source does not read it
+    run = prepare(build_config(data_path=stream, model_paths=[model], batch_size=4, device="cpu"))
+    assert run.ctx.latency_mode and make_source(run).buffer.capacity == 1
+    on_gpu = dataclasses.replace(run, ctx=dataclasses.replace(run.ctx, device="cuda"))
+    assert make_source(on_gpu).buffer.capacity == 4
+    keep_all = prepare(build_config(data_path=stream, model_paths=[model], batch_size=4,
+                                    live=False, queue_maxsize=16))
+    assert make_source(keep_all).buffer.capacity == 16
