@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -159,3 +162,37 @@ def http_stream(path: Path, *, speed: float = 1.0) -> Iterator[str]:
 def nan_equal(a: Any, b: Any) -> bool:
     return bool(np.array_equal(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64),
                                equal_nan=True))
+
+
+#: Frames in the shared test clip (the ``clip`` fixture in this folder's conftest.py).
+CLIP_FRAMES = 12
+
+
+def feed_stdin(clip: Path, pipe: IO[bytes], stop: threading.Event, loops: int) -> None:
+    """Stream ``clip`` into a run's stdin ``loops`` times over in real time, until ``stop``.
+    The run going away mid-stream (a broken pipe, in PyAV's words) ends the feed quietly."""
+    with contextlib.suppress(Exception):
+        stream_packets(clip, pipe, stop=stop, loops=loops)
+
+
+@contextlib.contextmanager
+def stdin_stream_run(args: list[str], clip: Path, loops: int) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m sleapflow ARGS`` in a child process with ``clip`` streamed into its stdin
+    ``loops`` times over; the child is killed and the feed stopped on the way out."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+           "OMP_NUM_THREADS": "1"}
+    stop = threading.Event()
+    with subprocess.Popen([sys.executable, "-m", "sleapflow", *args], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as proc:
+        assert proc.stdin is not None
+        feeder = threading.Thread(target=feed_stdin, args=(clip, proc.stdin, stop, loops),
+                                  daemon=True)
+        feeder.start()
+        try:
+            yield proc
+        finally:
+            stop.set()
+            proc.kill()
+            feeder.join(10)
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.close()

@@ -5,12 +5,9 @@ a graph slower than the stream drops and counts frames, Ctrl-C writes a whole ou
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -25,26 +22,22 @@ from sleapflow.cli.app import main
 
 sys.path.insert(0, str(Path(__file__).parent))
 from live_helpers import (
+    CLIP_FRAMES,
     frame_pts,
     free_port,
     http_stream,
     nan_equal,
+    stdin_stream_run,
     stream_packets,
     wait_udp_bound,
     write_ts_clip,
 )
 
-N_FRAMES = 12
+N_FRAMES = CLIP_FRAMES
 #: The dropping test streams its clip this many times over.
 UDP_LOOPS = 3
 #: Top-down runs cost the most: their stream is shortest.
 SHORT_FRAMES = 6
-
-
-@pytest.fixture(scope="module")
-def clip(assets: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("live") / "clip.ts"
-    return write_ts_clip(assets / "datasets" / "centered_pair_small.mp4", out, N_FRAMES)
 
 
 @pytest.fixture(scope="module")
@@ -206,33 +199,18 @@ def test_http_stream_topdown_equals_offline_run(short_clip: Path, topdown: list[
 def test_ctrl_c_on_a_stdin_stream_writes_a_whole_output_and_ndjson_has_every_frame(
         clip: Path, single: list[str], tmp_path: Path) -> None:
     out = tmp_path / "live.slp"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
-           "OMP_NUM_THREADS": "1"}
     lines: list[dict[str, Any]] = []
-    stop = threading.Event()
-    with subprocess.Popen(
-            [sys.executable, "-m", "sleapflow", "track", "-i", "-", *single, "-o", str(out),
-             "--publish", "-", "--stream_timeout", "20"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=env) as proc:
-        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-        feeder = threading.Thread(target=_feed, args=(clip, proc.stdin, stop), daemon=True)
-        feeder.start()
-        try:
-            for line in proc.stdout:
-                lines.append(json.loads(line))
-                if len(lines) == 5:
-                    proc.send_signal(signal.SIGINT)
-                if lines[-1]["type"] == "end":
-                    break
-            rc = proc.wait(30)
-            stderr = proc.stderr.read().decode()
-        finally:
-            stop.set()
-            proc.kill()
-            feeder.join(10)
-            with contextlib.suppress(BrokenPipeError):
-                proc.stdin.close()
+    args = ["track", "-i", "-", *single, "-o", str(out), "--publish", "-", "--stream_timeout", "20"]
+    with stdin_stream_run(args, clip, FEED_LOOPS) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        for line in proc.stdout:
+            lines.append(json.loads(line))
+            if len(lines) == 5:
+                proc.send_signal(signal.SIGINT)
+            if lines[-1]["type"] == "end":
+                break
+        rc = proc.wait(30)
+        stderr = proc.stderr.read().decode()
     assert rc == 0, stderr
     assert "Stopping the live source" in stderr
     poses = [m for m in lines if m["type"] == "poses"]
@@ -249,9 +227,3 @@ def test_ctrl_c_on_a_stdin_stream_writes_a_whole_output_and_ndjson_has_every_fra
 
 #: The stdin stream runs for this many times the clip (40 s): it outlasts the test.
 FEED_LOOPS = 100
-
-
-def _feed(clip: Path, pipe: Any, stop: threading.Event) -> None:
-    # The receiver goes away mid-stream: a broken pipe, in PyAV's words.
-    with contextlib.suppress(Exception):
-        stream_packets(clip, pipe, stop=stop, loops=FEED_LOOPS)
