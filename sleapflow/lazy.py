@@ -6,7 +6,7 @@ import importlib
 from types import ModuleType
 from typing import Any
 
-__all__ = ("LazyModule", "lazy_module")
+__all__ = ("LazyModule", "import_sleap_io_media", "lazy_module")
 
 
 class LazyModule:
