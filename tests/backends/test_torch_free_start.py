@@ -193,8 +193,17 @@ def test_numpy_global_peaks_equal_the_torch_form() -> None:
         assert np.isnan(got_p[0, 1]).all() and got_v[0, 1] == 0
 
 
-@pytest.mark.parametrize(("shape", "size"), [((2, 1, 320, 560), (160, 280)), ((1, 3, 50, 70), (37, 61)),
-                                             ((1, 1, 33, 47), (80, 47)), ((1, 1, 40, 9), (40, 1))])
+@pytest.mark.parametrize(("shape", "size"), [
+    ((2, 1, 320, 560), (160, 280)), ((1, 3, 50, 70), (37, 61)), ((1, 1, 33, 47), (80, 47)),
+    ((1, 1, 40, 9), (40, 1)),
+    # Integer-ratio downscales (the phase-split fast path): odd and even sizes, a batch of
+    # 3 channels, ratios 2, 3, 4 and 8, one axis only, and sizes where the border outputs
+    # are most of the axis or the whole of it.
+    ((4, 3, 64, 96), (32, 48)), ((2, 1, 66, 90), (33, 45)), ((1, 3, 81, 27), (27, 9)),
+    ((3, 1, 100, 44), (25, 11)), ((1, 1, 64, 72), (8, 9)), ((1, 2, 12, 20), (12, 10)),
+    ((1, 1, 30, 7), (15, 7)), ((1, 1, 8, 12), (4, 6)), ((1, 1, 6, 6), (3, 3)), ((1, 1, 4, 6), (2, 3)),
+    ((1, 1, 2, 10), (1, 5)),
+    ((1, 1, 3, 4096), (3, 4))])  # sums past 2^24: float64
 def test_numpy_resize_is_torchs_uint8_kernel_bit_for_bit(shape: tuple[int, ...],
                                                          size: tuple[int, int]) -> None:
     import torch
@@ -204,9 +213,28 @@ def test_numpy_resize_is_torchs_uint8_kernel_bit_for_bit(shape: tuple[int, ...],
 
     x = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
     x[..., :3, :] = 255  # saturated rows: the clamp between passes matters
+    x[..., :2] = 255  # and saturated columns at the left border
     ref = F.interpolate(torch.from_numpy(x), size=size, mode="bilinear", antialias=True,
                         align_corners=False).numpy()
-    np.testing.assert_array_equal(resize_uint8(x, size), ref)
+    got = resize_uint8(x, size)
+    assert got.flags.c_contiguous and got.dtype == np.uint8
+    np.testing.assert_array_equal(got, ref)
+    # The preprocessor's batches are channels-last frames seen as NCHW: the same bytes.
+    nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    np.testing.assert_array_equal(resize_uint8(nhwc, size), ref)
+
+
+def test_numpy_resize_fast_path_covers_the_interior_and_stays_exact_at_large_ratios() -> None:
+    from sleapflow.ops import host_resize
+
+    # The interior of a halving is one strided run read from the phases; only the borders
+    # are gathered (so the fast path is the one the bit-for-bit cases above exercise).
+    plan = host_resize._axis(560, 280)
+    assert (plan.ratio, plan.start, plan.count) == (2, 1, 278)
+    assert plan.rest.tolist() == [0, 279] and plan.dtype is np.float32
+    # Ratios that are not integers have no run; huge downscales leave float32's exact range.
+    assert host_resize._axis(50, 37).ratio == 0 and host_resize._axis(50, 37).count == 0
+    assert host_resize._axis(4096, 4).dtype is np.float64
 
 
 def test_numpy_preprocessing_equals_torchs_and_hands_over_past_the_budget(
