@@ -76,6 +76,7 @@ class _Axis(NamedTuple):
     start: int  # first output of the run
     count: int  # outputs in the run
     taps: tuple[tuple[int, int, float], ...]  # (phase, offset in the phase, weight) per tap
+    groups: tuple[tuple[float, tuple[tuple[int, int], ...]], ...]  # taps paired by equal weight
     rest: np.ndarray  # output positions gathered
     rest_index: np.ndarray  # (len(rest), K) their input positions
     rest_weights: np.ndarray  # (len(rest), K, 1) weights scaled by 2^-precision
@@ -103,10 +104,19 @@ def _axis(in_size: int, out_size: int) -> _Axis:
         count = stop - start
         taps = tuple((int(i) % ratio, int(i) // ratio, float(w))
                      for i, w in zip(index[start], scaled[start], strict=True) if w != 0.0)
+    groups: list[tuple[float, list[tuple[int, int]]]] = []
+    unpaired: dict[float, int] = {}  # weight → its group still waiting for a partner
+    for r, at, weight in taps:
+        if (pair := unpaired.pop(weight, None)) is None:
+            unpaired[weight] = len(groups)
+            groups.append((weight, [(r, at)]))
+        else:
+            groups[pair][1].append((r, at))
     inside = np.zeros(out_size, dtype=bool)
     inside[start:start + count] = True
     rest = np.flatnonzero(~inside)
-    return _Axis(ratio=ratio, start=start, count=count, taps=taps, rest=rest,
+    return _Axis(ratio=ratio, start=start, count=count, taps=taps,
+                 groups=tuple((w, tuple(t)) for w, t in groups), rest=rest,
                  rest_index=index[rest], rest_weights=scaled[rest, :, None].astype(dtype),
                  dtype=dtype, clamp=bound >= 256 << precision)
 
@@ -126,19 +136,23 @@ def _pass(src: np.ndarray, plan: _Axis, out: np.ndarray, last: bool) -> None:
         direct = not last and span == out_size and out.dtype == plan.dtype and out.flags.c_contiguous
         acc = out if direct else np.empty((lines, span, per), dtype=plan.dtype)
         flat, tmp = acc.reshape(-1), np.empty(acc.size, dtype=plan.dtype)
+        # Output j of the block's flat lines reads phase element j - start + at: a line's run
+        # outputs stay within the line; the lanes that cross lines are overwritten below.
         first = plan.start * per
-        for k, (r, at, weight) in enumerate(plan.taps):
-            # Output j of the block's flat lines reads phase element j - start + at: a line's
-            # run outputs stay within the line; the lanes that cross lines are overwritten below.
-            source = phases[r].reshape(-1)[at * per:]
-            n = min(flat.size - first, source.size)
-            if k == 0:
-                flat[:first] = 0.0
-                flat[first + n:] = 0.0
-                np.multiply(source[:n], weight, out=flat[first:first + n])
+        n = min(flat.size - first, flat.size - max(at for _, at, _ in plan.taps) * per)
+        flat[:first] = 0.0
+        flat[first + n:] = 0.0
+        for k, (weight, taps) in enumerate(plan.groups):
+            views = [phases[r].reshape(-1)[at * per:at * per + n] for r, at in taps]
+            dst = flat[first:first + n] if k == 0 else tmp[:n]
+            if len(views) == 2:
+                # Taps of equal weight (the filter is symmetric) add before one multiply.
+                np.add(views[0], views[1], out=dst)
+                np.multiply(dst, weight, out=dst)
             else:
-                np.multiply(source[:n], weight, out=tmp[:n])
-                flat[first:first + n] += tmp[:n]
+                np.multiply(views[0], weight, out=dst)
+            if k:
+                flat[first:first + n] += dst
         acc = acc[:, :out_size]
     else:
         direct = not last and out.dtype == plan.dtype
