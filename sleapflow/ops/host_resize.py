@@ -121,21 +121,22 @@ def _axis(in_size: int, out_size: int) -> _Axis:
                  dtype=dtype, clamp=bound >= 256 << precision)
 
 
-def _pass(src: np.ndarray, plan: _Axis, out: np.ndarray, last: bool) -> None:
+def _pass(src: np.ndarray, plan: _Axis, out: np.ndarray, last: bool, work: np.ndarray) -> None:
     """Resize axis 1 of ``src`` (lines, L, E) into ``out`` (lines, out, E): integer-valued
-    float clamped to 0..255, or uint8 when ``last``."""
+    float clamped to 0..255, or uint8 when ``last``. ``work``: a flat scratch buffer of
+    ``plan.dtype`` and :func:`_work_size` values, reused across blocks (fresh pages cost)."""
     lines, _, per = src.shape
     out_size = out.shape[1]
+    values = lines * out_size * per
+    # Straight into ``out`` where it has the accumulator's layout (a first pass's rows).
+    direct = not last and out.dtype == plan.dtype and out.flags.c_contiguous
+    acc = out if direct else work[:values].reshape(out.shape)
     if plan.ratio:
+        # An integer ratio: every phase has exactly out_size pixels.
         ratio = plan.ratio
-        span = -(-src.shape[1] // ratio)  # the longest phase
-        # Zeroed so that the lanes past a short phase's end hold no junk to compute on.
-        phases = np.zeros((ratio, lines, span, per), dtype=plan.dtype)
+        phases = work[values:values * (ratio + 1)].reshape(ratio, lines, out_size, per)
         _split(src, phases)
-        # Straight into ``out`` where it has the accumulator's layout (a first pass's rows).
-        direct = not last and span == out_size and out.dtype == plan.dtype and out.flags.c_contiguous
-        acc = out if direct else np.empty((lines, span, per), dtype=plan.dtype)
-        flat, tmp = acc.reshape(-1), np.empty(acc.size, dtype=plan.dtype)
+        flat, tmp = acc.reshape(-1), work[values * (ratio + 1):values * (ratio + 2)]
         # Output j of the block's flat lines reads phase element j - start + at: a line's run
         # outputs stay within the line; the lanes that cross lines are overwritten below.
         first = plan.start * per
@@ -153,10 +154,6 @@ def _pass(src: np.ndarray, plan: _Axis, out: np.ndarray, last: bool) -> None:
                 np.multiply(views[0], weight, out=dst)
             if k:
                 flat[first:first + n] += dst
-        acc = acc[:, :out_size]
-    else:
-        direct = not last and out.dtype == plan.dtype
-        acc = out if direct else np.empty((lines, out_size, per), dtype=plan.dtype)
     if len(plan.rest):
         part = np.take(src, plan.rest_index[:, 0], axis=1) * plan.rest_weights[:, 0]
         for k in range(1, plan.rest_index.shape[1]):
@@ -173,7 +170,7 @@ def _pass(src: np.ndarray, plan: _Axis, out: np.ndarray, last: bool) -> None:
 
 
 def _split(src: np.ndarray, phases: np.ndarray) -> None:
-    """``phases[r, :, :n_r] = src[:, r::P]`` as float: the P phases of axis 1 of ``src``."""
+    """``phases[r] = src[:, r::P]`` as float: the P phases of axis 1 of ``src``."""
     ratio, lines, _, per = phases.shape
     width = src.shape[1]
     word = {2: np.uint16, 4: np.uint32, 8: np.uint64}.get(ratio)
@@ -184,23 +181,26 @@ def _split(src: np.ndarray, phases: np.ndarray) -> None:
         words = src.reshape(lines, width).view(word)
         part = np.empty_like(words)
         for r in range(ratio):
-            np.right_shift(words, 8 * r, out=part)
-            if r < ratio - 1:
-                np.bitwise_and(part, 255, out=part)
-            np.copyto(phases[r, :, :width // ratio, 0], part)
+            if r == 0:
+                np.bitwise_and(words, 255, out=part)
+            else:
+                np.right_shift(words, 8 * r, out=part)
+                if r < ratio - 1:
+                    np.bitwise_and(part, 255, out=part)
+            np.copyto(phases[r, :, :, 0], part)
         return
     for r in range(ratio):
-        np.copyto(phases[r, :, :len(range(r, width, ratio))], src[:, r::ratio])
+        np.copyto(phases[r], src[:, r::ratio])
+
+
+def _work_size(plan: _Axis, values: int) -> int:
+    """Scratch values :func:`_pass` needs for a block of at most ``values`` outputs."""
+    return values * (plan.ratio + 2)
 
 
 def _planes(x: np.ndarray) -> np.ndarray:
-    """``x`` as (planes, H, W), a view where the layout allows."""
-    planes = x.view()
-    try:
-        planes.shape = (-1, *x.shape[-2:])
-    except AttributeError:  # leading axes not mergeable (a channels-last batch): one copy
-        planes = np.ascontiguousarray(x).reshape(-1, *x.shape[-2:])
-    return planes
+    """``x`` as contiguous (planes, H, W): a view, or one copy (of a channels-last batch)."""
+    return np.ascontiguousarray(x).reshape(-1, *x.shape[-2:])
 
 
 def resize_uint8(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -220,8 +220,9 @@ def resize_uint8(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         mid = result if last else np.empty((count, height, out_w), dtype=hplan.dtype)
         rows, rows_out = planes.reshape(-1, width, 1), mid.reshape(-1, out_w, 1)
         step = max(1, _BLOCK // max(width, out_w))
+        work = np.empty(_work_size(hplan, min(step, rows.shape[0]) * out_w), dtype=hplan.dtype)
         for r0 in range(0, rows.shape[0], step):
-            _pass(rows[r0:r0 + step], hplan, rows_out[r0:r0 + step], last)
+            _pass(rows[r0:r0 + step], hplan, rows_out[r0:r0 + step], last, work)
         if last:
             return result.reshape(*x.shape[:-2], out_h, out_w)
     else:
@@ -229,6 +230,7 @@ def resize_uint8(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     # Then the vertical pass: a line is a plane, a pixel one of its rows.
     vplan = _axis(height, out_h)
     step = max(1, _BLOCK // (max(height, out_h) * out_w))
+    work = np.empty(_work_size(vplan, min(step, count) * out_h * out_w), dtype=vplan.dtype)
     for p0 in range(0, count, step):
-        _pass(mid[p0:p0 + step], vplan, result[p0:p0 + step], True)
+        _pass(mid[p0:p0 + step], vplan, result[p0:p0 + step], True, work)
     return result.reshape(*x.shape[:-2], out_h, out_w)
