@@ -4,8 +4,9 @@ Cases are the single-instance model's input scaling (batch 4, 3 x 320 x 560 → 
 large grayscale halving (batch 4, 1 x 1024 x 1024 → 512 x 512), each as a contiguous NCHW
 batch and as the channels-last view the preprocessor hands over (``--layout``). The previous
 kernel is read from git (``--old-rev``, the commit before the fast kernel) into a temporary
-module; torch runs on one thread, as the CPU graphs run it. Every kernel's output is checked
-equal to torch's before timing. Each figure is the median of ``--repeats`` timings of
+module; torch runs on one thread, as the CPU graphs run it, and is imported only after the
+numpy kernels are timed (as on the torch-free path). Every kernel's output is checked equal to
+torch's. Each figure is the median of ``--repeats`` timings of
 ``--number`` calls.
 
 Example::
@@ -63,36 +64,42 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layout", choices=("nchw", "nhwc-view", "both"), default="both")
     args = parser.parse_args(argv)
 
-    import torch
-    import torch.nn.functional as F
-
     from sleapflow.ops.host_resize import resize_uint8
 
-    torch.set_num_threads(1)
     old = _old_module(args.old_rev).resize_uint8
     layouts = ("nchw", "nhwc-view") if args.layout == "both" else (args.layout,)
-    print(f"{'case':28s} {'layout':10s} {'numpy-new':>10s} {'numpy-old':>10s} {'torch':>8s} "
-          f"{'old/new':>8s} {'new/torch':>9s}  (ms per batch)")
+    rows = []
     for name, shape, size in CASES:
         base = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
         for layout in layouts:
             # The preprocessor's batches are channels-last frames seen as NCHW.
             x = base if layout == "nchw" else \
                 np.ascontiguousarray(base.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
-            t = torch.from_numpy(x)
+            rows.append((name, layout, x, size,
+                         _ms(lambda x=x, size=size: resize_uint8(x, size), args.repeats, args.number),
+                         _ms(lambda x=x, size=size: old(x, size), args.repeats, args.number)))
 
-            def ref(t: torch.Tensor = t, size: tuple[int, int] = size) -> torch.Tensor:
-                return F.interpolate(t, size=size, mode="bilinear", antialias=True, align_corners=False)
+    # Only now torch: the numpy path runs without it, and with torch loaded glibc's malloc
+    # serves the kernels' large temporaries from fresh pages (measured 2-3x slower here).
+    import torch
+    import torch.nn.functional as F
 
-            want = ref().numpy()
-            for kernel in (resize_uint8, old):
-                if not np.array_equal(kernel(x, size), want):
-                    raise SystemExit(f"{kernel.__module__} differs from torch on {name} ({layout})")
-            new_ms = _ms(lambda x=x, size=size: resize_uint8(x, size), args.repeats, args.number)
-            old_ms = _ms(lambda x=x, size=size: old(x, size), args.repeats, args.number)
-            torch_ms = _ms(ref, args.repeats, args.number)
-            print(f"{name:28s} {layout:10s} {new_ms:10.2f} {old_ms:10.2f} {torch_ms:8.2f} "
-                  f"{old_ms / new_ms:8.2f} {new_ms / torch_ms:9.2f}")
+    torch.set_num_threads(1)
+    print(f"{'case':28s} {'layout':10s} {'numpy-new':>10s} {'numpy-old':>10s} {'torch':>8s} "
+          f"{'old/new':>8s} {'new/torch':>9s}  (ms per batch)")
+    for name, layout, x, size, new_ms, old_ms in rows:
+        t = torch.from_numpy(x)
+
+        def ref(t: torch.Tensor = t, size: tuple[int, int] = size) -> torch.Tensor:
+            return F.interpolate(t, size=size, mode="bilinear", antialias=True, align_corners=False)
+
+        want = ref().numpy()
+        for kernel in (resize_uint8, old):
+            if not np.array_equal(kernel(x, size), want):
+                raise SystemExit(f"{kernel.__module__} differs from torch on {name} ({layout})")
+        torch_ms = _ms(ref, args.repeats, args.number)
+        print(f"{name:28s} {layout:10s} {new_ms:10.2f} {old_ms:10.2f} {torch_ms:8.2f} "
+              f"{old_ms / new_ms:8.2f} {new_ms / torch_ms:9.2f}")
     return 0
 
 

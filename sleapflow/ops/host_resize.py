@@ -22,6 +22,7 @@ overwrites. Other ratios gather every tap. Blocks of a few hundred KiB keep the 
 
 from __future__ import annotations
 
+import math
 import sys
 from functools import lru_cache
 from typing import NamedTuple
@@ -121,16 +122,14 @@ def _axis(in_size: int, out_size: int) -> _Axis:
                  dtype=dtype, clamp=bound >= 256 << precision)
 
 
-def _pass(src: np.ndarray, plan: _Axis, out: np.ndarray, last: bool, work: np.ndarray) -> None:
-    """Resize axis 1 of ``src`` (lines, L, E) into ``out`` (lines, out, E): integer-valued
-    float clamped to 0..255, or uint8 when ``last``. ``work``: a flat scratch buffer of
-    ``plan.dtype`` and :func:`_work_size` values, reused across blocks (fresh pages cost)."""
+def _pass(src: np.ndarray, plan: _Axis, out: np.ndarray, work: np.ndarray) -> None:
+    """Resize axis 1 of ``src`` (lines, L, E) into the uint8 ``out`` (lines, out, E).
+    ``work``: a flat scratch buffer of ``plan.dtype`` and :func:`_work_size` values, reused
+    across blocks (fresh pages cost more than the arithmetic)."""
     lines, _, per = src.shape
     out_size = out.shape[1]
     values = lines * out_size * per
-    # Straight into ``out`` where it has the accumulator's layout (a first pass's rows).
-    direct = not last and out.dtype == plan.dtype and out.flags.c_contiguous
-    acc = out if direct else work[:values].reshape(out.shape)
+    acc = work[:values].reshape(out.shape)
     if plan.ratio:
         # An integer ratio: every phase has exactly out_size pixels.
         ratio = plan.ratio
@@ -162,11 +161,8 @@ def _pass(src: np.ndarray, plan: _Axis, out: np.ndarray, last: bool, work: np.nd
     acc += 0.5
     if plan.clamp:
         np.minimum(acc, 255.0, out=acc)
-    if not last:
-        np.floor(acc, out=acc)
-    if not direct:
-        # Non-negative, so the cast's truncation is the floor.
-        np.copyto(out, acc, casting="unsafe")
+    # Non-negative, so the cast's truncation is the floor.
+    np.copyto(out, acc, casting="unsafe")
 
 
 def _split(src: np.ndarray, phases: np.ndarray) -> None:
@@ -198,11 +194,6 @@ def _work_size(plan: _Axis, values: int) -> int:
     return values * (plan.ratio + 2)
 
 
-def _planes(x: np.ndarray) -> np.ndarray:
-    """``x`` as contiguous (planes, H, W): a view, or one copy (of a channels-last batch)."""
-    return np.ascontiguousarray(x).reshape(-1, *x.shape[-2:])
-
-
 def resize_uint8(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """(..., H, W) uint8 → (..., *size) uint8, equal to torch's antialiased bilinear uint8 resize
     (``F.interpolate(..., mode="bilinear", antialias=True, align_corners=False)``) on the CPU."""
@@ -210,27 +201,41 @@ def resize_uint8(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     out_h, out_w = size
     if (out_h, out_w) == (height, width):
         return np.ascontiguousarray(x)
-    planes = _planes(x)
-    count = planes.shape[0]
+    lead = x.shape[:-2]
+    count = math.prod(lead)
     result = np.empty((count, out_h, out_w), dtype=np.uint8)
-    if out_w != width:
-        # The horizontal pass first, as torch does; rows of all planes are independent lines.
-        hplan = _axis(width, out_w)
-        last = out_h == height
-        mid = result if last else np.empty((count, height, out_w), dtype=hplan.dtype)
-        rows, rows_out = planes.reshape(-1, width, 1), mid.reshape(-1, out_w, 1)
-        step = max(1, _BLOCK // max(width, out_w))
-        work = np.empty(_work_size(hplan, min(step, rows.shape[0]) * out_w), dtype=hplan.dtype)
-        for r0 in range(0, rows.shape[0], step):
-            _pass(rows[r0:r0 + step], hplan, rows_out[r0:r0 + step], last, work)
-        if last:
-            return result.reshape(*x.shape[:-2], out_h, out_w)
-    else:
-        mid = planes
-    # Then the vertical pass: a line is a plane, a pixel one of its rows.
-    vplan = _axis(height, out_h)
-    step = max(1, _BLOCK // (max(height, out_h) * out_w))
-    work = np.empty(_work_size(vplan, min(step, count) * out_h * out_w), dtype=vplan.dtype)
-    for p0 in range(0, count, step):
-        _pass(mid[p0:p0 + step], vplan, result[p0:p0 + step], True, work)
-    return result.reshape(*x.shape[:-2], out_h, out_w)
+    # A few planes at a time through both passes: the intermediate (uint8, as torch rounds it)
+    # and the scratch stay small and in cache, and a channels-last batch is copied plane-wise.
+    group = min(count, max(1, _BLOCK // (height * max(width, out_w))))
+    flat = x.reshape(-1, height, width) if x.flags.c_contiguous else None
+    staged = np.empty((group, height, width), dtype=np.uint8) if flat is None else None
+    hplan = _axis(width, out_w) if out_w != width else None
+    vplan = _axis(height, out_h) if out_h != height else None
+    hstep = max(1, _BLOCK // max(width, out_w))
+    vstep = max(1, _BLOCK // (max(height, out_h) * out_w))
+    if hplan is not None:
+        hwork = np.empty(_work_size(hplan, min(hstep, group * height) * out_w), dtype=hplan.dtype)
+        mid = np.empty((group, height, out_w), dtype=np.uint8) if vplan is not None else None
+    if vplan is not None:
+        vwork = np.empty(_work_size(vplan, min(vstep, group) * out_h * out_w), dtype=vplan.dtype)
+    for p0 in range(0, count, group):
+        p1 = min(p0 + group, count)
+        if flat is not None:
+            planes = flat[p0:p1]
+        else:
+            planes = staged[:p1 - p0]
+            for i, p in enumerate(range(p0, p1)):
+                np.copyto(planes[i], x[np.unravel_index(p, lead)])
+        if hplan is not None:
+            # The horizontal pass first, as torch does; rows are independent lines.
+            done = result[p0:p1] if mid is None else mid[:p1 - p0]
+            rows, rows_out = planes.reshape(-1, width, 1), done.reshape(-1, out_w, 1)
+            for r0 in range(0, rows.shape[0], hstep):
+                _pass(rows[r0:r0 + hstep], hplan, rows_out[r0:r0 + hstep], hwork)
+            planes = done
+        if vplan is not None:
+            # Then the vertical pass: a line is a plane, a pixel one of its rows.
+            for q0 in range(p0, p1, vstep):
+                q1 = min(q0 + vstep, p1)
+                _pass(planes[q0 - p0:q1 - p0], vplan, result[q0:q1], vwork)
+    return result.reshape(*lead, out_h, out_w)
