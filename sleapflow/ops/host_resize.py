@@ -17,7 +17,9 @@ Fast where it matters: away from the borders, output ``i`` of a resize by an int
 the input split once into its P phases (every P-th pixel, contiguous), each tap is one
 contiguous slice of the phase, across all lines of a block at once, and the taps run as whole
 1-D SIMD loops; outputs that mix lines there are border pixels, which a per-tap gather then
-overwrites. Other ratios gather every tap. Blocks of a few hundred KiB keep the work in cache.
+overwrites. Other ratios gather every tap. Both passes run a few planes at a time (the uint8
+intermediate is what torch rounds to anyway), in blocks whose scratch stays in cache and is
+reused: fresh pages per call cost more than the arithmetic.
 """
 
 from __future__ import annotations
