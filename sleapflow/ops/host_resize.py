@@ -17,9 +17,10 @@ Fast where it matters: away from the borders, output ``i`` of a resize by an int
 the input split once into its P phases (every P-th pixel, contiguous), each tap is one
 contiguous slice of the phase, across all lines of a block at once, and the taps run as whole
 1-D SIMD loops; outputs that mix lines there are border pixels, which a per-tap gather then
-overwrites. Other ratios gather every tap. Both passes run a few planes at a time (the uint8
-intermediate is what torch rounds to anyway), in blocks whose scratch stays in cache and is
-reused: fresh pages per call cost more than the arithmetic.
+overwrites. Other ratios are products with the weight matrix, a band of outputs at a time
+(BLAS; exact as well, as every partial sum is a sub-sum of the exact total). Both passes run
+a few planes at a time (the uint8 intermediate is what torch rounds to anyway), in blocks whose
+scratch stays in cache and is reused: fresh pages per call cost more than the arithmetic.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ _MAX_PHASES = 8
 #: Values per block of a pass: large enough that numpy's per-call cost is small, small enough
 #: (float32: 1 MiB) to stay in cache; measured best between 2^17 and 2^19.
 _BLOCK = 1 << 18
+#: Outputs per band of a matrix-product pass (wider bands multiply more zeros).
+_BAND = 32
 
 
 @lru_cache(maxsize=64)
@@ -83,6 +86,9 @@ class _Axis(NamedTuple):
     rest: np.ndarray  # output positions gathered
     rest_index: np.ndarray  # (len(rest), K) their input positions
     rest_weights: np.ndarray  # (len(rest), K, 1) weights scaled by 2^-precision
+    #: Other ratios: (first output, stop, first input, stop, weights (inputs, outputs)) per band
+    #: of outputs, a dense slice of the weight matrix for a BLAS product.
+    bands: tuple[tuple[int, int, int, int, np.ndarray], ...]
     dtype: type[np.floating]
     clamp: bool  # whether a rounded sum can exceed 255 (weights summing above 2^precision)
 
@@ -115,11 +121,24 @@ def _axis(in_size: int, out_size: int) -> _Axis:
             groups.append((weight, [(r, at)]))
         else:
             groups[pair][1].append((r, at))
+    bands = []
+    if not ratio:
+        # Matrix products are exact too (every partial sum is a sub-sum of the exact total);
+        # bands of outputs keep the zeros they multiply few.
+        for o0 in range(0, out_size, _BAND):
+            o1 = min(o0 + _BAND, out_size)
+            used = index[o0:o1][ints[o0:o1] != 0]
+            lo, hi = (int(used.min()), int(used.max()) + 1) if used.size else (0, 1)
+            band = np.zeros((hi - lo, o1 - o0), dtype=dtype)
+            for k in range(index.shape[1]):
+                live = ints[o0:o1, k] != 0
+                band[index[o0:o1, k][live] - lo, np.flatnonzero(live)] = scaled[o0:o1, k][live]
+            bands.append((o0, o1, lo, hi, band))
     inside = np.zeros(out_size, dtype=bool)
     inside[start:start + count] = True
-    rest = np.flatnonzero(~inside)
+    rest = np.flatnonzero(~inside) if ratio else np.empty(0, dtype=np.intp)
     return _Axis(ratio=ratio, start=start, count=count, taps=taps,
-                 groups=tuple((w, tuple(t)) for w, t in groups), rest=rest,
+                 groups=tuple((w, tuple(t)) for w, t in groups), bands=tuple(bands), rest=rest,
                  rest_index=index[rest], rest_weights=scaled[rest, :, None].astype(dtype),
                  dtype=dtype, clamp=bound >= 256 << precision)
 
@@ -155,6 +174,16 @@ def _pass(src: np.ndarray, plan: _Axis, out: np.ndarray, work: np.ndarray) -> No
                 np.multiply(views[0], weight, out=dst)
             if k:
                 flat[first:first + n] += dst
+    if plan.bands:
+        if src.dtype != plan.dtype:
+            cast = work[values:values + src.size].reshape(src.shape)
+            np.copyto(cast, src)
+            src = cast
+        for o0, o1, lo, hi, band in plan.bands:
+            if per == 1:
+                np.matmul(src[:, lo:hi, 0], band, out=acc[:, o0:o1, 0])
+            else:
+                np.matmul(band.T, src[:, lo:hi], out=acc[:, o0:o1])
     if len(plan.rest):
         part = np.take(src, plan.rest_index[:, 0], axis=1) * plan.rest_weights[:, 0]
         for k in range(1, plan.rest_index.shape[1]):
@@ -191,9 +220,10 @@ def _split(src: np.ndarray, phases: np.ndarray) -> None:
         np.copyto(phases[r], src[:, r::ratio])
 
 
-def _work_size(plan: _Axis, values: int) -> int:
-    """Scratch values :func:`_pass` needs for a block of at most ``values`` outputs."""
-    return values * (plan.ratio + 2)
+def _work_size(plan: _Axis, values: int, inputs: int) -> int:
+    """Scratch values :func:`_pass` needs for a block of at most ``values`` outputs read from
+    at most ``inputs`` values."""
+    return values * (plan.ratio + 2) if plan.ratio else values + inputs
 
 
 def resize_uint8(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -216,10 +246,13 @@ def resize_uint8(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     hstep = max(1, _BLOCK // max(width, out_w))
     vstep = max(1, _BLOCK // (max(height, out_h) * out_w))
     if hplan is not None:
-        hwork = np.empty(_work_size(hplan, min(hstep, group * height) * out_w), dtype=hplan.dtype)
+        lines = min(hstep, group * height)
+        hwork = np.empty(_work_size(hplan, lines * out_w, lines * width), dtype=hplan.dtype)
         mid = np.empty((group, height, out_w), dtype=np.uint8) if vplan is not None else None
     if vplan is not None:
-        vwork = np.empty(_work_size(vplan, min(vstep, group) * out_h * out_w), dtype=vplan.dtype)
+        lines = min(vstep, group)
+        vwork = np.empty(_work_size(vplan, lines * out_h * out_w, lines * height * out_w),
+                         dtype=vplan.dtype)
     for p0 in range(0, count, group):
         p1 = min(p0 + group, count)
         if flat is not None:

@@ -203,7 +203,9 @@ def test_numpy_global_peaks_equal_the_torch_form() -> None:
     ((3, 1, 100, 44), (25, 11)), ((1, 1, 64, 72), (8, 9)), ((1, 2, 12, 20), (12, 10)),
     ((1, 1, 30, 7), (15, 7)), ((1, 1, 8, 12), (4, 6)), ((1, 1, 6, 6), (3, 3)), ((1, 1, 4, 6), (2, 3)),
     ((1, 1, 2, 10), (1, 5)),
-    ((1, 1, 3, 4096), (3, 4))])  # sums past 2^24: float64
+    ((1, 1, 3, 4096), (3, 4)),  # sums past 2^24: float64
+    # Other ratios (bands of a matrix product): several bands per axis, down and up.
+    ((2, 3, 90, 130), (70, 100)), ((1, 1, 20, 30), (45, 77))])
 def test_numpy_resize_is_torchs_uint8_kernel_bit_for_bit(shape: tuple[int, ...],
                                                          size: tuple[int, int]) -> None:
     import torch
@@ -232,8 +234,11 @@ def test_numpy_resize_fast_path_covers_the_interior_and_stays_exact_at_large_rat
     plan = host_resize._axis(560, 280)
     assert (plan.ratio, plan.start, plan.count) == (2, 1, 278)
     assert plan.rest.tolist() == [0, 279] and plan.dtype is np.float32
-    # Ratios that are not integers have no run; huge downscales leave float32's exact range.
-    assert host_resize._axis(50, 37).ratio == 0 and host_resize._axis(50, 37).count == 0
+    # Ratios that are not integers have no run: matrix bands cover every output.
+    other = host_resize._axis(130, 100)
+    assert other.ratio == 0 and other.count == 0 and len(other.rest) == 0
+    assert [(o0, o1) for o0, o1, *_ in other.bands] == [(0, 32), (32, 64), (64, 96), (96, 100)]
+    # Huge downscales leave float32's exact range.
     assert host_resize._axis(4096, 4).dtype is np.float64
 
 
