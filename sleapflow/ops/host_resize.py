@@ -46,6 +46,8 @@ _MAX_PHASES = 8
 _BLOCK = 1 << 18
 #: Outputs per band of a matrix-product pass (wider bands multiply more zeros).
 _BAND = 32
+#: OpenBLAS keeps a product of m * n * k up to 65536 * 4 on one thread (its SMP threshold).
+_GEMM_SERIAL = 1 << 18
 
 
 @lru_cache(maxsize=64)
@@ -180,10 +182,15 @@ def _pass(src: np.ndarray, plan: _Axis, out: np.ndarray, work: np.ndarray) -> No
             np.copyto(cast, src)
             src = cast
         for o0, o1, lo, hi, band in plan.bands:
+            # Products of at most _GEMM_SERIAL multiply-adds, which OpenBLAS runs on the
+            # calling thread: its own threads would only spin against ONNX Runtime's.
+            step = max(1, _GEMM_SERIAL // band.size)
             if per == 1:
-                np.matmul(src[:, lo:hi, 0], band, out=acc[:, o0:o1, 0])
+                for a in range(0, lines, step):
+                    np.matmul(src[a:a + step, lo:hi, 0], band, out=acc[a:a + step, o0:o1, 0])
             else:
-                np.matmul(band.T, src[:, lo:hi], out=acc[:, o0:o1])
+                for a in range(0, per, step):
+                    np.matmul(band.T, src[:, lo:hi, a:a + step], out=acc[:, o0:o1, a:a + step])
     if len(plan.rest):
         part = np.take(src, plan.rest_index[:, 0], axis=1) * plan.rest_weights[:, 0]
         for k in range(1, plan.rest_index.shape[1]):
