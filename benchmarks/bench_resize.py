@@ -1,13 +1,13 @@
 """The numpy uint8 resize against its previous version and torch's kernel: ms per batch, one thread.
 
-Cases are the single-instance model's input scaling (batch 4, 3 x 320 x 560 → 160 x 280) and a
-large grayscale halving (batch 4, 1 x 1024 x 1024 → 512 x 512), each as a contiguous NCHW
-batch and as the channels-last view the preprocessor hands over (``--layout``). The previous
-kernel is read from git (``--old-rev``, the commit before the fast kernel) into a temporary
-module; torch runs on one thread, as the CPU graphs run it, and is imported only after the
-numpy kernels are timed (as on the torch-free path). Every kernel's output is checked equal to
-torch's. Each figure is the median of ``--repeats`` timings of
-``--number`` calls.
+Cases are the single-instance model's input scaling (batch 4, 3 x 320 x 560 → 160 x 280), a
+large grayscale halving (batch 4, 1 x 1024 x 1024 → 512 x 512) and a 0.75 scale (the path for
+ratios that are not integers), each as a contiguous NCHW batch and as the channels-last view
+the preprocessor hands over (``--layout``). The previous kernel is read from git
+(``--old-rev``, the commit before the fast kernel) into a temporary module; torch runs on one
+thread, as the CPU graphs run it, and is imported only after the numpy kernels are timed (as on
+the torch-free path). Every kernel's output is checked equal to torch's. Each figure is the
+median of ``--repeats`` timings of ``--number`` calls.
 
 Example::
 
@@ -36,6 +36,8 @@ sys.path.insert(0, str(ROOT))
 CASES: tuple[tuple[str, tuple[int, int, int, int], tuple[int, int]], ...] = (
     ("4x3x320x560 -> 160x280", (4, 3, 320, 560), (160, 280)),
     ("4x1x1024x1024 -> 512x512", (4, 1, 1024, 1024), (512, 512)),
+    # A ratio that is not an integer (scale 0.75): the banded matrix-product path.
+    ("4x3x320x560 -> 240x420", (4, 3, 320, 560), (240, 420)),
 )
 
 

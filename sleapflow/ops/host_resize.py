@@ -243,6 +243,8 @@ def resize_uint8(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     lead = x.shape[:-2]
     count = math.prod(lead)
     result = np.empty((count, out_h, out_w), dtype=np.uint8)
+    if count == 0:
+        return result.reshape(*lead, out_h, out_w)
     # A few planes at a time through both passes: the intermediate (uint8, as torch rounds it)
     # and the scratch stay small and in cache, and a channels-last batch is copied plane-wise.
     group = min(count, max(1, _BLOCK // (height * max(width, out_w))))

@@ -238,7 +238,8 @@ def test_numpy_resize_fast_path_covers_the_interior_and_stays_exact_at_large_rat
     other = host_resize._axis(130, 100)
     assert other.ratio == 0 and other.count == 0 and len(other.rest) == 0
     assert [(o0, o1) for o0, o1, *_ in other.bands] == [(0, 32), (32, 64), (64, 96), (96, 100)]
-    # Huge downscales leave float32's exact range.
+    # An empty batch keeps its shape; huge downscales leave float32's exact range.
+    assert host_resize.resize_uint8(np.zeros((0, 3, 8, 6), np.uint8), (4, 3)).shape == (0, 3, 4, 3)
     assert host_resize._axis(4096, 4).dtype is np.float64
 
 
