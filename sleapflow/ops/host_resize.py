@@ -17,8 +17,9 @@ Fast where it matters: away from the borders, output ``i`` of a resize by an int
 the input split once into its P phases (every P-th pixel, contiguous), each tap is one
 contiguous slice of the phase, across all lines of a block at once, and the taps run as whole
 1-D SIMD loops; outputs that mix lines there are border pixels, which a per-tap gather then
-overwrites. Other ratios are products with the weight matrix, a band of outputs at a time
-(BLAS; exact as well, as every partial sum is a sub-sum of the exact total). Both passes run
+overwrites. Other ratios, and small blocks (fewer numpy calls), are products with the weight
+matrix, a band of outputs at a time (BLAS; exact as well, as every partial sum is a sub-sum of
+the exact total), kept on the calling thread. Both passes run
 a few planes at a time (the uint8 intermediate is what torch rounds to anyway), in blocks whose
 scratch stays in cache and is reused: fresh pages per call cost more than the arithmetic.
 """
@@ -44,6 +45,8 @@ _MAX_PHASES = 8
 #: Values per block of a pass: large enough that numpy's per-call cost is small, small enough
 #: (float32: 1 MiB) to stay in cache; measured best between 2^17 and 2^19.
 _BLOCK = 1 << 18
+#: Input values of a block up to which an integer ratio takes the matrix bands as well.
+_SMALL = 1 << 14
 #: Outputs per band of a matrix-product pass (wider bands multiply more zeros).
 _BAND = 32
 #: OpenBLAS keeps a product of m * n * k up to 65536 * 4 on one thread (its SMP threshold).
@@ -124,18 +127,18 @@ def _axis(in_size: int, out_size: int) -> _Axis:
         else:
             groups[pair][1].append((r, at))
     bands = []
-    if not ratio:
-        # Matrix products are exact too (every partial sum is a sub-sum of the exact total);
-        # bands of outputs keep the zeros they multiply few.
-        for o0 in range(0, out_size, _BAND):
-            o1 = min(o0 + _BAND, out_size)
-            used = index[o0:o1][ints[o0:o1] != 0]
-            lo, hi = (int(used.min()), int(used.max()) + 1) if used.size else (0, 1)
-            band = np.zeros((hi - lo, o1 - o0), dtype=dtype)
-            for k in range(index.shape[1]):
-                live = ints[o0:o1, k] != 0
-                band[index[o0:o1, k][live] - lo, np.flatnonzero(live)] = scaled[o0:o1, k][live]
-            bands.append((o0, o1, lo, hi, band))
+    # Matrix products are exact too (every partial sum is a sub-sum of the exact total);
+    # bands of outputs keep the zeros they multiply few. Any ratio has them: a small block
+    # takes them too, as they cost fewer numpy calls than phases and border gathers.
+    for o0 in range(0, out_size, _BAND):
+        o1 = min(o0 + _BAND, out_size)
+        used = index[o0:o1][ints[o0:o1] != 0]
+        lo, hi = (int(used.min()), int(used.max()) + 1) if used.size else (0, 1)
+        band = np.zeros((hi - lo, o1 - o0), dtype=dtype)
+        for k in range(index.shape[1]):
+            live = ints[o0:o1, k] != 0
+            band[index[o0:o1, k][live] - lo, np.flatnonzero(live)] = scaled[o0:o1, k][live]
+        bands.append((o0, o1, lo, hi, band))
     inside = np.zeros(out_size, dtype=bool)
     inside[start:start + count] = True
     rest = np.flatnonzero(~inside) if ratio else np.empty(0, dtype=np.intp)
@@ -153,7 +156,8 @@ def _pass(src: np.ndarray, plan: _Axis, out: np.ndarray, work: np.ndarray) -> No
     out_size = out.shape[1]
     values = lines * out_size * per
     acc = work[:values].reshape(out.shape)
-    if plan.ratio:
+    banded = not plan.ratio or src.size <= _SMALL
+    if not banded:
         # An integer ratio: every phase has exactly out_size pixels.
         ratio = plan.ratio
         phases = work[values:values * (ratio + 1)].reshape(ratio, lines, out_size, per)
@@ -176,7 +180,7 @@ def _pass(src: np.ndarray, plan: _Axis, out: np.ndarray, work: np.ndarray) -> No
                 np.multiply(views[0], weight, out=dst)
             if k:
                 flat[first:first + n] += dst
-    if plan.bands:
+    else:
         if src.dtype != plan.dtype:
             cast = work[values:values + src.size].reshape(src.shape)
             np.copyto(cast, src)
@@ -191,7 +195,7 @@ def _pass(src: np.ndarray, plan: _Axis, out: np.ndarray, work: np.ndarray) -> No
             else:
                 for a in range(0, per, step):
                     np.matmul(band.T, src[:, lo:hi, a:a + step], out=acc[:, o0:o1, a:a + step])
-    if len(plan.rest):
+    if not banded and len(plan.rest):
         part = np.take(src, plan.rest_index[:, 0], axis=1) * plan.rest_weights[:, 0]
         for k in range(1, plan.rest_index.shape[1]):
             part += np.take(src, plan.rest_index[:, k], axis=1) * plan.rest_weights[:, k]
@@ -230,7 +234,7 @@ def _split(src: np.ndarray, phases: np.ndarray) -> None:
 def _work_size(plan: _Axis, values: int, inputs: int) -> int:
     """Scratch values :func:`_pass` needs for a block of at most ``values`` outputs read from
     at most ``inputs`` values."""
-    return values * (plan.ratio + 2) if plan.ratio else values + inputs
+    return max(values * (plan.ratio + 2), values + inputs)
 
 
 def resize_uint8(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -196,13 +196,14 @@ def test_numpy_global_peaks_equal_the_torch_form() -> None:
 @pytest.mark.parametrize(("shape", "size"), [
     ((2, 1, 320, 560), (160, 280)), ((1, 3, 50, 70), (37, 61)), ((1, 1, 33, 47), (80, 47)),
     ((1, 1, 40, 9), (40, 1)),
-    # Integer-ratio downscales (the phase-split fast path): odd and even sizes, a batch of
-    # 3 channels, ratios 2, 3, 4 and 8, one axis only, and sizes where the border outputs
-    # are most of the axis or the whole of it.
-    ((4, 3, 64, 96), (32, 48)), ((2, 1, 66, 90), (33, 45)), ((1, 3, 81, 27), (27, 9)),
-    ((3, 1, 100, 44), (25, 11)), ((1, 1, 64, 72), (8, 9)), ((1, 2, 12, 20), (12, 10)),
-    ((1, 1, 30, 7), (15, 7)), ((1, 1, 8, 12), (4, 6)), ((1, 1, 6, 6), (3, 3)), ((1, 1, 4, 6), (2, 3)),
-    ((1, 1, 2, 10), (1, 5)),
+    # Integer-ratio downscales (the phase-split fast path, for blocks past 2^14 values): odd
+    # and even sizes, batches of 3 channels, ratios 2, 3, 4 and 8, and a size where the
+    # border outputs are most of the axis.
+    ((4, 3, 64, 96), (32, 48)), ((6, 1, 66, 90), (33, 45)), ((4, 3, 81, 57), (27, 19)),
+    ((6, 1, 100, 132), (25, 33)), ((4, 3, 64, 216), (8, 27)), ((1024, 1, 6, 6), (3, 3)),
+    # Small blocks of those ratios (matrix bands), one axis only, 1-pixel outputs.
+    ((1, 2, 12, 20), (12, 10)), ((1, 1, 30, 7), (15, 7)), ((1, 1, 8, 12), (4, 6)),
+    ((1, 1, 4, 6), (2, 3)), ((1, 1, 2, 10), (1, 5)),
     ((1, 1, 3, 4096), (3, 4)),  # sums past 2^24: float64
     # Other ratios (bands of a matrix product): several bands per axis, down and up.
     ((2, 3, 90, 130), (70, 100)), ((1, 1, 20, 30), (45, 77))])
@@ -226,8 +227,20 @@ def test_numpy_resize_is_torchs_uint8_kernel_bit_for_bit(shape: tuple[int, ...],
     np.testing.assert_array_equal(resize_uint8(nhwc, size), ref)
 
 
-def test_numpy_resize_fast_path_covers_the_interior_and_stays_exact_at_large_ratios() -> None:
+def test_numpy_resize_fast_path_covers_the_interior_and_stays_exact_at_large_ratios(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     from sleapflow.ops import host_resize
+
+    # Both passes of a large enough halving split their input into phases; a small one
+    # takes the matrix bands (so each path is among the bit-for-bit cases above).
+    splits: list[int] = []
+    split = host_resize._split
+    monkeypatch.setattr(host_resize, "_split",
+                        lambda src, phases: (splits.append(phases.shape[0]), split(src, phases)))
+    host_resize.resize_uint8(np.zeros((4, 3, 64, 96), np.uint8), (32, 48))
+    assert splits == [2, 2]
+    host_resize.resize_uint8(np.zeros((1, 1, 8, 12), np.uint8), (4, 6))
+    assert splits == [2, 2]
 
     # The interior of a halving is one strided run read from the phases; only the borders
     # are gathered (so the fast path is the one the bit-for-bit cases above exercise).
