@@ -19,9 +19,9 @@ contiguous slice of the phase, across all lines of a block at once, and the taps
 1-D SIMD loops; outputs that mix lines there are border pixels, which a per-tap gather then
 overwrites. Other ratios, and small blocks (fewer numpy calls), are products with the weight
 matrix, a band of outputs at a time (BLAS; exact as well, as every partial sum is a sub-sum of
-the exact total), kept on the calling thread. Both passes run
-a few planes at a time (the uint8 intermediate is what torch rounds to anyway), in blocks whose
-scratch stays in cache and is reused: fresh pages per call cost more than the arithmetic.
+the exact total), kept on the calling thread. Both passes run a few planes at a time (the
+uint8 intermediate is what torch rounds to anyway), in blocks whose scratch stays in cache and
+is reused: fresh pages per call cost more than the arithmetic.
 """
 
 from __future__ import annotations
