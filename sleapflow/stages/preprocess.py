@@ -16,10 +16,12 @@ __all__ = ("NUMPY_RESIZE_BUDGET", "PreprocessPlan", "Preprocessor", "fitted_size
 
 
 
-#: Input pixels the numpy resize may handle in one preprocessor before torch's kernel takes
-#: over: the numpy copy is about 5x slower, so past ~50 megapixels (50 frames of 1024 x 1024)
-#: importing torch once (1.3-1.7 s) costs less than going on without it.
-NUMPY_RESIZE_BUDGET = 50_000_000
+#: Input values (pixels x channels) the numpy resize may handle in one preprocessor before
+#: torch's kernel takes over. The numpy kernel costs at most ~2 ms per million values more than
+#: torch's (3-channel halving of channels-last frames; on par for grayscale), so importing torch
+#: (1.3-1.7 s, once) pays off only after ~700 million; half that, for margin: 300 million
+#: (~560 frames of 3 x 320 x 560, 300 frames of 1024 x 1024). See benchmarks/bench_resize.py.
+NUMPY_RESIZE_BUDGET = 300_000_000
 
 
 class PreprocessPlan(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

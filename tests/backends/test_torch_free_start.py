@@ -193,8 +193,20 @@ def test_numpy_global_peaks_equal_the_torch_form() -> None:
         assert np.isnan(got_p[0, 1]).all() and got_v[0, 1] == 0
 
 
-@pytest.mark.parametrize(("shape", "size"), [((2, 1, 320, 560), (160, 280)), ((1, 3, 50, 70), (37, 61)),
-                                             ((1, 1, 33, 47), (80, 47)), ((1, 1, 40, 9), (40, 1))])
+@pytest.mark.parametrize(("shape", "size"), [
+    ((2, 1, 320, 560), (160, 280)), ((1, 3, 50, 70), (37, 61)), ((1, 1, 33, 47), (80, 47)),
+    ((1, 1, 40, 9), (40, 1)),
+    # Integer-ratio downscales (the phase-split fast path, for blocks past 2^14 values): odd
+    # and even sizes, batches of 3 channels, ratios 2, 3, 4 and 8, and a size where the
+    # border outputs are most of the axis.
+    ((4, 3, 64, 96), (32, 48)), ((6, 1, 66, 90), (33, 45)), ((4, 3, 81, 57), (27, 19)),
+    ((6, 1, 100, 132), (25, 33)), ((4, 3, 64, 216), (8, 27)), ((1024, 1, 6, 6), (3, 3)),
+    # Small blocks of those ratios (matrix bands), one axis only, 1-pixel outputs.
+    ((1, 2, 12, 20), (12, 10)), ((1, 1, 30, 7), (15, 7)), ((1, 1, 8, 12), (4, 6)),
+    ((1, 1, 4, 6), (2, 3)), ((1, 1, 2, 10), (1, 5)),
+    ((1, 1, 3, 4096), (3, 4)),  # sums past 2^24: float64
+    # Other ratios (bands of a matrix product): several bands per axis, down and up.
+    ((2, 3, 90, 130), (70, 100)), ((1, 1, 20, 30), (45, 77))])
 def test_numpy_resize_is_torchs_uint8_kernel_bit_for_bit(shape: tuple[int, ...],
                                                          size: tuple[int, int]) -> None:
     import torch
@@ -204,9 +216,44 @@ def test_numpy_resize_is_torchs_uint8_kernel_bit_for_bit(shape: tuple[int, ...],
 
     x = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
     x[..., :3, :] = 255  # saturated rows: the clamp between passes matters
+    x[..., :2] = 255  # and saturated columns at the left border
     ref = F.interpolate(torch.from_numpy(x), size=size, mode="bilinear", antialias=True,
                         align_corners=False).numpy()
-    np.testing.assert_array_equal(resize_uint8(x, size), ref)
+    got = resize_uint8(x, size)
+    assert got.flags.c_contiguous and got.dtype == np.uint8
+    np.testing.assert_array_equal(got, ref)
+    # The preprocessor's batches are channels-last frames seen as NCHW: the same bytes.
+    nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    np.testing.assert_array_equal(resize_uint8(nhwc, size), ref)
+
+
+def test_numpy_resize_fast_path_covers_the_interior_and_stays_exact_at_large_ratios(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from sleapflow.ops import host_resize
+
+    # Both passes of a large enough halving split their input into phases; a small one
+    # takes the matrix bands (so each path is among the bit-for-bit cases above).
+    splits: list[int] = []
+    split = host_resize._split
+    monkeypatch.setattr(host_resize, "_split",
+                        lambda src, phases: (splits.append(phases.shape[0]), split(src, phases)))
+    host_resize.resize_uint8(np.zeros((4, 3, 64, 96), np.uint8), (32, 48))
+    assert splits == [2, 2]
+    host_resize.resize_uint8(np.zeros((1, 1, 8, 12), np.uint8), (4, 6))
+    assert splits == [2, 2]
+
+    # The interior of a halving is one strided run read from the phases; only the borders
+    # are gathered (so the fast path is the one the bit-for-bit cases above exercise).
+    plan = host_resize._axis(560, 280)
+    assert (plan.ratio, plan.start, plan.count) == (2, 1, 278)
+    assert plan.rest.tolist() == [0, 279] and plan.dtype is np.float32
+    # Ratios that are not integers have no run: matrix bands cover every output.
+    other = host_resize._axis(130, 100)
+    assert other.ratio == 0 and other.count == 0 and len(other.rest) == 0
+    assert [(o0, o1) for o0, o1, *_ in other.bands] == [(0, 32), (32, 64), (64, 96), (96, 100)]
+    # An empty batch keeps its shape; huge downscales leave float32's exact range.
+    assert host_resize.resize_uint8(np.zeros((0, 3, 8, 6), np.uint8), (4, 3)).shape == (0, 3, 4, 3)
+    assert host_resize._axis(4096, 4).dtype is np.float64
 
 
 def test_numpy_preprocessing_equals_torchs_and_hands_over_past_the_budget(
