@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -268,10 +269,13 @@ def host_arrays(ctx: BuildContext, ref: ModelRef) -> bool:
 
 def preprocess_stage(ctx: BuildContext, plan: PreprocessPlan, *, keep_raw: bool = False,
                      name: str = "preprocess", numpy: bool = False) -> MapStage:
-    # Live: torch's resize from the first frame, imported before the stream opens, rather
-    # than a switch mid-stream that stalls one frame for the import (1.3-2 s).
+    # Live: one resize kernel for the whole stream, never a switch mid-stream (importing torch
+    # then stalls a frame for 1.3-2 s). The numpy one: next to a busy forward pass its tail is
+    # shorter than torch's threaded kernel's (single instance at 30 fps on two cores: p99 16.0
+    # against 20.9 ms, benchmarks/RESULTS.md), and a live run then needs no torch.
+    budget = sys.maxsize if ctx.latency_mode else None
     pre = Preprocessor(plan, keep_raw=keep_raw, keep_images=ctx.keep_images, numpy=numpy,
-                       numpy_resize_budget=0 if ctx.latency_mode else None)
+                       numpy_resize_budget=budget)
     return MapStage(name, pre, limiter=ctx.cpu_limiter,
                     setup=pre.warm if ctx.latency_mode else None)
 
