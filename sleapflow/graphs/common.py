@@ -276,8 +276,7 @@ def preprocess_stage(ctx: BuildContext, plan: PreprocessPlan, *, keep_raw: bool 
     budget = sys.maxsize if ctx.latency_mode else None
     pre = Preprocessor(plan, keep_raw=keep_raw, keep_images=ctx.keep_images, numpy=numpy,
                        numpy_resize_budget=budget)
-    return MapStage(name, pre, limiter=ctx.cpu_limiter,
-                    setup=pre.warm if ctx.latency_mode else None)
+    return MapStage(name, pre, limiter=ctx.cpu_limiter)
 
 
 def model_forward_stage(ctx: BuildContext, ref: ModelRef, *, name: str = "forward",

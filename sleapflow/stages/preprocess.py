@@ -49,11 +49,9 @@ def network_input_size(plan: PreprocessPlan, height: int, width: int) -> tuple[i
     """The (height, width) a ``height`` x ``width`` frame has when it reaches the network under
     ``plan`` (the size match to max_height/max_width, then the input scale), computed without
     touching a pixel: what :class:`Preprocessor` will allocate."""
-    target_h, target_w = plan.max_height or height, plan.max_width or width
-    if (plan.max_height or plan.max_width) and (height, width) != (target_h, target_w):
-        ratio = min(target_h / height, target_w / width)
-        height = max(target_h, round(height * ratio))
-        width = max(target_w, round(width * ratio))
+    fit_h, fit_w = fitted_size(plan, height, width)
+    # The size match pads the fitted frame up to max_height x max_width.
+    height, width = max(plan.max_height or height, fit_h), max(plan.max_width or width, fit_w)
     if plan.scale != 1.0:
         height, width = int(height * plan.scale), int(width * plan.scale)
     return height, width
@@ -88,13 +86,6 @@ class Preprocessor:
         self.numpy = numpy
         #: Pixels resized by the numpy kernel so far (see NUMPY_RESIZE_BUDGET).
         self._resized = 0
-
-    def warm(self) -> None:
-        """Load what the first batch would (torch, when its resize is to run from the first
-        frame) on a small blank frame: a stage's set-up step, before the stream opens."""
-        if self.numpy and self.numpy_resize_budget == 0:
-            side = max(2, self.plan.max_stride)
-            self._tensors([np.zeros((side, side, 3), dtype=np.uint8)])
 
     def _tensors(self, images: list[np.ndarray]) -> tuple[Any, Any, float]:
         plan = self.plan
