@@ -12,11 +12,12 @@ def centroid_slots(points: np.ndarray, vals: np.ndarray, sample_inds: np.ndarray
                    max_instances: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame centroid slots (B, I, 2) and values (B, I), NaN-padded: ``I`` is
     ``max_instances`` or the largest peak count (at least 1); a frame with more peaks keeps its
-    top ``I`` by value, in descending order, else its peaks in raster order."""
+    top ``I`` by value, in descending order, else its peaks in raster order. Points may carry
+    more columns than x and y (n, K): the slots then hold all K."""
     counts = np.bincount(sample_inds.astype(np.int64), minlength=n_frames)[:n_frames] \
         if points.shape[0] else np.zeros(n_frames, dtype=np.int64)
     slots = max_instances if max_instances is not None else max([1, *counts.tolist()])
-    out_points = np.full((n_frames, slots, 2), np.nan, dtype=points.dtype)
+    out_points = np.full((n_frames, slots, *points.shape[1:]), np.nan, dtype=points.dtype)
     out_vals = np.full((n_frames, slots), np.nan, dtype=vals.dtype)
     start = 0
     for b, count in enumerate(counts.tolist()):
@@ -40,8 +41,9 @@ def crop_windows(centers: np.ndarray, crop_size: int) -> tuple[np.ndarray, np.nd
     return top_left, origins
 
 
-def near_crop_boundary(centers: np.ndarray, crop_size: int, eps: float) -> np.ndarray:
-    """Which centres (..., 2) lie within ``eps`` of a whole-pixel move of their crop origin."""
+def near_crop_boundary(centers: np.ndarray, crop_size: int, eps: float | np.ndarray) -> np.ndarray:
+    """Which centres (..., 2) lie within ``eps`` of a whole-pixel move of their crop origin
+    (``eps`` a number, or one per coordinate, shaped like ``centers``)."""
     x = centers - np.float32(crop_size / 2) + np.float32(0.5) + np.float32(crop_size // 2)
     with np.errstate(invalid="ignore"):
         return (np.abs(x - np.round(x)) < eps).any(axis=-1)

@@ -5,7 +5,24 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ("find_global_peaks", "find_local_peaks", "integral_refine")
+__all__ = ("find_global_peaks", "find_local_peaks", "find_local_peaks_and_spread", "integral_refine",
+           "refinement_spread")
+
+
+def _patches(cms: np.ndarray, sample_inds: np.ndarray, channel_inds: np.ndarray,
+             xs: np.ndarray, ys: np.ndarray, patch_size: int) -> np.ndarray:
+    """The zero-padded (n, P, P) patches the integral refinement reads around each peak."""
+    dtype = cms.dtype
+    half = patch_size // 2
+    padded = np.pad(cms, ((0, 0), (0, 0), (half, half), (half, half)))
+    shift = dtype.type(-patch_size / 2 + 0.5 + half)
+    origin_x = np.trunc(xs.astype(dtype) + shift).astype(np.int64) - half
+    origin_y = np.trunc(ys.astype(dtype) + shift).astype(np.int64) - half
+    steps = np.arange(patch_size)
+    rows = (origin_y[:, None] + steps[None, :] + half)[:, :, None]
+    cols = (origin_x[:, None] + steps[None, :] + half)[:, None, :]
+    return padded[sample_inds.astype(np.int64)[:, None, None],
+                  channel_inds.astype(np.int64)[:, None, None], rows, cols]
 
 
 def integral_refine(cms: np.ndarray, sample_inds: np.ndarray, channel_inds: np.ndarray,
@@ -15,26 +32,39 @@ def integral_refine(cms: np.ndarray, sample_inds: np.ndarray, channel_inds: np.n
     Negative map values count as they are and a zero-sum patch gives NaN/inf, as the torch
     form (and the reference) does.
     """
-    n = xs.shape[0]
     dtype = cms.dtype
-    if n == 0:
+    if xs.shape[0] == 0:
         return np.zeros((0, 2), dtype=dtype)
-    half = patch_size // 2
-    padded = np.pad(cms, ((0, 0), (0, 0), (half, half), (half, half)))
-    shift = dtype.type(-patch_size / 2 + 0.5 + half)
-    origin_x = np.trunc(xs.astype(dtype) + shift).astype(np.int64) - half
-    origin_y = np.trunc(ys.astype(dtype) + shift).astype(np.int64) - half
-    steps = np.arange(patch_size)
-    rows = (origin_y[:, None] + steps[None, :] + half)[:, :, None]
-    cols = (origin_x[:, None] + steps[None, :] + half)[:, None, :]
-    patches = padded[sample_inds.astype(np.int64)[:, None, None],
-                     channel_inds.astype(np.int64)[:, None, None], rows, cols]
+    patches = _patches(cms, sample_inds, channel_inds, xs, ys, patch_size)
     grid = np.arange(patch_size, dtype=dtype) - dtype.type((patch_size - 1) / 2)
     total = patches.sum(axis=(1, 2))
     with np.errstate(divide="ignore", invalid="ignore"):
         dx = (patches * grid[None, None, :]).sum(axis=(1, 2)) / total
         dy = (patches * grid[None, :, None]).sum(axis=(1, 2)) / total
     return np.stack([dx, dy], axis=1)
+
+
+def refinement_spread(cms: np.ndarray, sample_inds: np.ndarray, channel_inds: np.ndarray,
+                      xs: np.ndarray, ys: np.ndarray, patch_size: int = 5) -> np.ndarray:
+    """How far each peak's integral-refined offset (x, y) moves, at most and to first order,
+    when every value of its patch moves by 1: ``sum_j |g_j - o| / |sum_j p_j|`` (float64, map
+    pixels; inf for a zero-sum patch). Times a bound on two runtimes' map difference, it is
+    the most their refined peaks can differ: small for a peak that stands clear of its
+    surroundings, large where the patch nearly cancels out."""
+    if xs.shape[0] == 0:
+        return np.zeros((0, 2), dtype=np.float64)
+    patches = _patches(cms, sample_inds, channel_inds, xs, ys, patch_size).astype(np.float64)
+    grid = np.arange(patch_size, dtype=np.float64) - (patch_size - 1) / 2
+    total = patches.sum(axis=(1, 2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dx = (patches * grid[None, None, :]).sum(axis=(1, 2)) / total
+        dy = (patches * grid[None, :, None]).sum(axis=(1, 2)) / total
+        # d(offset)/d(value) is (g - o) / sum for each of the patch's P x P values.
+        per_value = patch_size / np.abs(total)
+        spread_x = np.abs(grid[None, :] - dx[:, None]).sum(axis=1) * per_value
+        spread_y = np.abs(grid[None, :] - dy[:, None]).sum(axis=1) * per_value
+    spread = np.stack([spread_x, spread_y], axis=1)
+    return np.where(np.isnan(spread), np.inf, spread)
 
 
 def find_global_peaks(cms: np.ndarray, threshold: float, *, refinement: str | None = "integral",
@@ -62,14 +92,10 @@ def find_global_peaks(cms: np.ndarray, threshold: float, *, refinement: str | No
     return points, vals
 
 
-def find_local_peaks(cms: np.ndarray, threshold: float, *, refinement: str | None = "integral",
-                     patch_size: int = 5
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Pixels strictly above all 8 neighbours and strictly above ``threshold``.
-
-    Returns points (n, 2) xy float, values (n,), sample and channel indices (n,) int32, in raster
-    order: sample, then row, then column, then channel.
-    """
+def _local_maxima(cms: np.ndarray, threshold: float
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(xs, ys, values, sample indices, channel indices) of the pixels strictly above all 8
+    neighbours and ``threshold``, in raster order: sample, row, column, channel."""
     low = np.finfo(cms.dtype).min
     padded = np.pad(cms, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=low)
     height, width = cms.shape[-2:]
@@ -81,8 +107,33 @@ def find_local_peaks(cms: np.ndarray, threshold: float, *, refinement: str | Non
             np.maximum(neighbour_max, padded[..., dy:dy + height, dx:dx + width], out=neighbour_max)
     mask = (cms > neighbour_max) & (cms > threshold)
     sample_inds, ys, xs, channel_inds = np.nonzero(mask.transpose(0, 2, 3, 1))
-    vals = cms[sample_inds, channel_inds, ys, xs]
+    return xs, ys, cms[sample_inds, channel_inds, ys, xs], sample_inds, channel_inds
+
+
+def find_local_peaks(cms: np.ndarray, threshold: float, *, refinement: str | None = "integral",
+                     patch_size: int = 5
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Pixels strictly above all 8 neighbours and strictly above ``threshold``.
+
+    Returns points (n, 2) xy float, values (n,), sample and channel indices (n,) int32, in raster
+    order: sample, then row, then column, then channel.
+    """
+    points, vals, samples, channels, _ = find_local_peaks_and_spread(
+        cms, threshold, refinement=refinement, patch_size=patch_size, spread=False)
+    return points, vals, samples, channels
+
+
+def find_local_peaks_and_spread(cms: np.ndarray, threshold: float, *,
+                                refinement: str | None = "integral", patch_size: int = 5,
+                                spread: bool = True
+                                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`find_local_peaks` and each point's :func:`refinement_spread` (n, 2): zeros
+    without refinement (whole pixels) or when ``spread`` is false."""
+    xs, ys, vals, sample_inds, channel_inds = _local_maxima(cms, threshold)
     points = np.stack([xs, ys], axis=-1).astype(cms.dtype)
+    spreads = np.zeros((xs.shape[0], 2), dtype=np.float64)
     if refinement == "integral":
         points = points + integral_refine(cms, sample_inds, channel_inds, xs, ys, patch_size)
-    return points, vals, sample_inds.astype(np.int32), channel_inds.astype(np.int32)
+        if spread:
+            spreads = refinement_spread(cms, sample_inds, channel_inds, xs, ys, patch_size)
+    return points, vals, sample_inds.astype(np.int32), channel_inds.astype(np.int32), spreads

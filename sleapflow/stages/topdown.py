@@ -23,9 +23,10 @@ from sleapflow.runtime.graph import Role
 from sleapflow.stages.peaks import PeakSettings
 
 __all__ = (
-    "CROP_BOUNDARY_EPS", "CentroidCrops", "CentroidFinder", "CentroidOnlyPredictions", "ClassAssigner",
+    "COORDINATE_STEPS", "CROP_BOUNDARY_EPS", "RUNTIME_MAP_DIFFERENCE", "CentroidCrops",
+    "CentroidFinder", "CentroidOnlyPredictions", "ClassAssigner",
     "CropPreprocessor", "FollowCrops", "GroundTruthCrops", "InstancePeaks", "KeyFrames", "PoseMemory",
-    "crop_weight", "make_crop_batch",
+    "boundary_margin", "crop_weight", "make_crop_batch",
 )
 
 # torch loads on first use: a run on ONNX Runtime with a warm export cache never needs it.
@@ -76,10 +77,19 @@ class CentroidFinder:
         eff = torch.as_tensor(np.asarray(out.eff_scale), dtype=torch.float32)
         return centroids.cpu() / eff[:, None, None], values.cpu()
 
-    def _host(self, cms: np.ndarray, eff_scale: Any) -> tuple[np.ndarray, np.ndarray]:
-        points, vals, samples, channels = host_peaks.find_local_peaks(
+    def with_spread(self, out: ModelOutput) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`__call__` on host maps, plus each centroid's refinement spread (B, I, 2) in
+        original pixels (``host_peaks.refinement_spread``, scaled as the centroids are)."""
+        return self._host(out.heads[self.head], out.eff_scale, spread=True)
+
+    def _host(self, cms: np.ndarray, eff_scale: Any, *, spread: bool = False) -> Any:
+        points, vals, samples, channels, spreads = host_peaks.find_local_peaks_and_spread(
             cms, self.peaks.threshold, refinement=self.peaks.refinement,
-            patch_size=self.peaks.patch_size)
+            patch_size=self.peaks.patch_size, spread=spread)
+        if spread:
+            # The spread rides along as two more columns: scaled, capped and slotted with its
+            # point (float32, so the points' arithmetic is unchanged).
+            points = np.concatenate([points, spreads.astype(points.dtype)], axis=1)
         points, vals, samples, _ = cap_host_peaks(points, vals, samples, channels,
                                                   MAX_CENTROIDS_PER_FRAME, n_channels=cms.shape[1],
                                                   what="centroid candidates in a frame")
@@ -87,7 +97,10 @@ class CentroidFinder:
         centroids, values = host_crops.centroid_slots(points, vals, samples, cms.shape[0],
                                                       self.max_instances)
         eff = np.asarray(eff_scale, dtype=np.float32)
-        return centroids / eff[:, None, None], values
+        centroids = centroids / eff[:, None, None]
+        if spread:
+            return centroids[..., :2], values, centroids[..., 2:]
+        return centroids, values
 
 
 def _crop_sets(model_input: ModelInput, centroids: Any, values: Any,
@@ -129,9 +142,24 @@ def _crop_sets(model_input: ModelInput, centroids: Any, values: Any,
 
 
 #: Centroids closer than this (pixels of the size-matched frame) to a crop-origin rounding
-#: boundary are found again from torch's fp32 maps when another runtime ran the centroid model:
-#: that runtime's ~1e-5 px difference from torch would otherwise move such a crop a whole pixel.
+#: boundary are found again from torch's fp32 maps when another runtime ran the centroid model
+#: and returned only its peaks (the fused export): that runtime's small difference from torch
+#: would otherwise move such a crop a whole pixel.
 CROP_BOUNDARY_EPS = 1e-3
+#: On host maps the margin is each centroid's own: a bound on how much two fp32 runtimes'
+#: centroid map values differ (measured at most 1.3e-6 for sleap-nn's test centroid model and
+#: 3.6e-7 for a 2 M-parameter one, ONNX Runtime against torch on an AVX2 CPU; 15x that)
+#: times the centroid's refinement spread, plus a few float32 steps of its coordinate for the
+#: rounding of the coordinate arithmetic (the runtimes' centroids differed by one step at most).
+RUNTIME_MAP_DIFFERENCE = 2e-5
+COORDINATE_STEPS = 4
+
+
+def boundary_margin(centers: np.ndarray, spread: np.ndarray) -> np.ndarray:
+    """Per-coordinate margin (..., 2) within which another fp32 runtime's centroid may lie on
+    the other side of a crop-rounding boundary (see :data:`RUNTIME_MAP_DIFFERENCE`)."""
+    steps = np.spacing(np.abs(centers).astype(np.float32)).astype(np.float64)
+    return RUNTIME_MAP_DIFFERENCE * spread.astype(np.float64) + COORDINATE_STEPS * steps
 
 
 def _widen_slots(t: Any, slots: int) -> Any:
@@ -160,25 +188,33 @@ class CentroidCrops:
         self.exact = exact
 
     def __call__(self, out: ModelOutput) -> list[CropSet]:
+        head = self.finder.head
+        if (self.exact is not None and out.head_peaks(head) is None
+                and isinstance(out.heads.get(head), np.ndarray)):
+            # Host arrays never keep maps (the raw dicts run on torch's path).
+            centroids, values, spread = self.finder.with_spread(out)
+            if centroids.size:
+                centroids, values = self._recheck_host(out, centroids, values, spread)
+            return _crop_sets(out.input, centroids, values, self.crop_size)
         centroids, values = self.finder(out)
         if isinstance(centroids, np.ndarray):
-            # Host arrays never keep maps (the raw dicts run on torch's path).
-            if self.exact is not None and centroids.size:
-                centroids, values = self._recheck_host(out, centroids, values)
             return _crop_sets(out.input, centroids, values, self.crop_size)
         maps = out.heads[self.finder.head].float().cpu() if self.keep_maps else None
         if self.exact is not None and centroids.numel():
             centroids, values, maps = self._recheck_boundaries(out, centroids, values, maps)
         return _crop_sets(out.input, centroids, values, self.crop_size, maps)
 
-    def _recheck_host(self, out: ModelOutput, centroids: np.ndarray, values: np.ndarray
-                      ) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`_recheck_boundaries` on numpy arrays; torch loads only if a frame needs it."""
+    def _recheck_host(self, out: ModelOutput, centroids: np.ndarray, values: np.ndarray,
+                      spread: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_recheck_boundaries` on numpy arrays, with each centroid's own margin
+        (:func:`boundary_margin`): torch loads only if a frame needs it, which a well-defined
+        peak rarely does (a constant 1e-3 px re-ran 1 frame in 100 of sleap-nn's test clip)."""
         assert self.exact is not None
         eff_scale = np.asarray(out.input.eff_scale)
         eff = eff_scale.astype(np.float32)
-        near = host_crops.near_crop_boundary(centroids * eff[:, None, None], self.crop_size,
-                                             CROP_BOUNDARY_EPS).any(axis=1)
+        sized = centroids * eff[:, None, None]
+        margin = boundary_margin(sized, spread * eff[:, None, None])
+        near = host_crops.near_crop_boundary(sized, self.crop_size, margin).any(axis=1)
         frames = np.nonzero(near)[0]
         if frames.size == 0:
             return centroids, values
