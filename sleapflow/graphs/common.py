@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -269,13 +268,18 @@ def host_arrays(ctx: BuildContext, ref: ModelRef) -> bool:
 
 def preprocess_stage(ctx: BuildContext, plan: PreprocessPlan, *, keep_raw: bool = False,
                      name: str = "preprocess", numpy: bool = False) -> MapStage:
-    # Live: one resize kernel for the whole stream, never a switch mid-stream (importing torch
-    # then stalls a frame for 1.3-2 s). The numpy one: next to a busy forward pass its tail is
-    # shorter than torch's threaded kernel's (single instance at 30 fps on two cores: p99 16.0
-    # against 20.9 ms, benchmarks/RESULTS.md), and a live run then needs no torch.
-    budget = sys.maxsize if ctx.latency_mode else None
+    budget, threads = None, None
+    if ctx.latency_mode and numpy:
+        # Live on ONNX Runtime on the CPU: one resize kernel for the whole stream, imported
+        # now, before the stream opens (importing torch mid-stream stalls a frame for 1.3-2 s).
+        # torch's, on one thread: 3-4x faster than the numpy copy, and without a thread pool
+        # spinning beside the forward pass (single instance at 30 fps on two cores, p99: one
+        # thread 13.1-14.7 ms, numpy 15.0-17.3, two threads 20.5-21.1; benchmarks/RESULTS.md).
+        import torch  # noqa: F401
+
+        budget, threads = 0, 1
     pre = Preprocessor(plan, keep_raw=keep_raw, keep_images=ctx.keep_images, numpy=numpy,
-                       numpy_resize_budget=budget)
+                       numpy_resize_budget=budget, resize_threads=threads)
     return MapStage(name, pre, limiter=ctx.cpu_limiter)
 
 

@@ -74,8 +74,13 @@ class Preprocessor:
 
     def __init__(self, plan: PreprocessPlan, *, keep_raw: bool = False,
                  keep_images: bool = False, numpy: bool = False,
-                 numpy_resize_budget: int | None = None) -> None:
+                 numpy_resize_budget: int | None = None, resize_threads: int | None = None) -> None:
         self.plan = plan
+        #: With ``numpy``: torch's thread count (process-wide) from the first time its kernels
+        #: run here, when torch runs nothing else beside them (ONNX Runtime runs the network).
+        #: Set at first use, so it comes after every stage's set-up (loading a torch model for
+        #: an export or the crop recheck sets the network's count).
+        self.resize_threads = resize_threads
         #: Pixels the numpy resize takes before torch's kernel does (None:
         #: :data:`NUMPY_RESIZE_BUDGET`; 0: torch's from the first frame).
         self.numpy_resize_budget = (NUMPY_RESIZE_BUDGET if numpy_resize_budget is None
@@ -119,6 +124,11 @@ class Preprocessor:
             target_h, target_w = max(target_h, fitted[0]), max(target_w, fitted[1])
         resizes = fitted != (height, width) or plan.scale != 1.0
         if to_gray or (resizes and self._resized >= self.numpy_resize_budget):
+            if self.resize_threads is not None:
+                import torch
+
+                torch.set_num_threads(self.resize_threads)
+                self.resize_threads = None
             tensor, raw, eff = self._tensors(images)
             return tensor.numpy(), raw.contiguous().numpy() if self.keep_raw else None, eff
         if resizes:

@@ -352,3 +352,42 @@ def test_on_the_cpu_only_the_newest_frame_waits_on_an_accelerator_a_batch(assets
     keep_all = prepare(build_config(data_path=stream, model_paths=[model], batch_size=4,
                                     live=False, queue_maxsize=16))
     assert make_source(keep_all).buffer.capacity == 16
+
+
+def test_live_on_onnx_resizes_with_torchs_kernel_on_one_thread_from_the_first_frame(
+        assets: Path) -> None:
+    """On ONNX Runtime on the CPU a live graph resizes with torch's kernel for the whole stream
+    (never a switch mid-stream), imported at build and set to one thread at its first frame,
+    after every stage's set-up; the result is the numpy kernel's, bit for bit."""
+    import sys
+
+    import av
+    import torch
+
+    from sleapflow.graphs.build import prepare
+    from sleapflow.messages import Frame, FrameBatch
+    from sleapflow.options.boundary import build_config
+    from sleapflow.stages.preprocess import Preprocessor
+
+    model = str(assets / "model_ckpts" / "minimal_instance_single_instance")  # scale 0.5
+    run = prepare(build_config(data_path="udp://127.0.0.1:9", model_paths=[model], device="cpu",
+                               runtime="onnx"))
+    stages = run.graph.build(run.ctx, None)
+    live = next(s.fn for s in stages if isinstance(getattr(s, "fn", None), Preprocessor))
+    assert live.numpy and live.numpy_resize_budget == 0 and live.resize_threads == 1
+    with av.open(str(assets / "datasets" / "small_robot.mp4")) as clip:
+        image = next(clip.decode(video=0)).to_ndarray(format="rgb24")
+    batch = FrameBatch(seq=0, frames=(Frame(seq=0, video_id=0, frame_idx=0, image=image),))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        got = live(batch).tensor
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        live(batch)
+        assert torch.get_num_threads() == 2  # set once: a later change is left alone
+    finally:
+        torch.set_num_threads(threads)
+    numpy_only = Preprocessor(live.plan, numpy=True, numpy_resize_budget=sys.maxsize)
+    assert isinstance(got, np.ndarray) and got.shape == (1, 3, 160, 280)
+    np.testing.assert_array_equal(got, numpy_only(batch).tensor)
