@@ -47,18 +47,11 @@ from numpy.typing import ArrayLike, NDArray
 
 from sleapflow.errors import ModelLoadError
 from sleapflow.lazy import lazy_module
+from sleapflow.ops.assignment import linear_sum_assignment
 from sleapflow.ops.filters import order_for_max_instances
 
 # torch loads on first use: grouping (numpy) also serves runs that never import torch.
 torch = lazy_module("torch")
-
-
-def linear_sum_assignment(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """SciPy's Hungarian solver, imported on first use: graphs that never match anything (single
-    instance, top-down) then start without paying for ``scipy.optimize``."""
-    from scipy.optimize import linear_sum_assignment as solve
-
-    return solve(cost)
 
 
 __all__ = (

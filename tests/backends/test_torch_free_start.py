@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 #: Runs the CLI in-process, then reports whether torch was ever imported.
 _WRAPPER = ("import sys\nfrom sleapflow.cli.app import main\nrc = main(sys.argv[1:])\n"
-            "print('TORCH_LOADED=' + str('torch' in sys.modules))\nsys.exit(rc)\n")
+            "print('TORCH_LOADED=' + str('torch' in sys.modules))\n"
+            "print('SCIPY_OPTIMIZE_LOADED=' + str('scipy.optimize' in sys.modules))\nsys.exit(rc)\n")
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +87,9 @@ def test_warm_cache_onnx_track_never_imports_torch_and_matches_torch(
         assert len(list((cache / "onnx").iterdir())) == entries
     warm = _warm_subprocess(inputs, tmp_path / "warm.slp", cache)
     assert "TORCH_LOADED=False" in warm
+    # Bottom-up's frames have two animals to match: small assignments never load SciPy's
+    # optimizer (0.6 s) either.
+    assert "SCIPY_OPTIMIZE_LOADED=False" in warm
     _track(inputs, "torch", tmp_path / "torch.slp")
     got, ref = _points(tmp_path / "warm.slp"), _points(tmp_path / "torch.slp")
     assert got.shape == ref.shape == shape
