@@ -20,7 +20,7 @@ __all__ = (
 torch = lazy_module("torch")
 
 if TYPE_CHECKING:
-    # Only named in hints: the bottom-up stages import the PAF and identity ops, whose torch
+    # Only named in hints: the bottom-up stages import the identity ops, whose torch
     # decorators would load torch for graphs that never group parts.
     from sleapflow.stages.bottomup import ClassMapGrouping, PafGrouping, PafPeaks
     from sleapflow.stages.peaks import SingleInstancePeaks
