@@ -365,9 +365,10 @@ def test_live_on_onnx_resizes_with_torchs_kernel_on_one_thread_from_the_first_fr
     import torch
 
     from sleapflow.graphs.build import prepare
+    from sleapflow.graphs.common import preprocess_stage
     from sleapflow.messages import Frame, FrameBatch
     from sleapflow.options.boundary import build_config
-    from sleapflow.stages.preprocess import Preprocessor
+    from sleapflow.stages.preprocess import NUMPY_RESIZE_BUDGET, Preprocessor, PreprocessPlan
 
     model = str(assets / "model_ckpts" / "minimal_instance_single_instance")  # scale 0.5
     run = prepare(build_config(data_path="udp://127.0.0.1:9", model_paths=[model], device="cpu",
@@ -375,6 +376,9 @@ def test_live_on_onnx_resizes_with_torchs_kernel_on_one_thread_from_the_first_fr
     stages = run.graph.build(run.ctx, None)
     live = next(s.fn for s in stages if isinstance(getattr(s, "fn", None), Preprocessor))
     assert live.numpy and live.numpy_resize_budget == 0 and live.resize_threads == 1
+    # A plan that never resizes never needs torch: the numpy path as in a file run.
+    as_is = preprocess_stage(run.ctx, PreprocessPlan(max_stride=16), numpy=True).fn
+    assert as_is.resize_threads is None and as_is.numpy_resize_budget == NUMPY_RESIZE_BUDGET
     with av.open(str(assets / "datasets" / "small_robot.mp4")) as clip:
         image = next(clip.decode(video=0)).to_ndarray(format="rgb24")
     batch = FrameBatch(seq=0, frames=(Frame(seq=0, video_id=0, frame_idx=0, image=image),))
