@@ -227,3 +227,25 @@ def test_ctrl_c_on_a_stdin_stream_writes_a_whole_output_and_ndjson_has_every_fra
 
 #: The stdin stream runs for this many times the clip (40 s): it outlasts the test.
 FEED_LOOPS = 100
+
+
+def test_a_live_stream_on_onnx_resizes_as_a_file_run_does(clip: Path, assets: Path,
+                                                          tmp_path: Path) -> None:
+    """ONNX Runtime on the CPU, in latency mode: the stream's frames go through torch's resize
+    kernel on one thread, the file run's through the numpy copy of it; the poses are the
+    same to the last digit (the single-instance model fits these 384 x 384 frames into
+    320 x 560 and halves them, so both resizes run)."""
+    onnx = ["-m", str(assets / "model_ckpts" / "minimal_instance_single_instance"),
+            "--runtime", "onnx"]
+    offline = _offline(clip, onnx, tmp_path / "offline.slp")
+    assert len(offline) == N_FRAMES
+    # At a quarter of real time, so that most frames arrive after the first one has warmed
+    # the graph up (those arriving meanwhile are dropped as stale).
+    with http_stream(clip, speed=0.25) as url:
+        out = tmp_path / "live.slp"
+        assert main(["track", "-i", url, "--live", *onnx, "-o", str(out),
+                     "--stream_timeout", "2"]) == 0
+    live = _points(out)
+    assert len(live) >= N_FRAMES // 2 and set(live) <= set(offline)
+    for idx, points in live.items():
+        assert nan_equal(points, offline[idx])
