@@ -269,7 +269,8 @@ def host_arrays(ctx: BuildContext, ref: ModelRef) -> bool:
 def preprocess_stage(ctx: BuildContext, plan: PreprocessPlan, *, keep_raw: bool = False,
                      name: str = "preprocess", numpy: bool = False) -> MapStage:
     budget, threads = None, None
-    resizes = plan.scale != 1.0 or plan.max_height or plan.max_width or plan.ensure_grayscale
+    # As the preprocessor reads them: a size of 0 or None means no size match.
+    resizes = plan.scale != 1.0 or bool(plan.max_height or plan.max_width) or plan.ensure_grayscale
     if ctx.latency_mode and numpy and resizes:
         # Live on ONNX Runtime on the CPU: one resize kernel for the whole stream, imported
         # now, before the stream opens (importing torch mid-stream stalls a frame for 1.3-2 s).

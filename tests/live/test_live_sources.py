@@ -235,12 +235,12 @@ def test_a_live_stream_on_onnx_resizes_as_a_file_run_does(clip: Path, assets: Pa
     kernel on one thread, the file run's through the numpy copy of it; the poses are the
     same to the last digit (the single-instance model fits these 384 x 384 frames into
     320 x 560 and halves them, so both resizes run)."""
+    import torch
+
     onnx = ["-m", str(assets / "model_ckpts" / "minimal_instance_single_instance"),
             "--runtime", "onnx"]
     offline = _offline(clip, onnx, tmp_path / "offline.slp")
     assert len(offline) == N_FRAMES
-    import torch
-
     threads = torch.get_num_threads()  # the live run sets torch's (process-wide) count to 1
     # At a quarter of real time, so that most frames arrive after the first one has warmed
     # the graph up (those arriving meanwhile are dropped as stale).

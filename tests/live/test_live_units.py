@@ -359,8 +359,6 @@ def test_live_on_onnx_resizes_with_torchs_kernel_on_one_thread_from_the_first_fr
     """On ONNX Runtime on the CPU a live graph resizes with torch's kernel for the whole stream
     (never a switch mid-stream), imported at build and set to one thread at its first frame,
     after every stage's set-up; the result is the numpy kernel's, bit for bit."""
-    import sys
-
     import av
     import torch
 
