@@ -144,7 +144,11 @@ class NumpyOnnxRunner:
                     # and reports what fails there, on the stage that owns the error.
                     log.debug("onnx prefetch stopped", reason=str(exc))
 
-        thread = threading.Thread(target=run, name="onnx-prefetch")
+        # Not a daemon (it would inherit that from the worker thread that starts it): a process
+        # that ends while a session is still opening must wait for it; a daemon thread inside
+        # ONNX Runtime at interpreter exit aborts the process (a Predictor closed before its
+        # first frame exited with SIGABRT).
+        thread = threading.Thread(target=run, name="onnx-prefetch", daemon=False)
         thread.start()
         return thread
 

@@ -3,6 +3,8 @@ and with tracking the same identities), for single-instance and top-down models.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -99,3 +101,21 @@ def test_predictor_refuses_what_it_cannot_do(assets: Path) -> None:
         assert figures is not None and figures.frames == 1 and figures.p50_ms >= 500
     with pytest.raises(sleapflow.SleapflowError, match="closed"):
         p.predict(np.zeros((64, 64, 3), dtype=np.uint8))
+
+
+def test_a_predictor_closed_before_its_first_frame_lets_the_process_exit_cleanly(
+        assets: Path) -> None:
+    """With a warm export cache the sessions open in a background thread while the graph
+    starts; a process that ends before they are open must wait for them, not abort (it died
+    of SIGABRT: the thread inherited daemon from the worker that started it)."""
+    model = str(assets / "model_ckpts" / "minimal_instance_single_instance")
+    warm = (f"import numpy as np, sleapflow\n"
+            f"with sleapflow.Predictor([{model!r}], device='cpu', runtime='onnx') as p:\n"
+            f"    p.predict(np.zeros((320, 560, 3), np.uint8))\n")
+    closed_at_once = (f"import sleapflow\n"
+                      f"sleapflow.Predictor([{model!r}], device='cpu', runtime='onnx').close()\n")
+    for script in (warm, closed_at_once, closed_at_once):
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "terminate called" not in done.stderr
