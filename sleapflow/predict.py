@@ -299,7 +299,7 @@ class Predictor:
     """
 
     def __init__(self, model_paths: list[str] | tuple[str, ...] | str, **options: Any) -> None:
-        from sleapflow.session import open_graph
+        from sleapflow.session import NamedGraphSession, open_graph
 
         if _in_event_loop():
             raise EventLoopError("Predictor blocks on every frame, so it cannot run inside an event "
@@ -317,11 +317,16 @@ class Predictor:
                                   "frames, so it cannot answer each frame as it comes; leave it off")
         options.setdefault("batch_size", 1)
         options.setdefault("max_batch_delay_ms", 0.0)
+        # One frame in flight: a second forward worker would only idle (as in a live graph's
+        # latency mode), and with one the map stages run as one (see below).
+        options.setdefault("forward_workers", 1)
         self._tracked = bool(options.get("tracking", False))
         self._closed = False
         self._lock = threading.Lock()
         # Checked here, in the caller's thread: a bad option fails before any thread starts.
         session = open_graph(model_paths, **options)
+        assert isinstance(session, NamedGraphSession)
+        session.one_at_a_time = True  # one frame in flight: see predict()
         self._stack = ExitStack()
         try:
             self._portal = self._stack.enter_context(_loop_thread())

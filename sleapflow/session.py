@@ -52,7 +52,8 @@ from sleapflow.runtime import GraphRunner, GraphSpec, GraphStats, RunningGraph, 
 from sleapflow.runtime.graph import Role
 from sleapflow.runtime.latency import LatencyFigures, LatencyMeter
 
-__all__ = ("GraphSession", "PushSource", "ResultSink", "SpecFactory", "open_custom_graph", "open_graph")
+__all__ = ("GraphSession", "NamedGraphSession", "PushSource", "ResultSink", "SpecFactory",
+           "open_custom_graph", "open_graph")
 
 #: A pushed frame on its way to the source stage: (image, frame_idx, video_id, capture_time).
 _Pushed = tuple[np.ndarray, int, int, float | None]
@@ -312,12 +313,16 @@ def _plan_for(cfg: InferenceConfig, push: bool) -> Job:
     return job
 
 
-class _FileOrPushSession(GraphSession):
-    """A session over a named graph; prepares (reads configs, plans the input) off the loop."""
+class NamedGraphSession(GraphSession):
+    """A session over a named graph (what :func:`open_graph` returns); prepares (reads configs,
+    plans the input) off the loop."""
 
     def __init__(self, cfg: InferenceConfig, *, push: bool) -> None:
         super().__init__(push=push)
         self.cfg = cfg
+        #: Frames are pushed one at a time, each after the last one's result (a Predictor): the
+        #: graph's map stages run as one (see :func:`~sleapflow.graphs.build.build_graph`).
+        self.one_at_a_time = False
 
     async def __aenter__(self) -> GraphSession:
         job = await anyio.to_thread.run_sync(_plan_for, self.cfg, self._push_mode)
@@ -325,7 +330,9 @@ class _FileOrPushSession(GraphSession):
 
         def make_spec() -> tuple[SpecFactory, Any]:
             source = None if self._push_mode else make_source(job.run)
-            return (lambda src, sink: job_spec(job, source=src, sink=sink)), source
+            chained = True if self.one_at_a_time else None
+            return (lambda src, sink: job_spec(job, source=src, sink=sink,
+                                               chained=chained)), source
 
         self._make_spec = make_spec
         return await super().__aenter__()
@@ -355,7 +362,7 @@ def open_graph(model_paths: list[str] | tuple[str, ...] | str, *, source: str | 
                           "no file, so output options are not among them); see "
                           "sleapflow.options.declared.front_options('open_graph')")
     cfg = build_config(model_paths=model_paths, data_path=source, **options)
-    return _FileOrPushSession(cfg, push=source is None)
+    return NamedGraphSession(cfg, push=source is None)
 
 
 def open_custom_graph(build: SpecFactory, *, source: Any = None) -> GraphSession:

@@ -50,6 +50,7 @@ from sleapflow.outputs.publish import check_targets
 from sleapflow.outputs.slp_read import read_slp
 from sleapflow.runtime import GraphSpec, MapStage, chain
 from sleapflow.runtime.adapters import CollectSink
+from sleapflow.runtime.chaining import chain_maps
 from sleapflow.runtime.graph import edge_bounds
 from sleapflow.runtime.latency import LatencyMeter
 from sleapflow.stages.decode import DecodeSource
@@ -494,14 +495,17 @@ def make_source(run: PreparedRun, *, start: int = 0, start_seq: int = 0) -> Any:
 def build_graph(run: PreparedRun, *, source: Any = None, sink: Any = None,
                 raw: RawOptions | None = None, output_path: str | None = None,
                 on_frame: Callable[[int], None] | None = None,
-                tracker_inputs: Callable[[FramePrediction], None] | None = None) -> GraphSpec:
+                tracker_inputs: Callable[[FramePrediction], None] | None = None,
+                chained: bool | None = None) -> GraphSpec:
     """The complete graph of ``run``: its source, model stages, post stages and sink.
 
     ``source`` / ``sink`` replace the defaults (the input's source; the ``.slp`` writer to
     ``output_path``, or with ``raw`` a sink that keeps the raw-array dicts). ``raw`` builds the
     graph's raw-array variant, which ends at the raw dicts (no filter, no tracker).
     ``tracker_inputs`` is given every frame the tracker takes (the journal keeps them, so a
-    resumed run can rebuild the tracker's state).
+    resumed run can rebuild the tracker's state). ``chained``: runs of map stages run as one
+    (:func:`~sleapflow.runtime.chaining.chain_maps`), for graphs that take one frame at a
+    time; by default in latency mode only.
     """
     if raw is not None and not run.graph.has_raw:
         raise ConfigError(
@@ -521,6 +525,11 @@ def build_graph(run: PreparedRun, *, source: Any = None, sink: Any = None,
         wire_calibration(run.ctx.calibration, middle, CALIBRATION_FRAMES)
     if raw is None:
         middle = [*middle, *_post_stages(run, tracker_inputs)]
+    if run.ctx.latency_mode if chained is None else chained:
+        # A frame alone in its part of the graph gains nothing from stages that overlap: the
+        # hand-overs between its map stages are pure cost (about 0.4 ms each at the median;
+        # RESULTS.md, "Chained map stages"), so they run as one.
+        middle = chain_maps(middle)
     stages = [source, *middle, sink]
     if run.ctx.latency_mode:
         # Frames wait in the live source, which drops the oldest, not in queues: a batch is

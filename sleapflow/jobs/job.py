@@ -238,12 +238,14 @@ def _guards(job: Job) -> list[OutputGuard]:
 
 
 def job_spec(job: Job, *, source: Any = None, sink: Any = None,
-             on_frame: Callable[[int], None] | None = None) -> GraphSpec:
+             on_frame: Callable[[int], None] | None = None,
+             chained: bool | None = None) -> GraphSpec:
     """The job's complete graph; ``source``/``sink`` replace the input's source and the
-    ``.slp`` writer (a session's pushed frames and its results)."""
+    ``.slp`` writer (a session's pushed frames and its results); ``chained``: see
+    :func:`~sleapflow.graphs.build.build_graph`."""
     return build_graph(job.run, source=source, sink=sink, raw=job.raw,
                        output_path=job.output if "slp" in job.formats else None,
-                       on_frame=on_frame)
+                       on_frame=on_frame, chained=chained)
 
 
 async def run_job(job: Job, *, on_frame: Callable[[int], None] | None = None,

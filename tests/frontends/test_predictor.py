@@ -54,6 +54,9 @@ def test_predict_frame_by_frame_equals_track(case: str, assets: Path, tmp_path: 
     with sleapflow.Predictor(model_paths, device="cpu", tracking=True) as tracked, \
             sleapflow.Predictor(model_paths, device="cpu") as plain:
         assert tracked.node_names == tuple(written.skeleton.node_names)
+        # One frame in flight: the map stages run as one (runtime/chaining.py), the poses equal.
+        chained = [s.name for s in plain.statistics().stages if "+" in s.name]
+        assert chained and any("forward" in name for name in chained)
         seen_tracks: set[int] = set()
         for i, frame in enumerate(frames):
             got = tracked.predict(frame)

@@ -393,3 +393,24 @@ def test_live_on_onnx_resizes_with_torchs_kernel_on_one_thread_from_the_first_fr
     numpy_only = Preprocessor(live.plan, numpy=True, numpy_resize_budget=sys.maxsize)
     assert isinstance(got, np.ndarray) and got.shape == (1, 3, 160, 280)
     np.testing.assert_array_equal(got, numpy_only(batch).tensor)
+
+
+def test_a_live_graph_runs_its_map_stages_as_one_and_a_file_graph_does_not(
+        assets: Path, tmp_path: Path) -> None:
+    from sleapflow.graphs.build import build_graph, prepare
+    from sleapflow.options.boundary import build_config
+
+    def stage_names(data_path: str, models: list[str]) -> list[str]:
+        paths = [str(assets / "model_ckpts" / f"minimal_instance_{m}") for m in models]
+        run = prepare(build_config(data_path=data_path, model_paths=paths, device="cpu"))
+        return [s.name for s in build_graph(run, output_path=str(tmp_path / "out.slp")).stages]
+
+    stream = "udp://127.0.0.1:9"  # planned, never opened
+    assert stage_names(stream, ["single_instance"]) == [
+        "live", "batch", "preprocess+forward+peaks", "result", "write"]
+    assert stage_names(stream, ["centroid", "centered_instance"]) == [
+        "live", "batch", "preprocess+centroid_forward+crop", "crop_batch",
+        "crop_preprocess+instance_forward+instance_peaks", "result", "write"]
+    clip = str(assets / "datasets" / "small_robot.mp4")
+    assert stage_names(clip, ["single_instance"]) == [
+        "decode", "batch", "preprocess", "forward", "forward_reorder", "peaks", "write"]

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import msgspec
 import numpy as np
 import pytest
 
@@ -21,6 +22,7 @@ from sleapflow.graphs.build import build_graph, prepare
 from sleapflow.messages import Frame, FramePrediction
 from sleapflow.options.boundary import build_config
 from sleapflow.runtime import GraphSpec, KeyedStage, MapStage, chain, run_graph
+from sleapflow.runtime.chaining import ChainedMaps
 from sleapflow.runtime.latency import LatencyMeter
 from sleapflow.session import PushSource, ResultSink
 from sleapflow.stages.live import LiveSource, ResultTap
@@ -244,10 +246,18 @@ def _keyed() -> KeyedStage[list]:
     return KeyedStage("keyed", list, hold, flush=list, flatten=True)
 
 
+def _chained() -> ChainedMaps:
+    """Two map nodes as one (latency mode folds a live graph's runs of map nodes)."""
+    def tag(frame: Frame) -> Frame:
+        return msgspec.structs.replace(frame, frame_idx=frame.frame_idx + 10)
+    return ChainedMaps([MapStage("tag", tag), MapStage("again", tag)])
+
+
 #: Stages no graph case builds, made directly: (factory, sample items, a bad item or None).
 OTHERS: dict[str, tuple[Callable[[], Any], Callable[[], list[Any]], Any]] = {
     "PushSource": (_push_source, list, None),
     "ResultSink": (_result_sink, lambda: _frames(3), None),
+    "ChainedMaps": (_chained, lambda: _frames(3), object()),
     "KeyedStage": (_keyed, lambda: [*_frames(3), Frame(seq=3, video_id=1, frame_idx=0, image=None)],
                    object()),
     "ListSource": (lambda: ListSource(_frames(3)), list, None),
