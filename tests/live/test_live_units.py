@@ -395,6 +395,78 @@ def test_live_on_onnx_resizes_with_torchs_kernel_on_one_thread_from_the_first_fr
     np.testing.assert_array_equal(got, numpy_only(batch).tensor)
 
 
+def _stream_frame(index: int, arrived: float) -> Any:
+    from sleapflow.inputs.live import LiveFrame
+
+    return LiveFrame(index=index, image=None, pts=None, capture_time=arrived, arrival_time=arrived)
+
+
+def test_a_waiting_frame_older_than_half_an_interval_is_passed_over_and_the_interval_is_learnt(
+        ) -> None:
+    import threading
+
+    from sleapflow.stages.live import LiveSource, passes_over
+
+    assert not passes_over(0.016, 1 / 30) and passes_over(0.017, 1 / 30)
+    source = LiveSource("udp://127.0.0.1:9", live=True, capacity=1, meter=LatencyMeter())
+    never = threading.Event()
+    # A 40 ms stream whose arrivals jitter: the median gap is its interval, once 4 gaps are in.
+    for i, arrived in enumerate((0.0, 0.040, 0.082, 0.119, 0.159)):
+        assert source.buffer.interval() is None
+        source.buffer.put(_stream_frame(i, arrived), never)
+    assert source.buffer.interval() == pytest.approx(0.040, abs=1e-9)
+    assert source.buffer.newest() is not None and source.buffer.newest().index == 4
+    assert source.buffer.dropped == 4  # latency mode on the CPU: only the newest waits
+
+
+@pytest.mark.anyio
+async def test_the_source_waits_for_the_next_frame_instead_of_sending_a_stale_one() -> None:
+    import threading
+    import time
+
+    from sleapflow.stages.live import LiveSource
+
+    meter = LatencyMeter()
+    source = LiveSource("udp://127.0.0.1:9", live=True, capacity=1, meter=meter)
+    source._token = anyio.lowlevel.current_token()
+    never = threading.Event()
+    interval = 0.040
+    now = time.time()
+    # The waiting frame arrived 30 ms ago: the next is due in 10 ms, sooner than it has waited.
+    for i in range(6):
+        source.buffer.put(_stream_frame(i, now - 0.030 - (5 - i) * interval), never)
+    stale = source.buffer.newest()
+    waited = anyio.Event()
+
+    async def fresher() -> None:
+        await source._fresher()
+        waited.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(fresher)
+        await anyio.wait_all_tasks_blocked()
+        assert not waited.is_set()  # it waits for the next frame rather than send this one
+
+        def arrive() -> None:
+            source.buffer.put(_stream_frame(6, time.time()), never)
+            source._notify()
+
+        await anyio.to_thread.run_sync(arrive)
+        await waited.wait()
+    sent = await source._next()
+    assert sent is not None and sent.index == 6 and stale is not None and stale.index == 5
+    assert meter.dropped == 6  # the five pushed out before, and the one passed over
+
+    # A young frame goes at once; so does an old one whose successor is overdue (a stream that
+    # stalls or ended: nothing fresher is coming soon).
+    for arrived, index in ((time.time() - 0.010, 7), (time.time() - 0.070, 8)):
+        source.buffer.put(_stream_frame(index, arrived), never)
+        with anyio.fail_after(1):
+            await source._fresher()
+        taken = await source._next()
+        assert taken is not None and taken.index == index
+
+
 def test_a_live_graph_runs_its_map_stages_as_one_and_a_file_graph_does_not(
         assets: Path, tmp_path: Path) -> None:
     from sleapflow.graphs.build import build_graph, prepare
