@@ -5,7 +5,8 @@
 
 For each graph: the clip (``small_robot.mp4`` for single-instance, ``centered_pair_small.mp4``
 for top-down, from ../shared/assets, re-encoded as low-delay MPEG-TS; not committed) is streamed
-over ``udp://127.0.0.1`` at its frame rate, looping for ``--seconds``, into ``sleapflow track
+over ``udp://127.0.0.1`` at its frame rate by a sender process of its own (a camera is not in
+the reader's interpreter), looping for ``--seconds``, into ``sleapflow track
 -i udp://... --publish -``; each frame's latency (result time minus capture time, from its
 published message) is collected, the first ``--warmup`` frames left out (model warm-up, the
 stream's probe; the graph's own warm-up frame and the stale frames it drops are never timed),
@@ -13,7 +14,8 @@ and the last frame or two that a finished stream's demuxer holds to its end are 
 Beside it, ``sleapflow bench GRAPH --batch_size 1 --forward_workers 1`` on the same clip and
 models gives the batch-1 forward-only time of the graph's runtime, one frame at a time as the
 live graph runs it. Prints p50/p95/p99, frames dropped,
-and the issue's target (p99 <= 1.5 x forward + 5 ms); then, per run, where the time went: the
+the issue's target (p99 <= 1.5 x forward + 5 ms), the poses a second and the mean age of the
+newest pose a consumer holds (latency and rate in one figure); then, per run, where the time went: the
 first second of results, the sender's lateness (each packet's real send time against its due
 time), the graph's own time and ``track --stats``' latency segments (p50/p99 per seam, and
 what the p99 frames are made of). ``--tiny`` is a seconds-long check that the script runs.
@@ -28,7 +30,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -131,23 +132,22 @@ def _live_run(graph: str, clip: Path, loops: int, warmup: int,
                *(a for m in _models(graph) for a in ("-m", m)), "-o", str(Path(tmp) / "live.slp"),
                "--publish", "-", "--stream_timeout", "2", "--stats", *extra]
         messages: list[dict[str, Any]] = []
-        sent_log: list[tuple[float, float, float]] = []
         report_path = Path(tmp) / "report.txt"
         with report_path.open("w") as report, \
                 subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=report, env=_env()) as proc:
             assert proc.stdout is not None
 
-            def send() -> None:
-                wait_udp_bound(port, timeout=120)
-                stream_packets(clip, f"udp://127.0.0.1:{port}?pkt_size=1316", loops=loops,
-                               log=sent_log)
-
-            sender = threading.Thread(target=send, daemon=True)
-            sender.start()
+            # The camera is a process of its own: in this one its sleeps would wake behind
+            # the reading of the results (one interpreter lock), and its lateness would count
+            # as latency.
+            sent_path = Path(tmp) / "sent.json"
+            sender = subprocess.Popen([sys.executable, __file__, "--send", str(clip), str(port),
+                                       str(loops), str(sent_path)], env=_env())
             for line in proc.stdout:
                 messages.append(json.loads(line))
             proc.wait()
-            sender.join()
+            sender.wait()
+            sent_log = [tuple(row) for row in json.loads(sent_path.read_text())]
         report_text = report_path.read_text()
     poses = [m for m in messages if m["type"] == "poses"]
     end = messages[-1] if messages and messages[-1]["type"] == "end" else {"dropped": None}
@@ -161,10 +161,28 @@ def _live_run(graph: str, clip: Path, loops: int, warmup: int,
     # The first second of results apart from the rest: a slow start shows here.
     t0 = poses[0]["result_time"] if poses else 0.0
     first = [m["latency_ms"] for m in poses if m["result_time"] - t0 < 1.0]
+    rate, age = _freshness([m for m in poses if m["seq"] >= warmup])
     return {"frames": len(poses), "timed": len(kept), "dropped": end["dropped"],
             "stale": end.get("stale"), "held": len(held), "latencies": kept,
+            "rate": rate, "age": age,
             "first_second": first,
             "segments": _segment_rows(report_text), **_attribute(poses, sent_log, warmup)}
+
+
+def _freshness(poses: list[dict[str, Any]]) -> tuple[float, float]:
+    """Poses a second, and the mean age (ms) of the newest pose a consumer holds: at each
+    moment, now minus the capture time of the last result out, averaged over the run. It
+    weighs latency and rate together (a dropped frame leaves the last pose to age longer)."""
+    timed = sorted((m["result_time"], m["capture_time"]) for m in poses
+                   if m.get("result_time") is not None and m.get("capture_time") is not None)
+    if len(timed) < 2:
+        return float("nan"), float("nan")
+    results = np.asarray([r for r, _ in timed])
+    captures = np.asarray([c for _, c in timed])
+    gaps = np.diff(results)
+    span = results[-1] - results[0]
+    area = float(np.sum(gaps * (results[:-1] - captures[:-1]) + gaps * gaps / 2.0))
+    return (len(timed) - 1) / span, 1000.0 * area / span
 
 
 def _pct(values: list[float]) -> str:
@@ -174,7 +192,19 @@ def _pct(values: list[float]) -> str:
     return f"p50 {p50:.1f}, p99 {p99:.1f}, max {top:.1f} ms ({len(values)} frames)"
 
 
+def _send(clip: str, port: str, loops: str, log_path: str) -> int:
+    """The sender process: stream ``clip`` to the UDP ``port`` in real time, then write each
+    packet's (pts, due, sent) times to ``log_path``."""
+    log: list[tuple[float, float, float]] = []
+    wait_udp_bound(int(port), timeout=120)
+    stream_packets(Path(clip), f"udp://127.0.0.1:{port}?pkt_size=1316", loops=int(loops), log=log)
+    Path(log_path).write_text(json.dumps(log))
+    return 0
+
+
 def main() -> int:
+    if sys.argv[1:2] == ["--send"]:
+        return _send(*sys.argv[2:6])
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--graph", nargs="+", default=list(GRAPHS), choices=list(GRAPHS))
     parser.add_argument("--seconds", type=float, default=20.0, help="Stream length per run.")
@@ -210,14 +240,18 @@ def main() -> int:
             target = 1.5 * forward + 5.0
             rows.append((graph, runtime, forward, p50, p95, p99, target,
                          statistics.median(r["dropped"] or 0 for r in runs),
-                         sum(r["frames"] for r in runs), int(lat.size)))
+                         sum(r["frames"] for r in runs), int(lat.size),
+                         statistics.mean(r["rate"] for r in runs),
+                         statistics.mean(r["age"] for r in runs)))
             details.append((graph, runs))
     print(f"{'graph':<16}{'runtime':<9}{'fwd b1 ms':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
-          f"{'target':>9}{'dropped':>9}{'frames':>8}{'timed':>7}")
-    for g, rt, fwd, p50, p95, p99, target, dropped, frames, timed in rows:
+          f"{'target':>9}{'dropped':>9}{'frames':>8}{'timed':>7}{'poses/s':>9}{'age ms':>8}")
+    for g, rt, fwd, p50, p95, p99, target, dropped, frames, timed, rate, age in rows:
         mark = "ok" if p99 <= target else "over"
         print(f"{g:<16}{rt:<9}{fwd:>10.1f}{p50:>9.1f}{p95:>9.1f}{p99:>9.1f}{target:>9.1f}"
-              f"{dropped:>9}{frames:>8}{timed:>7}  {mark}")
+              f"{dropped:>9}{frames:>8}{timed:>7}{rate:>9.1f}{age:>8.1f}  {mark}")
+    print("age ms: the mean age of the newest pose a consumer holds (now minus its capture time, "
+          "over the run)")
     print(f"load average {os.getloadavg()[0]:.1f}; stream 30 fps over udp loopback, MPEG-TS; "
           f"live batch size {args.batch_size or 'track default'}")
     for graph, runs in details:
