@@ -1,7 +1,7 @@
 """Capture-to-pose latency of a live stream: a 30 fps clip sent over UDP loopback in real time.
 
     python benchmarks/bench_live.py [--graph single_instance topdown] [--seconds 20] [--runs 1]
-                                    [--batch_size N]
+                                    [--batch_size N] [--centroid_every K]
 
 For each graph: the clip (``small_robot.mp4`` for single-instance, ``centered_pair_small.mp4``
 for top-down, from ../shared/assets, re-encoded as low-delay MPEG-TS; not committed) is streamed
@@ -216,12 +216,16 @@ def main() -> int:
     parser.add_argument("--batch_size", type=int, default=None,
                         help="--batch_size for the live run (default: track's); the forward "
                              "time is batch 1 either way.")
+    parser.add_argument("--centroid_every", type=int, default=None,
+                        help="--centroid_every for the live top-down run (the forward time "
+                             "stays that of every frame's full pass).")
     parser.add_argument("--tiny", action="store_true", help="A few seconds: checks the script.")
     args = parser.parse_args()
     if args.tiny:
         args.seconds, args.warmup, args.runs = 2.0, 5, 1
     extra = ["--runtime", args.runtime] if args.runtime else []
     live_extra = extra + (["--batch_size", str(args.batch_size)] if args.batch_size else [])
+    every = ["--centroid_every", str(args.centroid_every)] if args.centroid_every else []
     rows = []
     details: list[tuple[str, list[dict[str, Any]]]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -232,7 +236,8 @@ def main() -> int:
                                  crop=WHOLE)
             loops = max(1, round(args.seconds * 30 / n))
             forward, runtime = _forward_ms(graph, clip, 40 if args.tiny else n, extra)
-            runs = [_live_run(graph, clip, loops, args.warmup, live_extra)
+            runs = [_live_run(graph, clip, loops, args.warmup,
+                              live_extra + (every if graph == "topdown" else []))
                     for _ in range(args.runs)]
             lat = np.asarray([v for r in runs for v in r["latencies"]], dtype=np.float64)
             p50, p95, p99 = (float(v) for v in np.percentile(lat, (50, 95, 99))) if lat.size \

@@ -193,9 +193,9 @@ def passes_over(age: float, interval: float) -> bool:
     It matters when the graph is slower than the stream. Sending the newest waiting frame
     whatever its age adds that age, up to a whole interval, to its latency; waiting for the
     next frame costs at most half an interval of idle graph, a few frames a second, and gives
-    a fresher pose sooner on the whole: in a simulation of a 57 ms graph on a 30 fps stream,
-    p99 latency 98 -> 79 ms and the mean age of the newest pose 104 -> 93 ms, at 15.5
-    instead of 17.5 frames/s (benchmarks/RESULTS.md has the measured figures)."""
+    a fresher pose sooner on the whole: for a 57 ms graph on a 30 fps stream, p99 latency
+    98 -> 80 ms and the mean age of the newest pose 104 -> 93 ms, at 15.5 instead of 17.5
+    poses/s (``benchmarks/freshness_sim.py``; measured figures in benchmarks/RESULTS.md)."""
     return age > interval / 2
 
 
