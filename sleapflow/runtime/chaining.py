@@ -39,8 +39,7 @@ class ChainedMaps(MapStage):
     (about 0.4 ms at the median on two busy cores, more in the tail): a frame that is alone in
     the graph pays it at every stage. The members' set-up steps run in order, each under its
     own limiter; an item holds every member's limiter while it runs (taken in one fixed order,
-    so two chains never wait on each other). ``members`` keeps the nodes, for whoever needs to
-    find one (the forward node) in a chained graph."""
+    so two chains never wait on each other). ``members`` are the nodes folded in."""
 
     def __init__(self, members: Sequence[MapStage]) -> None:
         if len(members) < 2:
@@ -66,7 +65,7 @@ class ChainedMaps(MapStage):
 
 
 def _chainable(stage: Any) -> bool:
-    return (type(stage) is MapStage and stage.offload and stage.workers == 1)
+    return type(stage) is MapStage and stage.offload and stage.workers == 1
 
 
 def chain_maps(stages: Sequence[Any]) -> list[Any]:

@@ -207,10 +207,10 @@ class LiveSource:
     worth): when the graph falls behind the oldest of them are dropped and counted in
     ``meter``, so what the next batch gets is the newest, and a newest frame that has already
     waited more than half a frame interval is passed over for the next (:func:`passes_over`).
-    Without it (``live=False``) every
-    frame is kept and the reader waits for room. The run ends at the end of the stream, after
-    ``idle_timeout_s`` without a frame, after ``duration`` seconds, or at :meth:`stop`
-    (Ctrl-C): the graph then drains, so everything already taken is predicted and written.
+    Without it (``live=False``) every frame is kept and the reader waits for room. The run
+    ends at the end of the stream, after ``idle_timeout_s`` without a frame, after
+    ``duration`` seconds, or at :meth:`stop` (Ctrl-C): the graph then drains, so everything
+    already taken is predicted and written.
     ``video``'s metadata learns the stream's shape and frame rate as the first frame arrives.
 
     Latency mode warms the graph up on the stream's first frame: it goes through alone (the
