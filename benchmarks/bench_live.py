@@ -1,7 +1,7 @@
 """Capture-to-pose latency of a live stream: a 30 fps clip sent over UDP loopback in real time.
 
     python benchmarks/bench_live.py [--graph single_instance topdown] [--seconds 20] [--runs 1]
-                                    [--batch_size N] [--centroid_every K]
+                                    [--batch_size N] [--centroid_every K] [--torch_threads N]
 
 For each graph: the clip (``small_robot.mp4`` for single-instance, ``centered_pair_small.mp4``
 for top-down, from ../shared/assets, re-encoded as low-delay MPEG-TS; not committed) is streamed
@@ -216,6 +216,9 @@ def main() -> int:
     parser.add_argument("--batch_size", type=int, default=None,
                         help="--batch_size for the live run (default: track's); the forward "
                              "time is batch 1 either way.")
+    parser.add_argument("--torch_threads", type=int, default=None,
+                        help="--torch_threads for track and bench alike (the forward time, "
+                             "and so the target, on the same threads).")
     parser.add_argument("--centroid_every", type=int, default=None,
                         help="--centroid_every for the live top-down run (the forward time "
                              "stays that of every frame's full pass).")
@@ -224,6 +227,8 @@ def main() -> int:
     if args.tiny:
         args.seconds, args.warmup, args.runs = 2.0, 5, 1
     extra = ["--runtime", args.runtime] if args.runtime else []
+    if args.torch_threads:
+        extra += ["--torch_threads", str(args.torch_threads)]
     live_extra = extra + (["--batch_size", str(args.batch_size)] if args.batch_size else [])
     every = ["--centroid_every", str(args.centroid_every)] if args.centroid_every else []
     rows = []
