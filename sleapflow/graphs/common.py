@@ -269,15 +269,12 @@ def host_arrays(ctx: BuildContext, ref: ModelRef) -> bool:
 def preprocess_stage(ctx: BuildContext, plan: PreprocessPlan, *, keep_raw: bool = False,
                      name: str = "preprocess", numpy: bool = False) -> MapStage:
     budget, threads = None, None
-    # As the preprocessor reads them: a size of 0 or None means no size match.
-    resizes = plan.scale != 1.0 or bool(plan.max_height or plan.max_width) or plan.ensure_grayscale
-    if ctx.latency_mode and numpy and resizes:
+    if ctx.latency_mode and numpy and plan.may_use_torch:
         # Live on ONNX Runtime on the CPU: one resize kernel for the whole stream, imported
         # now, before the stream opens (importing torch mid-stream stalls a frame for 1.3-2 s).
         # torch's, on one thread: 3-4x faster than the numpy copy, and without a thread pool
         # spinning beside the forward pass (single instance at 30 fps on two cores, p99: one
         # thread 13.1-14.7 ms, numpy 15.0-17.3, two threads 20.5-21.1; benchmarks/RESULTS.md).
-        # A plan that never resizes (nor converts to grayscale) never needs torch.
         import torch  # noqa: F401
 
         budget, threads = 0, 1

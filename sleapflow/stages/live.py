@@ -337,8 +337,9 @@ class LiveSource:
 
     async def _fresher(self) -> None:
         """Latency mode, before a frame is taken: if the newest waiting frame has waited too
-        long (:func:`passes_over`), wait for the next one, which pushes it out of the buffer and
-        is counted as dropped; if the stream stalls or ends, it is sent after all."""
+        long (:func:`passes_over`), wait for the next one; if the stream stalls or ends, it is
+        sent after all. On the CPU (one waiting frame) the next one pushes it out of the buffer,
+        counted as dropped; on an accelerator it goes in the next batch beside that one."""
         interval = self.buffer.interval()
         newest = self.buffer.newest()
         if (interval is None or newest is None

@@ -34,6 +34,14 @@ class PreprocessPlan(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     scale: float = 1.0
     max_stride: int = 1
 
+    @property
+    def may_use_torch(self) -> bool:
+        """Whether some frame may go through torch's kernels on the numpy path: a resize (an
+        input scale, or a size match: a size of 0 or None is none) or a grayscale conversion.
+        A plan without either never needs torch there."""
+        return (self.scale != 1.0 or bool(self.max_height or self.max_width)
+                or self.ensure_grayscale)
+
 
 def fitted_size(plan: PreprocessPlan, height: int, width: int) -> tuple[int, int]:
     """The size a ``height`` x ``width`` frame is resized to before the size match pads it to

@@ -42,8 +42,17 @@ def test_runs_of_one_worker_offloaded_maps_fold_and_a_flattening_map_ends_a_run(
     assert chain_maps([source, single, sink]) == [source, single, sink]  # nothing to fold
 
 
-async def test_each_item_goes_through_every_member_in_one_thread_call() -> None:
+async def test_each_item_goes_through_every_member_in_one_thread_call(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     threads: dict[int, set[int]] = {}
+    dispatched: list[str] = []
+    run_sync = anyio.to_thread.run_sync
+
+    async def counted(fn, *args, **kwargs):
+        dispatched.append("setup" if not args else "item")
+        return await run_sync(fn, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
 
     def step(k: int):
         def fn(x: int) -> int:
@@ -62,7 +71,9 @@ async def test_each_item_goes_through_every_member_in_one_thread_call() -> None:
     await run_graph(spec)
     assert sink.items == [x + 6 for x in range(0, 1000, 100)]
     assert order == ["m1", "m2", "m3"]  # every member's set-up, in order, before the first item
-    assert all(len(ids) == 1 for ids in threads.values())  # one thread call per item
+    # One worker-thread call per item (three, unchained), on one thread; one per set-up.
+    assert dispatched.count("item") == 10 and dispatched.count("setup") == 3
+    assert all(len(ids) == 1 for ids in threads.values())
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
